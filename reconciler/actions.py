@@ -1,0 +1,89 @@
+"""The vocabulary of a reconcile pass: the Plan and the actions in it.
+
+Produced by ``plan`` and ``workloads`` (pure), carried out by ``act``. Plain dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .models import Kind
+from .records import TaskRecord
+
+STOP_GRACE_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    image: str
+    command: list[str] | None
+    env: dict[str, str]
+    labels: dict[str, str]
+    working_dir: str | None = None
+    user: str | None = None
+    mounts: tuple[tuple[str, str, bool], ...] = ()  # (source, target, read_only)
+    nano_cpus: int | None = None
+    mem_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class Start:
+    """Make sure the task's container exists on ``node`` and is running."""
+
+    task_id: str
+    node: str
+    spec: ContainerSpec
+
+
+@dataclass(frozen=True)
+class Collect:
+    """The container finished: record exit code and output, then remove it."""
+
+    task_id: str
+    node: str
+    container_id: str
+
+
+@dataclass(frozen=True)
+class Remove:
+    """Stop (SIGTERM, then kill after ``grace``) and remove a container."""
+
+    node: str
+    container_id: str
+    task_id: str | None
+    reason: str
+    grace: float = STOP_GRACE_SECONDS
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    name: str
+    reason: str
+    message: str
+    type: str = "Normal"
+    task_id: str | None = None
+
+
+@dataclass
+class Plan:
+    new_tasks: list[TaskRecord] = field(default_factory=list)
+    task_updates: dict[str, dict] = field(default_factory=dict)
+    statuses: list[tuple[Kind, str, dict]] = field(default_factory=list)
+    purges: list[tuple[Kind, str]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    starts: list[Start] = field(default_factory=list)
+    collects: list[Collect] = field(default_factory=list)
+    removals: list[Remove] = field(default_factory=list)
+    next_wake: float | None = None
+
+    def update(self, task_id: str, **changes) -> None:
+        self.task_updates.setdefault(task_id, {}).update(changes)
+
+    def wake_at(self, when: float) -> None:
+        self.next_wake = when if self.next_wake is None else min(self.next_wake, when)
+
+    @property
+    def docker_actions(self) -> int:
+        return len(self.starts) + len(self.collects) + len(self.removals)

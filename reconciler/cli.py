@@ -1,0 +1,378 @@
+"""``brokerctl``: the command line. Each command computes data and hands it to ``render``.
+
+Entry point ``main`` (console script). Heavy modules (pydantic models, the store, the Docker
+SDK) are imported inside commands so that ``brokerctl --help`` stays fast. Every
+``BrokerError`` is caught once, in ``main``: one red line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import BrokerError, UsageError
+
+app = typer.Typer(
+    name="brokerctl",
+    help="Declarative container broker for plain Docker hosts: apply Nodes, Jobs and Services; "
+    "a controller keeps the hosts in line.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+OUTPUT_FORMATS = ("table", "wide", "json", "yaml")
+_db_option: Optional[Path] = None
+
+
+@app.callback()
+def _options(
+    db: Optional[Path] = typer.Option(None, "--db", help="Store path (default: $BROKER_DB, else the per-user state file).",
+                                      envvar=None),
+) -> None:
+    global _db_option
+    _db_option = db
+
+
+def _store():
+    from .store import Store, default_db_path
+
+    return Store(_db_option or default_db_path())
+
+
+def _kind(text: str):
+    from .models import Kind
+
+    try:
+        return Kind.parse(text)
+    except ValueError:
+        raise UsageError(f"unknown kind {text!r}; use node, job or service") from None
+
+
+def _ref(text: str):
+    """``job/hello`` -> (Kind.JOB, "hello")."""
+    kind, sep, name = text.partition("/")
+    if not sep or not name:
+        raise UsageError(f"{text!r} is not KIND/NAME, e.g. job/hello")
+    return _kind(kind), name
+
+
+def _labels(selector: list[str]) -> dict[str, str]:
+    out = {}
+    for item in selector:
+        for part in filter(None, item.split(",")):
+            key, sep, value = part.partition("=")
+            if not sep or not key:
+                raise UsageError(f"label selector {part!r} is not key=value")
+            out[key.strip()] = value.strip()
+    return out
+
+
+@app.command()
+def apply(
+    files: list[str] = typer.Option(..., "-f", "--filename", help="File, directory (its *.yaml|*.yml|*.json) or - for stdin. Repeatable."),
+) -> None:
+    """Create or update resources from manifests (all documents or none)."""
+    from . import manifests
+
+    loaded = manifests.load_paths(files, stdin=sys.stdin)
+    store = _store()
+    results = store.apply([item.resource for item in loaded])
+    for ref, outcome in results:
+        typer.echo(f"{ref} {outcome}")
+    _warn_unplaceable(store, loaded)
+
+
+def _warn_unplaceable(store, loaded) -> None:
+    """A Job or Service whose execution type no node declares would wait forever: say so now."""
+    from .models import Kind
+
+    nodes = store.resources(Kind.NODE)
+    declared = set()
+    for n in nodes:
+        declared |= set(n.model.spec.slots or {"default": 1})
+    for item in loaded:
+        res = item.resource
+        etype = getattr(res.spec, "executionType", None)
+        if etype and nodes and etype not in declared:
+            typer.secho(
+                f"warning: {res.kind} '{res.metadata.name}': executionType '{etype}' — no node declares slots "
+                "for it; its tasks stay Pending until a Node adds such slots (or change the type)",
+                fg="yellow", err=True,
+            )
+
+
+@app.command()
+def get(
+    kind: str = typer.Argument(..., help="nodes, jobs, services or tasks"),
+    name: Optional[str] = typer.Argument(None),
+    output: str = typer.Option("table", "-o", "--output", help="table, wide, json or yaml"),
+    selector: list[str] = typer.Option([], "-l", "--selector", help="Label filter key=value (repeatable)."),
+) -> None:
+    """List resources or tasks."""
+    from . import render
+
+    if output not in OUTPUT_FORMATS:
+        raise UsageError(f"unknown output format {output!r}; use one of {', '.join(OUTPUT_FORMATS)}")
+    store, want = _store(), _labels(selector)
+    now = time.time()
+    if kind.strip().lower() in ("task", "tasks"):
+        tasks = [store.task(name)] if name else store.tasks()
+        tasks = [t for t in tasks if want.items() <= t.labels.items()]
+        if output in ("json", "yaml"):
+            typer.echo(render.dump([render.task_object(t) for t in tasks], output), nl=False)
+        else:
+            render.print_table(*render.task_rows(tasks, output == "wide", now))
+        return
+    k = _kind(kind)
+    items = [store.resource(k, name)] if name else store.resources(k)
+    items = [r for r in items if want.items() <= r.labels.items()]
+    tasks = store.tasks(active_only=True) if k.value == "Node" else []
+    exec_types = {r.ref: r.spec.get("executionType", "default") for r in store.resources() if r.kind.value != "Node"}
+    objects = [render.resource_object(r, render.node_used(r.name, tasks, exec_types)) for r in items]
+    if output in ("json", "yaml"):
+        typer.echo(render.dump(objects, output), nl=False)
+        return
+    cols, rows = _resource_rows(k.value, objects, output == "wide", now)
+    render.print_table(cols, rows)
+
+
+def _resource_rows(kind: str, objects: list[dict], wide: bool, now: float):
+    from .render import age
+
+    rows = []
+    for o in objects:
+        st, spec, meta = o["status"], o["spec"], o["metadata"]
+        created = _epoch(meta["createdAt"])
+        if kind == "Node":
+            slots = ", ".join(f"{k} {st['slotsUsed'].get(k, 0)}/{v}" for k, v in (st.get("slots") or {}).items())
+            cond = st.get("condition", "Unknown") + (",SchedulingDisabled" if spec.get("unschedulable") else "")
+            row = [meta["name"], cond, slots or "-", st.get("dockerVersion"), age(created, now)]
+            rows.append(row + ([spec["address"], st.get("message")] if wide else []))
+        elif kind == "Job":
+            row = [meta["name"], "Terminating" if st.get("terminating") else st.get("phase", "Pending"),
+                   f"{st.get('succeeded', 0)}/{spec['completions']}", st.get("active", 0), st.get("failed", 0),
+                   age(created, now)]
+            rows.append(row + ([spec["template"]["image"], st.get("message")] if wide else []))
+        else:
+            row = [meta["name"], f"{st.get('running', 0)}/{spec['replicas']}", age(created, now)]
+            rows.append(row + ([spec["template"]["image"]] if wide else []))
+    cols = {
+        "Node": ["NAME", "STATUS", "SLOTS (USED/TOTAL)", "DOCKER", "AGE"] + (["ADDRESS", "MESSAGE"] if wide else []),
+        "Job": ["NAME", "PHASE", "COMPLETIONS", "ACTIVE", "FAILED", "AGE"] + (["IMAGE", "MESSAGE"] if wide else []),
+        "Service": ["NAME", "RUNNING", "AGE"] + (["IMAGE"] if wide else []),
+    }[kind]
+    return cols, rows
+
+
+def _epoch(iso_text: str | None) -> float | None:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso_text.replace("Z", "+00:00")).timestamp() if iso_text else None
+
+
+@app.command()
+def describe(kind: str = typer.Argument(...), name: str = typer.Argument(...)) -> None:
+    """Spec, status, tasks, recent events and why tasks are Pending."""
+    import yaml
+
+    from . import render
+
+    store, k = _store(), _kind(kind)
+    r = store.resource(k, name)
+    obj = render.resource_object(r)
+    typer.echo(f"{r.kind.value}: {r.name}")
+    typer.echo(yaml.safe_dump({"metadata": obj["metadata"], "spec": obj["spec"], "status": obj["status"]},
+                              sort_keys=False).rstrip())
+    if k.value == "Node":
+        tasks = [t for t in store.tasks(active_only=True) if t.node == name]
+    else:
+        tasks = store.tasks(owner=(k, name))
+    if tasks:
+        typer.echo("tasks:")
+        render.print_table(*render.task_rows(tasks, True, time.time()))
+    pending = [t for t in tasks if t.phase.value == "Pending" and t.message]
+    for t in pending:
+        typer.echo(f"pending: {t.id}: {t.reason}: {t.message}")
+    events = store.events(k.value, name, limit=20)
+    if events:
+        typer.echo("events:")
+        render.print_table(["AGE", "TYPE", "REASON", "MESSAGE"],
+                           [[render.age(e["ts"]), e["type"], e["reason"], e["message"]] for e in events])
+
+
+@app.command()
+def delete(
+    kind: Optional[str] = typer.Argument(None),
+    name: Optional[str] = typer.Argument(None),
+    files: list[str] = typer.Option([], "-f", "--filename", help="Delete the resources these manifests define."),
+) -> None:
+    """Delete resources; the controller stops and removes their containers."""
+    store = _store()
+    targets = []
+    if files:
+        from . import manifests
+
+        targets = [(_kind(i.resource.kind), i.resource.metadata.name) for i in manifests.load_paths(files, stdin=sys.stdin)]
+    elif kind and name:
+        targets = [(_kind(kind), name)]
+    else:
+        raise UsageError("name what to delete: `brokerctl delete job NAME` or `brokerctl delete -f FILE`")
+    for k, n in targets:
+        outcome = store.mark_deleted(k, n)
+        typer.echo(f"{k.value.lower()}/{n} {outcome}")
+
+
+@app.command()
+def logs(
+    target: str = typer.Argument(..., help="A task id, or KIND/NAME for all of its tasks."),
+    follow: bool = typer.Option(False, "-f", "--follow", help="Keep streaming a running task's output."),
+) -> None:
+    """Print task output (kept in the store after the container is gone)."""
+    store = _store()
+    if "/" in target:
+        k, n = _ref(target)
+        store.resource(k, n)
+        tasks, prefix = store.tasks(owner=(k, n)), True
+    else:
+        tasks, prefix = [store.task(target)], False
+    for t in tasks:
+        _print_task_output(store, t, follow, prefix)
+
+
+def _print_task_output(store, t, follow: bool, prefix: bool) -> None:
+    out = sys.stdout.buffer
+    tag = f"[{t.id}] ".encode() if prefix else b""
+
+    def emit(chunk: bytes) -> None:
+        if not prefix:
+            out.write(chunk)
+        else:
+            for line in chunk.splitlines(keepends=True):
+                out.write(tag + line)
+        out.flush()
+
+    saved = store.output(t.id)
+    if saved is not None:
+        emit(saved[0])
+        return
+    if t.phase.value == "Running" and t.container_id and t.node:
+        from .dockerhost import Host
+        from .models import Kind
+
+        spec = store.resource(Kind.NODE, t.node).model.spec
+        host = Host(t.node, spec.address, spec.tls.model_dump() if spec.tls else None)
+        for chunk in host.logs(t.container_id, follow=follow):
+            emit(chunk)
+
+
+@app.command("wait")
+def wait_cmd(
+    target: str = typer.Argument(..., help="KIND/NAME, e.g. job/hello"),
+    condition: str = typer.Option(..., "--for", help="condition=Complete|Failed|Ready"),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds before giving up."),
+) -> None:
+    """Wait until a resource reaches a condition; non-zero on timeout or the opposite outcome."""
+    key, sep, want = condition.partition("=")
+    if key != "condition" or want not in ("Complete", "Failed", "Ready"):
+        raise UsageError(f"--for {condition!r}: use condition=Complete, condition=Failed or condition=Ready")
+    k, name = _ref(target)
+    store = _store()
+    deadline = time.monotonic() + timeout
+    while True:
+        r = store.resource(k, name)
+        state = _condition_state(r)
+        if want in state["met"]:
+            typer.echo(f"{target} condition met: {want}")
+            return
+        opposite = {"Complete": "Failed", "Failed": "Complete"}.get(want)
+        if opposite and opposite in state["met"]:
+            raise BrokerError(f"{target} reached {opposite} instead of {want}: {state['detail']}")
+        if time.monotonic() >= deadline:
+            raise BrokerError(f"timed out after {timeout:g}s waiting for {target} condition={want} ({state['detail']})")
+        time.sleep(0.2)
+
+
+def _condition_state(r) -> dict:
+    st = r.status
+    if r.kind.value == "Job":
+        phase = st.get("phase", "Pending")
+        detail = f"phase {phase}, {st.get('succeeded', 0)}/{r.spec['completions']} succeeded"
+        if st.get("message"):
+            detail += f"; {st['message']}"
+        return {"met": {phase} & {"Complete", "Failed"}, "detail": detail}
+    if r.kind.value == "Service":
+        ready = st.get("running", 0) >= r.spec["replicas"]
+        return {"met": {"Ready"} if ready else set(), "detail": f"{st.get('running', 0)}/{r.spec['replicas']} running"}
+    cond = st.get("condition", "Unknown")
+    return {"met": {"Ready"} if cond == "Ready" else set(), "detail": f"condition {cond}: {st.get('message', '')}"}
+
+
+@app.command()
+def status() -> None:
+    """Store path, whether a controller is running, node and task counts."""
+    from collections import Counter
+
+    from .models import Kind
+
+    store = _store()
+    lease = store.lease()
+    typer.echo(f"store:      {store.path} (id {store.store_id})")
+    if lease and time.time() - lease["heartbeat"] < 10:
+        typer.echo(f"controller: running (pid {lease['pid']} on {lease['hostname']}, "
+                   f"heartbeat {time.time() - lease['heartbeat']:.1f}s ago)")
+    else:
+        typer.echo("controller: not running (start one with `brokerctl controller`)")
+    nodes = store.resources(Kind.NODE)
+    ready = sum(n.status.get("condition") == "Ready" for n in nodes)
+    typer.echo(f"nodes:      {len(nodes)} ({ready} ready)")
+    counts = Counter(t.phase.value for t in store.tasks())
+    typer.echo("tasks:      " + (", ".join(f"{n} {p}" for p, n in sorted(counts.items())) or "0"))
+
+
+@app.command()
+def schema(kind: str = typer.Argument(..., help="node, job or service")) -> None:
+    """Print the JSON Schema of a manifest kind."""
+    from .schema import render_schema
+
+    typer.echo(render_schema(_kind(kind)), nl=False)
+
+
+@app.command()
+def controller(
+    resync: float = typer.Option(5.0, help="Seconds between full resyncs when nothing is running."),
+    probe_timeout: float = typer.Option(3.0, help="Timeout of each Docker API call made while observing."),
+) -> None:
+    """Run the reconcile loop until SIGINT/SIGTERM (containers keep running)."""
+    import logging
+    import signal
+    import threading
+
+    from .controller import Controller
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    Controller(_store(), resync=resync, probe_timeout=probe_timeout).run(stop)
+
+
+def main() -> None:
+    import click
+
+    try:
+        code = app(prog_name="brokerctl", standalone_mode=False)
+    except BrokerError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,286 @@
+"""Docker hosts: the only module that imports ``docker``.
+
+One ``Host`` per Node wraps a Docker SDK client with a request timeout on every call and a
+connection pool sized for parallel work. It observes (ping, info, one sparse label-filtered
+container list) and acts (ensure a container is started, collect a finished one, stop and
+remove). Called by ``observe`` and ``act`` in the controller, and by the CLI for ``logs -f``.
+Errors come back as ``HostError`` (unreachable or refused) or ``StartError`` (the task cannot
+start here: image pull failed, bad mount...).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from datetime import datetime
+from typing import Iterator
+
+import docker
+import requests
+from docker import errors as derr
+from docker.types import Mount
+
+from .actions import ContainerSpec
+from .errors import HostError
+from .records import LABEL_OWNER, LABEL_STORE, LABEL_TASK, ContainerObs, NodeObs
+
+API_VERSION = "1.41"  # Docker 20.10+; newer daemons accept it
+POOL_SIZE = 32
+LOG_TAIL_LINES = 20_000
+INFO_REFRESH_SECONDS = 60.0
+_EXITED = re.compile(r"^Exited \((-?\d+)\)")
+# What a failed call raises when the host is down, hung or refusing.
+TRANSPORT_ERRORS = (requests.exceptions.RequestException, derr.DockerException, OSError)
+
+
+class StartError(Exception):
+    """The container cannot be started on this host for a reason that is the task's."""
+
+    def __init__(self, reason: str, message: str):
+        self.reason, self.message = reason, message
+        super().__init__(f"{reason}: {message}")
+
+
+class Host:
+    def __init__(self, name: str, address: str, tls: dict | None = None, timeout: float = 5.0):
+        self.name, self.address, self.tls, self.timeout = name, address, tls, timeout
+        self._client: docker.DockerClient | None = None
+        self._info: tuple[float, dict] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> docker.DockerClient:
+        with self._lock:
+            if self._client is None:
+                self._client = _connect(self.address, self.tls, self.timeout)
+            return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    # -- observe --------------------------------------------------------------------------
+
+    def observe(self, store_id: str, now: float) -> NodeObs:
+        """Ping, info (cached), and one sparse container list filtered by our store label."""
+        try:
+            self.client.api.ping()
+            info = self._cached_info(now)
+            raw = self.client.api.containers(all=True, filters={"label": f"{LABEL_STORE}={store_id}"})
+        except TRANSPORT_ERRORS as exc:
+            return NodeObs(self.name, ready=False, message=_brief(exc))
+        containers = tuple(_container_obs(c) for c in raw)
+        return NodeObs(self.name, ready=True, docker_version=info.get("ServerVersion"),
+                       cpus=info.get("NCPU"), memory=info.get("MemTotal"), containers=containers)
+
+    def _cached_info(self, now: float) -> dict:
+        if self._info is None or now - self._info[0] > INFO_REFRESH_SECONDS:
+            self._info = (now, self.client.api.info())
+        return self._info[1]
+
+    # -- act ------------------------------------------------------------------------------
+
+    def start(self, spec: ContainerSpec) -> str:
+        """Create (pulling the image if missing) and start; idempotent by container name."""
+        api = self.client.api
+        try:
+            cid = self._create(spec)
+        except derr.APIError as exc:
+            if exc.status_code != 409:  # 409: a container of that name exists: adopt it
+                raise StartError("CreateFailed", f"node {self.name}: {_explain(exc)}") from exc
+            cid = api.inspect_container(spec.name)["Id"]
+        try:
+            api.start(cid)
+        except derr.APIError as exc:
+            raise StartError("StartFailed", f"node {self.name}: {_explain(exc)}") from exc
+        return cid
+
+    def _create(self, spec: ContainerSpec) -> str:
+        try:
+            return self._create_once(spec)
+        except derr.ImageNotFound:
+            pass
+        try:
+            repo, _, tag = spec.image.rpartition(":") if ":" in spec.image.split("/")[-1] else (spec.image, "", "latest")
+            self.client.api.pull(repo, tag=tag or "latest")
+        except derr.APIError as exc:
+            raise StartError("ImagePullFailed", f"image {spec.image!r} could not be pulled on node {self.name}: "
+                                                f"{_explain(exc)}") from exc
+        return self._create_once(spec)
+
+    def _create_once(self, spec: ContainerSpec) -> str:
+        api = self.client.api
+        mounts = [
+            Mount(target=t, source=s, type="bind" if s.startswith("/") else "volume", read_only=ro)
+            for s, t, ro in spec.mounts
+        ]
+        host_config = api.create_host_config(mounts=mounts or None, nano_cpus=spec.nano_cpus,
+                                             mem_limit=spec.mem_limit, privileged=False)
+        created = api.create_container(
+            spec.image, command=spec.command, name=spec.name, environment=spec.env, labels=spec.labels,
+            working_dir=spec.working_dir, user=spec.user or "", host_config=host_config, detach=True,
+        )
+        return created["Id"]
+
+    def collect(self, container_id: str, log_limit: int) -> dict:
+        """Exit code, times and the tail of the output of a finished container; then remove it."""
+        api = self.client.api
+        state = api.inspect_container(container_id)["State"]
+        raw = api.logs(container_id, stdout=True, stderr=True, tail=LOG_TAIL_LINES)
+        truncated = len(raw) > log_limit
+        self.remove(container_id, grace=0)
+        return {
+            "exit_code": state.get("ExitCode"),
+            "oom_killed": bool(state.get("OOMKilled")),
+            "started_at": parse_time(state.get("StartedAt")),
+            "finished_at": parse_time(state.get("FinishedAt")),
+            "error": state.get("Error") or "",
+            "output": raw[-log_limit:],
+            "truncated": truncated,
+        }
+
+    def remove(self, container_id: str, grace: float) -> None:
+        api = self.client.api
+        try:
+            if grace > 0:
+                api.stop(container_id, timeout=int(grace))
+            api.remove_container(container_id, force=True)
+        except derr.NotFound:
+            pass
+
+    def logs(self, container_id: str, follow: bool) -> Iterator[bytes]:
+        """Stream output; a separate client without a read timeout so ``-f`` can wait."""
+        client = _connect(self.address, self.tls, timeout=None)
+        try:
+            yield from client.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=follow)
+        except derr.NotFound:
+            return
+        finally:
+            client.close()
+
+
+class HostPool:
+    """Keeps one ``Host`` per node name, rebuilt when the node's address or TLS changes."""
+
+    def __init__(self, timeout: float = 5.0):
+        self.timeout = timeout
+        self._hosts: dict[str, Host] = {}
+
+    def get(self, name: str, address: str, tls: dict | None = None) -> Host:
+        host = self._hosts.get(name)
+        if host is None or host.address != address or host.tls != tls:
+            if host is not None:
+                host.close()
+            host = self._hosts[name] = Host(name, address, tls, self.timeout)
+        return host
+
+    def retain(self, names: set[str]) -> None:
+        for name in set(self._hosts) - names:
+            self._hosts.pop(name).close()
+
+    def __getitem__(self, name: str) -> Host:
+        return self._hosts[name]
+
+
+def _connect(address: str, tls: dict | None, timeout: float | None) -> docker.DockerClient:
+    tls_config = False
+    if tls:
+        cert = (tls["certFile"], tls["keyFile"]) if tls.get("certFile") and tls.get("keyFile") else None
+        tls_config = docker.tls.TLSConfig(client_cert=cert, ca_cert=tls.get("caFile"), verify=bool(tls.get("caFile")))
+        address = address.replace("tcp://", "https://", 1)
+    try:
+        client = docker.DockerClient(base_url=address, version=API_VERSION, timeout=timeout,
+                                     tls=tls_config, max_pool_size=POOL_SIZE)
+    except derr.DockerException as exc:
+        raise HostError(f"cannot use Docker address {address!r}: {exc}") from exc
+    if address.startswith(("tcp://", "http://", "https://")):
+        # The SDK ignores max_pool_size for tcp: mount a larger pool so parallel calls don't queue.
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
+        client.api.mount("http://", adapter)
+        client.api.mount("https://", adapter)
+    return client
+
+
+def _container_obs(raw: dict) -> ContainerObs:
+    labels = raw.get("Labels") or {}
+    m = _EXITED.match(raw.get("Status") or "")
+    return ContainerObs(
+        id=raw["Id"], name=(raw.get("Names") or ["?"])[0].lstrip("/"), task_id=labels.get(LABEL_TASK),
+        owner=labels.get(LABEL_OWNER), state=raw.get("State") or "unknown",
+        exit_code=int(m.group(1)) if m else None,
+    )
+
+
+def parse_time(text: str | None) -> float | None:
+    """Docker's RFC 3339 nanosecond times -> epoch seconds (None for the zero time)."""
+    if not text or text.startswith("0001-"):
+        return None
+    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
+    if not m:
+        return None
+    frac = float(m.group(2) or 0)
+    tz = "+00:00" if m.group(3) == "Z" else m.group(3)
+    return datetime.fromisoformat(m.group(1) + tz).timestamp() + frac
+
+
+def _explain(exc: derr.APIError) -> str:
+    return str(exc.explanation or exc).strip()
+
+
+def _brief(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if "timed out" in text.lower() or isinstance(exc, requests.exceptions.Timeout):
+        return "Docker API timed out"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return "connection refused or unreachable"
+    return text[:200]
+
+
+class EventWatcher:
+    """One thread per host streaming container events of our store; each event sets ``wake``.
+
+    Lets the controller see a container exit at once instead of at the next resync. A host that
+    is down is retried every second; a thread whose host left the pool ends at its next event
+    or error.
+    """
+
+    def __init__(self, store_id: str, wake: threading.Event):
+        self.store_id, self.wake = store_id, wake
+        self._threads: dict[str, tuple[str, threading.Event]] = {}
+        self._stopped = threading.Event()
+
+    def track(self, hosts: dict[str, "Host"]) -> None:
+        for name in list(self._threads):
+            address, quit_ = self._threads[name]
+            if name not in hosts or hosts[name].address != address:
+                quit_.set()
+                del self._threads[name]
+        for name, host in hosts.items():
+            if name not in self._threads:
+                quit_ = threading.Event()
+                self._threads[name] = (host.address, quit_)
+                threading.Thread(target=self._watch, args=(host, quit_), daemon=True,
+                                 name=f"events-{name}").start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        for _, quit_ in self._threads.values():
+            quit_.set()
+
+    def _watch(self, host: "Host", quit_: threading.Event) -> None:
+        filters = {"type": ["container"], "label": [f"{LABEL_STORE}={self.store_id}"],
+                   "event": ["start", "die", "destroy", "oom"]}
+        while not quit_.is_set() and not self._stopped.is_set():
+            client = None
+            try:
+                client = _connect(host.address, host.tls, timeout=None)
+                for _ in client.api.events(filters=filters, decode=True):
+                    if quit_.is_set():
+                        return
+                    self.wake.set()
+            except TRANSPORT_ERRORS:
+                pass
+            finally:
+                if client is not None:
+                    client.close()
+            quit_.wait(1.0)

@@ -1,0 +1,265 @@
+"""Manifest models: the desired-state vocabulary of brokerctl (Node, Job, Service).
+
+Pydantic v2 models with ``extra="forbid"`` and camelCase field names as they appear in YAML.
+Called by ``manifests`` (to validate documents), ``store`` (to round-trip specs) and by the
+planner, which reads specs through these types. JSON Schemas in ``schemas/`` are generated
+from here (``brokerctl schema KIND``).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+API_VERSION = "broker/v1"
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DEFAULT_EXECUTION_TYPE = "default"
+
+
+class Kind(str, Enum):
+    NODE = "Node"
+    JOB = "Job"
+    SERVICE = "Service"
+
+    @classmethod
+    def parse(cls, text: str) -> "Kind":
+        """Accept `job`, `jobs`, `Job` (CLI spelling) and return the kind."""
+        key = text.strip().lower().rstrip("s")
+        for kind in cls:
+            if kind.value.lower() == key:
+                return kind
+        raise ValueError(text)
+
+
+class TaskPhase(str, Enum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    LOST = "Lost"
+    STOPPED = "Stopped"
+
+    @property
+    def active(self) -> bool:
+        return self in (TaskPhase.PENDING, TaskPhase.RUNNING)
+
+
+class JobPhase(str, Enum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    COMPLETE = "Complete"
+    FAILED = "Failed"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Metadata(_Model):
+    name: str = Field(description="Lowercase DNS label, at most 63 characters.")
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _dns_label(cls, v: str) -> str:
+        if len(v) > 63 or not NAME_RE.match(v):
+            raise ValueError(
+                f"{v!r} is not a lowercase DNS label (a-z, 0-9 and '-', starting and ending "
+                "with a letter or digit, at most 63 characters)"
+            )
+        return v
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_as_text(cls, v):
+        return _scalars_as_text(v)
+
+
+def _scalars_as_text(v):
+    """YAML users write `DEBUG: 1` or `tier: true`; env and labels are strings to Docker."""
+    if isinstance(v, dict):
+        out = {}
+        for key, val in v.items():
+            if isinstance(val, bool):
+                val = "true" if val else "false"
+            elif isinstance(val, (int, float)):
+                val = str(val)
+            out[str(key)] = val
+        return out
+    return v
+
+
+class TLS(_Model):
+    caFile: str | None = None
+    certFile: str | None = None
+    keyFile: str | None = None
+
+
+class NodeSpec(_Model):
+    address: str = Field(description="Docker API address: unix:///path or tcp://host:port.")
+    tls: TLS | None = None
+    slots: dict[str, Annotated[int, Field(ge=0)]] | None = Field(
+        default=None,
+        description="Execution type -> slot count. Omitted: {default: CPUs the host reports}.",
+    )
+    unschedulable: bool = False
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if v.startswith("unix://"):
+            if not v[len("unix://"):].startswith("/"):
+                raise ValueError(f"{v!r}: a unix address needs an absolute path, e.g. unix:///var/run/docker.sock")
+            return v
+        m = re.match(r"^tcp://([^/:]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$", v)
+        if m and 0 < int(m.group(2)) < 65536:
+            return v
+        raise ValueError(f"{v!r} is not a Docker address; use unix:///path or tcp://host:port")
+
+    @model_validator(mode="after")
+    def _tls_needs_tcp(self) -> "NodeSpec":
+        if self.tls is not None and not self.address.startswith("tcp://"):
+            raise ValueError("tls applies only to tcp:// addresses")
+        return self
+
+
+class Mount(_Model):
+    source: str = Field(description="Host path (bind mount) or Docker volume name.")
+    target: str = Field(description="Absolute path inside the container.")
+    readOnly: bool = False
+
+    @field_validator("target")
+    @classmethod
+    def _absolute(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError(f"mount target {v!r} must be an absolute path")
+        return v
+
+
+class Resources(_Model):
+    cpus: float | None = Field(default=None, gt=0, description="CPU limit (Docker NanoCpus).")
+    memory: str | int | None = Field(
+        default=None, description="Memory limit: bytes, or a size such as 256m, 1g, 512Mi."
+    )
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v):
+        if v is None:
+            return v
+        parse_memory(v)
+        return v
+
+    def memory_bytes(self) -> int | None:
+        return None if self.memory is None else parse_memory(self.memory)
+
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_memory(v: str | int) -> int:
+    """`256m`, `1g`, `512Mi`, `1073741824` -> bytes; raises ValueError naming the value."""
+    if isinstance(v, bool):
+        raise ValueError(f"memory {v!r} is not a size")
+    if isinstance(v, int):
+        if v <= 0:
+            raise ValueError(f"memory {v!r} must be positive")
+        return v
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtKMGT]?)(?:i?[bB]?)?\s*$", str(v))
+    if not m:
+        raise ValueError(f"memory {v!r} is not a size; write bytes or e.g. 256m, 1g, 512Mi")
+    size = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if size <= 0:
+        raise ValueError(f"memory {v!r} must be positive")
+    return size
+
+
+class Template(_Model):
+    image: str = Field(min_length=1)
+    command: list[str] | str | None = Field(
+        default=None, description="Argument list, or a string run with `sh -c`."
+    )
+    env: dict[str, str] = Field(default_factory=dict)
+    workingDir: str | None = None
+    user: str | None = None
+    mounts: list[Mount] = Field(default_factory=list)
+    resources: Resources = Field(default_factory=Resources)
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_as_text(cls, v):
+        return _scalars_as_text(v)
+
+    def argv(self) -> list[str] | None:
+        if self.command is None:
+            return None
+        if isinstance(self.command, str):
+            return ["sh", "-c", self.command]
+        return list(self.command)
+
+
+class Backoff(_Model):
+    initialSeconds: float = Field(default=2, ge=0)
+    maxSeconds: float = Field(default=60, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Backoff":
+        if self.maxSeconds < self.initialSeconds:
+            raise ValueError("maxSeconds must be >= initialSeconds")
+        return self
+
+    def delay(self, failures: int) -> float:
+        """Delay before the attempt that follows the `failures`-th failure (1-based)."""
+        if failures <= 0:
+            return 0.0
+        return min(self.maxSeconds, self.initialSeconds * 2 ** (failures - 1))
+
+
+class JobSpec(_Model):
+    executionType: str = DEFAULT_EXECUTION_TYPE
+    completions: int = Field(default=1, ge=1)
+    parallelism: int = Field(default=1, ge=1)
+    backoffLimit: int = Field(default=3, ge=0)
+    backoff: Backoff = Field(default_factory=Backoff)
+    template: Template
+
+
+class ServiceSpec(_Model):
+    executionType: str = DEFAULT_EXECUTION_TYPE
+    replicas: int = Field(default=1, ge=0)
+    template: Template
+
+
+class _Resource(_Model):
+    apiVersion: Literal["broker/v1"]
+    metadata: Metadata
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}/{self.metadata.name}"
+
+
+class Node(_Resource):
+    kind: Literal["Node"]
+    spec: NodeSpec
+
+
+class Job(_Resource):
+    kind: Literal["Job"]
+    spec: JobSpec
+
+
+class Service(_Resource):
+    kind: Literal["Service"]
+    spec: ServiceSpec
+
+
+Resource = Annotated[Union[Node, Job, Service], Field(discriminator="kind")]
+MODELS: dict[Kind, type[_Resource]] = {Kind.NODE: Node, Kind.JOB: Job, Kind.SERVICE: Service}

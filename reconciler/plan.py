@@ -1,0 +1,172 @@
+"""The pure planner: ``plan(resources, tasks, snapshot, now, store_id) -> Plan``.
+
+Called by the controller once per reconcile pass, after observing the hosts. No I/O, no clock
+reads: everything it needs is passed in, so the same inputs always give the same plan. It
+matches tasks to the containers seen on the hosts (adopting, collecting finished ones, removing
+orphans), asks ``workloads`` what each Job and Service needs, places waiting tasks through the
+``scheduler`` and returns the changes for ``act`` to carry out.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import replace
+
+from . import workloads
+from .actions import STOP_GRACE_SECONDS, Collect, ContainerSpec, Event, Plan, Remove, Start
+from .models import DEFAULT_EXECUTION_TYPE, Kind, TaskPhase
+from .records import (
+    LABEL_ATTEMPT, LABEL_INDEX, LABEL_OWNER, LABEL_STORE, LABEL_TASK,
+    ResourceRecord, Snapshot, TaskRecord,
+)
+from .scheduler import NodeView, Request, default_pipeline
+
+def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Snapshot,
+         now: float, store_id: str) -> Plan:
+    p = Plan()
+    owners = {(r.kind, r.name): r for r in resources if r.kind is not Kind.NODE}
+    nodes = {r.name: r for r in resources if r.kind is Kind.NODE}
+    for node in nodes.values():
+        status = workloads.node_status(node, snapshot.nodes.get(node.name), now)
+        if status != node.status:
+            p.statuses.append((Kind.NODE, node.name, status))
+    current = _observe_tasks(p, tasks, snapshot, nodes, now)
+    by_owner: dict[tuple[Kind, str], list[TaskRecord]] = defaultdict(list)
+    for t in current.values():
+        by_owner[(t.owner_kind, t.owner_name)].append(t)
+    for key, res in owners.items():
+        workloads.reconcile(p, res, by_owner.get(key, []), snapshot, now)
+    for t in p.new_tasks:
+        current[t.id] = t
+    _place(p, current, owners, nodes, snapshot, now, store_id)
+    return p
+
+
+def _observe_tasks(p: Plan, tasks: list[TaskRecord], snapshot: Snapshot,
+                   nodes: dict[str, ResourceRecord], now: float) -> dict[str, TaskRecord]:
+    """Match tasks with observed containers; returns the tasks as this pass sees them."""
+    seen = snapshot.by_task
+    current: dict[str, TaskRecord] = {}
+    for t in tasks:
+        node_obs = snapshot.nodes.get(t.node) if t.node else None
+        hit = seen.get(t.id)
+        if t.active and t.node and t.node not in nodes:
+            t = _set(p, t, phase=TaskPhase.LOST, reason="NodeDeleted", finished_at=now,
+                     message=f"node {t.node} was deleted")
+            p.events.append(Event(t.owner_kind.value, t.owner_name, "TaskLost", f"{t.id}: {t.message}", "Warning", t.id))
+        elif hit and t.active:
+            node, c = hit
+            if c.finished:
+                p.collects.append(Collect(t.id, node, c.id))
+            elif c.state == "running" and (t.phase is TaskPhase.PENDING or t.container_id != c.id):
+                t = _set(p, t, phase=TaskPhase.RUNNING, container_id=c.id, node=node,
+                         started_at=t.started_at or now, reason="", message="")
+        elif hit:  # a container for a task that is over: stop it (fencing, failed starts, deletes)
+            node, c = hit
+            p.removals.append(Remove(node, c.id, t.id, f"task {t.id} is {t.phase.value}", grace=0 if c.finished else STOP_GRACE_SECONDS))
+        elif t.phase is TaskPhase.RUNNING and node_obs is not None and node_obs.containers is not None:
+            t = _set(p, t, phase=TaskPhase.LOST, reason="ContainerVanished", finished_at=now,
+                     message=f"container {(t.container_id or '')[:12]} disappeared from node {t.node}")
+            p.events.append(Event(t.owner_kind.value, t.owner_name, "TaskLost", f"{t.id}: {t.message}", "Warning", t.id))
+        current[t.id] = t
+    known = {t.id for t in tasks}
+    for node in snapshot.nodes.values():
+        for c in node.containers or ():
+            if c.task_id not in known:
+                p.removals.append(Remove(node.name, c.id, c.task_id, "orphan: its task is not in the store",
+                                         grace=0 if c.finished else STOP_GRACE_SECONDS))
+    return current
+
+
+def _set(p: Plan, t: TaskRecord, **changes) -> TaskRecord:
+    p.update(t.id, **changes)
+    return replace(t, **changes)
+
+
+def _place(p: Plan, current: dict[str, TaskRecord], owners: dict, nodes: dict,
+           snapshot: Snapshot, now: float, store_id: str) -> None:
+    exec_type = {key: getattr(res.model.spec, "executionType", DEFAULT_EXECUTION_TYPE) for key, res in owners.items()}
+    views = []
+    for node in sorted(nodes.values(), key=lambda n: n.name):
+        obs = snapshot.nodes.get(node.name)
+        spec = node.model.spec
+        status = workloads.node_status(node, obs, now)
+        views.append(NodeView(node.name, ready=bool(obs and obs.ready), schedulable=not spec.unschedulable,
+                              slots=status.get("slots", {}), used=Counter()))
+    by_name = {v.name: v for v in views}
+    seen = snapshot.by_task
+    collecting = {c.task_id for c in p.collects}
+    waiting = []
+    for t in sorted(current.values(), key=lambda t: (t.created_at, t.id)):
+        key = (t.owner_kind, t.owner_name)
+        if not t.active or key not in owners:
+            continue
+        if t.node:
+            if t.node in by_name:
+                by_name[t.node].used[exec_type[key]] += 1
+            if t.phase is TaskPhase.PENDING and t.id not in collecting:
+                _maybe_restart(p, t, owners[key], snapshot, seen, store_id)
+        elif t.not_before > now:
+            p.wake_at(t.not_before)
+        elif owners[key].deleted_at is None:
+            waiting.append(t)
+    pipeline = default_pipeline()
+    for t in waiting:
+        res = owners[(t.owner_kind, t.owner_name)]
+        placed = pipeline.place_one(Request(t.id, exec_type[(t.owner_kind, t.owner_name)]), views)
+        if placed.node is None:
+            if t.message != placed.reason:
+                _set(p, t, reason="Unschedulable", message=placed.reason)
+                p.events.append(Event(t.owner_kind.value, t.owner_name, "FailedScheduling",
+                                      f"{t.id}: {placed.reason}", "Warning", t.id))
+            continue
+        t = _set(p, t, node=placed.node, scheduled_at=now, reason="Scheduled", message=placed.reason)
+        p.events.append(Event(t.owner_kind.value, t.owner_name, "Scheduled",
+                              f"{t.id} on {placed.node} ({placed.reason})", task_id=t.id))
+        p.starts.append(Start(t.id, placed.node, container_spec(t, res, store_id)))
+
+
+def _maybe_restart(p: Plan, t: TaskRecord, res: ResourceRecord, snapshot: Snapshot,
+                   seen: dict, store_id: str) -> None:
+    """A placed task without a running container: (re)issue the idempotent start if its node answers."""
+    obs = snapshot.nodes.get(t.node)
+    if obs is None or obs.containers is None or res.deleted_at is not None:
+        return
+    hit = seen.get(t.id)
+    if hit is None or hit[1].state == "created":
+        p.starts.append(Start(t.id, t.node, container_spec(t, res, store_id)))
+
+
+def container_name(store_id: str, task_id: str) -> str:
+    return f"bk-{store_id}-{task_id}"
+
+
+def container_spec(t: TaskRecord, res: ResourceRecord, store_id: str) -> ContainerSpec:
+    tpl = res.model.spec.template
+    env = {
+        **tpl.env,
+        "BROKER_TASK_ID": t.id,
+        "BROKER_TASK_INDEX": str(t.index),
+        "BROKER_ATTEMPT": str(t.attempt),
+        "BROKER_OWNER": t.owner,
+    }
+    labels = {
+        **res.labels,
+        LABEL_STORE: store_id,
+        LABEL_OWNER: t.owner,
+        LABEL_TASK: t.id,
+        LABEL_INDEX: str(t.index),
+        LABEL_ATTEMPT: str(t.attempt),
+    }
+    return ContainerSpec(
+        name=container_name(store_id, t.id),
+        image=tpl.image,
+        command=tpl.argv(),
+        env=env,
+        labels=labels,
+        working_dir=tpl.workingDir,
+        user=tpl.user,
+        mounts=tuple((m.source, m.target, m.readOnly) for m in tpl.mounts),
+        nano_cpus=int(tpl.resources.cpus * 1e9) if tpl.resources.cpus else None,
+        mem_limit=tpl.resources.memory_bytes(),
+    )

@@ -1,0 +1,125 @@
+"""Plain records shared by the store, the planner and the actor.
+
+``ResourceRecord`` and ``TaskRecord`` are rows of the store as Python values; ``ContainerObs``,
+``NodeObs`` and ``Snapshot`` are what one observation of the Docker hosts saw. All are
+immutable so that ``plan`` can be a pure function of them. No I/O here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from .models import MODELS, Kind, TaskPhase
+
+# Container labels: the world can be rebuilt from these alone.
+LABEL_STORE = "brokerctl.store"
+LABEL_OWNER = "brokerctl.owner"
+LABEL_TASK = "brokerctl.task"
+LABEL_INDEX = "brokerctl.index"
+LABEL_ATTEMPT = "brokerctl.attempt"
+
+
+@dataclass(frozen=True)
+class ResourceRecord:
+    kind: Kind
+    name: str
+    uid: str
+    labels: dict
+    spec: dict
+    generation: int
+    created_at: float
+    updated_at: float
+    deleted_at: float | None = None
+    status: dict = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind.value}/{self.name}"
+
+    @cached_property
+    def model(self):
+        """The validated pydantic model (Node, Job or Service) of this row."""
+        return MODELS[self.kind].model_validate(
+            {
+                "apiVersion": "broker/v1",
+                "kind": self.kind.value,
+                "metadata": {"name": self.name, "labels": self.labels},
+                "spec": self.spec,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    id: str
+    owner_kind: Kind
+    owner_name: str
+    owner_uid: str
+    index: int
+    attempt: int
+    phase: TaskPhase = TaskPhase.PENDING
+    node: str | None = None
+    container_id: str | None = None
+    exit_code: int | None = None
+    oom_killed: bool = False
+    reason: str = ""
+    message: str = ""
+    created_at: float = 0.0
+    not_before: float = 0.0
+    scheduled_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    generation: int = 1
+    labels: dict = field(default_factory=dict)
+
+    @property
+    def owner(self) -> str:
+        return f"{self.owner_kind.value}/{self.owner_name}"
+
+    @property
+    def active(self) -> bool:
+        return self.phase.active
+
+
+@dataclass(frozen=True)
+class ContainerObs:
+    """One container as the sparse, label-filtered list reported it."""
+
+    id: str
+    name: str
+    task_id: str | None
+    owner: str | None
+    state: str  # created | running | exited | dead | paused | restarting | removing
+    exit_code: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("exited", "dead")
+
+
+@dataclass(frozen=True)
+class NodeObs:
+    name: str
+    ready: bool
+    message: str = ""
+    docker_version: str | None = None
+    cpus: int | None = None
+    memory: int | None = None
+    containers: tuple[ContainerObs, ...] | None = None  # None: the host could not be listed
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    nodes: dict[str, NodeObs]
+    taken_at: float
+
+    @cached_property
+    def by_task(self) -> dict[str, tuple[str, ContainerObs]]:
+        """task id -> (node, container), computed once per snapshot."""
+        out: dict[str, tuple[str, ContainerObs]] = {}
+        for node in self.nodes.values():
+            for c in node.containers or ():
+                if c.task_id:
+                    out[c.task_id] = (node.name, c)
+        return out

@@ -1,0 +1,106 @@
+"""Turn store records into the objects users and scripts see, and print them.
+
+Called by the CLI. ``*_object`` functions give the stable field names that ``-o json|yaml``
+prints (tests pin them); ``print_table`` renders rich tables for people. No store access here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime, timezone
+
+from .models import Kind, TaskPhase
+from .records import ResourceRecord, TaskRecord
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def age(ts: float | None, now: float | None = None) -> str:
+    if ts is None:
+        return "-"
+    s = max(0, int((now or time.time()) - ts))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def task_object(t: TaskRecord) -> dict:
+    return {
+        "id": t.id, "owner": t.owner, "index": t.index, "attempt": t.attempt, "node": t.node,
+        "containerId": t.container_id, "phase": t.phase.value, "exitCode": t.exit_code,
+        "oomKilled": t.oom_killed, "reason": t.reason, "message": t.message,
+        "createdAt": iso(t.created_at), "startedAt": iso(t.started_at), "finishedAt": iso(t.finished_at),
+        "notBefore": iso(t.not_before) if t.not_before > t.created_at else None, "labels": t.labels,
+    }
+
+
+def resource_object(r: ResourceRecord, used: dict[str, int] | None = None) -> dict:
+    """The user's view of a resource; ``used`` is a Node's slots in use per execution type."""
+    status = dict(r.status)
+    if r.kind is Kind.NODE:
+        status["ready"] = status.get("condition") == "Ready"
+        status["slotsUsed"] = used or {}
+    if r.deleted_at is not None:
+        status["terminating"] = True
+    return {
+        "apiVersion": "broker/v1", "kind": r.kind.value,
+        "metadata": {"name": r.name, "labels": r.labels, "uid": r.uid, "generation": r.generation,
+                     "createdAt": iso(r.created_at), "updatedAt": iso(r.updated_at),
+                     "deletedAt": iso(r.deleted_at)},
+        "spec": r.spec, "status": status,
+    }
+
+
+def dump(objects: list[dict], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(objects, indent=2, sort_keys=False) + "\n"
+    import yaml
+
+    return yaml.safe_dump(objects, sort_keys=False)
+
+
+def print_table(columns: list[str], rows: list[list], *, file=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for c in columns:
+        table.add_column(c, overflow="fold")
+    for row in rows:
+        table.add_row(*["-" if v is None or v == "" else str(v) for v in row])
+    Console(file=file or sys.stdout, soft_wrap=True, width=200 if not sys.stdout.isatty() else None).print(table)
+
+
+def task_rows(tasks: list[TaskRecord], wide: bool, now: float) -> tuple[list[str], list[list]]:
+    cols = ["ID", "OWNER", "PHASE", "NODE", "EXIT", "AGE", "REASON"]
+    if wide:
+        cols += ["ATTEMPT", "CONTAINER", "MESSAGE"]
+    rows = []
+    for t in tasks:
+        row = [t.id, t.owner, t.phase.value, t.node, t.exit_code, age(t.created_at, now), _reason(t)]
+        if wide:
+            row += [t.attempt, (t.container_id or "")[:12], t.message]
+        rows.append(row)
+    return cols, rows
+
+
+def _reason(t: TaskRecord) -> str:
+    if t.phase is TaskPhase.PENDING and t.message:
+        return f"{t.reason}: {t.message}" if t.reason else t.message
+    return t.reason
+
+
+def node_used(node: str, tasks: list[TaskRecord], exec_types: dict[str, str]) -> dict[str, int]:
+    used: dict[str, int] = {}
+    for t in tasks:
+        if t.active and t.node == node:
+            key = exec_types.get(t.owner, "default")
+            used[key] = used.get(key, 0) + 1
+    return used

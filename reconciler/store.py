@@ -1,0 +1,394 @@
+"""The desired-state store: SQLite through sqlite-utils, the only module that speaks SQL.
+
+Tables: ``resources`` (Nodes, Jobs, Services as applied, plus the status the controller
+writes), ``tasks`` (one row per attempt, kept as history), ``task_logs`` (bounded output that
+outlives containers), ``events`` (audit log of the controller's decisions), ``lease`` (which
+controller owns the store) and ``migrations``. WAL mode, a busy timeout, and every write in a
+short ``BEGIN IMMEDIATE`` transaction so concurrent CLI processes and the controller never hit
+"database is locked" on read-then-write. Called by the CLI and the controller.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import fields
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import sqlite_utils
+
+from .errors import Conflict, NotFound, StoreError
+from .models import Kind, TaskPhase
+from .records import ResourceRecord, TaskRecord
+
+BUSY_TIMEOUT_MS = 30_000
+LOG_LIMIT_BYTES = 1024 * 1024
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "initial",
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE resources (
+            kind TEXT NOT NULL, name TEXT NOT NULL, uid TEXT NOT NULL,
+            labels TEXT NOT NULL, spec TEXT NOT NULL, generation INTEGER NOT NULL,
+            created_at REAL NOT NULL, updated_at REAL NOT NULL, deleted_at REAL,
+            status TEXT NOT NULL DEFAULT '{}',
+            PRIMARY KEY (kind, name)
+        );
+        CREATE TABLE tasks (
+            id TEXT PRIMARY KEY, owner_kind TEXT NOT NULL, owner_name TEXT NOT NULL,
+            owner_uid TEXT NOT NULL, idx INTEGER NOT NULL, attempt INTEGER NOT NULL,
+            phase TEXT NOT NULL, node TEXT, container_id TEXT, exit_code INTEGER,
+            oom_killed INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '',
+            message TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL,
+            not_before REAL NOT NULL DEFAULT 0, scheduled_at REAL, started_at REAL,
+            finished_at REAL, generation INTEGER NOT NULL DEFAULT 1,
+            labels TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX tasks_owner ON tasks (owner_kind, owner_name);
+        CREATE INDEX tasks_phase ON tasks (phase);
+        CREATE TABLE task_logs (
+            task_id TEXT PRIMARY KEY, output BLOB NOT NULL, truncated INTEGER NOT NULL
+        );
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, kind TEXT NOT NULL,
+            name TEXT NOT NULL, task_id TEXT, type TEXT NOT NULL, reason TEXT NOT NULL,
+            message TEXT NOT NULL
+        );
+        CREATE INDEX events_object ON events (kind, name);
+        CREATE TABLE lease (
+            id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, pid INTEGER NOT NULL,
+            hostname TEXT NOT NULL, started_at REAL NOT NULL, heartbeat REAL NOT NULL
+        );
+        """,
+    ),
+]
+
+# TaskRecord attribute -> column, where they differ.
+_TASK_COLUMNS = {"index": "idx"}
+
+
+def default_db_path() -> Path:
+    """``--db`` wins, then ``BROKER_DB``, then the per-user XDG state file."""
+    env = os.environ.get("BROKER_DB")
+    if env:
+        return Path(env)
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
+    return Path(state) / "brokerctl" / "broker.db"
+
+
+class Store:
+    """One connection to the store. Thread-safe: a lock serialises use of the connection."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN IMMEDIATE ourselves.
+            conn = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}; pass --db PATH or set BROKER_DB") from exc
+        self._lock = threading.RLock()
+        self.db = sqlite_utils.Database(conn, execute_plugins=False)
+        try:
+            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if self.db.journal_mode != "wal":
+                self.db.enable_wal()
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a usable brokerctl store: {exc}") from exc
+        self.store_id = self._meta("store_id")
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """A write transaction; BEGIN IMMEDIATE takes the write lock up front."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            else:
+                self.db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+            done = {r[0] for r in db.execute("SELECT version FROM migrations").fetchall()}
+            for version, (name, sql) in enumerate(MIGRATIONS, start=1):
+                if version in done:
+                    continue
+                for statement in filter(str.strip, sql.split(";")):
+                    db.execute(statement)
+                db["migrations"].insert({"version": version, "name": name, "applied_at": time.time()})
+                if version == 1:
+                    db["meta"].insert({"key": "store_id", "value": uuid.uuid4().hex[:12]})
+
+    def _meta(self, key: str) -> str:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return row[0]
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits (SQLite's PRAGMA data_version)."""
+        with self._lock:
+            return self.db.execute("PRAGMA data_version").fetchone()[0]
+
+    def _rows(self, sql: str, params: Iterable = ()) -> list[dict]:
+        with self._lock:
+            cur = self.db.execute(sql, list(params))
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    # -- resources ------------------------------------------------------------------------
+
+    def apply(self, resources: list, now: float | None = None) -> list[tuple[str, str]]:
+        """Record validated models (all or none); returns (``kind/name``, created|configured|unchanged)."""
+        now = time.time() if now is None else now
+        results = []
+        with self.transaction() as db:
+            for res in resources:
+                kind, name = res.kind, res.metadata.name
+                spec = res.spec.model_dump(mode="json", exclude_unset=False)
+                labels = dict(res.metadata.labels)
+                row = db.execute(
+                    "SELECT spec, labels, generation, deleted_at FROM resources WHERE kind=? AND name=?",
+                    [kind, name],
+                ).fetchone()
+                ref = f"{kind.lower()}/{name}"
+                if row is None:
+                    db["resources"].insert(
+                        {
+                            "kind": kind, "name": name, "uid": uuid.uuid4().hex[:10],
+                            "labels": _dump(labels), "spec": _dump(spec), "generation": 1,
+                            "created_at": now, "updated_at": now, "deleted_at": None, "status": "{}",
+                        }
+                    )
+                    results.append((ref, "created"))
+                    continue
+                if row[3] is not None:
+                    raise Conflict(
+                        f"{kind} '{name}' is being deleted; wait until `brokerctl get {kind.lower()}s` "
+                        "no longer lists it (the controller removes its containers first), then apply again"
+                    )
+                if json.loads(row[0]) == spec and json.loads(row[1]) == labels:
+                    results.append((ref, "unchanged"))
+                    continue
+                generation = row[2] + (json.loads(row[0]) != spec)
+                db.execute(
+                    "UPDATE resources SET spec=?, labels=?, generation=?, updated_at=? WHERE kind=? AND name=?",
+                    [_dump(spec), _dump(labels), generation, now, kind, name],
+                )
+                results.append((ref, "configured"))
+        return results
+
+    def resources(self, kind: Kind | None = None) -> list[ResourceRecord]:
+        sql, params = "SELECT * FROM resources", []
+        if kind is not None:
+            sql, params = sql + " WHERE kind = ?", [kind.value]
+        return [_resource(r) for r in self._rows(sql + " ORDER BY kind, name", params)]
+
+    def resource(self, kind: Kind, name: str) -> ResourceRecord:
+        rows = self._rows("SELECT * FROM resources WHERE kind=? AND name=?", [kind.value, name])
+        if not rows:
+            raise NotFound(f"{kind.value} '{name}' not found; `brokerctl get {kind.value.lower()}s` lists them")
+        return _resource(rows[0])
+
+    def mark_deleted(self, kind: Kind, name: str, now: float | None = None) -> str:
+        """Delete at once when nothing of it may still run; otherwise leave it to the controller.
+
+        Returns ``deleted`` or ``deleting`` (the controller stops its containers, then purges it).
+        """
+        now = time.time() if now is None else now
+        with self.transaction() as db:
+            row = db.execute("SELECT deleted_at FROM resources WHERE kind=? AND name=?", [kind.value, name]).fetchone()
+            if row is None:
+                raise NotFound(f"{kind.value} '{name}' not found; `brokerctl get {kind.value.lower()}s` lists them")
+            live = db.execute(
+                "SELECT count(*) FROM tasks WHERE owner_kind=? AND owner_name=? AND "
+                "(phase IN ('Pending', 'Running') OR (container_id IS NOT NULL AND finished_at IS NULL))",
+                [kind.value, name],
+            ).fetchone()[0]
+            if kind is Kind.NODE or not live:
+                self._purge(db, kind, name)
+                return "deleted"
+            if row[0] is None:
+                db.execute(
+                    "UPDATE resources SET deleted_at=?, updated_at=? WHERE kind=? AND name=?",
+                    [now, now, kind.value, name],
+                )
+            return "deleting"
+
+    def purge(self, kind: Kind, name: str) -> None:
+        with self.transaction() as db:
+            self._purge(db, kind, name)
+
+    @staticmethod
+    def _purge(db, kind: Kind, name: str) -> None:
+        db.execute(
+            "DELETE FROM task_logs WHERE task_id IN (SELECT id FROM tasks WHERE owner_kind=? AND owner_name=?)",
+            [kind.value, name],
+        )
+        db.execute("DELETE FROM tasks WHERE owner_kind=? AND owner_name=?", [kind.value, name])
+        db.execute("DELETE FROM resources WHERE kind=? AND name=?", [kind.value, name])
+
+    def set_status(self, db, kind: Kind, name: str, status: dict) -> None:
+        """Within a transaction opened by the caller (see ``record``)."""
+        db.execute("UPDATE resources SET status=? WHERE kind=? AND name=?", [_dump(status), kind.value, name])
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def tasks(
+        self, owner: tuple[Kind, str] | None = None, active_only: bool = False
+    ) -> list[TaskRecord]:
+        sql, params, where = "SELECT * FROM tasks", [], []
+        if owner is not None:
+            where.append("owner_kind = ? AND owner_name = ?")
+            params += [owner[0].value, owner[1]]
+        if active_only:
+            where.append("phase IN ('Pending', 'Running')")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [_task(r) for r in self._rows(sql + " ORDER BY created_at, id", params)]
+
+    def task(self, task_id: str) -> TaskRecord:
+        rows = self._rows("SELECT * FROM tasks WHERE id = ?", [task_id])
+        if not rows:
+            raise NotFound(f"task '{task_id}' not found; `brokerctl get tasks` lists them")
+        return _task(rows[0])
+
+    def insert_task(self, db, task: TaskRecord) -> None:
+        db["tasks"].insert(_task_row(task))
+
+    def update_task(self, db, task_id: str, **changes) -> None:
+        cols = {_TASK_COLUMNS.get(k, k): _encode(v) for k, v in changes.items()}
+        sets = ", ".join(f"{c} = ?" for c in cols)
+        db.execute(f"UPDATE tasks SET {sets} WHERE id = ?", [*cols.values(), task_id])
+
+    def save_output(self, db, task_id: str, output: bytes, truncated: bool) -> None:
+        if len(output) > LOG_LIMIT_BYTES:
+            output, truncated = output[-LOG_LIMIT_BYTES:], True
+        db["task_logs"].upsert({"task_id": task_id, "output": output, "truncated": int(truncated)}, pk="task_id")
+
+    def output(self, task_id: str) -> tuple[bytes, bool] | None:
+        rows = self._rows("SELECT output, truncated FROM task_logs WHERE task_id = ?", [task_id])
+        return (bytes(rows[0]["output"]), bool(rows[0]["truncated"])) if rows else None
+
+    # -- events ---------------------------------------------------------------------------
+
+    def add_event(self, db, kind: str, name: str, reason: str, message: str,
+                  type: str = "Normal", task_id: str | None = None, ts: float | None = None) -> None:
+        db["events"].insert(
+            {"ts": time.time() if ts is None else ts, "kind": kind, "name": name, "task_id": task_id,
+             "type": type, "reason": reason, "message": message}
+        )
+
+    def events(self, kind: str | None = None, name: str | None = None, limit: int = 200) -> list[dict]:
+        sql, params = "SELECT * FROM events", []
+        if kind is not None:
+            sql += " WHERE kind = ? AND name = ?"
+            params = [kind, name]
+        rows = self._rows(sql + " ORDER BY id DESC LIMIT ?", [*params, limit])
+        return rows[::-1]
+
+    # -- controller lease -----------------------------------------------------------------
+
+    def acquire_lease(self, holder: str, stale_after: float, now: float | None = None) -> None:
+        """Take the controller lease, or raise StoreError naming the live holder."""
+        now = time.time() if now is None else now
+        host = socket.gethostname()
+        with self.transaction() as db:
+            row = db.execute("SELECT holder, pid, hostname, heartbeat FROM lease WHERE id = 1").fetchone()
+            if row and row[0] != holder and now - row[3] < stale_after and _maybe_alive(row[1], row[2], host):
+                raise StoreError(
+                    f"another controller (pid {row[1]} on {row[2]}) is running on store {self.path}; "
+                    "stop it first, or use a different --db"
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO lease (id, holder, pid, hostname, started_at, heartbeat) "
+                "VALUES (1, ?, ?, ?, ?, ?)",
+                [holder, os.getpid(), host, now, now],
+            )
+
+    def heartbeat(self, db, holder: str, now: float) -> bool:
+        """Refresh the lease inside the caller's transaction; False if another holder took it."""
+        cur = db.execute("UPDATE lease SET heartbeat = ? WHERE id = 1 AND holder = ?", [now, holder])
+        return cur.rowcount == 1
+
+    def release_lease(self, holder: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM lease WHERE id = 1 AND holder = ?", [holder])
+
+    def lease(self) -> dict | None:
+        rows = self._rows("SELECT * FROM lease WHERE id = 1")
+        return rows[0] if rows else None
+
+
+def _maybe_alive(pid: int, hostname: str, this_host: str) -> bool:
+    """A lease held by a dead process on this host is stale at once; elsewhere trust the heartbeat."""
+    if hostname != this_host:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _dump(value) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _encode(value):
+    if isinstance(value, (dict, list)):
+        return _dump(value)
+    if hasattr(value, "value") and isinstance(value.value, str):  # str enums
+        return value.value
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _resource(row: dict) -> ResourceRecord:
+    return ResourceRecord(
+        kind=Kind(row["kind"]), name=row["name"], uid=row["uid"], labels=json.loads(row["labels"]),
+        spec=json.loads(row["spec"]), generation=row["generation"], created_at=row["created_at"],
+        updated_at=row["updated_at"], deleted_at=row["deleted_at"], status=json.loads(row["status"]),
+    )
+
+
+def _task(row: dict) -> TaskRecord:
+    values = {f.name: row[_TASK_COLUMNS.get(f.name, f.name)] for f in fields(TaskRecord)}
+    values["owner_kind"] = Kind(values["owner_kind"])
+    values["phase"] = TaskPhase(values["phase"])
+    values["oom_killed"] = bool(values["oom_killed"])
+    values["labels"] = json.loads(values["labels"])
+    return TaskRecord(**values)
+
+
+def _task_row(task: TaskRecord) -> dict:
+    return {_TASK_COLUMNS.get(f.name, f.name): _encode(getattr(task, f.name)) for f in fields(TaskRecord)}
+
+
+__all__ = ["Store", "default_db_path", "LOG_LIMIT_BYTES"]
