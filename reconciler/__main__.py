@@ -1,0 +1,5 @@
+"""``python -m reconciler`` runs the brokerctl CLI (used by tests and scripts)."""
+
+from .cli import main
+
+main()

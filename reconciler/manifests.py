@@ -1,0 +1,316 @@
+"""Manifest loading: YAML/JSON text -> validated Node/Job/Service models.
+
+Called by the CLI's ``apply``, ``delete`` and ``diff`` (and later by a GitOps watcher) to turn
+files, directories or stdin into ``Loaded`` resources. No store access, no I/O beyond reading
+the named files. Every problem in every file is collected and raised as one ``ManifestError``
+whose lines read ``<file>: document <n> (<Kind>/<name>), line <l>: <field.path>: <message>``;
+nothing is returned when anything is wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO, get_args
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from . import models
+from .errors import ManifestError
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+_KINDS = [k.value for k in models.Kind]
+_MERGE, _NULL = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:null"
+
+
+def _core_loader(base: type) -> type:
+    """A ``base`` subclass resolving plain scalars like YAML 1.2 core: `no`, `on`, `22:22` stay strings."""
+
+    class Loader(base):
+        # Our own dict: add_implicit_resolver would copy YAML 1.1's rules, and mutating the
+        # inherited one would change yaml.SafeLoader for every other user in the process.
+        yaml_implicit_resolvers: dict = {}
+
+        def construct_yaml_int(self, node):  # PyYAML's reads `017` as octal and `1:30` as base 60
+            text = self.construct_scalar(node)
+            digits, base = text.lstrip("+-"), {"0x": 16, "0o": 8}.get(text[:2], 10)
+            return (-1 if text[0] == "-" else 1) * int(digits[2:] if base != 10 else digits, base)
+
+    Loader.add_constructor("tag:yaml.org,2002:int", Loader.construct_yaml_int)
+    for tag, regex, first in [
+        ("bool", r"(?i:true|false)$", "tTfF"),
+        ("int", r"[-+]?[0-9]+$|0o[0-7]+$|0x[0-9a-fA-F]+$", "-+0123456789"),
+        ("float", r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$|[-+]?\.(inf|Inf|INF)$|\.(nan|NaN|NAN)$",
+         "-+.0123456789"),
+        ("null", r"(null|Null|NULL|~|)$", ["n", "N", "~", ""]),
+        ("merge", r"<<$", "<"),  # not YAML 1.2, but `<<: *defaults` is common in manifests
+    ]:
+        Loader.add_implicit_resolver(f"tag:yaml.org,2002:{tag}", re.compile(regex), list(first))
+    return Loader
+
+
+_Loader = _core_loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+@dataclass(frozen=True)
+class Loaded:
+    resource: models.Node | models.Job | models.Service
+    source: str  # file path as given, or "<stdin>"
+    document: int  # 1-based document number within the source
+    line: int  # line of the document start
+
+
+def load_text(text: str, source: str = "<string>") -> list[Loaded]:
+    """Parse and validate every document of ``text``; raise ManifestError listing all problems."""
+    return _finish(*_parse(text, source))
+
+
+def load_paths(paths: list[str], stdin: TextIO | None = None) -> list[Loaded]:
+    """Load files, directories (see ``iter_manifest_files``) and ``-`` (stdin) as one set."""
+    loaded, problems = [], []
+    for given in paths:
+        if given == "-":
+            names = ["-"]
+        elif not Path(given).exists():
+            problems.append(f"{given}: no such file or directory")
+            continue
+        else:
+            names = [str(f) for f in iter_manifest_files(Path(given))] if Path(given).is_dir() else [given]
+            if not names:
+                problems.append(f"{given}: directory has no *.yaml, *.yml or *.json manifests")
+        for name in names:
+            try:
+                text = (stdin or sys.stdin).read() if name == "-" else Path(name).read_text(encoding="utf-8-sig")
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append(f"{name}: cannot read: {exc}")
+                continue
+            found, errs = _parse(text, "<stdin>" if name == "-" else name)
+            loaded += found
+            problems += errs
+    return _finish(loaded, problems)
+
+
+def iter_manifest_files(directory: Path) -> list[Path]:
+    """``*.yaml``, ``*.yml`` and ``*.json`` files under ``directory``, recursive and sorted.
+
+    Dotfiles and dot-directories (``.git``, editor swap dirs) are skipped below ``directory``.
+    """
+    found = []
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(root) / f for f in files if not f.startswith(".") and f.lower().endswith(MANIFEST_SUFFIXES)]
+    return sorted(found)
+
+
+def _finish(loaded: list[tuple[Loaded, int]], problems: list[str]) -> list[Loaded]:
+    seen: dict[str, tuple[Loaded, int]] = {}
+    for item, name_line in loaded:
+        res = item.resource
+        if res.ref in seen:
+            first, first_line = seen[res.ref]
+            problems.append(f"{_where(item.source, item.document, res.kind, res.name, name_line)}metadata.name: "
+                            f"duplicate resource {res.ref}; first defined in {first.source}: "
+                            f"document {first.document}, line {first_line}")
+        seen.setdefault(res.ref, (item, name_line))
+    if problems:
+        raise ManifestError(problems)
+    return [item for item, _ in loaded]
+
+
+def _where(source: str, doc: int, kind: Any, name: Any, line: int) -> str:
+    what = ""
+    if kind in _KINDS:
+        what = f" ({kind}/{name})" if isinstance(name, str) else f" ({kind})"
+    return f"{source}: document {doc}{what}, line {line}: "
+
+
+def _parse(text: str, source: str) -> tuple[list[tuple[Loaded, int]], list[str]]:
+    """Documents of one source -> ([(Loaded, line of metadata.name)], problems)."""
+    if "\t" in text:  # YAML forbids tab indentation; in valid JSON tabs can only be whitespace
+        with contextlib.suppress(ValueError):
+            json.loads(text)
+            text = text.replace("\t", " ")
+    loaded, problems, doc, loader = [], [], 0, _Loader(text)
+    try:
+        while loader.check_node():
+            node, doc = loader.get_node(), doc + 1
+            if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:
+                continue  # empty document, e.g. after a trailing `---`
+            dupes = _duplicate_keys(node, (), set())
+            try:
+                data = loader.construct_document(node)
+            except yaml.MarkedYAMLError as exc:  # e.g. an unknown `!!tag`; the stream itself is fine
+                problems.append(_yaml_problem(source, exc))
+                loader.constructed_objects, loader.recursive_objects, loader.state_generators = {}, {}, []
+                continue
+            kind, name = _get(data, "kind"), _get(data, "metadata", "name")
+            if dupes:  # the constructed value silently kept only the last one, so don't validate it
+                problems += [_where(source, doc, kind, name, line) + msg for line, msg in dupes]
+            elif not isinstance(data, dict):
+                problems.append(f"{source}: document {doc}, line {node.start_mark.line + 1}: a document must be "
+                                f"a mapping with apiVersion, kind, metadata and spec, not {_a(data)}")
+            elif isinstance(result := _validate(data, node, source, doc), list):
+                problems += result
+            else:
+                item = Loaded(result, source, doc, node.start_mark.line + 1)
+                loaded.append((item, _locate(node, ("metadata", "name"))))
+    except yaml.MarkedYAMLError as exc:
+        problems.append(_yaml_problem(source, exc))
+    finally:
+        loader.dispose()
+    return loaded, problems
+
+
+def _yaml_problem(source: str, exc: yaml.MarkedYAMLError) -> str:
+    mark = exc.problem_mark or exc.context_mark
+    detail = exc.problem or exc.context
+    if exc.problem and exc.context and exc.context_mark:
+        detail += f" ({exc.context} at line {exc.context_mark.line + 1})"
+    return f"{source}: line {mark.line + 1}, column {mark.column + 1}: invalid YAML: {detail}"
+
+
+def _duplicate_keys(node, path: tuple, visited: set) -> list[tuple[int, str]]:
+    """(line, message) per repeated key; checked on nodes because a dict keeps only the last value."""
+    if id(node) in visited:  # aliases share nodes and may even contain themselves
+        return []
+    visited.add(id(node))
+    out, first, children = [], {}, []
+    if isinstance(node, yaml.SequenceNode):
+        children = [(path + (i,), item) for i, item in enumerate(node.value)]
+    for key, value in node.value if isinstance(node, yaml.MappingNode) else []:
+        if key.tag == _MERGE or not isinstance(key, yaml.ScalarNode):
+            children.append((path, value))
+            continue
+        line = key.start_mark.line + 1
+        if (key.tag, key.value) in first:
+            out.append((line, f"{_dotted(path + (key.value,))}: duplicate key "
+                              f"(first on line {first[key.tag, key.value]}, again on line {line})"))
+        first.setdefault((key.tag, key.value), line)
+        children.append((path + (key.value,), value))
+    for child_path, child in children:
+        out += _duplicate_keys(child, child_path, visited)
+    return out
+
+
+def _validate(data: dict, node, source: str, doc: int) -> BaseModel | list[str]:
+    kind, name = data.get("kind"), _get(data, "metadata", "name")
+    if kind not in _KINDS:
+        problem = "missing required field" if kind is None else f"unknown kind {kind!r}"
+        return [f"{_where(source, doc, None, None, _locate(node, ('kind',)))}kind: {problem}; "
+                f"expected one of {', '.join(_KINDS)}"]
+    model = models.MODELS[models.Kind(kind)]
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        located = sorted((_locate(node, loc), _dotted(loc), msg) for loc, msg in _messages(model, data, exc.errors()))
+        return [_where(source, doc, kind, name, line) + (f"{path}: {msg}" if path else msg)
+                for line, path, msg in located]
+
+
+def _messages(model: type[BaseModel], data: dict, errors: list[dict]) -> list[tuple[tuple, str]]:
+    """Pydantic errors -> (loc, message), with smart-union noise collapsed into one line per field."""
+    out, unions = [], {}
+    for err in errors:
+        loc, rest = _split_loc(data, tuple(err["loc"]))[:2]
+        if rest and rest[0] != "[key]" and isinstance(rest[0], str) and (err["type"] != "missing" or len(rest) > 1):
+            unions.setdefault(loc, {}).setdefault(rest[0], []).append((rest[1:], err))  # rest[0]: union member
+        else:
+            out.append(_message(model, loc + rest, err))
+    for loc, branches in unions.items():
+        # Input that got past a member's outer type (a list, for list[str]) was meant as that member.
+        deep = next((errs for errs in branches.values() if any(r for r, _ in errs)), None)
+        if deep:
+            out += [_message(model, loc + r, err) for r, err in deep]
+        else:
+            wanted = " or ".join(_ARTICLED.get(t.replace(" ", ""), t) for t in branches)
+            out.append((loc, f"expected {wanted}, got {_a(_get(data, *loc))}"))
+    return out
+
+
+def _message(model: type[BaseModel], loc: tuple, err: dict) -> tuple[tuple, str]:
+    kind = err["type"]
+    if loc[-1:] == ("[key]",):
+        return loc[:-1], f"invalid key: {err['msg']}"
+    if kind == "missing":
+        return loc, "missing required field"
+    if kind == "extra_forbidden":
+        fields = list(_model_at(model, loc[:-1]).model_fields)
+        close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
+        return loc, (f"unknown field (did you mean '{close[0]}'?)" if close else
+                     f"unknown field; expected one of {', '.join(fields)}")
+    if kind in _WRONG_TYPE:
+        return loc, f"expected {_WRONG_TYPE[kind]}, got {_a(err['input'])}"
+    if loc == ("apiVersion",):
+        return loc, f"unsupported apiVersion {err['input']!r}; expected '{models.API_VERSION}'"
+    return loc, re.sub(r"^(Value error|Assertion failed), ", "", err["msg"])
+
+
+def _split_loc(data: Any, loc: tuple) -> tuple[tuple, tuple, Any]:
+    """(part of ``loc`` present in ``data``, the rest: a missing key or a union member, value reached)."""
+    for i, el in enumerate(loc):
+        if isinstance(data, dict) and el in data or (
+            isinstance(data, list) and isinstance(el, int) and -1 < el < len(data)
+        ):
+            data = data[el]
+        else:
+            return loc[:i], loc[i:], data
+    return loc, (), data
+
+
+def _get(data: Any, *path: str | int) -> Any:
+    _, rest, value = _split_loc(data, path)
+    return None if rest else value
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel]:
+    """The model whose fields apply at ``loc`` (list indices and dict keys keep the element model)."""
+    def inner(annotation):
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return annotation
+        return next(filter(None, map(inner, get_args(annotation))), None)
+
+    for el in loc:
+        if isinstance(el, str) and el in model.model_fields:
+            model = inner(model.model_fields[el].annotation) or model
+    return model
+
+
+def _locate(node, loc: tuple) -> int:
+    """Line of the deepest node on ``loc``; a mapping entry reports its key's line (`template:`)."""
+    line = node.start_mark.line + 1
+    for el in loc:
+        if isinstance(node, yaml.MappingNode):
+            # The last match wins: construction put merged (`<<`) pairs before the mapping's own.
+            match = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(el)]
+            if not match:
+                break
+            key, node = match[-1]
+            line = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(el, int) and -1 < el < len(node.value):
+            node = node.value[el]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _dotted(loc: tuple) -> str:
+    return ".".join(map(str, loc))
+
+
+def _a(value: Any) -> str:
+    return _ARTICLED.get(type(value).__name__, type(value).__name__)
+
+
+_WRONG_TYPE = {"model_type": "a mapping", "dict_type": "a mapping", "list_type": "a list", "string_type": "a string",
+               "int_type": "an integer", "float_type": "a number", "bool_type": "a boolean"}
+# Python type names and pydantic's union member tags, as a message says them.
+_ARTICLED = {"bool": "a boolean", "int": "an integer", "float": "a number", "str": "a string", "dict": "a mapping",
+             "list": "a list", "NoneType": "null", "list[str]": "a list of strings"}

@@ -1,0 +1,56 @@
+"""JSON Schemas of the manifest kinds, generated from ``models``.
+
+Used by ``brokerctl schema KIND`` and by ``scripts/gen_schemas.py``, which writes ``schemas/*.json``
+for editors (e.g. a ``# yaml-language-server: $schema=schemas/job.json`` modeline). A test fails
+when the committed files drift from the models.
+"""
+
+from __future__ import annotations
+
+import json
+
+from . import models
+
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def schema_file(kind: models.Kind) -> str:
+    return f"{kind.value.lower()}.json"
+
+
+def schema_for(kind: models.Kind) -> dict:
+    """The JSON Schema of ``kind``'s model, describing what ``manifests`` accepts."""
+    schema = models.MODELS[kind].model_json_schema()
+    _drop_field_titles(schema)
+    defs = schema["$defs"]
+    # The validator enforces these; pydantic cannot see inside a field_validator.
+    defs["Metadata"]["properties"]["name"].update(pattern=models.NAME_RE.pattern, maxLength=63)
+    # The models turn `DEBUG: 1` and `tier: true` into strings, so the schema must not reject them.
+    scalars = {"type": ["string", "number", "boolean"]}
+    defs["Metadata"]["properties"]["labels"]["additionalProperties"] = scalars
+    if "Template" in defs:
+        defs["Template"]["properties"]["env"]["additionalProperties"] = scalars
+    return {
+        "$schema": DIALECT,
+        "$id": schema_file(kind),  # relative: resolves against wherever the file is served from
+        **schema,
+        "title": f"brokerctl {kind.value} ({models.API_VERSION})",
+        "description": f"A brokerctl {kind.value} manifest: apiVersion {models.API_VERSION}, kind {kind.value}.",
+    }
+
+
+def render_schema(kind: models.Kind) -> str:
+    """``schema_for(kind)`` as stable JSON text: indent 2, sorted keys, trailing newline."""
+    return json.dumps(schema_for(kind), indent=2, sort_keys=True) + "\n"
+
+
+def _drop_field_titles(node) -> None:
+    # pydantic titles every field ("Executiontype"); the property names say it better.
+    if isinstance(node, dict):
+        for prop in node.get("properties", {}).values():
+            prop.pop("title", None)
+        for value in node.values():
+            _drop_field_titles(value)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_field_titles(value)

@@ -1,0 +1,114 @@
+"""Helpers for end-to-end tests: run the real CLI and a real controller process against a store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+
+LABEL_STORE = "brokerctl.store"
+
+
+def cli(db: Path, *args: str, input: str | None = None, timeout: float = 60, check: bool = False):
+    """Run ``brokerctl --db DB ARGS`` in a child process; returns the CompletedProcess."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "reconciler", "--db", str(db), *args],
+        input=input, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"brokerctl {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def cli_json(db: Path, *args: str):
+    return json.loads(cli(db, *args, "-o", "json", check=True).stdout)
+
+
+class ControllerProcess:
+    """``brokerctl controller`` as a child process, stopped with SIGTERM (or killed) on exit."""
+
+    def __init__(self, db: Path, *extra: str):
+        self.db, self.extra = db, extra
+        self.proc: subprocess.Popen | None = None
+        self.log = Path(str(db) + f".controller-{time.monotonic_ns()}.log")
+
+    def start(self) -> "ControllerProcess":
+        self._out = open(self.log, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "--db", str(self.db), "controller", *self.extra],
+            stdout=self._out, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"},
+        )
+        wait_for(lambda: "controller started" in self.log.read_text() or self.proc.poll() is not None, 20,
+                 "controller start")
+        if self.proc.poll() is not None:
+            raise AssertionError(f"controller exited at start:\n{self.log.read_text()}")
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._out.close()
+        return self.proc.returncode
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def __enter__(self) -> "ControllerProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
+    """Poll ``predicate`` until it returns a truthy value; fail naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def nodes_yaml(hosts, slots: dict[str, int] | None = None, labels: dict | None = None) -> str:
+    docs = []
+    for h in hosts:
+        doc = {"apiVersion": "broker/v1", "kind": "Node", "metadata": {"name": h.name},
+               "spec": {"address": h.address}}
+        if slots is not None:
+            doc["spec"]["slots"] = slots
+        docs.append(json.dumps(doc))
+    return "\n---\n".join(docs) + "\n"
+
+
+def job_yaml(name: str, command, *, image: str = "busybox", **spec) -> str:
+    doc = {"apiVersion": "broker/v1", "kind": "Job", "metadata": {"name": name},
+           "spec": {**spec, "template": {"image": image, "command": command}}}
+    return json.dumps(doc) + "\n"
+
+
+def broker_containers(host, all: bool = True) -> list[dict]:
+    """Containers of any brokerctl store on a host (low-level, sparse list)."""
+    client = docker.DockerClient(base_url=host.address, version="1.41", timeout=10)
+    try:
+        return client.api.containers(all=all, filters={"label": LABEL_STORE})
+    finally:
+        client.close()
+
+
+def tasks_of(db: Path, owner: str) -> list[dict]:
+    return [t for t in cli_json(db, "get", "tasks") if t["owner"] == owner]

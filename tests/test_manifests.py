@@ -1,0 +1,411 @@
+"""Tests for reconciler.manifests: YAML/JSON text -> validated models, with line-accurate errors."""
+
+from __future__ import annotations
+
+import io
+import math
+import textwrap
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reconciler import manifests, models
+from reconciler.errors import ManifestError
+from reconciler.manifests import Loaded, iter_manifest_files, load_paths, load_text
+
+NODE = """\
+apiVersion: broker/v1
+kind: Node
+metadata:
+  name: host-a
+spec:
+  address: unix:///var/run/docker.sock
+"""
+
+# Line numbers used below: 4 name, 5 spec, 6 template, 7 image, 8 command.
+JOB = """\
+apiVersion: broker/v1
+kind: Job
+metadata:
+  name: hello
+spec:
+  template:
+    image: busybox
+    command: [echo, hi]
+"""
+
+SERVICE = """\
+apiVersion: broker/v1
+kind: Service
+metadata:
+  name: web
+spec:
+  template:
+    image: nginx
+"""
+
+
+def problems_of(text: str, source: str = "m.yaml") -> list[str]:
+    with pytest.raises(ManifestError) as info:
+        load_text(text, source)
+    assert info.value.exit_code == 2
+    return info.value.problems
+
+
+def test_valid_multi_document_file_fills_defaults():
+    """Node, Job and Service in one file load in order, with every default filled in."""
+    loaded = load_text("# cluster\n" + NODE + "---\n" + JOB + "---\n" + SERVICE, "all.yaml")
+
+    assert [(l.resource.kind, l.resource.name, l.document, l.line) for l in loaded] == [
+        ("Node", "host-a", 1, 2),
+        ("Job", "hello", 2, 9),
+        ("Service", "web", 3, 18),
+    ]
+    assert all(l.source == "all.yaml" for l in loaded)
+    node, job, service = (l.resource for l in loaded)
+    assert isinstance(node, models.Node) and node.spec.slots is None and not node.spec.unschedulable
+    spec = job.spec
+    assert (spec.completions, spec.parallelism, spec.backoffLimit) == (1, 1, 3)
+    assert (spec.backoff.initialSeconds, spec.backoff.maxSeconds) == (2, 60)
+    assert spec.executionType == models.DEFAULT_EXECUTION_TYPE == "default"
+    assert service.spec.replicas == 1 and service.spec.executionType == "default"
+    assert service.spec.template.env == {} and service.metadata.labels == {}
+
+
+def test_empty_documents_are_skipped_but_counted():
+    """A leading, doubled or trailing `---` adds no resource; document numbers stay positional."""
+    loaded = load_text("---\n" + JOB + "---\n---\n" + SERVICE + "---\n")
+
+    assert [(l.resource.kind, l.document, l.line) for l in loaded] == [("Job", 1, 2), ("Service", 3, 12)]
+    assert load_text("") == [] and load_text("# only a comment\n---\n") == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"apiVersion": "broker/v1", "kind": "Job", "metadata": {"name": "hello"},'
+        ' "spec": {"template": {"image": "busybox", "command": ["echo", "hi"]}}}',
+        # json.dumps(indent="\t") output: tabs are not YAML indentation, but valid JSON must load.
+        '{\n\t"apiVersion": "broker/v1",\n\t"kind": "Job",\n\t"metadata": {"name": "hello"},\n'
+        '\t"spec": {\n\t\t"template": {"image": "busybox", "command": ["echo", "hi"]}\n\t}\n}\n',
+    ],
+    ids=["one-line", "tab-indented"],
+)
+def test_json_input(text):
+    """JSON documents load like YAML ones, including tab-indented JSON."""
+    (job,) = load_text(text, "job.json")
+    assert job.resource == load_text(JOB)[0].resource
+
+
+@pytest.mark.parametrize(
+    ("command", "argv"),
+    [
+        ("[echo, hi]", ["echo", "hi"]),
+        ('["sleep", "10"]', ["sleep", "10"]),
+        ("echo $HOME && sleep 1", ["sh", "-c", "echo $HOME && sleep 1"]),
+        ("|\n      echo one\n      echo two", ["sh", "-c", "echo one\necho two\n"]),
+    ],
+)
+def test_command_as_list_or_string(command, argv):
+    """`command` takes an argument list, or a string that runs under `sh -c`."""
+    (job,) = load_text(JOB.replace("[echo, hi]", command))
+    assert job.resource.spec.template.argv() == argv
+
+
+def test_yaml_1_1_lookalikes_stay_strings():
+    """`22:22`, `8080:80`, `no`, `on`, `yes`, `off` and dates are strings; only true/false are booleans."""
+    text = JOB.replace("  name: hello\n", "  name: hello\n  labels: {a: no, b: 22:22, c: on, d: 2024-01-01}\n")
+    text += "    env: {PORTS: 8080:80, DEBUG: yes, QUIET: off, ZONE: 017, LOUD: true, N: 0x10, X: 1.5}\n"
+    (job,) = load_text(text)
+
+    assert job.resource.metadata.labels == {"a": "no", "b": "22:22", "c": "on", "d": "2024-01-01"}
+    assert job.resource.spec.template.env == {
+        "PORTS": "8080:80", "DEBUG": "yes", "QUIET": "off", "ZONE": "17", "LOUD": "true", "N": "16", "X": "1.5",
+    }
+    assert yaml.safe_load("a: no") == {"a": False}, "the global SafeLoader must be left alone"
+
+
+@pytest.mark.parametrize(
+    ("scalar", "value"),
+    [("true", True), ("False", False), ("TRUE", True), ("no", "no"), ("Yes", "Yes"), ("on", "on"),
+     ("22:22", "22:22"), ("1:30:00", "1:30:00"), ("017", 17), ("0o17", 15), ("0x1F", 31), ("-5", -5),
+     ("1_000", "1_000"), ("0b11", "0b11"), ("1e3", 1000.0), (".5", 0.5), ("-.inf", -math.inf),
+     ("null", None), ("~", None), ("", None), ("Null", None), ("nil", "nil"), ("2024-01-01", "2024-01-01")],
+)
+def test_loader_resolves_plain_scalars_like_yaml_1_2_core(scalar, value):
+    """Plain scalars resolve per YAML 1.2 core schema, identically with the C and pure-Python parsers."""
+    for loader in (manifests._Loader, manifests._core_loader(yaml.SafeLoader)):
+        assert yaml.load(f"k: {scalar}\n", loader) == {"k": value}, loader.__mro__[1]
+
+
+@given(st.text(alphabet="0123456789abcdefnoxtruNLIF+-._:~ \"'", max_size=10))
+def test_c_and_python_loaders_agree(scalar):
+    """Whatever the scalar text, the CSafeLoader-based loader and the pure-Python one give the same result."""
+    results = []
+    for loader in (manifests._Loader, manifests._core_loader(yaml.SafeLoader)):
+        try:
+            results.append(repr(yaml.load(f"k: {scalar}\n", loader)))
+        except yaml.YAMLError:
+            results.append("error")
+    assert results[0] == results[1]
+
+
+def test_merge_keys_and_anchors_are_supported():
+    """`<<: *defaults` merges a mapping, and the mapping's own keys win."""
+    text = JOB.replace("name: hello", "name: hello\n  labels: &common {team: infra, tier: '1'}")
+    text += "    env:\n      <<: *common\n      tier: own\n"
+    (job,) = load_text(text)
+    assert job.resource.spec.template.env == {"team": "infra", "tier": "own"}
+    assert job.resource.metadata.labels == {"team": "infra", "tier": "1"}
+
+
+LONG = "a" * 64
+
+ERROR_CASES = [
+    pytest.param(
+        JOB.replace("    image:", "    imagee:"),
+        ["m.yaml: document 1 (Job/hello), line 6: spec.template.image: missing required field",
+         "m.yaml: document 1 (Job/hello), line 7: spec.template.imagee: unknown field (did you mean 'image'?)"],
+        id="unknown-field-with-suggestion",
+    ),
+    pytest.param(
+        JOB + "    mounts:\n      - source: /data\n        target: /data\n        readonly: true\n",
+        ["m.yaml: document 1 (Job/hello), line 12: spec.template.mounts.0.readonly: unknown field "
+         "(did you mean 'readOnly'?)"],
+        id="unknown-field-in-list-item",
+    ),
+    pytest.param(
+        JOB + "  flavour: big\n",
+        ["m.yaml: document 1 (Job/hello), line 9: spec.flavour: unknown field; expected one of "
+         "executionType, completions, parallelism, backoffLimit, backoff, template"],
+        id="unknown-field-without-close-match",
+    ),
+    pytest.param(
+        SERVICE.replace("spec:\n", "spec:\n  replicas: many\n"),
+        ["m.yaml: document 1 (Service/web), line 6: spec.replicas: "
+         "Input should be a valid integer, unable to parse string as an integer"],
+        id="wrong-type",
+    ),
+    pytest.param(
+        JOB.replace("    image: busybox\n", ""),
+        ["m.yaml: document 1 (Job/hello), line 6: spec.template.image: missing required field"],
+        id="missing-image-points-at-template",
+    ),
+    pytest.param(
+        JOB.replace("spec:\n  template:\n    image: busybox\n    command: [echo, hi]\n", ""),
+        ["m.yaml: document 1 (Job/hello), line 1: spec: missing required field"],
+        id="missing-spec-points-at-document",
+    ),
+    pytest.param(
+        JOB.replace("name: hello", "name: Hello"),
+        ["m.yaml: document 1 (Job/Hello), line 4: metadata.name: 'Hello' is not a lowercase DNS label "
+         "(a-z, 0-9 and '-', starting and ending with a letter or digit, at most 63 characters)"],
+        id="uppercase-name",
+    ),
+    pytest.param(
+        JOB.replace("name: hello", f"name: {LONG}"),
+        [f"m.yaml: document 1 (Job/{LONG}), line 4: metadata.name: '{LONG}' is not a lowercase DNS label "
+         "(a-z, 0-9 and '-', starting and ending with a letter or digit, at most 63 characters)"],
+        id="name-longer-than-63",
+    ),
+    pytest.param(
+        JOB.replace("kind: Job", "kind: Foo"),
+        ["m.yaml: document 1, line 2: kind: unknown kind 'Foo'; expected one of Node, Job, Service"],
+        id="unknown-kind",
+    ),
+    pytest.param(
+        JOB.replace("kind: Job\n", ""),
+        ["m.yaml: document 1, line 1: kind: missing required field; expected one of Node, Job, Service"],
+        id="missing-kind",
+    ),
+    pytest.param(
+        JOB.replace("broker/v1", "v1"),
+        ["m.yaml: document 1 (Job/hello), line 1: apiVersion: unsupported apiVersion 'v1'; expected 'broker/v1'"],
+        id="wrong-api-version",
+    ),
+    pytest.param(
+        JOB + "    image: alpine\n",
+        ["m.yaml: document 1 (Job/hello), line 9: spec.template.image: duplicate key "
+         "(first on line 7, again on line 9)"],
+        id="duplicate-key",
+    ),
+    pytest.param(
+        JOB.replace("command: [echo, hi]", "command: 5"),
+        ["m.yaml: document 1 (Job/hello), line 8: spec.template.command: "
+         "expected a list of strings or a string, got an integer"],
+        id="union-collapsed",
+    ),
+    pytest.param(
+        JOB.replace("command: [echo, hi]", "command: [sleep, 10]"),
+        ["m.yaml: document 1 (Job/hello), line 8: spec.template.command.1: expected a string, got an integer"],
+        id="union-list-branch",
+    ),
+    pytest.param(
+        JOB.replace("command: [echo, hi]", "command: [echo, hi\n    env: {}"),
+        ["m.yaml: line 9, column 8: invalid YAML: did not find expected ',' or ']' "
+         "(while parsing a flow sequence at line 8)"],
+        id="invalid-yaml",
+    ),
+    pytest.param(
+        JOB.replace("    command", "   command"),
+        ["m.yaml: line 8, column 4: invalid YAML: did not find expected key "
+         "(while parsing a block mapping at line 6)"],
+        id="bad-indentation",
+    ),
+    pytest.param(
+        JOB.replace("metadata:\n  name: hello", "metadata:"),
+        ["m.yaml: document 1 (Job), line 3: metadata: expected a mapping, got null"],
+        id="null-metadata",
+    ),
+    pytest.param(
+        NODE + "---\n- a\n- b\n",
+        ["m.yaml: document 2, line 8: a document must be a mapping with apiVersion, kind, metadata and spec, "
+         "not a list"],
+        id="document-not-a-mapping",
+    ),
+    pytest.param(
+        NODE.replace("unix:///var/run/docker.sock", "tcp://10.0.0.1:2376")
+        + "  tls: {caFile: ca.pem}\n  slots: {gpu: -1}\n",
+        ["m.yaml: document 1 (Node/host-a), line 8: spec.slots.gpu: Input should be greater than or equal to 0"],
+        id="nested-dict-value",
+    ),
+    pytest.param(
+        NODE + "  tls: {caFile: ca.pem}\n",
+        ["m.yaml: document 1 (Node/host-a), line 5: spec: tls applies only to tcp:// addresses"],
+        id="model-validator-on-spec",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), ERROR_CASES)
+def test_errors_name_file_document_line_and_field(text, expected):
+    """Each problem is one line: file, document, Kind/name, line, dotted field path and message."""
+    assert problems_of(text) == expected
+
+
+def test_every_problem_in_every_document_is_reported():
+    """Errors in several documents of one text are all collected, and nothing is returned."""
+    text = JOB.replace("image: busybox", "image: ''") + "---\n" + SERVICE.replace("name: web", "name: Web_1")
+    assert problems_of(text) == [
+        "m.yaml: document 1 (Job/hello), line 7: spec.template.image: String should have at least 1 character",
+        "m.yaml: document 2 (Service/Web_1), line 13: metadata.name: 'Web_1' is not a lowercase DNS label "
+        "(a-z, 0-9 and '-', starting and ending with a letter or digit, at most 63 characters)",
+    ]
+
+
+@pytest.fixture
+def tree(tmp_path, monkeypatch):
+    """A manifests directory with files that count and files that must be skipped."""
+    monkeypatch.chdir(tmp_path)
+    d = tmp_path / "manifests"
+    (d / "sub" / "deeper").mkdir(parents=True)
+    (d / ".git" / "refs").mkdir(parents=True)
+    (d / ".hidden").mkdir()
+    (d / "docs").mkdir()
+    (d / "b-job.yaml").write_text(JOB)
+    (d / "a-node.YML").write_text(NODE)
+    (d / "sub" / "service.json").write_text(
+        '{"apiVersion": "broker/v1", "kind": "Service", "metadata": {"name": "web"}, '
+        '"spec": {"template": {"image": "nginx"}}}'
+    )
+    (d / "sub" / "deeper" / "empty.yaml").write_text("# nothing yet\n")
+    for skipped in (".git/refs/x.yaml", ".hidden/x.yaml", ".draft.yaml", "docs/README.md", "notes.txt"):
+        (d / skipped).write_text("not: [valid\n")
+    return d
+
+
+def test_iter_manifest_files_is_recursive_sorted_and_skips_dotfiles(tree):
+    """Only *.yaml/*.yml/*.json files count; dotfiles and dot-directories such as .git are skipped."""
+    assert [p.relative_to(tree).as_posix() for p in iter_manifest_files(tree)] == [
+        "a-node.YML", "b-job.yaml", "sub/deeper/empty.yaml", "sub/service.json",
+    ]
+
+
+def test_load_paths_directory(tree):
+    """A directory loads its manifests in sorted order, each named by its path as given."""
+    loaded = load_paths(["manifests"])
+    assert [(l.source, l.resource.ref) for l in loaded] == [
+        ("manifests/a-node.YML", "Node/host-a"),
+        ("manifests/b-job.yaml", "Job/hello"),
+        ("manifests/sub/service.json", "Service/web"),
+    ]
+
+
+def test_load_paths_reads_stdin_for_dash(tree):
+    """`-` reads the given stream (sys.stdin by default) under the name <stdin>."""
+    loaded = load_paths(["manifests/a-node.YML", "-"], stdin=io.StringIO(SERVICE))
+    assert [(l.source, l.document, l.resource.ref) for l in loaded] == [
+        ("manifests/a-node.YML", 1, "Node/host-a"), ("<stdin>", 1, "Service/web"),
+    ]
+    with pytest.raises(ManifestError) as info:
+        load_paths(["-"], stdin=io.StringIO(JOB.replace("Job", "Jobb")))
+    assert info.value.problems == [
+        "<stdin>: document 1, line 2: kind: unknown kind 'Jobb'; expected one of Node, Job, Service"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("paths", "expected"),
+    [
+        (["nope.yaml"], ["nope.yaml: no such file or directory"]),
+        (["manifests/sub/deeper/none"], ["manifests/sub/deeper/none: no such file or directory"]),
+        (["manifests/docs"], ["manifests/docs: directory has no *.yaml, *.yml or *.json manifests"]),
+        (
+            ["manifests/b-job.yaml", "manifests/b-job.yaml"],
+            ["manifests/b-job.yaml: document 1 (Job/hello), line 4: metadata.name: duplicate resource Job/hello; "
+             "first defined in manifests/b-job.yaml: document 1, line 4"],
+        ),
+    ],
+    ids=["missing-file", "missing-dir", "no-manifests", "same-file-twice"],
+)
+def test_load_paths_errors(tree, paths, expected):
+    """Missing paths, directories without manifests and repeated resources are errors naming the path."""
+    with pytest.raises(ManifestError) as info:
+        load_paths(paths)
+    assert info.value.problems == expected
+
+
+def test_duplicate_resource_across_files(tree):
+    """The same kind and name in two files is an error that names both places."""
+    (tree / "copy.yaml").write_text(SERVICE + "---\n" + JOB)
+    with pytest.raises(ManifestError) as info:
+        load_paths(["manifests"])
+    assert info.value.problems == [
+        "manifests/copy.yaml: document 2 (Job/hello), line 12: metadata.name: duplicate resource Job/hello; "
+        "first defined in manifests/b-job.yaml: document 1, line 4",
+        "manifests/sub/service.json: document 1 (Service/web), line 1: metadata.name: duplicate resource "
+        "Service/web; first defined in manifests/copy.yaml: document 1, line 4",
+    ]
+
+
+def test_all_problems_of_all_sources_are_reported_together(tree):
+    """One ManifestError lists every problem of every file, stdin and missing path, in order."""
+    (tree / "bad.yaml").write_text(textwrap.dedent("""\
+        apiVersion: broker/v1
+        kind: Service
+        metadata: {name: api}
+        spec:
+          replicas: -1
+          template: {image: nginx, env: {A: null}}
+        """))
+    with pytest.raises(ManifestError) as info:
+        load_paths(["manifests/bad.yaml", "missing.yaml", "-"], stdin=io.StringIO("kind: [\n"))
+    assert info.value.problems == [
+        "manifests/bad.yaml: document 1 (Service/api), line 5: spec.replicas: "
+        "Input should be greater than or equal to 0",
+        "manifests/bad.yaml: document 1 (Service/api), line 6: spec.template.env.A: expected a string, got null",
+        "missing.yaml: no such file or directory",
+        "<stdin>: line 2, column 1: invalid YAML: did not find expected node content "
+        "(while parsing a flow node at line 2)",
+    ]
+    assert str(info.value) == "\n".join(info.value.problems)
+
+
+def test_loaded_is_frozen():
+    """Loaded records are immutable value objects."""
+    (item,) = load_text(NODE, "n.yaml")
+    assert item == Loaded(item.resource, "n.yaml", 1, 1)
+    with pytest.raises(AttributeError):
+        item.line = 2  # type: ignore[misc]

@@ -1,0 +1,141 @@
+"""Tests for reconciler.schema and the committed schemas/*.json files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reconciler import models
+from reconciler.manifests import _Loader, load_text
+from reconciler.schema import render_schema, schema_file, schema_for
+
+SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+
+SAMPLES = {
+    models.Kind.NODE: """\
+apiVersion: broker/v1
+kind: Node
+metadata: {name: host-a, labels: {zone: "1", gpu: true}}
+spec:
+  address: tcp://10.0.0.1:2376
+  tls: {caFile: ca.pem}
+  slots: {default: 4, gpu: 1}
+""",
+    models.Kind.JOB: """\
+apiVersion: broker/v1
+kind: Job
+metadata: {name: batch}
+spec:
+  completions: 3
+  backoff: {initialSeconds: 1}
+  template:
+    image: busybox
+    command: echo hi
+    env: {DEBUG: 1, MODE: fast}
+    mounts: [{source: /data, target: /data, readOnly: true}]
+    resources: {cpus: 0.5, memory: 256m}
+""",
+    models.Kind.SERVICE: """\
+apiVersion: broker/v1
+kind: Service
+metadata: {name: web}
+spec:
+  replicas: 2
+  template: {image: nginx, command: [nginx, -g, daemon off;]}
+""",
+}
+
+
+def test_committed_schemas_match_the_models():
+    """Every file in schemas/ is exactly what render_schema produces now, and every kind has one."""
+    expected = {schema_file(kind): render_schema(kind) for kind in models.Kind}
+    actual = {p.name: p.read_text(encoding="utf-8") for p in SCHEMAS.iterdir() if p.is_file()}
+    stale = sorted(name for name in expected.keys() | actual.keys() if expected.get(name) != actual.get(name))
+    assert not stale, f"schemas/{', schemas/'.join(stale)} out of date; run `python scripts/gen_schemas.py`"
+
+
+@pytest.mark.parametrize("kind", list(models.Kind))
+def test_schema_identity_and_stable_text(kind):
+    """Each schema names its kind and version, and renders as sorted, indented JSON with a newline."""
+    schema = schema_for(kind)
+    assert schema["title"] == f"brokerctl {kind.value} (broker/v1)"
+    assert schema["$id"] == f"{kind.value.lower()}.json"
+    assert schema["properties"]["kind"]["const"] == kind.value
+    assert schema["properties"]["apiVersion"]["const"] == models.API_VERSION
+    assert set(schema["required"]) == {"apiVersion", "kind", "metadata", "spec"}
+    text = render_schema(kind)
+    assert text.endswith("}\n") and json.loads(text) == schema
+    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+
+
+@pytest.mark.parametrize("kind", list(models.Kind))
+def test_sample_manifest_validates_against_schema(kind):
+    """A manifest the loader accepts also satisfies its kind's schema (jsonschema if installed)."""
+    (loaded,) = load_text(SAMPLES[kind])
+    assert loaded.resource.kind == kind.value
+    instance = yaml.load(SAMPLES[kind], _Loader)  # the document as written, before defaults
+    schema = schema_for(kind)
+    try:
+        import jsonschema
+    except ImportError:
+        assert check(instance, schema, schema) == []
+    else:
+        jsonschema.validate(instance, schema)
+
+
+@pytest.mark.parametrize(
+    ("kind", "edit", "problem"),
+    [
+        (models.Kind.JOB, lambda d: d["spec"]["template"].pop("image"), "spec.template: missing image"),
+        (models.Kind.SERVICE, lambda d: d.pop("metadata"), ": missing metadata"),
+        (models.Kind.NODE, lambda d: d["spec"].update(adress="x"), "spec: unexpected adress"),
+        (models.Kind.JOB, lambda d: d["spec"].update(completions="3"), "spec.completions: not integer"),
+    ],
+)
+def test_structure_check_catches_what_the_schema_forbids(kind, edit, problem):
+    """The fallback structure check (used without jsonschema) rejects broken manifests."""
+    instance = yaml.load(SAMPLES[kind], _Loader)
+    edit(instance)
+    schema = schema_for(kind)
+    assert problem in check(instance, schema, schema)
+
+
+_TYPES = {"object": dict, "array": list, "string": str, "integer": int, "number": (int, float),
+          "boolean": bool, "null": type(None)}
+
+
+def check(value, schema: dict, root: dict, path: str = "") -> list[str]:
+    """A small structural JSON Schema check: $ref, anyOf, type, const, required, properties, items."""
+    if "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].rsplit("/", 1)[1]]
+    if "anyOf" in schema:
+        branches = [check(value, s, root, path) for s in schema["anyOf"]]
+        return [] if [] in branches else branches[0]
+    types = schema.get("type")
+    if types is not None:
+        types = [types] if isinstance(types, str) else types
+        ok = any(isinstance(value, _TYPES[t]) and not (t in ("integer", "number") and isinstance(value, bool))
+                 for t in types)
+        if not ok:
+            return [f"{path}: not {'/'.join(types)}"]
+    if "const" in schema and value != schema["const"]:
+        return [f"{path}: not {schema['const']!r}"]
+    problems = []
+    if isinstance(value, dict):
+        problems += [f"{path}: missing {key}" for key in schema.get("required", []) if key not in value]
+        props = schema.get("properties", {})
+        for key, item in value.items():
+            sub = f"{path}.{key}".lstrip(".")
+            if key in props:
+                problems += check(item, props[key], root, sub)
+            elif schema.get("additionalProperties") is False:
+                problems.append(f"{path}: unexpected {key}")
+            elif isinstance(schema.get("additionalProperties"), dict):
+                problems += check(item, schema["additionalProperties"], root, sub)
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            problems += check(item, schema["items"], root, f"{path}.{i}")
+    return problems
