@@ -41,9 +41,17 @@ def task_object(t: TaskRecord) -> dict:
     }
 
 
+# What a resource's status says before the controller first wrote it.
+_STATUS_DEFAULTS = {
+    Kind.NODE: {"condition": "Unknown"},
+    Kind.JOB: {"phase": "Pending", "active": 0, "succeeded": 0, "failed": 0},
+    Kind.SERVICE: {"running": 0},
+}
+
+
 def resource_object(r: ResourceRecord, used: dict[str, int] | None = None) -> dict:
     """The user's view of a resource; ``used`` is a Node's slots in use per execution type."""
-    status = dict(r.status)
+    status = {**_STATUS_DEFAULTS.get(r.kind, {}), **r.status}
     if r.kind is Kind.NODE:
         status["ready"] = status.get("condition") == "Ready"
         status["slotsUsed"] = used or {}

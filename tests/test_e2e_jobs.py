@@ -195,3 +195,38 @@ def test_ten_concurrent_applies_race_the_controller_without_losses(clean_hosts, 
             assert cli(db, "wait", f"job/racer-{i}", "--for", "condition=Complete", "--timeout", "60").returncode == 0
     names = {j["metadata"]["name"] for j in cli_json(db, "get", "jobs")}
     assert {f"racer-{i}" for i in range(10)} <= names
+
+
+def test_logs_follow_streams_a_running_task(clean_hosts, db):
+    """`logs -f` streams a running task's output until its container exits."""
+    cli(db, "apply", "-f", "-", input=nodes_yaml(clean_hosts[:1]), check=True)
+    cli(db, "apply", "-f", "-", input=job_yaml("chatty", "for i in 1 2 3; do echo tick $i; sleep 1; done"),
+        check=True)
+    with ControllerProcess(db):
+        [task] = wait_for(lambda: [t for t in tasks_of(db, "Job/chatty") if t["phase"] == "Running"], 30,
+                          "task running")
+        followed = cli(db, "logs", "-f", task["id"], timeout=30, check=True).stdout
+        assert cli(db, "wait", "job/chatty", "--for", "condition=Complete", "--timeout", "30").returncode == 0
+    assert "tick 1\ntick 2\ntick 3\n" in followed
+    assert cli(db, "logs", task["id"], check=True).stdout == "tick 1\ntick 2\ntick 3\n"
+
+
+def test_controller_reacts_to_a_store_change_before_its_resync(clean_hosts, db):
+    """An apply wakes an idle controller at once, not at its (here 60 s) periodic resync."""
+    cli(db, "apply", "-f", "-", input=nodes_yaml(clean_hosts[:1]), check=True)
+    with ControllerProcess(db, "--resync", "60"):
+        time.sleep(1)  # let it go idle
+        cli(db, "apply", "-f", "-", input=job_yaml("prompt", "true"), check=True)
+        assert cli(db, "wait", "job/prompt", "--for", "condition=Complete", "--timeout", "20").returncode == 0
+
+
+def test_pending_reason_is_explained_by_describe(clean_hosts, db):
+    """A task no node can take stays Pending, and describe says why."""
+    cli(db, "apply", "-f", "-", input=nodes_yaml(clean_hosts[:2], {"default": 1}), check=True)
+    cli(db, "apply", "-f", "-", input=job_yaml("gpu-work", "true", executionType="gpu"), check=True)
+    with ControllerProcess(db):
+        wait_for(lambda: any(t["message"] for t in tasks_of(db, "Job/gpu-work")), 20, "a pending reason")
+    out = cli(db, "describe", "job", "gpu-work", check=True).stdout
+    assert "0/2 nodes: 2 no gpu slots" in out
+    [task] = tasks_of(db, "Job/gpu-work")
+    assert task["phase"] == "Pending" and task["reason"] == "Unschedulable"

@@ -1,0 +1,160 @@
+"""The CLI without Docker: exit codes, error messages, stable output fields, help on every command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers import cli, cli_json, job_yaml
+
+REPO = Path(__file__).resolve().parent.parent
+COMMANDS = ["apply", "get", "describe", "delete", "logs", "wait", "status", "schema", "controller"]
+
+GOOD = """\
+apiVersion: broker/v1
+kind: Node
+metadata: {name: h1}
+spec: {address: "tcp://127.0.0.1:2375"}
+---
+apiVersion: broker/v1
+kind: Job
+metadata: {name: hello, labels: {type: video}}
+spec:
+  completions: 2
+  template: {image: busybox, command: "echo hi"}
+"""
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "broker.db"
+
+
+def test_apply_reports_created_configured_unchanged(db, tmp_path):
+    """Apply prints one line per resource: created, then unchanged, then configured after an edit."""
+    f = tmp_path / "m.yaml"
+    f.write_text(GOOD)
+    assert cli(db, "apply", "-f", str(f), check=True).stdout == "node/h1 created\njob/hello created\n"
+    assert cli(db, "apply", "-f", str(f), check=True).stdout == "node/h1 unchanged\njob/hello unchanged\n"
+    f.write_text(GOOD.replace("completions: 2", "completions: 3"))
+    assert cli(db, "apply", "-f", str(f), check=True).stdout == "node/h1 unchanged\njob/hello configured\n"
+    [job] = cli_json(db, "get", "jobs")
+    assert job["metadata"]["generation"] == 2 and job["spec"]["completions"] == 3
+
+
+def test_invalid_manifest_exits_2_names_file_line_field_and_writes_nothing(db, tmp_path):
+    """A bad document anywhere in the call leaves the store exactly as it was."""
+    good = tmp_path / "good.yaml"
+    good.write_text(GOOD)
+    cli(db, "apply", "-f", str(good), check=True)
+    before = cli(db, "get", "jobs", "-o", "json", check=True).stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD.replace("completions: 2", "completions: 5") + "---\n" + job_yaml("other", "true").replace(
+        '"image": "busybox"', '"imagee": "busybox"'))
+    proc = cli(db, "apply", "-f", str(bad))
+    assert proc.returncode == 2
+    assert f"{bad}: document 3 (Job/other), line 13: spec.template.imagee: unknown field" in proc.stderr
+    assert cli(db, "get", "jobs", "-o", "json", check=True).stdout == before
+
+
+def test_invalid_yaml_exits_2_with_line(db, tmp_path):
+    """Broken YAML syntax is reported with its line and nothing is written."""
+    f = tmp_path / "broken.yaml"
+    f.write_text("apiVersion: broker/v1\nkind: Job\nmetadata: {name: x\n")
+    proc = cli(db, "apply", "-f", str(f))
+    assert proc.returncode == 2
+    assert f"{f}: line" in proc.stderr and "invalid YAML" in proc.stderr
+    assert cli_json(db, "get", "jobs") == []
+
+
+def test_task_and_job_json_fields_are_stable(db):
+    """`-o json` prints arrays of objects with the documented field names."""
+    cli(db, "apply", "-f", "-", input=GOOD, check=True)
+    [job] = cli_json(db, "get", "jobs")
+    assert job["kind"] == "Job" and job["metadata"]["labels"] == {"type": "video"}
+    assert {"phase", "active", "succeeded", "failed"} <= set(job["status"])
+    assert job["status"]["phase"] == "Pending"
+    [node] = cli_json(db, "get", "nodes")
+    assert node["status"]["ready"] is False and node["status"]["slotsUsed"] == {}
+    assert cli_json(db, "get", "tasks") == []
+    yaml_out = cli(db, "get", "jobs", "hello", "-o", "yaml", check=True).stdout
+    assert "kind: Job" in yaml_out
+
+
+def test_label_selector_filters(db):
+    """`-l key=value` keeps only resources whose labels match."""
+    cli(db, "apply", "-f", "-", input=GOOD + "---\n" + job_yaml("plain", "true"), check=True)
+    names = [j["metadata"]["name"] for j in cli_json(db, "get", "jobs", "-l", "type=video")]
+    assert names == ["hello"]
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["get", "widgets"], 2, "unknown kind 'widgets'; use node, job or service"),
+        (["get", "jobs", "nope"], 1, "Job 'nope' not found"),
+        (["get", "jobs", "-o", "xml"], 2, "unknown output format 'xml'"),
+        (["delete", "job", "nope"], 1, "Job 'nope' not found"),
+        (["logs", "no-such-task"], 1, "task 'no-such-task' not found"),
+        (["wait", "job/nope", "--for", "condition=Complete", "--timeout", "1"], 1, "Job 'nope' not found"),
+        (["wait", "job/x", "--for", "condition=Done"], 2, "use condition=Complete"),
+        (["describe", "job", "nope"], 1, "Job 'nope' not found"),
+        (["apply", "-f", "/nonexistent/file.yaml"], 2, "/nonexistent/file.yaml"),
+        (["wait", "hello", "--for", "condition=Complete"], 2, "is not KIND/NAME"),
+    ],
+)
+def test_errors_are_one_line_on_stderr_with_nonzero_exit(db, args, code, message):
+    """User errors print a message naming the object and the fix, and exit non-zero."""
+    proc = cli(db, *args)
+    assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr
+    assert proc.stderr.startswith("error: ")
+    assert "Traceback" not in proc.stderr
+
+
+def test_wait_times_out_with_the_current_state(db):
+    """`wait` exits non-zero after its timeout and says where the resource stands."""
+    cli(db, "apply", "-f", "-", input=GOOD, check=True)
+    proc = cli(db, "wait", "job/hello", "--for", "condition=Complete", "--timeout", "0.5")
+    assert proc.returncode == 1
+    assert "timed out after 0.5s waiting for job/hello condition=Complete (phase Pending, 0/2 succeeded)" in proc.stderr
+
+
+def test_unusable_store_path_is_a_clear_error(tmp_path):
+    """A store path that cannot be created names the path and how to choose another."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = cli(blocker / "sub" / "broker.db", "status")
+    assert proc.returncode == 1
+    assert "cannot open store" in proc.stderr and "--db PATH" in proc.stderr
+
+
+def test_status_without_controller(db):
+    """`status` shows the store path and that no controller runs."""
+    out = cli(db, "status", check=True).stdout
+    assert f"store:      {db}" in out
+    assert "controller: not running" in out
+
+
+def test_schema_command_matches_generated_file(db):
+    """`brokerctl schema job` prints the same JSON Schema as schemas/job.json."""
+    out = cli(db, "schema", "job", check=True).stdout
+    assert json.loads(out) == json.loads((REPO / "schemas" / "job.json").read_text())
+
+
+def test_delete_without_tasks_is_immediate(db):
+    """Deleting a resource that never ran removes it at once."""
+    cli(db, "apply", "-f", "-", input=GOOD, check=True)
+    assert cli(db, "delete", "job", "hello", check=True).stdout == "job/hello deleted\n"
+    assert cli_json(db, "get", "jobs") == []
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(db, command):
+    """Each command documents itself in --help."""
+    proc = cli(db, command, "--help", check=True)
+    assert "Usage:" in proc.stdout
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) >= 3
