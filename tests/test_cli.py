@@ -158,3 +158,12 @@ def test_every_command_has_help(db, command):
     assert "Usage:" in proc.stdout
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert len(lines) >= 3
+
+
+def test_delete_by_file_removes_what_the_file_defines(db, tmp_path):
+    """`delete -f FILE` deletes every resource the file defines."""
+    f = tmp_path / "m.yaml"
+    f.write_text(GOOD)
+    cli(db, "apply", "-f", str(f), check=True)
+    assert cli(db, "delete", "-f", str(f), check=True).stdout == "node/h1 deleted\njob/hello deleted\n"
+    assert cli_json(db, "get", "jobs") == [] and cli_json(db, "get", "nodes") == []
