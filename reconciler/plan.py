@@ -96,14 +96,19 @@ def _place(p: Plan, current: dict[str, TaskRecord], owners: dict, nodes: dict,
     by_name = {v.name: v for v in views}
     seen = snapshot.by_task
     collecting = {c.task_id for c in p.collects}
+    # Tasks ``workloads`` stopped this pass (scale-down, Job done or failed): ``current`` still shows
+    # them active. Their containers keep their slots until removed, but they must not be (re)started.
+    stopped = {tid for tid, ch in p.task_updates.items() if ch.get("phase") is TaskPhase.STOPPED}
     waiting = []
     for t in sorted(current.values(), key=lambda t: (t.created_at, t.id)):
         key = (t.owner_kind, t.owner_name)
         if not t.active or key not in owners:
             continue
+        if t.node and t.node in by_name:
+            by_name[t.node].used[exec_type[key]] += 1
+        if t.id in stopped:
+            continue
         if t.node:
-            if t.node in by_name:
-                by_name[t.node].used[exec_type[key]] += 1
             if t.phase is TaskPhase.PENDING and t.id not in collecting:
                 _maybe_restart(p, t, owners[key], snapshot, seen, store_id)
         elif t.not_before > now:
