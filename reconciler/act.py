@@ -48,7 +48,7 @@ class Actor:
             for e in p.events:
                 self.store.add_event(db, e.kind, e.name, e.reason, e.message, e.type, e.task_id, ts=now)
             for kind, name in p.purges:
-                self.store._purge(db, kind, name)
+                self.store.purge_rows(db, kind, name)
 
     def _run(self, host: Host, action) -> tuple[str, object]:
         """Runs in a worker thread; returns ("ok", result) or ("error", exception)."""

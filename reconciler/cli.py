@@ -211,6 +211,7 @@ def delete(
     kind: Optional[str] = typer.Argument(None),
     name: Optional[str] = typer.Argument(None),
     files: list[str] = typer.Option([], "-f", "--filename", help="Delete the resources these manifests define."),
+    force: bool = typer.Option(False, "--force", help="Delete a Node even though tasks are active on it."),
 ) -> None:
     """Delete resources; the controller stops and removes their containers."""
     store = _store()
@@ -224,7 +225,7 @@ def delete(
     else:
         raise UsageError("name what to delete: `brokerctl delete job NAME` or `brokerctl delete -f FILE`")
     for k, n in targets:
-        outcome = store.mark_deleted(k, n)
+        outcome = store.mark_deleted(k, n, force=force)
         typer.echo(f"{k.value.lower()}/{n} {outcome}")
 
 

@@ -213,10 +213,12 @@ class Store:
             raise NotFound(f"{kind.value} '{name}' not found; `brokerctl get {kind.value.lower()}s` lists them")
         return _resource(rows[0])
 
-    def mark_deleted(self, kind: Kind, name: str, now: float | None = None) -> str:
+    def mark_deleted(self, kind: Kind, name: str, now: float | None = None, force: bool = False) -> str:
         """Delete at once when nothing of it may still run; otherwise leave it to the controller.
 
         Returns ``deleted`` or ``deleting`` (the controller stops its containers, then purges it).
+        A Node with active tasks is refused unless ``force``: the controller could no longer
+        reach its containers to stop them.
         """
         now = time.time() if now is None else now
         with self.transaction() as db:
@@ -228,8 +230,17 @@ class Store:
                 "(phase IN ('Pending', 'Running') OR (container_id IS NOT NULL AND finished_at IS NULL))",
                 [kind.value, name],
             ).fetchone()[0]
+            if kind is Kind.NODE:
+                on_node = db.execute("SELECT count(*) FROM tasks WHERE node=? AND phase IN ('Pending', 'Running')",
+                                     [name]).fetchone()[0]
+                if on_node and not force:
+                    raise Conflict(
+                        f"Node '{name}' has {on_node} active task(s); delete or move their Jobs and Services "
+                        "first, or pass --force (the tasks are replaced elsewhere and their containers are "
+                        "left running on that host, untracked)"
+                    )
             if kind is Kind.NODE or not live:
-                self._purge(db, kind, name)
+                self.purge_rows(db, kind, name)
                 return "deleted"
             if row[0] is None:
                 db.execute(
@@ -240,10 +251,10 @@ class Store:
 
     def purge(self, kind: Kind, name: str) -> None:
         with self.transaction() as db:
-            self._purge(db, kind, name)
+            self.purge_rows(db, kind, name)
 
     @staticmethod
-    def _purge(db, kind: Kind, name: str) -> None:
+    def purge_rows(db, kind: Kind, name: str) -> None:
         db.execute(
             "DELETE FROM task_logs WHERE task_id IN (SELECT id FROM tasks WHERE owner_kind=? AND owner_name=?)",
             [kind.value, name],

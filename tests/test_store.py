@@ -1,0 +1,445 @@
+"""Tests for reconciler.store on real SQLite files: apply, delete, tasks, output, lease, concurrency."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import replace
+
+import pytest
+from pydantic import TypeAdapter
+
+from reconciler.errors import Conflict, NotFound, StoreError
+from reconciler.models import Kind, Resource, TaskPhase
+from reconciler.records import TaskRecord
+from reconciler.store import LOG_LIMIT_BYTES, Store
+
+_RESOURCE = TypeAdapter(Resource)
+
+# -- factories ----------------------------------------------------------------------------
+
+
+def manifest(kind: str, name: str, labels: dict | None = None, **spec):
+    """A validated model, as ``manifests`` hands it to ``Store.apply``."""
+    if kind == "Node":
+        body = {"address": "tcp://127.0.0.1:2375", **spec}
+    else:
+        body = {"template": {"image": "busybox"}, **spec}
+    return _RESOURCE.validate_python({"apiVersion": "broker/v1", "kind": kind,
+                                      "metadata": {"name": name, "labels": labels or {}}, "spec": body})
+
+
+def job(name: str = "job", labels: dict | None = None, **spec):
+    return manifest("Job", name, labels, **spec)
+
+
+def task(owner: str = "job", index: int = 0, attempt: int = 1, phase: TaskPhase = TaskPhase.PENDING,
+         kind: Kind = Kind.JOB, **kw) -> TaskRecord:
+    return TaskRecord(id=f"{owner}-abcde-{index}-{attempt}", owner_kind=kind, owner_name=owner, owner_uid="abcde12345",
+                      index=index, attempt=attempt, phase=phase, created_at=kw.pop("created_at", 100.0 + index), **kw)
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return tmp_path / "state" / "broker.db"
+
+
+@pytest.fixture
+def store(db_path):
+    s = Store(db_path)
+    yield s
+    s.close()
+
+
+def insert(store: Store, *tasks: TaskRecord) -> None:
+    with store.transaction() as db:
+        for t in tasks:
+            store.insert_task(db, t)
+
+
+# -- opening and migrations -----------------------------------------------------------------
+
+
+def test_new_store_records_migration_version_1(store, db_path):
+    """A new store file is created with its parent directory, in WAL mode, with migration 1 recorded once."""
+    rows = store._rows("SELECT version, name FROM migrations")
+    assert rows == [{"version": 1, "name": "initial"}]
+    assert store.db.journal_mode == "wal"
+    assert len(store.store_id) == 12
+
+    again = Store(db_path)
+    try:
+        assert again._rows("SELECT version FROM migrations") == [{"version": 1}]
+        assert again.store_id == store.store_id
+    finally:
+        again.close()
+
+
+def test_a_file_that_is_not_sqlite_is_refused(tmp_path):
+    """Opening a file that is not a SQLite database raises StoreError naming the path."""
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not a database at all" * 100)
+
+    with pytest.raises(StoreError, match="junk.db is not a usable brokerctl store"):
+        Store(path)
+
+
+# -- apply --------------------------------------------------------------------------------
+
+
+def test_apply_reports_created_configured_unchanged(store):
+    """apply says what it did per resource; generation moves only when the spec changes."""
+    assert store.apply([job(completions=2), manifest("Node", "a")], now=10.0) == [
+        ("job/job", "created"), ("node/a", "created")]
+    first = store.resource(Kind.JOB, "job")
+    assert (first.generation, first.created_at, first.updated_at, first.spec["completions"]) == (1, 10.0, 10.0, 2)
+
+    assert store.apply([job(completions=2)], now=20.0) == [("job/job", "unchanged")]
+    assert store.resource(Kind.JOB, "job") == first
+
+    assert store.apply([job(labels={"team": "x"}, completions=2)], now=30.0) == [("job/job", "configured")]
+    relabelled = store.resource(Kind.JOB, "job")
+    assert (relabelled.generation, relabelled.labels, relabelled.updated_at) == (1, {"team": "x"}, 30.0)
+
+    assert store.apply([job(labels={"team": "x"}, completions=3)], now=40.0) == [("job/job", "configured")]
+    changed = store.resource(Kind.JOB, "job")
+    assert (changed.generation, changed.spec["completions"], changed.uid, changed.created_at) == (
+        2, 3, first.uid, 10.0)
+
+
+def test_explicit_default_is_the_same_spec(store):
+    """Writing a default value explicitly is not a spec change (specs are stored with defaults filled in)."""
+    store.apply([job()])
+
+    assert store.apply([job(completions=1, parallelism=1)]) == [("job/job", "unchanged")]
+    assert store.resource(Kind.JOB, "job").generation == 1
+
+
+def test_apply_is_all_or_none(store):
+    """When one resource in an apply is refused, none of the others is written."""
+    store.apply([job("old")])
+    insert(store, task("old"))
+    assert store.mark_deleted(Kind.JOB, "old") == "deleting"
+
+    with pytest.raises(Conflict, match="Job 'old' is being deleted"):
+        store.apply([job("new"), job("old", completions=5)])
+
+    assert [r.name for r in store.resources(Kind.JOB)] == ["old"]
+    assert store.resource(Kind.JOB, "old").spec["completions"] == 1
+    with pytest.raises(NotFound):
+        store.resource(Kind.JOB, "new")
+    assert store.apply([job("new")]) == [("job/new", "created")], "the store is usable after the rollback"
+
+
+def test_resources_are_listed_by_kind_then_name(store):
+    """resources() lists Jobs, Nodes and Services sorted by kind and name, optionally of one kind."""
+    store.apply([manifest("Service", "web"), job("b"), manifest("Node", "n1"), job("a")])
+
+    assert [r.ref for r in store.resources()] == ["Job/a", "Job/b", "Node/n1", "Service/web"]
+    assert [r.ref for r in store.resources(Kind.JOB)] == ["Job/a", "Job/b"]
+    assert store.resource(Kind.SERVICE, "web").model.spec.replicas == 1
+
+
+def test_status_is_written_inside_a_transaction(store):
+    """set_status replaces a resource's status, which reads back as a dict."""
+    store.apply([job()])
+
+    with store.transaction() as db:
+        store.set_status(db, Kind.JOB, "job", {"phase": "Running", "active": 1})
+
+    assert store.resource(Kind.JOB, "job").status == {"phase": "Running", "active": 1}
+
+
+# -- delete -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tasks, outcome",
+    [
+        ([], "deleted"),
+        ([task(phase=TaskPhase.SUCCEEDED, finished_at=5.0, container_id="c")], "deleted"),
+        ([task(phase=TaskPhase.FAILED, finished_at=5.0), task(index=1, phase=TaskPhase.LOST, finished_at=5.0)],
+         "deleted"),
+        ([task(phase=TaskPhase.PENDING)], "deleting"),
+        ([task(phase=TaskPhase.RUNNING, container_id="c")], "deleting"),
+        ([task(phase=TaskPhase.STOPPED, container_id="c")], "deleting"),  # stopped, container not yet gone
+    ],
+)
+def test_mark_deleted_deletes_at_once_only_when_nothing_may_run(store, tasks, outcome):
+    """A Job with no live task is deleted with its tasks and output; otherwise it is marked for the controller."""
+    store.apply([job(), job("other")])
+    insert(store, *tasks, task("other"))
+    with store.transaction() as db:
+        for t in tasks:
+            store.save_output(db, t.id, b"out", False)
+
+    assert store.mark_deleted(Kind.JOB, "job", now=50.0) == outcome
+
+    if outcome == "deleted":
+        with pytest.raises(NotFound):
+            store.resource(Kind.JOB, "job")
+        assert store.tasks((Kind.JOB, "job")) == []
+        assert all(store.output(t.id) is None for t in tasks)
+    else:
+        r = store.resource(Kind.JOB, "job")
+        assert (r.deleted_at, r.updated_at) == (50.0, 50.0)
+        assert store.mark_deleted(Kind.JOB, "job", now=60.0) == "deleting"
+        assert store.resource(Kind.JOB, "job").deleted_at == 50.0, "a second delete keeps the first time"
+    assert len(store.tasks((Kind.JOB, "other"))) == 1, "another Job's tasks are untouched"
+
+
+def test_mark_deleted_node_and_unknown(store):
+    """A Node is always deleted at once; deleting something unknown raises NotFound naming it."""
+    store.apply([manifest("Node", "a")])
+
+    assert store.mark_deleted(Kind.NODE, "a") == "deleted"
+    assert store.resources() == []
+    with pytest.raises(NotFound, match="Node 'a' not found"):
+        store.mark_deleted(Kind.NODE, "a")
+
+
+def test_purge_removes_a_deleting_job_and_a_new_apply_starts_over(store):
+    """After the controller purges a deleted Job, applying the same name creates a fresh resource."""
+    store.apply([job()])
+    old_uid = store.resource(Kind.JOB, "job").uid
+    insert(store, task(phase=TaskPhase.RUNNING))
+    store.mark_deleted(Kind.JOB, "job")
+
+    store.purge(Kind.JOB, "job")
+
+    assert store.tasks() == []
+    assert store.apply([job()]) == [("job/job", "created")]
+    fresh = store.resource(Kind.JOB, "job")
+    assert (fresh.generation, fresh.deleted_at) == (1, None) and fresh.uid != old_uid
+
+
+# -- tasks and output ---------------------------------------------------------------------
+
+
+def test_task_round_trips_through_insert_and_update(store):
+    """A task reads back equal to what was inserted and updated: enums, booleans, labels and floats intact."""
+    t = task(phase=TaskPhase.RUNNING, node="a", container_id="c" * 64, reason="Scheduled", message="m",
+             not_before=1.5, scheduled_at=2.5, started_at=3.5, generation=4, labels={"team": "x", "n": "1"})
+    insert(store, t)
+    assert store.task(t.id) == t
+
+    changes = dict(phase=TaskPhase.FAILED, exit_code=137, oom_killed=True, reason="OOMKilled",
+                   message="exit code 137", finished_at=9.25, labels={"team": "y"})
+    with store.transaction() as db:
+        store.update_task(db, t.id, **changes)
+
+    got = store.task(t.id)
+    assert got == replace(t, **changes)
+    assert isinstance(got.phase, TaskPhase) and got.owner_kind is Kind.JOB and got.oom_killed is True
+    assert store._rows("SELECT phase, idx, oom_killed FROM tasks") == [
+        {"phase": "Failed", "idx": 0, "oom_killed": 1}]
+
+
+def test_tasks_filter_by_owner_and_activity(store):
+    """tasks() lists in creation order, filtered by owner and to Pending/Running ones on request."""
+    rows = [task("a", 0, phase=TaskPhase.SUCCEEDED, created_at=3.0), task("a", 1, phase=TaskPhase.RUNNING,
+            created_at=1.0), task("b", 0, phase=TaskPhase.PENDING, created_at=2.0),
+            task("web", 0, kind=Kind.SERVICE, phase=TaskPhase.RUNNING, created_at=0.5)]
+    insert(store, *rows)
+
+    assert [t.id for t in store.tasks()] == [rows[3].id, rows[1].id, rows[2].id, rows[0].id]
+    assert [t.id for t in store.tasks((Kind.JOB, "a"))] == [rows[1].id, rows[0].id]
+    assert [t.id for t in store.tasks(active_only=True)] == [rows[3].id, rows[1].id, rows[2].id]
+    assert store.tasks((Kind.JOB, "web")) == []
+    with pytest.raises(NotFound, match="task 'nope' not found"):
+        store.task("nope")
+
+
+@pytest.mark.parametrize(
+    "size, host_truncated, stored_size, truncated",
+    [
+        (0, False, 0, False),
+        (100, False, 100, False),
+        (100, True, 100, True),  # the host already cut it short
+        (LOG_LIMIT_BYTES, False, LOG_LIMIT_BYTES, False),
+        (LOG_LIMIT_BYTES + 1, False, LOG_LIMIT_BYTES, True),
+        (3 * LOG_LIMIT_BYTES, False, LOG_LIMIT_BYTES, True),
+    ],
+)
+def test_output_is_bounded_keeping_the_tail(store, size, host_truncated, stored_size, truncated):
+    """Task output longer than LOG_LIMIT_BYTES is cut to its last LOG_LIMIT_BYTES bytes and flagged truncated."""
+    output = bytes(i % 251 for i in range(size))
+
+    with store.transaction() as db:
+        store.save_output(db, "t1", output, host_truncated)
+
+    got, flag = store.output("t1")
+    assert (len(got), flag) == (stored_size, truncated)
+    assert got == output[len(output) - stored_size:]
+
+
+def test_output_is_replaced_and_missing_output_is_none(store):
+    """Saving output again replaces it; a task without saved output has None."""
+    with store.transaction() as db:
+        store.save_output(db, "t1", b"first", True)
+        store.save_output(db, "t1", b"second", False)
+
+    assert store.output("t1") == (b"second", False)
+    assert store.output("t2") is None
+
+
+def test_events_are_returned_oldest_first_within_the_limit(store):
+    """events() returns the most recent events, oldest first, optionally for one object."""
+    with store.transaction() as db:
+        for i in range(5):
+            store.add_event(db, "Job", "a" if i % 2 == 0 else "b", f"R{i}", f"m{i}", ts=float(i))
+
+    assert [e["reason"] for e in store.events()] == ["R0", "R1", "R2", "R3", "R4"]
+    assert [e["reason"] for e in store.events(limit=2)] == ["R3", "R4"]
+    assert [e["reason"] for e in store.events("Job", "a")] == ["R0", "R2", "R4"]
+    assert store.events()[0]["type"] == "Normal" and store.events()[0]["ts"] == 0.0
+
+
+# -- lease --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def other(db_path, store):
+    """A second connection to the same store file, as a second process would have."""
+    s = Store(db_path)
+    yield s
+    s.close()
+
+
+def test_second_controller_is_refused_while_the_first_heartbeats(store, other):
+    """A live holder that keeps its heartbeat fresh keeps the lease; the refusal names its pid."""
+    store.acquire_lease("first", stale_after=10, now=100.0)
+    with store.transaction() as db:
+        assert store.heartbeat(db, "first", now=108.0)
+
+    with pytest.raises(StoreError, match=rf"another controller \(pid {os.getpid()} on {socket.gethostname()}\)"):
+        other.acquire_lease("second", stale_after=10, now=115.0)
+
+    assert store.lease()["holder"] == "first"
+    store.acquire_lease("first", stale_after=10, now=116.0)  # the holder itself may re-acquire
+
+
+def test_stale_heartbeat_lets_a_new_controller_take_over(store, other):
+    """A lease whose heartbeat is older than stale_after is taken over; the old holder's heartbeat then fails."""
+    store.acquire_lease("first", stale_after=10, now=100.0)
+
+    other.acquire_lease("second", stale_after=10, now=111.0)
+
+    assert store.lease()["holder"] == "second"
+    with store.transaction() as db:
+        assert store.heartbeat(db, "first", now=112.0) is False
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _write_lease(store: Store, pid: int, hostname: str, now: float) -> None:
+    with store.transaction() as db:
+        db.execute("INSERT OR REPLACE INTO lease (id, holder, pid, hostname, started_at, heartbeat) "
+                   "VALUES (1, 'ghost', ?, ?, ?, ?)", [pid, hostname, now, now])
+
+
+def test_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(store):
+    """A fresh lease whose pid no longer exists on this host is stale immediately."""
+    _write_lease(store, _dead_pid(), socket.gethostname(), now=100.0)
+
+    store.acquire_lease("mine", stale_after=10, now=101.0)
+
+    lease = store.lease()
+    assert (lease["holder"], lease["pid"], lease["heartbeat"]) == ("mine", os.getpid(), 101.0)
+
+
+def test_lease_of_another_host_is_trusted_until_its_heartbeat_is_stale(store):
+    """A holder on another host cannot be checked, so only a stale heartbeat frees its lease."""
+    _write_lease(store, _dead_pid(), "some-other-host", now=100.0)
+
+    with pytest.raises(StoreError, match="on some-other-host"):
+        store.acquire_lease("mine", stale_after=10, now=101.0)
+    store.acquire_lease("mine", stale_after=10, now=111.0)
+    assert store.lease()["holder"] == "mine"
+
+
+def test_release_lease_only_releases_your_own(store):
+    """release_lease by another holder leaves the lease alone; by the holder it frees it."""
+    store.acquire_lease("first", stale_after=10, now=100.0)
+
+    store.release_lease("someone-else")
+    assert store.lease()["holder"] == "first"
+    store.release_lease("first")
+    assert store.lease() is None
+
+
+# -- concurrency --------------------------------------------------------------------------
+
+
+def test_concurrent_stores_on_one_file_never_hit_database_is_locked(db_path):
+    """Eight threads, each opening its own Store on the same new file and applying, all succeed."""
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            barrier.wait()
+            s = Store(db_path)
+            try:
+                for round in range(5):
+                    s.apply([job(f"job-{i}-{round}"), manifest("Node", f"node-{i}")])
+                    insert(s, task(f"job-{i}-{round}"))
+                    s.resources()
+            finally:
+                s.close()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+
+    assert errors == []
+    check = Store(db_path)
+    try:
+        assert len(check.resources(Kind.JOB)) == 40 and len(check.resources(Kind.NODE)) == 8
+        assert len(check.tasks()) == 40
+        assert check._rows("SELECT count(*) AS n FROM migrations") == [{"n": 1}]
+    finally:
+        check.close()
+
+
+def test_data_version_changes_when_another_connection_commits(store, other):
+    """data_version moves after another connection's commit, and not for a read or one's own commit."""
+    before = store.data_version()
+    store.resources()
+    store.apply([job("mine")])
+    assert store.data_version() == before
+
+    other.apply([job("theirs")])
+
+    after = store.data_version()
+    assert after != before
+    assert store.data_version() == after
+
+
+def test_node_with_active_tasks_is_not_deleted_without_force(store):
+    """Deleting a Node that runs active tasks is refused unless forced."""
+    node = {"apiVersion": "broker/v1", "kind": "Node", "metadata": {"name": "h1"},
+            "spec": {"address": "tcp://127.0.0.1:2375"}}
+    job = {"apiVersion": "broker/v1", "kind": "Job", "metadata": {"name": "j"},
+           "spec": {"template": {"image": "busybox"}}}
+    store.apply([TypeAdapter(Resource).validate_python(d) for d in (node, job)])
+    uid = store.resource(Kind.JOB, "j").uid
+    with store.transaction() as db:
+        store.insert_task(db, TaskRecord(id="j-1", owner_kind=Kind.JOB, owner_name="j", owner_uid=uid, index=0,
+                                         attempt=1, phase=TaskPhase.RUNNING, node="h1", created_at=1.0))
+    with pytest.raises(Conflict, match="Node 'h1' has 1 active task"):
+        store.mark_deleted(Kind.NODE, "h1")
+    assert store.resource(Kind.NODE, "h1").name == "h1"
+    assert store.mark_deleted(Kind.NODE, "h1", force=True) == "deleted"
+    assert [r.name for r in store.resources(Kind.NODE)] == []
