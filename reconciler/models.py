@@ -218,8 +218,41 @@ class Backoff(_Model):
         return min(self.maxSeconds, self.initialSeconds * 2 ** (failures - 1))
 
 
-class JobSpec(_Model):
+class Placement(str, Enum):
+    SPREAD = "spread"
+    BINPACK = "binpack"
+
+
+class _Scheduling(_Model):
+    """Placement fields shared by Jobs and Services."""
+
     executionType: str = DEFAULT_EXECUTION_TYPE
+    placement: Placement = Field(default=Placement.SPREAD, description="spread: least busy node first; binpack: most busy first.")
+    priority: int = Field(default=0, description="Higher is placed first; FIFO within a priority.")
+    nodeSelector: dict[str, str] = Field(default_factory=dict, description="Node labels that must all match.")
+    nodeName: str | None = Field(default=None, description="Run only on this node.")
+    colocateWith: str | None = Field(
+        default=None, description="Job/NAME or Service/NAME: run on the node where that resource's task runs."
+    )
+    sticky: bool = Field(default=False, description="Keep a replacement on its previous attempt's node while it is Ready.")
+
+    @field_validator("nodeSelector", mode="before")
+    @classmethod
+    def _selector_as_text(cls, v):
+        return _scalars_as_text(v)
+
+    @field_validator("colocateWith")
+    @classmethod
+    def _colocate_ref(cls, v):
+        if v is None:
+            return v
+        kind, sep, name = v.partition("/")
+        if not sep or kind not in ("Job", "Service") or not NAME_RE.match(name):
+            raise ValueError(f"{v!r} is not Job/NAME or Service/NAME")
+        return v
+
+
+class JobSpec(_Scheduling):
     completions: int = Field(default=1, ge=1)
     parallelism: int = Field(default=1, ge=1)
     backoffLimit: int = Field(default=3, ge=0)
@@ -227,8 +260,7 @@ class JobSpec(_Model):
     template: Template
 
 
-class ServiceSpec(_Model):
-    executionType: str = DEFAULT_EXECUTION_TYPE
+class ServiceSpec(_Scheduling):
     replicas: int = Field(default=1, ge=0)
     template: Template
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from . import workloads
 from .actions import STOP_GRACE_SECONDS, Collect, ContainerSpec, Event, Plan, Remove, Start
-from .models import DEFAULT_EXECUTION_TYPE, Kind, TaskPhase
+from .models import Kind, TaskPhase
 from .records import (
     LABEL_ATTEMPT, LABEL_INDEX, LABEL_OWNER, LABEL_STORE, LABEL_TASK,
     ResourceRecord, Snapshot, TaskRecord,
@@ -85,27 +85,33 @@ def _set(p: Plan, t: TaskRecord, **changes) -> TaskRecord:
 
 def _place(p: Plan, current: dict[str, TaskRecord], owners: dict, nodes: dict,
            snapshot: Snapshot, now: float, store_id: str) -> None:
-    exec_type = {key: getattr(res.model.spec, "executionType", DEFAULT_EXECUTION_TYPE) for key, res in owners.items()}
+    specs = {key: res.model.spec for key, res in owners.items()}
     views = []
     for node in sorted(nodes.values(), key=lambda n: n.name):
         obs = snapshot.nodes.get(node.name)
-        spec = node.model.spec
         status = workloads.node_status(node, obs, now)
-        views.append(NodeView(node.name, ready=bool(obs and obs.ready), schedulable=not spec.unschedulable,
-                              slots=status.get("slots", {}), used=Counter()))
+        views.append(NodeView(node.name, ready=bool(obs and obs.ready), schedulable=not node.model.spec.unschedulable,
+                              slots=status.get("slots", {}), used=Counter(), labels=dict(node.labels),
+                              cpus=status.get("cpus"), memory=status.get("memory")))
     by_name = {v.name: v for v in views}
     seen = snapshot.by_task
     collecting = {c.task_id for c in p.collects}
     # Tasks ``workloads`` stopped this pass (scale-down, Job done or failed): ``current`` still shows
-    # them active. Their containers keep their slots until removed, but they must not be (re)started.
+    # them active. Their containers keep their capacity until removed, but they must not be (re)started.
     stopped = {tid for tid, ch in p.task_updates.items() if ch.get("phase") is TaskPhase.STOPPED}
+    running_on: dict[str, set[str]] = defaultdict(set)  # "Job/x" -> nodes where its active tasks are
+    last_node: dict[tuple, str] = {}  # (owner, index) -> node of the latest attempt that had one
     waiting = []
     for t in sorted(current.values(), key=lambda t: (t.created_at, t.id)):
         key = (t.owner_kind, t.owner_name)
+        if t.node and not t.active:
+            last_node[(key, t.index)] = t.node
         if not t.active or key not in owners:
             continue
-        if t.node and t.node in by_name:
-            by_name[t.node].used[exec_type[key]] += 1
+        if t.node:
+            running_on[t.owner].add(t.node)
+            if t.node in by_name:
+                by_name[t.node].take(_request(t, specs[key]))
         if t.id in stopped:
             continue
         if t.node:
@@ -115,20 +121,36 @@ def _place(p: Plan, current: dict[str, TaskRecord], owners: dict, nodes: dict,
             p.wake_at(t.not_before)
         elif owners[key].deleted_at is None:
             waiting.append(t)
-    pipeline = default_pipeline()
+    # Queue order: higher priority first, then first come first served.
+    waiting.sort(key=lambda t: (-specs[(t.owner_kind, t.owner_name)].priority, t.created_at, t.id))
+    ready = {v.name for v in views if v.ready and v.schedulable}
+    requests = []
     for t in waiting:
-        res = owners[(t.owner_kind, t.owner_name)]
-        placed = pipeline.place_one(Request(t.id, exec_type[(t.owner_kind, t.owner_name)]), views)
+        spec = specs[(t.owner_kind, t.owner_name)]
+        sticky = last_node.get(((t.owner_kind, t.owner_name), t.index)) if spec.sticky else None
+        colocate = frozenset(running_on.get(spec.colocateWith, ())) if spec.colocateWith else None
+        requests.append(_request(t, spec, sticky_node=sticky if sticky in ready else None, colocate=colocate))
+    for t, placed in zip(waiting, default_pipeline().place(requests, views)):
         if placed.node is None:
             if t.message != placed.reason:
                 _set(p, t, reason="Unschedulable", message=placed.reason)
                 p.events.append(Event(t.owner_kind.value, t.owner_name, "FailedScheduling",
                                       f"{t.id}: {placed.reason}", "Warning", t.id))
             continue
+        res = owners[(t.owner_kind, t.owner_name)]
         t = _set(p, t, node=placed.node, scheduled_at=now, reason="Scheduled", message=placed.reason)
         p.events.append(Event(t.owner_kind.value, t.owner_name, "Scheduled",
                               f"{t.id} on {placed.node} ({placed.reason})", task_id=t.id))
         p.starts.append(Start(t.id, placed.node, container_spec(t, res, store_id)))
+
+
+def _request(t: TaskRecord, spec, sticky_node: str | None = None, colocate: frozenset | None = None) -> Request:
+    res = spec.template.resources
+    return Request(
+        t.id, spec.executionType, cpus=res.cpus, memory=res.memory_bytes(),
+        selector=tuple(sorted(spec.nodeSelector.items())), node_name=spec.nodeName, colocate=colocate,
+        colocate_with=spec.colocateWith, sticky_node=sticky_node, placement=spec.placement.value,
+    )
 
 
 def _maybe_restart(p: Plan, t: TaskRecord, res: ResourceRecord, snapshot: Snapshot,

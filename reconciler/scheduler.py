@@ -1,10 +1,15 @@
 """Placement: feasibility checks, then scoring, then a deterministic pick. Pure.
 
-Called by ``plan`` with the tasks waiting for a node (in queue order) and a view of every node.
-Each check either passes a node or names why it cannot take the task; a task no node can take
-stays Pending with a summary such as ``0/3 nodes: 2 no free cpu slot, 1 not ready``. The
-pipeline is assembled in ``default_pipeline``; later checks (selectors, resources, pins) and
-scorers (binpack) plug in there.
+Called by ``plan`` with the tasks waiting for a node (in queue order: priority, then FIFO) and
+a view of every node. Each check either passes a node or names why it cannot take the task; a
+task no node can take stays Pending with a summary such as
+``0/3 nodes: 2 no free cpu slot, 1 not ready``. The pipeline is assembled in
+``default_pipeline``: checks (ready, schedulable, pins, selector, slot, resources) and one
+scorer per placement mode (``spread``: least busy first; ``binpack``: most busy first).
+
+Starvation: a task refused on some nodes only for want of free capacity reserves those nodes
+for this pass: later tasks of the same execution type may not take them (``Pipeline.place``),
+so a stream of small tasks cannot keep a large or early one waiting forever.
 """
 
 from __future__ import annotations
@@ -13,19 +18,32 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+# Rejections that free capacity would cure; any other reason is a standing mismatch.
+_TEMPORARY = ("no free ", "insufficient ")
+
 
 @dataclass
 class NodeView:
-    """What placement needs to know about one node; ``used`` is updated as tasks are placed."""
+    """What placement needs to know about one node; usage counters grow as tasks are placed."""
 
     name: str
     ready: bool
     schedulable: bool
     slots: dict[str, int]
     used: Counter = field(default_factory=Counter)
+    labels: dict[str, str] = field(default_factory=dict)
+    cpus: float | None = None  # what the host reports; None: unknown, not checked
+    memory: int | None = None
+    cpus_used: float = 0.0
+    memory_used: int = 0
 
     def free(self, execution_type: str) -> int:
         return self.slots.get(execution_type, 0) - self.used[execution_type]
+
+    def take(self, req: "Request") -> None:
+        self.used[req.execution_type] += 1
+        self.cpus_used += req.cpus or 0.0
+        self.memory_used += req.memory or 0
 
 
 @dataclass(frozen=True)
@@ -34,6 +52,14 @@ class Request:
 
     task_id: str
     execution_type: str
+    cpus: float | None = None
+    memory: int | None = None
+    selector: tuple[tuple[str, str], ...] = ()
+    node_name: str | None = None
+    colocate: frozenset[str] | None = None  # nodes where the colocateWith target runs
+    colocate_with: str | None = None
+    sticky_node: str | None = None  # previous attempt's node, when it is Ready
+    placement: str = "spread"
 
 
 @dataclass(frozen=True)
@@ -41,6 +67,7 @@ class Placement:
     task_id: str
     node: str | None
     reason: str  # why this node, or why none
+    waits_on: frozenset[str] = frozenset()  # nodes that refused it only for want of free capacity
 
 
 Check = Callable[[Request, NodeView], str | None]  # None: feasible, else the rejection reason
@@ -55,10 +82,38 @@ def check_schedulable(req: Request, node: NodeView) -> str | None:
     return None if node.schedulable else "unschedulable"
 
 
+def check_pins(req: Request, node: NodeView) -> str | None:
+    if req.node_name is not None and node.name != req.node_name:
+        return f"not node {req.node_name} (nodeName)"
+    if req.sticky_node is not None and node.name != req.sticky_node:
+        return f"not node {req.sticky_node} (sticky)"
+    if req.colocate is not None and node.name not in req.colocate:
+        return f"not where {req.colocate_with} runs"
+    return None
+
+
+def check_selector(req: Request, node: NodeView) -> str | None:
+    return None if all(node.labels.get(k) == v for k, v in req.selector) else "selector mismatch"
+
+
 def check_slot(req: Request, node: NodeView) -> str | None:
     if req.execution_type not in node.slots:
         return f"no {req.execution_type} slots"
     return None if node.free(req.execution_type) > 0 else f"no free {req.execution_type} slot"
+
+
+def check_resources(req: Request, node: NodeView) -> str | None:
+    if req.cpus and node.cpus is not None:
+        if req.cpus > node.cpus:
+            return "cpu request exceeds node"
+        if node.cpus - node.cpus_used < req.cpus - 1e-9:
+            return "insufficient cpu"
+    if req.memory and node.memory is not None:
+        if req.memory > node.memory:
+            return "memory request exceeds node"
+        if node.memory - node.memory_used < req.memory:
+            return "insufficient memory"
+    return None
 
 
 def score_spread(req: Request, node: NodeView) -> float:
@@ -67,33 +122,58 @@ def score_spread(req: Request, node: NodeView) -> float:
     return node.used[req.execution_type] / total if total else 1.0
 
 
+def score_binpack(req: Request, node: NodeView) -> float:
+    """Most busy first: fill a node before starting on the next."""
+    return -score_spread(req, node)
+
+
 @dataclass
 class Pipeline:
     checks: list[Check]
-    scorer: Scorer
+    scorers: dict[str, Scorer]
 
-    def place_one(self, req: Request, nodes: Iterable[NodeView]) -> Placement:
+    def place_one(self, req: Request, nodes: Iterable[NodeView], reserved: dict[str, str] | None = None) -> Placement:
+        """Best feasible node for ``req``; ``reserved`` maps node -> the earlier task holding it."""
         rejections: Counter = Counter()
+        waits_on = []
+        scorer = self.scorers.get(req.placement, self.scorers["spread"])
         best: tuple[float, str, NodeView] | None = None
         count = 0
         for node in nodes:
             count += 1
             reason = next((r for check in self.checks if (r := check(req, node))), None)
+            if reason is None and reserved and node.name in reserved:
+                reason = "reserved for an earlier task"
             if reason:
                 rejections[reason] += 1
+                if reason.startswith(_TEMPORARY):
+                    waits_on.append(node.name)
                 continue
-            key = (self.scorer(req, node), node.name, node)
+            key = (scorer(req, node), node.name, node)
             if best is None or key[:2] < best[:2]:
                 best = key
         if best is None:
-            return Placement(req.task_id, None, summarise(count, rejections))
+            return Placement(req.task_id, None, summarise(count, rejections), frozenset(waits_on))
         node = best[2]
-        node.used[req.execution_type] += 1
-        return Placement(req.task_id, node.name, f"least busy of {count - sum(rejections.values())} feasible")
+        node.take(req)
+        word = "most" if req.placement == "binpack" else "least"
+        return Placement(req.task_id, node.name, f"{word} busy of {count - sum(rejections.values())} feasible")
 
     def place(self, requests: Iterable[Request], nodes: list[NodeView]) -> list[Placement]:
-        """Place in order; each placement consumes a slot seen by the next request."""
-        return [self.place_one(req, nodes) for req in requests]
+        """Place in queue order; each placement consumes capacity seen by the next request.
+
+        A request refused only for want of capacity reserves the nodes that refused it against
+        later requests of its execution type, so it is first in line when they free up.
+        """
+        reserved: dict[str, dict[str, str]] = {}
+        out = []
+        for req in requests:
+            held = reserved.setdefault(req.execution_type, {})
+            placed = self.place_one(req, nodes, held)
+            for name in placed.waits_on:
+                held.setdefault(name, req.task_id)
+            out.append(placed)
+        return out
 
 
 def summarise(total: int, rejections: Counter) -> str:
@@ -104,4 +184,7 @@ def summarise(total: int, rejections: Counter) -> str:
 
 
 def default_pipeline() -> Pipeline:
-    return Pipeline(checks=[check_ready, check_schedulable, check_slot], scorer=score_spread)
+    return Pipeline(
+        checks=[check_ready, check_schedulable, check_pins, check_selector, check_slot, check_resources],
+        scorers={"spread": score_spread, "binpack": score_binpack},
+    )
