@@ -179,7 +179,8 @@ ERROR_CASES = [
     pytest.param(
         JOB + "  flavour: big\n",
         ["m.yaml: document 1 (Job/hello), line 9: spec.flavour: unknown field; expected one of "
-         "executionType, completions, parallelism, backoffLimit, backoff, template"],
+         "executionType, placement, priority, nodeSelector, nodeName, colocateWith, sticky, completions, "
+         "parallelism, backoffLimit, backoff, template"],
         id="unknown-field-without-close-match",
     ),
     pytest.param(
