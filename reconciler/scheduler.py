@@ -14,8 +14,9 @@ so a stream of small tasks cannot keep a large or early one waiting forever.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
 # Rejections that free capacity would cure; any other reason is a standing mismatch.
@@ -96,9 +97,11 @@ def check_selector(req: Request, node: NodeView) -> str | None:
     return None if all(node.labels.get(k) == v for k, v in req.selector) else "selector mismatch"
 
 
-def check_slot(req: Request, node: NodeView) -> str | None:
-    if req.execution_type not in node.slots:
-        return f"no {req.execution_type} slots"
+def check_slot_type(req: Request, node: NodeView) -> str | None:
+    return None if req.execution_type in node.slots else f"no {req.execution_type} slots"
+
+
+def check_free_slot(req: Request, node: NodeView) -> str | None:
     return None if node.free(req.execution_type) > 0 else f"no free {req.execution_type} slot"
 
 
@@ -129,19 +132,26 @@ def score_binpack(req: Request, node: NodeView) -> float:
 
 @dataclass
 class Pipeline:
-    checks: list[Check]
+    """``static`` checks depend only on the request and the node; ``dynamic`` ones on usage,
+    which only grows during a pass, so a node they reject stays rejected for that pass."""
+
+    static: list[Check]
+    dynamic: list[Check]
     scorers: dict[str, Scorer]
 
     def place_one(self, req: Request, nodes: Iterable[NodeView], reserved: dict[str, str] | None = None) -> Placement:
-        """Best feasible node for ``req``; ``reserved`` maps node -> the earlier task holding it."""
+        """Best feasible node for ``req`` by a full scan; ``reserved``: node -> earlier task holding it."""
         rejections: Counter = Counter()
         waits_on = []
         scorer = self.scorers.get(req.placement, self.scorers["spread"])
         best: tuple[float, str, NodeView] | None = None
-        count = 0
+        count = eligible = 0
         for node in nodes:
             count += 1
-            reason = next((r for check in self.checks if (r := check(req, node))), None)
+            reason = next((r for check in self.static if (r := check(req, node))), None)
+            if reason is None:
+                eligible += 1
+                reason = next((r for check in self.dynamic if (r := check(req, node))), None)
             if reason is None and reserved and node.name in reserved:
                 reason = "reserved for an earlier task"
             if reason:
@@ -156,24 +166,86 @@ class Pipeline:
             return Placement(req.task_id, None, summarise(count, rejections), frozenset(waits_on))
         node = best[2]
         node.take(req)
-        word = "most" if req.placement == "binpack" else "least"
-        return Placement(req.task_id, node.name, f"{word} busy of {count - sum(rejections.values())} feasible")
+        return Placement(req.task_id, node.name, _why(req, eligible))
 
     def place(self, requests: Iterable[Request], nodes: list[NodeView]) -> list[Placement]:
         """Place in queue order; each placement consumes capacity seen by the next request.
 
-        A request refused only for want of capacity reserves the nodes that refused it against
-        later requests of its execution type, so it is first in line when they free up.
+        Gives the same answers as ``place_one`` per request, but keeps, per distinct request
+        shape, a heap of the nodes that pass the static checks, so a placement costs O(log n)
+        instead of a scan. A request refused only for want of capacity reserves the nodes that
+        refused it against later requests of its execution type, so it is first in line when
+        they free up.
         """
+        by_name = {n.name: n for n in nodes}
         reserved: dict[str, dict[str, str]] = {}
+        heaps: dict[Request, _Heap] = {}
+        binpack_heaps: dict[str, list[_Heap]] = {}
         out = []
         for req in requests:
             held = reserved.setdefault(req.execution_type, {})
-            placed = self.place_one(req, nodes, held)
-            for name in placed.waits_on:
-                held.setdefault(name, req.task_id)
-            out.append(placed)
+            shape = replace(req, task_id="")
+            heap = heaps.get(shape)
+            if heap is None:
+                heap = heaps[shape] = _Heap(self, req, nodes)
+                if req.placement == "binpack":
+                    for name in heap.names:
+                        binpack_heaps.setdefault(name, []).append(heap)
+            if heap.failed is not None:
+                out.append(replace(heap.failed, task_id=req.task_id))
+                continue
+            node = heap.pop_best(req, by_name, held)
+            if node is None:
+                heap.failed = self.place_one(req, nodes, held)
+                for name in heap.failed.waits_on:
+                    held.setdefault(name, req.task_id)
+                out.append(heap.failed)
+                continue
+            node.take(req)
+            heap.push(req, node)
+            for other in binpack_heaps.get(node.name, ()):
+                if other is not heap:  # its score for this node just improved
+                    other.push(other.req, node)
+            out.append(Placement(req.task_id, node.name, _why(req, heap.size)))
         return out
+
+
+class _Heap:
+    """Nodes passing the static checks for one request shape, keyed by (score, name); lazy."""
+
+    def __init__(self, pipeline: Pipeline, req: Request, nodes: Iterable[NodeView]):
+        self.pipeline, self.req = pipeline, req
+        self.scorer = pipeline.scorers.get(req.placement, pipeline.scorers["spread"])
+        self.names = [n.name for n in nodes if not any(check(req, n) for check in pipeline.static)]
+        by_name = {n.name: n for n in nodes}
+        self.entries = [(self.scorer(req, by_name[name]), name) for name in self.names]
+        heapq.heapify(self.entries)
+        self.size = len(self.names)
+        self.failed: Placement | None = None
+
+    def push(self, req: Request, node: NodeView) -> None:
+        heapq.heappush(self.entries, (self.scorer(req, node), node.name))
+
+    def pop_best(self, req: Request, by_name: dict[str, NodeView], held: dict[str, str]) -> NodeView | None:
+        while self.entries:
+            key, name = self.entries[0]
+            node = by_name[name]
+            if name in held or any(check(req, node) for check in self.pipeline.dynamic):
+                heapq.heappop(self.entries)  # usage only grows within a pass: gone for good
+                continue
+            actual = self.scorer(req, node)
+            if actual != key:
+                heapq.heapreplace(self.entries, (actual, name))
+                continue
+            heapq.heappop(self.entries)
+            return node
+        return None
+
+
+def _why(req: Request, eligible: int) -> str:
+    """Why this node: the scorer's pick among the nodes that pass the static checks."""
+    word = "most" if req.placement == "binpack" else "least"
+    return f"{word} busy of {eligible} eligible"
 
 
 def summarise(total: int, rejections: Counter) -> str:
@@ -185,6 +257,7 @@ def summarise(total: int, rejections: Counter) -> str:
 
 def default_pipeline() -> Pipeline:
     return Pipeline(
-        checks=[check_ready, check_schedulable, check_pins, check_selector, check_slot, check_resources],
+        static=[check_ready, check_schedulable, check_pins, check_selector, check_slot_type],
+        dynamic=[check_free_slot, check_resources],
         scorers={"spread": score_spread, "binpack": score_binpack},
     )
