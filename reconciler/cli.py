@@ -76,6 +76,8 @@ def _labels(selector: list[str]) -> dict[str, str]:
 @app.command()
 def apply(
     files: list[str] = typer.Option(..., "-f", "--filename", help="File, directory (its *.yaml|*.yml|*.json) or - for stdin. Repeatable."),
+    wait: bool = typer.Option(False, "--wait", help="Wait until the applied Jobs finish; exit 1 if any failed."),
+    timeout: float = typer.Option(0, "--timeout", help="With --wait: give up after this many seconds (0: no limit)."),
 ) -> None:
     """Create or update resources from manifests (all documents or none)."""
     from . import manifests
@@ -86,6 +88,31 @@ def apply(
     for ref, outcome in results:
         typer.echo(f"{ref} {outcome}")
     _warn_unplaceable(store, loaded)
+    if wait:
+        _wait_jobs(store, [i.resource.metadata.name for i in loaded if i.resource.kind == "Job"], timeout)
+
+
+def _wait_jobs(store, names: list[str], timeout: float) -> None:
+    """Block until every named Job is Complete or Failed; BrokerError if any failed or time ran out."""
+    from .models import Kind
+
+    deadline = time.monotonic() + timeout if timeout > 0 else None
+    pending = set(names)
+    failed = []
+    while pending:
+        for name in sorted(pending):
+            st = store.resource(Kind.JOB, name).status
+            if st.get("phase") in ("Complete", "Failed"):
+                pending.discard(name)
+                typer.echo(f"job/{name} {st['phase'].lower()}" + (f": {st['message']}" if st.get("message") else ""))
+                if st["phase"] == "Failed":
+                    failed.append(name)
+        if pending and deadline is not None and time.monotonic() > deadline:
+            raise BrokerError(f"timed out after {timeout:g}s waiting for {', '.join(f'job/{n}' for n in sorted(pending))}")
+        if pending:
+            time.sleep(0.2)
+    if failed:
+        raise BrokerError(f"{len(failed)} job(s) failed: {', '.join(failed)}; see `brokerctl describe job NAME`")
 
 
 def _warn_unplaceable(store, loaded) -> None:
@@ -109,18 +136,22 @@ def _warn_unplaceable(store, loaded) -> None:
 
 @app.command()
 def get(
-    kind: str = typer.Argument(..., help="nodes, jobs, services or tasks"),
+    kind: str = typer.Argument(..., help="nodes, jobs, services, tasks or events"),
     name: Optional[str] = typer.Argument(None),
     output: str = typer.Option("table", "-o", "--output", help="table, wide, json or yaml"),
     selector: list[str] = typer.Option([], "-l", "--selector", help="Label filter key=value (repeatable)."),
+    for_: Optional[str] = typer.Option(None, "--for", help="With `get events`: only this KIND/NAME."),
 ) -> None:
-    """List resources or tasks."""
+    """List nodes, jobs, services, tasks or events."""
     from . import render
 
     if output not in OUTPUT_FORMATS:
         raise UsageError(f"unknown output format {output!r}; use one of {', '.join(OUTPUT_FORMATS)}")
     store, want = _store(), _labels(selector)
     now = time.time()
+    if kind.strip().lower() in ("event", "events"):
+        _get_events(store, for_, output)
+        return
     if kind.strip().lower() in ("task", "tasks"):
         tasks = [store.task(name)] if name else store.tasks()
         tasks = [t for t in tasks if want.items() <= t.labels.items()]
@@ -140,6 +171,24 @@ def get(
         return
     cols, rows = _resource_rows(k.value, objects, output == "wide", now)
     render.print_table(cols, rows)
+
+
+def _get_events(store, target: str | None, output: str) -> None:
+    from . import render
+
+    kind = name = None
+    if target:
+        k, name = _ref(target)
+        kind = k.value
+    rows = store.events(kind, name, limit=500)
+    if output in ("json", "yaml"):
+        objs = [{"time": render.iso(e["ts"]), "object": f"{e['kind']}/{e['name']}", "type": e["type"],
+                 "reason": e["reason"], "message": e["message"], "task": e["task_id"]} for e in rows]
+        typer.echo(render.dump(objs, output), nl=False)
+        return
+    render.print_table(["AGE", "OBJECT", "TYPE", "REASON", "MESSAGE"],
+                       [[render.age(e["ts"]), f"{e['kind']}/{e['name']}", e["type"], e["reason"], e["message"]]
+                        for e in rows])
 
 
 def _resource_rows(kind: str, objects: list[dict], wide: bool, now: float):
