@@ -221,6 +221,8 @@ class _Heap:
         self.entries = [(self.scorer(req, by_name[name]), name) for name in self.names]
         heapq.heapify(self.entries)
         self.size = len(self.names)
+        # Once refused, a shape stays refused for the rest of the pass (usage only grows); later
+        # requests of that shape reuse the summary from its first refusal instead of rescanning.
         self.failed: Placement | None = None
 
     def push(self, req: Request, node: NodeView) -> None:
