@@ -58,8 +58,7 @@ class Actor:
                     return "ok", host.start(action.spec)
                 if isinstance(action, Collect):
                     return "ok", host.collect(action.container_id, LOG_LIMIT_BYTES)
-                host.remove(action.container_id, action.grace)
-                return "ok", None
+                return "ok", host.remove(action.container_id, action.grace, action.keep_output)
             except StartError as exc:
                 return "error", exc
             except TRANSPORT_ERRORS as exc:
@@ -104,6 +103,8 @@ class Actor:
                 event("Succeeded" if ok else "Failed", f"{action.task_id} on {action.node}: {message}",
                       "Normal" if ok else "Warning")
             elif isinstance(action, Remove):
+                if status == "ok" and result is not None and action.task_id and phase is not None:
+                    self.store.save_output(db, action.task_id, result, False)
                 if status != "ok":
                     event("FailedStop", f"container {action.container_id[:12]} on {action.node}: {result}", "Warning")
                 elif action.task_id is None or phase is None:

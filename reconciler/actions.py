@@ -54,6 +54,7 @@ class Remove:
     task_id: str | None
     reason: str
     grace: float = STOP_GRACE_SECONDS
+    keep_output: bool = False  # save the container's output on the task before removing it
 
 
 @dataclass(frozen=True)

@@ -139,14 +139,19 @@ class Host:
             "truncated": truncated,
         }
 
-    def remove(self, container_id: str, grace: float) -> None:
+    def remove(self, container_id: str, grace: float, keep_output: bool = False) -> bytes | None:
+        """Stop (SIGTERM, kill after ``grace``) and remove; with ``keep_output``, return its output."""
         api = self.client.api
+        output = None
         try:
             if grace > 0:
                 api.stop(container_id, timeout=int(grace))
+            if keep_output:
+                output = api.logs(container_id, stdout=True, stderr=True, tail=LOG_TAIL_LINES)
             api.remove_container(container_id, force=True)
         except derr.NotFound:
             pass
+        return output
 
     def logs(self, container_id: str, follow: bool) -> Iterator[bytes]:
         """Stream output; a separate client without a read timeout so ``-f`` can wait."""

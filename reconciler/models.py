@@ -257,11 +257,21 @@ class JobSpec(_Scheduling):
     parallelism: int = Field(default=1, ge=1)
     backoffLimit: int = Field(default=3, ge=0)
     backoff: Backoff = Field(default_factory=Backoff)
+    activeDeadlineSeconds: float | None = Field(
+        default=None, gt=0, description="Past this many seconds since the first start, stop the Job: Failed, DeadlineExceeded."
+    )
+    timeoutSeconds: float | None = Field(default=None, gt=0, description="Kill and fail one attempt after this long.")
+    ttlSecondsAfterFinished: float | None = Field(
+        default=None, ge=0, description="Delete the finished Job and its tasks after this long (default: keep)."
+    )
+    suspend: bool = Field(default=False, description="true: create no tasks and stop active ones; false resumes.")
+    terminationGracePeriodSeconds: float = Field(default=10, ge=0, description="SIGTERM, then kill after this long.")
     template: Template
 
 
 class ServiceSpec(_Scheduling):
     replicas: int = Field(default=1, ge=0)
+    terminationGracePeriodSeconds: float = Field(default=10, ge=0, description="SIGTERM, then kill after this long.")
     template: Template
 
 

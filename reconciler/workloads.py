@@ -47,24 +47,26 @@ def reconcile(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: S
 
 def _delete(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, now: float) -> None:
     live = [t for t in tasks if t.active]
+    grace = getattr(res.model.spec, "terminationGracePeriodSeconds", STOP_GRACE_SECONDS)
     for t in live:
-        stop_task(p, t, snapshot, now, "Deleted", f"{res.ref} was deleted")
+        stop_task(p, t, snapshot, now, "Deleted", f"{res.ref} was deleted", grace)
     seen = snapshot.by_task
     if not live and not any(t.id in seen for t in tasks):
         p.purges.append((res.kind, res.name))
         p.events.append(_event(res, "Deleted", f"{res.ref} deleted; its containers are gone"))
 
 
-def stop_task(p: Plan, t: TaskRecord, snapshot: Snapshot, now: float, reason: str, message: str) -> TaskRecord:
-    """Mark the task Stopped and remove its container, if one is known."""
-    p.update(t.id, phase=TaskPhase.STOPPED, reason=reason, message=message, finished_at=now)
+def stop_task(p: Plan, t: TaskRecord, snapshot: Snapshot, now: float, reason: str, message: str,
+              grace: float = STOP_GRACE_SECONDS, phase: TaskPhase = TaskPhase.STOPPED) -> TaskRecord:
+    """End the task (Stopped, or Failed for a timeout) and stop its container, keeping its output."""
+    p.update(t.id, phase=phase, reason=reason, message=message, finished_at=now)
     hit = snapshot.by_task.get(t.id)
     if hit:
         node, c = hit
-        p.removals.append(Remove(node, c.id, t.id, message, grace=0 if c.finished else STOP_GRACE_SECONDS))
+        p.removals.append(Remove(node, c.id, t.id, message, grace=0 if c.finished else grace, keep_output=True))
     elif t.container_id and t.node:
-        p.removals.append(Remove(t.node, t.container_id, t.id, message))
-    return replace(t, phase=TaskPhase.STOPPED)
+        p.removals.append(Remove(t.node, t.container_id, t.id, message, grace=grace, keep_output=True))
+    return replace(t, phase=phase)
 
 
 def _job(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, now: float) -> None:
@@ -72,11 +74,14 @@ def _job(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapsh
     succeeded = {t.index for t in tasks if t.phase is TaskPhase.SUCCEEDED}
     failed = [t for t in tasks if t.phase is TaskPhase.FAILED]
     active = [t for t in tasks if t.active]
+    grace = spec.terminationGracePeriodSeconds
     reason = message = ""
+    start = min((t.started_at for t in tasks if t.started_at), default=None)
+    deadline = start + spec.activeDeadlineSeconds if start is not None and spec.activeDeadlineSeconds else None
     if len(succeeded) >= spec.completions:
         phase = "Complete"
         for t in active:  # an index that also succeeded elsewhere; nothing more is needed
-            stop_task(p, t, snapshot, now, "JobComplete", f"{res.ref} is complete")
+            stop_task(p, t, snapshot, now, "JobComplete", f"{res.ref} is complete", grace)
         active = []
     elif len(failed) > spec.backoffLimit:
         phase, reason = "Failed", "BackoffLimitExceeded"
@@ -84,9 +89,24 @@ def _job(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapsh
         message = (f"{len(failed)} failed attempts, backoffLimit {spec.backoffLimit}; last: task {last.id} "
                    f"{_exit_text(last)}")
         for t in active:
-            stop_task(p, t, snapshot, now, "JobFailed", message)
+            stop_task(p, t, snapshot, now, "JobFailed", message, grace)
         active = []
+    elif deadline is not None and now >= deadline:
+        phase, reason = "Failed", "DeadlineExceeded"
+        message = f"activeDeadlineSeconds {spec.activeDeadlineSeconds:g} passed; {len(succeeded)}/{spec.completions} succeeded"
+        for t in active:
+            stop_task(p, t, snapshot, now, "DeadlineExceeded", message, grace)
+        active = []
+    elif spec.suspend:
+        for t in active:
+            stop_task(p, t, snapshot, now, "Suspended", f"{res.ref} is suspended", grace)
+        active = []
+        phase = res.status.get("phase", "Pending")
+        reason, message = "Suspended", "suspend: true; set it to false to resume"
     else:
+        if deadline is not None:
+            p.wake_at(deadline)
+        active = _time_out(p, res, active, snapshot, now, grace)
         busy = {t.index for t in active}
         todo = [i for i in range(spec.completions) if i not in succeeded and i not in busy]
         for index in todo[: max(0, spec.parallelism - len(active))]:
@@ -105,10 +125,36 @@ def _job(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapsh
         "failed": len(failed),
         "reason": reason,
         "message": message,
-        "startTime": min((t.started_at for t in tasks if t.started_at), default=None),
+        "startTime": start,
         "completionTime": max(ends) if phase in ("Complete", "Failed") and ends else None,
     }
     _set_status(p, res, status, now)
+    if spec.ttlSecondsAfterFinished is not None and status["completionTime"] is not None:
+        expires = status["completionTime"] + spec.ttlSecondsAfterFinished
+        if now >= expires and not any(t.id in snapshot.by_task for t in tasks):
+            p.purges.append((res.kind, res.name))
+            p.events.append(_event(res, "Expired", f"ttlSecondsAfterFinished {spec.ttlSecondsAfterFinished:g} passed; deleted"))
+        else:
+            p.wake_at(max(expires, now + 1.0))
+
+
+def _time_out(p: Plan, res: ResourceRecord, active: list[TaskRecord], snapshot: Snapshot, now: float,
+              grace: float) -> list[TaskRecord]:
+    """Fail (and stop) running attempts older than ``timeoutSeconds``; returns those still active."""
+    limit = res.model.spec.timeoutSeconds
+    if not limit:
+        return active
+    keep = []
+    for t in active:
+        if t.phase is TaskPhase.RUNNING and t.started_at is not None:
+            if now >= t.started_at + limit:
+                stop_task(p, t, snapshot, now, "Timeout", f"ran longer than timeoutSeconds {limit:g}", grace,
+                          phase=TaskPhase.FAILED)
+                p.events.append(_event(res, "Timeout", f"{t.id} ran longer than {limit:g}s; stopped", "Warning", t.id))
+                continue
+            p.wake_at(t.started_at + limit)
+        keep.append(t)
+    return keep
 
 
 def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, now: float) -> None:
@@ -116,7 +162,8 @@ def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Sn
     active = [t for t in tasks if t.active]
     for t in active:
         if t.index >= spec.replicas:
-            stop_task(p, t, snapshot, now, "ScaledDown", f"{res.ref} scaled to {spec.replicas}")
+            stop_task(p, t, snapshot, now, "ScaledDown", f"{res.ref} scaled to {spec.replicas}",
+                      spec.terminationGracePeriodSeconds)
     active = [t for t in active if t.index < spec.replicas]
     busy = {t.index for t in active}
     for index in range(spec.replicas):

@@ -180,7 +180,8 @@ ERROR_CASES = [
         JOB + "  flavour: big\n",
         ["m.yaml: document 1 (Job/hello), line 9: spec.flavour: unknown field; expected one of "
          "executionType, placement, priority, nodeSelector, nodeName, colocateWith, sticky, completions, "
-         "parallelism, backoffLimit, backoff, template"],
+         "parallelism, backoffLimit, backoff, activeDeadlineSeconds, timeoutSeconds, ttlSecondsAfterFinished, "
+         "suspend, terminationGracePeriodSeconds, template"],
         id="unknown-field-without-close-match",
     ),
     pytest.param(

@@ -288,7 +288,7 @@ def test_backoff_limit_exceeded_fails_the_job_and_stops_active_tasks():
     after = applied(p, tasks)
     for t in (running, placed, waiting):
         assert (after[t.id].phase, after[t.id].reason, after[t.id].finished_at) == (X, "JobFailed", NOW)
-    assert p.removals == [Remove("a", "run1", running.id, status["message"], STOP_GRACE_SECONDS)]
+    assert p.removals == [Remove("a", "run1", running.id, status["message"], STOP_GRACE_SECONDS, keep_output=True)]
     assert not p.new_tasks and not p.starts
     assert [(e.reason, e.type) for e in p.events if e.task_id is None] == [("BackoffLimitExceeded", "Warning")]
 
