@@ -106,6 +106,18 @@ class NodeSpec(_Model):
         description="Execution type -> slot count. Omitted: {default: CPUs the host reports}.",
     )
     unschedulable: bool = False
+    allowedMounts: list[str] = Field(
+        default_factory=list,
+        description="Host paths under which tasks may bind-mount (default: none; named volumes are always allowed).",
+    )
+
+    @field_validator("allowedMounts")
+    @classmethod
+    def _absolute_paths(cls, v: list[str]) -> list[str]:
+        for path in v:
+            if not path.startswith("/"):
+                raise ValueError(f"allowedMounts entry {path!r} must be an absolute host path")
+        return v
 
     @field_validator("address")
     @classmethod

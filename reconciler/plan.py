@@ -92,7 +92,8 @@ def _place(p: Plan, current: dict[str, TaskRecord], owners: dict, nodes: dict,
         status = workloads.node_status(node, obs, now)
         views.append(NodeView(node.name, ready=bool(obs and obs.ready), schedulable=not node.model.spec.unschedulable,
                               slots=status.get("slots", {}), used=Counter(), labels=dict(node.labels),
-                              cpus=status.get("cpus"), memory=status.get("memory")))
+                              cpus=status.get("cpus"), memory=status.get("memory"),
+                              allowed_mounts=tuple(node.model.spec.allowedMounts)))
     by_name = {v.name: v for v in views}
     seen = snapshot.by_task
     collecting = {c.task_id for c in p.collects}
@@ -150,6 +151,7 @@ def _request(t: TaskRecord, spec, sticky_node: str | None = None, colocate: froz
         t.id, spec.executionType, cpus=res.cpus, memory=res.memory_bytes(),
         selector=tuple(sorted(spec.nodeSelector.items())), node_name=spec.nodeName, colocate=colocate,
         colocate_with=spec.colocateWith, sticky_node=sticky_node, placement=spec.placement.value,
+        bind_sources=tuple(m.source for m in spec.template.mounts if m.source.startswith("/")),
     )
 
 

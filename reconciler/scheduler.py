@@ -15,6 +15,7 @@ so a stream of small tasks cannot keep a large or early one waiting forever.
 from __future__ import annotations
 
 import heapq
+import posixpath
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
@@ -37,6 +38,7 @@ class NodeView:
     memory: int | None = None
     cpus_used: float = 0.0
     memory_used: int = 0
+    allowed_mounts: tuple[str, ...] = ()  # host path prefixes tasks may bind-mount
 
     def free(self, execution_type: str) -> int:
         return self.slots.get(execution_type, 0) - self.used[execution_type]
@@ -61,6 +63,7 @@ class Request:
     colocate_with: str | None = None
     sticky_node: str | None = None  # previous attempt's node, when it is Ready
     placement: str = "spread"
+    bind_sources: tuple[str, ...] = ()  # host paths the task bind-mounts
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,16 @@ def check_pins(req: Request, node: NodeView) -> str | None:
 
 def check_selector(req: Request, node: NodeView) -> str | None:
     return None if all(node.labels.get(k) == v for k, v in req.selector) else "selector mismatch"
+
+
+def check_mounts(req: Request, node: NodeView) -> str | None:
+    """Bind mounts only under the node's allowedMounts: no docker.sock or / unless an operator said so."""
+    for source in req.bind_sources:
+        path = posixpath.normpath(source)
+        if not any(path == a or path.startswith(a.rstrip("/") + "/") or a == "/"
+                   for a in map(posixpath.normpath, node.allowed_mounts)):
+            return f"bind mount {source} not in allowedMounts"
+    return None
 
 
 def check_slot_type(req: Request, node: NodeView) -> str | None:
@@ -259,7 +272,7 @@ def summarise(total: int, rejections: Counter) -> str:
 
 def default_pipeline() -> Pipeline:
     return Pipeline(
-        static=[check_ready, check_schedulable, check_pins, check_selector, check_slot_type],
+        static=[check_ready, check_schedulable, check_pins, check_selector, check_mounts, check_slot_type],
         dynamic=[check_free_slot, check_resources],
         scorers={"spread": score_spread, "binpack": score_binpack},
     )

@@ -88,3 +88,28 @@ def test_graceful_stop_gives_a_sigterm_trap_its_grace_period(one_node, db):
         wait_for(lambda: not broker_containers(one_node), 30, "container stopped")
         out = cli(db, "logs", task["id"], check=True).stdout
     assert "got TERM" in out and "cleaned up" in out
+
+
+def test_bind_mounts_need_an_allowed_path_on_the_node(clean_hosts, db, tmp_path):
+    """A bind mount under the node's allowedMounts works; docker.sock stays Pending with the reason."""
+    import json
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "input.txt").write_text("from the host\n")
+    host = clean_hosts[0]
+    node = {"apiVersion": "broker/v1", "kind": "Node", "metadata": {"name": host.name},
+            "spec": {"address": host.address, "allowedMounts": [str(shared)]}}
+    cli(db, "apply", "-f", "-", input=json.dumps(node), check=True)
+    with ControllerProcess(db):
+        cli(db, "apply", "-f", "-", input=job("reader", "cat /in/input.txt",
+                                             template={"mounts": [{"source": str(shared), "target": "/in",
+                                                                   "readOnly": True}]}), check=True)
+        cli(db, "apply", "-f", "-", input=job("escalate", "true",
+                                             template={"mounts": [{"source": "/var/run/docker.sock",
+                                                                   "target": "/var/run/docker.sock"}]}), check=True)
+        assert cli(db, "wait", "job/reader", "--for", "condition=Complete", "--timeout", "60").returncode == 0
+        [blocked] = wait_for(lambda: [t for t in tasks_of(db, "Job/escalate") if t["message"]], 20, "a reason")
+    assert cli(db, "logs", "job/reader", check=True).stdout.endswith("from the host\n")
+    assert blocked["phase"] == "Pending"
+    assert blocked["message"] == "0/1 nodes: 1 bind mount /var/run/docker.sock not in allowedMounts"

@@ -176,3 +176,19 @@ def test_property_indexed_placement_equals_the_full_scan(node_specs, request_spe
             assert f.reason == expected
         else:
             assert f.reason == s.reason
+
+
+def test_bind_mounts_only_under_allowed_paths():
+    """Bind mounts need a node whose allowedMounts covers them; named volumes are always allowed."""
+    open_node = node_res("a", {"default": 2}, allowedMounts=["/srv/data"])
+    closed = node_res("b", {"default": 2})
+    ok = job_res("ok", template={"image": "busybox", "mounts": [{"source": "/srv/data/in", "target": "/in"},
+                                                               {"source": "scratch", "target": "/tmp/s"}]})
+    assert list(placed(run([open_node, closed, ok], [])).values()) == ["a"]
+    sock = job_res("sock", template={"image": "busybox",
+                                     "mounts": [{"source": "/var/run/docker.sock", "target": "/s"}]})
+    assert list(reasons(run([open_node, closed, sock], [])).values()) == [
+        "0/2 nodes: 2 bind mount /var/run/docker.sock not in allowedMounts"]
+    sneaky = job_res("sneaky", template={"image": "busybox", "mounts": [{"source": "/srv/data/../../etc", "target": "/e"}]})
+    assert list(reasons(run([open_node, sneaky], [])).values()) == [
+        "0/1 nodes: 1 bind mount /srv/data/../../etc not in allowedMounts"]

@@ -147,7 +147,7 @@ def test_start_carries_the_container_spec():
                      "mounts": [{"source": "/data", "target": "/d", "readOnly": True}],
                      "resources": {"cpus": 0.5, "memory": "64m"}}}})
 
-    p = run([node_res("a"), job], [])
+    p = run([node_res("a", allowedMounts=["/data"]), job], [])
 
     [start] = p.starts
     [t] = p.new_tasks
