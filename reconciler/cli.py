@@ -321,6 +321,63 @@ def _print_task_output(store, t, follow: bool, prefix: bool) -> None:
             emit(chunk)
 
 
+@app.command()
+def run(
+    name: str = typer.Argument(..., help="Name of the one-off Job."),
+    command: Optional[list[str]] = typer.Argument(None, help="Command and its arguments, after --."),
+    image: str = typer.Option(..., "--image", help="Image to run."),
+    slots_type: str = typer.Option("default", "--slots-type", help="Execution type (which slots it takes)."),
+    env: list[str] = typer.Option([], "--env", "-e", help="KEY=VALUE (repeatable)."),
+) -> None:
+    """Run a one-off Job, stream its output, and exit with the task's exit code (like `docker run`)."""
+    from pydantic import ValidationError
+
+    from .models import Job, Kind
+
+    pairs = {}
+    for item in env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--env {item!r} is not KEY=VALUE")
+        pairs[key] = value
+    doc = {"apiVersion": "broker/v1", "kind": "Job", "metadata": {"name": name},
+           "spec": {"executionType": slots_type, "backoffLimit": 0,
+                    "template": {"image": image, "command": list(command) if command else None, "env": pairs}}}
+    try:
+        job = Job.model_validate(doc)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UsageError(f"brokerctl run {name}: {problems}") from None
+    store = _store()
+    try:
+        store.resource(Kind.JOB, name)
+    except BrokerError:
+        pass
+    else:
+        raise UsageError(f"Job '{name}' already exists; pick another name or `brokerctl delete job {name}`")
+    store.apply([job])
+    lease = store.lease()
+    if not lease or time.time() - lease["heartbeat"] > 10:
+        typer.secho("warning: no controller is running; the job waits until `brokerctl controller` starts",
+                    fg="yellow", err=True)
+    streamed = False
+    while True:
+        tasks = store.tasks(owner=(Kind.JOB, name))
+        t = tasks[-1] if tasks else None
+        if t is not None and t.phase.value == "Running" and not streamed:
+            _print_task_output(store, t, follow=True, prefix=False)
+            streamed = True
+            continue
+        if t is not None and not t.active:
+            if not streamed:
+                _print_task_output(store, t, follow=False, prefix=False)
+            if t.exit_code is None:
+                typer.secho(f"error: task {t.id} {t.phase.value}: {t.reason}: {t.message}", fg="red", err=True)
+                raise typer.Exit(125)
+            raise typer.Exit(t.exit_code)
+        time.sleep(0.1)
+
+
 @app.command("wait")
 def wait_cmd(
     target: str = typer.Argument(..., help="KIND/NAME, e.g. job/hello"),
@@ -413,7 +470,10 @@ def controller(
 
 
 def main() -> None:
-    import click
+    try:  # recent typer releases carry their own copy of click
+        from typer import _click as click
+    except ImportError:
+        import click
 
     try:
         code = app(prog_name="brokerctl", standalone_mode=False)

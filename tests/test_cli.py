@@ -10,7 +10,7 @@ import pytest
 from helpers import cli, cli_json, job_yaml
 
 REPO = Path(__file__).resolve().parent.parent
-COMMANDS = ["apply", "get", "describe", "delete", "logs", "wait", "status", "schema", "controller"]
+COMMANDS = ["apply", "get", "describe", "delete", "logs", "wait", "status", "schema", "controller", "run"]
 
 GOOD = """\
 apiVersion: broker/v1
@@ -167,3 +167,11 @@ def test_delete_by_file_removes_what_the_file_defines(db, tmp_path):
     cli(db, "apply", "-f", str(f), check=True)
     assert cli(db, "delete", "-f", str(f), check=True).stdout == "node/h1 deleted\njob/hello deleted\n"
     assert cli_json(db, "get", "jobs") == [] and cli_json(db, "get", "nodes") == []
+
+
+@pytest.mark.parametrize("args", [["get"], ["run", "x"], ["apply"], ["get", "jobs", "--bogus"]])
+def test_usage_errors_exit_2_without_traceback(db, args):
+    """Missing arguments and unknown flags print usage help and exit 2, never a traceback."""
+    proc = cli(db, *args)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "Error:" in proc.stderr

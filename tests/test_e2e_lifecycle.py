@@ -113,3 +113,20 @@ def test_bind_mounts_need_an_allowed_path_on_the_node(clean_hosts, db, tmp_path)
     assert cli(db, "logs", "job/reader", check=True).stdout.endswith("from the host\n")
     assert blocked["phase"] == "Pending"
     assert blocked["message"] == "0/1 nodes: 1 bind mount /var/run/docker.sock not in allowedMounts"
+
+
+def test_run_streams_output_and_exits_with_the_task_code(one_node, db):
+    """`brokerctl run` places a one-off job, prints its output and exits with its exit code."""
+    with ControllerProcess(db):
+        ok = cli(db, "run", "hello-run", "--image", "busybox", "-e", "WHO=world", "--",
+                 "sh", "-c", "echo hello $WHO; sleep 1; echo bye")
+        assert ok.returncode == 0, ok.stderr
+        assert ok.stdout == "hello world\nbye\n"
+        bad = cli(db, "run", "bad-run", "--image", "busybox", "--", "sh", "-c", "echo oops >&2; exit 3")
+        assert bad.returncode == 3 and "oops" in bad.stdout
+        missing = cli(db, "run", "noimage-run", "--image", "nonexistent.invalid/x:1", "--", "true")
+        assert missing.returncode == 125 and "ImagePullFailed" in missing.stderr
+        again = cli(db, "run", "hello-run", "--image", "busybox", "--", "true")
+        assert again.returncode == 2 and "already exists" in again.stderr
+    [task] = tasks_of(db, "Job/bad-run")
+    assert task["exitCode"] == 3 and task["phase"] == "Failed"
