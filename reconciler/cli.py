@@ -295,11 +295,17 @@ def logs(
         _print_task_output(store, t, follow, prefix)
 
 
-def _print_task_output(store, t, follow: bool, prefix: bool) -> None:
+def _print_task_output(store, t, follow: bool, prefix: bool, skip: int = 0) -> int:
+    """Print the task's output (stored, else live from its host); returns the bytes printed.
+
+    ``skip``: bytes of the stored output already printed (by an earlier live stream)."""
     out = sys.stdout.buffer
     tag = f"[{t.id}] ".encode() if prefix else b""
+    printed = 0
 
     def emit(chunk: bytes) -> None:
+        nonlocal printed
+        printed += len(chunk)
         if not prefix:
             out.write(chunk)
         else:
@@ -309,8 +315,9 @@ def _print_task_output(store, t, follow: bool, prefix: bool) -> None:
 
     saved = store.output(t.id)
     if saved is not None:
-        emit(saved[0])
-        return
+        if len(saved[0]) > skip:
+            emit(saved[0][skip:])
+        return printed
     if t.phase.value == "Running" and t.container_id and t.node:
         from .dockerhost import Host
         from .models import Kind
@@ -319,6 +326,7 @@ def _print_task_output(store, t, follow: bool, prefix: bool) -> None:
         host = Host(t.node, spec.address, spec.tls.model_dump() if spec.tls else None)
         for chunk in host.logs(t.container_id, follow=follow):
             emit(chunk)
+    return printed
 
 
 @app.command()
@@ -360,17 +368,15 @@ def run(
     if not lease or time.time() - lease["heartbeat"] > 10:
         typer.secho("warning: no controller is running; the job waits until `brokerctl controller` starts",
                     fg="yellow", err=True)
-    streamed = False
+    streamed: int | None = None  # bytes shown live; the stored output fills in what the stream missed
     while True:
         tasks = store.tasks(owner=(Kind.JOB, name))
         t = tasks[-1] if tasks else None
-        if t is not None and t.phase.value == "Running" and not streamed:
-            _print_task_output(store, t, follow=True, prefix=False)
-            streamed = True
+        if t is not None and t.phase.value == "Running" and streamed is None:
+            streamed = _print_task_output(store, t, follow=True, prefix=False)
             continue
         if t is not None and not t.active:
-            if not streamed:
-                _print_task_output(store, t, follow=False, prefix=False)
+            _print_task_output(store, t, follow=False, prefix=False, skip=streamed or 0)
             if t.exit_code is None:
                 typer.secho(f"error: task {t.id} {t.phase.value}: {t.reason}: {t.message}", fg="red", err=True)
                 raise typer.Exit(125)
