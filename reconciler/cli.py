@@ -279,6 +279,15 @@ def delete(
 
 
 @app.command()
+def retry(kind: str = typer.Argument(..., help="job"), name: str = typer.Argument(...)) -> None:
+    """Re-run a Failed job's failed completions with a fresh backoffLimit (history is kept)."""
+    if _kind(kind).value != "Job":
+        raise UsageError("only jobs can be retried: `brokerctl retry job NAME`")
+    _store().retry_job(name)
+    typer.echo(f"job/{name} retried")
+
+
+@app.command()
 def logs(
     target: str = typer.Argument(..., help="A task id, or KIND/NAME for all of its tasks."),
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep streaming a running task's output."),

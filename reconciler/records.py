@@ -32,6 +32,7 @@ class ResourceRecord:
     updated_at: float
     deleted_at: float | None = None
     status: dict = field(default_factory=dict)
+    retried_at: float | None = None  # `brokerctl retry`: failures before this no longer count
 
     @property
     def ref(self) -> str:

@@ -70,6 +70,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    ("job retries", "ALTER TABLE resources ADD COLUMN retried_at REAL"),
 ]
 
 # TaskRecord attribute -> column, where they differ.
@@ -249,6 +250,18 @@ class Store:
                 )
             return "deleting"
 
+    def retry_job(self, name: str, now: float | None = None) -> None:
+        """Give a Failed Job a fresh failure budget; earlier attempts stay in its history."""
+        now = time.time() if now is None else now
+        with self.transaction() as db:
+            row = db.execute("SELECT status FROM resources WHERE kind='Job' AND name=?", [name]).fetchone()
+            if row is None:
+                raise NotFound(f"Job '{name}' not found; `brokerctl get jobs` lists them")
+            phase = json.loads(row[0]).get("phase", "Pending")
+            if phase != "Failed":
+                raise Conflict(f"Job '{name}' is {phase}, not Failed; only a Failed job can be retried")
+            db.execute("UPDATE resources SET retried_at=?, updated_at=? WHERE kind='Job' AND name=?", [now, now, name])
+
     def purge(self, kind: Kind, name: str) -> None:
         with self.transaction() as db:
             self.purge_rows(db, kind, name)
@@ -386,6 +399,7 @@ def _resource(row: dict) -> ResourceRecord:
         kind=Kind(row["kind"]), name=row["name"], uid=row["uid"], labels=json.loads(row["labels"]),
         spec=json.loads(row["spec"]), generation=row["generation"], created_at=row["created_at"],
         updated_at=row["updated_at"], deleted_at=row["deleted_at"], status=json.loads(row["status"]),
+        retried_at=row.get("retried_at"),
     )
 
 

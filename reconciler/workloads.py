@@ -72,11 +72,13 @@ def stop_task(p: Plan, t: TaskRecord, snapshot: Snapshot, now: float, reason: st
 def _job(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, now: float) -> None:
     spec = res.model.spec
     succeeded = {t.index for t in tasks if t.phase is TaskPhase.SUCCEEDED}
-    failed = [t for t in tasks if t.phase is TaskPhase.FAILED]
+    epoch = res.retried_at or 0.0  # attempts created before a retry are history, not budget
+    counted = [t for t in tasks if t.created_at >= epoch]
+    failed = [t for t in counted if t.phase is TaskPhase.FAILED]
     active = [t for t in tasks if t.active]
     grace = spec.terminationGracePeriodSeconds
     reason = message = ""
-    start = min((t.started_at for t in tasks if t.started_at), default=None)
+    start = min((t.started_at for t in counted if t.started_at), default=None)
     deadline = start + spec.activeDeadlineSeconds if start is not None and spec.activeDeadlineSeconds else None
     if len(succeeded) >= spec.completions:
         phase = "Complete"
@@ -110,7 +112,8 @@ def _job(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapsh
         busy = {t.index for t in active}
         todo = [i for i in range(spec.completions) if i not in succeeded and i not in busy]
         for index in todo[: max(0, spec.parallelism - len(active))]:
-            new = _new_task(res, index, tasks, now, spec.backoff, lambda t: t.phase is TaskPhase.FAILED)
+            new = _new_task(res, index, tasks, now, spec.backoff,
+                            lambda t: t.phase is TaskPhase.FAILED and t.created_at >= epoch)
             p.new_tasks.append(new)
             active.append(new)
             if new.not_before > now:

@@ -10,7 +10,7 @@ import pytest
 from helpers import cli, cli_json, job_yaml
 
 REPO = Path(__file__).resolve().parent.parent
-COMMANDS = ["apply", "get", "describe", "delete", "logs", "wait", "status", "schema", "controller", "run"]
+COMMANDS = ["apply", "get", "describe", "delete", "logs", "wait", "status", "schema", "controller", "run", "retry"]
 
 GOOD = """\
 apiVersion: broker/v1

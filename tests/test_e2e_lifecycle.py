@@ -130,3 +130,29 @@ def test_run_streams_output_and_exits_with_the_task_code(one_node, db):
         assert again.returncode == 2 and "already exists" in again.stderr
     [task] = tasks_of(db, "Job/bad-run")
     assert task["exitCode"] == 3 and task["phase"] == "Failed"
+
+
+def test_retry_reruns_a_failed_jobs_failed_completions(one_node, tmp_path, db):
+    """`retry job` gives a Failed job a fresh failure budget; succeeded completions are not re-run."""
+    import json
+
+    flag = tmp_path / "flag"
+    flag.mkdir()
+    node = {"apiVersion": "broker/v1", "kind": "Node", "metadata": {"name": one_node.name},
+            "spec": {"address": one_node.address, "slots": {"default": 4}, "allowedMounts": [str(flag)]}}
+    cli(db, "apply", "-f", "-", input=json.dumps(node), check=True)
+    # completion 1 fails until a file appears on the host; completion 0 always succeeds
+    cmd = '[ "$BROKER_TASK_INDEX" = 0 ] || [ -e /flag/ok ]'
+    with ControllerProcess(db):
+        cli(db, "apply", "-f", "-", input=job("partial", cmd, completions=2, parallelism=2, backoffLimit=0,
+                                             template={"mounts": [{"source": str(flag), "target": "/flag"}]}),
+            check=True)
+        assert cli(db, "wait", "job/partial", "--for", "condition=Failed", "--timeout", "60").returncode == 0
+        (flag / "ok").write_text("")
+        assert cli(db, "retry", "job", "partial", check=True).stdout == "job/partial retried\n"
+        assert cli(db, "wait", "job/partial", "--for", "condition=Complete", "--timeout", "60").returncode == 0
+        refused = cli(db, "retry", "job", "partial")
+    assert refused.returncode == 1 and "is Complete, not Failed" in refused.stderr
+    tasks = tasks_of(db, "Job/partial")
+    assert [(t["index"], t["attempt"], t["phase"]) for t in tasks] == [
+        (0, 1, "Succeeded"), (1, 1, "Failed"), (1, 2, "Succeeded")]

@@ -63,16 +63,19 @@ def insert(store: Store, *tasks: TaskRecord) -> None:
 # -- opening and migrations -----------------------------------------------------------------
 
 
-def test_new_store_records_migration_version_1(store, db_path):
-    """A new store file is created with its parent directory, in WAL mode, with migration 1 recorded once."""
+def test_new_store_records_every_migration_once(store, db_path):
+    """A new store file is created with its parent directory, in WAL mode, with each migration recorded once."""
+    from reconciler.store import MIGRATIONS
+
     rows = store._rows("SELECT version, name FROM migrations")
-    assert rows == [{"version": 1, "name": "initial"}]
+    assert rows == [{"version": i, "name": name} for i, (name, _) in enumerate(MIGRATIONS, start=1)]
+    assert rows[:2] == [{"version": 1, "name": "initial"}, {"version": 2, "name": "job retries"}]
     assert store.db.journal_mode == "wal"
     assert len(store.store_id) == 12
 
     again = Store(db_path)
     try:
-        assert again._rows("SELECT version FROM migrations") == [{"version": 1}]
+        assert again._rows("SELECT version FROM migrations") == [{"version": v} for v in range(1, len(MIGRATIONS) + 1)]
         assert again.store_id == store.store_id
     finally:
         again.close()
@@ -408,7 +411,9 @@ def test_concurrent_stores_on_one_file_never_hit_database_is_locked(db_path):
     try:
         assert len(check.resources(Kind.JOB)) == 40 and len(check.resources(Kind.NODE)) == 8
         assert len(check.tasks()) == 40
-        assert check._rows("SELECT count(*) AS n FROM migrations") == [{"n": 1}]
+        from reconciler.store import MIGRATIONS
+
+        assert check._rows("SELECT count(*) AS n FROM migrations") == [{"n": len(MIGRATIONS)}]
     finally:
         check.close()
 
@@ -443,3 +448,29 @@ def test_node_with_active_tasks_is_not_deleted_without_force(store):
     assert store.resource(Kind.NODE, "h1").name == "h1"
     assert store.mark_deleted(Kind.NODE, "h1", force=True) == "deleted"
     assert [r.name for r in store.resources(Kind.NODE)] == []
+
+
+def test_a_version_1_store_is_migrated_on_open(tmp_path):
+    """A store created before the retry migration gains the column when opened, keeping its rows."""
+    import sqlite3
+
+    from reconciler.store import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)")
+    for statement in filter(str.strip, MIGRATIONS[0][1].split(";")):
+        conn.execute(statement)
+    conn.execute("INSERT INTO migrations VALUES (1, 'initial', 0)")
+    conn.execute("INSERT INTO meta VALUES ('store_id', 'abcdefabcdef')")
+    conn.execute("INSERT INTO resources (kind, name, uid, labels, spec, generation, created_at, updated_at) "
+                 "VALUES ('Job', 'old', 'u1', '{}', '{\"template\": {\"image\": \"busybox\"}}', 1, 0, 0)")
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    try:
+        [job] = store.resources(Kind.JOB)
+        assert job.name == "old" and job.retried_at is None and store.store_id == "abcdefabcdef"
+        assert [r["version"] for r in store._rows("SELECT version FROM migrations")] == [1, 2]
+    finally:
+        store.close()
