@@ -102,7 +102,9 @@ def test_apply_wait_and_events_explain_what_happened(clean_hosts, db):
     """apply --wait exits 0 for a job that completes, 1 for one that fails; get events shows why."""
     cli(db, "apply", "-f", "-", input=nodes(clean_hosts[:1], [{}]), check=True)
     with ControllerProcess(db):
-        ok = cli(db, "apply", "--wait", "--timeout", "60", "-f", "-", input=job("fine", "true"))
+        labelled = json.loads(job("fine", "true"))
+        labelled["metadata"]["labels"] = {"type": "video"}
+        ok = cli(db, "apply", "--wait", "--timeout", "60", "-f", "-", input=json.dumps(labelled))
         assert ok.returncode == 0 and "job/fine complete" in ok.stdout
         bad = cli(db, "apply", "--wait", "--timeout", "60", "-f", "-", input=job("broken", "exit 4", backoffLimit=0))
         assert bad.returncode == 1 and "1 job(s) failed: broken" in bad.stderr
@@ -111,5 +113,25 @@ def test_apply_wait_and_events_explain_what_happened(clean_hosts, db):
     assert "Scheduled" in reasons and "Failed" in reasons and "BackoffLimitExceeded" in reasons
     assert all(e["object"] == "Job/broken" for e in events)
     assert any("exit code 4" in e["message"] for e in events)
+    video = cli_json(db, "get", "tasks", "-l", "type=video")
+    assert [t["owner"] for t in video] == ["Job/fine"] and video[0]["labels"] == {"type": "video"}
     table = cli(db, "get", "events", check=True).stdout
     assert "Job/fine" in table and "Job/broken" in table
+
+
+def test_a_big_task_is_not_starved_by_later_small_ones(clean_hosts, db):
+    """A task waiting for a whole host's CPUs runs before smaller tasks that arrived after it."""
+    cli(db, "apply", "-f", "-", input=nodes(clean_hosts[:1], [{}], {"default": 8}), check=True)
+    with ControllerProcess(db):
+        cpus = wait_for(lambda: cli_json(db, "get", "nodes")[0]["status"].get("cpus"), 20, "cpus reported")
+        half = {"resources": {"cpus": cpus / 2}}
+        cli(db, "apply", "-f", "-", input=job("blocker", "sleep 2", template=half), check=True)
+        wait_for(lambda: any(t["phase"] == "Running" for t in tasks_of(db, "Job/blocker")), 30, "blocker running")
+        cli(db, "apply", "-f", "-", input=job("big", "true", template={"resources": {"cpus": cpus}}), check=True)
+        wait_for(lambda: tasks_of(db, "Job/big"), 10, "big task created")
+        smalls = "---\n".join(job(f"small-{i}", "true", template=half) for i in range(3))
+        cli(db, "apply", "-f", "-", input=smalls, check=True)
+        for name in ("big", "small-0", "small-1", "small-2"):
+            assert cli(db, "wait", f"job/{name}", "--for", "condition=Complete", "--timeout", "60").returncode == 0
+    big = tasks_of(db, "Job/big")[0]["startedAt"]
+    assert all(big < tasks_of(db, f"Job/small-{i}")[0]["startedAt"] for i in range(3))
