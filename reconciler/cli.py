@@ -163,9 +163,12 @@ def get(
     k = _kind(kind)
     items = [store.resource(k, name)] if name else store.resources(k)
     items = [r for r in items if want.items() <= r.labels.items()]
-    tasks = store.tasks(active_only=True) if k.value == "Node" else []
-    exec_types = {r.ref: r.spec.get("executionType", "default") for r in store.resources() if r.kind.value != "Node"}
-    objects = [render.resource_object(r, render.node_used(r.name, tasks, exec_types)) for r in items]
+    if k.value == "Node":  # slot use per node needs each active task's execution type
+        tasks = store.tasks(active_only=True)
+        types = {r.ref: r.spec.get("executionType", "default") for r in store.resources() if r.kind.value != "Node"}
+        objects = [render.resource_object(r, render.node_used(r.name, tasks, types)) for r in items]
+    else:
+        objects = [render.resource_object(r) for r in items]
     if output in ("json", "yaml"):
         typer.echo(render.dump(objects, output), nl=False)
         return

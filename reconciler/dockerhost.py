@@ -183,9 +183,6 @@ class HostPool:
         for name in set(self._hosts) - names:
             self._hosts.pop(name).close()
 
-    def __getitem__(self, name: str) -> Host:
-        return self._hosts[name]
-
 
 def _connect(address: str, tls: dict | None, timeout: float | None) -> docker.DockerClient:
     tls_config = False
