@@ -16,6 +16,7 @@ from concurrent.futures import Executor, as_completed
 from typing import Callable
 
 from .actions import Collect, Plan, Remove, Start
+from .errors import BrokerError
 from .dockerhost import TRANSPORT_ERRORS, Host, StartError
 from .models import TaskPhase
 from .store import LOG_LIMIT_BYTES, Store
@@ -49,6 +50,15 @@ class Actor:
                 self.store.add_event(db, e.kind, e.name, e.reason, e.message, e.type, e.task_id, ts=now)
             for kind, name in p.purges:
                 self.store.purge_rows(db, kind, name)
+            for name, to, why in p.rollbacks:
+                try:
+                    rev = self.store.rollback(db, name, to, now, "autoRollback")
+                except BrokerError as exc:  # deleted meanwhile, or its revision purged
+                    self.store.add_event(db, "Service", name, "RollbackFailed", str(exc), "Warning", ts=now)
+                else:
+                    self.store.add_event(db, "Service", name, "RolledBack",
+                                         f"template {to} is desired again (revision {rev['revision']}); {why}",
+                                         "Warning", ts=now)
 
     def _run(self, host: Host, action) -> tuple[str, object]:
         """Runs in a worker thread; returns ("ok", result) or ("error", exception)."""

@@ -25,6 +25,9 @@ class ContainerSpec:
     mounts: tuple[tuple[str, str, bool], ...] = ()  # (source, target, read_only)
     nano_cpus: int | None = None
     mem_limit: int | None = None
+    ports: tuple[tuple[str, int | None, int, str], ...] = ()  # (host ip, host port or None, container port, proto)
+    network: str | None = None
+    healthcheck: dict | None = None  # Docker's shape: test, interval/timeout/start_period (ns), retries
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class Plan:
     starts: list[Start] = field(default_factory=list)
     collects: list[Collect] = field(default_factory=list)
     removals: list[Remove] = field(default_factory=list)
+    rollbacks: list[tuple[str, str, str]] = field(default_factory=list)  # (service, template hash, why)
     next_wake: float | None = None
 
     def update(self, task_id: str, **changes) -> None:

@@ -29,6 +29,8 @@ POOL_SIZE = 32
 LOG_TAIL_LINES = 20_000
 INFO_REFRESH_SECONDS = 60.0
 _EXITED = re.compile(r"^Exited \((-?\d+)\)")
+_HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)\s*$")
+_PORT_TAKEN = re.compile(r"port is already allocated|address already in use", re.I)
 # What a failed call raises when the host is down, hung or refusing.
 TRANSPORT_ERRORS = (requests.exceptions.RequestException, derr.DockerException, OSError)
 
@@ -92,7 +94,12 @@ class Host:
         try:
             api.start(cid)
         except derr.APIError as exc:
-            raise StartError("StartFailed", f"node {self.name}: {_explain(exc)}") from exc
+            text = _explain(exc)
+            if _PORT_TAKEN.search(text):
+                # Leave no created container holding the name: the task moves to another node.
+                self.remove(cid, grace=0)
+                raise StartError("PortInUse", f"node {self.name}: {text}") from exc
+            raise StartError("StartFailed", f"node {self.name}: {text}") from exc
         return cid
 
     def _create(self, spec: ContainerSpec) -> str:
@@ -114,11 +121,14 @@ class Host:
             Mount(target=t, source=s, type="bind" if s.startswith("/") else "volume", read_only=ro)
             for s, t, ro in spec.mounts
         ]
+        bindings = {f"{c}/{proto}": ((ip, h or None) if ip else h) for ip, h, c, proto in spec.ports}
         host_config = api.create_host_config(mounts=mounts or None, nano_cpus=spec.nano_cpus,
-                                             mem_limit=spec.mem_limit, privileged=False)
+                                             mem_limit=spec.mem_limit, privileged=False,
+                                             port_bindings=bindings or None, network_mode=spec.network)
         created = api.create_container(
             spec.image, command=spec.command, name=spec.name, environment=spec.env, labels=spec.labels,
             working_dir=spec.working_dir, user=spec.user or "", host_config=host_config, detach=True,
+            ports=[(c, proto) for _, _, c, proto in spec.ports] or None, healthcheck=spec.healthcheck,
         )
         return created["Id"]
 
@@ -205,11 +215,14 @@ def _connect(address: str, tls: dict | None, timeout: float | None) -> docker.Do
 
 def _container_obs(raw: dict) -> ContainerObs:
     labels = raw.get("Labels") or {}
-    m = _EXITED.match(raw.get("Status") or "")
+    status = raw.get("Status") or ""
+    m = _EXITED.match(status)
+    h = _HEALTH.search(status)
     return ContainerObs(
         id=raw["Id"], name=(raw.get("Names") or ["?"])[0].lstrip("/"), task_id=labels.get(LABEL_TASK),
         owner=labels.get(LABEL_OWNER), state=raw.get("State") or "unknown",
         exit_code=int(m.group(1)) if m else None,
+        health=h.group(1).replace("health: ", "") if h else None,
     )
 
 
@@ -271,7 +284,7 @@ class EventWatcher:
 
     def _watch(self, host: "Host", quit_: threading.Event) -> None:
         filters = {"type": ["container"], "label": [f"{LABEL_STORE}={self.store_id}"],
-                   "event": ["start", "die", "destroy", "oom"]}
+                   "event": ["start", "die", "destroy", "oom", "health_status"]}
         while not quit_.is_set() and not self._stopped.is_set():
             client = None
             try:

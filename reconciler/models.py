@@ -8,9 +8,11 @@ from here (``brokerctl schema KIND``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from enum import Enum
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, NamedTuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -189,6 +191,34 @@ def parse_memory(v: str | int) -> int:
     return size
 
 
+_PORT_RE = re.compile(r"^(?:(?:(?P<ip>[0-9.]+):)?(?P<host>\d{1,5}):)?(?P<container>\d{1,5})(?:/(?P<proto>tcp|udp|sctp))?$")
+
+
+class PortBinding(NamedTuple):
+    """``[ip:][hostPort:]containerPort[/proto]`` parsed; ``host_port`` None: Docker picks one."""
+
+    ip: str
+    host_port: int | None
+    container_port: int
+    proto: str
+
+
+def parse_port(text: str) -> PortBinding:
+    """`8080:80`, `127.0.0.1:8080:80/udp`, `80` (a random host port) -> PortBinding; ValueError names the fix."""
+    m = _PORT_RE.match(str(text).strip())
+    if not m:
+        raise ValueError(f"port {text!r} is not [ip:][hostPort:]containerPort[/tcp|udp|sctp], e.g. \"8080:80\"")
+    host = int(m.group("host")) if m.group("host") else None
+    container = int(m.group("container"))
+    for value in (host, container):
+        if value is not None and not 0 < value < 65536:
+            raise ValueError(f"port {text!r}: {value} is not a port number (1-65535)")
+    ip = m.group("ip") or ""
+    if ip and len(ip.split(".")) != 4:
+        raise ValueError(f"port {text!r}: {ip!r} is not an IPv4 address")
+    return PortBinding(ip, host, container, m.group("proto") or "tcp")
+
+
 class Template(_Model):
     image: str = Field(min_length=1)
     command: list[str] | str | None = Field(
@@ -199,6 +229,34 @@ class Template(_Model):
     user: str | None = None
     mounts: list[Mount] = Field(default_factory=list)
     resources: Resources = Field(default_factory=Resources)
+    ports: list[str] = Field(
+        default_factory=list,
+        description='Published ports: "8080:80", "127.0.0.1:8080:80/udp", or "80" for a random host port.',
+    )
+    network: str | None = Field(default=None, description="Docker network to join (default: the daemon's default).")
+
+    @field_validator("ports", mode="before")
+    @classmethod
+    def _ports_as_text(cls, v):
+        if isinstance(v, list):
+            return [str(p) if isinstance(p, int) and not isinstance(p, bool) else p for p in v]
+        return v
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, v: list[str]) -> list[str]:
+        seen = set()
+        for text in v:
+            port = parse_port(text)
+            if port.host_port is not None:
+                key = (port.host_port, port.proto)
+                if key in seen:
+                    raise ValueError(f"host port {port.host_port}/{port.proto} is published twice")
+                seen.add(key)
+        return v
+
+    def port_bindings(self) -> list[PortBinding]:
+        return [parse_port(p) for p in self.ports]
 
     @field_validator("env", mode="before")
     @classmethod
@@ -281,10 +339,74 @@ class JobSpec(_Scheduling):
     template: Template
 
 
+class Restart(Backoff):
+    """A Service replica's restart backoff: doubles per quick exit, reset after 60 s of healthy running."""
+
+    initialSeconds: float = Field(default=1, ge=0)
+    maxSeconds: float = Field(default=60, ge=0)
+
+
+class HealthCheck(_Model):
+    """Passed to Docker as the container's HEALTHCHECK; a replica is ready only when healthy."""
+
+    command: list[str] | str = Field(description="Argument list (CMD), or a string run by the shell (CMD-SHELL).")
+    intervalSeconds: float = Field(default=10, gt=0)
+    timeoutSeconds: float = Field(default=5, gt=0)
+    retries: int = Field(default=3, ge=1, description="Consecutive failures before the replica is unhealthy.")
+    startPeriodSeconds: float = Field(default=0, ge=0, description="Failures in this first period do not count.")
+
+    @field_validator("command")
+    @classmethod
+    def _non_empty(cls, v):
+        if not v:
+            raise ValueError("healthCheck.command must not be empty")
+        return v
+
+    def docker_test(self) -> list[str]:
+        return ["CMD-SHELL", self.command] if isinstance(self.command, str) else ["CMD", *self.command]
+
+
+class Update(_Model):
+    """Rolling update of a Service whose template changed."""
+
+    maxSurge: int = Field(default=1, ge=0, description="Replicas allowed above `replicas` during an update.")
+    maxUnavailable: int = Field(default=0, ge=0, description="Replicas allowed below `replicas` ready during an update.")
+    minReadySeconds: float = Field(
+        default=2, ge=0, description="A new replica must stay ready this long before the next old one is stopped."
+    )
+    progressDeadlineSeconds: float = Field(
+        default=120, gt=0, description="Pause the rollout when no new replica became ready for this long."
+    )
+    autoRollback: bool = Field(default=False, description="On a paused rollout, return to the last complete revision.")
+
+    @model_validator(mode="after")
+    def _can_progress(self) -> "Update":
+        if self.maxSurge == 0 and self.maxUnavailable == 0:
+            raise ValueError("maxSurge and maxUnavailable cannot both be 0; the update could never start a replica")
+        return self
+
+
 class ServiceSpec(_Scheduling):
     replicas: int = Field(default=1, ge=0)
+    maxPerNode: int | None = Field(default=None, ge=1, description="At most this many replicas on one node.")
+    restart: Restart = Field(default_factory=Restart)
+    healthCheck: HealthCheck | None = None
+    update: Update = Field(default_factory=Update)
     terminationGracePeriodSeconds: float = Field(default=10, ge=0, description="SIGTERM, then kill after this long.")
     template: Template
+
+
+def template_hash(spec: JobSpec | ServiceSpec) -> str:
+    """What makes a replica's container: the normalised template (and health check). Ten hex digits.
+
+    Defaults are filled in before hashing, so spelling out a default does not roll a Service.
+    """
+    what = {"template": spec.template.model_dump(mode="json")}
+    health = getattr(spec, "healthCheck", None)
+    if health is not None:
+        what["healthCheck"] = health.model_dump(mode="json")
+    text = json.dumps(what, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 class _Resource(_Model):

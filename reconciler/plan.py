@@ -14,12 +14,14 @@ from dataclasses import replace
 
 from . import workloads
 from .actions import STOP_GRACE_SECONDS, Collect, ContainerSpec, Event, Plan, Remove, Start
-from .models import Kind, TaskPhase
+from .models import Kind, TaskPhase, template_hash
 from .records import (
-    LABEL_ATTEMPT, LABEL_INDEX, LABEL_OWNER, LABEL_STORE, LABEL_TASK,
+    LABEL_ATTEMPT, LABEL_INDEX, LABEL_OWNER, LABEL_STORE, LABEL_TASK, LABEL_TEMPLATE,
     ResourceRecord, Snapshot, TaskRecord,
 )
 from .scheduler import NodeView, Request, default_pipeline
+
+PORT_RETRY_SECONDS = 60.0  # a node whose host port was taken outside brokerctl is avoided this long
 
 def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Snapshot,
          now: float, store_id: str) -> Plan:
@@ -99,14 +101,18 @@ def _place(p: Plan, current: dict[str, TaskRecord], owners: dict, nodes: dict,
     collecting = {c.task_id for c in p.collects}
     # Tasks ``workloads`` stopped this pass (scale-down, Job done or failed): ``current`` still shows
     # them active. Their containers keep their capacity until removed, but they must not be (re)started.
-    stopped = {tid for tid, ch in p.task_updates.items() if ch.get("phase") is TaskPhase.STOPPED}
+    stopped = {tid for tid, ch in p.task_updates.items() if "phase" in ch and not ch["phase"].active}
     running_on: dict[str, set[str]] = defaultdict(set)  # "Job/x" -> nodes where its active tasks are
     last_node: dict[tuple, str] = {}  # (owner, index) -> node of the latest attempt that had one
+    port_taken: dict[tuple, set[str]] = defaultdict(set)  # (owner, index) -> nodes where its host port was taken
     waiting = []
     for t in sorted(current.values(), key=lambda t: (t.created_at, t.id)):
         key = (t.owner_kind, t.owner_name)
         if t.node and not t.active:
             last_node[(key, t.index)] = t.node
+            if t.reason == "PortInUse" and t.finished_at and now < t.finished_at + PORT_RETRY_SECONDS:
+                port_taken[(key, t.index)].add(t.node)
+                p.wake_at(t.finished_at + PORT_RETRY_SECONDS)
         if not t.active or key not in owners:
             continue
         if t.node:
@@ -130,7 +136,8 @@ def _place(p: Plan, current: dict[str, TaskRecord], owners: dict, nodes: dict,
         spec = specs[(t.owner_kind, t.owner_name)]
         sticky = last_node.get(((t.owner_kind, t.owner_name), t.index)) if spec.sticky else None
         colocate = frozenset(running_on.get(spec.colocateWith, ())) if spec.colocateWith else None
-        requests.append(_request(t, spec, sticky_node=sticky if sticky in ready else None, colocate=colocate))
+        requests.append(_request(t, spec, sticky_node=sticky if sticky in ready else None, colocate=colocate,
+                                 avoid=frozenset(port_taken.get(((t.owner_kind, t.owner_name), t.index), ()))))
     for t, placed in zip(waiting, default_pipeline().place(requests, views)):
         if placed.node is None:
             if t.message != placed.reason:
@@ -145,13 +152,16 @@ def _place(p: Plan, current: dict[str, TaskRecord], owners: dict, nodes: dict,
         p.starts.append(Start(t.id, placed.node, container_spec(t, res, store_id)))
 
 
-def _request(t: TaskRecord, spec, sticky_node: str | None = None, colocate: frozenset | None = None) -> Request:
+def _request(t: TaskRecord, spec, sticky_node: str | None = None, colocate: frozenset | None = None,
+             avoid: frozenset = frozenset()) -> Request:
     res = spec.template.resources
     return Request(
         t.id, spec.executionType, cpus=res.cpus, memory=res.memory_bytes(),
         selector=tuple(sorted(spec.nodeSelector.items())), node_name=spec.nodeName, colocate=colocate,
         colocate_with=spec.colocateWith, sticky_node=sticky_node, placement=spec.placement.value,
         bind_sources=tuple(m.source for m in spec.template.mounts if m.source.startswith("/")),
+        owner=t.owner, max_per_node=getattr(spec, "maxPerNode", None), avoid=avoid,
+        ports=tuple((b.ip, b.host_port, b.proto) for b in spec.template.port_bindings() if b.host_port),
     )
 
 
@@ -163,6 +173,9 @@ def _maybe_restart(p: Plan, t: TaskRecord, res: ResourceRecord, snapshot: Snapsh
         return
     hit = seen.get(t.id)
     if hit is None or hit[1].state == "created":
+        want = template_hash(res.model.spec)
+        if hit is None and t.template_hash and t.template_hash != want:  # no container yet: it is made from today's template
+            t = _set(p, t, template_hash=want)
         p.starts.append(Start(t.id, t.node, container_spec(t, res, store_id)))
 
 
@@ -186,7 +199,9 @@ def container_spec(t: TaskRecord, res: ResourceRecord, store_id: str) -> Contain
         LABEL_TASK: t.id,
         LABEL_INDEX: str(t.index),
         LABEL_ATTEMPT: str(t.attempt),
+        LABEL_TEMPLATE: t.template_hash,
     }
+    health = getattr(res.model.spec, "healthCheck", None)
     return ContainerSpec(
         name=container_name(store_id, t.id),
         image=tpl.image,
@@ -198,4 +213,15 @@ def container_spec(t: TaskRecord, res: ResourceRecord, store_id: str) -> Contain
         mounts=tuple((m.source, m.target, m.readOnly) for m in tpl.mounts),
         nano_cpus=int(tpl.resources.cpus * 1e9) if tpl.resources.cpus else None,
         mem_limit=tpl.resources.memory_bytes(),
+        ports=tuple(tpl.port_bindings()),
+        network=tpl.network,
+        healthcheck=None if health is None else {
+            "test": health.docker_test(), "interval": _ns(health.intervalSeconds),
+            "timeout": _ns(health.timeoutSeconds), "retries": health.retries,
+            "start_period": _ns(health.startPeriodSeconds),
+        },
     )
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1e9)

@@ -18,6 +18,7 @@ LABEL_OWNER = "brokerctl.owner"
 LABEL_TASK = "brokerctl.task"
 LABEL_INDEX = "brokerctl.index"
 LABEL_ATTEMPT = "brokerctl.attempt"
+LABEL_TEMPLATE = "brokerctl.template"  # hash of the template the container was made from
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class TaskRecord:
     finished_at: float | None = None
     generation: int = 1
     labels: dict = field(default_factory=dict)
+    template_hash: str = ""  # ``models.template_hash`` of the spec this attempt was made from
 
     @property
     def owner(self) -> str:
@@ -93,6 +95,7 @@ class ContainerObs:
     owner: str | None
     state: str  # created | running | exited | dead | paused | restarting | removing
     exit_code: int | None = None
+    health: str | None = None  # starting | healthy | unhealthy; None: no health check
 
     @property
     def finished(self) -> bool:

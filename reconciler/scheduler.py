@@ -4,8 +4,9 @@ Called by ``plan`` with the tasks waiting for a node (in queue order: priority, 
 a view of every node. Each check either passes a node or names why it cannot take the task; a
 task no node can take stays Pending with a summary such as
 ``0/3 nodes: 2 no free cpu slot, 1 not ready``. The pipeline is assembled in
-``default_pipeline``: checks (ready, schedulable, pins, selector, slot, resources) and one
-scorer per placement mode (``spread``: least busy first; ``binpack``: most busy first).
+``default_pipeline``: checks (ready, schedulable, pins, selector, mounts, slot, resources,
+maxPerNode, host ports) and one scorer per placement mode (``spread``: fewest tasks of the same
+resource, then least busy; ``binpack``: most busy first).
 
 Starvation: a task refused on some nodes only for want of free capacity reserves those nodes
 for this pass: later tasks of the same execution type may not take them (``Pipeline.place``),
@@ -39,6 +40,8 @@ class NodeView:
     cpus_used: float = 0.0
     memory_used: int = 0
     allowed_mounts: tuple[str, ...] = ()  # host path prefixes tasks may bind-mount
+    owners: Counter = field(default_factory=Counter)  # "Service/web" -> its tasks on this node
+    ports: set = field(default_factory=set)  # (host ip, host port, proto) published by tasks here
 
     def free(self, execution_type: str) -> int:
         return self.slots.get(execution_type, 0) - self.used[execution_type]
@@ -47,6 +50,8 @@ class NodeView:
         self.used[req.execution_type] += 1
         self.cpus_used += req.cpus or 0.0
         self.memory_used += req.memory or 0
+        self.owners[req.owner] += 1
+        self.ports.update(req.ports)
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,10 @@ class Request:
     sticky_node: str | None = None  # previous attempt's node, when it is Ready
     placement: str = "spread"
     bind_sources: tuple[str, ...] = ()  # host paths the task bind-mounts
+    owner: str = ""  # "Service/web": spread counts a resource's own tasks on a node first
+    max_per_node: int | None = None
+    ports: tuple[tuple[str, int, str], ...] = ()  # (host ip, host port, proto) the task publishes
+    avoid: frozenset[str] = frozenset()  # nodes where a host port it publishes is taken outside brokerctl
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,7 @@ class Placement:
 
 
 Check = Callable[[Request, NodeView], str | None]  # None: feasible, else the rejection reason
-Scorer = Callable[[Request, NodeView], float]  # lower is better
+Scorer = Callable[[Request, NodeView], tuple]  # lower is better
 
 
 def check_ready(req: Request, node: NodeView) -> str | None:
@@ -110,6 +119,10 @@ def check_mounts(req: Request, node: NodeView) -> str | None:
     return None
 
 
+def check_avoid(req: Request, node: NodeView) -> str | None:
+    return "host port in use outside brokerctl" if node.name in req.avoid else None
+
+
 def check_slot_type(req: Request, node: NodeView) -> str | None:
     return None if req.execution_type in node.slots else f"no {req.execution_type} slots"
 
@@ -132,15 +145,33 @@ def check_resources(req: Request, node: NodeView) -> str | None:
     return None
 
 
-def score_spread(req: Request, node: NodeView) -> float:
-    """Least busy first: fraction of this execution type's slots in use."""
+def check_max_per_node(req: Request, node: NodeView) -> str | None:
+    if req.max_per_node is not None and node.owners[req.owner] >= req.max_per_node:
+        return f"maxPerNode {req.max_per_node} reached"
+    return None
+
+
+def check_ports(req: Request, node: NodeView) -> str | None:
+    for ip, port, proto in req.ports:
+        for other_ip, other_port, other_proto in node.ports:
+            if port == other_port and proto == other_proto and (not ip or not other_ip or ip == other_ip):
+                return f"host port {port}/{proto} in use"
+    return None
+
+
+def _busy(req: Request, node: NodeView) -> float:
     total = node.slots.get(req.execution_type, 0)
     return node.used[req.execution_type] / total if total else 1.0
 
 
-def score_binpack(req: Request, node: NodeView) -> float:
+def score_spread(req: Request, node: NodeView) -> tuple[int, float]:
+    """Fewest tasks of the same resource first (replicas spread over nodes), then least busy."""
+    return (node.owners[req.owner] if req.owner else 0), _busy(req, node)
+
+
+def score_binpack(req: Request, node: NodeView) -> tuple[int, float]:
     """Most busy first: fill a node before starting on the next."""
-    return -score_spread(req, node)
+    return 0, -_busy(req, node)
 
 
 @dataclass
@@ -272,7 +303,8 @@ def summarise(total: int, rejections: Counter) -> str:
 
 def default_pipeline() -> Pipeline:
     return Pipeline(
-        static=[check_ready, check_schedulable, check_pins, check_selector, check_mounts, check_slot_type],
-        dynamic=[check_free_slot, check_resources],
+        static=[check_ready, check_schedulable, check_pins, check_selector, check_mounts, check_avoid,
+                check_slot_type],
+        dynamic=[check_free_slot, check_resources, check_max_per_node, check_ports],
         scorers={"spread": score_spread, "binpack": score_binpack},
     )

@@ -25,7 +25,7 @@ from typing import Iterable, Iterator
 import sqlite_utils
 
 from .errors import Conflict, NotFound, StoreError
-from .models import Kind, TaskPhase
+from .models import Kind, ServiceSpec, TaskPhase, template_hash
 from .records import ResourceRecord, TaskRecord
 
 BUSY_TIMEOUT_MS = 30_000
@@ -71,6 +71,18 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     ("job retries", "ALTER TABLE resources ADD COLUMN retried_at REAL"),
+    (
+        "service revisions",
+        """
+        ALTER TABLE tasks ADD COLUMN template_hash TEXT NOT NULL DEFAULT '';
+        CREATE TABLE revisions (
+            uid TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, revision INTEGER NOT NULL,
+            hash TEXT NOT NULL, template TEXT NOT NULL, created_at REAL NOT NULL, cause TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (uid, hash)
+        );
+        CREATE INDEX revisions_owner ON revisions (kind, name)
+        """,
+    ),
 ]
 
 # TaskRecord attribute -> column, where they differ.
@@ -172,18 +184,21 @@ class Store:
                 spec = res.spec.model_dump(mode="json", exclude_unset=False)
                 labels = dict(res.metadata.labels)
                 row = db.execute(
-                    "SELECT spec, labels, generation, deleted_at FROM resources WHERE kind=? AND name=?",
+                    "SELECT spec, labels, generation, deleted_at, uid FROM resources WHERE kind=? AND name=?",
                     [kind, name],
                 ).fetchone()
                 ref = f"{kind.lower()}/{name}"
                 if row is None:
+                    uid = uuid.uuid4().hex[:10]
                     db["resources"].insert(
                         {
-                            "kind": kind, "name": name, "uid": uuid.uuid4().hex[:10],
+                            "kind": kind, "name": name, "uid": uid,
                             "labels": _dump(labels), "spec": _dump(spec), "generation": 1,
                             "created_at": now, "updated_at": now, "deleted_at": None, "status": "{}",
                         }
                     )
+                    if kind == Kind.SERVICE.value:
+                        self._record_revision(db, uid, name, spec, now, "apply")
                     results.append((ref, "created"))
                     continue
                 if row[3] is not None:
@@ -199,8 +214,101 @@ class Store:
                     "UPDATE resources SET spec=?, labels=?, generation=?, updated_at=? WHERE kind=? AND name=?",
                     [_dump(spec), _dump(labels), generation, now, kind, name],
                 )
+                if kind == Kind.SERVICE.value:
+                    self._record_revision(db, row[4], name, spec, now, "apply")
                 results.append((ref, "configured"))
         return results
+
+    # -- services: scale, revisions, rollback ---------------------------------------------
+
+    def scale(self, name: str, replicas: int, now: float | None = None) -> tuple[int, int]:
+        """Set a Service's replicas; returns (old, new)."""
+        now = time.time() if now is None else now
+        with self.transaction() as db:
+            spec = self._service_spec(db, name)
+            old = spec.get("replicas", 1)
+            if old != replicas:
+                spec["replicas"] = replicas
+                db.execute(
+                    "UPDATE resources SET spec=?, generation=generation+1, updated_at=? WHERE kind='Service' AND name=?",
+                    [_dump(spec), now, name],
+                )
+        return old, replicas
+
+    def revisions(self, name: str) -> list[dict]:
+        """A Service's template revisions, oldest first: revision, hash, template, created_at, cause."""
+        rows = self._rows(
+            "SELECT revision, hash, template, created_at, cause FROM revisions WHERE kind='Service' AND name=? "
+            "AND uid=(SELECT uid FROM resources WHERE kind='Service' AND name=?) ORDER BY revision",
+            [name, name],
+        )
+        for r in rows:
+            r["template"] = json.loads(r["template"])
+        return rows
+
+    def rollback(self, db, name: str, to: int | str | None, now: float, cause: str) -> dict:
+        """Within the caller's transaction: put an earlier revision's template back into the spec.
+
+        ``to``: a revision number, a template hash, or None for the revision before the current
+        one. Returns that revision; raises NotFound/Conflict naming what exists.
+        """
+        spec = self._service_spec(db, name)
+        uid = db.execute("SELECT uid FROM resources WHERE kind='Service' AND name=?", [name]).fetchone()[0]
+        revs = [dict(zip(("revision", "hash", "template"), r)) for r in db.execute(
+            "SELECT revision, hash, template FROM revisions WHERE uid=? ORDER BY revision", [uid]).fetchall()]
+        current = _spec_hash(spec)
+        if to is None:
+            earlier = [r for r in revs if r["hash"] != current]
+            if not earlier:
+                raise Conflict(f"Service '{name}' has no earlier revision to roll back to; "
+                               f"`brokerctl rollout history service/{name}` lists them")
+            target = earlier[-1]
+        else:
+            found = [r for r in revs if r["revision"] == to or r["hash"] == to]
+            if not found:
+                have = ", ".join(str(r["revision"]) for r in revs) or "none"
+                raise NotFound(f"Service '{name}' has no revision {to}; it has: {have}")
+            target = found[0]
+        template = json.loads(target["template"])
+        spec.pop("healthCheck", None)
+        spec.update(template)
+        db.execute(
+            "UPDATE resources SET spec=?, generation=generation+1, updated_at=? WHERE kind='Service' AND name=?",
+            [_dump(spec), now, name],
+        )
+        return self._record_revision(db, uid, name, spec, now, cause)
+
+    def undo(self, name: str, to: int | None = None, now: float | None = None) -> dict:
+        """``rollout undo``: the previous revision (or ``to``) becomes the desired template again."""
+        now = time.time() if now is None else now
+        with self.transaction() as db:
+            return self.rollback(db, name, to, now, f"rollout undo{f' --to-revision {to}' if to else ''}")
+
+    @staticmethod
+    def _service_spec(db, name: str) -> dict:
+        row = db.execute("SELECT spec, deleted_at FROM resources WHERE kind='Service' AND name=?", [name]).fetchone()
+        if row is None:
+            raise NotFound(f"Service '{name}' not found; `brokerctl get services` lists them")
+        if row[1] is not None:
+            raise Conflict(f"Service '{name}' is being deleted")
+        return json.loads(row[0])
+
+    @staticmethod
+    def _record_revision(db, uid: str, name: str, spec: dict, now: float, cause: str) -> dict:
+        """The spec's template becomes the newest revision (an old template seen again moves to the top)."""
+        digest = _spec_hash(spec)
+        top = db.execute("SELECT max(revision) FROM revisions WHERE uid=?", [uid]).fetchone()[0] or 0
+        row = db.execute("SELECT revision FROM revisions WHERE uid=? AND hash=?", [uid, digest]).fetchone()
+        template = {k: spec[k] for k in ("template", "healthCheck") if spec.get(k) is not None}
+        if row is None:
+            db["revisions"].insert({"uid": uid, "kind": "Service", "name": name, "revision": top + 1, "hash": digest,
+                                    "template": _dump(template), "created_at": now, "cause": cause})
+            return {"revision": top + 1, "hash": digest}
+        if row[0] != top:
+            db.execute("UPDATE revisions SET revision=?, created_at=?, cause=? WHERE uid=? AND hash=?",
+                       [top + 1, now, cause, uid, digest])
+            return {"revision": top + 1, "hash": digest}
+        return {"revision": row[0], "hash": digest}
 
     def resources(self, kind: Kind | None = None) -> list[ResourceRecord]:
         sql, params = "SELECT * FROM resources", []
@@ -273,6 +381,7 @@ class Store:
             [kind.value, name],
         )
         db.execute("DELETE FROM tasks WHERE owner_kind=? AND owner_name=?", [kind.value, name])
+        db.execute("DELETE FROM revisions WHERE kind=? AND name=?", [kind.value, name])
         db.execute("DELETE FROM resources WHERE kind=? AND name=?", [kind.value, name])
 
     def set_status(self, db, kind: Kind, name: str, status: dict) -> None:
@@ -378,6 +487,10 @@ def _maybe_alive(pid: int, hostname: str, this_host: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _spec_hash(spec: dict) -> str:
+    return template_hash(ServiceSpec.model_validate(spec))
 
 
 def _dump(value) -> str:

@@ -10,11 +10,12 @@ purged. Results go into the ``Plan`` (new tasks, task updates, statuses, removal
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import count
+
 from .actions import STOP_GRACE_SECONDS, Event, Plan, Remove
-from .models import Backoff, Kind, TaskPhase
+from .models import Backoff, Kind, TaskPhase, template_hash
 from .records import NodeObs, ResourceRecord, Snapshot, TaskRecord
 
-SERVICE_RESTART = Backoff(initialSeconds=1, maxSeconds=60)
 HEALTHY_RUN_SECONDS = 60.0  # a replica that ran this long resets its restart backoff
 
 
@@ -60,13 +61,14 @@ def stop_task(p: Plan, t: TaskRecord, snapshot: Snapshot, now: float, reason: st
               grace: float = STOP_GRACE_SECONDS, phase: TaskPhase = TaskPhase.STOPPED) -> TaskRecord:
     """End the task (Stopped, or Failed for a timeout) and stop its container, keeping its output."""
     p.update(t.id, phase=phase, reason=reason, message=message, finished_at=now)
+    done = replace(t, phase=phase, reason=reason, message=message, finished_at=now)
     hit = snapshot.by_task.get(t.id)
     if hit:
         node, c = hit
         p.removals.append(Remove(node, c.id, t.id, message, grace=0 if c.finished else grace, keep_output=True))
     elif t.container_id and t.node:
         p.removals.append(Remove(t.node, t.container_id, t.id, message, grace=grace, keep_output=True))
-    return replace(t, phase=phase)
+    return done
 
 
 def _job(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, now: float) -> None:
@@ -160,40 +162,186 @@ def _time_out(p: Plan, res: ResourceRecord, active: list[TaskRecord], snapshot: 
     return keep
 
 
+def readiness(t: TaskRecord, snapshot: Snapshot) -> str:
+    """``ready``, ``starting`` or ``unhealthy`` for a Running task ("" otherwise).
+
+    A container without a health check is ready while it runs; with one (the spec's or the
+    image's HEALTHCHECK), only once Docker reports it healthy. A task whose node could not be
+    listed this pass keeps counting as ready while its row says Running.
+    """
+    if t.phase is not TaskPhase.RUNNING:
+        return ""
+    hit = snapshot.by_task.get(t.id)
+    health = hit[1].health if hit else None
+    return {"unhealthy": "unhealthy", "starting": "starting"}.get(health or "", "ready")
+
+
 def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, now: float) -> None:
+    """Keep ``replicas`` indexes with a ready task of the current template; roll updates in batches."""
     spec = res.model.spec
-    active = [t for t in tasks if t.active]
-    for t in active:
-        if t.index >= spec.replicas:
-            stop_task(p, t, snapshot, now, "ScaledDown", f"{res.ref} scaled to {spec.replicas}",
-                      spec.terminationGracePeriodSeconds)
-    active = [t for t in active if t.index < spec.replicas]
-    busy = {t.index for t in active}
-    for index in range(spec.replicas):
-        if index not in busy:
-            new = _new_task(res, index, tasks, now, SERVICE_RESTART, _crashed)
-            p.new_tasks.append(new)
-            active.append(new)
-    running = sum(t.phase is TaskPhase.RUNNING for t in active)
-    _set_status(p, res, {"replicas": spec.replicas, "running": running, "ready": running}, now)
+    want = template_hash(spec)
+    grace = spec.terminationGracePeriodSeconds
+    history = {t.id: t for t in tasks}
+
+    def stop(t: TaskRecord, reason: str, message: str, phase: TaskPhase = TaskPhase.STOPPED, wait: float = grace):
+        history[t.id] = stop_task(p, t, snapshot, now, reason, message, wait, phase)
+
+    by_index: dict[int, list[TaskRecord]] = {}
+    for t in tasks:
+        if not t.active:
+            continue
+        if readiness(t, snapshot) == "unhealthy":
+            stop(t, "Unhealthy", f"container {(t.container_id or '')[:12]} reported unhealthy; replaced",
+                 TaskPhase.FAILED)
+            p.events.append(_event(res, "Unhealthy", f"{t.id} on {t.node} is unhealthy; replacing it", "Warning", t.id))
+            continue
+        if t.phase is TaskPhase.PENDING and t.node is None and t.template_hash != want:
+            t = history[t.id] = replace(t, template_hash=want)  # not placed yet: it can take the new template
+            p.update(t.id, template_hash=want)
+        by_index.setdefault(t.index, []).append(t)
+
+    # Scale down: replicas that are not ready go first, then the newest.
+    def rank(i: int):
+        ts = by_index[i]
+        return (any(readiness(t, snapshot) == "ready" for t in ts),
+                -max(t.started_at or t.created_at for t in ts), -i)
+
+    for i in sorted(by_index, key=rank)[: max(0, len(by_index) - spec.replicas)]:
+        for t in by_index.pop(i):
+            stop(t, "ScaledDown", f"{res.ref} scaled to {spec.replicas}")
+
+    def add(index: int) -> TaskRecord:
+        new = _new_task(res, index, list(history.values()), now, spec.restart, _crashed, want)
+        history[new.id] = new
+        p.new_tasks.append(new)
+        by_index.setdefault(index, []).append(new)
+        return new
+
+    free = (i for i in count() if i not in by_index)
+    for _ in range(spec.replicas - len(by_index)):
+        add(next(free))
+
+    upd = spec.update
+    rollout = dict(res.status.get("rollout") or {})
+    if rollout.get("revision") != want:
+        rollout = {"revision": want, "state": "Progressing", "startedAt": now, "progressAt": now, "updated": 0,
+                   "message": ""}
+
+    def available(t: TaskRecord) -> bool:
+        if readiness(t, snapshot) != "ready":
+            return False
+        since = (t.started_at or now) + upd.minReadySeconds
+        if since > now:
+            p.wake_at(since)
+            return False
+        return True
+
+    total = sum(len(ts) for ts in by_index.values())
+    up = sum(available(t) for ts in by_index.values() for t in ts)
+    for i in sorted(by_index):
+        old = [t for t in by_index[i] if t.template_hash != want]
+        if not old:
+            continue
+        new = [t for t in by_index[i] if t.template_hash == want]
+        if new:
+            if any(available(t) for t in new):
+                for t in old:
+                    stop(t, "Replaced", f"replaced by {new[0].id} (template {want})")
+                    up, total = up - available(t), total - 1
+                by_index[i] = new
+            continue
+        if not any(available(t) for t in old):  # nothing to protect: replace at once
+            for t in old:
+                stop(t, "Replaced", f"template changed to {want}")
+            total -= len(old)
+            by_index[i] = []
+        elif rollout["state"] == "Paused":
+            continue
+        elif total < spec.replicas + upd.maxSurge:
+            pass  # surge: start the new one next to the old
+        elif up - 1 >= spec.replicas - upd.maxUnavailable:
+            for t in old:
+                stop(t, "Replaced", f"template changed to {want}")
+            up, total = up - 1, total - len(old)
+            by_index[i] = []
+        else:
+            continue
+        add(i)
+        total += 1
+
+    active = [t for ts in by_index.values() for t in ts]
+    updated = sum(t.template_hash == want and available(t) for t in active)
+    stale = any(t.template_hash != want for t in active)
+    stable = res.status.get("stableRevision")
+    if rollout["state"] != "Complete":
+        if not stale and updated >= spec.replicas:
+            rollout.update(state="Complete", message=f"{spec.replicas} replica(s) ready at template {want}")
+            stable = want
+            p.events.append(_event(res, "RolloutComplete", rollout["message"]))
+        else:
+            if updated > rollout["updated"]:
+                rollout.update(progressAt=now, state="Progressing", message="")
+            if rollout["state"] == "Progressing" and now >= rollout["progressAt"] + upd.progressDeadlineSeconds:
+                why = _stuck(active, want, snapshot)
+                rollout.update(state="Paused", message=(
+                    f"ProgressDeadlineExceeded: no new replica became ready in {upd.progressDeadlineSeconds:g}s"
+                    + (f"; {why}" if why else "")))
+                p.events.append(_event(res, "RolloutPaused", rollout["message"], "Warning"))
+                if upd.autoRollback and stable and stable != want:
+                    p.rollbacks.append((res.name, stable, f"autoRollback from {want}: {rollout['message']}"))
+                    p.events.append(_event(res, "RollingBack", f"returning to template {stable}", "Warning"))
+            elif rollout["state"] == "Progressing":
+                p.wake_at(rollout["progressAt"] + upd.progressDeadlineSeconds)
+    rollout["updated"] = updated
+
+    history_list = list(history.values())
+    waiting = [t for t in active if t.phase is TaskPhase.PENDING and t.not_before > now]
+    backoff = max((spec.restart.delay(_failures(history_list, t.index, _crashed)) for t in waiting), default=0)
+    _set_status(p, res, {
+        "replicas": spec.replicas,
+        "running": sum(t.phase is TaskPhase.RUNNING for t in active),
+        "ready": sum(readiness(t, snapshot) == "ready" for t in active),
+        "updated": updated,
+        "revision": want,
+        "stableRevision": stable,
+        "restarts": sum(_crashed(t) or t.reason == "Unhealthy" for t in history_list),
+        "restartBackoffSeconds": backoff,
+        "rollout": rollout,
+    }, now)
+
+
+def _stuck(active: list[TaskRecord], want: str, snapshot: Snapshot) -> str:
+    """Why the newest replica of the new template is not ready, for the paused rollout's message."""
+    for t in sorted(active, key=lambda t: (t.created_at, t.id), reverse=True):
+        if t.template_hash == want:
+            state = readiness(t, snapshot) or t.phase.value
+            detail = f": {t.reason} {t.message}".rstrip() if t.reason or t.message else ""
+            return f"task {t.id} is {state}{detail}"
+    return ""
 
 
 def _crashed(t: TaskRecord) -> bool:
     """A replica that finished after a short run counts toward its restart backoff."""
-    if t.phase not in (TaskPhase.FAILED, TaskPhase.SUCCEEDED):
-        return False
+    if t.phase not in (TaskPhase.FAILED, TaskPhase.SUCCEEDED) or t.reason == "PortInUse":
+        return False  # a taken host port is a placement problem: the next attempt goes elsewhere
     return (t.finished_at or 0) - (t.started_at or t.finished_at or 0) < HEALTHY_RUN_SECONDS
 
 
-def _new_task(res: ResourceRecord, index: int, tasks: list[TaskRecord], now: float,
-              backoff: Backoff, counts_as_failure) -> TaskRecord:
-    """The next attempt for ``index``, delayed by the backoff its recent failures earned."""
-    history = sorted((t for t in tasks if t.index == index), key=lambda t: t.attempt)
+def _failures(tasks: list[TaskRecord], index: int, counts_as_failure) -> int:
+    """Consecutive recent failures of ``index`` (a live attempt, a success or a healthy run ends the streak)."""
     failures = 0
-    for t in reversed(history):  # consecutive recent failures only
-        if not counts_as_failure(t):
+    for t in sorted((t for t in tasks if t.index == index), key=lambda t: t.attempt, reverse=True):
+        if t.active or not counts_as_failure(t):
             break
         failures += 1
+    return failures
+
+
+def _new_task(res: ResourceRecord, index: int, tasks: list[TaskRecord], now: float,
+              backoff: Backoff, counts_as_failure, template: str = "") -> TaskRecord:
+    """The next attempt for ``index``, delayed by the backoff its recent failures earned."""
+    history = sorted((t for t in tasks if t.index == index), key=lambda t: t.attempt)
+    failures = _failures(history, index, counts_as_failure)
     attempt = history[-1].attempt + 1 if history else 1
     not_before, reason, message = now, "", ""
     if failures:
@@ -206,6 +354,7 @@ def _new_task(res: ResourceRecord, index: int, tasks: list[TaskRecord], now: flo
         id=f"{res.name}-{res.uid[:5]}-{index}-{attempt}", owner_kind=res.kind, owner_name=res.name,
         owner_uid=res.uid, index=index, attempt=attempt, created_at=now, not_before=not_before,
         reason=reason, message=message, generation=res.generation, labels=dict(res.labels),
+        template_hash=template or template_hash(res.model.spec),
     )
 
 
