@@ -10,8 +10,10 @@ converges instead of creating twins.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict
+from contextlib import nullcontext
 from concurrent.futures import Executor, as_completed
 from typing import Callable
 
@@ -21,21 +23,56 @@ from .dockerhost import TRANSPORT_ERRORS, Host, StartError
 from .models import TaskPhase
 from .store import LOG_LIMIT_BYTES, Store
 
+log = logging.getLogger("brokerctl.act")
+
 
 class Actor:
-    def __init__(self, store: Store, executor: Executor, clock: Callable[[], float], per_node: int = 8):
-        self.store, self.executor, self.clock, self.per_node = store, executor, clock, per_node
-        self._gates: dict[str, threading.Semaphore] = defaultdict(lambda: threading.Semaphore(self.per_node))
+    """``stopper`` runs graceful stops (SIGTERM, wait up to the grace period, kill) in the
+    background: a pass does not wait for them, and ``on_stopped`` is called when one ends so the
+    controller looks again. An action still under way is not issued a second time."""
 
-    def execute(self, p: Plan, hosts: dict[str, Host]) -> None:
+    def __init__(self, store: Store, executor: Executor, clock: Callable[[], float], per_node: int = 8,
+                 stopper: Executor | None = None, on_stopped: Callable[[], None] = lambda: None):
+        self.store, self.executor, self.clock, self.per_node = store, executor, clock, per_node
+        self.stopper, self.on_stopped = stopper or executor, on_stopped
+        self._gates: dict[str, threading.Semaphore] = defaultdict(lambda: threading.Semaphore(self.per_node))
+        self._inflight: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def execute(self, p: Plan, hosts: dict[str, Host]) -> int:
+        """Returns how many Docker actions this pass waited for (background stops not counted)."""
         self.record_decisions(p)
         futures = {}
         for action in [*p.collects, *p.removals, *p.starts]:
             host = hosts.get(action.node)
-            if host is not None:
-                futures[self.executor.submit(self._run, host, action)] = action
+            key = ("task", action.task_id) if isinstance(action, Start) else ("container", action.container_id)
+            with self._lock:
+                if host is None or key in self._inflight:
+                    continue
+                self._inflight.add(key)
+            if isinstance(action, Remove) and action.grace > 0:
+                self.stopper.submit(self._background, host, action, key)
+            else:
+                futures[self.executor.submit(self._run, host, action)] = (action, key)
         for future in as_completed(futures):
-            self._record_outcome(futures[future], *future.result())
+            action, key = futures[future]
+            try:
+                self._record_outcome(action, *future.result())
+            finally:
+                with self._lock:
+                    self._inflight.discard(key)
+        return len(futures)
+
+    def _background(self, host: Host, action: Remove, key: tuple[str, str]) -> None:
+        try:
+            status, result = self._run(host, action, gated=False)
+            self._record_outcome(action, status, result)
+        except Exception:  # a pool thread has nobody to raise to
+            log.exception("recording the stop of container %s failed", action.container_id[:12])
+        finally:
+            with self._lock:
+                self._inflight.discard(key)
+            self.on_stopped()
 
     def record_decisions(self, p: Plan) -> None:
         now = self.clock()
@@ -60,9 +97,13 @@ class Actor:
                                          f"template {to} is desired again (revision {rev['revision']}); {why}",
                                          "Warning", ts=now)
 
-    def _run(self, host: Host, action) -> tuple[str, object]:
-        """Runs in a worker thread; returns ("ok", result) or ("error", exception)."""
-        with self._gates[host.name]:
+    def _run(self, host: Host, action, gated: bool = True) -> tuple[str, object]:
+        """Runs in a worker thread; returns ("ok", result) or ("error", exception).
+
+        Starts, collects and forced removals share a per-node limit; graceful stops (mostly
+        waiting) do not take from it, so a scale-down cannot hold up starts on that node.
+        """
+        with self._gates[host.name] if gated else nullcontext():
             try:
                 if isinstance(action, Start):
                     return "ok", host.start(action.spec)

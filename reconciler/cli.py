@@ -212,12 +212,17 @@ def _resource_rows(kind: str, objects: list[dict], wide: bool, now: float):
                    age(created, now)]
             rows.append(row + ([spec["template"]["image"], st.get("message")] if wide else []))
         else:
-            row = [meta["name"], f"{st.get('running', 0)}/{spec['replicas']}", age(created, now)]
-            rows.append(row + ([spec["template"]["image"]] if wide else []))
+            backoff = st.get("restartBackoffSeconds") or 0
+            rollout = st.get("rollout") or {}
+            row = [meta["name"], spec["replicas"], st.get("running", 0), st.get("ready", 0), st.get("updated", 0),
+                   st.get("restarts", 0), f"{backoff:g}s" if backoff else "-",
+                   "Terminating" if st.get("terminating") else rollout.get("state", "Pending"), age(created, now)]
+            rows.append(row + ([spec["template"]["image"], st.get("revision"), rollout.get("message")] if wide else []))
     cols = {
         "Node": ["NAME", "STATUS", "SLOTS (USED/TOTAL)", "DOCKER", "AGE"] + (["ADDRESS", "MESSAGE"] if wide else []),
         "Job": ["NAME", "PHASE", "COMPLETIONS", "ACTIVE", "FAILED", "AGE"] + (["IMAGE", "MESSAGE"] if wide else []),
-        "Service": ["NAME", "RUNNING", "AGE"] + (["IMAGE"] if wide else []),
+        "Service": ["NAME", "DESIRED", "RUNNING", "READY", "UP-TO-DATE", "RESTARTS", "BACKOFF", "ROLLOUT", "AGE"]
+        + (["IMAGE", "TEMPLATE", "MESSAGE"] if wide else []),
     }[kind]
     return cols, rows
 
@@ -432,10 +437,129 @@ def _condition_state(r) -> dict:
             detail += f"; {st['message']}"
         return {"met": {phase} & {"Complete", "Failed"}, "detail": detail}
     if r.kind.value == "Service":
-        ready = st.get("running", 0) >= r.spec["replicas"]
-        return {"met": {"Ready"} if ready else set(), "detail": f"{st.get('running', 0)}/{r.spec['replicas']} running"}
+        want = r.spec["replicas"]
+        ready = st.get("ready", 0) >= want and st.get("updated", 0) >= want and st.get("revision") == _template_of(r)
+        return {"met": {"Ready"} if ready else set(),
+                "detail": f"{st.get('ready', 0)}/{want} ready, {st.get('updated', 0)} up to date"}
     cond = st.get("condition", "Unknown")
     return {"met": {"Ready"} if cond == "Ready" else set(), "detail": f"condition {cond}: {st.get('message', '')}"}
+
+
+def _template_of(r) -> str:
+    from .models import template_hash
+
+    return template_hash(r.model.spec)
+
+
+@app.command()
+def scale(
+    kind: str = typer.Argument(..., help="service (or service/NAME)"),
+    name: Optional[str] = typer.Argument(None),
+    replicas: int = typer.Option(..., "--replicas", min=0, help="How many replicas to keep running."),
+) -> None:
+    """Set a Service's replica count (0 stops every replica and keeps the Service)."""
+    if name is None and "/" in kind:
+        k, name = _ref(kind)
+    elif name is None:
+        raise UsageError("name the service: `brokerctl scale service NAME --replicas N`")
+    else:
+        k = _kind(kind)
+    if k.value != "Service":
+        raise UsageError("only services scale: `brokerctl scale service NAME --replicas N`")
+    old, new = _store().scale(name, replicas)
+    typer.echo(f"service/{name} scaled" + (f" from {old} to {new}" if old != new else f" (already {new})"))
+
+
+rollout_app = typer.Typer(help="Rolling updates of a Service: status, history, undo.", no_args_is_help=True)
+app.add_typer(rollout_app, name="rollout")
+
+
+def _service_ref(target: str) -> str:
+    k, name = _ref(target)
+    if k.value != "Service":
+        raise UsageError(f"{target!r}: rollouts are for services, e.g. service/web")
+    return name
+
+
+@rollout_app.command("status")
+def rollout_status(
+    target: str = typer.Argument(..., help="service/NAME"),
+    watch: bool = typer.Option(True, "--watch/--no-watch", help="Wait until the rollout completes or pauses."),
+    timeout: float = typer.Option(0, "--timeout", help="With --watch: give up after this many seconds (0: no limit)."),
+) -> None:
+    """Exit 0 once every replica runs the current template; 1 if the rollout paused or rolled back."""
+    name = _service_ref(target)
+    store = _store()
+    started = _template_of(store.resource(_kind("service"), name))
+    deadline = time.monotonic() + timeout if timeout else None
+    last = None
+    while True:
+        r = store.resource(_kind("service"), name)
+        want, st = _template_of(r), r.status
+        rollout = st.get("rollout") or {}
+        if want != started:
+            why = next((e["message"] for e in reversed(store.events("Service", name, limit=20))
+                        if e["reason"] in ("RolledBack", "RollbackFailed")), "the template was changed again")
+            raise BrokerError(f"service/{name}: rollout of template {started} ended: {why}")
+        if rollout.get("revision") != want:
+            line = f"waiting for the controller to pick up template {want}"
+        elif rollout.get("state") == "Complete":
+            typer.echo(f"service/{name} successfully rolled out ({r.spec['replicas']} replicas at template {want})")
+            return
+        elif rollout.get("state") == "Paused":
+            raise BrokerError(f"service/{name}: rollout paused: {rollout.get('message')}; fix the template and "
+                              "apply it again, or `brokerctl rollout undo " + f"service/{name}`")
+        else:
+            line = f"{st.get('updated', 0)} of {r.spec['replicas']} updated replicas are ready"
+        if line != last:
+            typer.echo(f"waiting for service/{name}: {line}")
+            last = line
+        if not watch:
+            raise typer.Exit(1)
+        if deadline is not None and time.monotonic() >= deadline:
+            raise BrokerError(f"timed out after {timeout:g}s: service/{name}: {line}")
+        time.sleep(0.2)
+
+
+@rollout_app.command("history")
+def rollout_history(
+    target: str = typer.Argument(..., help="service/NAME"),
+    revision: Optional[int] = typer.Option(None, "--revision", help="Show this revision's template."),
+    output: str = typer.Option("table", "-o", "--output", help="table, json or yaml"),
+) -> None:
+    """Template revisions of a Service, oldest first; the current one is marked."""
+    from . import render
+
+    name = _service_ref(target)
+    store = _store()
+    current = _template_of(store.resource(_kind("service"), name))
+    revs = store.revisions(name)
+    if revision is not None:
+        revs = [r for r in revs if r["revision"] == revision]
+        if not revs:
+            raise BrokerError(f"service/{name} has no revision {revision}; `brokerctl rollout history service/{name}`")
+    objects = [{"revision": r["revision"], "template": r["hash"], "current": r["hash"] == current,
+                "image": r["template"]["template"]["image"], "createdAt": render.iso(r["created_at"]),
+                "cause": r["cause"], "spec": r["template"]} for r in revs]
+    if output in ("json", "yaml"):
+        typer.echo(render.dump(objects, output), nl=False)
+    elif revision is not None:
+        typer.echo(render.dump(objects, "yaml"), nl=False)
+    else:
+        render.print_table(["REVISION", "TEMPLATE", "IMAGE", "AGE", "CAUSE", ""],
+                           [[o["revision"], o["template"], o["image"], render.age(r["created_at"]), o["cause"],
+                             "current" if o["current"] else ""] for o, r in zip(objects, revs)])
+
+
+@rollout_app.command("undo")
+def rollout_undo(
+    target: str = typer.Argument(..., help="service/NAME"),
+    to_revision: Optional[int] = typer.Option(None, "--to-revision", help="Revision to return to (default: the previous)."),
+) -> None:
+    """Make an earlier template the desired one again; the controller rolls to it."""
+    name = _service_ref(target)
+    rev = _store().undo(name, to_revision)
+    typer.echo(f"service/{name} rolled back to template {rev['hash']} (now revision {rev['revision']})")
 
 
 @app.command()

@@ -37,8 +37,9 @@ class Controller:
         self.holder = uuid.uuid4().hex
         self.pool = HostPool(timeout=probe_timeout)
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="act")
-        self.actor = Actor(store, self.executor, clock)
+        self.stopper = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stop")
         self.wake = threading.Event()
+        self.actor = Actor(store, self.executor, clock, stopper=self.stopper, on_stopped=self.wake.set)
         self.watcher = EventWatcher(store.store_id, self.wake)
         self.passes = 0
 
@@ -59,6 +60,7 @@ class Controller:
         finally:
             self.watcher.stop()
             self.executor.shutdown(wait=True, cancel_futures=False)
+            self.stopper.shutdown(wait=True, cancel_futures=False)
             self.store.release_lease(self.holder)
             log.info("controller stopped; containers keep running")
 
@@ -68,13 +70,13 @@ class Controller:
         hosts = self._hosts(resources)
         snapshot = self.observe(hosts)
         p = plan(resources, tasks, snapshot, snapshot.taken_at, self.store.store_id)
-        self.actor.execute(p, hosts)
+        done = self.actor.execute(p, hosts)
         for e in p.events:
             log.info("%s/%s %s: %s", e.kind, e.name, e.reason, e.message)
         self.passes += 1
         busy = any(t.active for t in tasks) or bool(p.new_tasks) or p.docker_actions > 0
         p.wake_at(snapshot.taken_at + (self.busy_resync if busy else self.resync))
-        if p.docker_actions:  # what we just did changes the world: look again at once
+        if done:  # what we just did changes the world: look again at once
             p.wake_at(self.clock())
         return p
 

@@ -88,6 +88,7 @@ def _set(p: Plan, t: TaskRecord, **changes) -> TaskRecord:
 def _place(p: Plan, current: dict[str, TaskRecord], owners: dict, nodes: dict,
            snapshot: Snapshot, now: float, store_id: str) -> None:
     specs = {key: res.model.spec for key, res in owners.items()}
+    templates = {key: template_hash(spec) for key, spec in specs.items() if key[0] is Kind.SERVICE}
     views = []
     for node in sorted(nodes.values(), key=lambda n: n.name):
         obs = snapshot.nodes.get(node.name)
@@ -118,7 +119,8 @@ def _place(p: Plan, current: dict[str, TaskRecord], owners: dict, nodes: dict,
         if t.node:
             running_on[t.owner].add(t.node)
             if t.node in by_name:
-                by_name[t.node].take(_request(t, specs[key]))
+                replaced = key in templates and t.template_hash != templates[key]
+                by_name[t.node].take(_request(t, specs[key]), spread=not replaced)
         if t.id in stopped:
             continue
         if t.node:

@@ -45,7 +45,7 @@ def task_object(t: TaskRecord) -> dict:
 _STATUS_DEFAULTS = {
     Kind.NODE: {"condition": "Unknown"},
     Kind.JOB: {"phase": "Pending", "active": 0, "succeeded": 0, "failed": 0},
-    Kind.SERVICE: {"running": 0},
+    Kind.SERVICE: {"running": 0, "ready": 0, "updated": 0, "restarts": 0, "restartBackoffSeconds": 0},
 }
 
 

@@ -46,11 +46,13 @@ class NodeView:
     def free(self, execution_type: str) -> int:
         return self.slots.get(execution_type, 0) - self.used[execution_type]
 
-    def take(self, req: "Request") -> None:
+    def take(self, req: "Request", spread: bool = True) -> None:
+        """Count a task placed here; ``spread=False``: a replica being replaced, which uses capacity
+        but no longer counts toward its Service's spread or maxPerNode."""
         self.used[req.execution_type] += 1
         self.cpus_used += req.cpus or 0.0
         self.memory_used += req.memory or 0
-        self.owners[req.owner] += 1
+        self.owners[req.owner] += spread
         self.ports.update(req.ports)
 
 

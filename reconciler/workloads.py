@@ -199,6 +199,15 @@ def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Sn
             t = history[t.id] = replace(t, template_hash=want)  # not placed yet: it can take the new template
             p.update(t.id, template_hash=want)
         by_index.setdefault(t.index, []).append(t)
+    for i, ts in by_index.items():
+        # Two tasks of the current template for one index (a rollback made a waiting replacement
+        # current again): keep the most ready, oldest one.
+        same = sorted((t for t in ts if t.template_hash == want),
+                      key=lambda t: (readiness(t, snapshot) != "ready", t.phase is not TaskPhase.RUNNING,
+                                     t.created_at, t.id))
+        for t in same[1:]:
+            stop(t, "Superseded", f"index {i} already has {same[0].id} at template {want}")
+        by_index[i] = [t for t in ts if t not in same[1:]]
 
     # Scale down: replicas that are not ready go first, then the newest.
     def rank(i: int):

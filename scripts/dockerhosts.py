@@ -73,8 +73,12 @@ def dockerd_available() -> bool:
 class DockerHost:
     """One private dockerd, addressed by ``address`` (tcp) or ``unix_address``."""
 
-    def __init__(self, name: str, dir: str | Path, ip: str, pid: int | None = None):
+    def __init__(self, name: str, dir: str | Path, ip: str, pid: int | None = None,
+                 networking: bool = False):
         self.name = name
+        # networking: keep Docker's default bridge and iptables rules, so containers get a
+        # network and published ports work. Only one daemon per machine may do this.
+        self.networking = networking
         self.dir = Path(dir)
         self.ip = ip
         self.address = f"tcp://{ip}:{PORT}"
@@ -133,10 +137,10 @@ class DockerHost:
             "--pidfile", f"{d}/pid",
             "-H", f"unix://{d}/sock",
             "-H", f"tcp://{self.ip}:{PORT}",
-            "--iptables=false",
-            "--bridge=none",
             "--storage-driver=vfs",
         ]
+        if not self.networking:
+            cmd += ["--iptables=false", "--bridge=none"]
         with open(self.log_path, "ab") as log:
             # Own session: Ctrl-C in a terminal must not reach the daemons
             # before we have removed their containers, and `up` must leave
@@ -278,12 +282,12 @@ class DockerHost:
 
     def to_json(self) -> dict:
         return {"name": self.name, "address": self.address, "unix_address": self.unix_address,
-                "pid": self.pid, "dir": str(self.dir), "ip": self.ip}
+                "pid": self.pid, "dir": str(self.dir), "ip": self.ip, "networking": self.networking}
 
     @classmethod
     def from_json(cls, data: dict) -> DockerHost:
         ip = data.get("ip") or data["address"].split("://", 1)[1].rsplit(":", 1)[0]
-        return cls(data["name"], data["dir"], ip, pid=data.get("pid"))
+        return cls(data["name"], data["dir"], ip, pid=data.get("pid"), networking=data.get("networking", False))
 
     # -- internals -------------------------------------------------------
 
@@ -474,13 +478,15 @@ def _tar_file(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def start_hosts(count: int, base_dir: str | None = None, first_ip: int = 21,
-                image: bool = True) -> list[DockerHost]:
+                image: bool = True, network_first: bool = False) -> list[DockerHost]:
     """Start ``count`` daemons on 127.0.0.<first_ip>... in parallel.
 
     ``base_dir`` defaults to a fresh /tmp/bkh-XXXXXXXX (kept short: unix
     socket paths are limited to ~100 chars).  With ``image`` every daemon
-    gets ``busybox:latest``.  On failure every daemon already started is
-    stopped and the error re-raised.
+    gets ``busybox:latest``.  With ``network_first`` the first daemon keeps
+    the default bridge and iptables (container networking, published ports);
+    the others run with ``--bridge=none``.  On failure every daemon already
+    started is stopped and the error re-raised.
     """
     if count < 1 or first_ip < 1 or first_ip + count - 1 > 254:
         raise ValueError(f"cannot place {count} hosts from 127.0.0.{first_ip}")
@@ -492,7 +498,8 @@ def start_hosts(count: int, base_dir: str | None = None, first_ip: int = 21,
         if any(base.iterdir()) and not (base / MARKER).exists():
             raise RuntimeError(f"{base} is not empty and was not made by dockerhosts")
     (base / MARKER).touch()
-    hosts = [DockerHost(f"h{i + 1}", base / f"h{i + 1}", f"127.0.0.{first_ip + i}")
+    hosts = [DockerHost(f"h{i + 1}", base / f"h{i + 1}", f"127.0.0.{first_ip + i}",
+                        networking=network_first and i == 0)
              for i in range(count)]
     taken = [str(h.dir) for h in hosts if h.dir.exists()]
     if taken:
@@ -576,6 +583,8 @@ def _cli(argv: list[str] | None = None) -> int:
     up.add_argument("--dir", help="base dir (default: a new /tmp/bkh-*)")
     up.add_argument("--first-ip", type=int, default=21, help="last octet of the first 127.0.0.N")
     up.add_argument("--no-image", action="store_true", help="skip importing busybox:latest")
+    up.add_argument("--network-first", action="store_true",
+                    help="give the first daemon the default bridge and iptables (published ports)")
     down = sub.add_parser("down", help="stop the daemons listed in DIR/hosts.json, remove DIR")
     down.add_argument("--dir", required=True)
     args = parser.parse_args(argv)
@@ -586,7 +595,8 @@ def _cli(argv: list[str] | None = None) -> int:
             return 1
         started = time.monotonic()
         try:
-            hosts = start_hosts(args.count, args.dir, args.first_ip, image=not args.no_image)
+            hosts = start_hosts(args.count, args.dir, args.first_ip, image=not args.no_image,
+                                network_first=args.network_first)
         except (RuntimeError, TimeoutError, ValueError) as e:
             print(f"dockerhosts: {e}", file=sys.stderr)
             return 1

@@ -22,6 +22,9 @@ import dockerhosts  # noqa: E402
 
 HOST_COUNT = 3
 FIRST_IP = int(os.environ.get("BROKER_TEST_FIRST_IP", "21"))  # 127.0.0.21-23 by default: clear of a demo on lower addresses
+# h1 keeps Docker's default bridge (published ports); set BROKER_TEST_NO_NETWORK=1 for a second,
+# concurrent test session, since only one daemon per machine may own the bridge.
+NETWORK_FIRST = not os.environ.get("BROKER_TEST_NO_NETWORK")
 
 
 def docker_unavailable(reason: str) -> NoReturn:
@@ -37,11 +40,11 @@ def docker_unavailable(reason: str) -> NoReturn:
 
 @pytest.fixture(scope="session")
 def docker_hosts() -> list[dockerhosts.DockerHost]:
-    """Three running daemons on 127.0.0.21-23, each with ``busybox:latest``."""
+    """Three running daemons on 127.0.0.21-23, each with ``busybox:latest``; h1 has networking."""
     if not dockerhosts.dockerd_available():
         docker_unavailable("need root and dockerd (apt-get install docker.io busybox-static)")
     try:
-        hosts = dockerhosts.start_hosts(HOST_COUNT, first_ip=FIRST_IP)
+        hosts = dockerhosts.start_hosts(HOST_COUNT, first_ip=FIRST_IP, network_first=NETWORK_FIRST)
     except Exception as e:
         docker_unavailable(f"could not start dockerd: {e}")
 
