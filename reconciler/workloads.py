@@ -305,7 +305,8 @@ def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Sn
 
     history_list = list(history.values())
     waiting = [t for t in active if t.phase is TaskPhase.PENDING and t.not_before > now]
-    backoff = max((spec.restart.delay(_failures(history_list, t.index, _crashed)) for t in waiting), default=0)
+    backoff = max((spec.restart.delay(_failures([h for h in history_list if h.attempt < t.attempt], t.index, _crashed))
+                   for t in waiting), default=0)
     _set_status(p, res, {
         "replicas": spec.replicas,
         "running": sum(t.phase is TaskPhase.RUNNING for t in active),

@@ -172,3 +172,162 @@ def test_property_same_input_same_placements(specs, types):
 
     assert first == second
     assert [p.node for p in first] == [p.node for p in shuffled]
+
+
+# -- Services: maxPerNode, host ports, owner-first spread ----------------------------------------
+
+from dataclasses import replace  # noqa: E402
+
+from reconciler.scheduler import check_max_per_node, check_ports  # noqa: E402
+
+WEB = "Service/web"
+
+
+@pytest.mark.parametrize(
+    "max_per_node, on_node, owner, reason",
+    [
+        (None, 5, WEB, None),  # no cap
+        (2, 1, WEB, None),
+        (2, 2, WEB, "maxPerNode 2 reached"),
+        (1, 3, WEB, "maxPerNode 1 reached"),
+        (1, 0, WEB, None),
+        (1, 0, "Service/api", None),  # another Service's replicas on the node do not count
+    ],
+)
+def test_check_max_per_node(max_per_node, on_node, owner, reason):
+    """maxPerNode refuses a node once that many tasks of the same owner run there."""
+    view = node("a")
+    view.owners[WEB] = on_node
+    req = Request("t", "default", owner=owner, max_per_node=max_per_node)
+
+    assert check_max_per_node(req, view) == reason
+
+
+@pytest.mark.parametrize(
+    "wanted, taken, reason",
+    [
+        ((("", 8080, "tcp"),), set(), None),
+        ((("", 8080, "tcp"),), {("", 8080, "tcp")}, "host port 8080/tcp in use"),
+        ((("", 8080, "tcp"),), {("127.0.0.1", 8080, "tcp")}, "host port 8080/tcp in use"),  # "" is every address
+        ((("10.0.0.1", 8080, "tcp"),), {("", 8080, "tcp")}, "host port 8080/tcp in use"),
+        ((("10.0.0.1", 8080, "tcp"),), {("10.0.0.1", 8080, "tcp")}, "host port 8080/tcp in use"),
+        ((("10.0.0.1", 8080, "tcp"),), {("10.0.0.2", 8080, "tcp")}, None),  # two specific addresses
+        ((("", 8080, "udp"),), {("", 8080, "tcp")}, None),  # another protocol
+        ((("", 8080, "tcp"),), {("", 8081, "tcp")}, None),
+        ((("", 9000, "tcp"), ("", 53, "udp")), {("", 53, "udp")}, "host port 53/udp in use"),
+    ],
+)
+def test_check_ports(wanted, taken, reason):
+    """A host port conflicts on a node only for the same port and protocol and an overlapping address."""
+    view = node("a")
+    view.ports.update(taken)
+
+    assert check_ports(Request("t", "default", ports=wanted), view) == reason
+
+
+def test_spread_counts_the_owners_tasks_on_a_node_before_busyness():
+    """Spread places a replica on the node with fewest of its Service's tasks, even when that node is busier."""
+    quiet = node("a", {"default": 4})
+    quiet.owners[WEB] = 1
+    busy = node("b", {"default": 4}, used={"default": 3})
+
+    [first, second] = place([Request("t1", "default", owner=WEB), Request("t2", "default", owner=WEB)], [quiet, busy])
+
+    assert (first.node, second.node) == ("b", "a")  # then a: 1 web each, a is less busy
+    assert (quiet.owners[WEB], busy.owners[WEB]) == (2, 1)
+    assert [p.node for p in place([Request("j", "default")], [node("a", {"default": 4}, used={"default": 1}),
+                                                            node("b", {"default": 4}, used={"default": 2})])] == ["a"]
+
+
+def test_take_without_spread_uses_capacity_and_ports_but_not_the_owner_count():
+    """A replica being replaced (take spread=False) holds its slot and host ports, but not its Service's spread count."""
+    view = node("a", {"default": 2})
+    req = Request("old", "default", cpus=1.0, memory=10, owner=WEB, ports=(("", 80, "tcp"),))
+
+    view.take(req, spread=False)
+
+    assert (view.used["default"], view.cpus_used, view.memory_used, view.owners[WEB]) == (1, 1.0, 10, 0)
+    assert view.ports == {("", 80, "tcp")}
+    assert check_max_per_node(replace(req, max_per_node=1), view) is None
+    view.take(req)
+    assert view.owners[WEB] == 1 and check_max_per_node(replace(req, max_per_node=1), view) == "maxPerNode 1 reached"
+
+
+def test_max_per_node_and_ports_refusals_are_summarised_per_node():
+    """Replicas beyond maxPerNode or a taken host port stay unplaced with the reasons counted."""
+    nodes = [node("a", {"default": 9}), node("b", {"default": 9})]
+    capped = [Request(f"c{i}", "default", owner=WEB, max_per_node=1) for i in range(3)]
+    ported = [Request(f"p{i}", "default", owner="Service/api", ports=(("", 80, "tcp"),)) for i in range(3)]
+
+    placed = place([*capped, *ported], nodes)
+
+    assert [p.node for p in placed] == ["a", "b", None, "a", "b", None]
+    assert placed[2].reason == "0/2 nodes: 2 maxPerNode 1 reached"
+    assert placed[5].reason == "0/2 nodes: 2 host port 80/tcp in use"
+
+
+def _full_scan(reqs: list[Request], nodes: list[NodeView]) -> list[Placement]:
+    """The specification of Pipeline.place: ``place_one`` (a full scan) per request, with reservations."""
+    pipeline, reserved, out = default_pipeline(), {}, []
+    for r in reqs:
+        held = reserved.setdefault(r.execution_type, {})
+        one = pipeline.place_one(r, nodes, held)
+        for name in one.waits_on:
+            held.setdefault(name, r.task_id)
+        out.append(one)
+    return out
+
+
+OWNERS = ["", "Service/web", "Service/api", "Job/batch"]
+PORTS = [(), (("", 80, "tcp"),), (("10.0.0.1", 80, "tcp"),), (("10.0.0.2", 80, "tcp"),), (("", 80, "udp"),),
+         (("", 443, "tcp"), ("", 80, "tcp"))]
+
+service_nodes = st.lists(
+    st.tuples(
+        st.dictionaries(st.sampled_from(TYPES), st.integers(0, 4), min_size=1, max_size=2),  # slots
+        st.dictionaries(st.sampled_from(OWNERS[1:]), st.integers(0, 2), max_size=2),  # replicas already there
+        st.sampled_from(PORTS),  # host ports already published there
+        st.booleans(),  # ready
+        st.sampled_from([None, 2.0, 4.0]),  # cpus
+    ),
+    min_size=1, max_size=5,
+)
+service_requests = st.lists(
+    st.tuples(st.sampled_from(TYPES), st.sampled_from(OWNERS), st.sampled_from([None, 1, 2]), st.sampled_from(PORTS),
+              st.sampled_from(["spread", "spread", "binpack"]), st.sampled_from([None, 1.0, 3.0])),
+    min_size=1, max_size=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(service_nodes, service_requests)
+def test_property_indexed_placement_equals_the_full_scan_with_owners_caps_and_ports(node_specs, request_specs):
+    """With owners, maxPerNode and host ports, the heap-indexed Pipeline.place picks what a full scan would."""
+    def views() -> list[NodeView]:
+        out = []
+        for i, (slots, owners, ports, ready, cpus) in enumerate(node_specs):
+            v = NodeView(f"n{i}", ready=ready, schedulable=True, slots=dict(slots), cpus=cpus)
+            v.owners.update(owners)
+            v.used["default"] += sum(owners.values())
+            v.ports.update(ports)
+            out.append(v)
+        return out
+
+    reqs = [Request(f"t{i}", etype, owner=owner, max_per_node=cap, ports=ports, placement=mode, cpus=cpus)
+            for i, (etype, owner, cap, ports, mode, cpus) in enumerate(request_specs)]
+    fast_nodes, slow_nodes = views(), views()
+
+    fast = default_pipeline().place(reqs, fast_nodes)
+    slow = _full_scan(reqs, slow_nodes)
+
+    assert [p.node for p in fast] == [p.node for p in slow]
+    first_refusal: dict = {}  # a refused shape keeps the summary of its first refusal for the rest of the pass
+    for r, f, s in zip(reqs, fast, slow):
+        expected = first_refusal.setdefault(replace(r, task_id=""), s.reason) if s.node is None else s.reason
+        assert f.reason == expected
+    for a, b in zip(fast_nodes, slow_nodes):
+        assert (a.used, a.owners, a.ports) == (b.used, b.owners, b.ports)
+    for p, r in zip(fast, reqs):  # and the placements respect the caps and ports
+        if p.node and r.max_per_node:
+            assert next(v for v in fast_nodes if v.name == p.node).owners[r.owner] <= max(
+                r.max_per_node, max(dict(node_specs[int(p.node[1:])][1]).values(), default=0))
