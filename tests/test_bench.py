@@ -17,3 +17,14 @@ def test_placement_benchmark_quick_run():
     assert "placements/s" in proc.stdout and "full-scan baseline" in proc.stdout
     placed = int(proc.stdout.split("(")[1].split(" placed")[0])
     assert placed > 0
+
+
+def test_scale_benchmark_quick_run(clean_hosts):
+    """bench/scale.py --quick scales a Service on the test daemons and prints both timings and the ratio."""
+    addresses = ",".join(h.address for h in clean_hosts)
+    proc = subprocess.run([sys.executable, str(BENCH / "scale.py"), "--quick", "--addresses", addresses],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "brokerctl (commit -> all running)" in proc.stdout and "SDK thread pool" in proc.stdout
+    ratio = float(proc.stdout.split("ratio ")[1].split()[0])
+    assert ratio > 0

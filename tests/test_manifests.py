@@ -411,3 +411,166 @@ def test_loaded_is_frozen():
     assert item == Loaded(item.resource, "n.yaml", 1, 1)
     with pytest.raises(AttributeError):
         item.line = 2  # type: ignore[misc]
+
+
+# -- Services: ports, update, healthCheck, template hash ------------------------------------------
+
+
+def service_with(spec: str = "", template: str = "") -> str:
+    """SERVICE with extra ``spec`` lines (indented two spaces, line 6 on) and ``template`` lines (line 8 on)."""
+    return SERVICE.replace("spec:\n", "spec:\n" + spec) + template
+
+
+@pytest.mark.parametrize(
+    "text, binding",
+    [
+        ("8080:80", models.PortBinding("", 8080, 80, "tcp")),
+        ("127.0.0.1:8080:80/udp", models.PortBinding("127.0.0.1", 8080, 80, "udp")),
+        ("80", models.PortBinding("", None, 80, "tcp")),
+        ("53/udp", models.PortBinding("", None, 53, "udp")),
+        ("9000:9000/sctp", models.PortBinding("", 9000, 9000, "sctp")),
+        ("1:65535", models.PortBinding("", 1, 65535, "tcp")),
+        (" 8080:80 ", models.PortBinding("", 8080, 80, "tcp")),
+    ],
+)
+def test_port_strings(text, binding):
+    """Ports are [ip:][hostPort:]containerPort[/tcp|udp|sctp]; a bare container port gets a random host port."""
+    assert models.parse_port(text) == binding
+    (web,) = load_text(service_with(template=f"    ports: ['{text}']\n"))
+    assert web.resource.spec.template.port_bindings() == [binding]
+
+
+def test_integer_ports_are_read_as_strings():
+    """`ports: [8080]` (a YAML integer) is the container port 8080, as if quoted."""
+    (web,) = load_text(service_with(template="    ports: [8080, '9090:90']\n"))
+    assert web.resource.spec.template.ports == ["8080", "9090:90"]
+    assert web.resource.spec.template.port_bindings()[0] == models.PortBinding("", None, 8080, "tcp")
+
+
+SHAPE = "is not [ip:][hostPort:]containerPort[/tcp|udp|sctp], e.g. \"8080:80\""
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("http", f"port 'http' {SHAPE}"),
+        ("8080:80/icmp", f"port '8080:80/icmp' {SHAPE}"),
+        ("80/TCP", f"port '80/TCP' {SHAPE}"),
+        ("8080-8090:80", f"port '8080-8090:80' {SHAPE}"),
+        ("1.2.3.4:80", f"port '1.2.3.4:80' {SHAPE}"),  # an address needs a host port too
+        ("123456:80", f"port '123456:80' {SHAPE}"),
+        ("70000:80", "port '70000:80': 70000 is not a port number (1-65535)"),
+        ("8080:0", "port '8080:0': 0 is not a port number (1-65535)"),
+        ("1.2.3:80:80", "port '1.2.3:80:80': '1.2.3' is not an IPv4 address"),
+    ],
+)
+def test_invalid_port_strings_are_refused(text, message):
+    """A malformed port names the value and the expected shape, at the ports field's line."""
+    with pytest.raises(ValueError) as info:
+        models.parse_port(text)
+    assert str(info.value) == message
+    assert problems_of(service_with(template=f"    ports: ['{text}']\n")) == [
+        f"m.yaml: document 1 (Service/web), line 8: spec.template.ports: {message}"]
+
+
+@pytest.mark.parametrize(
+    "ports, problem",
+    [
+        ("['8080:80', '8080:81']", "host port 8080/tcp is published twice"),
+        ("['8080:80', '127.0.0.1:8080:81/tcp']", "host port 8080/tcp is published twice"),
+        ("['53:53/udp', '5353:53/udp', '53:54/udp']", "host port 53/udp is published twice"),
+        ("['8080:80', '8080:80/udp']", None),  # another protocol
+        ("['80', '80']", None),  # random host ports never collide
+    ],
+)
+def test_a_host_port_is_published_once(ports, problem):
+    """One template may not publish the same host port and protocol twice."""
+    text = service_with(template=f"    ports: {ports}\n")
+    if problem is None:
+        assert len(load_text(text)[0].resource.spec.template.ports) == len(yaml.safe_load(ports))
+    else:
+        assert problems_of(text) == [f"m.yaml: document 1 (Service/web), line 8: spec.template.ports: {problem}"]
+
+
+@pytest.mark.parametrize(
+    "spec, problems",
+    [
+        ("  update: {maxSurge: 0, maxUnavailable: 0}\n",
+         ["line 6: spec.update: maxSurge and maxUnavailable cannot both be 0; the update could never start a replica"]),
+        ("  update: {maxSurge: 0, maxUnavailable: 1}\n", []),
+        ("  update: {maxSurge: -1}\n", ["line 6: spec.update.maxSurge: Input should be greater than or equal to 0"]),
+        ("  update: {progressDeadlineSeconds: 0}\n",
+         ["line 6: spec.update.progressDeadlineSeconds: Input should be greater than 0"]),
+        ("  healthCheck: {command: ''}\n", ["line 6: spec.healthCheck.command: healthCheck.command must not be empty"]),
+        ("  healthCheck: {command: []}\n", ["line 6: spec.healthCheck.command: healthCheck.command must not be empty"]),
+        ("  healthCheck: {command: [curl, -f, localhost], retries: 0}\n",
+         ["line 6: spec.healthCheck.retries: Input should be greater than or equal to 1"]),
+        ("  healthCheck: {intervalSeconds: 5}\n", ["line 6: spec.healthCheck.command: missing required field"]),
+        ("  maxPerNode: 0\n", ["line 6: spec.maxPerNode: Input should be greater than or equal to 1"]),
+        ("  restart: {initialSeconds: 5, maxSeconds: 1}\n", ["line 6: spec.restart: maxSeconds must be >= initialSeconds"]),
+    ],
+)
+def test_service_update_health_check_and_restart_validation(spec, problems):
+    """update, healthCheck, maxPerNode and restart are validated with the field and line named."""
+    text = service_with(spec=spec)
+    if not problems:
+        assert load_text(text)[0].resource.spec.update.maxUnavailable == 1
+    else:
+        assert problems_of(text) == [f"m.yaml: document 1 (Service/web), {p}" for p in problems]
+
+
+def test_service_defaults():
+    """A Service's restart, update and health-check defaults are those documented."""
+    spec = load_text(SERVICE)[0].resource.spec
+    assert (spec.restart.initialSeconds, spec.restart.maxSeconds) == (1, 60)
+    assert spec.update.model_dump() == {"maxSurge": 1, "maxUnavailable": 0, "minReadySeconds": 2,
+                                        "progressDeadlineSeconds": 120, "autoRollback": False}
+    assert spec.healthCheck is None and spec.maxPerNode is None
+    assert spec.template.ports == [] and spec.template.network is None
+    health = load_text(service_with(spec="  healthCheck: {command: 'true'}\n"))[0].resource.spec.healthCheck
+    assert (health.intervalSeconds, health.timeoutSeconds, health.retries, health.startPeriodSeconds) == (10, 5, 3, 0)
+    assert health.docker_test() == ["CMD-SHELL", "true"]
+
+
+def _hash(spec: str = "", template: str = "") -> str:
+    return models.template_hash(load_text(service_with(spec, template))[0].resource.spec)
+
+
+@pytest.mark.parametrize(
+    "spec, template",
+    [
+        ("", "    env: {}\n    ports: []\n    mounts: []\n    resources: {}\n"),
+        ("", "    network: null\n"),
+        ("  replicas: 5\n  maxPerNode: 2\n  update: {maxSurge: 3, autoRollback: true}\n", ""),  # not the template
+        ("  restart: {initialSeconds: 4}\n  priority: 7\n  terminationGracePeriodSeconds: 1\n", ""),
+    ],
+)
+def test_template_hash_ignores_spelled_out_defaults_and_non_template_fields(spec, template):
+    """Spelling out a default, or changing fields outside the template and health check, keeps the hash."""
+    assert _hash(spec, template) == _hash()
+    assert len(_hash()) == 10 and int(_hash(), 16) >= 0
+
+
+@pytest.mark.parametrize(
+    "spec, template",
+    [
+        ("", "    env: {A: '1'}\n"),
+        ("", "    ports: ['8080:80']\n"),
+        ("", "    network: backend\n"),
+        ("", "    command: [nginx, -g, 'daemon off;']\n"),
+        ("  healthCheck: {command: 'true'}\n", ""),
+    ],
+)
+def test_template_hash_changes_with_the_template_or_health_check(spec, template):
+    """Any change to the container's template or health check gives a new hash (and so a rolling update)."""
+    assert _hash(spec, template) != _hash()
+
+
+def test_template_hash_tracks_env_values_and_health_check_settings():
+    """Changing one env value, or one health-check setting, changes the hash; equal specs hash equal."""
+    one = _hash(template="    env: {A: '1'}\n")
+    assert one == _hash(template="    env: {A: 1}\n")  # YAML integer 1 is the string "1"
+    assert one != _hash(template="    env: {A: '2'}\n")
+    check = "  healthCheck: {command: 'true', retries: %d}\n"
+    assert _hash(spec=check % 3) == _hash(spec="  healthCheck: {command: 'true'}\n")
+    assert _hash(spec=check % 3) != _hash(spec=check % 4)

@@ -1,14 +1,18 @@
-"""Tests for reconciler.scheduler: feasibility checks, least-busy spread, rejection summaries."""
+"""Tests for reconciler.scheduler: feasibility checks, least-busy and owner-first spread, maxPerNode, host ports,
+rejection summaries, and the indexed placement against the full scan."""
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.scheduler import NodeView, Placement, Request, default_pipeline, summarise
+from reconciler.scheduler import (
+    NodeView, Placement, Request, check_max_per_node, check_ports, default_pipeline, summarise,
+)
 
 
 def node(name: str, slots: dict[str, int] | None = None, *, ready: bool = True, schedulable: bool = True,
@@ -176,10 +180,6 @@ def test_property_same_input_same_placements(specs, types):
 
 # -- Services: maxPerNode, host ports, owner-first spread ----------------------------------------
 
-from dataclasses import replace  # noqa: E402
-
-from reconciler.scheduler import check_max_per_node, check_ports  # noqa: E402
-
 WEB = "Service/web"
 
 
@@ -284,24 +284,25 @@ PORTS = [(), (("", 80, "tcp"),), (("10.0.0.1", 80, "tcp"),), (("10.0.0.2", 80, "
 
 service_nodes = st.lists(
     st.tuples(
-        st.dictionaries(st.sampled_from(TYPES), st.integers(0, 4), min_size=1, max_size=2),  # slots
+        st.dictionaries(st.sampled_from(TYPES), st.integers(1, 6), min_size=1, max_size=2),  # slots
         st.dictionaries(st.sampled_from(OWNERS[1:]), st.integers(0, 2), max_size=2),  # replicas already there
-        st.sampled_from(PORTS),  # host ports already published there
-        st.booleans(),  # ready
-        st.sampled_from([None, 2.0, 4.0]),  # cpus
+        st.sampled_from([(), (), *PORTS]),  # host ports already published there
+        st.sampled_from([True, True, True, False]),  # ready
+        st.sampled_from([None, None, 4.0]),  # cpus
     ),
     min_size=1, max_size=5,
 )
 service_requests = st.lists(
-    st.tuples(st.sampled_from(TYPES), st.sampled_from(OWNERS), st.sampled_from([None, 1, 2]), st.sampled_from(PORTS),
-              st.sampled_from(["spread", "spread", "binpack"]), st.sampled_from([None, 1.0, 3.0])),
+    st.tuples(st.sampled_from(["default", "default", "gpu"]), st.sampled_from(OWNERS), st.sampled_from(PORTS),
+              st.sampled_from(["spread", "spread", "binpack"]), st.sampled_from([None, None, 1.0, 3.0])),
     min_size=1, max_size=25,
 )
+caps = st.fixed_dictionaries({o: st.sampled_from([None, 1, 2]) for o in OWNERS[1:]})  # maxPerNode is per owner
 
 
-@settings(max_examples=300, deadline=None)
-@given(service_nodes, service_requests)
-def test_property_indexed_placement_equals_the_full_scan_with_owners_caps_and_ports(node_specs, request_specs):
+@settings(max_examples=150, deadline=None)
+@given(service_nodes, service_requests, caps)
+def test_property_indexed_placement_equals_the_full_scan_with_owners_caps_and_ports(node_specs, request_specs, cap_of):
     """With owners, maxPerNode and host ports, the heap-indexed Pipeline.place picks what a full scan would."""
     def views() -> list[NodeView]:
         out = []
@@ -313,8 +314,9 @@ def test_property_indexed_placement_equals_the_full_scan_with_owners_caps_and_po
             out.append(v)
         return out
 
-    reqs = [Request(f"t{i}", etype, owner=owner, max_per_node=cap, ports=ports, placement=mode, cpus=cpus)
-            for i, (etype, owner, cap, ports, mode, cpus) in enumerate(request_specs)]
+    reqs = [Request(f"t{i}", etype, owner=owner, max_per_node=cap_of.get(owner), ports=ports, placement=mode,
+                    cpus=cpus)
+            for i, (etype, owner, ports, mode, cpus) in enumerate(request_specs)]
     fast_nodes, slow_nodes = views(), views()
 
     fast = default_pipeline().place(reqs, fast_nodes)
@@ -327,7 +329,13 @@ def test_property_indexed_placement_equals_the_full_scan_with_owners_caps_and_po
         assert f.reason == expected
     for a, b in zip(fast_nodes, slow_nodes):
         assert (a.used, a.owners, a.ports) == (b.used, b.owners, b.ports)
-    for p, r in zip(fast, reqs):  # and the placements respect the caps and ports
-        if p.node and r.max_per_node:
-            assert next(v for v in fast_nodes if v.name == p.node).owners[r.owner] <= max(
-                r.max_per_node, max(dict(node_specs[int(p.node[1:])][1]).values(), default=0))
+    for i, view in enumerate(fast_nodes):  # and no placement broke a cap or took a published port twice
+        before = node_specs[i][1]
+        for owner, cap in cap_of.items():
+            if cap is not None:
+                assert view.owners[owner] <= max(cap, before.get(owner, 0))
+        got = [r.ports for p, r in zip(fast, reqs) if p.node == view.name]
+        published = [port for ports in [node_specs[i][2], *got] for port in ports]
+        for j, (ip, port, proto) in enumerate(published):
+            for other_ip, other_port, other_proto in published[j + 1:]:
+                assert not (port == other_port and proto == other_proto and (not ip or not other_ip or ip == other_ip))

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Scale a Service 1 -> 50 replicas over 3 Docker hosts: brokerctl against a direct SDK thread pool.
+
+Run: `python bench/scale.py [--replicas 50] [--reps 3] [--quick] [--addresses tcp://A,tcp://B,...]`.
+Starts its own throwaway daemons (as the tests do) unless ``--addresses`` names running ones.
+
+brokerctl: a controller process runs on a fresh store with the Service at 1 ready replica; the
+clock starts when ``scale`` commits the new replica count and stops when a poll of the hosts sees
+every replica's container running. Baseline, measured in the same run and interleaved with
+brokerctl: a Docker-SDK thread pool creating and starting the same number of new containers
+(same image and command) with the same per-host concurrency as the controller (8), timed the same
+way. A warm-up run is not counted. Prints the median of each and the ratio (target <= 1.2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import docker  # noqa: E402
+
+from reconciler.store import Store  # noqa: E402
+
+TARGET_RATIO = 1.2
+PER_HOST = 8  # the controller's per-node limit on concurrent Docker calls (act.Actor.per_node)
+COMMAND = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+BASELINE_LABEL = "brokerctl-bench.baseline"
+
+
+def clients(addresses: list[str]) -> list[docker.DockerClient]:
+    return [docker.DockerClient(base_url=a, version="1.41", timeout=60) for a in addresses]
+
+
+def count_running(cls: list[docker.DockerClient], label: str) -> int:
+    return sum(len(c.api.containers(filters={"label": label, "status": "running"})) for c in cls)
+
+
+def wait_running(cls, label: str, want: int, timeout: float = 300) -> float:
+    """Poll every 50 ms until ``want`` containers with ``label`` run; returns the time it happened."""
+    deadline = time.perf_counter() + timeout
+    while True:
+        if count_running(cls, label) >= want:
+            return time.perf_counter()
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"{want} containers labelled {label} not running after {timeout}s")
+        time.sleep(0.05)
+
+
+def remove_all(cls, label: str) -> None:
+    for c in cls:
+        ids = [x["Id"] for x in c.api.containers(all=True, filters={"label": label})]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: c.api.remove_container(i, force=True), ids))
+
+
+def baseline(cls, replicas: int, run: int) -> float:
+    """Create+start ``replicas - 1`` containers round-robin over the hosts, PER_HOST at a time per host."""
+    label = f"{BASELINE_LABEL}={run}"
+    gates = [threading.Semaphore(PER_HOST) for _ in cls]
+    first = cls[0].api.create_container("busybox", COMMAND, labels={BASELINE_LABEL: str(run)})
+    cls[0].api.start(first["Id"])
+    wait_running(cls, label, 1)
+
+    def one(i: int) -> None:
+        host = i % len(cls)
+        with gates[host]:
+            cid = cls[host].api.create_container("busybox", COMMAND, labels={BASELINE_LABEL: str(run)})["Id"]
+            cls[host].api.start(cid)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(PER_HOST * len(cls)) as pool:
+        list(pool.map(one, range(1, replicas)))
+    end = wait_running(cls, label, replicas)
+    remove_all(cls, label)
+    return end - start
+
+
+def brokerctl(cls, addresses: list[str], replicas: int, workdir: Path, run: int) -> float:
+    db = workdir / f"scale-{run}.db"
+    docs = [{"apiVersion": "broker/v1", "kind": "Node", "metadata": {"name": f"h{i + 1}"},
+             "spec": {"address": a, "slots": {"default": replicas}}} for i, a in enumerate(addresses)]
+    docs.append({"apiVersion": "broker/v1", "kind": "Service", "metadata": {"name": f"bench{run}"},
+                 "spec": {"replicas": 1, "template": {"image": "busybox", "command": COMMAND}}})
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cli = [sys.executable, "-m", "reconciler", "--db", str(db)]
+    subprocess.run([*cli, "apply", "-f", "-"], input="\n---\n".join(map(json.dumps, docs)), text=True,
+                   check=True, capture_output=True, env=env)
+    log = open(workdir / f"controller-{run}.log", "w")
+    ctl = subprocess.Popen([*cli, "controller"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        store = Store(db)
+        label = f"brokerctl.owner=Service/bench{run}"
+        wait_running(cls, label, 1, timeout=60)
+        time.sleep(1.0)  # let the controller go idle
+        start = time.perf_counter()
+        store.scale(f"bench{run}", replicas)
+        end = wait_running(cls, label, replicas)
+        store.scale(f"bench{run}", 0)
+        deadline = time.time() + 120
+        while any(c.api.containers(all=True, filters={"label": label}) for c in cls) and time.time() < deadline:
+            time.sleep(0.2)
+        store.close()
+        return end - start
+    finally:
+        ctl.terminate()
+        ctl.wait(30)
+        log.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--replicas", type=int, default=50)
+    ap.add_argument("--reps", type=int, default=4)
+    ap.add_argument("--quick", action="store_true", help="10 replicas, one repetition: a smoke run")
+    ap.add_argument("--addresses", help="comma-separated tcp:// addresses of running daemons with busybox")
+    ap.add_argument("--first-ip", type=int, default=51, help="last octet for the daemons this run starts")
+    args = ap.parse_args()
+    if args.quick:
+        args.replicas, args.reps = 10, 1
+    hosts = []
+    if args.addresses:
+        addresses = args.addresses.split(",")
+    else:
+        import dockerhosts
+
+        hosts = dockerhosts.start_hosts(3, first_ip=args.first_ip)
+        addresses = [h.address for h in hosts]
+    cls = clients(addresses)
+    ours, base = [], []
+    try:
+        with tempfile.TemporaryDirectory(prefix="bkscale-") as tmp:
+            if not args.quick:  # warm-up, not counted: first container creations on fresh daemons are slower
+                baseline(cls, args.replicas, -1)
+            for run in range(args.reps):
+                # Alternate which goes first, so neither always follows the other's clean-up.
+                if run % 2:
+                    ours.append(brokerctl(cls, addresses, args.replicas, Path(tmp), run))
+                    base.append(baseline(cls, args.replicas, run))
+                else:
+                    base.append(baseline(cls, args.replicas, run))
+                    ours.append(brokerctl(cls, addresses, args.replicas, Path(tmp), run))
+                print(f"  run {run + 1}: brokerctl {ours[-1]:.2f}s, thread pool {base[-1]:.2f}s", flush=True)
+    finally:
+        for c in cls:
+            c.close()
+        if hosts:
+            dockerhosts.stop_hosts(hosts)
+    mine, theirs = statistics.median(ours), statistics.median(base)
+    ratio = mine / theirs
+    print(f"scale 1 -> {args.replicas} replicas over {len(addresses)} hosts, median of {args.reps}:")
+    print(f"  brokerctl (commit -> all running): {mine:.2f}s (spread {min(ours):.2f}-{max(ours):.2f})")
+    print(f"  SDK thread pool, {PER_HOST} per host:  {theirs:.2f}s (spread {min(base):.2f}-{max(base):.2f})")
+    print(f"  ratio {ratio:.2f} (target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'MISSED'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
