@@ -3,8 +3,9 @@
 #
 # Installs what it needs (Docker engine, a static busybox for the demo image, a venv with
 # brokerctl), makes Docker hosts available, starts the controller on the embedded SQLite store,
-# applies the sample manifests in manifests/, waits for the Job, shows `brokerctl get tasks` and
-# the logs, then stops the controller and any daemons it started.
+# applies the sample manifests in manifests/, waits for the Job and the Service, scales the Service
+# and rolls it to a new template, shows `brokerctl get tasks` and the logs, then stops the
+# controller and any daemons it started.
 #
 # Hosts: when the local daemon answers on /var/run/docker.sock and BROKER_DEMO_HOSTS is not
 # "throwaway", it is the only node (a node manifest for it is generated); otherwise three
@@ -82,6 +83,19 @@ brokerctl apply "${apply_args[@]}"
 
 say "brokerctl wait job/hello --for condition=Complete --timeout 120"
 brokerctl wait job/hello --for condition=Complete --timeout 120
+
+say "brokerctl wait service/ticker --for condition=Ready --timeout 120"
+brokerctl wait service/ticker --for condition=Ready --timeout 120
+say "brokerctl scale service ticker --replicas 3"
+brokerctl scale service ticker --replicas 3
+say "sed -e 's/tick/tock/' -e 's/replicas: 2/replicas: 3/' manifests/service-ticker.yaml | brokerctl apply -f -   (a rolling update)"
+sed -e 's/tick/tock/' -e 's/replicas: 2/replicas: 3/' manifests/service-ticker.yaml | brokerctl apply -f -
+say "brokerctl rollout status service/ticker --timeout 120"
+brokerctl rollout status service/ticker --timeout 120
+say "brokerctl rollout history service/ticker"
+brokerctl rollout history service/ticker
+say "brokerctl get services"
+brokerctl get services
 
 say "brokerctl get nodes"
 brokerctl get nodes

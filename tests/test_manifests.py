@@ -507,7 +507,8 @@ def test_a_host_port_is_published_once(ports, problem):
          ["line 6: spec.healthCheck.retries: Input should be greater than or equal to 1"]),
         ("  healthCheck: {intervalSeconds: 5}\n", ["line 6: spec.healthCheck.command: missing required field"]),
         ("  maxPerNode: 0\n", ["line 6: spec.maxPerNode: Input should be greater than or equal to 1"]),
-        ("  restart: {initialSeconds: 5, maxSeconds: 1}\n", ["line 6: spec.restart: maxSeconds must be >= initialSeconds"]),
+        ("  restart: {initialSeconds: 5, maxSeconds: 1}\n",
+         ["line 6: spec.restart: maxSeconds must be >= initialSeconds"]),
     ],
 )
 def test_service_update_health_check_and_restart_validation(spec, problems):

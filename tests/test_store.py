@@ -13,7 +13,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from reconciler.errors import Conflict, NotFound, StoreError
-from reconciler.models import Kind, Resource, TaskPhase
+from reconciler.models import Kind, Resource, TaskPhase, template_hash
 from reconciler.records import TaskRecord
 from reconciler.store import LOG_LIMIT_BYTES, Store
 
@@ -474,3 +474,158 @@ def test_a_version_1_store_is_migrated_on_open(tmp_path):
         assert [r["version"] for r in store._rows("SELECT version FROM migrations")] == [1, 2, 3]
     finally:
         store.close()
+
+
+# -- services: revisions, undo, scale -----------------------------------------------------------
+
+
+def web(image: str = "nginx:1", labels: dict | None = None, **spec):
+    return manifest("Service", "web", labels, template={"image": image}, **spec)
+
+
+def revs(store: Store, name: str = "web") -> list[tuple[int, str, str, float, str]]:
+    """(revision, hash, image, created_at, cause) per revision, oldest first."""
+    return [(r["revision"], r["hash"], r["template"]["template"]["image"], r["created_at"], r["cause"])
+            for r in store.revisions(name)]
+
+
+def hash_of(store: Store, name: str = "web") -> str:
+    return template_hash(store.resource(Kind.SERVICE, name).model.spec)
+
+
+def test_apply_records_a_revision_only_when_the_template_or_health_check_changes(store):
+    """A Service's first apply is revision 1; replicas, labels or update changes add none; template and
+    healthCheck changes each add the next revision, storing what makes the container."""
+    store.apply([web()], now=10.0)
+    h1 = hash_of(store)
+    assert revs(store) == [(1, h1, "nginx:1", 10.0, "apply")]
+
+    assert store.apply([web(replicas=3)], now=20.0) == [("service/web", "configured")]
+    assert store.apply([web(labels={"team": "x"}, replicas=3, update={"maxSurge": 2})], now=25.0) == [
+        ("service/web", "configured")]
+    assert revs(store) == [(1, h1, "nginx:1", 10.0, "apply")]
+
+    store.apply([web("nginx:2", replicas=3)], now=30.0)
+    h2 = hash_of(store)
+    store.apply([web("nginx:2", replicas=3, healthCheck={"command": ["true"], "retries": 5})], now=40.0)
+    h3 = hash_of(store)
+    assert len({h1, h2, h3}) == 3
+    assert revs(store) == [(1, h1, "nginx:1", 10.0, "apply"), (2, h2, "nginx:2", 30.0, "apply"),
+                           (3, h3, "nginx:2", 40.0, "apply")]
+    assert store.revisions("web")[2]["template"]["healthCheck"]["retries"] == 5
+    assert "healthCheck" not in store.revisions("web")[1]["template"]
+    assert store.revisions("other") == []
+    store.apply([job()])
+    assert store._rows("SELECT count(*) AS n FROM revisions WHERE kind != 'Service'") == [{"n": 0}]
+
+
+def test_reapplying_an_old_template_moves_it_to_the_top(store):
+    """Applying an earlier template again renumbers that revision as the newest; no duplicate row is made."""
+    store.apply([web("nginx:1")], now=10.0)
+    h1 = hash_of(store)
+    store.apply([web("nginx:2")], now=20.0)
+    h2 = hash_of(store)
+
+    store.apply([web("nginx:1")], now=30.0)
+
+    assert revs(store) == [(2, h2, "nginx:2", 20.0, "apply"), (3, h1, "nginx:1", 30.0, "apply")]
+    store.apply([web("nginx:1", replicas=2)], now=40.0)
+    assert [r[0] for r in revs(store)] == [2, 3], "the top revision applied again keeps its number"
+
+
+def test_undo_returns_to_the_previous_revision(store):
+    """rollout undo puts the previous template back (keeping replicas), bumps generation and records the revision."""
+    store.apply([web("nginx:1")], now=10.0)
+    h1 = hash_of(store)
+    store.apply([web("nginx:2", healthCheck={"command": "true"})], now=20.0)
+    h2 = hash_of(store)
+    store.scale("web", 4, now=25.0)
+    generation = store.resource(Kind.SERVICE, "web").generation
+
+    assert store.undo("web", now=30.0) == {"revision": 3, "hash": h1}
+
+    res = store.resource(Kind.SERVICE, "web")
+    assert (res.spec["template"]["image"], res.model.spec.healthCheck, res.spec["replicas"]) == ("nginx:1", None, 4)
+    assert (res.generation, res.updated_at, hash_of(store)) == (generation + 1, 30.0, h1)
+    assert revs(store) == [(2, h2, "nginx:2", 20.0, "apply"), (3, h1, "nginx:1", 30.0, "rollout undo")]
+
+    assert store.undo("web", now=40.0) == {"revision": 4, "hash": h2}, "a second undo goes back again"
+    res = store.resource(Kind.SERVICE, "web")
+    assert (res.spec["template"]["image"], res.model.spec.healthCheck.command) == ("nginx:2", "true")
+
+
+def test_undo_to_a_revision_by_number_or_hash(store):
+    """--to-revision picks a revision by number; Store.rollback also takes a template hash (autoRollback)."""
+    for at, image in enumerate(["nginx:1", "nginx:2", "nginx:3"], start=1):
+        store.apply([web(image)], now=float(at))
+    h1, h2 = (r[1] for r in revs(store)[:2])
+
+    assert store.undo("web", to=1, now=10.0) == {"revision": 4, "hash": h1}
+    assert store.resource(Kind.SERVICE, "web").spec["template"]["image"] == "nginx:1"
+    assert revs(store)[-1][2:] == ("nginx:1", 10.0, "rollout undo --to-revision 1")
+
+    with store.transaction() as db:
+        assert store.rollback(db, "web", h2, 20.0, "autoRollback") == {"revision": 5, "hash": h2}
+    assert store.resource(Kind.SERVICE, "web").spec["template"]["image"] == "nginx:2"
+    assert [(r[0], r[2], r[4]) for r in revs(store)] == [
+        (3, "nginx:3", "apply"), (4, "nginx:1", "rollout undo --to-revision 1"), (5, "nginx:2", "autoRollback")]
+
+
+def test_undo_errors_name_what_exists(store):
+    """undo refuses with no earlier revision, an unknown revision, an unknown or deleting Service, changing nothing."""
+    store.apply([web()], now=10.0)
+    with pytest.raises(Conflict, match=r"^Service 'web' has no earlier revision to roll back to; "
+                                       r"`brokerctl rollout history service/web` lists them$"):
+        store.undo("web")
+    store.apply([web("nginx:2")], now=20.0)
+    with pytest.raises(NotFound, match=r"^Service 'web' has no revision 9; it has: 1, 2$"):
+        store.undo("web", to=9)
+    with pytest.raises(NotFound, match=r"^Service 'nope' not found; `brokerctl get services` lists them$"):
+        store.undo("nope")
+    assert store.resource(Kind.SERVICE, "web").generation == 2
+    assert [r[0] for r in revs(store)] == [1, 2]
+
+    insert(store, task("web", kind=Kind.SERVICE, phase=TaskPhase.RUNNING))
+    assert store.mark_deleted(Kind.SERVICE, "web") == "deleting"
+    with pytest.raises(Conflict, match="Service 'web' is being deleted"):
+        store.undo("web")
+
+
+def test_scale_returns_old_and_new_and_bumps_generation(store):
+    """scale sets replicas and returns (old, new); generation moves only on a change; revisions are untouched."""
+    store.apply([web()], now=10.0)
+
+    assert store.scale("web", 3, now=20.0) == (1, 3)
+    res = store.resource(Kind.SERVICE, "web")
+    assert (res.spec["replicas"], res.generation, res.updated_at) == (3, 2, 20.0)
+    assert store.scale("web", 3, now=30.0) == (3, 3)
+    assert store.resource(Kind.SERVICE, "web").generation == 2
+    assert store.scale("web", 0, now=40.0) == (3, 0)
+    assert store.resource(Kind.SERVICE, "web").model.spec.replicas == 0
+    assert [r[0] for r in revs(store)] == [1]
+    with pytest.raises(NotFound, match="Service 'nope' not found"):
+        store.scale("nope", 2)
+
+
+def test_purge_removes_a_services_revisions(store):
+    """Deleting a Service removes its revisions; applying the name again starts at revision 1."""
+    store.apply([web("nginx:1"), manifest("Service", "api")], now=10.0)
+    store.apply([web("nginx:2")], now=20.0)
+    old_uid = store.resource(Kind.SERVICE, "web").uid
+
+    assert store.mark_deleted(Kind.SERVICE, "web") == "deleted"
+
+    assert store._rows("SELECT name FROM revisions") == [{"name": "api"}]
+    store.apply([web("nginx:3")], now=30.0)
+    assert store.resource(Kind.SERVICE, "web").uid != old_uid
+    assert [(r[0], r[2]) for r in revs(store)] == [(1, "nginx:3")]
+
+
+def test_task_template_hash_round_trips(store):
+    """A task's template hash (migration 3) is stored and read back; it defaults to empty."""
+    insert(store, task(template_hash="0123456789"), task(index=1))
+
+    assert [t.template_hash for t in store.tasks()] == ["0123456789", ""]
+    with store.transaction() as db:
+        store.update_task(db, task(index=1).id, template_hash="abcdefabcd")
+    assert store.task(task(index=1).id).template_hash == "abcdefabcd"
