@@ -52,7 +52,8 @@ def test_scale_up_spreads_then_scale_down_stops_the_newest_and_zero_keeps_the_se
     """Scaling 1 -> 4 spreads replicas one per node first; 4 -> 1 keeps the oldest; 0 keeps the Service."""
     hosts = three_nodes
     with ControllerProcess(db):
-        cli(db, "apply", "-f", "-", input=service("web", SERVE.format(before="")), check=True)
+        cmd = "trap 'echo got TERM; exit 0' TERM; sleep 3600 & wait"
+        cli(db, "apply", "-f", "-", input=service("web", cmd), check=True)
         wait_for(lambda: len(running(hosts, "Service/web")) == 1, 30, "1 replica")
         first = [t["id"] for t in tasks_of(db, "Service/web") if t["phase"] == "Running"]
         assert cli(db, "scale", "service", "web", "--replicas", "4", check=True).stdout.strip() == \
@@ -67,6 +68,8 @@ def test_scale_up_spreads_then_scale_down_stops_the_newest_and_zero_keeps_the_se
         assert left == first
         stopped = [t for t in tasks_of(db, "Service/web") if t["phase"] == "Stopped"]
         assert len(stopped) == 3 and {t["reason"] for t in stopped} == {"ScaledDown"}
+        for t in stopped:  # stopped gracefully: SIGTERM reached the process, and its output was kept
+            assert "got TERM" in cli(db, "logs", t["id"], check=True).stdout
         cli(db, "scale", "service", "web", "--replicas", "0", check=True)
         wait_for(lambda: not running(hosts, "Service/web"), 30, "scaled to zero")
         wait_for(lambda: status(db, "web")["running"] == 0, 10, "status shows 0 running")
@@ -232,3 +235,57 @@ def test_delete_service_stops_and_removes_every_replica(three_nodes, db):
         wait_for(lambda: not [c for h in hosts for c in broker_containers(h)
                               if c["Labels"].get("brokerctl.owner") == "Service/gone"], 30, "containers removed")
         wait_for(lambda: cli(db, "get", "services", "gone").returncode != 0, 20, "service purged")
+
+
+def test_max_per_node_caps_replicas_per_node(three_nodes, db):
+    """maxPerNode: 1 over three nodes runs three replicas; the fourth waits with the reason."""
+    hosts = three_nodes
+    with ControllerProcess(db):
+        cli(db, "apply", "-f", "-", input=service("capped", SERVE.format(before=""), 4, maxPerNode=1), check=True)
+        wait_for(lambda: len(running(hosts, "Service/capped")) == 3, 30, "3 replicas")
+        pending = wait_for(lambda: [t for t in tasks_of(db, "Service/capped") if t["phase"] == "Pending"
+                                    and t["message"]], 20, "fourth replica pending")
+        assert "3 maxPerNode 1 reached" in pending[0]["message"]
+        assert sorted(len(running([h], "Service/capped")) for h in hosts) == [1, 1, 1]
+
+
+def test_image_healthcheck_gates_readiness(three_nodes, db):
+    """Without spec.healthCheck, the image's own HEALTHCHECK decides when a replica is ready."""
+    h1 = three_nodes[0]
+    client = h1.client()
+    try:
+        ctr = client.api.create_container("busybox", "true")
+        client.api.commit(ctr["Id"], repository="busybox", tag="healthcheck", changes=[
+            "HEALTHCHECK --interval=300ms --retries=2 --start-period=10s CMD test -f /tmp/ok"])
+        client.api.remove_container(ctr["Id"])
+    finally:
+        client.close()
+    cmd = SERVE.format(before="sleep 3; touch /tmp/ok; ")
+    with ControllerProcess(db):
+        cli(db, "apply", "-f", "-", input=service("imghc", cmd, template={"image": "busybox:healthcheck"},
+                                                 nodeName=h1.name), check=True)
+        st = wait_for(lambda: (s := status(db, "imghc"))["running"] == 1 and s, 30, "running")
+        assert st["ready"] == 0
+        wait_for(lambda: status(db, "imghc")["ready"] == 1, 30, "ready once the image's check passes")
+        assert running([h1], "Service/imghc", healthy=True)
+
+
+def test_template_network_is_joined(three_nodes, db):
+    """template.network attaches replicas to that Docker network on the node."""
+    h1 = three_nodes[0]
+    client = h1.client()
+    net = client.api.create_network(f"bknet{os.getpid()}", driver="bridge")
+    try:
+        with ControllerProcess(db):
+            cli(db, "apply", "-f", "-", input=service("netted", SERVE.format(before=""),
+                                                     template={"network": f"bknet{os.getpid()}"},
+                                                     nodeName=h1.name), check=True)
+            [c] = wait_for(lambda: running([h1], "Service/netted"), 30, "replica running")
+            info = client.api.inspect_container(c["Id"])
+            assert info["HostConfig"]["NetworkMode"] == f"bknet{os.getpid()}"
+            assert f"bknet{os.getpid()}" in info["NetworkSettings"]["Networks"]
+            cli(db, "delete", "service", "netted", check=True)
+            wait_for(lambda: not running([h1], "Service/netted"), 30, "replica removed")
+    finally:
+        client.api.remove_network(net["Id"])
+        client.close()
