@@ -9,6 +9,7 @@ from here (``brokerctl schema KIND``).
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 from enum import Enum
@@ -214,9 +215,18 @@ def parse_port(text: str) -> PortBinding:
         if value is not None and not 0 < value < 65536:
             raise ValueError(f"port {text!r}: {value} is not a port number (1-65535)")
     ip = m.group("ip") or ""
-    if ip and len(ip.split(".")) != 4:
-        raise ValueError(f"port {text!r}: {ip!r} is not an IPv4 address")
-    return PortBinding(ip, host, container, m.group("proto") or "tcp")
+    if ip:
+        try:
+            ipaddress.IPv4Address(ip)
+        except ValueError:
+            raise ValueError(f"port {text!r}: {ip!r} is not an IPv4 address") from None
+    # 0.0.0.0 binds every address: the same as giving none.
+    return PortBinding("" if ip == "0.0.0.0" else ip, host, container, m.group("proto") or "tcp")
+
+
+def ports_clash(a: tuple[str, int, str], b: tuple[str, int, str]) -> bool:
+    """Two (host ip, host port, proto) bindings clash on one host; an empty ip means every address."""
+    return a[1] == b[1] and a[2] == b[2] and (not a[0] or not b[0] or a[0] == b[0])
 
 
 class Template(_Model):
@@ -245,14 +255,14 @@ class Template(_Model):
     @field_validator("ports")
     @classmethod
     def _ports(cls, v: list[str]) -> list[str]:
-        seen = set()
+        seen: list[tuple[str, int, str]] = []
         for text in v:
             port = parse_port(text)
             if port.host_port is not None:
-                key = (port.host_port, port.proto)
-                if key in seen:
+                key = (port.ip, port.host_port, port.proto)
+                if any(ports_clash(key, other) for other in seen):
                     raise ValueError(f"host port {port.host_port}/{port.proto} is published twice")
-                seen.add(key)
+                seen.append(key)
         return v
 
     def port_bindings(self) -> list[PortBinding]:

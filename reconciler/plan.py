@@ -38,6 +38,9 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
         by_owner[(t.owner_kind, t.owner_name)].append(t)
     for key, res in owners.items():
         workloads.reconcile(p, res, by_owner.get(key, []), snapshot, now)
+    for tid, changes in p.task_updates.items():  # e.g. a waiting replica switched to the new template
+        if "template_hash" in changes and tid in current:
+            current[tid] = replace(current[tid], template_hash=changes["template_hash"])
     for t in p.new_tasks:
         current[t.id] = t
     _place(p, current, owners, nodes, snapshot, now, store_id)

@@ -21,6 +21,8 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
+from .models import ports_clash
+
 # Rejections that free capacity would cure; any other reason is a standing mismatch.
 _TEMPORARY = ("no free ", "insufficient ")
 
@@ -154,10 +156,9 @@ def check_max_per_node(req: Request, node: NodeView) -> str | None:
 
 
 def check_ports(req: Request, node: NodeView) -> str | None:
-    for ip, port, proto in req.ports:
-        for other_ip, other_port, other_proto in node.ports:
-            if port == other_port and proto == other_proto and (not ip or not other_ip or ip == other_ip):
-                return f"host port {port}/{proto} in use"
+    for want in req.ports:
+        if any(ports_clash(want, used) for used in node.ports):
+            return f"host port {want[1]}/{want[2]} in use"
     return None
 
 

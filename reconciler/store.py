@@ -270,8 +270,7 @@ class Store:
                 raise NotFound(f"Service '{name}' has no revision {to}; it has: {have}")
             target = found[0]
         template = json.loads(target["template"])
-        spec.pop("healthCheck", None)
-        spec.update(template)
+        spec.update({"healthCheck": None, **template})
         db.execute(
             "UPDATE resources SET spec=?, generation=generation+1, updated_at=? WHERE kind='Service' AND name=?",
             [_dump(spec), now, name],

@@ -462,6 +462,8 @@ SHAPE = "is not [ip:][hostPort:]containerPort[/tcp|udp|sctp], e.g. \"8080:80\""
         ("70000:80", "port '70000:80': 70000 is not a port number (1-65535)"),
         ("8080:0", "port '8080:0': 0 is not a port number (1-65535)"),
         ("1.2.3:80:80", "port '1.2.3:80:80': '1.2.3' is not an IPv4 address"),
+        ("1..2.3:80:80", "port '1..2.3:80:80': '1..2.3' is not an IPv4 address"),
+        ("999.1.1.1:80:80", "port '999.1.1.1:80:80': '999.1.1.1' is not an IPv4 address"),
     ],
 )
 def test_invalid_port_strings_are_refused(text, message):
@@ -575,3 +577,14 @@ def test_template_hash_tracks_env_values_and_health_check_settings():
     check = "  healthCheck: {command: 'true', retries: %d}\n"
     assert _hash(spec=check % 3) == _hash(spec="  healthCheck: {command: 'true'}\n")
     assert _hash(spec=check % 3) != _hash(spec=check % 4)
+
+
+def test_all_addresses_is_the_same_as_no_address():
+    """0.0.0.0 publishes on every address, like giving none; it clashes with a specific address."""
+    assert models.parse_port("0.0.0.0:8080:80") == models.parse_port("8080:80")
+    assert models.ports_clash(("", 8080, "tcp"), ("127.0.0.1", 8080, "tcp"))
+    assert not models.ports_clash(("127.0.0.1", 8080, "tcp"), ("127.0.0.2", 8080, "tcp"))
+    ok = models.Template(image="x", ports=["127.0.0.1:8080:80", "127.0.0.2:8080:81"])
+    assert len(ok.port_bindings()) == 2
+    with pytest.raises(ValueError, match="host port 8080/tcp is published twice"):
+        models.Template(image="x", ports=["0.0.0.0:8080:80", "127.0.0.2:8080:81"])

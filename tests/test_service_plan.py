@@ -397,6 +397,7 @@ def test_unplaced_pending_replica_takes_the_new_template():
     assert not p.new_tasks
     [start] = p.starts
     assert (start.task_id, start.spec.image) == (waiting.id, "nginx:2")
+    assert start.spec.labels[LABEL_TEMPLATE] == want
 
 
 @pytest.mark.parametrize("health", ["starting", None])

@@ -554,6 +554,17 @@ def test_undo_returns_to_the_previous_revision(store):
     assert (res.spec["template"]["image"], res.model.spec.healthCheck.command) == ("nginx:2", "true")
 
 
+def test_reapplying_the_rolled_back_to_manifest_is_unchanged(store):
+    """After an undo to a template without healthCheck, applying that manifest again changes nothing."""
+    store.apply([web("nginx:1")], now=10.0)
+    store.apply([web("nginx:2", healthCheck={"command": "true"})], now=20.0)
+    store.undo("web", now=30.0)
+    generation = store.resource(Kind.SERVICE, "web").generation
+
+    assert store.apply([web("nginx:1")], now=40.0) == [("service/web", "unchanged")]
+    assert store.resource(Kind.SERVICE, "web").generation == generation
+
+
 def test_undo_to_a_revision_by_number_or_hash(store):
     """--to-revision picks a revision by number; Store.rollback also takes a template hash (autoRollback)."""
     for at, image in enumerate(["nginx:1", "nginx:2", "nginx:3"], start=1):
