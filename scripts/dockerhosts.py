@@ -139,7 +139,11 @@ class DockerHost:
             "-H", f"tcp://{self.ip}:{PORT}",
             "--storage-driver=vfs",
         ]
-        if not self.networking:
+        if self.networking:
+            # A bridge of our own: a daemon started with --bridge=none deletes docker0 when it
+            # starts, which would cut this one's containers off.
+            cmd += ["--bridge", self._make_bridge()]
+        else:
             cmd += ["--iptables=false", "--bridge=none"]
         with open(self.log_path, "ab") as log:
             # Own session: Ctrl-C in a terminal must not reach the daemons
@@ -156,6 +160,20 @@ class DockerHost:
             self._terminate(grace=5)
             self._kill_leftovers()
             raise
+
+    @property
+    def bridge(self) -> str:
+        return f"bkbr{self.ip.rsplit('.', 1)[1]}"
+
+    def _make_bridge(self) -> str:
+        """Create (if missing) and bring up this host's bridge, 172.29.<last octet>.1/24."""
+        name, octet = self.bridge, self.ip.rsplit(".", 1)[1]
+        if not Path(f"/sys/class/net/{name}").exists():
+            for args in (["link", "add", name, "type", "bridge"],
+                         ["addr", "add", f"172.29.{octet}.1/24", "dev", name]):
+                subprocess.run(["ip", *args], check=True, capture_output=True)
+        subprocess.run(["ip", "link", "set", name, "up"], check=True, capture_output=True)
+        return name
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -185,6 +203,8 @@ class DockerHost:
                 pass  # unresponsive daemon: the SIGKILL sweep below handles it
             self._terminate(grace=20)
         self._kill_leftovers()
+        if self.networking:
+            subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to dockerd alone (SIGKILL, SIGSTOP, SIGCONT...).
