@@ -203,7 +203,8 @@ def _resource_rows(kind: str, objects: list[dict], wide: bool, now: float):
         created = _epoch(meta["createdAt"])
         if kind == "Node":
             slots = ", ".join(f"{k} {st['slotsUsed'].get(k, 0)}/{v}" for k, v in (st.get("slots") or {}).items())
-            cond = st.get("condition", "Unknown") + (",SchedulingDisabled" if spec.get("unschedulable") else "")
+            cond = (st.get("condition", "Unknown") + (",SchedulingDisabled" if spec.get("unschedulable") else "")
+                    + (",Draining" if st.get("draining") else ""))
             row = [meta["name"], cond, slots or "-", st.get("dockerVersion"), age(created, now)]
             rows.append(row + ([spec["address"], st.get("message")] if wide else []))
         elif kind == "Job":
@@ -470,6 +471,58 @@ def scale(
     typer.echo(f"service/{name} scaled" + (f" from {old} to {new}" if old != new else f" (already {new})"))
 
 
+@app.command()
+def cordon(node: str = typer.Argument(..., help="Node name.")) -> None:
+    """Mark a Node unschedulable: no new tasks go there; running ones stay."""
+    changed = _store().cordon(_node_name(node), True)
+    typer.echo(f"node/{_node_name(node)} {'cordoned' if changed else 'already cordoned'}")
+
+
+@app.command()
+def uncordon(node: str = typer.Argument(..., help="Node name.")) -> None:
+    """Make a Node schedulable again (also ends a drain)."""
+    changed = _store().cordon(_node_name(node), False)
+    typer.echo(f"node/{_node_name(node)} {'uncordoned' if changed else 'already schedulable'}")
+
+
+@app.command()
+def drain(
+    node: str = typer.Argument(..., help="Node name."),
+    timeout: float = typer.Option(300.0, "--timeout", help="Job tasks may finish for this long, then are rescheduled."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until no active task is left on the node."),
+) -> None:
+    """Cordon a Node and move its tasks off: Service replicas are replaced elsewhere before the
+    originals stop; Job tasks may finish until --timeout, then are rescheduled (no retry spent)."""
+    name = _node_name(node)
+    store = _store()
+    store.cordon(name, True, drain_timeout=timeout)
+    typer.echo(f"node/{name} cordoned; draining")
+    if not wait:
+        return
+    deadline = time.monotonic() + timeout + 60  # rescheduled Job tasks still need their grace period
+    last = None
+    while tasks := store.tasks_on(name):
+        line = f"{len(tasks)} task(s) left on {name}: " + ", ".join(t.id for t in tasks[:5]) + (
+            ", ..." if len(tasks) > 5 else "")
+        if line != last:
+            typer.echo(line)
+            last = line
+        if time.monotonic() >= deadline:
+            raise BrokerError(f"node/{name}: drain did not finish; {line}. Is a controller running "
+                              "(`brokerctl status`)?")
+        time.sleep(0.5)
+    typer.echo(f"node/{name} drained")
+
+
+def _node_name(text: str) -> str:
+    kind, sep, name = text.partition("/")
+    if sep:
+        if _kind(kind).value != "Node":
+            raise UsageError(f"{text!r} is not a node")
+        return name
+    return text
+
+
 rollout_app = typer.Typer(help="Rolling updates of a Service: status, history, undo.", no_args_is_help=True)
 app.add_typer(rollout_app, name="rollout")
 
@@ -595,7 +648,11 @@ def schema(kind: str = typer.Argument(..., help="node, job or service")) -> None
 @app.command()
 def controller(
     resync: float = typer.Option(5.0, help="Seconds between full resyncs when nothing is running."),
-    probe_timeout: float = typer.Option(3.0, help="Timeout of each Docker API call made while observing."),
+    probe_interval: float = typer.Option(1.0, help="Seconds between health probes (/_ping) of each node."),
+    probe_timeout: float = typer.Option(1.0, help="Timeout of one health probe."),
+    lost_after: float = typer.Option(3.0, help="A node without a successful probe for this long is Lost and its "
+                                                "tasks are rescheduled (a Node's spec.lostAfterSeconds overrides)."),
+    docker_timeout: float = typer.Option(10.0, help="Timeout of every other Docker API call."),
 ) -> None:
     """Run the reconcile loop until SIGINT/SIGTERM (containers keep running)."""
     import logging
@@ -608,7 +665,8 @@ def controller(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    Controller(_store(), resync=resync, probe_timeout=probe_timeout).run(stop)
+    Controller(_store(), resync=resync, probe_interval=probe_interval, probe_timeout=probe_timeout,
+               lost_after=lost_after, docker_timeout=docker_timeout).run(stop)
 
 
 def main() -> None:

@@ -13,12 +13,13 @@ import logging
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from typing import Callable
 
 from .act import Actor
 from .actions import Plan
-from .dockerhost import EventWatcher, Host, HostPool
+from .dockerhost import EventWatcher, Host, HostPool, Prober
 from .models import Kind
 from .plan import plan
 from .records import NodeObs, Snapshot
@@ -31,16 +32,21 @@ LEASE_STALE_SECONDS = 10.0
 
 class Controller:
     def __init__(self, store: Store, *, resync: float = 5.0, busy_resync: float = 1.0,
-                 probe_timeout: float = 3.0, clock: Callable[[], float] = time.time, workers: int = 32):
+                 probe_interval: float = 1.0, probe_timeout: float = 1.0, lost_after: float = 3.0,
+                 docker_timeout: float = 10.0, list_wait: float = 2.0,
+                 clock: Callable[[], float] = time.time, workers: int = 32):
         self.store, self.clock = store, clock
-        self.resync, self.busy_resync, self.probe_timeout = resync, busy_resync, probe_timeout
+        self.resync, self.busy_resync = resync, busy_resync
+        self.lost_after, self.list_wait = lost_after, list_wait
         self.holder = uuid.uuid4().hex
-        self.pool = HostPool(timeout=probe_timeout)
+        self.pool = HostPool(timeout=docker_timeout)
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="act")
         self.stopper = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stop")
         self.wake = threading.Event()
         self.actor = Actor(store, self.executor, clock, stopper=self.stopper, on_stopped=self.wake.set)
         self.watcher = EventWatcher(store.store_id, self.wake)
+        self.prober = Prober(probe_interval, probe_timeout, on_change=self.wake.set, clock=clock)
+        self._listing: dict[str, Future] = {}  # node -> container list still under way
         self.passes = 0
 
     def run(self, stop: threading.Event) -> None:
@@ -59,6 +65,7 @@ class Controller:
                     return
         finally:
             self.watcher.stop()
+            self.prober.stop()
             self.executor.shutdown(wait=True, cancel_futures=False)
             self.stopper.shutdown(wait=True, cancel_futures=False)
             self.store.release_lease(self.holder)
@@ -70,7 +77,8 @@ class Controller:
         hosts = self._hosts(resources)
         snapshot = self.observe(hosts)
         p = plan(resources, tasks, snapshot, snapshot.taken_at, self.store.store_id)
-        done = self.actor.execute(p, hosts)
+        answering = {n: h for n, h in hosts.items() if snapshot.nodes[n].ready}
+        done = self.actor.execute(p, answering)  # a host that does not answer gets no calls this pass
         for e in p.events:
             log.info("%s/%s %s: %s", e.kind, e.name, e.reason, e.message)
         self.passes += 1
@@ -89,20 +97,36 @@ class Controller:
                 hosts[r.name] = self.pool.get(r.name, spec.address, tls)
         self.pool.retain(set(hosts))
         self.watcher.track(hosts)
+        self.prober.track(hosts)
+        self.prober.wait_first(set(hosts), self.prober.timeout + 0.2)  # new nodes: one probe before judging them
         return hosts
 
     def observe(self, hosts: dict[str, Host]) -> Snapshot:
-        """Probe and list every host in parallel; a host that does not answer in time is NotReady."""
+        """List every node the prober finds answering, in parallel, waiting at most ``list_wait``.
+
+        A node that stops answering mid-list is simply not listed this pass (its tasks are left
+        as they are); its list call finishes in the background and is not issued again until then.
+        """
         now = self.clock()
-        futures = {name: self.executor.submit(h.observe, self.store.store_id, now) for name, h in hosts.items()}
-        wait(futures.values(), timeout=self.probe_timeout + 0.5)
-        nodes = {}
-        for name, f in futures.items():
+        futures, nodes = {}, {}
+        for name, host in hosts.items():
+            probe = self.prober.state(name)
+            health = {"failures": probe.failures, "last_ok": probe.last_ok, "failing_since": probe.failing_since}
+            if not probe.ok:
+                nodes[name] = NodeObs(name, ready=False, message=probe.message, **health)
+                continue
+            pending = self._listing.get(name)
+            if pending is None or pending.done():
+                pending = self._listing[name] = self.executor.submit(host.observe, self.store.store_id, now)
+            futures[name] = (pending, health)
+        wait([f for f, _ in futures.values()], timeout=self.list_wait)
+        for name, (f, health) in futures.items():
             if f.done() and f.exception() is None:
-                nodes[name] = f.result()
+                nodes[name] = replace(f.result(), **health)
+                self._listing.pop(name, None)
             else:
-                nodes[name] = NodeObs(name, ready=False, message="Docker API did not answer in time")
-        return Snapshot(nodes=nodes, taken_at=now)
+                nodes[name] = NodeObs(name, ready=True, message="container list did not finish in time", **health)
+        return Snapshot(nodes=nodes, taken_at=now, lost_after=self.lost_after)
 
     def _wait(self, stop: threading.Event, p: Plan, seen_version: int) -> bool:
         """Sleep until the store changes, a host event, the plan's wake time, or stop."""

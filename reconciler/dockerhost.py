@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import re
 import threading
+import time
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterator
+from typing import Callable, Iterator
 
 import docker
 import requests
@@ -64,9 +66,11 @@ class Host:
     # -- observe --------------------------------------------------------------------------
 
     def observe(self, store_id: str, now: float) -> NodeObs:
-        """Ping, info (cached), and one sparse container list filtered by our store label."""
+        """Info (cached) and one sparse container list filtered by our store label.
+
+        Health is the ``Prober``'s business; this is only called for nodes it finds answering.
+        """
         try:
-            self.client.api.ping()
             info = self._cached_info(now)
             raw = self.client.api.containers(all=True, filters={"label": f"{LABEL_STORE}={store_id}"})
         except TRANSPORT_ERRORS as exc:
@@ -249,6 +253,96 @@ def _brief(exc: BaseException) -> str:
     if isinstance(exc, requests.exceptions.ConnectionError):
         return "connection refused or unreachable"
     return text[:200]
+
+
+@dataclass(frozen=True)
+class ProbeState:
+    """What the probes of one node found; ``failures`` counts consecutive failed probes."""
+
+    ok: bool = False
+    last_ok: float | None = None
+    failures: int = 0
+    failing_since: float | None = None
+    message: str = "not probed yet"
+
+
+class Prober:
+    """Pings every node (``/_ping`` with a short timeout) on its own schedule, one thread each.
+
+    A hung or dead daemon costs its own thread a timeout, never the controller's loop or the
+    other nodes. ``on_change`` is called when a node starts or stops answering. A probe that did
+    not run (a busy machine) is not a failure: only probes that ran and failed count.
+    """
+
+    def __init__(self, interval: float = 1.0, timeout: float = 1.0,
+                 on_change: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.time):
+        self.interval, self.timeout, self.on_change, self.clock = interval, timeout, on_change, clock
+        self._states: dict[str, ProbeState] = {}
+        self._threads: dict[str, tuple[str, threading.Event]] = {}
+        self._lock = threading.Lock()
+
+    def state(self, name: str) -> ProbeState:
+        with self._lock:
+            return self._states.get(name, ProbeState())
+
+    def track(self, hosts: dict[str, "Host"]) -> None:
+        for name in list(self._threads):
+            address, quit_ = self._threads[name]
+            if name not in hosts or hosts[name].address != address:
+                quit_.set()
+                del self._threads[name]
+                with self._lock:
+                    self._states.pop(name, None)
+        for name, host in hosts.items():
+            if name not in self._threads:
+                quit_ = threading.Event()
+                self._threads[name] = (host.address, quit_)
+                threading.Thread(target=self._loop, args=(host, quit_), daemon=True, name=f"probe-{name}").start()
+
+    def stop(self) -> None:
+        for _, quit_ in self._threads.values():
+            quit_.set()
+
+    def wait_first(self, names: set[str], timeout: float) -> None:
+        """Wait (at most ``timeout``) until each named node has been probed once."""
+        deadline = self.clock() + timeout
+        while self.clock() < deadline:
+            with self._lock:
+                if names <= self._states.keys():
+                    return
+            time.sleep(0.01)
+
+    def _loop(self, host: "Host", quit_: threading.Event) -> None:
+        client = None
+        while not quit_.is_set():
+            began = self.clock()
+            try:
+                if client is None:
+                    client = _connect(host.address, host.tls, timeout=self.timeout)
+                client.api.ping()
+                ok, message = True, ""
+            except (*TRANSPORT_ERRORS, HostError) as exc:
+                ok, message = False, _brief(exc)
+                if client is not None:  # start afresh: a restarted daemon needs new connections
+                    client.close()
+                    client = None
+            if not quit_.is_set():
+                self._record(host.name, ok, message, self.clock())
+            quit_.wait(max(0.0, self.interval - (self.clock() - began)))
+        if client is not None:
+            client.close()
+
+    def _record(self, name: str, ok: bool, message: str, now: float) -> None:
+        with self._lock:
+            old = self._states.get(name, ProbeState())
+            if ok:
+                new = ProbeState(ok=True, last_ok=now)
+            else:
+                new = ProbeState(ok=False, last_ok=old.last_ok, failures=old.failures + 1,
+                                 failing_since=old.failing_since if old.failures else now, message=message)
+            self._states[name] = new
+        if new.ok != old.ok or new.failures == 2:
+            self.on_change()
 
 
 class EventWatcher:

@@ -109,6 +109,11 @@ class NodeSpec(_Model):
         description="Execution type -> slot count. Omitted: {default: CPUs the host reports}.",
     )
     unschedulable: bool = False
+    lostAfterSeconds: float | None = Field(
+        default=None, gt=0,
+        description="Without a successful health probe for this long the node is Lost and its tasks are "
+                    "rescheduled (default: the controller's --lost-after, 3 s).",
+    )
     allowedMounts: list[str] = Field(
         default_factory=list,
         description="Host paths under which tasks may bind-mount (default: none; named volumes are always allowed).",
@@ -315,6 +320,11 @@ class _Scheduling(_Model):
         default=None, description="Job/NAME or Service/NAME: run on the node where that resource's task runs."
     )
     sticky: bool = Field(default=False, description="Keep a replacement on its previous attempt's node while it is Ready.")
+    onNodeLost: Literal["reschedule", "wait"] = Field(
+        default="reschedule",
+        description="reschedule: replace tasks of a Lost node elsewhere at once; wait: keep them bound to it "
+                    "until it returns (for work that must never run twice).",
+    )
 
     @field_validator("nodeSelector", mode="before")
     @classmethod

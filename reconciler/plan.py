@@ -28,36 +28,65 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
     p = Plan()
     owners = {(r.kind, r.name): r for r in resources if r.kind is not Kind.NODE}
     nodes = {r.name: r for r in resources if r.kind is Kind.NODE}
+    conditions = {}
     for node in nodes.values():
-        status = workloads.node_status(node, snapshot.nodes.get(node.name), now)
+        obs = snapshot.nodes.get(node.name)
+        status = workloads.node_status(node, obs, now, snapshot.lost_after)
+        conditions[node.name] = status["condition"]
         if status != node.status:
             p.statuses.append((Kind.NODE, node.name, status))
-    current = _observe_tasks(p, tasks, snapshot, nodes, now)
+            _node_events(p, node, status)
+        if (when := workloads.lost_at(node, obs, snapshot.lost_after)) is not None:
+            p.wake_at(when)
+    lost = {n for n, c in conditions.items() if c == "Lost"}
+    current, fencing = _observe_tasks(p, tasks, snapshot, nodes, owners, lost, now)
     by_owner: dict[tuple[Kind, str], list[TaskRecord]] = defaultdict(list)
     for t in current.values():
         by_owner[(t.owner_kind, t.owner_name)].append(t)
+    draining = {n: r.drain_deadline for n, r in nodes.items() if r.drain_deadline is not None}
     for key, res in owners.items():
-        workloads.reconcile(p, res, by_owner.get(key, []), snapshot, now)
+        workloads.reconcile(p, res, by_owner.get(key, []), snapshot, now, draining)
     for tid, changes in p.task_updates.items():  # e.g. a waiting replica switched to the new template
         if "template_hash" in changes and tid in current:
             current[tid] = replace(current[tid], template_hash=changes["template_hash"])
     for t in p.new_tasks:
         current[t.id] = t
-    _place(p, current, owners, nodes, snapshot, now, store_id)
+    _place(p, current, owners, nodes, snapshot, now, store_id, fencing)
     return p
 
 
-def _observe_tasks(p: Plan, tasks: list[TaskRecord], snapshot: Snapshot,
-                   nodes: dict[str, ResourceRecord], now: float) -> dict[str, TaskRecord]:
-    """Match tasks with observed containers; returns the tasks as this pass sees them."""
+def _node_events(p: Plan, node: ResourceRecord, status: dict) -> None:
+    old, new = node.status.get("condition"), status["condition"]
+    if old == new or old is None:  # first sight of a node is not news
+        return
+    if new == "Lost":
+        p.events.append(Event("Node", node.name, "NodeLost", f"node {node.name} lost: {status['message']}; "
+                              "its tasks are rescheduled (onNodeLost: wait keeps them bound)", "Warning"))
+    elif new == "NotReady":
+        p.events.append(Event("Node", node.name, "NodeNotReady", f"node {node.name}: {status['message']}", "Warning"))
+    elif new == "Ready":
+        p.events.append(Event("Node", node.name, "NodeReady", f"node {node.name} answers again (was {old})"))
+
+
+def _observe_tasks(p: Plan, tasks: list[TaskRecord], snapshot: Snapshot, nodes: dict[str, ResourceRecord],
+                   owners: dict, lost: set[str], now: float) -> tuple[dict[str, TaskRecord], set[str]]:
+    """Match tasks with observed containers; returns the tasks as this pass sees them, and the
+    nodes being fenced (containers of replaced tasks still there: no new work this pass)."""
     seen = snapshot.by_task
     current: dict[str, TaskRecord] = {}
+    fencing: set[str] = set()
+    succeeded = {(t.owner, t.index) for t in tasks if t.phase is TaskPhase.SUCCEEDED}
     for t in tasks:
         node_obs = snapshot.nodes.get(t.node) if t.node else None
         hit = seen.get(t.id)
+        owner = owners.get((t.owner_kind, t.owner_name))
         if t.active and t.node and t.node not in nodes:
             t = _set(p, t, phase=TaskPhase.LOST, reason="NodeDeleted", finished_at=now,
                      message=f"node {t.node} was deleted")
+            p.events.append(Event(t.owner_kind.value, t.owner_name, "TaskLost", f"{t.id}: {t.message}", "Warning", t.id))
+        elif t.active and t.node in lost and (owner is None or owner.model.spec.onNodeLost == "reschedule"):
+            t = _set(p, t, phase=TaskPhase.LOST, reason="NodeLost", finished_at=now,
+                     message=f"node {t.node} was lost; replaced elsewhere")
             p.events.append(Event(t.owner_kind.value, t.owner_name, "TaskLost", f"{t.id}: {t.message}", "Warning", t.id))
         elif hit and t.active:
             node, c = hit
@@ -66,9 +95,26 @@ def _observe_tasks(p: Plan, tasks: list[TaskRecord], snapshot: Snapshot,
             elif c.state == "running" and (t.phase is TaskPhase.PENDING or t.container_id != c.id):
                 t = _set(p, t, phase=TaskPhase.RUNNING, container_id=c.id, node=node,
                          started_at=t.started_at or now, reason="", message="")
+        elif hit and t.phase is TaskPhase.LOST and hit[1].finished:
+            # It ran on while its node could not be reached. A Job's success still counts if no other
+            # attempt of that index succeeded (the replacement is then stopped); keep its output.
+            node, c = hit
+            if t.owner_kind is Kind.JOB and c.exit_code == 0 and (t.owner, t.index) not in succeeded:
+                succeeded.add((t.owner, t.index))
+                t = _set(p, t, phase=TaskPhase.SUCCEEDED, exit_code=0, reason="SucceededWhileLost",
+                         message=f"finished on node {node} while it could not be reached; result kept")
+                p.events.append(Event(t.owner_kind.value, t.owner_name, "SucceededWhileLost",
+                                      f"{t.id}: {t.message}", task_id=t.id))
+            p.collects.append(Collect(t.id, node, c.id))
         elif hit:  # a container for a task that is over: stop it (fencing, failed starts, deletes)
             node, c = hit
-            p.removals.append(Remove(node, c.id, t.id, f"task {t.id} is {t.phase.value}", grace=0 if c.finished else STOP_GRACE_SECONDS))
+            fence = t.phase is TaskPhase.LOST  # replaced elsewhere: it must not run twice, kill at once
+            if fence:
+                fencing.add(node)
+                p.events.append(Event(t.owner_kind.value, t.owner_name, "Fenced",
+                                      f"{t.id}: stopping its container on {node}, which answers again", "Warning", t.id))
+            p.removals.append(Remove(node, c.id, t.id, f"task {t.id} is {t.phase.value}",
+                                     grace=0 if c.finished or fence else STOP_GRACE_SECONDS))
         elif t.phase is TaskPhase.RUNNING and node_obs is not None and node_obs.containers is not None:
             t = _set(p, t, phase=TaskPhase.LOST, reason="ContainerVanished", finished_at=now,
                      message=f"container {(t.container_id or '')[:12]} disappeared from node {t.node}")
@@ -80,7 +126,7 @@ def _observe_tasks(p: Plan, tasks: list[TaskRecord], snapshot: Snapshot,
             if c.task_id not in known:
                 p.removals.append(Remove(node.name, c.id, c.task_id, "orphan: its task is not in the store",
                                          grace=0 if c.finished else STOP_GRACE_SECONDS))
-    return current
+    return current, fencing
 
 
 def _set(p: Plan, t: TaskRecord, **changes) -> TaskRecord:
@@ -89,14 +135,15 @@ def _set(p: Plan, t: TaskRecord, **changes) -> TaskRecord:
 
 
 def _place(p: Plan, current: dict[str, TaskRecord], owners: dict, nodes: dict,
-           snapshot: Snapshot, now: float, store_id: str) -> None:
+           snapshot: Snapshot, now: float, store_id: str, fencing: set[str] = frozenset()) -> None:
     specs = {key: res.model.spec for key, res in owners.items()}
     templates = {key: template_hash(spec) for key, spec in specs.items() if key[0] is Kind.SERVICE}
     views = []
     for node in sorted(nodes.values(), key=lambda n: n.name):
         obs = snapshot.nodes.get(node.name)
-        status = workloads.node_status(node, obs, now)
+        status = workloads.node_status(node, obs, now, snapshot.lost_after)
         views.append(NodeView(node.name, ready=bool(obs and obs.ready), schedulable=not node.model.spec.unschedulable,
+                              fencing=node.name in fencing,
                               slots=status.get("slots", {}), used=Counter(), labels=dict(node.labels),
                               cpus=status.get("cpus"), memory=status.get("memory"),
                               allowed_mounts=tuple(node.model.spec.allowedMounts)))

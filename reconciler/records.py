@@ -34,6 +34,7 @@ class ResourceRecord:
     deleted_at: float | None = None
     status: dict = field(default_factory=dict)
     retried_at: float | None = None  # `brokerctl retry`: failures before this no longer count
+    drain_deadline: float | None = None  # a Node being drained: Job tasks there are moved after this
 
     @property
     def ref(self) -> str:
@@ -111,12 +112,16 @@ class NodeObs:
     cpus: int | None = None
     memory: int | None = None
     containers: tuple[ContainerObs, ...] | None = None  # None: the host could not be listed
+    failures: int = 0  # consecutive failed probes
+    last_ok: float | None = None  # last successful probe
+    failing_since: float | None = None  # first failed probe of the current streak
 
 
 @dataclass(frozen=True)
 class Snapshot:
     nodes: dict[str, NodeObs]
     taken_at: float
+    lost_after: float = 3.0  # seconds without a successful probe before a node is Lost (Node spec may override)
 
     @cached_property
     def by_task(self) -> dict[str, tuple[str, ContainerObs]]:

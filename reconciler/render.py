@@ -55,6 +55,8 @@ def resource_object(r: ResourceRecord, used: dict[str, int] | None = None) -> di
     if r.kind is Kind.NODE:
         status["ready"] = status.get("condition") == "Ready"
         status["slotsUsed"] = used or {}
+        status["draining"] = r.drain_deadline is not None
+        status["drainDeadline"] = iso(r.drain_deadline)
     if r.deleted_at is not None:
         status["terminating"] = True
     return {

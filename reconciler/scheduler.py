@@ -42,6 +42,7 @@ class NodeView:
     cpus_used: float = 0.0
     memory_used: int = 0
     allowed_mounts: tuple[str, ...] = ()  # host path prefixes tasks may bind-mount
+    fencing: bool = False  # stale containers are being stopped there this pass: no new work yet
     owners: Counter = field(default_factory=Counter)  # "Service/web" -> its tasks on this node
     ports: set = field(default_factory=set)  # (host ip, host port, proto) published by tasks here
 
@@ -92,7 +93,9 @@ Scorer = Callable[[Request, NodeView], tuple]  # lower is better
 
 
 def check_ready(req: Request, node: NodeView) -> str | None:
-    return None if node.ready else "not ready"
+    if not node.ready:
+        return "not ready"
+    return "fencing stale containers" if node.fencing else None
 
 
 def check_schedulable(req: Request, node: NodeView) -> str | None:

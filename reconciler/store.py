@@ -83,6 +83,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX revisions_owner ON revisions (kind, name)
         """,
     ),
+    ("node drain", "ALTER TABLE resources ADD COLUMN drain_deadline REAL"),
 ]
 
 # TaskRecord attribute -> column, where they differ.
@@ -218,6 +219,36 @@ class Store:
                     self._record_revision(db, row[4], name, spec, now, "apply")
                 results.append((ref, "configured"))
         return results
+
+    # -- nodes: cordon, drain ------------------------------------------------------------
+
+    def cordon(self, name: str, on: bool, drain_timeout: float | None = None, now: float | None = None) -> bool:
+        """Set a Node unschedulable (``on``) or schedulable again; with ``drain_timeout`` also drain it.
+
+        Draining moves its tasks off: Service replicas are replaced elsewhere before the originals
+        stop; Job tasks may finish until ``now + drain_timeout``, then are rescheduled. Uncordon
+        ends a drain. Returns whether anything changed.
+        """
+        now = time.time() if now is None else now
+        with self.transaction() as db:
+            row = db.execute("SELECT spec, drain_deadline FROM resources WHERE kind='Node' AND name=?",
+                             [name]).fetchone()
+            if row is None:
+                raise NotFound(f"Node '{name}' not found; `brokerctl get nodes` lists them")
+            spec = json.loads(row[0])
+            deadline = now + drain_timeout if drain_timeout is not None else (row[1] if on else None)
+            if spec.get("unschedulable", False) == on and row[1] == deadline:
+                return False
+            spec["unschedulable"] = on
+            db.execute("UPDATE resources SET spec=?, drain_deadline=?, updated_at=?, "
+                       "generation=generation+? WHERE kind='Node' AND name=?",
+                       [_dump(spec), deadline, now, int(json.loads(row[0]).get("unschedulable", False) != on), name])
+            return True
+
+    def tasks_on(self, node: str) -> list[TaskRecord]:
+        """Active tasks bound to a node."""
+        return [_task(r) for r in self._rows(
+            "SELECT * FROM tasks WHERE node = ? AND phase IN ('Pending', 'Running') ORDER BY created_at, id", [node])]
 
     # -- services: scale, revisions, rollback ---------------------------------------------
 
@@ -511,7 +542,7 @@ def _resource(row: dict) -> ResourceRecord:
         kind=Kind(row["kind"]), name=row["name"], uid=row["uid"], labels=json.loads(row["labels"]),
         spec=json.loads(row["spec"]), generation=row["generation"], created_at=row["created_at"],
         updated_at=row["updated_at"], deleted_at=row["deleted_at"], status=json.loads(row["status"]),
-        retried_at=row.get("retried_at"),
+        retried_at=row.get("retried_at"), drain_deadline=row.get("drain_deadline"),
     )
 
 

@@ -19,12 +19,25 @@ from .records import NodeObs, ResourceRecord, Snapshot, TaskRecord
 HEALTHY_RUN_SECONDS = 60.0  # a replica that ran this long resets its restart backoff
 
 
-def node_status(node: ResourceRecord, obs: NodeObs | None, now: float) -> dict:
-    """The status a Node should have given what the last probe saw (stable while nothing changes)."""
+def node_status(node: ResourceRecord, obs: NodeObs | None, now: float, lost_after: float = 3.0) -> dict:
+    """The status a Node should have given what the probes and the last list saw.
+
+    ``Ready`` while probes succeed; ``NotReady`` while they fail; ``Lost`` once at least two
+    probes failed and none succeeded for ``lostAfterSeconds`` (the Node's, else ``lost_after``).
+    Stable while nothing changes, so an unchanged node is not rewritten every pass.
+    """
     prev = node.status
     spec = node.model.spec
     cpus = (obs.cpus if obs else None) or prev.get("cpus")
-    condition = "Unknown" if obs is None else ("Ready" if obs.ready else "NotReady")
+    if obs is None:
+        condition = "Unknown"
+    elif obs.ready:
+        condition = "Ready"
+    else:
+        silent_since = obs.last_ok if obs.last_ok is not None else obs.failing_since
+        limit = spec.lostAfterSeconds or lost_after
+        lost = obs.failures >= 2 and silent_since is not None and now - silent_since >= limit
+        condition = "Lost" if lost else "NotReady"
     slots = dict(spec.slots) if spec.slots is not None else ({"default": cpus} if cpus else {})
     return {
         "condition": condition,
@@ -37,13 +50,41 @@ def node_status(node: ResourceRecord, obs: NodeObs | None, now: float) -> dict:
     }
 
 
-def reconcile(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, now: float) -> None:
+def lost_at(node: ResourceRecord, obs: NodeObs | None, lost_after: float) -> float | None:
+    """When a NotReady node will count as Lost if its probes keep failing (None: not failing)."""
+    if obs is None or obs.ready or obs.failures < 2:
+        return None
+    since = obs.last_ok if obs.last_ok is not None else obs.failing_since
+    return None if since is None else since + (node.model.spec.lostAfterSeconds or lost_after)
+
+
+def reconcile(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, now: float,
+              draining: dict[str, float] | None = None) -> None:
+    """``draining``: node -> drain deadline, for nodes whose tasks must move off."""
+    draining = draining or {}
     if res.deleted_at is not None:
         _delete(p, res, tasks, snapshot, now)
     elif res.kind is Kind.JOB:
-        _job(p, res, tasks, snapshot, now)
+        _job(p, res, _drain_jobs(p, res, tasks, snapshot, now, draining), snapshot, now)
     elif res.kind is Kind.SERVICE:
-        _service(p, res, tasks, snapshot, now)
+        _service(p, res, tasks, snapshot, now, frozenset(draining))
+
+
+def _drain_jobs(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, now: float,
+                draining: dict[str, float]) -> list[TaskRecord]:
+    """Job tasks on a draining node may finish until its deadline; then they are moved (no retry spent)."""
+    out = []
+    for t in tasks:
+        deadline = draining.get(t.node) if t.active and t.node else None
+        if deadline is not None:
+            if now >= deadline:
+                t = stop_task(p, t, snapshot, now, "Drained", f"node {t.node} was drained; rescheduled elsewhere",
+                              res.model.spec.terminationGracePeriodSeconds, phase=TaskPhase.LOST)
+                p.events.append(_event(res, "Drained", f"{t.id} moved off draining node {t.node}", task_id=t.id))
+            else:
+                p.wake_at(deadline)
+        out.append(t)
+    return out
 
 
 def _delete(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, now: float) -> None:
@@ -110,6 +151,9 @@ def _job(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapsh
     else:
         if deadline is not None:
             p.wake_at(deadline)
+        for t in [t for t in active if t.index in succeeded]:  # e.g. the lost attempt finished after all
+            stop_task(p, t, snapshot, now, "Superseded", f"index {t.index} already succeeded", grace)
+            active.remove(t)
         active = _time_out(p, res, active, snapshot, now, grace)
         busy = {t.index for t in active}
         todo = [i for i in range(spec.completions) if i not in succeeded and i not in busy]
@@ -176,10 +220,19 @@ def readiness(t: TaskRecord, snapshot: Snapshot) -> str:
     return {"unhealthy": "unhealthy", "starting": "starting"}.get(health or "", "ready")
 
 
-def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, now: float) -> None:
-    """Keep ``replicas`` indexes with a ready task of the current template; roll updates in batches."""
+def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, now: float,
+             draining: frozenset[str] = frozenset()) -> None:
+    """Keep ``replicas`` indexes with a ready task of the current template; roll updates in batches.
+
+    A replica on a draining node is treated like one of an old template: replaced elsewhere
+    first, then stopped, under the same surge and availability rules.
+    """
     spec = res.model.spec
     want = template_hash(spec)
+
+    def current(t: TaskRecord) -> bool:
+        return t.template_hash == want and t.node not in draining
+
     grace = spec.terminationGracePeriodSeconds
     history = {t.id: t for t in tasks}
 
@@ -202,7 +255,7 @@ def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Sn
     for i, ts in by_index.items():
         # Two tasks of the current template for one index (a rollback made a waiting replacement
         # current again): keep the most ready, oldest one.
-        same = sorted((t for t in ts if t.template_hash == want),
+        same = sorted((t for t in ts if current(t)),
                       key=lambda t: (readiness(t, snapshot) != "ready", t.phase is not TaskPhase.RUNNING,
                                      t.created_at, t.id))
         for t in same[1:]:
@@ -248,10 +301,10 @@ def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Sn
     total = sum(len(ts) for ts in by_index.values())
     up = sum(available(t) for ts in by_index.values() for t in ts)
     for i in sorted(by_index):
-        old = [t for t in by_index[i] if t.template_hash != want]
+        old = [t for t in by_index[i] if not current(t)]
         if not old:
             continue
-        new = [t for t in by_index[i] if t.template_hash == want]
+        new = [t for t in by_index[i] if current(t)]
         if new:
             if any(available(t) for t in new):
                 for t in old:
@@ -261,7 +314,7 @@ def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Sn
             continue
         if not any(available(t) for t in old):  # nothing to protect: replace at once
             for t in old:
-                stop(t, "Replaced", f"template changed to {want}")
+                stop(t, "Replaced", _why_replaced(t, want, draining))
             total -= len(old)
             by_index[i] = []
         elif rollout["state"] == "Paused":
@@ -270,7 +323,7 @@ def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Sn
             pass  # surge: start the new one next to the old
         elif up - 1 >= spec.replicas - upd.maxUnavailable:
             for t in old:
-                stop(t, "Replaced", f"template changed to {want}")
+                stop(t, "Replaced", _why_replaced(t, want, draining))
             up, total = up - 1, total - len(old)
             by_index[i] = []
         else:
@@ -279,8 +332,8 @@ def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Sn
         total += 1
 
     active = [t for ts in by_index.values() for t in ts]
-    updated = sum(t.template_hash == want and available(t) for t in active)
-    stale = any(t.template_hash != want for t in active)
+    updated = sum(current(t) and available(t) for t in active)
+    stale = any(not current(t) for t in active)
     stable = res.status.get("stableRevision")
     if rollout["state"] != "Complete":
         if not stale and updated >= spec.replicas:
@@ -318,6 +371,10 @@ def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Sn
         "restartBackoffSeconds": backoff,
         "rollout": rollout,
     }, now)
+
+
+def _why_replaced(t: TaskRecord, want: str, draining: frozenset[str]) -> str:
+    return f"node {t.node} is being drained" if t.node in draining else f"template changed to {want}"
 
 
 def _stuck(active: list[TaskRecord], want: str, snapshot: Snapshot) -> str:

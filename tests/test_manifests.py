@@ -179,7 +179,7 @@ ERROR_CASES = [
     pytest.param(
         JOB + "  flavour: big\n",
         ["m.yaml: document 1 (Job/hello), line 9: spec.flavour: unknown field; expected one of "
-         "executionType, placement, priority, nodeSelector, nodeName, colocateWith, sticky, completions, "
+         "executionType, placement, priority, nodeSelector, nodeName, colocateWith, sticky, onNodeLost, completions, "
          "parallelism, backoffLimit, backoff, activeDeadlineSeconds, timeoutSeconds, ttlSecondsAfterFinished, "
          "suspend, terminationGracePeriodSeconds, template"],
         id="unknown-field-without-close-match",

@@ -336,7 +336,7 @@ def test_container_whose_task_is_not_in_the_store_is_removed():
     assert all(r.reason == "orphan: its task is not in the store" for r in p.removals)
 
 
-@pytest.mark.parametrize("phase", [S, F, L, X])
+@pytest.mark.parametrize("phase", [S, F, X])
 @pytest.mark.parametrize("state, grace", [("running", STOP_GRACE_SECONDS), ("exited", 0)])
 def test_container_of_a_terminal_task_is_removed(phase, state, grace):
     """A container still present for a task that is over is stopped and removed, never collected."""
