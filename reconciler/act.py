@@ -42,7 +42,7 @@ class Actor:
     def execute(self, p: Plan, hosts: dict[str, Host]) -> int:
         """Returns how many Docker actions this pass waited for (background stops not counted)."""
         self.record_decisions(p)
-        futures = {}
+        waited = []
         for action in [*p.collects, *p.removals, *p.starts]:
             host = hosts.get(action.node)
             key = ("task", action.task_id) if isinstance(action, Start) else ("container", action.container_id)
@@ -51,28 +51,31 @@ class Actor:
                     continue
                 self._inflight.add(key)
             if isinstance(action, Remove) and action.grace > 0:
-                self.stopper.submit(self._background, host, action, key)
+                self.stopper.submit(self._work, host, action, key, background=True)
             else:
-                futures[self.executor.submit(self._run, host, action)] = (action, key)
-        for future in as_completed(futures):
-            action, key = futures[future]
-            try:
-                self._record_outcome(action, *future.result())
-            finally:
-                with self._lock:
-                    self._inflight.discard(key)
-        return len(futures)
+                waited.append(self.executor.submit(self._work, host, action, key))
+        for future in as_completed(waited):
+            future.result()
+        return len(waited)
 
-    def _background(self, host: Host, action: Remove, key: tuple[str, str]) -> None:
+    def _work(self, host: Host, action, key: tuple[str, str], background: bool = False) -> None:
+        """Run one action and record its outcome (in this worker thread)."""
         try:
-            status, result = self._run(host, action, gated=False)
+            status, result = self._run(host, action, gated=not background)
             self._record_outcome(action, status, result)
-        except Exception:  # a pool thread has nobody to raise to
+            if isinstance(action, Collect) and status == "ok":
+                # Removed only once its result is in the store: a controller killed in between
+                # finds the container of a finished task and removes it, never loses the result.
+                self._run(host, Remove(action.node, action.container_id, action.task_id, "collected", grace=0))
+        except Exception:
+            if not background:
+                raise
             log.exception("recording the stop of container %s failed", action.container_id[:12])
         finally:
             with self._lock:
                 self._inflight.discard(key)
-            self.on_stopped()
+            if background:
+                self.on_stopped()
 
     def record_decisions(self, p: Plan) -> None:
         now = self.clock()

@@ -137,12 +137,11 @@ class Host:
         return created["Id"]
 
     def collect(self, container_id: str, log_limit: int) -> dict:
-        """Exit code, times and the tail of the output of a finished container; then remove it."""
+        """Exit code, times and the tail of the output of a finished container (the caller removes it)."""
         api = self.client.api
         state = api.inspect_container(container_id)["State"]
         raw = api.logs(container_id, stdout=True, stderr=True, tail=LOG_TAIL_LINES)
         truncated = len(raw) > log_limit
-        self.remove(container_id, grace=0)
         return {
             "exit_code": state.get("ExitCode"),
             "oom_killed": bool(state.get("OOMKilled")),

@@ -22,24 +22,26 @@ from .records import (
 from .scheduler import NodeView, Request, default_pipeline
 
 PORT_RETRY_SECONDS = 60.0  # a node whose host port was taken outside brokerctl is avoided this long
+FENCE_SETTLE_SECONDS = 2.0  # a returning node's stale Job containers are killed only after this
 
 def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Snapshot,
          now: float, store_id: str) -> Plan:
     p = Plan()
     owners = {(r.kind, r.name): r for r in resources if r.kind is not Kind.NODE}
     nodes = {r.name: r for r in resources if r.kind is Kind.NODE}
-    conditions = {}
+    conditions, ready_since = {}, {}
     for node in nodes.values():
         obs = snapshot.nodes.get(node.name)
         status = workloads.node_status(node, obs, now, snapshot.lost_after)
         conditions[node.name] = status["condition"]
+        ready_since[node.name] = status["since"]
         if status != node.status:
             p.statuses.append((Kind.NODE, node.name, status))
             _node_events(p, node, status)
         if (when := workloads.lost_at(node, obs, snapshot.lost_after)) is not None:
             p.wake_at(when)
     lost = {n for n, c in conditions.items() if c == "Lost"}
-    current, fencing = _observe_tasks(p, tasks, snapshot, nodes, owners, lost, now)
+    current, fencing = _observe_tasks(p, tasks, snapshot, nodes, owners, lost, ready_since, now)
     by_owner: dict[tuple[Kind, str], list[TaskRecord]] = defaultdict(list)
     for t in current.values():
         by_owner[(t.owner_kind, t.owner_name)].append(t)
@@ -69,7 +71,8 @@ def _node_events(p: Plan, node: ResourceRecord, status: dict) -> None:
 
 
 def _observe_tasks(p: Plan, tasks: list[TaskRecord], snapshot: Snapshot, nodes: dict[str, ResourceRecord],
-                   owners: dict, lost: set[str], now: float) -> tuple[dict[str, TaskRecord], set[str]]:
+                   owners: dict, lost: set[str], ready_since: dict[str, float],
+                   now: float) -> tuple[dict[str, TaskRecord], set[str]]:
     """Match tasks with observed containers; returns the tasks as this pass sees them, and the
     nodes being fenced (containers of replaced tasks still there: no new work this pass)."""
     seen = snapshot.by_task
@@ -106,6 +109,12 @@ def _observe_tasks(p: Plan, tasks: list[TaskRecord], snapshot: Snapshot, nodes: 
                 p.events.append(Event(t.owner_kind.value, t.owner_name, "SucceededWhileLost",
                                       f"{t.id}: {t.message}", task_id=t.id))
             p.collects.append(Collect(t.id, node, c.id))
+        elif (hit and t.phase is TaskPhase.LOST and t.owner_kind is Kind.JOB
+              and now < ready_since.get(hit[0], now) + FENCE_SETTLE_SECONDS):
+            # A daemon that was hung reports exits it missed only after it resumes: give it a moment,
+            # so an attempt that finished meanwhile is collected rather than killed. No new work there yet.
+            fencing.add(hit[0])
+            p.wake_at(ready_since[hit[0]] + FENCE_SETTLE_SECONDS)
         elif hit:  # a container for a task that is over: stop it (fencing, failed starts, deletes)
             node, c = hit
             fence = t.phase is TaskPhase.LOST  # replaced elsewhere: it must not run twice, kill at once

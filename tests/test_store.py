@@ -640,3 +640,86 @@ def test_task_template_hash_round_trips(store):
     with store.transaction() as db:
         store.update_task(db, task(index=1).id, template_hash="abcdefabcd")
     assert store.task(task(index=1).id).template_hash == "abcdefabcd"
+
+
+# -- nodes: cordon, drain -------------------------------------------------------------------
+
+
+def node_row(store: Store, name: str = "a") -> tuple:
+    r = store.resource(Kind.NODE, name)
+    return r.spec["unschedulable"], r.drain_deadline, r.generation, r.updated_at
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        pytest.param([  # (on, drain_timeout, now) -> (changed, unschedulable, drain_deadline, generation, updated_at)
+            ((True, None, 20.0), (True, True, None, 2, 20.0)),  # cordon
+            ((True, None, 30.0), (False, True, None, 2, 20.0)),  # again: nothing to do
+            ((False, None, 40.0), (True, False, None, 3, 40.0)),  # uncordon
+            ((False, None, 50.0), (False, False, None, 3, 40.0)),  # again: nothing to do
+        ], id="cordon-uncordon"),
+        pytest.param([
+            ((True, 60.0, 20.0), (True, True, 80.0, 2, 20.0)),  # drain a schedulable node
+            ((True, None, 30.0), (False, True, 80.0, 2, 20.0)),  # cordon keeps the drain going
+            ((True, 5.0, 40.0), (True, True, 45.0, 2, 40.0)),  # drain again: a new deadline, no generation bump
+            ((False, None, 50.0), (True, False, None, 3, 50.0)),  # uncordon ends the drain
+        ], id="drain-redrain-uncordon"),
+        pytest.param([
+            ((True, None, 20.0), (True, True, None, 2, 20.0)),
+            ((True, 0.0, 30.0), (True, True, 30.0, 2, 30.0)),  # drain a cordoned node: deadline only
+            ((False, None, 40.0), (True, False, None, 3, 40.0)),
+        ], id="cordon-then-drain"),
+    ],
+)
+def test_cordon_and_drain_report_changes_and_bump_generation_only_when_unschedulable_flips(store, steps):
+    """cordon returns whether anything changed; generation moves only when unschedulable flips; drain sets now + timeout."""
+    store.apply([manifest("Node", "a", labels={"zone": "x"}, slots={"default": 2})], now=10.0)
+
+    for (on, timeout, now), (changed, *row) in steps:
+        assert store.cordon("a", on, drain_timeout=timeout, now=now) is changed
+        assert node_row(store) == tuple(row)
+
+    node = store.resource(Kind.NODE, "a")
+    assert (node.labels, node.spec["slots"], node.spec["address"]) == ({"zone": "x"}, {"default": 2},
+                                                                       "tcp://127.0.0.1:2375")
+
+
+def test_drain_deadline_is_kept_in_the_store(store, db_path):
+    """A drain deadline (migration 4) is read back by a new connection and by resources()."""
+    store.apply([manifest("Node", "a"), manifest("Node", "b")], now=10.0)
+    store.cordon("a", True, drain_timeout=300.0, now=100.0)
+
+    again = Store(db_path)
+    try:
+        assert [(r.name, r.drain_deadline) for r in again.resources(Kind.NODE)] == [("a", 400.0), ("b", None)]
+        assert again.resource(Kind.NODE, "a").model.spec.unschedulable is True
+    finally:
+        again.close()
+
+
+@pytest.mark.parametrize("on, timeout", [(True, None), (False, None), (True, 10.0)])
+def test_cordon_of_an_unknown_node_names_it_and_how_to_list_nodes(store, on, timeout):
+    """Cordoning, uncordoning or draining a node that does not exist raises NotFound saying how to list nodes."""
+    store.apply([job("a")])  # a Job of that name is not a Node
+
+    with pytest.raises(NotFound, match=r"^Node 'a' not found; `brokerctl get nodes` lists them$"):
+        store.cordon("a", on, drain_timeout=timeout)
+    assert store.resource(Kind.JOB, "a").generation == 1
+
+
+def test_tasks_on_lists_the_active_tasks_bound_to_a_node(store):
+    """tasks_on gives a node's Pending and Running tasks in creation order, none that are over or elsewhere."""
+    rows = [task("j", 0, phase=TaskPhase.RUNNING, node="a", created_at=5.0),
+            task("j", 1, phase=TaskPhase.PENDING, node="a", created_at=3.0),
+            task("j", 2, phase=TaskPhase.PENDING, created_at=1.0),  # not placed
+            task("j", 3, phase=TaskPhase.RUNNING, node="b", created_at=2.0),
+            task("web", 0, kind=Kind.SERVICE, phase=TaskPhase.RUNNING, node="a", created_at=4.0)]
+    rows += [task("old", i, phase=phase, node="a", created_at=0.5)
+             for i, phase in enumerate([TaskPhase.SUCCEEDED, TaskPhase.FAILED, TaskPhase.LOST, TaskPhase.STOPPED])]
+    insert(store, *rows)
+
+    assert [t.id for t in store.tasks_on("a")] == [rows[1].id, rows[4].id, rows[0].id]
+    assert store.tasks_on("a")[0] == rows[1]
+    assert [t.id for t in store.tasks_on("b")] == [rows[3].id]
+    assert store.tasks_on("nowhere") == []
