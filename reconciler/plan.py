@@ -38,7 +38,7 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
         if status != node.status:
             p.statuses.append((Kind.NODE, node.name, status))
             _node_events(p, node, status)
-        if (when := workloads.lost_at(node, obs, snapshot.lost_after)) is not None:
+        if (when := workloads.lost_at(node, obs, snapshot.lost_after)) is not None and when > now:
             p.wake_at(when)
     lost = {n for n, c in conditions.items() if c == "Lost"}
     current, fencing = _observe_tasks(p, tasks, snapshot, nodes, owners, lost, ready_since, now)
@@ -98,7 +98,7 @@ def _observe_tasks(p: Plan, tasks: list[TaskRecord], snapshot: Snapshot, nodes: 
             elif c.state == "running" and (t.phase is TaskPhase.PENDING or t.container_id != c.id):
                 t = _set(p, t, phase=TaskPhase.RUNNING, container_id=c.id, node=node,
                          started_at=t.started_at or now, reason="", message="")
-        elif hit and t.phase is TaskPhase.LOST and hit[1].finished:
+        elif hit and t.phase is TaskPhase.LOST and t.reason == "NodeLost" and hit[1].finished:
             # It ran on while its node could not be reached. A Job's success still counts if no other
             # attempt of that index succeeded (the replacement is then stopped); keep its output.
             node, c = hit
@@ -109,7 +109,7 @@ def _observe_tasks(p: Plan, tasks: list[TaskRecord], snapshot: Snapshot, nodes: 
                 p.events.append(Event(t.owner_kind.value, t.owner_name, "SucceededWhileLost",
                                       f"{t.id}: {t.message}", task_id=t.id))
             p.collects.append(Collect(t.id, node, c.id))
-        elif (hit and t.phase is TaskPhase.LOST and t.owner_kind is Kind.JOB
+        elif (hit and t.phase is TaskPhase.LOST and t.reason == "NodeLost" and t.owner_kind is Kind.JOB
               and now < ready_since.get(hit[0], now) + FENCE_SETTLE_SECONDS):
             # A daemon that was hung reports exits it missed only after it resumes: give it a moment,
             # so an attempt that finished meanwhile is collected rather than killed. No new work there yet.
@@ -117,7 +117,7 @@ def _observe_tasks(p: Plan, tasks: list[TaskRecord], snapshot: Snapshot, nodes: 
             p.wake_at(ready_since[hit[0]] + FENCE_SETTLE_SECONDS)
         elif hit:  # a container for a task that is over: stop it (fencing, failed starts, deletes)
             node, c = hit
-            fence = t.phase is TaskPhase.LOST  # replaced elsewhere: it must not run twice, kill at once
+            fence = t.reason == "NodeLost"  # replaced elsewhere: it must not run twice, kill at once
             if fence:
                 fencing.add(node)
                 p.events.append(Event(t.owner_kind.value, t.owner_name, "Fenced",
@@ -151,7 +151,8 @@ def _place(p: Plan, current: dict[str, TaskRecord], owners: dict, nodes: dict,
     for node in sorted(nodes.values(), key=lambda n: n.name):
         obs = snapshot.nodes.get(node.name)
         status = workloads.node_status(node, obs, now, snapshot.lost_after)
-        views.append(NodeView(node.name, ready=bool(obs and obs.ready), schedulable=not node.model.spec.unschedulable,
+        schedulable = not node.model.spec.unschedulable and node.drain_deadline is None  # a drain lasts until uncordon
+        views.append(NodeView(node.name, ready=bool(obs and obs.ready), schedulable=schedulable,
                               fencing=node.name in fencing,
                               slots=status.get("slots", {}), used=Counter(), labels=dict(node.labels),
                               cpus=status.get("cpus"), memory=status.get("memory"),

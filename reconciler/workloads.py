@@ -308,7 +308,7 @@ def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Sn
         if new:
             if any(available(t) for t in new):
                 for t in old:
-                    stop(t, "Replaced", f"replaced by {new[0].id} (template {want})")
+                    stop(t, "Replaced", f"replaced by {new[0].id} ({_why_replaced(t, want, draining)})")
                     up, total = up - available(t), total - 1
                 by_index[i] = new
             continue

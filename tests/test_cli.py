@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,8 @@ import pytest
 from helpers import cli, cli_json, job_yaml
 
 REPO = Path(__file__).resolve().parent.parent
-COMMANDS = ["apply", "get", "describe", "delete", "logs", "wait", "status", "schema", "controller", "run", "retry"]
+COMMANDS = ["apply", "get", "describe", "delete", "logs", "wait", "status", "schema", "controller", "run", "retry",
+            "cordon", "uncordon", "drain"]
 
 GOOD = """\
 apiVersion: broker/v1
@@ -175,3 +178,90 @@ def test_usage_errors_exit_2_without_traceback(db, args):
     proc = cli(db, *args)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "Error:" in proc.stderr
+
+
+# -- cordon, uncordon, drain ------------------------------------------------------------------
+
+NODES = """\
+apiVersion: broker/v1
+kind: Node
+metadata: {name: h1}
+spec: {address: "tcp://127.0.0.1:2375"}
+---
+apiVersion: broker/v1
+kind: Node
+metadata: {name: h2}
+spec: {address: "tcp://127.0.0.1:2376"}
+"""
+
+
+def node_state(db) -> dict:
+    """name -> (spec.unschedulable, status.draining, status.drainDeadline) from `get nodes -o json`."""
+    return {n["metadata"]["name"]: (n["spec"]["unschedulable"], n["status"]["draining"], n["status"]["drainDeadline"])
+            for n in cli_json(db, "get", "nodes")}
+
+
+def status_column(db) -> dict:
+    """name -> STATUS cell of the `get nodes` table."""
+    lines = cli(db, "get", "nodes", check=True).stdout.splitlines()
+    assert lines[0].split()[:2] == ["NAME", "STATUS"]
+    return {line.split()[0]: line.split()[1] for line in lines[1:] if line.strip()}
+
+
+def test_cordon_and_uncordon_say_what_changed_and_show_in_get_nodes(db):
+    """cordon/uncordon print one line saying whether they changed the node; get nodes shows SchedulingDisabled."""
+    cli(db, "apply", "-f", "-", input=NODES, check=True)
+
+    assert cli(db, "cordon", "h1", check=True).stdout == "node/h1 cordoned\n"
+    assert cli(db, "cordon", "node/h1", check=True).stdout == "node/h1 already cordoned\n"
+    assert node_state(db) == {"h1": (True, False, None), "h2": (False, False, None)}
+    assert status_column(db) == {"h1": "Unknown,SchedulingDisabled", "h2": "Unknown"}
+
+    assert cli(db, "uncordon", "h1", check=True).stdout == "node/h1 uncordoned\n"
+    assert cli(db, "uncordon", "h1", check=True).stdout == "node/h1 already schedulable\n"
+    assert node_state(db) == {"h1": (False, False, None), "h2": (False, False, None)}
+
+
+def test_drain_no_wait_cordons_sets_a_deadline_and_uncordon_ends_it(db):
+    """drain --no-wait returns at once with the node cordoned and draining until now + --timeout; uncordon ends it."""
+    cli(db, "apply", "-f", "-", input=NODES, check=True)
+
+    before = time.time()
+    assert cli(db, "drain", "node/h2", "--timeout", "120", "--no-wait", check=True).stdout == (
+        "node/h2 cordoned; draining\n")
+    after = time.time()
+    state = node_state(db)
+    assert state["h1"] == (False, False, None)
+    unschedulable, draining, deadline = state["h2"]
+    assert unschedulable is True and draining is True
+    assert before + 120 - 0.01 <= datetime.fromisoformat(deadline.replace("Z", "+00:00")).timestamp() <= after + 120
+    assert status_column(db) == {"h1": "Unknown", "h2": "Unknown,SchedulingDisabled,Draining"}
+
+    assert cli(db, "uncordon", "h2", check=True).stdout == "node/h2 uncordoned\n"
+    assert node_state(db)["h2"] == (False, False, None)
+
+
+def test_drain_of_a_node_without_tasks_finishes_at_once(db):
+    """drain (waiting) on a node with no active task reports it drained right away, no controller needed."""
+    cli(db, "apply", "-f", "-", input=NODES, check=True)
+
+    proc = cli(db, "drain", "h1", "--timeout", "5", timeout=20, check=True)
+
+    assert proc.stdout == "node/h1 cordoned; draining\nnode/h1 drained\n"
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["cordon", "nope"], 1, "error: Node 'nope' not found; `brokerctl get nodes` lists them"),
+        (["uncordon", "node/nope"], 1, "error: Node 'nope' not found; `brokerctl get nodes` lists them"),
+        (["drain", "nope", "--no-wait"], 1, "error: Node 'nope' not found; `brokerctl get nodes` lists them"),
+        (["cordon", "job/h1"], 2, "error: 'job/h1' is not a node"),
+    ],
+)
+def test_cordon_uncordon_drain_of_an_unknown_node_is_one_error_line(db, args, code, message):
+    """An unknown node (or a reference to something else) exits non-zero with one error line and no output."""
+    proc = cli(db, *args)
+
+    assert proc.returncode == code
+    assert proc.stderr.splitlines() == [message] and proc.stdout == ""

@@ -15,7 +15,7 @@ import pytest
 
 from reconciler.actions import Collect, Plan, Remove
 from reconciler.models import Kind
-from reconciler.plan import plan
+from reconciler.plan import FENCE_SETTLE_SECONDS, plan
 from reconciler.records import ContainerObs, NodeObs, ResourceRecord, Snapshot, TaskRecord
 from reconciler.workloads import lost_at, node_status
 from test_plan import (
@@ -304,10 +304,60 @@ def test_fencing_holds_back_only_the_node_with_stale_containers():
                  reason="NodeLost")
     fresh = job_res("fresh")
 
-    p = run([node_res("a"), node_res("b"), web, fresh], [stale], snapshot(up("a", ctr(stale)), up("b")))
+    back = node_res("a", status={"condition": "Ready", "since": NOW - 10})
+    p = run([back, node_res("b"), web, fresh], [stale], snapshot(up("a", ctr(stale)), up("b")))
 
     assert [(r.node, r.grace) for r in p.removals] == [("a", 0)]
     assert {s.node for s in p.starts} == {"b"} and len(p.starts) == 2  # the replica's replacement and the Job
+
+
+def test_stale_job_container_on_a_node_that_just_returned_gets_a_moment_to_report_its_exit():
+    """A returned node's stale Job container is left FENCE_SETTLE_SECONDS to report an exit, then killed.
+
+    Meanwhile the node is fenced (no new work); an exit reported in that window is collected.
+    """
+    job = job_res(completions=2, parallelism=1)
+    stale = task(job, 0, 1, L, node="a", container_id="c0", started_at=NOW - 50, finished_at=NOW - 20,
+                 reason="NodeLost")
+    replacement = task(job, 0, 2, R, node="b", container_id="c0-2", started_at=NOW - 19)
+    fresh = job_res("fresh")
+    tasks = [stale, replacement]
+    returned = node_res("a", {"default": 2}, status={"condition": "Lost", "since": NOW - 20})
+    nodes = [returned, node_res("b", {"default": 1})]
+    on_b = up("b", container(replacement))
+
+    p = run([*nodes, job, fresh], tasks, snapshot(up("a", container(stale)), on_b))
+
+    since = status_of(p, Kind.NODE, "a")
+    assert (since["condition"], since["since"]) == ("Ready", NOW)
+    assert not p.removals and not p.collects and not events(p, "Fenced")
+    assert p.next_wake == NOW + FENCE_SETTLE_SECONDS
+    [waiting] = p.new_tasks
+    assert not p.starts and "1 fencing stale containers" in applied(p, tasks)[waiting.id].message
+
+    nodes[0] = replace(returned, status=since)
+    reported = run([*nodes, job], tasks, snapshot(up("a", exited(stale)), on_b), NOW + 1)
+    assert applied(reported, tasks)[stale.id].reason == "SucceededWhileLost"
+    assert reported.collects == [Collect(stale.id, "a", "c0")] and not events(reported, "Fenced")
+
+    settled = run([*nodes, job], tasks, snapshot(up("a", container(stale)), on_b), NOW + FENCE_SETTLE_SECONDS)
+    assert [(r.container_id, r.grace) for r in settled.removals] == [("c0", 0)]
+    assert [e.task_id for e in events(settled, "Fenced")] == [stale.id]
+
+
+def test_stale_service_container_on_a_node_that_just_returned_is_killed_at_once():
+    """A Lost Service replica's container is killed in the very pass its node returns: a replica has no result to wait for."""
+    web = svc(replicas=1)
+    stale = task(web, 0, 1, L, node="a", container_id="c0", started_at=NOW - 50, finished_at=NOW - 20,
+                 reason="NodeLost")
+    replacement = running(web, 0, 2, node="b", started=NOW - 19)
+    returned = node_res("a", status={"condition": "Lost", "since": NOW - 20})
+
+    p = run([returned, node_res("b"), web], [stale, replacement],
+            snapshot(up("a", ctr(stale)), up("b", ctr(replacement))))
+
+    assert p.removals == [Remove("a", "c0", stale.id, f"task {stale.id} is Lost", grace=0)]
+    assert [e.task_id for e in events(p, "Fenced")] == [stale.id]
 
 
 # -- results of tasks that ran on while their node was Lost -------------------------------------
@@ -714,3 +764,45 @@ def test_simulated_job_that_finished_while_its_node_was_lost_keeps_its_result():
     status = cluster.owners[(Kind.JOB, "job")].status
     assert (status["phase"], status["succeeded"], status["failed"]) == ("Complete", 2, 0)
     assert not any(e.reason == "Fenced" for e in cluster.events)
+
+
+def test_a_node_that_stays_lost_does_not_wake_the_controller_again_and_again():
+    """Once a node is Lost its Lost time is past: the plan asks for no wake-up for it (no busy loop)."""
+    node = node_res("a", status={"condition": "Lost"})
+
+    p = run([node], [], snapshot(lost_node("a")))
+
+    assert p.next_wake is None
+
+
+def test_drained_job_container_still_stopping_is_not_fenced():
+    """A drained task's container within its grace period is left to its graceful stop: no kill, no Fenced event."""
+    job = job_res(terminationGracePeriodSeconds=30)
+    t = task(job, 0, 1, L, node="a", container_id="c0", reason="Drained", finished_at=NOW - 1)
+    ready = replace(node_res("a"), status={"condition": "Ready", "since": NOW - 60})
+
+    p = run([ready, job], [t], snapshot(up("a", container(t))))
+
+    assert not events(p, "Fenced")
+    assert [r.grace for r in p.removals] == [10.0]  # a plain stop of a terminal task's container
+
+
+def test_drained_job_container_that_exits_zero_stays_lost():
+    """A drained task that exits 0 on SIGTERM does not count as a success (its stop already kept the output)."""
+    job = job_res()
+    t = task(job, 0, 1, L, node="a", container_id="c0", reason="Drained", finished_at=NOW - 1)
+
+    p = run([node_res("a"), job], [t], snapshot(up("a", exited(t, 0))))
+
+    assert applied(p, [t])[t.id].phase is L
+
+
+def test_reapplying_a_draining_node_as_schedulable_keeps_it_drained():
+    """A drain lasts until uncordon: a node whose spec says schedulable again still gets no new tasks."""
+    job = job_res()
+    node = replace(node_res("a"), drain_deadline=NOW - 10)  # unschedulable: false, as a re-apply leaves it
+
+    p = run([node, job], [], snapshot(up("a")))
+
+    [new] = p.new_tasks
+    assert not p.starts and "unschedulable" in applied(p, [])[new.id].message

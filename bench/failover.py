@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Failover time: a host's daemon is SIGKILLed or SIGSTOPped under a Service; how long until all
+replicas run on the other hosts? brokerctl (controller defaults) beside Docker Swarm mode, on the
+same three throwaway daemons, in the same run, interleaved.
+
+Run: `python bench/failover.py [--replicas 6] [--reps 3] [--quick] [--no-swarm]`.
+
+brokerctl: a fresh store, 3 Nodes, a Service spread over them; the clock starts at the signal and
+stops when a poll of the two healthy hosts (every 50 ms) sees every replica running there.
+Swarm: `swarm init` on the first daemon, the others `join` via their 127.0.0.x addresses; a
+replicated service of the same size; the clock stops when the manager reports every replica
+running on the healthy nodes. After each measurement the host is restored (restarted after
+SIGKILL, SIGCONT after SIGSTOP) and, for brokerctl, fencing is checked: no replica of ours is
+left running on the returning host. Prints medians, the ratio Swarm/brokerctl and the targets
+(<= 5 s, >= 4x faster than Swarm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import docker  # noqa: E402
+
+import dockerhosts  # noqa: E402
+
+TARGET_SECONDS, TARGET_FACTOR = 5.0, 4.0
+COMMAND = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+FAULTS = {"SIGKILL": signal.SIGKILL, "SIGSTOP": signal.SIGSTOP}
+
+
+def client(host, timeout: float = 5) -> docker.DockerClient:
+    return docker.DockerClient(base_url=host.address, version="1.41", timeout=timeout)
+
+
+def running(host, label: str) -> int:
+    c = client(host, 2)
+    try:
+        return len(c.api.containers(filters={"label": label, "status": "running"}))
+    finally:
+        c.close()
+
+
+def poll(predicate, timeout: float, what: str) -> float:
+    deadline = time.perf_counter() + timeout
+    while True:
+        try:
+            if predicate():
+                return time.perf_counter()
+        except Exception:  # a daemon coming back may refuse a call or two
+            pass
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def restore(host, sig: int) -> None:
+    if sig == signal.SIGKILL:
+        host.start()
+    else:
+        host.kill(signal.SIGCONT)
+    poll(lambda: host.ping(timeout=1), 60, f"{host.name} answering")
+
+
+def brokerctl_once(hosts, sig: int, replicas: int, workdir: Path, run: str) -> tuple[float, bool]:
+    """Returns (seconds to all replicas running on the healthy hosts, fenced on return)."""
+    db = workdir / f"failover-{run}.db"
+    name = f"fo{run}"
+    label = f"brokerctl.owner=Service/{name}"
+    docs = [{"apiVersion": "broker/v1", "kind": "Node", "metadata": {"name": h.name},
+             "spec": {"address": h.address, "slots": {"default": replicas}}} for h in hosts]
+    docs.append({"apiVersion": "broker/v1", "kind": "Service", "metadata": {"name": name},
+                 "spec": {"replicas": replicas, "template": {"image": "busybox", "command": COMMAND}}})
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cli = [sys.executable, "-m", "reconciler", "--db", str(db)]
+    subprocess.run([*cli, "apply", "-f", "-"], input="\n---\n".join(map(json.dumps, docs)), text=True,
+                   check=True, capture_output=True, env=env)
+    log = open(workdir / f"controller-{run}.log", "w")
+    ctl = subprocess.Popen([*cli, "controller"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    victim, others = hosts[1], [hosts[0], hosts[2]]
+    try:
+        poll(lambda: sum(running(h, label) for h in hosts) == replicas and running(victim, label) > 0, 60,
+             "replicas running")
+        time.sleep(1.0)
+        victim.kill(sig)
+        start = time.perf_counter()
+        end = poll(lambda: sum(running(h, label) for h in others) >= replicas, 120, "replicas moved")
+        restore(victim, sig)
+        try:
+            poll(lambda: running(victim, label) == 0, 30, "fenced")
+            fenced = True
+        except TimeoutError:
+            fenced = False
+        subprocess.run([*cli, "delete", "service", name], capture_output=True, env=env)
+        poll(lambda: sum(running(h, label) for h in hosts) == 0, 60, "service removed")
+        return end - start, fenced
+    finally:
+        ctl.terminate()
+        ctl.wait(30)
+        log.close()
+
+
+class Swarm:
+    def __init__(self, hosts):
+        self.hosts = hosts
+        manager = client(hosts[0], 30)
+        manager.swarm.init(advertise_addr=hosts[0].ip, listen_addr=f"{hosts[0].ip}:2377")
+        token = manager.swarm.attrs["JoinTokens"]["Worker"]
+        for h in hosts[1:]:
+            c = client(h, 30)
+            c.swarm.join(remote_addrs=[f"{hosts[0].ip}:2377"], join_token=token, advertise_addr=h.ip,
+                         listen_addr=f"{h.ip}:2377")
+            c.close()
+        self.manager = manager
+        self.node_of = {h.name: client(h).info()["Swarm"]["NodeID"] for h in hosts}
+
+    def once(self, sig: int, replicas: int, run: str) -> float:
+        victim = self.hosts[1]
+        svc = self.manager.services.create("busybox:latest", command=COMMAND, name=f"fo{run}",
+                                           mode=docker.types.ServiceMode("replicated", replicas=replicas))
+        victim_id = self.node_of[victim.name]
+
+        def placed(exclude: str | None) -> int:
+            tasks = svc.tasks(filters={"desired-state": "running"})
+            return sum(t["Status"]["State"] == "running" and t.get("NodeID") != exclude for t in tasks)
+
+        try:
+            poll(lambda: placed(None) == replicas and any(
+                t.get("NodeID") == victim_id for t in svc.tasks(filters={"desired-state": "running"})), 120,
+                "swarm replicas running")
+            time.sleep(1.0)
+            victim.kill(sig)
+            start = time.perf_counter()
+            end = poll(lambda: placed(victim_id) >= replicas, 300, "swarm replicas moved")
+            return end - start
+        finally:
+            restore(victim, sig)
+            svc.remove()
+            poll(lambda: all(running(h, f"com.docker.swarm.service.name=fo{run}") == 0 for h in self.hosts), 120,
+                 "swarm service removed")
+            poll(lambda: self.manager.nodes.get(victim_id).attrs["Status"]["State"] == "ready", 120,
+                 "swarm node ready again")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--replicas", type=int, default=6)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="3 replicas, one repetition, no Swarm: a smoke run")
+    ap.add_argument("--no-swarm", action="store_true")
+    ap.add_argument("--first-ip", type=int, default=61, help="last octet for the daemons this run starts")
+    args = ap.parse_args()
+    if args.quick:
+        args.replicas, args.reps, args.no_swarm = 3, 1, True
+    hosts = dockerhosts.start_hosts(3, first_ip=args.first_ip)
+    ours: dict[str, list[float]] = {f: [] for f in FAULTS}
+    theirs: dict[str, list[float]] = {f: [] for f in FAULTS}
+    fenced = []
+    try:
+        swarm = None if args.no_swarm else Swarm(hosts)
+        with tempfile.TemporaryDirectory(prefix="bkfail-") as tmp:
+            for rep in range(args.reps):
+                for fault, sig in FAULTS.items():
+                    seconds, ok = brokerctl_once(hosts, sig, args.replicas, Path(tmp), f"{rep}{fault[3:].lower()}")
+                    ours[fault].append(seconds)
+                    fenced.append(ok)
+                    line = f"  run {rep + 1} {fault}: brokerctl {seconds:.2f}s"
+                    if swarm:
+                        theirs[fault].append(swarm.once(sig, args.replicas, f"{rep}{fault[3:].lower()}"))
+                        line += f", Swarm {theirs[fault][-1]:.2f}s"
+                    print(line, flush=True)
+    finally:
+        dockerhosts.stop_hosts(hosts)
+    print(f"failover of {args.replicas} replicas over 3 hosts, one host faulted, median of {args.reps}:")
+    for fault in FAULTS:
+        mine = statistics.median(ours[fault])
+        line = (f"  {fault}: brokerctl {mine:.2f}s (spread {min(ours[fault]):.2f}-{max(ours[fault]):.2f}; "
+                f"target <= {TARGET_SECONDS:g}s: {'met' if mine <= TARGET_SECONDS else 'MISSED'})")
+        if theirs[fault]:
+            other = statistics.median(theirs[fault])
+            factor = other / mine
+            line += (f"; Swarm {other:.2f}s (spread {min(theirs[fault]):.2f}-{max(theirs[fault]):.2f}); "
+                     f"brokerctl {factor:.1f}x faster (target >= {TARGET_FACTOR:g}x: "
+                     f"{'met' if factor >= TARGET_FACTOR else 'MISSED'})")
+        print(line)
+    print(f"  fencing on return: {sum(fenced)}/{len(fenced)} runs left no stale replica on the returning host")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
