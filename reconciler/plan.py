@@ -159,6 +159,9 @@ def _place(p: Plan, current: dict[str, TaskRecord], owners: dict, nodes: dict,
                               allowed_mounts=tuple(node.model.spec.allowedMounts)))
     by_name = {v.name: v for v in views}
     seen = snapshot.by_task
+    # (owner, index) -> (task, node) for tasks lost with their node this pass: their replacements say so.
+    lost_here = {(current[tid].owner, current[tid].index): (tid, current[tid].node)
+                 for tid, ch in p.task_updates.items() if ch.get("reason") == "NodeLost" and tid in current}
     collecting = {c.task_id for c in p.collects}
     # Tasks ``workloads`` stopped this pass (scale-down, Job done or failed): ``current`` still shows
     # them active. Their containers keep their capacity until removed, but they must not be (re)started.
@@ -209,8 +212,10 @@ def _place(p: Plan, current: dict[str, TaskRecord], owners: dict, nodes: dict,
             continue
         res = owners[(t.owner_kind, t.owner_name)]
         t = _set(p, t, node=placed.node, scheduled_at=now, reason="Scheduled", message=placed.reason)
+        gone = lost_here.get((t.owner, t.index))
+        moved = f"; replaces {gone[0]} from lost node {gone[1]}" if gone else ""
         p.events.append(Event(t.owner_kind.value, t.owner_name, "Scheduled",
-                              f"{t.id} on {placed.node} ({placed.reason})", task_id=t.id))
+                              f"{t.id} on {placed.node} ({placed.reason}{moved})", task_id=t.id))
         p.starts.append(Start(t.id, placed.node, container_spec(t, res, store_id)))
 
 

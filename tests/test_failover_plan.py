@@ -806,3 +806,14 @@ def test_reapplying_a_draining_node_as_schedulable_keeps_it_drained():
 
     [new] = p.new_tasks
     assert not p.starts and "unschedulable" in applied(p, [])[new.id].message
+
+
+def test_the_replacement_of_a_lost_task_says_where_the_work_went():
+    """The Scheduled event of a replacement names the lost task and node it replaces."""
+    web = svc(replicas=1)
+    t = task(web, 0, 1, R, node="a", container_id="c0", started_at=NOW - 50)
+
+    p = run([node_res("a"), node_res("b"), web], [t], snapshot(lost_node("a"), up("b")))
+
+    [event] = events(p, "Scheduled")
+    assert event.message.startswith(f"{p.new_tasks[0].id} on b (") and f"replaces {t.id} from lost node a" in event.message
