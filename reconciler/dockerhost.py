@@ -265,7 +265,37 @@ class ProbeState:
     message: str = "not probed yet"
 
 
-class Prober:
+class _PerHost:
+    """One daemon thread per host running ``target(host, quit)``; ``track`` follows the node list
+    (a node removed or readdressed has its thread told to quit)."""
+
+    def __init__(self, target: Callable[["Host", threading.Event], None], label: str):
+        self._target, self._label = target, label
+        self._threads: dict[str, tuple[str, threading.Event]] = {}
+
+    def track(self, hosts: dict[str, "Host"]) -> None:
+        for name in list(self._threads):
+            address, quit_ = self._threads[name]
+            if name not in hosts or hosts[name].address != address:
+                quit_.set()
+                del self._threads[name]
+                self._forget(name)
+        for name, host in hosts.items():
+            if name not in self._threads:
+                quit_ = threading.Event()
+                self._threads[name] = (host.address, quit_)
+                threading.Thread(target=self._target, args=(host, quit_), daemon=True,
+                                 name=f"{self._label}-{name}").start()
+
+    def stop(self) -> None:
+        for _, quit_ in self._threads.values():
+            quit_.set()
+
+    def _forget(self, name: str) -> None:
+        pass
+
+
+class Prober(_PerHost):
     """Pings every node (``/_ping`` with a short timeout) on its own schedule, one thread each.
 
     A hung or dead daemon costs its own thread a timeout, never the controller's loop or the
@@ -275,32 +305,18 @@ class Prober:
 
     def __init__(self, interval: float = 1.0, timeout: float = 1.0,
                  on_change: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.time):
+        super().__init__(self._loop, "probe")
         self.interval, self.timeout, self.on_change, self.clock = interval, timeout, on_change, clock
         self._states: dict[str, ProbeState] = {}
-        self._threads: dict[str, tuple[str, threading.Event]] = {}
         self._lock = threading.Lock()
 
     def state(self, name: str) -> ProbeState:
         with self._lock:
             return self._states.get(name, ProbeState())
 
-    def track(self, hosts: dict[str, "Host"]) -> None:
-        for name in list(self._threads):
-            address, quit_ = self._threads[name]
-            if name not in hosts or hosts[name].address != address:
-                quit_.set()
-                del self._threads[name]
-                with self._lock:
-                    self._states.pop(name, None)
-        for name, host in hosts.items():
-            if name not in self._threads:
-                quit_ = threading.Event()
-                self._threads[name] = (host.address, quit_)
-                threading.Thread(target=self._loop, args=(host, quit_), daemon=True, name=f"probe-{name}").start()
-
-    def stop(self) -> None:
-        for _, quit_ in self._threads.values():
-            quit_.set()
+    def _forget(self, name: str) -> None:
+        with self._lock:
+            self._states.pop(name, None)
 
     def wait_first(self, names: set[str], timeout: float) -> None:
         """Wait (at most ``timeout``) until each named node has been probed once."""
@@ -344,7 +360,7 @@ class Prober:
             self.on_change()
 
 
-class EventWatcher:
+class EventWatcher(_PerHost):
     """One thread per host streaming container events of our store; each event sets ``wake``.
 
     Lets the controller see a container exit at once instead of at the next resync. A host that
@@ -353,27 +369,13 @@ class EventWatcher:
     """
 
     def __init__(self, store_id: str, wake: threading.Event):
+        super().__init__(self._watch, "events")
         self.store_id, self.wake = store_id, wake
-        self._threads: dict[str, tuple[str, threading.Event]] = {}
         self._stopped = threading.Event()
-
-    def track(self, hosts: dict[str, "Host"]) -> None:
-        for name in list(self._threads):
-            address, quit_ = self._threads[name]
-            if name not in hosts or hosts[name].address != address:
-                quit_.set()
-                del self._threads[name]
-        for name, host in hosts.items():
-            if name not in self._threads:
-                quit_ = threading.Event()
-                self._threads[name] = (host.address, quit_)
-                threading.Thread(target=self._watch, args=(host, quit_), daemon=True,
-                                 name=f"events-{name}").start()
 
     def stop(self) -> None:
         self._stopped.set()
-        for _, quit_ in self._threads.values():
-            quit_.set()
+        super().stop()
 
     def _watch(self, host: "Host", quit_: threading.Event) -> None:
         filters = {"type": ["container"], "label": [f"{LABEL_STORE}={self.store_id}"],

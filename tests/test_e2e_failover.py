@@ -12,21 +12,10 @@ import time
 import pytest
 
 from helpers import ControllerProcess, broker_containers, cli, cli_json, tasks_of, wait_for
-from test_e2e_placement import job, nodes
-from test_e2e_services import SERVE, running, service
+from test_e2e_placement import job
+from test_e2e_services import SERVE, db, running, service, three_nodes  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture
-def db(tmp_path):
-    return tmp_path / "broker.db"
-
-
-@pytest.fixture
-def three_nodes(clean_hosts, db):
-    cli(db, "apply", "-f", "-", input=nodes(clean_hosts, [{}, {}, {}], {"default": 8}), check=True)
-    return clean_hosts
 
 
 def events(db, target: str | None = None) -> list[dict]:
