@@ -18,22 +18,15 @@ left running on the returning host. Prints medians, the ratio Swarm/brokerctl an
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-
+import common  # noqa: E402  (puts the repository on sys.path)
 import docker  # noqa: E402
-
-import dockerhosts  # noqa: E402
 
 TARGET_SECONDS, TARGET_FACTOR = 5.0, 4.0
 COMMAND = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
@@ -75,21 +68,13 @@ def restore(host, sig: int) -> None:
 
 def brokerctl_once(hosts, sig: int, replicas: int, workdir: Path, run: str) -> tuple[float, bool]:
     """Returns (seconds to all replicas running on the healthy hosts, fenced on return)."""
-    db = workdir / f"failover-{run}.db"
     name = f"fo{run}"
     label = f"brokerctl.owner=Service/{name}"
-    docs = [{"apiVersion": "broker/v1", "kind": "Node", "metadata": {"name": h.name},
-             "spec": {"address": h.address, "slots": {"default": replicas}}} for h in hosts]
+    docs = common.node_docs([h.address for h in hosts], replicas, [h.name for h in hosts])
     docs.append({"apiVersion": "broker/v1", "kind": "Service", "metadata": {"name": name},
                  "spec": {"replicas": replicas, "template": {"image": "busybox", "command": COMMAND}}})
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cli = [sys.executable, "-m", "reconciler", "--db", str(db)]
-    subprocess.run([*cli, "apply", "-f", "-"], input="\n---\n".join(map(json.dumps, docs)), text=True,
-                   check=True, capture_output=True, env=env)
-    log = open(workdir / f"controller-{run}.log", "w")
-    ctl = subprocess.Popen([*cli, "controller"], stdout=log, stderr=subprocess.STDOUT, env=env)
     victim, others = hosts[1], [hosts[0], hosts[2]]
-    try:
+    with common.controller(workdir, f"failover-{run}", docs) as store:
         poll(lambda: sum(running(h, label) for h in hosts) == replicas and running(victim, label) > 0, 60,
              "replicas running")
         time.sleep(1.0)
@@ -102,13 +87,9 @@ def brokerctl_once(hosts, sig: int, replicas: int, workdir: Path, run: str) -> t
             fenced = True
         except TimeoutError:
             fenced = False
-        subprocess.run([*cli, "delete", "service", name], capture_output=True, env=env)
-        poll(lambda: sum(running(h, label) for h in hosts) == 0, 60, "service removed")
+        store.scale(name, 0)
+        poll(lambda: sum(running(h, label) for h in hosts) == 0, 60, "service scaled to 0")
         return end - start, fenced
-    finally:
-        ctl.terminate()
-        ctl.wait(30)
-        log.close()
 
 
 class Swarm:
@@ -159,29 +140,26 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="3 replicas, one repetition, no Swarm: a smoke run")
     ap.add_argument("--no-swarm", action="store_true")
-    ap.add_argument("--first-ip", type=int, default=61, help="last octet for the daemons this run starts")
+    common.host_args(ap, first_ip=61, addresses=False)  # it signals the daemons: it starts its own
     args = ap.parse_args()
     if args.quick:
         args.replicas, args.reps, args.no_swarm = 3, 1, True
-    hosts = dockerhosts.start_hosts(3, first_ip=args.first_ip)
     ours: dict[str, list[float]] = {f: [] for f in FAULTS}
     theirs: dict[str, list[float]] = {f: [] for f in FAULTS}
     fenced = []
-    try:
+    with common.hosts(args) as (_, hosts), tempfile.TemporaryDirectory(prefix="bkfail-") as tmp:
         swarm = None if args.no_swarm else Swarm(hosts)
-        with tempfile.TemporaryDirectory(prefix="bkfail-") as tmp:
-            for rep in range(args.reps):
-                for fault, sig in FAULTS.items():
-                    seconds, ok = brokerctl_once(hosts, sig, args.replicas, Path(tmp), f"{rep}{fault[3:].lower()}")
-                    ours[fault].append(seconds)
-                    fenced.append(ok)
-                    line = f"  run {rep + 1} {fault}: brokerctl {seconds:.2f}s"
-                    if swarm:
-                        theirs[fault].append(swarm.once(sig, args.replicas, f"{rep}{fault[3:].lower()}"))
-                        line += f", Swarm {theirs[fault][-1]:.2f}s"
-                    print(line, flush=True)
-    finally:
-        dockerhosts.stop_hosts(hosts)
+        for rep in range(args.reps):
+            for fault, sig in FAULTS.items():
+                tag = f"{rep}{fault[3:].lower()}"
+                seconds, ok = brokerctl_once(hosts, sig, args.replicas, Path(tmp), tag)
+                ours[fault].append(seconds)
+                fenced.append(ok)
+                line = f"  run {rep + 1} {fault}: brokerctl {seconds:.2f}s"
+                if swarm:
+                    theirs[fault].append(swarm.once(sig, args.replicas, tag))
+                    line += f", Swarm {theirs[fault][-1]:.2f}s"
+                print(line, flush=True)
     print(f"failover of {args.replicas} replicas over 3 hosts, one host faulted, median of {args.reps}:")
     for fault in FAULTS:
         mine = statistics.median(ours[fault])

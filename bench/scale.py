@@ -15,10 +15,7 @@ way. A warm-up run is not counted. Prints the median of each and the ratio (targ
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,13 +23,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
+import common  # noqa: E402  (puts the repository on sys.path)
 import docker  # noqa: E402
-
-from reconciler.store import Store  # noqa: E402
 
 TARGET_RATIO = 1.2
 PER_HOST = 8  # the controller's per-node limit on concurrent Docker calls (act.Actor.per_node)
@@ -90,19 +82,10 @@ def baseline(cls, replicas: int, run: int) -> float:
 
 
 def brokerctl(cls, addresses: list[str], replicas: int, workdir: Path, run: int) -> float:
-    db = workdir / f"scale-{run}.db"
-    docs = [{"apiVersion": "broker/v1", "kind": "Node", "metadata": {"name": f"h{i + 1}"},
-             "spec": {"address": a, "slots": {"default": replicas}}} for i, a in enumerate(addresses)]
+    docs = common.node_docs(addresses, replicas)
     docs.append({"apiVersion": "broker/v1", "kind": "Service", "metadata": {"name": f"bench{run}"},
                  "spec": {"replicas": 1, "template": {"image": "busybox", "command": COMMAND}}})
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cli = [sys.executable, "-m", "reconciler", "--db", str(db)]
-    subprocess.run([*cli, "apply", "-f", "-"], input="\n---\n".join(map(json.dumps, docs)), text=True,
-                   check=True, capture_output=True, env=env)
-    log = open(workdir / f"controller-{run}.log", "w")
-    ctl = subprocess.Popen([*cli, "controller"], stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        store = Store(db)
+    with common.controller(workdir, f"scale-{run}", docs, ALARMS) as store:
         label = f"brokerctl.owner=Service/bench{run}"
         wait_running(cls, label, 1, timeout=60)
         time.sleep(1.0)  # let the controller go idle
@@ -113,14 +96,7 @@ def brokerctl(cls, addresses: list[str], replicas: int, workdir: Path, run: int)
         deadline = time.time() + 120
         while any(c.api.containers(all=True, filters={"label": label}) for c in cls) and time.time() < deadline:
             time.sleep(0.2)
-        # Health probes under this load must not have called a node NotReady or Lost.
-        ALARMS.extend(e for e in store.events(limit=10_000) if e["reason"] in ("NodeNotReady", "NodeLost"))
-        store.close()
         return end - start
-    finally:
-        ctl.terminate()
-        ctl.wait(30)
-        log.close()
 
 
 def main() -> int:
@@ -128,47 +104,28 @@ def main() -> int:
     ap.add_argument("--replicas", type=int, default=50)
     ap.add_argument("--reps", type=int, default=4)
     ap.add_argument("--quick", action="store_true", help="10 replicas, one repetition: a smoke run")
-    ap.add_argument("--addresses", help="comma-separated tcp:// addresses of running daemons with busybox")
-    ap.add_argument("--first-ip", type=int, default=51, help="last octet for the daemons this run starts")
+    common.host_args(ap, first_ip=51)
     args = ap.parse_args()
     if args.quick:
         args.replicas, args.reps = 10, 1
-    hosts = []
-    if args.addresses:
-        addresses = args.addresses.split(",")
-    else:
-        import dockerhosts
-
-        hosts = dockerhosts.start_hosts(3, first_ip=args.first_ip)
-        addresses = [h.address for h in hosts]
-    cls = clients(addresses)
-    ours, base = [], []
-    try:
-        with tempfile.TemporaryDirectory(prefix="bkscale-") as tmp:
+    with common.hosts(args) as (addresses, _), tempfile.TemporaryDirectory(prefix="bkscale-") as tmp:
+        cls = clients(addresses)
+        try:
             if not args.quick:  # warm-up, not counted: first container creations on fresh daemons are slower
                 baseline(cls, args.replicas, -1)
-            for run in range(args.reps):
-                # Alternate which goes first, so neither always follows the other's clean-up.
-                if run % 2:
-                    ours.append(brokerctl(cls, addresses, args.replicas, Path(tmp), run))
-                    base.append(baseline(cls, args.replicas, run))
-                else:
-                    base.append(baseline(cls, args.replicas, run))
-                    ours.append(brokerctl(cls, addresses, args.replicas, Path(tmp), run))
-                print(f"  run {run + 1}: brokerctl {ours[-1]:.2f}s, thread pool {base[-1]:.2f}s", flush=True)
-    finally:
-        for c in cls:
-            c.close()
-        if hosts:
-            dockerhosts.stop_hosts(hosts)
+            ours, base = common.interleave(
+                args.reps, lambda run: brokerctl(cls, addresses, args.replicas, Path(tmp), run),
+                lambda run: baseline(cls, args.replicas, run))
+        finally:
+            for c in cls:
+                c.close()
     mine, theirs = statistics.median(ours), statistics.median(base)
     ratio = mine / theirs
     print(f"scale 1 -> {args.replicas} replicas over {len(addresses)} hosts, median of {args.reps}:")
     print(f"  brokerctl (commit -> all running): {mine:.2f}s (spread {min(ours):.2f}-{max(ours):.2f})")
     print(f"  SDK thread pool, {PER_HOST} per host:  {theirs:.2f}s (spread {min(base):.2f}-{max(base):.2f})")
     print(f"  ratio {ratio:.2f} (target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'MISSED'})")
-    print(f"  node health false alarms under this load (default probes: every 1 s, 1 s timeout, Lost after 3 s): "
-          f"{len(ALARMS)}" + "".join(f"\n    {e['kind']}/{e['name']} {e['reason']}: {e['message']}" for e in ALARMS))
+    print(common.alarm_line(ALARMS) + "  (default probes: every 1 s, 1 s timeout, Lost after 3 s)")
     return 0
 
 

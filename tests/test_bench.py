@@ -28,3 +28,24 @@ def test_scale_benchmark_quick_run(clean_hosts):
     assert "brokerctl (commit -> all running)" in proc.stdout and "SDK thread pool" in proc.stdout
     ratio = float(proc.stdout.split("ratio ")[1].split()[0])
     assert ratio > 0
+
+
+def test_batch_benchmark_quick_run(clean_hosts):
+    """bench/batch.py --quick runs a Job on the test daemons and prints both makespans, the ratio and alarms."""
+    addresses = ",".join(h.address for h in clean_hosts)
+    proc = subprocess.run([sys.executable, str(BENCH / "batch.py"), "--quick", "--addresses", addresses],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "brokerctl (commit -> Job Complete)" in proc.stdout and "SDK thread pool" in proc.stdout
+    assert float(proc.stdout.split("ratio ")[1].split()[0]) > 0
+    assert "node health false alarms under this load:" in proc.stdout
+
+
+def test_failover_benchmark_quick_run(docker_hosts):
+    """bench/failover.py --quick faults its own daemons (SIGKILL, SIGSTOP) and reports failover and fencing."""
+    first_ip = docker_hosts[0].ip.rsplit(".", 1)[1]
+    proc = subprocess.run([sys.executable, str(BENCH / "failover.py"), "--quick", "--first-ip", str(int(first_ip) + 40)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SIGKILL: brokerctl" in proc.stdout and "SIGSTOP: brokerctl" in proc.stdout
+    assert "fencing on return: 2/2 runs" in proc.stdout

@@ -141,8 +141,10 @@ def test_retry_reruns_a_failed_jobs_failed_completions(one_node, tmp_path, db):
     node = {"apiVersion": "broker/v1", "kind": "Node", "metadata": {"name": one_node.name},
             "spec": {"address": one_node.address, "slots": {"default": 4}, "allowedMounts": [str(flag)]}}
     cli(db, "apply", "-f", "-", input=json.dumps(node), check=True)
-    # completion 1 fails until a file appears on the host; completion 0 always succeeds
-    cmd = '[ "$BROKER_TASK_INDEX" = 0 ] || [ -e /flag/ok ]'
+    # completion 0 always succeeds; completion 1 fails (once 0 has finished, so the failure cannot
+    # stop 0 mid-run) until a file appears on the host
+    cmd = ('if [ "$BROKER_TASK_INDEX" = 0 ]; then touch /flag/zero; else '
+           'while [ ! -e /flag/zero ]; do sleep 0.1; done; sleep 1; [ -e /flag/ok ]; fi')
     with ControllerProcess(db):
         cli(db, "apply", "-f", "-", input=job("partial", cmd, completions=2, parallelism=2, backoffLimit=0,
                                              template={"mounts": [{"source": str(flag), "target": "/flag"}]}),
