@@ -523,6 +523,108 @@ def _node_name(text: str) -> str:
     return text
 
 
+@app.command("sync")
+def sync_cmd(
+    target: str = typer.Argument(..., help="A directory of manifests, or `status`."),
+    directory: Optional[str] = typer.Argument(None, help="With `status`: only this directory."),
+    allow_mass_prune: bool = typer.Option(False, "--allow-mass-prune",
+                                          help="Allow pruning more than half (or all) of what the directory owns."),
+) -> None:
+    """Apply a directory with prune (one transaction), or show `sync status`.
+
+    Resources the directory created and no longer defines are deleted; resources applied by hand
+    or from another directory are never touched. An invalid file is reported and what it defined
+    keeps its last good state; the rest still syncs (exit 1).
+    """
+    from . import gitops
+
+    store = _store()
+    if target == "status" and not Path(target).is_dir():
+        _sync_status(store, gitops.source_of(directory) if directory else None)
+        return
+    report = gitops.sync(store, target, allow_mass_prune)
+    lines = gitops.summary(report)
+    typer.echo("\n".join(lines) if lines else f"{report['source']}: in sync, nothing to change")
+    if report["refused"] or report["problems"]:
+        raise typer.Exit(1)
+
+
+def _sync_status(store, source: str | None) -> None:
+    from . import render
+
+    rows = store.sync_status(source)
+    if not rows:
+        raise BrokerError("no directory has been synced into this store; run `brokerctl sync DIR` or "
+                          "`brokerctl controller --watch DIR`")
+    for r in rows:
+        owned = store.owned_by(r["source"])
+        typer.echo(f"directory:  {r['source']}")
+        typer.echo(f"last sync:  {render.iso(r['synced_at'])} ({render.age(r['synced_at'])} ago)"
+                   + (f"; REFUSED: {r['refused']}" if r["refused"] else ""))
+        typer.echo(f"commit:     {r['commit_id'] or '- (not a git checkout)'}")
+        typer.echo(f"resources:  {len([o for o in owned if o.deleted_at is None])} owned")
+        render.print_table(["FILE", "STATE", "RESOURCES / MESSAGE"],
+                           [[f, v["state"], v["message"] if v["state"] != "ok" else ", ".join(v["resources"])]
+                            for f, v in sorted(r["files"].items())])
+
+
+@app.command()
+def diff(
+    files: list[str] = typer.Option(..., "-f", "--filename", help="File, directory or - (stdin). Repeatable."),
+) -> None:
+    """What `apply -f` (or, for a directory, `sync`) would change: exit 0 if nothing, 1 if something, 2 on error."""
+    from . import gitops, manifests
+
+    store = _store()
+    out: list[str] = []
+    for given in files:
+        if given != "-" and Path(given).is_dir():
+            state = gitops.read_dir(given)
+            if state.held:
+                raise UsageError("\n".join(f"{state.source}/{f}: {p}" for f, p in sorted(state.held.items())))
+            report = store.sync(state.source, state.items, {}, dry_run=True, allow_mass_prune=True)
+            if report["problems"]:
+                raise UsageError("\n".join(f"{f}: {p}" for f, p in sorted(report["problems"].items())))
+            models = [m for _, m in state.items]
+            out += [f"{ref} pruned" for ref, _ in report["pruned"]]
+        else:
+            models = [i.resource for i in manifests.load_paths([given], stdin=sys.stdin)]
+        for m in models:
+            out += _diff_one(store, m)
+    typer.echo("\n".join(out) if out else "no changes")
+    if out:
+        raise typer.Exit(1)
+
+
+def _diff_one(store, model) -> list[str]:
+    from .errors import NotFound
+    from .models import Kind
+
+    ref = f"{model.kind.lower()}/{model.metadata.name}"
+    new = {"metadata.labels": dict(model.metadata.labels), "spec": model.spec.model_dump(mode="json")}
+    try:
+        r = store.resource(Kind(model.kind), model.metadata.name)
+    except NotFound:
+        return [f"{ref} created"]
+    changes = _field_changes({"metadata.labels": r.labels, "spec": r.spec}, new)
+    return [f"{ref} configured"] + [f"  {c}" for c in changes] if changes else []
+
+
+def _field_changes(old, new, path: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in old:
+                out.append(f"+ {sub}: {new[key]!r}")
+            elif key not in new:
+                out.append(f"- {sub}: {old[key]!r}")
+            else:
+                out += _field_changes(old[key], new[key], sub)
+        return out
+    return [] if old == new else [f"~ {path}: {old!r} -> {new!r}"]
+
+
 rollout_app = typer.Typer(help="Rolling updates of a Service: status, history, undo.", no_args_is_help=True)
 app.add_typer(rollout_app, name="rollout")
 
@@ -653,6 +755,10 @@ def controller(
     lost_after: float = typer.Option(3.0, help="A node without a successful probe for this long is Lost and its "
                                                 "tasks are rescheduled (a Node's spec.lostAfterSeconds overrides)."),
     docker_timeout: float = typer.Option(10.0, help="Timeout of every other Docker API call."),
+    watch: Optional[Path] = typer.Option(None, "--watch", help="Keep this directory of manifests synced (GitOps)."),
+    poll: bool = typer.Option(False, "--poll", help="With --watch: poll for changes (network filesystems)."),
+    sync_interval: float = typer.Option(10.0, help="With --watch: also sync this often, which undoes drift."),
+    allow_mass_prune: bool = typer.Option(False, "--allow-mass-prune", help="With --watch: see `brokerctl sync`."),
 ) -> None:
     """Run the reconcile loop until SIGINT/SIGTERM (containers keep running)."""
     import logging
@@ -665,8 +771,21 @@ def controller(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    Controller(_store(), resync=resync, probe_interval=probe_interval, probe_timeout=probe_timeout,
-               lost_after=lost_after, docker_timeout=docker_timeout).run(stop)
+    store = _store()
+    watcher = None
+    if watch is not None:
+        from .gitops import Watcher
+
+        watcher = Watcher(store.path, watch, interval=sync_interval, poll=poll, allow_mass_prune=allow_mass_prune)
+    ctl = Controller(store, resync=resync, probe_interval=probe_interval, probe_timeout=probe_timeout,
+                     lost_after=lost_after, docker_timeout=docker_timeout)
+    if watcher is not None:
+        watcher.start()
+    try:
+        ctl.run(stop)
+    finally:
+        if watcher is not None:
+            watcher.stop()
 
 
 def main() -> None:
@@ -683,6 +802,9 @@ def main() -> None:
     except click.exceptions.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (KeyboardInterrupt, getattr(click.exceptions, "Abort", KeyboardInterrupt)):
         sys.exit(130)
+    except BrokenPipeError:  # `brokerctl get tasks | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        sys.exit(0)
     sys.exit(code if isinstance(code, int) else 0)

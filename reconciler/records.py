@@ -35,6 +35,7 @@ class ResourceRecord:
     status: dict = field(default_factory=dict)
     retried_at: float | None = None  # `brokerctl retry`: failures before this no longer count
     drain_deadline: float | None = None  # a Node being drained: Job tasks there are moved after this
+    source: str | None = None  # the synced directory that created it (None: applied by hand)
 
     @property
     def ref(self) -> str:

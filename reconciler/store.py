@@ -84,6 +84,18 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     ("node drain", "ALTER TABLE resources ADD COLUMN drain_deadline REAL"),
+    (
+        "gitops",
+        """
+        ALTER TABLE resources ADD COLUMN source TEXT;
+        ALTER TABLE resources ADD COLUMN source_file TEXT;
+        ALTER TABLE resources ADD COLUMN source_spec TEXT;
+        CREATE TABLE syncs (
+            source TEXT PRIMARY KEY, synced_at REAL NOT NULL, commit_id TEXT, files TEXT NOT NULL,
+            refused TEXT, owned INTEGER NOT NULL DEFAULT 0
+        )
+        """,
+    ),
 ]
 
 # TaskRecord attribute -> column, where they differ.
@@ -178,47 +190,164 @@ class Store:
     def apply(self, resources: list, now: float | None = None) -> list[tuple[str, str]]:
         """Record validated models (all or none); returns (``kind/name``, created|configured|unchanged)."""
         now = time.time() if now is None else now
-        results = []
         with self.transaction() as db:
-            for res in resources:
-                kind, name = res.kind, res.metadata.name
-                spec = res.spec.model_dump(mode="json", exclude_unset=False)
-                labels = dict(res.metadata.labels)
-                row = db.execute(
-                    "SELECT spec, labels, generation, deleted_at, uid FROM resources WHERE kind=? AND name=?",
-                    [kind, name],
-                ).fetchone()
-                ref = f"{kind.lower()}/{name}"
-                if row is None:
-                    uid = uuid.uuid4().hex[:10]
-                    db["resources"].insert(
-                        {
-                            "kind": kind, "name": name, "uid": uid,
-                            "labels": _dump(labels), "spec": _dump(spec), "generation": 1,
-                            "created_at": now, "updated_at": now, "deleted_at": None, "status": "{}",
-                        }
-                    )
-                    if kind == Kind.SERVICE.value:
-                        self._record_revision(db, uid, name, spec, now, "apply")
-                    results.append((ref, "created"))
-                    continue
-                if row[3] is not None:
-                    raise Conflict(
-                        f"{kind} '{name}' is being deleted; wait until `brokerctl get {kind.lower()}s` "
-                        "no longer lists it (the controller removes its containers first), then apply again"
-                    )
-                if json.loads(row[0]) == spec and json.loads(row[1]) == labels:
-                    results.append((ref, "unchanged"))
-                    continue
-                generation = row[2] + (json.loads(row[0]) != spec)
-                db.execute(
-                    "UPDATE resources SET spec=?, labels=?, generation=?, updated_at=? WHERE kind=? AND name=?",
-                    [_dump(spec), _dump(labels), generation, now, kind, name],
-                )
-                if kind == Kind.SERVICE.value:
-                    self._record_revision(db, row[4], name, spec, now, "apply")
-                results.append((ref, "configured"))
-        return results
+            return [(f"{res.kind.lower()}/{res.metadata.name}", self._apply_one(db, res, now)) for res in resources]
+
+    def _apply_one(self, db, res, now: float, source: str | None = None, source_file: str | None = None) -> str:
+        """Write one model; ``source``: the synced directory that owns it (kept as it is when None)."""
+        kind, name = res.kind, res.metadata.name
+        spec = res.spec.model_dump(mode="json", exclude_unset=False)
+        labels = dict(res.metadata.labels)
+        row = db.execute(
+            "SELECT spec, labels, generation, deleted_at, uid FROM resources WHERE kind=? AND name=?", [kind, name],
+        ).fetchone()
+        synced = _dump({"spec": spec, "labels": labels}) if source else None
+        if row is None:
+            uid = uuid.uuid4().hex[:10]
+            db["resources"].insert(
+                {
+                    "kind": kind, "name": name, "uid": uid,
+                    "labels": _dump(labels), "spec": _dump(spec), "generation": 1,
+                    "created_at": now, "updated_at": now, "deleted_at": None, "status": "{}",
+                    "source": source, "source_file": source_file, "source_spec": synced,
+                }
+            )
+            if kind == Kind.SERVICE.value:
+                self._record_revision(db, uid, name, spec, now, "apply")
+            return "created"
+        if row[3] is not None:
+            raise Conflict(
+                f"{kind} '{name}' is being deleted; wait until `brokerctl get {kind.lower()}s` "
+                "no longer lists it (the controller removes its containers first), then apply again"
+            )
+        if source:
+            db.execute("UPDATE resources SET source_file=?, source_spec=? WHERE kind=? AND name=?",
+                       [source_file, synced, kind, name])
+        if json.loads(row[0]) == spec and json.loads(row[1]) == labels:
+            return "unchanged"
+        generation = row[2] + (json.loads(row[0]) != spec)
+        db.execute(
+            "UPDATE resources SET spec=?, labels=?, generation=?, updated_at=? WHERE kind=? AND name=?",
+            [_dump(spec), _dump(labels), generation, now, kind, name],
+        )
+        if kind == Kind.SERVICE.value:
+            self._record_revision(db, row[4], name, spec, now, "apply" if not source else f"sync {source_file}")
+        return "configured"
+
+    # -- GitOps: a directory that owns what it created ----------------------------------
+
+    def sync(self, source: str, items: list[tuple[str, object]], held: dict[str, str], *,
+             allow_mass_prune: bool = False, commit: str | None = None, dry_run: bool = False,
+             now: float | None = None) -> dict:
+        """Make the store follow directory ``source`` in one transaction.
+
+        ``items``: (file, model) for every resource of the directory's valid files; ``held``:
+        file -> problem for files that did not validate (what they defined keeps its last good
+        state: not changed, not pruned). Resources this directory created and no longer defines
+        are pruned (deleted; the controller stops their containers); nothing created by hand or
+        by another directory is ever touched. A sync that would prune more than half, or all, of
+        what the directory owns is refused unless ``allow_mass_prune``. A resource changed by hand
+        since the last sync is put back and a DriftCorrected event recorded. With ``dry_run``
+        nothing is written. Returns a report: results per resource, pruned, refused, problems.
+        """
+        now = time.time() if now is None else now
+        report: dict = {"source": source, "results": [], "pruned": [], "kept": [], "problems": dict(held),
+                        "refused": None, "drift": []}
+        try:
+            with self.transaction() as db:
+                self._sync(db, source, items, held, allow_mass_prune, now, report)
+                if not dry_run:
+                    db["syncs"].upsert({"source": source, "synced_at": now, "commit_id": commit,
+                                        "files": _dump(report["files"]), "refused": report["refused"],
+                                        "owned": report["owned"]}, pk="source")
+                    self._sync_events(db, source, report, now)
+                if dry_run or report["refused"]:
+                    raise _Rollback
+        except _Rollback:
+            if not dry_run and report["refused"]:  # the refusal itself is recorded
+                with self.transaction() as db:
+                    db["syncs"].upsert({"source": source, "synced_at": now, "commit_id": commit,
+                                        "files": _dump(report["files"]), "refused": report["refused"],
+                                        "owned": report["owned"]}, pk="source")
+                    self.add_event(db, "Directory", source, "SyncRefused", report["refused"], "Warning", ts=now)
+        return report
+
+    def _sync(self, db, source: str, items, held: dict[str, str], allow_mass_prune: bool, now: float,
+              report: dict) -> None:
+        rows = {(r[0], r[1]): r for r in db.execute(
+            "SELECT kind, name, source, source_file, source_spec, spec, labels, deleted_at FROM resources").fetchall()}
+        owned = {k: r for k, r in rows.items() if r[2] == source}
+        files: dict[str, dict] = {f: {"state": "invalid", "message": m, "resources": []} for f, m in held.items()}
+        desired = {}
+        for file, model in items:
+            entry = files.setdefault(file, {"state": "ok", "message": "", "resources": []})
+            key = (model.kind, model.metadata.name)
+            row = rows.get(key)
+            if row is not None and row[2] != source:
+                owner = f"directory {row[2]}" if row[2] else "hand (brokerctl apply)"
+                problem = (f"{model.kind}/{model.metadata.name} already exists, created by {owner}; this directory "
+                           "only manages what it created: delete that one or rename this one")
+                entry.update(state="invalid", message="; ".join(filter(None, [entry["message"], problem])))
+                report["problems"][file] = entry["message"]
+                continue
+            entry["resources"].append(f"{model.kind}/{model.metadata.name}")
+            desired[key] = (file, model)
+        gone = [k for k, r in owned.items() if k not in desired and r[7] is None]
+        report["kept"] = [f"{k[0]}/{k[1]}" for k in gone if owned[k][3] in held]
+        prune = [k for k in gone if owned[k][3] not in held]
+        live = [k for k, r in owned.items() if r[7] is None]
+        report["files"], report["owned"] = files, len(live)
+        if prune and not allow_mass_prune and (len(prune) == len(live) or 2 * len(prune) > len(live)):
+            report["refused"] = (
+                f"sync of {source} would prune {len(prune)} of the {len(live)} resources it owns "
+                f"({', '.join(f'{k}/{n}' for k, n in prune[:5])}{', ...' if len(prune) > 5 else ''}); refused "
+                "in case of a bad checkout. Restore the files, or pass --allow-mass-prune if this is intended"
+            )
+            return
+        for key, (file, model) in sorted(desired.items()):
+            row = rows.get(key)
+            if row is not None and row[7] is not None:
+                report["results"].append((f"{key[0]}/{key[1]}", "waiting: being deleted"))
+                continue
+            before = json.loads(row[4]) if row is not None and row[4] else None
+            current = {"spec": json.loads(row[5]), "labels": json.loads(row[6])} if row is not None else None
+            outcome = self._apply_one(db, model, now, source, file)
+            wanted = {"spec": model.spec.model_dump(mode="json"), "labels": dict(model.metadata.labels)}
+            if outcome == "configured" and before == wanted and current != wanted:
+                outcome = "drift corrected"
+                report["drift"].append(f"{key[0]}/{key[1]}")
+            report["results"].append((f"{key[0]}/{key[1]}", outcome))
+        for kind, name in prune:
+            try:
+                outcome = self._delete(db, Kind(kind), name, now)
+            except Conflict as exc:
+                report["problems"][owned[(kind, name)][3] or source] = str(exc)
+                continue
+            report["pruned"].append((f"{kind}/{name}", outcome))
+
+    def _sync_events(self, db, source: str, report: dict, now: float) -> None:
+        for ref, outcome in report["pruned"]:
+            kind, name = ref.split("/", 1)
+            self.add_event(db, kind, name, "Pruned", f"{ref} is no longer in {source}; {outcome}", ts=now)
+        for ref in report["drift"]:
+            kind, name = ref.split("/", 1)
+            self.add_event(db, kind, name, "DriftCorrected",
+                           f"{ref} was changed outside {source}; the directory's version is back", "Warning", ts=now)
+        for file, problem in sorted(report["problems"].items()):
+            self.add_event(db, "Directory", source, "InvalidManifest", f"{file}: {problem}", "Warning", ts=now)
+
+    def sync_status(self, source: str | None = None) -> list[dict]:
+        sql, params = "SELECT * FROM syncs", []
+        if source:
+            sql, params = sql + " WHERE source = ?", [source]
+        rows = self._rows(sql + " ORDER BY source", params)
+        for r in rows:
+            r["files"] = json.loads(r["files"])
+        return rows
+
+    def owned_by(self, source: str) -> list[ResourceRecord]:
+        return [_resource(r) for r in self._rows("SELECT * FROM resources WHERE source = ? ORDER BY kind, name",
+                                                 [source])]
 
     # -- nodes: cordon, drain ------------------------------------------------------------
 
@@ -361,32 +490,35 @@ class Store:
         """
         now = time.time() if now is None else now
         with self.transaction() as db:
-            row = db.execute("SELECT deleted_at FROM resources WHERE kind=? AND name=?", [kind.value, name]).fetchone()
-            if row is None:
-                raise NotFound(f"{kind.value} '{name}' not found; `brokerctl get {kind.value.lower()}s` lists them")
-            live = db.execute(
-                "SELECT count(*) FROM tasks WHERE owner_kind=? AND owner_name=? AND "
-                "(phase IN ('Pending', 'Running') OR (container_id IS NOT NULL AND finished_at IS NULL))",
-                [kind.value, name],
-            ).fetchone()[0]
-            if kind is Kind.NODE:
-                on_node = db.execute("SELECT count(*) FROM tasks WHERE node=? AND phase IN ('Pending', 'Running')",
-                                     [name]).fetchone()[0]
-                if on_node and not force:
-                    raise Conflict(
-                        f"Node '{name}' has {on_node} active task(s); delete or move their Jobs and Services "
-                        "first, or pass --force (the tasks are replaced elsewhere and their containers are "
-                        "left running on that host, untracked)"
-                    )
-            if kind is Kind.NODE or not live:
-                self.purge_rows(db, kind, name)
-                return "deleted"
-            if row[0] is None:
-                db.execute(
-                    "UPDATE resources SET deleted_at=?, updated_at=? WHERE kind=? AND name=?",
-                    [now, now, kind.value, name],
+            return self._delete(db, kind, name, now, force)
+
+    def _delete(self, db, kind: Kind, name: str, now: float, force: bool = False) -> str:
+        row = db.execute("SELECT deleted_at FROM resources WHERE kind=? AND name=?", [kind.value, name]).fetchone()
+        if row is None:
+            raise NotFound(f"{kind.value} '{name}' not found; `brokerctl get {kind.value.lower()}s` lists them")
+        live = db.execute(
+            "SELECT count(*) FROM tasks WHERE owner_kind=? AND owner_name=? AND "
+            "(phase IN ('Pending', 'Running') OR (container_id IS NOT NULL AND finished_at IS NULL))",
+            [kind.value, name],
+        ).fetchone()[0]
+        if kind is Kind.NODE:
+            on_node = db.execute("SELECT count(*) FROM tasks WHERE node=? AND phase IN ('Pending', 'Running')",
+                                 [name]).fetchone()[0]
+            if on_node and not force:
+                raise Conflict(
+                    f"Node '{name}' has {on_node} active task(s); drain it first (`brokerctl drain {name}`), "
+                    "or pass --force (the tasks are replaced elsewhere and their containers are "
+                    "left running on that host, untracked)"
                 )
-            return "deleting"
+        if kind is Kind.NODE or not live:
+            self.purge_rows(db, kind, name)
+            return "deleted"
+        if row[0] is None:
+            db.execute(
+                "UPDATE resources SET deleted_at=?, updated_at=? WHERE kind=? AND name=?",
+                [now, now, kind.value, name],
+            )
+        return "deleting"
 
     def retry_job(self, name: str, now: float | None = None) -> None:
         """Give a Failed Job a fresh failure budget; earlier attempts stay in its history."""
@@ -519,6 +651,10 @@ def _maybe_alive(pid: int, hostname: str, this_host: str) -> bool:
     return True
 
 
+class _Rollback(Exception):
+    """Raised inside a transaction to undo it (dry runs, refused syncs)."""
+
+
 def _spec_hash(spec: dict) -> str:
     return template_hash(ServiceSpec.model_validate(spec))
 
@@ -542,7 +678,7 @@ def _resource(row: dict) -> ResourceRecord:
         kind=Kind(row["kind"]), name=row["name"], uid=row["uid"], labels=json.loads(row["labels"]),
         spec=json.loads(row["spec"]), generation=row["generation"], created_at=row["created_at"],
         updated_at=row["updated_at"], deleted_at=row["deleted_at"], status=json.loads(row["status"]),
-        retried_at=row.get("retried_at"), drain_deadline=row.get("drain_deadline"),
+        retried_at=row.get("retried_at"), drain_deadline=row.get("drain_deadline"), source=row.get("source"),
     )
 
 
