@@ -321,7 +321,8 @@ class Store:
             try:
                 outcome = self._delete(db, Kind(kind), name, now)
             except Conflict as exc:
-                report["problems"][owned[(kind, name)][3] or source] = str(exc)
+                file = owned[(kind, name)][3] or source
+                report["problems"][file] = "; ".join(filter(None, [report["problems"].get(file), str(exc)]))
                 continue
             report["pruned"].append((f"{kind}/{name}", outcome))
 
