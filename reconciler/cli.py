@@ -561,7 +561,7 @@ def _sync_status(store, source: str | None) -> None:
         typer.echo(f"directory:  {r['source']}")
         typer.echo(f"last sync:  {render.iso(r['synced_at'])} ({render.age(r['synced_at'])} ago)"
                    + (f"; REFUSED: {r['refused']}" if r["refused"] else ""))
-        typer.echo(f"commit:     {r['commit_id'] or '- (not a git checkout)'}")
+        typer.echo(f"commit:     {r['commit_id'] or '- (not in a git checkout, or not committed there)'}")
         typer.echo(f"resources:  {len([o for o in owned if o.deleted_at is None])} owned")
         render.print_table(["FILE", "STATE", "RESOURCES / MESSAGE"],
                            [[f, v["state"], v["message"] if v["state"] != "ok" else ", ".join(v["resources"])]
@@ -581,12 +581,13 @@ def diff(
         if given != "-" and Path(given).is_dir():
             state = gitops.read_dir(given)
             if state.held:
-                raise UsageError("\n".join(f"{state.source}/{f}: {p}" for f, p in sorted(state.held.items())))
+                raise UsageError("\n".join(f"{state.source}/{p}" if p.startswith(f) else f"{state.source}/{f}: {p}"
+                                            for f, p in sorted(state.held.items())))
             report = store.sync(state.source, state.items, {}, dry_run=True, allow_mass_prune=True)
             if report["problems"]:
                 raise UsageError("\n".join(f"{f}: {p}" for f, p in sorted(report["problems"].items())))
             models = [m for _, m in state.items]
-            out += [f"{ref} pruned" for ref, _ in report["pruned"]]
+            out += [f"{ref.split('/')[0].lower()}/{ref.split('/', 1)[1]} pruned" for ref, _ in report["pruned"]]
         else:
             models = [i.resource for i in manifests.load_paths([given], stdin=sys.stdin)]
         for m in models:

@@ -66,9 +66,9 @@ def read_dir(directory: str | Path) -> DirState:
 
 
 def git_commit(directory: str) -> str | None:
-    """The checked-out commit when ``directory`` is in a git work tree (short hash and subject)."""
+    """The last commit touching ``directory`` when it is in a git work tree (short hash and subject)."""
     try:
-        out = subprocess.run(["git", "-C", directory, "log", "-1", "--format=%h %s"], capture_output=True,
+        out = subprocess.run(["git", "-C", directory, "log", "-1", "--format=%h %s", "--", "."], capture_output=True,
                              text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None

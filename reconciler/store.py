@@ -213,7 +213,7 @@ class Store:
                 }
             )
             if kind == Kind.SERVICE.value:
-                self._record_revision(db, uid, name, spec, now, "apply")
+                self._record_revision(db, uid, name, spec, now, "apply" if not source else f"sync {source_file}")
             return "created"
         if row[3] is not None:
             raise Conflict(
@@ -335,7 +335,8 @@ class Store:
             self.add_event(db, kind, name, "DriftCorrected",
                            f"{ref} was changed outside {source}; the directory's version is back", "Warning", ts=now)
         for file, problem in sorted(report["problems"].items()):
-            self.add_event(db, "Directory", source, "InvalidManifest", f"{file}: {problem}", "Warning", ts=now)
+            text = problem if problem.startswith(file) else f"{file}: {problem}"
+            self.add_event(db, "Directory", source, "InvalidManifest", text, "Warning", ts=now)
 
     def sync_status(self, source: str | None = None) -> list[dict]:
         sql, params = "SELECT * FROM syncs", []

@@ -3,9 +3,9 @@
 #
 # Installs what it needs (Docker engine, a static busybox for the demo image, a venv with
 # brokerctl), makes Docker hosts available, starts the controller on the embedded SQLite store,
-# applies the sample manifests in manifests/, waits for the Job and the Service, scales the Service
-# and rolls it to a new template, shows `brokerctl get tasks` and the logs, then stops the
-# controller and any daemons it started.
+# keeps a copy of the sample manifests in manifests/ in sync (`controller --watch`), waits for the
+# Job and the Service, edits the Service's file (3 replicas, a new command: a rolling update),
+# shows `brokerctl get tasks` and the logs, then stops the controller and any daemons it started.
 #
 # Hosts: when the local daemon answers on /var/run/docker.sock and BROKER_DEMO_HOSTS is not
 # "throwaway", it is the only node (a node manifest for it is generated); otherwise three
@@ -47,7 +47,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-apply_files=(manifests)
+# The controller keeps a copy of manifests/ in sync (GitOps); the demo edits that copy.
+watched="$state/manifests"
+rm -rf "$watched" && cp -r manifests "$watched"
 if [ "${BROKER_DEMO_HOSTS:-}" != "throwaway" ] && command -v docker >/dev/null \
         && docker -H unix:///var/run/docker.sock info >/dev/null 2>&1; then
     echo "demo: using the local Docker daemon (unix:///var/run/docker.sock)"
@@ -57,13 +59,12 @@ print(dockerhosts.build_image_tar(pathlib.Path(".demo")))' >"$state/tar-path"
         docker -H unix:///var/run/docker.sock import -c 'CMD ["sh"]' -c 'ENV PATH=/bin' \
             "$(cat "$state/tar-path")" busybox:latest >/dev/null
     fi
-    cat >"$state/nodes.yaml" <<'EOF'
+    cat >"$watched/nodes.yaml" <<'EOF'
 apiVersion: broker/v1
 kind: Node
 metadata: {name: local}
 spec: {address: "unix:///var/run/docker.sock", slots: {default: 3}}
 EOF
-    apply_files=("$state/nodes.yaml" manifests/job-hello.yaml manifests/service-ticker.yaml)
 else
     echo "demo: starting three throwaway Docker daemons on 127.0.0.11-13"
     hosts_dir=/tmp/brokerctl-demo
@@ -71,31 +72,28 @@ else
     .venv/bin/python scripts/dockerhosts.py up --count 3 --first-ip 11 --dir "$hosts_dir"
 fi
 
-say "brokerctl controller &   (log: $state/controller.log)"
-.venv/bin/brokerctl controller >"$state/controller.log" 2>&1 &
+say "brokerctl controller --watch $watched --sync-interval 5 &   (log: $state/controller.log)"
+.venv/bin/brokerctl controller --watch "$watched" --sync-interval 5 >"$state/controller.log" 2>&1 &
 controller_pid=$!
 for _ in $(seq 50); do grep -q "controller started" "$state/controller.log" && break; sleep 0.1; done
 
-apply_args=()
-for f in "${apply_files[@]}"; do apply_args+=(-f "$f"); done
-say "brokerctl apply ${apply_args[*]}"
-brokerctl apply "${apply_args[@]}"
-
-say "brokerctl wait job/hello --for condition=Complete --timeout 120"
+say "brokerctl wait job/hello --for condition=Complete --timeout 120   (synced from $watched)"
+for _ in $(seq 100); do brokerctl get jobs hello >/dev/null 2>&1 && break; sleep 0.1; done
 brokerctl wait job/hello --for condition=Complete --timeout 120
 
 say "brokerctl wait service/ticker --for condition=Ready --timeout 120"
 brokerctl wait service/ticker --for condition=Ready --timeout 120
-say "brokerctl scale service ticker --replicas 3"
-brokerctl scale service ticker --replicas 3
-say "sed -e 's/tick/tock/' -e 's/replicas: 2/replicas: 3/' manifests/service-ticker.yaml | brokerctl apply -f -   (a rolling update)"
-sed -e 's/tick/tock/' -e 's/replicas: 2/replicas: 3/' manifests/service-ticker.yaml | brokerctl apply -f -
-say "brokerctl rollout status service/ticker --timeout 120"
+say "sed -i -e 's/tick from/tock from/' -e 's/replicas: 2/replicas: 3/' $watched/service-ticker.yaml; brokerctl diff -f $watched"
+sed -i -e 's/tick from/tock from/' -e 's/replicas: 2/replicas: 3/' "$watched/service-ticker.yaml"
+brokerctl diff -f "$watched" || true
+say "brokerctl rollout status service/ticker --timeout 120   (the watcher applied the edit: a rolling update)"
 brokerctl rollout status service/ticker --timeout 120
 say "brokerctl rollout history service/ticker"
 brokerctl rollout history service/ticker
 say "brokerctl get services"
 brokerctl get services
+say "brokerctl sync status"
+brokerctl sync status
 
 say "brokerctl get nodes"
 brokerctl get nodes

@@ -49,3 +49,13 @@ def test_failover_benchmark_quick_run(docker_hosts):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SIGKILL: brokerctl" in proc.stdout and "SIGSTOP: brokerctl" in proc.stdout
     assert "fencing on return: 2/2 runs" in proc.stdout
+
+
+def test_gitops_benchmark_quick_run(clean_hosts):
+    """bench/gitops.py --quick watches a directory on the test daemons and prints the write -> running overhead."""
+    addresses = ",".join(h.address for h in clean_hosts)
+    proc = subprocess.run([sys.executable, str(BENCH / "gitops.py"), "--quick", "--addresses", addresses],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "brokerctl controller --watch" in proc.stdout and "SDK create+start" in proc.stdout
+    assert float(proc.stdout.split("overhead ")[1].split("s")[0]) < 30

@@ -135,7 +135,7 @@ def test_diff_exit_codes_against_a_synced_directory(clean_hosts, db, repo):
     changed = cli(db, "diff", "-f", str(repo))
     assert changed.returncode == 1 and "~ spec.replicas: 1 -> 2" in changed.stdout
     (repo / "web.yaml").unlink()
-    assert "Service/web pruned" in cli(db, "diff", "-f", str(repo)).stdout
+    assert "service/web pruned" in cli(db, "diff", "-f", str(repo)).stdout
     (repo / "bad.yaml").write_text("kind: [\n")
     assert cli(db, "diff", "-f", str(repo)).returncode == 2
     assert tasks_of(db, "Service/web") == []  # diff never changed anything
