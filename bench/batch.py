@@ -77,6 +77,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="12 tasks, one repetition: a smoke run")
     common.host_args(ap, first_ip=71)
+    common.json_arg(ap)
     args = ap.parse_args()
     if args.quick:
         args.tasks, args.reps = 12, 1
@@ -94,6 +95,10 @@ def main() -> int:
     print(f"  SDK thread pool, {args.slots} per host:   {theirs:.2f}s (spread {min(base):.2f}-{max(base):.2f})")
     print(f"  ratio {ratio:.2f} (target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'MISSED'})")
     print(common.alarm_line(alarms))
+    common.write_json(args, [common.figure(
+        f"Batch makespan, {args.tasks} x 1 s tasks, 3 hosts x {args.slots} slots", ours, base, "s",
+        "ratio <= 1.15", ratio <= TARGET_RATIO,
+        note=f"baseline: SDK thread pool, {args.slots} per host; node false alarms: {len(alarms)}")])
     return 0
 
 

@@ -93,3 +93,25 @@ def interleave(reps: int, ours: Callable[[int], float], theirs: Callable[[int], 
 def alarm_line(alarms: list) -> str:
     return f"  node health false alarms under this load: {len(alarms)}" + "".join(
         f"\n    {e['kind']}/{e['name']} {e['reason']}: {e['message']}" for e in alarms)
+
+
+def json_arg(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--json", help="also write the figures as JSON to this file (used by bench/run)")
+
+
+def figure(name: str, ours: list[float], base: list[float] | None, unit: str, target: str, met: bool,
+           ratio: float | None = None, note: str = "") -> dict:
+    """One row of the results page: brokerctl's samples, the baseline's, the ratio and the target."""
+    import statistics
+
+    mine = statistics.median(ours)
+    theirs = statistics.median(base) if base else None
+    if ratio is None and theirs:
+        ratio = mine / theirs
+    return {"name": name, "unit": unit, "ours": ours, "base": base or [], "median": mine, "base_median": theirs,
+            "ratio": ratio, "target": target, "met": met, "note": note}
+
+
+def write_json(args, figures: list[dict]) -> None:
+    if getattr(args, "json", None):
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")

@@ -141,6 +141,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="3 replicas, one repetition, no Swarm: a smoke run")
     ap.add_argument("--no-swarm", action="store_true")
     common.host_args(ap, first_ip=61, addresses=False)  # it signals the daemons: it starts its own
+    common.json_arg(ap)
     args = ap.parse_args()
     if args.quick:
         args.replicas, args.reps, args.no_swarm = 3, 1, True
@@ -173,6 +174,17 @@ def main() -> int:
                      f"{'met' if factor >= TARGET_FACTOR else 'MISSED'})")
         print(line)
     print(f"  fencing on return: {sum(fenced)}/{len(fenced)} runs left no stale replica on the returning host")
+    figures = []
+    for fault in FAULTS:
+        mine = statistics.median(ours[fault])
+        factor = statistics.median(theirs[fault]) / mine if theirs[fault] else None
+        met = mine <= TARGET_SECONDS and (factor is None or factor >= TARGET_FACTOR)
+        figures.append(common.figure(
+            f"Failover ({fault} of one host's daemon)", ours[fault], theirs[fault] or None, "s",
+            f"<= {TARGET_SECONDS:g} s and >= {TARGET_FACTOR:g}x faster than Swarm", met,
+            ratio=(1 / factor) if factor else None,
+            note=f"baseline: Docker Swarm mode on the same daemons; fencing held in {sum(fenced)}/{len(fenced)} runs"))
+    common.write_json(args, figures)
     return 0
 
 

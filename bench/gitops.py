@@ -62,6 +62,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="two repetitions: a smoke run")
     common.host_args(ap, first_ip=81)
+    common.json_arg(ap)
     args = ap.parse_args()
     if args.quick:
         args.reps = 2
@@ -86,6 +87,9 @@ def main() -> int:
     print(f"  SDK create+start:             {theirs:.2f}s (spread {min(base):.2f}-{max(base):.2f})")
     print(f"  overhead {overhead:.2f}s, ratio {mine / theirs:.2f} (target: overhead < {TARGET_OVERHEAD:g}s: "
           f"{'met' if overhead < TARGET_OVERHEAD else 'MISSED'})")
+    common.write_json(args, [common.figure(
+        "GitOps: file write -> container running", ours, base, "s", "overhead < 1 s", overhead < TARGET_OVERHEAD,
+        note=f"baseline: SDK create+start; overhead {overhead:.2f} s")])
     return 0
 
 

@@ -105,6 +105,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=4)
     ap.add_argument("--quick", action="store_true", help="10 replicas, one repetition: a smoke run")
     common.host_args(ap, first_ip=51)
+    common.json_arg(ap)
     args = ap.parse_args()
     if args.quick:
         args.replicas, args.reps = 10, 1
@@ -126,6 +127,9 @@ def main() -> int:
     print(f"  SDK thread pool, {PER_HOST} per host:  {theirs:.2f}s (spread {min(base):.2f}-{max(base):.2f})")
     print(f"  ratio {ratio:.2f} (target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'MISSED'})")
     print(common.alarm_line(ALARMS) + "  (default probes: every 1 s, 1 s timeout, Lost after 3 s)")
+    common.write_json(args, [common.figure(
+        f"Scale 1 -> {args.replicas} replicas over 3 hosts", ours, base, "s", "ratio <= 1.2", ratio <= TARGET_RATIO,
+        note=f"baseline: SDK thread pool, {PER_HOST} per host; node false alarms: {len(ALARMS)}")])
     return 0
 
 
