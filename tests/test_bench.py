@@ -1,4 +1,4 @@
-"""Benchmarks run end to end in their quick mode (figures are printed, never asserted)."""
+"""The benchmark suite runs end to end in its quick mode (figures are printed, never asserted)."""
 
 from __future__ import annotations
 
@@ -6,44 +6,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-def test_placement_benchmark_quick_run():
-    """bench/placement.py --quick places tasks and prints its rate and the baseline ratio."""
-    proc = subprocess.run([sys.executable, str(BENCH / "placement.py"), "--quick"], capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert "placements/s" in proc.stdout and "full-scan baseline" in proc.stdout
-    placed = int(proc.stdout.split("(")[1].split(" placed")[0])
-    assert placed > 0
-
-
-@pytest.mark.parametrize(
-    "script, expected, figure",
-    [
-        ("scale.py", ["brokerctl (commit -> all running)", "SDK thread pool", "false alarms"], "ratio "),
-        ("batch.py", ["brokerctl (commit -> Job Complete)", "SDK thread pool", "false alarms"], "ratio "),
-        ("gitops.py", ["brokerctl controller --watch", "SDK create+start"], "ratio "),
-    ],
-)
-def test_benchmark_on_the_test_daemons_quick_run(clean_hosts, script, expected, figure):
-    """A benchmark's quick mode runs brokerctl and its baseline on the test daemons and prints the ratio."""
+def test_bench_run_quick_writes_the_results_page(docker_hosts, clean_hosts, tmp_path):
+    """`bench/run --quick` runs every benchmark (on the test daemons where it can) and writes the page and chart."""
+    first_ip = int(docker_hosts[0].ip.rsplit(".", 1)[1])
     addresses = ",".join(h.address for h in clean_hosts)
-    proc = subprocess.run([sys.executable, str(BENCH / script), "--quick", "--addresses", addresses],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert all(text in proc.stdout for text in expected), proc.stdout
-    assert float(proc.stdout.split(figure)[1].split()[0].rstrip(",")) > 0
-
-
-def test_failover_benchmark_quick_run(docker_hosts):
-    """bench/failover.py --quick faults its own daemons (SIGKILL, SIGSTOP) and reports failover and fencing."""
-    first_ip = docker_hosts[0].ip.rsplit(".", 1)[1]
-    proc = subprocess.run([sys.executable, str(BENCH / "failover.py"), "--quick", "--first-ip", str(int(first_ip) + 40)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SIGKILL: brokerctl" in proc.stdout and "SIGSTOP: brokerctl" in proc.stdout
-    assert "fencing on return: 2/2 runs" in proc.stdout
+    proc = subprocess.run([sys.executable, str(BENCH / "run"), "--quick", "--out", str(tmp_path),
+                           "--addresses", addresses, "--failover-first-ip", str(first_ip + 40)],
+                          capture_output=True, text=True, timeout=540)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    page = (tmp_path / "benchmarks.md").read_text()
+    for figure in ("CLI start-up: brokerctl --help", "apply of 200 manifests", "get tasks -o json",
+                   "controller resident memory", "Placement rate", "GitOps: file write", "Batch makespan",
+                   "Scale 1 -> 10 replicas", "Failover (SIGKILL", "Failover (SIGSTOP"):
+        assert figure in page, page
+    rows = [line for line in page.splitlines() if line.startswith("| ") and not line.startswith(("| figure", "| ---"))]
+    assert len(rows) == 11 and all(row.count("|") == 8 for row in rows)
+    assert (tmp_path / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
