@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
+import functools
+import math
 import time
-from datetime import datetime, timezone
 
 from .models import Kind, TaskPhase
 from .records import ResourceRecord, TaskRecord
@@ -18,7 +19,20 @@ from .records import ResourceRecord, TaskRecord
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # What datetime.fromtimestamp(ts, utc).isoformat(timespec="milliseconds") gives, at a fraction
+    # of its cost for the 300,000 stamps of a large `get tasks -o json`.
+    frac, whole = math.modf(ts)
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        whole, us = whole + 1, us - 1_000_000
+    elif us < 0:
+        whole, us = whole - 1, us + 1_000_000
+    return f"{_second(int(whole))}.{us // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)  # tasks are created, started and finished in bursts
+def _second(whole: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
 
 
 def age(ts: float | None, now: float | None = None) -> str:
@@ -68,8 +82,15 @@ def resource_object(r: ResourceRecord, used: dict[str, int] | None = None) -> di
     }
 
 
+LARGE_OUTPUT = 500  # objects; see dump
+
+
 def dump(objects: list[dict], fmt: str) -> str:
     if fmt == "json":
+        if len(objects) > LARGE_OUTPUT:
+            # Python's indenting encoder is pure Python; past this size print one compact object per
+            # line with the C encoder (about 3x faster, still one JSON array, and easy to grep).
+            return "[\n" + ",\n".join(map(json.dumps, objects)) + "\n]\n"
         return json.dumps(objects, indent=2, sort_keys=False) + "\n"
     import yaml
 
