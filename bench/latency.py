@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Apply -> running latency of a one-replica Service, with the controller already running.
+
+Run: `python bench/latency.py [--reps 7] [--quick] [--addresses A,B,C] [--json FILE]`.
+
+Controller side: the clock starts when the Service is committed to the store (in-process
+`Store.apply`) and stops when a 10 ms poll of the hosts sees its container running; baseline:
+a Docker SDK create+start on the first host, polled the same way (target ratio <= 1.25).
+User's view: `brokerctl apply -f FILE` as a new process -> container running, against
+`docker -H ADDRESS run -d` -> container running (target ratio <= 1.5). All interleaved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import common  # noqa: E402  (puts the repository on sys.path)
+import docker  # noqa: E402
+
+from reconciler.models import Service  # noqa: E402
+
+COMMAND = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+
+
+def wait_running(clients, label: str, timeout: float = 60) -> float:
+    deadline = time.perf_counter() + timeout
+    while True:
+        if any(c.api.containers(filters={"label": label, "status": "running"}) for c in clients):
+            return time.perf_counter()
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"no running container labelled {label} after {timeout}s")
+        time.sleep(0.01)
+
+
+def service(name: str) -> dict:
+    return {"apiVersion": "broker/v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"replicas": 1, "template": {"image": "busybox", "command": COMMAND}}}
+
+
+def sdk(clients, run: str) -> float:
+    start = time.perf_counter()
+    cid = clients[0].api.create_container("busybox", COMMAND, labels={"brokerctl-bench.latency": run})["Id"]
+    clients[0].api.start(cid)
+    end = wait_running(clients, f"brokerctl-bench.latency={run}")
+    clients[0].api.remove_container(cid, force=True)
+    return end - start
+
+
+def docker_run(address: str, clients, run: str) -> float:
+    start = time.perf_counter()
+    subprocess.run(["docker", "-H", address, "run", "-d", "--label", f"brokerctl-bench.cli={run}", "busybox",
+                    *COMMAND], check=True, capture_output=True)
+    end = wait_running(clients, f"brokerctl-bench.cli={run}")
+    for c in clients:
+        for x in c.api.containers(all=True, filters={"label": f"brokerctl-bench.cli={run}"}):
+            c.api.remove_container(x["Id"], force=True)
+    return end - start
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--quick", action="store_true", help="two repetitions")
+    common.host_args(ap, first_ip=91)
+    common.json_arg(ap)
+    args = ap.parse_args()
+    if args.quick:
+        args.reps = 2
+    has_docker_cli = shutil.which("docker") is not None
+    env = {**os.environ, "PYTHONPATH": str(common.ROOT)}
+    with common.hosts(args) as (addresses, _), tempfile.TemporaryDirectory(prefix="bklat-") as tmp:
+        clients = [docker.DockerClient(base_url=a, version="1.41", timeout=30) for a in addresses]
+        with common.controller(Path(tmp), "latency", common.node_docs(addresses, 8)) as store:
+            time.sleep(2)  # nodes probed and Ready, controller idle
+
+            def ours(run: int) -> float:
+                name = f"lat{run}"
+                store.apply([Service.model_validate(service(name))])
+                start = time.perf_counter()  # the commit has happened
+                return wait_running(clients, f"brokerctl.owner=Service/{name}") - start
+
+            commit, base = common.interleave(args.reps, ours, lambda run: sdk(clients, f"s{run}"))
+
+            def user(run: int) -> float:
+                path = Path(tmp) / f"user{run}.yaml"
+                path.write_text(json.dumps(service(f"user{run}")))
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "reconciler", "--db", str(store.path), "apply", "-f",
+                                str(path)], env=env, check=True, capture_output=True)
+                return wait_running(clients, f"brokerctl.owner=Service/user{run}") - start
+
+            cli, run_d = ([], [])
+            if has_docker_cli:
+                cli, run_d = common.interleave(args.reps, user, lambda run: docker_run(addresses[0], clients, f"c{run}"))
+        for c in clients:
+            c.close()
+    figures = [common.figure("Apply -> running, controller side (commit -> container started)", commit, base, "s",
+                             "ratio <= 1.25", False, note="baseline: SDK create+start on one host")]
+    figures[0]["met"] = figures[0]["ratio"] <= 1.25
+    if cli:
+        f = common.figure("Apply -> running, user's view (`brokerctl apply` -> running)", cli, run_d, "s",
+                          "ratio <= 1.5", False, note="baseline: `docker run -d`")
+        f["met"] = f["ratio"] <= 1.5
+        figures.append(f)
+    for f in figures:
+        print(f"{f['name']}: {f['median']:.3f}s (spread {min(f['ours']):.3f}-{max(f['ours']):.3f}); baseline "
+              f"{f['base_median']:.3f}s; ratio {f['ratio']:.2f} (target {f['target']}: {'met' if f['met'] else 'MISSED'})")
+    if not has_docker_cli:
+        print("user's view skipped: no `docker` command on PATH")
+    common.write_json(args, figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
