@@ -1,5 +1,6 @@
 """Plumbing shared by the benchmarks: throwaway daemons, a brokerctl controller on a fresh store,
-and interleaved repetitions. Imported by bench/scale.py, bench/batch.py and bench/failover.py."""
+interleaved repetitions and a Docker Swarm mode cluster over the daemons (the baseline of the scale
+and failover benchmarks). Imported by bench/scale.py, bench/batch.py and bench/failover.py."""
 
 from __future__ import annotations
 
@@ -69,6 +70,11 @@ def hosts(args) -> Iterator[tuple[list[str], list]]:
         return
     import dockerhosts
 
+    # Swarm tasks (the scale and failover baselines) would try to pull their image from a registry
+    # before falling back to the local busybox; no registry is reachable here and the pull attempt
+    # is no part of the comparison. dockerd reads this at start-up (it is what Docker's own
+    # integration tests set); it affects Swarm tasks only. The daemons inherit our environment.
+    os.environ.setdefault("DOCKER_SERVICE_PREFER_OFFLINE_IMAGE", "1")
     started = dockerhosts.start_hosts(3, first_ip=args.first_ip)
     try:
         yield [h.address for h in started], started
@@ -78,16 +84,104 @@ def hosts(args) -> Iterator[tuple[list[str], list]]:
 
 def interleave(reps: int, ours: Callable[[int], float], theirs: Callable[[int], float]) -> tuple[list, list]:
     """Run both ``reps`` times, alternating which goes first, printing each pair."""
-    mine, base = [], []
+    samples = interleave_all(reps, {"brokerctl": ours, "baseline": theirs})
+    return samples["brokerctl"], samples["baseline"]
+
+
+def interleave_all(reps: int, runs: dict[str, Callable[[int], float]]) -> dict[str, list[float]]:
+    """Run each of ``runs`` (name -> measurement) ``reps`` times, rotating which goes first, printing each
+    repetition's times in the order given. Repetition 0 starts with the last one (for two: the baseline)."""
+    names = list(runs)
+    samples: dict[str, list[float]] = {name: [] for name in names}
     for run in range(reps):
-        if run % 2:
-            mine.append(ours(run))
-            base.append(theirs(run))
-        else:
-            base.append(theirs(run))
-            mine.append(ours(run))
-        print(f"  run {run + 1}: brokerctl {mine[-1]:.2f}s, baseline {base[-1]:.2f}s", flush=True)
-    return mine, base
+        first = (-run - 1) % len(names)
+        for name in names[first:] + names[:first]:
+            samples[name].append(runs[name](run))
+        print(f"  run {run + 1}: " + ", ".join(f"{name} {samples[name][-1]:.2f}s" for name in names), flush=True)
+    return samples
+
+
+SWARM_PORT = 2377
+
+
+def docker_client(address: str, timeout: float = 30):
+    import docker
+
+    return docker.DockerClient(base_url=address, version="1.41", timeout=timeout)
+
+
+class Swarm:
+    """Docker Swarm mode over the daemons at ``addresses`` (``tcp://127.0.0.x:PORT``), for a baseline.
+
+    ``swarm init`` on the first daemon, advertising and listening on its 127.0.0.x ip; the others join
+    it as workers the same way (every node, the manager included, runs tasks). ``leave()`` (or leaving
+    the ``with`` block) takes every daemon out of the swarm again, workers first, so daemons that were
+    not started for this run (``--addresses``) are handed back as they were.
+
+    Services must use the local ``busybox`` image: create them with this Docker SDK (API 1.41) and no
+    registry auth, so the manager never asks a registry to pin the tag; that the workers do not try to
+    pull it either is set on the daemons (DOCKER_SERVICE_PREFER_OFFLINE_IMAGE, see ``hosts``).
+    """
+
+    def __init__(self, addresses: list[str]):
+        self.addresses = list(addresses)
+        self.ips = [a.split("://", 1)[1].rsplit(":", 1)[0] for a in self.addresses]
+        self.joined: list[str] = []
+        self.manager = docker_client(self.addresses[0])
+        try:
+            states = {a: self._state(a) for a in self.addresses}
+            busy = [a for a, state in states.items() if state not in ("inactive", "")]
+            if busy:
+                raise RuntimeError(f"already in a swarm (LocalNodeState {', '.join(states[a] for a in busy)}): "
+                                   f"{', '.join(busy)}; `docker -H ADDRESS swarm leave --force` first")
+            remote = f"{self.ips[0]}:{SWARM_PORT}"
+            self.manager.swarm.init(advertise_addr=self.ips[0], listen_addr=remote)
+            self.joined.append(self.addresses[0])
+            token = self.manager.swarm.attrs["JoinTokens"]["Worker"]
+            for address, ip in zip(self.addresses[1:], self.ips[1:]):
+                c = docker_client(address)
+                try:
+                    c.swarm.join(remote_addrs=[remote], join_token=token, advertise_addr=ip,
+                                 listen_addr=f"{ip}:{SWARM_PORT}")
+                finally:
+                    c.close()
+                self.joined.append(address)
+            self.node_ids = {a: self._info(a)["Swarm"]["NodeID"] for a in self.addresses}
+        except BaseException:
+            self.leave()
+            raise
+
+    def _info(self, address: str) -> dict:
+        c = docker_client(address, 10)
+        try:
+            return c.info()
+        finally:
+            c.close()
+
+    def _state(self, address: str) -> str:
+        return self._info(address).get("Swarm", {}).get("LocalNodeState", "")
+
+    def leave(self) -> None:
+        """Every daemon that joined leaves, workers first, the manager last (forced: it is the last manager)."""
+        errors = []
+        for address in reversed(self.joined):
+            c = docker_client(address)
+            try:
+                c.swarm.leave(force=True)
+            except Exception as e:  # keep going: the other daemons must leave too
+                errors.append(f"{address}: {e}")
+            finally:
+                c.close()
+        self.joined = []
+        self.manager.close()
+        if errors:
+            print(f"  warning: swarm leave failed on {'; '.join(errors)}", file=sys.stderr)
+
+    def __enter__(self) -> "Swarm":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.leave()
 
 
 def alarm_line(alarms: list) -> str:

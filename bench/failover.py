@@ -92,25 +92,18 @@ def brokerctl_once(hosts, sig: int, replicas: int, workdir: Path, run: str) -> t
         return end - start, fenced
 
 
-class Swarm:
+class Swarm(common.Swarm):
+    """common.Swarm over the run's own hosts, which it signals."""
+
     def __init__(self, hosts):
+        super().__init__([h.address for h in hosts])
         self.hosts = hosts
-        manager = client(hosts[0], 30)
-        manager.swarm.init(advertise_addr=hosts[0].ip, listen_addr=f"{hosts[0].ip}:2377")
-        token = manager.swarm.attrs["JoinTokens"]["Worker"]
-        for h in hosts[1:]:
-            c = client(h, 30)
-            c.swarm.join(remote_addrs=[f"{hosts[0].ip}:2377"], join_token=token, advertise_addr=h.ip,
-                         listen_addr=f"{h.ip}:2377")
-            c.close()
-        self.manager = manager
-        self.node_of = {h.name: client(h).info()["Swarm"]["NodeID"] for h in hosts}
 
     def once(self, sig: int, replicas: int, run: str) -> float:
         victim = self.hosts[1]
         svc = self.manager.services.create("busybox:latest", command=COMMAND, name=f"fo{run}",
                                            mode=docker.types.ServiceMode("replicated", replicas=replicas))
-        victim_id = self.node_of[victim.name]
+        victim_id = self.node_ids[victim.address]
 
         def placed(exclude: str | None) -> int:
             tasks = svc.tasks(filters={"desired-state": "running"})
@@ -150,17 +143,21 @@ def main() -> int:
     fenced = []
     with common.hosts(args) as (_, hosts), tempfile.TemporaryDirectory(prefix="bkfail-") as tmp:
         swarm = None if args.no_swarm else Swarm(hosts)
-        for rep in range(args.reps):
-            for fault, sig in FAULTS.items():
-                tag = f"{rep}{fault[3:].lower()}"
-                seconds, ok = brokerctl_once(hosts, sig, args.replicas, Path(tmp), tag)
-                ours[fault].append(seconds)
-                fenced.append(ok)
-                line = f"  run {rep + 1} {fault}: brokerctl {seconds:.2f}s"
-                if swarm:
-                    theirs[fault].append(swarm.once(sig, args.replicas, tag))
-                    line += f", Swarm {theirs[fault][-1]:.2f}s"
-                print(line, flush=True)
+        try:
+            for rep in range(args.reps):
+                for fault, sig in FAULTS.items():
+                    tag = f"{rep}{fault[3:].lower()}"
+                    seconds, ok = brokerctl_once(hosts, sig, args.replicas, Path(tmp), tag)
+                    ours[fault].append(seconds)
+                    fenced.append(ok)
+                    line = f"  run {rep + 1} {fault}: brokerctl {seconds:.2f}s"
+                    if swarm:
+                        theirs[fault].append(swarm.once(sig, args.replicas, tag))
+                        line += f", Swarm {theirs[fault][-1]:.2f}s"
+                    print(line, flush=True)
+        finally:
+            if swarm:
+                swarm.leave()
     print(f"failover of {args.replicas} replicas over 3 hosts, one host faulted, median of {args.reps}:")
     for fault in FAULTS:
         mine = statistics.median(ours[fault])

@@ -4,10 +4,12 @@
 Run: `python bench/latency.py [--reps 7] [--quick] [--addresses A,B,C] [--json FILE]`.
 
 Controller side: the clock starts when the Service is committed to the store (in-process
-`Store.apply`) and stops when a 10 ms poll of the hosts sees its container running; baseline:
-a Docker SDK create+start on the first host, polled the same way (target ratio <= 1.25).
-User's view: `brokerctl apply -f FILE` as a new process -> container running, against
-`docker -H ADDRESS run -d` -> container running (target ratio <= 1.5). All interleaved.
+`Store.apply`) and stops at the container's `start` event as the daemon stamps it (`timeNano`,
+the same machine clock), so no polling interval is timed; baseline: a Docker SDK create+start on
+the first host, timed to its own `start` event the same way (target ratio <= 1.25).
+User's view: `brokerctl apply -f FILE` as a new process -> container started, against
+`docker -H ADDRESS run -d` -> container started (target ratio <= 1.5). All interleaved, after
+one uncounted warm-up pair of each.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -30,14 +33,43 @@ from reconciler.models import Service  # noqa: E402
 COMMAND = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
 
 
-def wait_running(clients, label: str, timeout: float = 60) -> float:
-    deadline = time.perf_counter() + timeout
-    while True:
-        if any(c.api.containers(filters={"label": label, "status": "running"}) for c in clients):
-            return time.perf_counter()
-        if time.perf_counter() > deadline:
-            raise TimeoutError(f"no running container labelled {label} after {timeout}s")
-        time.sleep(0.01)
+class Starts:
+    """Every container `start` event of the hosts, stamped by the daemon: label -> epoch seconds."""
+
+    def __init__(self, addresses: list[str]):
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._streams = []
+        for a in addresses:
+            client = docker.DockerClient(base_url=a, version="1.41", timeout=None)
+            stream = client.api.events(filters={"type": "container", "event": "start"}, decode=True)
+            self._streams.append((client, stream))
+            threading.Thread(target=self._follow, args=(stream,), daemon=True).start()
+
+    def _follow(self, stream) -> None:
+        try:
+            for event in stream:
+                at = event["timeNano"] / 1e9
+                with self._lock:
+                    for key, value in (event.get("Actor", {}).get("Attributes") or {}).items():
+                        self._seen.setdefault(f"{key}={value}", at)
+        except Exception:  # closed at the end of the run
+            pass
+
+    def wait(self, label: str, timeout: float = 60) -> float:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if label in self._seen:
+                    return self._seen[label]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no container labelled {label} started after {timeout}s")
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        for client, stream in self._streams:
+            stream.close()
+            client.close()
 
 
 def service(name: str) -> dict:
@@ -45,20 +77,20 @@ def service(name: str) -> dict:
             "spec": {"replicas": 1, "template": {"image": "busybox", "command": COMMAND}}}
 
 
-def sdk(clients, run: str) -> float:
-    start = time.perf_counter()
+def sdk(clients, starts: Starts, run: str) -> float:
+    start = time.time()
     cid = clients[0].api.create_container("busybox", COMMAND, labels={"brokerctl-bench.latency": run})["Id"]
     clients[0].api.start(cid)
-    end = wait_running(clients, f"brokerctl-bench.latency={run}")
+    end = starts.wait(f"brokerctl-bench.latency={run}")
     clients[0].api.remove_container(cid, force=True)
     return end - start
 
 
-def docker_run(address: str, clients, run: str) -> float:
-    start = time.perf_counter()
+def docker_run(address: str, clients, starts: Starts, run: str) -> float:
+    start = time.time()
     subprocess.run(["docker", "-H", address, "run", "-d", "--label", f"brokerctl-bench.cli={run}", "busybox",
                     *COMMAND], check=True, capture_output=True)
-    end = wait_running(clients, f"brokerctl-bench.cli={run}")
+    end = starts.wait(f"brokerctl-bench.cli={run}")
     for c in clients:
         for x in c.api.containers(all=True, filters={"label": f"brokerctl-bench.cli={run}"}):
             c.api.remove_container(x["Id"], force=True)
@@ -67,7 +99,7 @@ def docker_run(address: str, clients, run: str) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--quick", action="store_true", help="two repetitions")
     common.host_args(ap, first_ip=91)
     common.json_arg(ap)
@@ -78,28 +110,35 @@ def main() -> int:
     env = {**os.environ, "PYTHONPATH": str(common.ROOT)}
     with common.hosts(args) as (addresses, _), tempfile.TemporaryDirectory(prefix="bklat-") as tmp:
         clients = [docker.DockerClient(base_url=a, version="1.41", timeout=30) for a in addresses]
+        starts = Starts(addresses)
         with common.controller(Path(tmp), "latency", common.node_docs(addresses, 8)) as store:
             time.sleep(2)  # nodes probed and Ready, controller idle
 
             def ours(run: int) -> float:
                 name = f"lat{run}"
                 store.apply([Service.model_validate(service(name))])
-                start = time.perf_counter()  # the commit has happened
-                return wait_running(clients, f"brokerctl.owner=Service/{name}") - start
+                start = time.time()  # the commit has happened
+                return starts.wait(f"brokerctl.owner=Service/{name}") - start
 
-            commit, base = common.interleave(args.reps, ours, lambda run: sdk(clients, f"s{run}"))
+            if not args.quick:  # warm-up, not counted: the first containers on fresh daemons are slower
+                ours(-1), sdk(clients, starts, "s-1")
+            commit, base = common.interleave(args.reps, ours, lambda run: sdk(clients, starts, f"s{run}"))
 
             def user(run: int) -> float:
                 path = Path(tmp) / f"user{run}.yaml"
                 path.write_text(json.dumps(service(f"user{run}")))
-                start = time.perf_counter()
+                start = time.time()
                 subprocess.run([sys.executable, "-m", "reconciler", "--db", str(store.path), "apply", "-f",
                                 str(path)], env=env, check=True, capture_output=True)
-                return wait_running(clients, f"brokerctl.owner=Service/user{run}") - start
+                return starts.wait(f"brokerctl.owner=Service/user{run}") - start
 
             cli, run_d = ([], [])
             if has_docker_cli:
-                cli, run_d = common.interleave(args.reps, user, lambda run: docker_run(addresses[0], clients, f"c{run}"))
+                if not args.quick:
+                    user(-1), docker_run(addresses[0], clients, starts, "c-1")
+                cli, run_d = common.interleave(args.reps, user,
+                                               lambda run: docker_run(addresses[0], clients, starts, f"c{run}"))
+        starts.close()
         for c in clients:
             c.close()
     figures = [common.figure("Apply -> running, controller side (commit -> container started)", commit, base, "s",

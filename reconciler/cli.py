@@ -731,6 +731,16 @@ def status() -> None:
     if lease and time.time() - lease["heartbeat"] < 10:
         typer.echo(f"controller: running (pid {lease['pid']} on {lease['hostname']}, "
                    f"heartbeat {time.time() - lease['heartbeat']:.1f}s ago)")
+        stats = lease["stats"]
+        if stats:
+            up = max(lease["heartbeat"] - lease["started_at"], 1e-9)
+            calls = stats.get("dockerCalls", {})
+            typer.echo(f"            {stats['passes']} passes (last {stats['lastPassSeconds'] * 1000:.0f} ms), "
+                       f"{stats['lists']} container lists, CPU {100 * stats['cpuSeconds'] / up:.1f}% of a core "
+                       f"since start")
+            if calls:
+                typer.echo("            Docker API calls: " + ", ".join(
+                    f"{k} {n}" for k, n in sorted(calls.items(), key=lambda kv: -kv[1])))
     else:
         typer.echo("controller: not running (start one with `brokerctl controller`)")
     nodes = store.resources(Kind.NODE)

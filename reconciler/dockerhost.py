@@ -30,11 +30,43 @@ API_VERSION = "1.41"  # Docker 20.10+; newer daemons accept it
 POOL_SIZE = 32
 LOG_TAIL_LINES = 20_000
 INFO_REFRESH_SECONDS = 60.0
+COLLECT_SETTLE_SECONDS = 2.0  # how long a collect waits for the daemon to show an exit its event announced
 _EXITED = re.compile(r"^Exited \((-?\d+)\)")
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)\s*$")
 _PORT_TAKEN = re.compile(r"port is already allocated|address already in use", re.I)
+_ID_SEGMENT = re.compile(r"^/(containers|images|networks|volumes|exec)/(?!json$|create$|prune$)[^/]+")
 # What a failed call raises when the host is down, hung or refusing.
 TRANSPORT_ERRORS = (requests.exceptions.RequestException, derr.DockerException, OSError)
+
+
+class CallCounter:
+    """Docker API requests sent by this process, by endpoint (``GET /containers/json``; names and
+    ids folded to ``{id}``). Every client made here counts into ``CALLS``; the controller
+    publishes the totals with its heartbeat (``brokerctl status``)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def hook(self, response, *args, **kwargs) -> None:
+        request = response.request
+        path = _ID_SEGMENT.sub(lambda m: f"/{m.group(1)}/{{id}}", re.sub(r"^/v[\d.]+", "", _path(request.url)))
+        key = f"{request.method} {path}"
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+
+def _path(url: str) -> str:
+    rest = url.split("://", 1)[-1]
+    slash = rest.find("/")
+    return rest[slash:].split("?", 1)[0] if slash >= 0 else "/"
+
+
+CALLS = CallCounter()
 
 
 class StartError(Exception):
@@ -140,6 +172,12 @@ class Host:
         """Exit code, times and the tail of the output of a finished container (the caller removes it)."""
         api = self.client.api
         state = api.inspect_container(container_id)["State"]
+        deadline = time.monotonic() + COLLECT_SETTLE_SECONDS
+        while state.get("Running") and time.monotonic() < deadline:  # its die event came first
+            time.sleep(0.02)
+            state = api.inspect_container(container_id)["State"]
+        if state.get("Running"):
+            raise derr.DockerException(f"container {container_id[:12]} is still running")
         raw = api.logs(container_id, stdout=True, stderr=True, tail=LOG_TAIL_LINES)
         truncated = len(raw) > log_limit
         return {
@@ -213,6 +251,7 @@ def _connect(address: str, tls: dict | None, timeout: float | None) -> docker.Do
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
         client.api.mount("http://", adapter)
         client.api.mount("https://", adapter)
+    client.api.hooks["response"].append(CALLS.hook)
     return client
 
 
@@ -365,32 +404,80 @@ class EventWatcher(_PerHost):
 
     Lets the controller see a container exit at once instead of at the next resync. A host that
     is down is retried every second; a thread whose host left the pool ends at its next event
-    or error.
+    or error. ``mark(name)`` is (stream, events seen so far) while the host's stream is open, None
+    otherwise: equal marks before a container list and now mean nothing changed since that list.
+
+    ``exits(name)`` are the containers whose latest event is ``die``, with the exit code it
+    carried. The daemon sends ``die`` a few milliseconds before its container list says
+    "exited", so a list taken on that wake-up can still say "running"; the controller trusts
+    the event over such a list.
     """
+
+    EVENTS = ["create", "start", "die", "destroy", "oom", "pause", "unpause", "rename", "health_status"]
 
     def __init__(self, store_id: str, wake: threading.Event):
         super().__init__(self._watch, "events")
         self.store_id, self.wake = store_id, wake
         self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._marks: dict[str, tuple[int, int]] = {}
+        self._exits: dict[str, dict[str, int | None]] = {}
+        self._streams = 0
 
     def stop(self) -> None:
         self._stopped.set()
         super().stop()
 
+    def mark(self, name: str) -> tuple[int, int] | None:
+        with self._lock:
+            return self._marks.get(name)
+
+    def exits(self, name: str) -> dict[str, int | None]:
+        with self._lock:
+            return dict(self._exits.get(name, {}))
+
+    def _forget(self, name: str) -> None:
+        with self._lock:
+            self._marks.pop(name, None)
+            self._exits.pop(name, None)
+
+    def _seen(self, name: str, event: dict) -> None:
+        """Called under the lock for each event of host ``name``."""
+        action = event.get("Action") or event.get("status") or ""
+        actor = event.get("Actor") or {}
+        cid = event.get("id") or actor.get("ID")
+        exits = self._exits.setdefault(name, {})
+        if action == "die" and cid:
+            code = (actor.get("Attributes") or {}).get("exitCode")
+            exits[cid] = int(code) if code is not None and str(code).lstrip("-").isdigit() else None
+        elif action in ("start", "destroy") and cid:
+            exits.pop(cid, None)
+
     def _watch(self, host: "Host", quit_: threading.Event) -> None:
-        filters = {"type": ["container"], "label": [f"{LABEL_STORE}={self.store_id}"],
-                   "event": ["start", "die", "destroy", "oom", "health_status"]}
+        filters = {"type": ["container"], "label": [f"{LABEL_STORE}={self.store_id}"], "event": self.EVENTS}
         while not quit_.is_set() and not self._stopped.is_set():
             client = None
             try:
                 client = _connect(host.address, host.tls, timeout=None)
-                for _ in client.api.events(filters=filters, decode=True):
+                stream = client.api.events(filters=filters, decode=True)  # returns once the daemon answered
+                with self._lock:
+                    self._streams += 1
+                    self._marks[host.name] = stream_id = (self._streams, 0)
+                for event in stream:
                     if quit_.is_set():
                         return
+                    with self._lock:
+                        seen = self._marks.get(host.name)
+                        if seen is not None and seen[0] == stream_id[0]:
+                            self._marks[host.name] = (seen[0], seen[1] + 1)
+                            self._seen(host.name, event)
                     self.wake.set()
             except TRANSPORT_ERRORS:
                 pass
             finally:
+                with self._lock:
+                    self._marks.pop(host.name, None)
+                    self._exits.pop(host.name, None)
                 if client is not None:
                     client.close()
             quit_.wait(1.0)

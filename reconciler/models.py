@@ -47,7 +47,10 @@ class TaskPhase(str, Enum):
 
     @property
     def active(self) -> bool:
-        return self in (TaskPhase.PENDING, TaskPhase.RUNNING)
+        return self is _PENDING or self is _RUNNING  # identity: this runs for every task row on every pass
+
+
+_PENDING, _RUNNING = TaskPhase.PENDING, TaskPhase.RUNNING
 
 
 class JobPhase(str, Enum):

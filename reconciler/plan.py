@@ -78,7 +78,7 @@ def _observe_tasks(p: Plan, tasks: list[TaskRecord], snapshot: Snapshot, nodes: 
     seen = snapshot.by_task
     current: dict[str, TaskRecord] = {}
     fencing: set[str] = set()
-    succeeded = {(t.owner, t.index) for t in tasks if t.phase is TaskPhase.SUCCEEDED}
+    succeeded = None  # (owner, index) of Job successes: needed only for a late result, built then
     for t in tasks:
         node_obs = snapshot.nodes.get(t.node) if t.node else None
         hit = seen.get(t.id)
@@ -102,6 +102,8 @@ def _observe_tasks(p: Plan, tasks: list[TaskRecord], snapshot: Snapshot, nodes: 
             # It ran on while its node could not be reached. A Job's success still counts if no other
             # attempt of that index succeeded (the replacement is then stopped); keep its output.
             node, c = hit
+            if succeeded is None:
+                succeeded = {(x.owner, x.index) for x in tasks if x.phase is TaskPhase.SUCCEEDED}
             if t.owner_kind is Kind.JOB and c.exit_code == 0 and (t.owner, t.index) not in succeeded:
                 succeeded.add((t.owner, t.index))
                 t = _set(p, t, phase=TaskPhase.SUCCEEDED, exit_code=0, reason="SucceededWhileLost",
@@ -169,19 +171,31 @@ def _place(p: Plan, current: dict[str, TaskRecord], owners: dict, nodes: dict,
     running_on: dict[str, set[str]] = defaultdict(set)  # "Job/x" -> nodes where its active tasks are
     last_node: dict[tuple, str] = {}  # (owner, index) -> node of the latest attempt that had one
     port_taken: dict[tuple, set[str]] = defaultdict(set)  # (owner, index) -> nodes where its host port was taken
-    waiting = []
-    for t in sorted(current.values(), key=lambda t: (t.created_at, t.id)):
+    waiting, active = [], []
+    sticky_owners = {key for key, spec in specs.items() if spec.sticky}
+    latest: dict[tuple, tuple] = {}  # (owner, index) -> (created_at, id) of the attempt in last_node
+    for t in current.values():  # finished attempts (most rows, at scale) only inform the placements
+        if t.active:
+            active.append(t)
+            continue
+        if not t.node:
+            continue
         key = (t.owner_kind, t.owner_name)
-        if t.node and not t.active:
+        if key in sticky_owners and latest.get((key, t.index), ()) < (t.created_at, t.id):
+            latest[(key, t.index)] = (t.created_at, t.id)
             last_node[(key, t.index)] = t.node
-            if t.reason == "PortInUse" and t.finished_at and now < t.finished_at + PORT_RETRY_SECONDS:
-                port_taken[(key, t.index)].add(t.node)
-                p.wake_at(t.finished_at + PORT_RETRY_SECONDS)
-        if not t.active or key not in owners:
+        if t.reason == "PortInUse" and t.finished_at and now < t.finished_at + PORT_RETRY_SECONDS:
+            port_taken[(key, t.index)].add(t.node)
+            p.wake_at(t.finished_at + PORT_RETRY_SECONDS)
+    for t in sorted(active, key=lambda t: (t.created_at, t.id)):
+        key = (t.owner_kind, t.owner_name)
+        if key not in owners:
             continue
         if t.node:
             running_on[t.owner].add(t.node)
-            if t.node in by_name:
+            # A container seen exited holds no capacity: its slot goes to the next task in this
+            # pass, while the old one is collected.
+            if t.node in by_name and t.id not in collecting:
                 replaced = key in templates and t.template_hash != templates[key]
                 by_name[t.node].take(_request(t, specs[key]), spread=not replaced)
         if t.id in stopped:

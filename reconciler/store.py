@@ -6,6 +6,10 @@ outlives containers), ``events`` (audit log of the controller's decisions), ``le
 controller owns the store) and ``migrations``. WAL mode, a busy timeout, and every write in a
 short ``BEGIN IMMEDIATE`` transaction so concurrent CLI processes and the controller never hit
 "database is locked" on read-then-write. Called by the CLI and the controller.
+
+After each commit a store connection sends a one-byte datagram to the controller of that store
+(``nudge``; a Linux abstract socket named after the store id), so a controller wakes at once
+instead of at its next ``PRAGMA data_version`` poll. Nobody listening costs nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 # sqlite-utils imports numpy whenever it is installed, only to store numpy values, which the store
 # never passes; that import alone costs ~50 ms on every CLI call. Hide numpy while it loads.
@@ -106,6 +110,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         )
         """,
     ),
+    ("controller stats", "ALTER TABLE lease ADD COLUMN stats TEXT NOT NULL DEFAULT '{}'"),
 ]
 
 # TaskRecord attribute -> column, where they differ.
@@ -135,6 +140,9 @@ class Store:
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}; pass --db PATH or set BROKER_DB") from exc
         self._lock = threading.RLock()
+        self.store_id: str | None = None
+        self.nudge = True  # the controller turns this off for its own connection
+        self._nudge_socket: socket.socket | None = None
         self.db = sqlite_utils.Database(conn, execute_plugins=False)
         try:
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -150,6 +158,8 @@ class Store:
 
     def close(self) -> None:
         self.db.conn.close()
+        if self._nudge_socket is not None:
+            self._nudge_socket.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
@@ -163,6 +173,17 @@ class Store:
                 raise
             else:
                 self.db.execute("COMMIT")
+                if self.nudge and self.store_id:
+                    self._send_nudge()
+
+    def _send_nudge(self) -> None:
+        try:
+            if self._nudge_socket is None:
+                self._nudge_socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                self._nudge_socket.setblocking(False)
+            self._nudge_socket.sendto(b"!", nudge_address(self.store_id))
+        except (OSError, AttributeError):  # no controller listening, queue full, or no AF_UNIX here
+            pass
 
     def _migrate(self) -> None:
         with self.transaction() as db:
@@ -638,9 +659,11 @@ class Store:
                 [holder, os.getpid(), host, now, now],
             )
 
-    def heartbeat(self, db, holder: str, now: float) -> bool:
-        """Refresh the lease inside the caller's transaction; False if another holder took it."""
-        cur = db.execute("UPDATE lease SET heartbeat = ? WHERE id = 1 AND holder = ?", [now, holder])
+    def heartbeat(self, db, holder: str, now: float, stats: dict | None = None) -> bool:
+        """Refresh the lease (and the controller's ``stats``) inside the caller's transaction;
+        False if another holder took it."""
+        cur = db.execute("UPDATE lease SET heartbeat = ?, stats = ? WHERE id = 1 AND holder = ?",
+                         [now, json.dumps(stats or {}), holder])
         return cur.rowcount == 1
 
     def release_lease(self, holder: str) -> None:
@@ -649,7 +672,51 @@ class Store:
 
     def lease(self) -> dict | None:
         rows = self._rows("SELECT * FROM lease WHERE id = 1")
-        return rows[0] if rows else None
+        if not rows:
+            return None
+        rows[0]["stats"] = json.loads(rows[0].get("stats") or "{}")
+        return rows[0]
+
+
+def nudge_address(store_id: str) -> str:
+    """Where a store's controller listens for commit nudges: an abstract (nameless) Unix socket."""
+    return f"\0brokerctl-{store_id}"
+
+
+class NudgeListener:
+    """Calls ``wake`` whenever another process commits to the store (see ``Store`` nudges).
+
+    If the address cannot be bound (not Linux, or taken), the controller still has its
+    ``data_version`` poll; ``listening`` says which.
+    """
+
+    def __init__(self, store_id: str, wake: Callable[[], None]):
+        self.wake = wake
+        self._stop = threading.Event()
+        self.listening = False
+        try:
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._sock.bind(nudge_address(store_id))
+            self._sock.settimeout(0.5)
+        except (OSError, AttributeError):
+            return
+        self.listening = True
+        threading.Thread(target=self._loop, daemon=True, name="nudges").start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._sock.recv(64)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.wake()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.listening:
+            self._sock.close()
 
 
 def _maybe_alive(pid: int, hostname: str, this_host: str) -> bool:
@@ -702,6 +769,8 @@ _TASK_FIELDS = tuple((f.name, _TASK_COLUMNS.get(f.name, f.name)) for f in fields
 
 
 _TASK_SELECT = ", ".join(column for _, column in _TASK_FIELDS)
+_TASK_NAMES = [name for name, _ in _TASK_FIELDS]
+_new_task = object.__new__
 _LABELS_AT = [name for name, _ in _TASK_FIELDS].index("labels")
 _KIND_AT = [name for name, _ in _TASK_FIELDS].index("owner_kind")
 _PHASE_AT = [name for name, _ in _TASK_FIELDS].index("phase")
@@ -715,7 +784,11 @@ def _task_from_tuple(row: tuple) -> TaskRecord:
     values[_OOM_AT] = bool(values[_OOM_AT])
     labels = values[_LABELS_AT]
     values[_LABELS_AT] = json.loads(labels) if labels != "{}" else {}
-    return TaskRecord(*values)
+    # The frozen dataclass's __init__ sets each field through object.__setattr__; filling __dict__
+    # at once makes the same record about twice as fast, which counts at 100,000 rows a pass.
+    record = _new_task(TaskRecord)
+    record.__dict__.update(zip(_TASK_NAMES, values))
+    return record
 
 
 def _task(row: dict) -> TaskRecord:

@@ -197,6 +197,24 @@ def test_finished_container_is_collected(state):
     assert not p.starts and not p.removals and not p.new_tasks
 
 
+def test_slot_of_an_exited_container_goes_to_the_next_task_in_the_same_pass():
+    """A full node whose task's container exited starts the next queued task while collecting the old one."""
+    job = job_res(completions=3, parallelism=3)
+    done = task(job, 0, phase=R, node="a", container_id="c0", started_at=1.0)
+    busy = task(job, 1, phase=R, node="a", container_id="c1", started_at=1.0)
+    queued = task(job, 2, phase=P, created_at=2.0)
+
+    p = run([node_res("a", {"default": 2}), job], [done, busy, queued],
+            snapshot(obs("a", container(done, "exited"), container(busy))))
+
+    assert [c.task_id for c in p.collects] == [done.id]
+    assert [(s.task_id, s.node) for s in p.starts] == [(queued.id, "a")]
+    # With both containers still running, the queued task waits.
+    p = run([node_res("a", {"default": 2}), job], [done, busy, queued],
+            snapshot(obs("a", container(done), container(busy))))
+    assert not p.starts and applied(p, [done, busy, queued])[queued.id].reason == "Unschedulable"
+
+
 def test_running_container_adopts_pending_task():
     """A container seen running for a Pending task marks the task Running with that container."""
     job = job_res()
@@ -634,14 +652,17 @@ def test_property_active_tasks_per_job_never_exceed_parallelism(world):
 @PROPERTY
 @given(worlds())
 def test_property_placements_never_overfill_a_node(world):
-    """Wherever a pass places a task, the node ends with no more active tasks of that type than its slots."""
+    """Wherever a pass places a task, the node ends with no more active tasks of that type than its
+    slots, not counting tasks whose exited containers are being collected."""
     resources, tasks, snap = world
     p = plan(resources, tasks, snap, NOW, STORE_ID)
 
     owners = {r.name: r for r in resources if r.kind is Kind.JOB}
     statuses = {name: s for kind, name, s in p.statuses if kind is Kind.NODE}
     after = applied(p, tasks)
-    used = Counter((t.node, exec_type(owners[t.owner_name])) for t in after.values() if t.active and t.node)
+    collected = {c.task_id for c in p.collects}  # their containers have exited: they hold no slot
+    used = Counter((t.node, exec_type(owners[t.owner_name])) for t in after.values()
+                   if t.active and t.node and t.id not in collected)
     placed = {(after[tid].node, exec_type(owners[after[tid].owner_name]))
               for tid, ch in p.task_updates.items() if "scheduled_at" in ch}
     for node, typ in placed:

@@ -471,7 +471,7 @@ def test_a_version_1_store_is_migrated_on_open(tmp_path):
     try:
         [job] = store.resources(Kind.JOB)
         assert job.name == "old" and job.retried_at is None and store.store_id == "abcdefabcdef"
-        assert [r["version"] for r in store._rows("SELECT version FROM migrations")] == [1, 2, 3, 4, 5]
+        assert [r["version"] for r in store._rows("SELECT version FROM migrations")] == [1, 2, 3, 4, 5, 6]
     finally:
         store.close()
 
