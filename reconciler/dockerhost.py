@@ -211,6 +211,10 @@ class Host:
             yield from client.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=follow)
         except derr.NotFound:
             return
+        except derr.APIError as exc:
+            # 409: the container is dead or being removed (collected); its stored output has the rest.
+            if exc.status_code != 409:
+                raise
         finally:
             client.close()
 
