@@ -153,10 +153,14 @@ def get(
         _get_events(store, for_, output)
         return
     if kind.strip().lower() in ("task", "tasks"):
+        from .store import gc_paused
+
         tasks = [store.task(name)] if name else store.tasks()
         tasks = [t for t in tasks if want.items() <= t.labels.items()]
         if output in ("json", "yaml"):
-            typer.echo(render.dump([render.task_object(t) for t in tasks], output), nl=False)
+            with gc_paused():
+                text = render.dump([render.task_object(t) for t in tasks], output)
+            typer.echo(text, nl=False)
         else:
             render.print_table(*render.task_rows(tasks, output == "wide", now))
         return

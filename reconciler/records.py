@@ -80,7 +80,9 @@ class TaskRecord:
 
     @property
     def owner(self) -> str:
-        return f"{self.owner_kind.value}/{self.owner_name}"
+        # ``_value_`` is a plain attribute; ``.value`` goes through Enum's descriptor, ~1 us a call,
+        # which counts in `get tasks` over 100,000 rows.
+        return f"{self.owner_kind._value_}/{self.owner_name}"
 
     @property
     def active(self) -> bool:

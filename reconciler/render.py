@@ -48,7 +48,7 @@ def age(ts: float | None, now: float | None = None) -> str:
 def task_object(t: TaskRecord) -> dict:
     return {
         "id": t.id, "owner": t.owner, "index": t.index, "attempt": t.attempt, "node": t.node,
-        "containerId": t.container_id, "phase": t.phase.value, "exitCode": t.exit_code,
+        "containerId": t.container_id, "phase": t.phase._value_, "exitCode": t.exit_code,
         "oomKilled": t.oom_killed, "reason": t.reason, "message": t.message,
         "createdAt": iso(t.created_at), "startedAt": iso(t.started_at), "finishedAt": iso(t.finished_at),
         "notBefore": iso(t.not_before) if t.not_before > t.created_at else None, "labels": t.labels,
@@ -115,7 +115,7 @@ def task_rows(tasks: list[TaskRecord], wide: bool, now: float) -> tuple[list[str
         cols += ["ATTEMPT", "CONTAINER", "MESSAGE"]
     rows = []
     for t in tasks:
-        row = [t.id, t.owner, t.phase.value, t.node, t.exit_code, age(t.created_at, now), _reason(t)]
+        row = [t.id, t.owner, t.phase._value_, t.node, t.exit_code, age(t.created_at, now), _reason(t)]
         if wide:
             row += [t.attempt, (t.container_id or "")[:12], t.message]
         rows.append(row)

@@ -14,6 +14,7 @@ instead of at its next ``PRAGMA data_version`` poll. Nobody listening costs noth
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -596,9 +597,11 @@ class Store:
             where.append("phase IN ('Pending', 'Running')")
         if where:
             sql += " WHERE " + " AND ".join(where)
-        with self._lock:  # positional rows straight into records: this runs over every row each pass
-            rows = self.db.execute(sql + " ORDER BY created_at, id", params).fetchall()
-        return [_task_from_tuple(r) for r in rows]
+        # Positional rows straight into records: this runs over every row each pass.
+        with gc_paused():
+            with self._lock:
+                rows = self.db.execute(sql + " ORDER BY created_at, id", params).fetchall()
+            return [_task_from_tuple(r) for r in rows]
 
     def task(self, task_id: str) -> TaskRecord:
         rows = self._rows("SELECT * FROM tasks WHERE id = ?", [task_id])
@@ -775,6 +778,21 @@ _LABELS_AT = [name for name, _ in _TASK_FIELDS].index("labels")
 _KIND_AT = [name for name, _ in _TASK_FIELDS].index("owner_kind")
 _PHASE_AT = [name for name, _ in _TASK_FIELDS].index("phase")
 _OOM_AT = [name for name, _ in _TASK_FIELDS].index("oom_killed")
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while many acyclic objects are built at once (task
+    records, their JSON objects). Each allocation burst otherwise triggers collections that
+    re-walk everything already built: about 0.4 s of `get tasks -o json` over 100,000 rows."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _task_from_tuple(row: tuple) -> TaskRecord:

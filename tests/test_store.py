@@ -723,3 +723,24 @@ def test_tasks_on_lists_the_active_tasks_bound_to_a_node(store):
     assert store.tasks_on("a")[0] == rows[1]
     assert [t.id for t in store.tasks_on("b")] == [rows[3].id]
     assert store.tasks_on("nowhere") == []
+
+
+def test_gc_paused_restores_the_collector_state():
+    """Bulk reads pause the cyclic collector and always give it back as it was, even on error."""
+    import gc
+
+    from reconciler.store import gc_paused
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError):
+        with gc_paused():
+            assert not gc.isenabled()
+            raise RuntimeError("boom")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
