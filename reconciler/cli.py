@@ -46,7 +46,7 @@ def _store():
 
 
 def _kind(text: str):
-    from .models import Kind
+    from .kinds import Kind
 
     try:
         return Kind.parse(text)
@@ -94,7 +94,7 @@ def apply(
 
 def _wait_jobs(store, names: list[str], timeout: float) -> None:
     """Block until every named Job is Complete or Failed; BrokerError if any failed or time ran out."""
-    from .models import Kind
+    from .kinds import Kind
 
     deadline = time.monotonic() + timeout if timeout > 0 else None
     pending = set(names)
@@ -117,7 +117,7 @@ def _wait_jobs(store, names: list[str], timeout: float) -> None:
 
 def _warn_unplaceable(store, loaded) -> None:
     """A Job or Service whose execution type no node declares would wait forever: say so now."""
-    from .models import Kind
+    from .kinds import Kind
 
     nodes = store.resources(Kind.NODE)
     declared = set()
@@ -342,7 +342,7 @@ def _print_task_output(store, t, follow: bool, prefix: bool, skip: int = 0) -> i
         return printed
     if t.phase.value == "Running" and t.container_id and t.node:
         from .dockerhost import Host
-        from .models import Kind
+        from .kinds import Kind
 
         spec = store.resource(Kind.NODE, t.node).model.spec
         host = Host(t.node, spec.address, spec.tls.model_dump() if spec.tls else None)
@@ -603,7 +603,7 @@ def diff(
 
 def _diff_one(store, model) -> list[str]:
     from .errors import NotFound
-    from .models import Kind
+    from .kinds import Kind
 
     ref = f"{model.kind.lower()}/{model.metadata.name}"
     new = {"metadata.labels": dict(model.metadata.labels), "spec": model.spec.model_dump(mode="json")}
@@ -727,7 +727,7 @@ def status() -> None:
     """Store path, whether a controller is running, node and task counts."""
     from collections import Counter
 
-    from .models import Kind
+    from .kinds import Kind
 
     store = _store()
     lease = store.lease()

@@ -17,47 +17,11 @@ from typing import Annotated, Literal, NamedTuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .kinds import JobPhase, Kind, TaskPhase  # noqa: F401  (re-exported: part of the model vocabulary)
+
 API_VERSION = "broker/v1"
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DEFAULT_EXECUTION_TYPE = "default"
-
-
-class Kind(str, Enum):
-    NODE = "Node"
-    JOB = "Job"
-    SERVICE = "Service"
-
-    @classmethod
-    def parse(cls, text: str) -> "Kind":
-        """Accept `job`, `jobs`, `Job` (CLI spelling) and return the kind."""
-        key = text.strip().lower().rstrip("s")
-        for kind in cls:
-            if kind.value.lower() == key:
-                return kind
-        raise ValueError(text)
-
-
-class TaskPhase(str, Enum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    LOST = "Lost"
-    STOPPED = "Stopped"
-
-    @property
-    def active(self) -> bool:
-        return self is _PENDING or self is _RUNNING  # identity: this runs for every task row on every pass
-
-
-_PENDING, _RUNNING = TaskPhase.PENDING, TaskPhase.RUNNING
-
-
-class JobPhase(str, Enum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    COMPLETE = "Complete"
-    FAILED = "Failed"
 
 
 class _Model(BaseModel):

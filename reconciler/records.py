@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from .models import MODELS, Kind, TaskPhase
+from .kinds import Kind, TaskPhase
 
 # Container labels: the world can be rebuilt from these alone.
 LABEL_STORE = "brokerctl.store"
@@ -44,6 +44,8 @@ class ResourceRecord:
     @cached_property
     def model(self):
         """The validated pydantic model (Node, Job or Service) of this row."""
+        from .models import MODELS  # imported on use: read-only commands never load pydantic
+
         return MODELS[self.kind].model_validate(
             {
                 "apiVersion": "broker/v1",

@@ -12,7 +12,7 @@ import functools
 import math
 import time
 
-from .models import Kind, TaskPhase
+from .kinds import Kind, TaskPhase
 from .records import ResourceRecord, TaskRecord
 
 

@@ -40,7 +40,7 @@ finally:
         del sys.modules["numpy"]
 
 from .errors import Conflict, NotFound, StoreError
-from .models import Kind, ServiceSpec, TaskPhase, template_hash
+from .kinds import Kind, TaskPhase
 from .records import ResourceRecord, TaskRecord
 
 BUSY_TIMEOUT_MS = 30_000
@@ -740,6 +740,8 @@ class _Rollback(Exception):
 
 
 def _spec_hash(spec: dict) -> str:
+    from .models import ServiceSpec, template_hash  # only writes of Services need the models
+
     return template_hash(ServiceSpec.model_validate(spec))
 
 
