@@ -15,7 +15,6 @@ node health false alarms (NodeNotReady/NodeLost events) seen under this load.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -71,16 +70,8 @@ def brokerctl(addresses: list[str], tasks: int, slots: int, workdir: Path, run: 
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tasks", type=int, default=60)
-    ap.add_argument("--slots", type=int, default=4)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="12 tasks, one repetition: a smoke run")
-    common.host_args(ap, first_ip=71)
-    common.json_arg(ap)
-    args = ap.parse_args()
-    if args.quick:
-        args.tasks, args.reps = 12, 1
+    args = common.arguments(__doc__, reps=3, first_ip=71, options=(("--tasks", int, 60), ("--slots", int, 4)),
+                            quick={"tasks": 12, "reps": 1}, quick_help="12 tasks, one repetition: a smoke run")
     alarms: list = []
     with common.hosts(args) as (addresses, _), tempfile.TemporaryDirectory(prefix="bkbatch-") as tmp:
         ours, base = common.interleave(

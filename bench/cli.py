@@ -7,7 +7,6 @@ Run: `python bench/cli.py [--reps 10] [--quick] [--json FILE]`. Target: < 0.3 s 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -28,13 +27,7 @@ def timed(argv: list[str], env: dict) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--quick", action="store_true", help="three repetitions")
-    common.json_arg(ap)
-    args = ap.parse_args()
-    if args.quick:
-        args.reps = 3
+    args = common.arguments(__doc__, reps=10, quick={"reps": 3}, quick_help="three repetitions")
     env = {**os.environ, "PYTHONPATH": str(common.ROOT)}
     with tempfile.TemporaryDirectory(prefix="bkcli-") as tmp:
         db = str(Path(tmp) / "b.db")

@@ -193,6 +193,29 @@ def json_arg(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--json", help="also write the figures as JSON to this file (used by bench/run)")
 
 
+def arguments(doc: str, *, reps: int, quick: dict, quick_help: str, options: tuple = (),
+              first_ip: int | None = None, addresses: bool = True) -> argparse.Namespace:
+    """A benchmark's command line: its own ``options`` (``(flag, type, default)``; type ``bool`` makes a
+    switch), ``--reps``, ``--quick`` (which sets the values in ``quick``), the daemon options when
+    ``first_ip`` is given, and ``--json``."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for flag, kind, default in options:
+        if kind is bool:
+            ap.add_argument(flag, action="store_true")
+        else:
+            ap.add_argument(flag, type=kind, default=default)
+    ap.add_argument("--reps", type=int, default=reps)
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    if first_ip is not None:
+        host_args(ap, first_ip, addresses)
+    json_arg(ap)
+    args = ap.parse_args()
+    if args.quick:
+        for name, value in quick.items():
+            setattr(args, name, value)
+    return args
+
+
 def figure(name: str, ours: list[float], base: list[float] | None, unit: str, target: str, met: bool,
            ratio: float | None = None, note: str = "") -> dict:
     """One row of the results page: brokerctl's samples, the baseline's, the ratio and the target."""

@@ -17,7 +17,6 @@ left running on the returning host. Prints medians, the ratio Swarm/brokerctl an
 
 from __future__ import annotations
 
-import argparse
 import signal
 import statistics
 import sys
@@ -128,16 +127,11 @@ class Swarm(common.Swarm):
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--replicas", type=int, default=6)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="3 replicas, one repetition, no Swarm: a smoke run")
-    ap.add_argument("--no-swarm", action="store_true")
-    common.host_args(ap, first_ip=61, addresses=False)  # it signals the daemons: it starts its own
-    common.json_arg(ap)
-    args = ap.parse_args()
-    if args.quick:
-        args.replicas, args.reps, args.no_swarm = 3, 1, True
+    # It signals the daemons, so it always starts its own (no --addresses).
+    args = common.arguments(__doc__, reps=3, first_ip=61, addresses=False,
+                            options=(("--replicas", int, 6), ("--no-swarm", bool, False)),
+                            quick={"replicas": 3, "reps": 1, "no_swarm": True},
+                            quick_help="3 replicas, one repetition, no Swarm: a smoke run")
     ours: dict[str, list[float]] = {f: [] for f in FAULTS}
     theirs: dict[str, list[float]] = {f: [] for f in FAULTS}
     fenced = []

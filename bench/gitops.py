@@ -13,7 +13,6 @@ way. Prints the medians and the overhead (target: under 1 s beyond container sta
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -58,14 +57,7 @@ def brokerctl(clients, repo: Path, run: int) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--quick", action="store_true", help="two repetitions: a smoke run")
-    common.host_args(ap, first_ip=81)
-    common.json_arg(ap)
-    args = ap.parse_args()
-    if args.quick:
-        args.reps = 2
+    args = common.arguments(__doc__, reps=5, first_ip=81, quick={"reps": 2}, quick_help="two repetitions: a smoke run")
     with common.hosts(args) as (addresses, _), tempfile.TemporaryDirectory(prefix="bkgit-") as tmp:
         clients = [docker.DockerClient(base_url=a, version="1.41", timeout=30) for a in addresses]
         repo = Path(tmp) / "manifests"

@@ -14,7 +14,6 @@ one uncounted warm-up pair of each.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -98,14 +97,7 @@ def docker_run(address: str, clients, starts: Starts, run: str) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=9)
-    ap.add_argument("--quick", action="store_true", help="two repetitions")
-    common.host_args(ap, first_ip=91)
-    common.json_arg(ap)
-    args = ap.parse_args()
-    if args.quick:
-        args.reps = 2
+    args = common.arguments(__doc__, reps=9, first_ip=91, quick={"reps": 2}, quick_help="two repetitions")
     has_docker_cli = shutil.which("docker") is not None
     env = {**os.environ, "PYTHONPATH": str(common.ROOT)}
     with common.hosts(args) as (addresses, _), tempfile.TemporaryDirectory(prefix="bklat-") as tmp:

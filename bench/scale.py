@@ -22,7 +22,6 @@ Prints the median of each and the ratios (target vs the thread pool <= 1.2). ``-
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -128,16 +127,9 @@ def swarm(cls, sw: common.Swarm, replicas: int, run: int) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--replicas", type=int, default=50)
-    ap.add_argument("--reps", type=int, default=4)
-    ap.add_argument("--quick", action="store_true", help="10 replicas, one repetition, no Swarm: a smoke run")
-    ap.add_argument("--no-swarm", action="store_true", help="leave out the Docker Swarm baseline")
-    common.host_args(ap, first_ip=51)
-    common.json_arg(ap)
-    args = ap.parse_args()
-    if args.quick:
-        args.replicas, args.reps, args.no_swarm = 10, 1, True
+    args = common.arguments(__doc__, reps=4, first_ip=51, options=(("--replicas", int, 50), ("--no-swarm", bool, False)),
+                            quick={"replicas": 10, "reps": 1, "no_swarm": True},
+                            quick_help="10 replicas, one repetition, no Swarm: a smoke run")
     with common.hosts(args) as (addresses, _), tempfile.TemporaryDirectory(prefix="bkscale-") as tmp:
         cls = clients(addresses)
         sw = None

@@ -16,7 +16,6 @@ once a second with the Docker SDK, the least work a reconciler that lists on eve
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -53,16 +52,8 @@ def running(clients, label: str) -> int:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--replicas", type=int, default=300)
-    ap.add_argument("--window", type=float, default=20.0)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="6 replicas, one 3 s window")
-    common.host_args(ap, first_ip=101)
-    common.json_arg(ap)
-    args = ap.parse_args()
-    if args.quick:
-        args.replicas, args.window, args.reps = 6, 3.0, 1
+    args = common.arguments(__doc__, reps=3, first_ip=101, options=(("--replicas", int, 300), ("--window", float, 20.0)),
+                            quick={"replicas": 6, "window": 3.0, "reps": 1}, quick_help="6 replicas, one 3 s window")
     env = {**os.environ, "PYTHONPATH": str(common.ROOT)}
     per_node = -(-args.replicas // 3) + 10
     samples: dict[str, list] = {"calls": [], "lists": [], "cpu": [], "base_cpu": [], "passes": [], "pings": [],

@@ -11,7 +11,6 @@ controller RSS < 300 MB, pass < 1 s (our own: a pass should fit in a busy contro
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sqlite3
@@ -61,15 +60,9 @@ def rss_mb(pid: int) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=100_000)
-    ap.add_argument("--manifests", type=int, default=1000)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="10,000 rows, 200 manifests, one repetition")
-    common.json_arg(ap)
-    args = ap.parse_args()
-    if args.quick:
-        args.rows, args.manifests, args.reps = 10_000, 200, 1
+    args = common.arguments(__doc__, reps=3, options=(("--rows", int, 100_000), ("--manifests", int, 1000)),
+                            quick={"rows": 10_000, "manifests": 200, "reps": 1},
+                            quick_help="10,000 rows, 200 manifests, one repetition")
     env = {**os.environ, "PYTHONPATH": str(common.ROOT)}
     text = "\n---\n".join(json.dumps(job(i)) for i in range(args.manifests))
     applies, raw_writes, gets, raw_reads, rss, idle, passes, raw_scans = [], [], [], [], [], [], [], []
