@@ -147,13 +147,29 @@ class Store:
         self.db = sqlite_utils.Database(conn, execute_plugins=False)
         try:
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            if self.db.journal_mode != "wal":
-                self.db.enable_wal()
+            self._enable_wal()
             self.db.execute("PRAGMA synchronous = NORMAL")
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a usable brokerctl store: {exc}") from exc
         self.store_id = self._meta("store_id")
+
+    def _enable_wal(self) -> None:
+        """Switch a new store file to WAL. Connections opening the same new file at once race for
+        the switch, and SQLite answers the losers "database is locked" at once, without the busy
+        timeout; so retry until the timeout (a loser then finds WAL already on)."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        pause = 0.002
+        while True:
+            try:
+                if self.db.journal_mode != "wal":
+                    self.db.enable_wal()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
 
     # -- plumbing -------------------------------------------------------------------------
 
