@@ -341,14 +341,18 @@ def _print_task_output(store, t, follow: bool, prefix: bool, skip: int = 0) -> i
             emit(saved[0][skip:])
         return printed
     if t.phase.value == "Running" and t.container_id and t.node:
-        from .dockerhost import Host
-        from .kinds import Kind
-
-        spec = store.resource(Kind.NODE, t.node).model.spec
-        host = Host(t.node, spec.address, spec.tls.model_dump() if spec.tls else None)
-        for chunk in host.logs(t.container_id, follow=follow):
+        for chunk in _node_host(store, t.node).logs(t.container_id, follow=follow):
             emit(chunk)
     return printed
+
+
+def _node_host(store, name: str):
+    """A Docker client for one node, for the commands that ask a host directly (`logs -f`, `drain`)."""
+    from .dockerhost import Host
+    from .kinds import Kind
+
+    spec = store.resource(Kind.NODE, name).model.spec
+    return Host(name, spec.address, spec.tls.model_dump() if spec.tls else None)
 
 
 @app.command()
@@ -515,7 +519,34 @@ def drain(
             raise BrokerError(f"node/{name}: drain did not finish; {line}. Is a controller running "
                               "(`brokerctl status`)?")
         time.sleep(0.5)
+    _wait_containers_stopped(store, name, deadline)
     typer.echo(f"node/{name} drained")
+
+
+def _wait_containers_stopped(store, name: str, deadline: float) -> None:
+    """The store lets go of a task before its container has stopped (the controller records the
+    decision, then stops it within the grace period): ask the node until none of ours runs."""
+    host, last = _node_host(store, name), None
+    try:
+        while True:
+            obs = host.observe(store.store_id, time.time())
+            if not obs.ready:
+                typer.secho(f"warning: node/{name} did not answer ({obs.message}); its containers could not be "
+                            "checked (the controller stops them when it returns)", fg="yellow", err=True)
+                return
+            left = [c.name for c in obs.containers if c.state in ("running", "restarting", "paused")]
+            if not left:
+                return
+            line = f"{len(left)} container(s) still stopping on {name}: " + ", ".join(left[:5]) + (
+                ", ..." if len(left) > 5 else "")
+            if line != last:
+                typer.echo(line)
+                last = line
+            if time.monotonic() >= deadline:
+                raise BrokerError(f"node/{name}: drain did not finish; {line}")
+            time.sleep(0.5)
+    finally:
+        host.close()
 
 
 def _node_name(text: str) -> str:

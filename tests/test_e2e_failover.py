@@ -180,6 +180,28 @@ def test_cordon_and_drain_move_work_off_a_node(three_nodes, db):
         assert cli_json(db, "get", "nodes", h3.name)[0]["status"]["draining"] is False
 
 
+def test_drain_returns_only_after_the_moved_tasks_containers_have_stopped(three_nodes, db):
+    """A Job task moved off a draining node is let go in the store at once, but its container ignores
+    SIGTERM and runs until the grace period's kill: `drain` says drained only after it stopped."""
+    h1, h2, h3 = three_nodes
+    with ControllerProcess(db):
+        stubborn = "trap '' TERM; sleep 60 & wait; sleep 60"
+        cli(db, "apply", "-f", "-", input=job("stubborn", stubborn, nodeName=h3.name, backoffLimit=0,
+                                             terminationGracePeriodSeconds=3), check=True)
+        wait_for(lambda: [t for t in tasks_of(db, "Job/stubborn") if t["phase"] == "Running"], 30, "job running")
+        cli(db, "apply", "-f", "-", input=job("stubborn", stubborn, backoffLimit=0,
+                                             terminationGracePeriodSeconds=3), check=True)  # unpinned: it may move
+        began = time.monotonic()
+        out = cli(db, "drain", h3.name, "--timeout", "1", timeout=120)
+        took = time.monotonic() - began
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert out.stdout.strip().splitlines()[-1] == f"node/{h3.name} drained"
+        assert "still stopping" in out.stdout, out.stdout
+        assert not broker_containers(h3, all=False)
+        assert took >= 3, took  # 1 s of drain timeout, then the 3 s grace period before the kill
+        cli(db, "uncordon", h3.name, check=True)
+
+
 def test_node_with_tasks_can_be_deleted_after_a_drain(three_nodes, db):
     """Deleting a Node with active tasks is refused without --force; after a drain it succeeds."""
     hosts = three_nodes
