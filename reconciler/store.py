@@ -426,8 +426,7 @@ class Store:
 
     def tasks_on(self, node: str) -> list[TaskRecord]:
         """Active tasks bound to a node."""
-        return [_task(r) for r in self._rows(
-            "SELECT * FROM tasks WHERE node = ? AND phase IN ('Pending', 'Running') ORDER BY created_at, id", [node])]
+        return self._select_tasks(["node = ?", "phase IN ('Pending', 'Running')"], [node])
 
     # -- services: scale, revisions, rollback ---------------------------------------------
 
@@ -605,12 +604,22 @@ class Store:
     def tasks(
         self, owner: tuple[Kind, str] | None = None, active_only: bool = False
     ) -> list[TaskRecord]:
-        sql, params, where = f"SELECT {_TASK_SELECT} FROM tasks", [], []
+        params, where = [], []
         if owner is not None:
             where.append("owner_kind = ? AND owner_name = ?")
             params += [owner[0].value, owner[1]]
         if active_only:
             where.append("phase IN ('Pending', 'Running')")
+        return self._select_tasks(where, params)
+
+    def task(self, task_id: str) -> TaskRecord:
+        rows = self._select_tasks(["id = ?"], [task_id])
+        if not rows:
+            raise NotFound(f"task '{task_id}' not found; `brokerctl get tasks` lists them")
+        return rows[0]
+
+    def _select_tasks(self, where: list[str], params: list) -> list[TaskRecord]:
+        sql = f"SELECT {_TASK_SELECT} FROM tasks"
         if where:
             sql += " WHERE " + " AND ".join(where)
         # Positional rows straight into records: this runs over every row each pass.
@@ -618,12 +627,6 @@ class Store:
             with self._lock:
                 rows = self.db.execute(sql + " ORDER BY created_at, id", params).fetchall()
             return [_task_from_tuple(r) for r in rows]
-
-    def task(self, task_id: str) -> TaskRecord:
-        rows = self._rows("SELECT * FROM tasks WHERE id = ?", [task_id])
-        if not rows:
-            raise NotFound(f"task '{task_id}' not found; `brokerctl get tasks` lists them")
-        return _task(rows[0])
 
     def insert_task(self, db, task: TaskRecord) -> None:
         db["tasks"].insert(_task_row(task))
@@ -792,10 +795,7 @@ _TASK_FIELDS = tuple((f.name, _TASK_COLUMNS.get(f.name, f.name)) for f in fields
 _TASK_SELECT = ", ".join(column for _, column in _TASK_FIELDS)
 _TASK_NAMES = [name for name, _ in _TASK_FIELDS]
 _new_task = object.__new__
-_LABELS_AT = [name for name, _ in _TASK_FIELDS].index("labels")
-_KIND_AT = [name for name, _ in _TASK_FIELDS].index("owner_kind")
-_PHASE_AT = [name for name, _ in _TASK_FIELDS].index("phase")
-_OOM_AT = [name for name, _ in _TASK_FIELDS].index("oom_killed")
+_LABELS_AT, _KIND_AT, _PHASE_AT, _OOM_AT = map(_TASK_NAMES.index, ("labels", "owner_kind", "phase", "oom_killed"))
 
 
 @contextmanager
@@ -815,7 +815,7 @@ def gc_paused() -> Iterator[None]:
 
 def _task_from_tuple(row: tuple) -> TaskRecord:
     values = list(row)
-    values[_KIND_AT] = _KINDS[values[_KIND_AT]]
+    values[_KIND_AT] = _KINDS[values[_KIND_AT]]  # dict lookups: Enum(value) is slow at 100,000 rows
     values[_PHASE_AT] = _PHASES[values[_PHASE_AT]]
     values[_OOM_AT] = bool(values[_OOM_AT])
     labels = values[_LABELS_AT]
@@ -825,16 +825,6 @@ def _task_from_tuple(row: tuple) -> TaskRecord:
     record = _new_task(TaskRecord)
     record.__dict__.update(zip(_TASK_NAMES, values))
     return record
-
-
-def _task(row: dict) -> TaskRecord:
-    values = {name: row[column] for name, column in _TASK_FIELDS}
-    values["owner_kind"] = _KINDS[values["owner_kind"]]  # dict lookups: Enum(value) is slow at 100,000 rows
-    values["phase"] = _PHASES[values["phase"]]
-    values["oom_killed"] = bool(values["oom_killed"])
-    labels = values["labels"]
-    values["labels"] = json.loads(labels) if labels != "{}" else {}
-    return TaskRecord(**values)
 
 
 def _task_row(task: TaskRecord) -> dict:
