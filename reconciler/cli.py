@@ -497,7 +497,7 @@ def uncordon(node: str = typer.Argument(..., help="Node name.")) -> None:
 def drain(
     node: str = typer.Argument(..., help="Node name."),
     timeout: float = typer.Option(300.0, "--timeout", help="Job tasks may finish for this long, then are rescheduled."),
-    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until no active task is left on the node."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until no active task and none of their containers is left running on the node."),
 ) -> None:
     """Cordon a Node and move its tasks off: Service replicas are replaced elsewhere before the
     originals stop; Job tasks may finish until --timeout, then are rescheduled (no retry spent)."""
@@ -508,45 +508,39 @@ def drain(
     if not wait:
         return
     deadline = time.monotonic() + timeout + 60  # rescheduled Job tasks still need their grace period
+    _wait_gone(lambda: [t.id for t in store.tasks_on(name)], f"task(s) left on {name}", name, deadline,
+               ". Is a controller running (`brokerctl status`)?")
+    # The store lets go of a task before its container has stopped (the controller records the
+    # decision, then stops it within the grace period): ask the node until none of ours runs.
+    host = _node_host(store, name)
+    try:
+        _wait_gone(lambda: _running_on(host, store.store_id), f"container(s) still stopping on {name}", name,
+                   deadline)
+    finally:
+        host.close()
+    typer.echo(f"node/{name} drained")
+
+
+def _running_on(host, store_id: str) -> list[str]:
+    obs = host.observe(store_id, time.time())
+    if not obs.ready:
+        typer.secho(f"warning: node/{host.name} did not answer ({obs.message}); its containers could not be "
+                    "checked (the controller stops them when it returns)", fg="yellow", err=True)
+        return []
+    return [c.name for c in obs.containers if c.state in ("running", "restarting", "paused")]
+
+
+def _wait_gone(poll, what: str, node: str, deadline: float, hint: str = "") -> None:
+    """Poll every 0.5 s until ``poll()`` names nothing, printing what is left whenever it changes."""
     last = None
-    while tasks := store.tasks_on(name):
-        line = f"{len(tasks)} task(s) left on {name}: " + ", ".join(t.id for t in tasks[:5]) + (
-            ", ..." if len(tasks) > 5 else "")
+    while left := poll():
+        line = f"{len(left)} {what}: " + ", ".join(left[:5]) + (", ..." if len(left) > 5 else "")
         if line != last:
             typer.echo(line)
             last = line
         if time.monotonic() >= deadline:
-            raise BrokerError(f"node/{name}: drain did not finish; {line}. Is a controller running "
-                              "(`brokerctl status`)?")
+            raise BrokerError(f"node/{node}: drain did not finish; {line}{hint}")
         time.sleep(0.5)
-    _wait_containers_stopped(store, name, deadline)
-    typer.echo(f"node/{name} drained")
-
-
-def _wait_containers_stopped(store, name: str, deadline: float) -> None:
-    """The store lets go of a task before its container has stopped (the controller records the
-    decision, then stops it within the grace period): ask the node until none of ours runs."""
-    host, last = _node_host(store, name), None
-    try:
-        while True:
-            obs = host.observe(store.store_id, time.time())
-            if not obs.ready:
-                typer.secho(f"warning: node/{name} did not answer ({obs.message}); its containers could not be "
-                            "checked (the controller stops them when it returns)", fg="yellow", err=True)
-                return
-            left = [c.name for c in obs.containers if c.state in ("running", "restarting", "paused")]
-            if not left:
-                return
-            line = f"{len(left)} container(s) still stopping on {name}: " + ", ".join(left[:5]) + (
-                ", ..." if len(left) > 5 else "")
-            if line != last:
-                typer.echo(line)
-                last = line
-            if time.monotonic() >= deadline:
-                raise BrokerError(f"node/{name}: drain did not finish; {line}")
-            time.sleep(0.5)
-    finally:
-        host.close()
 
 
 def _node_name(text: str) -> str:
