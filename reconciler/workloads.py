@@ -9,14 +9,19 @@ purged. Results go into the ``Plan`` (new tasks, task updates, statuses, removal
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import replace
-from itertools import count
+from itertools import count, islice
 
 from .actions import STOP_GRACE_SECONDS, Event, Plan, Remove
 from .models import Backoff, Kind, TaskPhase, template_hash
 from .records import NodeObs, ResourceRecord, Snapshot, TaskRecord
 
 HEALTHY_RUN_SECONDS = 60.0  # a replica that ran this long resets its restart backoff
+# At most this many tasks of one Job or Service wait for a node at once; more are created as these
+# are placed (as Kubernetes creates a controller's pods in batches). A pass so costs what is active
+# and what changed, never the declared `completions`, `parallelism` or `replicas`.
+MAX_UNPLACED = 100
 
 
 def node_status(node: ResourceRecord, obs: NodeObs | None, now: float, lost_after: float = 3.0) -> dict:
@@ -155,10 +160,13 @@ def _job(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapsh
             stop_task(p, t, snapshot, now, "Superseded", f"index {t.index} already succeeded", grace)
             active.remove(t)
         active = _time_out(p, res, active, snapshot, now, grace)
-        busy = {t.index for t in active}
-        todo = [i for i in range(spec.completions) if i not in succeeded and i not in busy]
-        for index in todo[: max(0, spec.parallelism - len(active))]:
-            new = _new_task(res, index, tasks, now, spec.backoff,
+        taken = succeeded | {t.index for t in active}
+        room = min(spec.parallelism - len(active), MAX_UNPLACED - _unplaced(active))
+        attempts = _Attempts(tasks)
+        # range() is lazy: this looks at most at len(taken) + room indexes, whatever `completions` says.
+        todo = (i for i in range(spec.completions) if i not in taken)
+        for index in islice(todo, max(0, room)):
+            new = _new_task(res, index, attempts.of(index), now, spec.backoff,
                             lambda t: t.phase is TaskPhase.FAILED and t.created_at >= epoch)
             p.new_tasks.append(new)
             active.append(new)
@@ -234,10 +242,10 @@ def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Sn
         return t.template_hash == want and t.node not in draining
 
     grace = spec.terminationGracePeriodSeconds
-    history = {t.id: t for t in tasks}
+    history = _Attempts(tasks)
 
     def stop(t: TaskRecord, reason: str, message: str, phase: TaskPhase = TaskPhase.STOPPED, wait: float = grace):
-        history[t.id] = stop_task(p, t, snapshot, now, reason, message, wait, phase)
+        history.put(stop_task(p, t, snapshot, now, reason, message, wait, phase))
 
     by_index: dict[int, list[TaskRecord]] = {}
     for t in tasks:
@@ -249,7 +257,8 @@ def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Sn
             p.events.append(_event(res, "Unhealthy", f"{t.id} on {t.node} is unhealthy; replacing it", "Warning", t.id))
             continue
         if t.phase is TaskPhase.PENDING and t.node is None and t.template_hash != want:
-            t = history[t.id] = replace(t, template_hash=want)  # not placed yet: it can take the new template
+            t = replace(t, template_hash=want)  # not placed yet: it can take the new template
+            history.put(t)
             p.update(t.id, template_hash=want)
         by_index.setdefault(t.index, []).append(t)
     for i, ts in by_index.items():
@@ -272,16 +281,20 @@ def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Sn
         for t in by_index.pop(i):
             stop(t, "ScaledDown", f"{res.ref} scaled to {spec.replicas}")
 
+    unplaced = _unplaced(t for ts in by_index.values() for t in ts)
+
     def add(index: int) -> TaskRecord:
-        new = _new_task(res, index, list(history.values()), now, spec.restart, _crashed, want)
-        history[new.id] = new
+        nonlocal unplaced
+        new = _new_task(res, index, history.of(index), now, spec.restart, _crashed, want)
+        history.put(new)
         p.new_tasks.append(new)
         by_index.setdefault(index, []).append(new)
+        unplaced += 1
         return new
 
     free = (i for i in count() if i not in by_index)
-    for _ in range(spec.replicas - len(by_index)):
-        add(next(free))
+    for index in islice(free, max(0, min(spec.replicas - len(by_index), MAX_UNPLACED - unplaced))):
+        add(index)
 
     upd = spec.update
     rollout = dict(res.status.get("rollout") or {})
@@ -304,6 +317,8 @@ def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Sn
         old = [t for t in by_index[i] if not current(t)]
         if not old:
             continue
+        if unplaced >= MAX_UNPLACED and not any(current(t) for t in by_index[i]):
+            continue  # its replacement would wait for a node too: a later pass goes on with it
         new = [t for t in by_index[i] if current(t)]
         if new:
             if any(available(t) for t in new):
@@ -356,9 +371,8 @@ def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Sn
                 p.wake_at(rollout["progressAt"] + upd.progressDeadlineSeconds)
     rollout["updated"] = updated
 
-    history_list = list(history.values())
     waiting = [t for t in active if t.phase is TaskPhase.PENDING and t.not_before > now]
-    backoff = max((spec.restart.delay(_failures([h for h in history_list if h.attempt < t.attempt], t.index, _crashed))
+    backoff = max((spec.restart.delay(_failures([h for h in history.of(t.index) if h.attempt < t.attempt], _crashed))
                    for t in waiting), default=0)
     _set_status(p, res, {
         "replicas": spec.replicas,
@@ -367,7 +381,7 @@ def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Sn
         "updated": updated,
         "revision": want,
         "stableRevision": stable,
-        "restarts": sum(_crashed(t) or t.reason == "Unhealthy" for t in history_list),
+        "restarts": sum(_crashed(t) or t.reason == "Unhealthy" for t in history.all()),
         "restartBackoffSeconds": backoff,
         "rollout": rollout,
     }, now)
@@ -394,21 +408,48 @@ def _crashed(t: TaskRecord) -> bool:
     return (t.finished_at or 0) - (t.started_at or t.finished_at or 0) < HEALTHY_RUN_SECONDS
 
 
-def _failures(tasks: list[TaskRecord], index: int, counts_as_failure) -> int:
-    """Consecutive recent failures of ``index`` (a live attempt, a success or a healthy run ends the streak)."""
+def _unplaced(tasks) -> int:
+    """Tasks waiting for a node (in a backoff or not): bounded by ``MAX_UNPLACED`` per resource."""
+    return sum(1 for t in tasks if t.phase is TaskPhase.PENDING and t.node is None)
+
+
+class _Attempts:
+    """One resource's attempts by index, built once per pass, so the next attempt of an index
+    looks only at that index's history (not at every task of the resource)."""
+
+    def __init__(self, tasks: list[TaskRecord]):
+        self._by_index: dict[int, dict[str, TaskRecord]] = defaultdict(dict)
+        for t in tasks:
+            self._by_index[t.index][t.id] = t
+
+    def put(self, t: TaskRecord) -> None:
+        """Add a new attempt, or replace one this pass changed (stopped, re-templated)."""
+        self._by_index[t.index][t.id] = t
+
+    def of(self, index: int) -> list[TaskRecord]:
+        return list(self._by_index[index].values()) if index in self._by_index else []
+
+    def all(self):
+        return (t for ts in self._by_index.values() for t in ts.values())
+
+
+def _failures(attempts: list[TaskRecord], counts_as_failure) -> int:
+    """Consecutive recent failures among one index's ``attempts`` (a live attempt, a success or a
+    healthy run ends the streak)."""
     failures = 0
-    for t in sorted((t for t in tasks if t.index == index), key=lambda t: t.attempt, reverse=True):
+    for t in sorted(attempts, key=lambda t: t.attempt, reverse=True):
         if t.active or not counts_as_failure(t):
             break
         failures += 1
     return failures
 
 
-def _new_task(res: ResourceRecord, index: int, tasks: list[TaskRecord], now: float,
+def _new_task(res: ResourceRecord, index: int, attempts: list[TaskRecord], now: float,
               backoff: Backoff, counts_as_failure, template: str = "") -> TaskRecord:
-    """The next attempt for ``index``, delayed by the backoff its recent failures earned."""
-    history = sorted((t for t in tasks if t.index == index), key=lambda t: t.attempt)
-    failures = _failures(history, index, counts_as_failure)
+    """The next attempt for ``index`` (``attempts``: that index's earlier ones), delayed by the
+    backoff its recent failures earned."""
+    history = sorted(attempts, key=lambda t: t.attempt)
+    failures = _failures(history, counts_as_failure)
     attempt = history[-1].attempt + 1 if history else 1
     not_before, reason, message = now, "", ""
     if failures:
