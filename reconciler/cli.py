@@ -802,15 +802,10 @@ def controller(
 ) -> None:
     """Run the reconcile loop until SIGINT/SIGTERM (containers keep running)."""
     import logging
-    import signal
-    import threading
 
-    from .controller import Controller
+    from .controller import Controller, SignalShutdown
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     store = _store()
     watcher = None
     if watch is not None:
@@ -819,13 +814,15 @@ def controller(
         watcher = Watcher(store.path, watch, interval=sync_interval, poll=poll, allow_mass_prune=allow_mass_prune)
     ctl = Controller(store, resync=resync, probe_interval=probe_interval, probe_timeout=probe_timeout,
                      lost_after=lost_after, docker_timeout=docker_timeout)
+    shutdown = SignalShutdown(ctl.stop, ctl.wake, release=lambda: ctl.release_lease(wait=0.2)).install()
     if watcher is not None:
         watcher.start()
     try:
-        ctl.run(stop)
+        ctl.run()
     finally:
         if watcher is not None:
             watcher.stop()
+    shutdown.finish()
 
 
 def main() -> None:

@@ -361,10 +361,10 @@ class Prober(_PerHost):
         with self._lock:
             self._states.pop(name, None)
 
-    def wait_first(self, names: set[str], timeout: float) -> None:
-        """Wait (at most ``timeout``) until each named node has been probed once."""
+    def wait_first(self, names: set[str], timeout: float, stop: threading.Event | None = None) -> None:
+        """Wait (at most ``timeout``, or until ``stop``) until each named node has been probed once."""
         deadline = self.clock() + timeout
-        while self.clock() < deadline:
+        while self.clock() < deadline and not (stop is not None and stop.is_set()):
             with self._lock:
                 if names <= self._states.keys():
                     return

@@ -688,9 +688,23 @@ class Store:
                          [now, json.dumps(stats or {}), holder])
         return cur.rowcount == 1
 
-    def release_lease(self, holder: str) -> None:
-        with self.transaction() as db:
-            db.execute("DELETE FROM lease WHERE id = 1 AND holder = ?", [holder])
+    def release_lease(self, holder: str, wait: float | None = None) -> bool:
+        """Give up the lease. With ``wait``, give up (False) rather than wait longer than that for
+        this connection's lock or another process's write: a controller shutting down must not hang."""
+        if not self._lock.acquire(timeout=-1 if wait is None else wait):
+            return False
+        try:
+            if wait is not None:
+                self.db.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+            with self.transaction() as db:
+                db.execute("DELETE FROM lease WHERE id = 1 AND holder = ?", [holder])
+            return True
+        except sqlite3.OperationalError:  # "database is locked": another writer kept it
+            return False
+        finally:
+            if wait is not None:
+                self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._lock.release()
 
     def lease(self) -> dict | None:
         rows = self._rows("SELECT * FROM lease WHERE id = 1")
