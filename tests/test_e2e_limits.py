@@ -1,0 +1,107 @@
+"""No manifest stalls the controller, on real dockerd hosts.
+
+A Job of 10^6 completions at parallelism 10^6 and a Service of 10^6 replicas run beside small
+Jobs: the small Jobs finish as before, the controller keeps heartbeating, stays small in memory
+and answers SIGTERM. Pass times with and without the huge resources are printed (not asserted:
+speed is never a timed assertion here).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import ControllerProcess, cli, tasks_of, wait_for
+from reconciler.store import Store
+
+pytestmark = pytest.mark.timeout(300)
+
+MILLION = 10**6
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "broker.db"
+
+
+def doc(kind: str, name: str, command, **spec) -> str:
+    return json.dumps({"apiVersion": "broker/v1", "kind": kind, "metadata": {"name": name},
+                       "spec": {**spec, "template": {"image": "busybox", "command": command}}}) + "\n"
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def pass_window(store: Store, seconds: float) -> tuple[int, float, float]:
+    """Passes and their mean and last duration over the next ``seconds``, from the lease stats."""
+    first = store.lease()["stats"]
+    time.sleep(seconds)
+    last = store.lease()["stats"]
+    passes = last["passes"] - first["passes"]
+    mean = (last["passSeconds"] - first["passSeconds"]) / passes if passes else 0.0
+    return passes, mean, last["lastPassSeconds"]
+
+
+def run_small_job(db: Path, name: str) -> float:
+    """Apply a 5-completion echo Job; seconds until it is Complete (at most 60: "not stalled")."""
+    began = time.monotonic()
+    cli(db, "apply", "-f", "-", input=doc("Job", name, ["echo", "hi"], completions=5, parallelism=5), check=True)
+    done = cli(db, "wait", f"job/{name}", "--for", "condition=Complete", "--timeout", "60")
+    assert done.returncode == 0, f"{name} did not complete in 60 s beside the huge resources: {done.stderr}"
+    return time.monotonic() - began
+
+
+def test_huge_job_and_service_do_not_stall_the_controller(clean_hosts, db):
+    """The huge Job and Service fill slot types of their own (so the small Jobs keep the default
+    slots) and keep at most 100 tasks each waiting for a node; small Jobs complete as fast as
+    before; status says running; memory stays small; SIGTERM is answered."""
+    nodes = "\n---\n".join(
+        json.dumps({"apiVersion": "broker/v1", "kind": "Node", "metadata": {"name": h.name},
+                    "spec": {"address": h.address, "slots": {"default": 4, "bulk": 1, "svc": 2}}})
+        for h in clean_hosts)
+    cli(db, "apply", "-f", "-", input=nodes, check=True)
+    store = Store(db)
+    ctl = ControllerProcess(db).start()
+    try:
+        alone = run_small_job(db, "small-before")
+        quiet = pass_window(store, 5)
+
+        cli(db, "apply", "-f", "-", input=doc("Job", "huge", "sleep 3600", completions=MILLION, parallelism=MILLION,
+                                             executionType="bulk")
+            + "---\n" + doc("Service", "wide", "sleep 3600", replicas=MILLION, executionType="svc"), check=True)
+        wait_for(lambda: sum(t["phase"] == "Running" for t in tasks_of(db, "Service/wide")) == 6
+                 and sum(t["phase"] == "Running" for t in tasks_of(db, "Job/huge")) == 3, 60,
+                 "the huge resources filling their slots")
+        busy = pass_window(store, 5)
+        beside = run_small_job(db, "small-beside")
+        during = pass_window(store, 5)
+
+        status = cli(db, "status", check=True).stdout
+        rss = rss_mib(ctl.proc.pid)
+        huge = tasks_of(db, "Job/huge")
+        wide = tasks_of(db, "Service/wide")
+        began = time.monotonic()
+        ctl.proc.send_signal(15)
+        ctl.proc.wait(30)
+        took = time.monotonic() - began
+    finally:
+        ctl.stop()
+
+    print(f"\nsmall Job alone: complete in {alone:.1f}s; beside the huge ones: {beside:.1f}s")
+    for label, (passes, mean, last) in (("alone", quiet), ("huge applied", busy), ("small Job beside", during)):
+        print(f"passes over 5 s, {label}: {passes}, mean {mean * 1000:.1f} ms, last {last * 1000:.1f} ms")
+    print(f"controller VmRSS {rss:.0f} MiB; huge Job {len(huge)} tasks, huge Service {len(wide)} tasks; "
+          f"exited {took:.2f}s after SIGTERM")
+    assert "controller: running" in status, status
+    assert rss < 1024, f"controller uses {rss:.0f} MiB"
+    assert took < 3.0 and ctl.proc.returncode == 0
+    for tasks, slots in ((huge, 3), (wide, 6)):
+        assert sum(t["phase"] == "Running" for t in tasks) == slots
+        assert sum(t["phase"] == "Pending" and not t["node"] for t in tasks) == 100 == len(tasks) - slots
