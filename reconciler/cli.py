@@ -511,23 +511,24 @@ def drain(
     _wait_gone(lambda: [t.id for t in store.tasks_on(name)], f"task(s) left on {name}", name, deadline,
                ". Is a controller running (`brokerctl status`)?")
     # The store lets go of a task before its container has stopped (the controller records the
-    # decision, then stops it within the grace period): ask the node until none of ours runs.
+    # decision, then stops it within the grace period): ask the node until none of its tasks'
+    # containers runs. Only this node's tasks: another Node may reach the same daemon.
     host = _node_host(store, name)
     try:
-        _wait_gone(lambda: _running_on(host, store.store_id), f"container(s) still stopping on {name}", name,
-                   deadline)
+        _wait_gone(lambda: _running_on(host, store.store_id, store.task_ids_on(name)),
+                   f"container(s) still stopping on {name}", name, deadline)
     finally:
         host.close()
     typer.echo(f"node/{name} drained")
 
 
-def _running_on(host, store_id: str) -> list[str]:
+def _running_on(host, store_id: str, task_ids: set[str]) -> list[str]:
     obs = host.observe(store_id, time.time())
     if not obs.ready:
         typer.secho(f"warning: node/{host.name} did not answer ({obs.message}); its containers could not be "
                     "checked (the controller stops them when it returns)", fg="yellow", err=True)
         return []
-    return [c.name for c in obs.containers if c.state in ("running", "restarting", "paused")]
+    return [c.name for c in obs.containers if c.state in ("running", "restarting", "paused") and c.task_id in task_ids]
 
 
 def _wait_gone(poll, what: str, node: str, deadline: float, hint: str = "") -> None:

@@ -66,6 +66,7 @@ class Controller:
         self.passes, self.lists, self.pass_seconds, self.last_pass = 0, 0, 0.0, 0.0
         self.nudges: NudgeListener | None = None
         self.stop = threading.Event()
+        self._twins: set[str] = set()
 
     def run(self, stop: threading.Event | None = None) -> None:
         self.stop = stop = stop or self.stop
@@ -146,8 +147,11 @@ class Controller:
                 spec = r.model.spec
                 tls = spec.tls.model_dump() if spec.tls else None
                 hosts[r.name] = self.pool.get(r.name, spec.address, tls)
+        # A Node whose daemon an older Node uses (``workloads.twins``) is not listed and its events
+        # are not watched: the older Node sees that daemon's containers.
+        self._twins = {r.name for r in resources if r.kind is Kind.NODE and r.status.get("twinOf")}
         self.pool.retain(set(hosts))
-        self.watcher.track(hosts)
+        self.watcher.track({n: h for n, h in hosts.items() if n not in self._twins})
         self.prober.track(hosts)
         self.prober.wait_first(set(hosts), self.prober.timeout + 0.2, self.stop)  # new nodes: one probe before judging them
         return hosts
@@ -168,15 +172,18 @@ class Controller:
                 self._listed.pop(name, None)
                 nodes[name] = NodeObs(name, ready=False, message=probe.message, **health)
                 continue
-            mark = self.watcher.mark(name)
+            twin = name in self._twins
+            mark = None if twin else self.watcher.mark(name)
             listed = self._listed.get(name)
             if mark is not None and listed is not None and listed[0] == mark and now - listed[2] < self.resync:
                 nodes[name] = replace(self._with_exits(listed[1]), **health)
                 continue
             pending = self._listing.get(name)
             if pending is None or pending[0].done():
-                pending = self._listing[name] = (self.executor.submit(host.observe, self.store.store_id, now), mark)
-                self.lists += 1
+                call = (self.executor.submit(host.observe, self.store.store_id, now, list_containers=False)
+                        if twin else self.executor.submit(host.observe, self.store.store_id, now))  # a twin: info only
+                pending = self._listing[name] = (call, mark)
+                self.lists += not twin
             futures[name] = (pending, health)
         wait_or_stop([f for (f, _), _ in futures.values()], self.list_wait, self.stop)
         for name, ((f, mark), health) in futures.items():

@@ -97,19 +97,22 @@ class Host:
 
     # -- observe --------------------------------------------------------------------------
 
-    def observe(self, store_id: str, now: float) -> NodeObs:
+    def observe(self, store_id: str, now: float, list_containers: bool = True) -> NodeObs:
         """Info (cached) and one sparse container list filtered by our store label.
 
         Health is the ``Prober``'s business; this is only called for nodes it finds answering.
+        ``list_containers=False``: info only (a Node whose daemon another Node already uses).
         """
         try:
             info = self._cached_info(now)
-            raw = self.client.api.containers(all=True, filters={"label": f"{LABEL_STORE}={store_id}"})
+            raw = self.client.api.containers(all=True, filters={"label": f"{LABEL_STORE}={store_id}"}) \
+                if list_containers else None
         except TRANSPORT_ERRORS as exc:
             return NodeObs(self.name, ready=False, message=_brief(exc))
-        containers = tuple(_container_obs(c) for c in raw)
+        containers = tuple(_container_obs(c) for c in raw) if raw is not None else None
         return NodeObs(self.name, ready=True, docker_version=info.get("ServerVersion"),
-                       cpus=info.get("NCPU"), memory=info.get("MemTotal"), containers=containers)
+                       cpus=info.get("NCPU"), memory=info.get("MemTotal"), containers=containers,
+                       daemon_id=info.get("ID") or None)
 
     def _cached_info(self, now: float) -> dict:
         if self._info is None or now - self._info[0] > INFO_REFRESH_SECONDS:

@@ -29,10 +29,13 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
     p = Plan()
     owners = {(r.kind, r.name): r for r in resources if r.kind is not Kind.NODE}
     nodes = {r.name: r for r in resources if r.kind is Kind.NODE}
-    conditions, ready_since = {}, {}
+    twin_of = workloads.twins(list(nodes.values()), snapshot)
+    snapshot = _set_aside(snapshot, twin_of)
+    conditions, ready_since, statuses = {}, {}, {}
     for node in nodes.values():
         obs = snapshot.nodes.get(node.name)
-        status = workloads.node_status(node, obs, now, snapshot.lost_after)
+        status = statuses[node.name] = workloads.node_status(node, obs, now, snapshot.lost_after,
+                                                             twin_of.get(node.name))
         conditions[node.name] = status["condition"]
         ready_since[node.name] = status["since"]
         if status != node.status:
@@ -53,11 +56,26 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
             current[tid] = replace(current[tid], template_hash=changes["template_hash"])
     for t in p.new_tasks:
         current[t.id] = t
-    _place(p, current, owners, nodes, snapshot, now, store_id, fencing)
+    _place(p, current, owners, nodes, statuses, snapshot, now, store_id, fencing)
     return p
 
 
+def _set_aside(snapshot: Snapshot, twin_of: dict[str, tuple[str, str]]) -> Snapshot:
+    """The snapshot as if each twin node (see ``workloads.twins``) did not answer: its containers
+    are the first node's, seen in that node's list; under the twin's name they would count twice."""
+    aside = {name: (first, daemon) for name, (first, daemon) in twin_of.items() if name in snapshot.nodes}
+    if not aside:
+        return snapshot
+    nodes = dict(snapshot.nodes)
+    for name, (first, daemon) in aside.items():
+        nodes[name] = replace(nodes[name], ready=False, containers=None, message=workloads.twin_message(first, daemon))
+    return replace(snapshot, nodes=nodes)
+
+
 def _node_events(p: Plan, node: ResourceRecord, status: dict) -> None:
+    if status.get("twinOf") and status["twinOf"] != node.status.get("twinOf"):
+        p.events.append(Event("Node", node.name, "SameDaemon", f"node {node.name}: {status['message']}", "Warning"))
+        return
     old, new = node.status.get("condition"), status["condition"]
     if old == new or old is None:  # first sight of a node is not news
         return
@@ -145,14 +163,14 @@ def _set(p: Plan, t: TaskRecord, **changes) -> TaskRecord:
     return replace(t, **changes)
 
 
-def _place(p: Plan, current: dict[str, TaskRecord], owners: dict, nodes: dict,
+def _place(p: Plan, current: dict[str, TaskRecord], owners: dict, nodes: dict, statuses: dict[str, dict],
            snapshot: Snapshot, now: float, store_id: str, fencing: set[str] = frozenset()) -> None:
     specs = {key: res.model.spec for key, res in owners.items()}
     templates = {key: template_hash(spec) for key, spec in specs.items() if key[0] is Kind.SERVICE}
     views = []
     for node in sorted(nodes.values(), key=lambda n: n.name):
         obs = snapshot.nodes.get(node.name)
-        status = workloads.node_status(node, obs, now, snapshot.lost_after)
+        status = statuses[node.name]
         schedulable = not node.model.spec.unschedulable and node.drain_deadline is None  # a drain lasts until uncordon
         views.append(NodeView(node.name, ready=bool(obs and obs.ready), schedulable=schedulable,
                               fencing=node.name in fencing,

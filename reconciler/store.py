@@ -428,6 +428,11 @@ class Store:
         """Active tasks bound to a node."""
         return self._select_tasks(["node = ?", "phase IN ('Pending', 'Running')"], [node])
 
+    def task_ids_on(self, node: str) -> set[str]:
+        """Every task (any phase) that was bound to a node: whose containers may be there."""
+        with self._lock:
+            return {r[0] for r in self.db.execute("SELECT id FROM tasks WHERE node = ?", [node]).fetchall()}
+
     # -- services: scale, revisions, rollback ---------------------------------------------
 
     def scale(self, name: str, replicas: int, now: float | None = None) -> tuple[int, int]:

@@ -24,16 +24,20 @@ HEALTHY_RUN_SECONDS = 60.0  # a replica that ran this long resets its restart ba
 MAX_UNPLACED = 100
 
 
-def node_status(node: ResourceRecord, obs: NodeObs | None, now: float, lost_after: float = 3.0) -> dict:
+def node_status(node: ResourceRecord, obs: NodeObs | None, now: float, lost_after: float = 3.0,
+                twin_of: tuple[str, str] | None = None) -> dict:
     """The status a Node should have given what the probes and the last list saw.
 
     ``Ready`` while probes succeed; ``NotReady`` while they fail; ``Lost`` once at least two
     probes failed and none succeeded for ``lostAfterSeconds`` (the Node's, else ``lost_after``).
+    ``twin_of`` (node, daemon id): an older Node reaches the same daemon (see ``twins``); this
+    one is NotReady with no slots, so the daemon's capacity is counted once.
     Stable while nothing changes, so an unchanged node is not rewritten every pass.
     """
     prev = node.status
     spec = node.model.spec
     cpus = (obs.cpus if obs else None) or prev.get("cpus")
+    message = obs.message if obs else ""
     if obs is None:
         condition = "Unknown"
     elif obs.ready:
@@ -44,15 +48,49 @@ def node_status(node: ResourceRecord, obs: NodeObs | None, now: float, lost_afte
         lost = obs.failures >= 2 and silent_since is not None and now - silent_since >= limit
         condition = "Lost" if lost else "NotReady"
     slots = dict(spec.slots) if spec.slots is not None else ({"default": cpus} if cpus else {})
-    return {
+    if twin_of is not None and condition != "Lost":
+        condition, slots = "NotReady", {}
+        message = twin_message(*twin_of)
+    status = {
         "condition": condition,
         "since": prev.get("since", now) if prev.get("condition") == condition else now,
-        "message": obs.message if obs else "",
+        "message": message,
         "dockerVersion": (obs.docker_version if obs else None) or prev.get("dockerVersion"),
+        "daemonId": (obs.daemon_id if obs else None) or prev.get("daemonId"),
         "cpus": cpus,
         "memory": (obs.memory if obs else None) or prev.get("memory"),
         "slots": slots,
     }
+    if twin_of is not None:
+        status["twinOf"] = twin_of[0]
+    return status
+
+
+def twins(nodes: list[ResourceRecord], snapshot: Snapshot) -> dict[str, tuple[str, str]]:
+    """Nodes whose daemon an older Node already uses: name -> (that node, daemon id).
+
+    Two Nodes can name one daemon (a tcp and a unix address, or the same address twice). Only
+    the Node applied first (older ``created_at``, then name) uses it; the others are NotReady,
+    not listed and get no work, or the daemon's slots, containers and events would count twice.
+    A daemon's ID comes from this pass's observation, else from the Node's last status.
+    """
+    first: dict[str, str] = {}
+    out: dict[str, tuple[str, str]] = {}
+    for node in sorted(nodes, key=lambda n: (n.created_at, n.name)):
+        obs = snapshot.nodes.get(node.name)
+        daemon = (obs.daemon_id if obs else None) or node.status.get("daemonId")
+        if daemon is None:
+            continue
+        if daemon in first:
+            out[node.name] = (first[daemon], daemon)
+        else:
+            first[daemon] = node.name
+    return out
+
+
+def twin_message(first: str, daemon_id: str) -> str:
+    short = daemon_id if len(daemon_id) <= 12 else daemon_id[:12] + "…"
+    return f"same Docker daemon as node {first} (ID {short}); remove one of them"
 
 
 def lost_at(node: ResourceRecord, obs: NodeObs | None, lost_after: float) -> float | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ControllerProcess, cli, tasks_of, wait_for
+from helpers import ControllerProcess, cli, cli_json, tasks_of, wait_for
 from reconciler.store import Store
 
 pytestmark = pytest.mark.timeout(300)
@@ -105,3 +105,38 @@ def test_huge_job_and_service_do_not_stall_the_controller(clean_hosts, db):
     for tasks, slots in ((huge, 3), (wide, 6)):
         assert sum(t["phase"] == "Running" for t in tasks) == slots
         assert sum(t["phase"] == "Pending" and not t["node"] for t in tasks) == 100 == len(tasks) - slots
+
+
+def test_two_nodes_on_one_daemon_count_it_once(clean_hosts, db):
+    """n1 (tcp) and n2 (the same daemon's unix socket, applied later): n2 is NotReady naming n1, its
+    slots are not counted, a Job's tasks all land on n1, and `drain n2` finishes while they run."""
+    host = clean_hosts[0]
+    for name, address in (("n1", host.address), ("n2", host.unix_address)):
+        cli(db, "apply", "-f", "-", input=json.dumps({"apiVersion": "broker/v1", "kind": "Node",
+                                                       "metadata": {"name": name},
+                                                       "spec": {"address": address, "slots": {"default": 3}}}),
+            check=True)
+        time.sleep(0.05)  # distinct creation times: n1 is older
+    with ControllerProcess(db):
+        def twin():
+            nodes = {n["metadata"]["name"]: n["status"] for n in cli_json(db, "get", "nodes")}
+            return nodes if nodes["n2"].get("twinOf") and nodes["n1"]["condition"] == "Ready" else None
+
+        nodes = wait_for(twin, 30, "n2 found to be n1's daemon")
+        cli(db, "apply", "-f", "-", input=doc("Job", "work", "sleep 4", completions=6, parallelism=6), check=True)
+        wait_for(lambda: sum(t["phase"] == "Running" for t in tasks_of(db, "Job/work")) == 3, 30, "3 running")
+        table = cli(db, "get", "nodes", check=True).stdout
+        drained = cli(db, "drain", "n2", "--timeout", "5", timeout=30)
+        assert cli(db, "wait", "job/work", "--for", "condition=Complete", "--timeout", "60").returncode == 0
+        events = cli_json(db, "get", "events")
+    daemon = nodes["n1"]["daemonId"]
+    assert daemon and nodes["n2"]["daemonId"] == daemon
+    assert nodes["n2"]["condition"] == "NotReady" and nodes["n2"]["slots"] == {}
+    assert nodes["n2"]["message"] == f"same Docker daemon as node n1 (ID {daemon[:12]}…); remove one of them"
+    rows = {line.split()[0]: line for line in table.splitlines()[1:]}
+    assert "default 3/3" in rows["n1"] and "NotReady" in rows["n2"] and "default" not in rows["n2"]
+    assert drained.returncode == 0 and "node/n2 drained" in drained.stdout, drained.stdout + drained.stderr
+    assert {t["node"] for t in tasks_of(db, "Job/work")} == {"n1"}
+    assert [e["message"] for e in events if e["reason"] == "SameDaemon"] == [
+        f"node n2: same Docker daemon as node n1 (ID {daemon[:12]}…); remove one of them"]
+    assert all(" on n1 " in e["message"] for e in events if e["reason"] in ("Scheduled", "Started"))
