@@ -273,9 +273,12 @@ def delete(
     kind: Optional[str] = typer.Argument(None),
     name: Optional[str] = typer.Argument(None),
     files: list[str] = typer.Option([], "-f", "--filename", help="Delete the resources these manifests define."),
-    force: bool = typer.Option(False, "--force", help="Delete a Node even though tasks are active on it."),
+    force: bool = typer.Option(False, "--force", help="Remove the record now: a Node even though tasks are active "
+                               "on it; a Job or Service without waiting for its containers to stop (they are no "
+                               "longer tracked: a running controller removes them as orphans, 10 s grace)."),
 ) -> None:
-    """Delete resources; the controller stops and removes their containers."""
+    """Delete resources; the controller stops and removes their containers, then the record.
+    Deleting again while they stop says how many are left and changes nothing."""
     store = _store()
     targets = []
     if files:

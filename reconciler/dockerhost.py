@@ -10,6 +10,7 @@ start here: image pull failed, bad mount...).
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -199,7 +200,7 @@ class Host:
         output = None
         try:
             if grace > 0:
-                api.stop(container_id, timeout=int(grace))
+                api.stop(container_id, timeout=math.ceil(grace))  # whole seconds; never 0 (a kill) for 0.4
             if keep_output:
                 output = api.logs(container_id, stdout=True, stderr=True, tail=LOG_TAIL_LINES)
             api.remove_container(container_id, force=True)

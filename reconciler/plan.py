@@ -49,8 +49,10 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
     for t in current.values():
         by_owner[(t.owner_kind, t.owner_name)].append(t)
     draining = {n: r.drain_deadline for n, r in nodes.items() if r.drain_deadline is not None}
+    unlisted = frozenset(n for n in nodes if conditions[n] != "Lost"
+                         and (snapshot.nodes.get(n) is None or snapshot.nodes[n].containers is None))
     for key, res in owners.items():
-        workloads.reconcile(p, res, by_owner.get(key, []), snapshot, now, draining)
+        workloads.reconcile(p, res, by_owner.get(key, []), snapshot, now, draining, unlisted)
     for tid, changes in p.task_updates.items():  # e.g. a waiting replica switched to the new template
         if "template_hash" in changes and tid in current:
             current[tid] = replace(current[tid], template_hash=changes["template_hash"])
@@ -143,7 +145,7 @@ def _observe_tasks(p: Plan, tasks: list[TaskRecord], snapshot: Snapshot, nodes: 
                 p.events.append(Event(t.owner_kind.value, t.owner_name, "Fenced",
                                       f"{t.id}: stopping its container on {node}, which answers again", "Warning", t.id))
             p.removals.append(Remove(node, c.id, t.id, f"task {t.id} is {t.phase.value}",
-                                     grace=0 if c.finished or fence else STOP_GRACE_SECONDS))
+                                     grace=0 if c.finished or fence else _grace_left(t, owner, now)))
         elif t.phase is TaskPhase.RUNNING and node_obs is not None and node_obs.containers is not None:
             t = _set(p, t, phase=TaskPhase.LOST, reason="ContainerVanished", finished_at=now,
                      message=f"container {(t.container_id or '')[:12]} disappeared from node {t.node}")
@@ -156,6 +158,17 @@ def _observe_tasks(p: Plan, tasks: list[TaskRecord], snapshot: Snapshot, nodes: 
                 p.removals.append(Remove(node.name, c.id, c.task_id, "orphan: its task is not in the store",
                                          grace=0 if c.finished else STOP_GRACE_SECONDS))
     return current, fencing
+
+
+def _grace_left(t: TaskRecord, owner: ResourceRecord | None, now: float) -> float:
+    """What is left of the grace period of a stop that began when ``t`` was stopped (``finished_at``).
+
+    The stop may have been issued by an earlier pass or an earlier controller: the container then
+    gets SIGTERM again but is killed at the deadline of that first stop, not 10 s from now, and
+    not at once.
+    """
+    grace = owner.model.spec.terminationGracePeriodSeconds if owner is not None else STOP_GRACE_SECONDS
+    return max(0.0, (t.finished_at if t.finished_at is not None else now) + grace - now)
 
 
 def _set(p: Plan, t: TaskRecord, **changes) -> TaskRecord:

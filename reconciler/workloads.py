@@ -102,11 +102,12 @@ def lost_at(node: ResourceRecord, obs: NodeObs | None, lost_after: float) -> flo
 
 
 def reconcile(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, now: float,
-              draining: dict[str, float] | None = None) -> None:
-    """``draining``: node -> drain deadline, for nodes whose tasks must move off."""
+              draining: dict[str, float] | None = None, unlisted: frozenset[str] = frozenset()) -> None:
+    """``draining``: node -> drain deadline, for nodes whose tasks must move off; ``unlisted``:
+    nodes whose containers this pass could not see (not answering, not yet Lost)."""
     draining = draining or {}
     if res.deleted_at is not None:
-        _delete(p, res, tasks, snapshot, now)
+        _delete(p, res, tasks, snapshot, now, unlisted)
     elif res.kind is Kind.JOB:
         _job(p, res, _drain_jobs(p, res, tasks, snapshot, now, draining), snapshot, now)
     elif res.kind is Kind.SERVICE:
@@ -130,15 +131,31 @@ def _drain_jobs(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot:
     return out
 
 
-def _delete(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, now: float) -> None:
+def _delete(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, now: float,
+            unlisted: frozenset[str] = frozenset()) -> None:
+    """Stop a deleted resource's tasks; purge it only once none of its containers is seen.
+
+    A container in its grace period stays tracked (and its stop goes on) however long the grace.
+    A node that could not be listed may still hold one stopped less than a grace period ago:
+    the purge waits for that node's next list, or for that grace period to pass.
+    The count of containers still seen is kept in the status (``stoppingContainers``) for
+    ``brokerctl delete`` to report.
+    """
     live = [t for t in tasks if t.active]
     grace = getattr(res.model.spec, "terminationGracePeriodSeconds", STOP_GRACE_SECONDS)
     for t in live:
         stop_task(p, t, snapshot, now, "Deleted", f"{res.ref} was deleted", grace)
     seen = snapshot.by_task
-    if not live and not any(t.id in seen for t in tasks):
+    stopping = sum(t.id in seen for t in tasks)
+    hidden = [t for t in tasks if t.node in unlisted and t.container_id and t.exit_code is None
+              and (t.active or (t.finished_at or now) + grace > now)]
+    if not live and not stopping and not hidden:
         p.purges.append((res.kind, res.name))
         p.events.append(_event(res, "Deleted", f"{res.ref} deleted; its containers are gone"))
+        return
+    for t in hidden:
+        p.wake_at((t.finished_at or now) + grace)
+    _set_status(p, res, {**res.status, "stoppingContainers": stopping + len(hidden)}, now)
 
 
 def stop_task(p: Plan, t: TaskRecord, snapshot: Snapshot, now: float, reason: str, message: str,
@@ -509,7 +526,7 @@ def _set_status(p: Plan, res: ResourceRecord, status: dict, now: float) -> None:
         return
     p.statuses.append((res.kind, res.name, status))
     old = res.status.get("phase")
-    if res.kind is Kind.JOB and status["phase"] != old and status["phase"] in ("Complete", "Failed"):
+    if res.kind is Kind.JOB and status.get("phase") != old and status.get("phase") in ("Complete", "Failed"):
         kind = "Normal" if status["phase"] == "Complete" else "Warning"
         text = status["message"] or f"{status['succeeded']} completion(s) succeeded"
         p.events.append(_event(res, status["reason"] or status["phase"], text, type=kind))

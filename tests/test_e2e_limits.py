@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ControllerProcess, cli, cli_json, tasks_of, wait_for
+from helpers import ControllerProcess, broker_containers, cli, cli_json, tasks_of, wait_for
 from reconciler.store import Store
 
 pytestmark = pytest.mark.timeout(300)
@@ -140,3 +140,43 @@ def test_two_nodes_on_one_daemon_count_it_once(clean_hosts, db):
     assert [e["message"] for e in events if e["reason"] == "SameDaemon"] == [
         f"node n2: same Docker daemon as node n1 (ID {daemon[:12]}…); remove one of them"]
     assert all(" on n1 " in e["message"] for e in events if e["reason"] in ("Scheduled", "Started"))
+
+
+def test_a_container_in_a_long_grace_period_keeps_its_job_until_it_is_gone(clean_hosts, db):
+    """A Job whose container ignores SIGTERM (grace 20 s) is deleted twice: the second delete says it
+    is still stopping and the Job stays Terminating. A controller restart mid-grace neither kills the
+    container early (the old behaviour: a fresh 10 s grace) nor loses it: it goes at the deadline of
+    the first stop, then the Job is purged."""
+    host = clean_hosts[0]
+    cli(db, "apply", "-f", "-", input=json.dumps({"apiVersion": "broker/v1", "kind": "Node",
+                                                   "metadata": {"name": host.name},
+                                                   "spec": {"address": host.address}}), check=True)
+    stubborn = "trap 'echo got TERM' TERM; echo started; while true; do sleep 0.2; done"
+    ctl = ControllerProcess(db).start()
+    try:
+        cli(db, "apply", "-f", "-", input=doc("Job", "slow-stop", stubborn, terminationGracePeriodSeconds=20),
+            check=True)
+        wait_for(lambda: [t for t in tasks_of(db, "Job/slow-stop") if t["phase"] == "Running"], 30, "running")
+        deleted_at = time.monotonic()
+        assert cli(db, "delete", "job", "slow-stop", check=True).stdout == "job/slow-stop deleting\n"
+        wait_for(lambda: [t for t in tasks_of(db, "Job/slow-stop") if t["phase"] == "Stopped"], 10, "stopped")
+        time.sleep(1.0)
+        again = cli(db, "delete", "job", "slow-stop")
+        assert again.returncode == 0
+        assert again.stdout == "job/slow-stop still stopping (1 container); pass --force to abandon them\n"
+        assert "Terminating" in cli(db, "get", "jobs", check=True).stdout
+        assert ctl.stop() == 0
+    finally:
+        ctl.stop()
+    restarted = time.monotonic()
+    with ControllerProcess(db):
+        time.sleep(max(0.0, deleted_at + 15 - time.monotonic()))  # past restart + 10 s, before the deadline
+        assert broker_containers(host, all=False), "killed before the end of its grace period"
+        rows = cli_json(db, "get", "jobs")
+        assert [(j["metadata"]["name"], j["status"].get("terminating")) for j in rows] == [("slow-stop", True)]
+        wait_for(lambda: not broker_containers(host), 20, "the container gone after its grace period")
+        gone = time.monotonic()
+        wait_for(lambda: cli_json(db, "get", "jobs") == [], 10, "the Job purged once its container is gone")
+    print(f"\ncontroller restarted {restarted - deleted_at:.1f}s into a 20 s grace period; "
+          f"container gone {gone - deleted_at:.1f}s after the delete")
+    assert gone - deleted_at >= 19
