@@ -113,7 +113,7 @@ class Host:
         containers = tuple(_container_obs(c) for c in raw) if raw is not None else None
         return NodeObs(self.name, ready=True, docker_version=info.get("ServerVersion"),
                        cpus=info.get("NCPU"), memory=info.get("MemTotal"), containers=containers,
-                       daemon_id=info.get("ID") or None)
+                       daemon_id=daemon_identity(info))
 
     def _cached_info(self, now: float) -> dict:
         if self._info is None or now - self._info[0] > INFO_REFRESH_SECONDS:
@@ -261,6 +261,17 @@ def _connect(address: str, tls: dict | None, timeout: float | None) -> docker.Do
         client.api.mount("https://", adapter)
     client.api.hooks["response"].append(CALLS.hook)
     return client
+
+
+def daemon_identity(info: dict) -> str | None:
+    """``ID hostname:DockerRootDir`` from ``docker info``: what one daemon answers on every address.
+
+    The ID alone is not enough: Docker 20.10 derives it from /etc/docker/key.json, which daemons
+    sharing a config directory, and machines cloned from one image, have in common.
+    """
+    if not info.get("ID"):
+        return None
+    return f"{info['ID']} {info.get('Name', '')}:{info.get('DockerRootDir', '')}"
 
 
 def _container_obs(raw: dict) -> ContainerObs:

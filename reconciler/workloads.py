@@ -89,7 +89,8 @@ def twins(nodes: list[ResourceRecord], snapshot: Snapshot) -> dict[str, tuple[st
 
 
 def twin_message(first: str, daemon_id: str) -> str:
-    short = daemon_id if len(daemon_id) <= 12 else daemon_id[:12] + "…"
+    docker_id = daemon_id.split(" ", 1)[0]
+    short = docker_id if len(docker_id) <= 12 else docker_id[:12] + "…"
     return f"same Docker daemon as node {first} (ID {short}); remove one of them"
 
 

@@ -109,28 +109,36 @@ def test_huge_job_and_service_do_not_stall_the_controller(clean_hosts, db):
 
 def test_two_nodes_on_one_daemon_count_it_once(clean_hosts, db):
     """n1 (tcp) and n2 (the same daemon's unix socket, applied later): n2 is NotReady naming n1, its
-    slots are not counted, a Job's tasks all land on n1, and `drain n2` finishes while they run."""
+    slots are not counted, a Job's tasks all land on n1, and `drain n2` finishes while they run.
+    n3 is another daemon with the same Docker ID (the test daemons share /etc/docker/key.json,
+    as cloned machines do): it is not taken for a twin."""
     host = clean_hosts[0]
-    for name, address in (("n1", host.address), ("n2", host.unix_address)):
+    other = clean_hosts[1]
+    for name, address, daemon in (("n1", host.address, "h1"), ("n2", host.unix_address, "h1"),
+                                  ("n3", other.address, "h2")):
         cli(db, "apply", "-f", "-", input=json.dumps({"apiVersion": "broker/v1", "kind": "Node",
-                                                       "metadata": {"name": name},
+                                                       "metadata": {"name": name, "labels": {"daemon": daemon}},
                                                        "spec": {"address": address, "slots": {"default": 3}}}),
             check=True)
         time.sleep(0.05)  # distinct creation times: n1 is older
     with ControllerProcess(db):
         def twin():
             nodes = {n["metadata"]["name"]: n["status"] for n in cli_json(db, "get", "nodes")}
-            return nodes if nodes["n2"].get("twinOf") and nodes["n1"]["condition"] == "Ready" else None
+            ready = nodes["n1"]["condition"] == nodes["n3"]["condition"] == "Ready"
+            return nodes if nodes["n2"].get("twinOf") and ready else None
 
         nodes = wait_for(twin, 30, "n2 found to be n1's daemon")
-        cli(db, "apply", "-f", "-", input=doc("Job", "work", "sleep 4", completions=6, parallelism=6), check=True)
+        cli(db, "apply", "-f", "-", input=doc("Job", "work", "sleep 4", completions=6, parallelism=6,
+                                             nodeSelector={"daemon": "h1"}), check=True)
         wait_for(lambda: sum(t["phase"] == "Running" for t in tasks_of(db, "Job/work")) == 3, 30, "3 running")
         table = cli(db, "get", "nodes", check=True).stdout
         drained = cli(db, "drain", "n2", "--timeout", "5", timeout=30)
         assert cli(db, "wait", "job/work", "--for", "condition=Complete", "--timeout", "60").returncode == 0
         events = cli_json(db, "get", "events")
-    daemon = nodes["n1"]["daemonId"]
-    assert daemon and nodes["n2"]["daemonId"] == daemon
+    daemon = nodes["n1"]["daemonId"].split()[0]
+    assert nodes["n2"]["daemonId"] == nodes["n1"]["daemonId"]
+    assert nodes["n3"]["condition"] == "Ready" and "twinOf" not in nodes["n3"]
+    assert nodes["n3"]["daemonId"].split()[0] == daemon and nodes["n3"]["daemonId"] != nodes["n1"]["daemonId"]
     assert nodes["n2"]["condition"] == "NotReady" and nodes["n2"]["slots"] == {}
     assert nodes["n2"]["message"] == f"same Docker daemon as node n1 (ID {daemon[:12]}…); remove one of them"
     rows = {line.split()[0]: line for line in table.splitlines()[1:]}

@@ -8,13 +8,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 from reconciler.actions import Collect
+from reconciler.dockerhost import daemon_identity
 from reconciler.models import Kind
 from reconciler.records import ResourceRecord
 from reconciler.workloads import twins
 from test_plan import NOW, R, applied, container, job_res, node_res, obs, run, snapshot, status_of, task
 
-DAEMON = "4QGZ:AB5C:ZNRT:D7TD:VWDL:2IAT:DRPB:6T6V:2QDP:YXA5:FEEN:3XQK"
-TWIN_MESSAGE = f"same Docker daemon as node n1 (ID {DAEMON[:12]}…); remove one of them"
+DOCKER_ID = "4QGZ:AB5C:ZNRT:D7TD:VWDL:2IAT:DRPB:6T6V:2QDP:YXA5:FEEN:3XQK"
+DAEMON = daemon_identity({"ID": DOCKER_ID, "Name": "host1", "DockerRootDir": "/var/lib/docker"})
+TWIN_MESSAGE = f"same Docker daemon as node n1 (ID {DOCKER_ID[:12]}…); remove one of them"
 
 
 def node(name: str, created: float, slots: dict | None = None, **kw) -> ResourceRecord:
@@ -32,6 +34,17 @@ def test_the_node_applied_first_keeps_the_daemon():
     same_time = [node("b", 1.0), node("a", 1.0)]
     assert twins(same_time, snapshot(seen("a"), seen("b"))) == {"b": ("a", DAEMON)}
     assert twins([n1, n2], snapshot(seen("n1"), seen("a0", daemon="OTHER"))) == {}
+
+
+def test_daemons_sharing_only_the_docker_id_are_not_twins():
+    """Docker 20.10 takes the ID from /etc/docker/key.json: daemons with one config directory, or
+    machines cloned from one image, share it. Host name and data root tell them apart."""
+    assert DAEMON == f"{DOCKER_ID} host1:/var/lib/docker"
+    clone = daemon_identity({"ID": DOCKER_ID, "Name": "host2", "DockerRootDir": "/var/lib/docker"})
+    second = daemon_identity({"ID": DOCKER_ID, "Name": "host1", "DockerRootDir": "/srv/docker"})
+    nodes = [node("n1", 1.0), node("n2", 2.0), node("n3", 3.0)]
+    assert twins(nodes, snapshot(seen("n1"), seen("n2", daemon=clone), seen("n3", daemon=second))) == {}
+    assert daemon_identity({"ID": ""}) is None
 
 
 def test_the_twin_is_not_ready_without_slots_and_says_why():
