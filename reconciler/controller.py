@@ -11,7 +11,8 @@ the list shows running after the event stream reported its ``die`` is taken as e
 daemon's list lags its events by a few milliseconds).
 One dead host or one bad resource never stops the loop for the others. On SIGINT/SIGTERM
 (``SignalShutdown``) it stops between the steps of a pass, abandons the Docker calls still under
-way (graceful stops included: the daemon finishes a stop it was sent) and releases its lease,
+way (graceful stops included: the daemon goes on with a stop it was sent, and the next
+controller re-issues it with what is left of its grace period) and releases its lease,
 leaving containers running; whatever it is doing, the process is gone ``EXIT_DEADLINE`` seconds
 after the signal.
 """
@@ -89,8 +90,8 @@ class Controller:
             self.watcher.stop()
             self.prober.stop()
             # Calls still under way are not waited for: a graceful stop can take its whole grace
-            # period and a call to a hung daemon its timeout. The daemon finishes a stop it was
-            # sent; the next controller sees everything else afresh.
+            # period and a call to a hung daemon its timeout. The daemon goes on with a stop it
+            # was sent; the next controller re-issues it with what is left of its grace period.
             self.executor.shutdown(wait=False, cancel_futures=True)
             self.stopper.shutdown(wait=False, cancel_futures=True)
             self.release_lease(wait=0.5)
