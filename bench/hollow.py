@@ -53,7 +53,6 @@ import functools
 import hashlib
 import ipaddress
 import json
-import math
 import os
 import re
 import resource
@@ -66,9 +65,8 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Callable
@@ -261,7 +259,10 @@ def _filters(query: dict[str, str]) -> dict[str, list[str]]:
     raw = query.get("filters")
     if not raw:
         return {}
-    parsed = json.loads(raw)
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        raise HTTPError(400, f"invalid filter {raw!r}") from None
     return {k: list(v) if isinstance(v, (list, dict)) else [str(v)] for k, v in parsed.items()}
 
 
@@ -410,7 +411,8 @@ class Connection(asyncio.Protocol):
         self.task: asyncio.Task | None = None
         self.closed = False
         self.held: list[bytes] = []  # output written while frozen
-        self.close_after = False
+        self.close_after = False  # the current request asked for Connection: close
+        self.hangup = False  # its response is written: close once it is out
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -429,7 +431,7 @@ class Connection(asyncio.Protocol):
 
     # requests
     def pump(self) -> None:
-        while self.task is None and not self.closed and not self.site.frozen:
+        while self.task is None and not self.closed and not self.hangup and not self.site.frozen:
             try:
                 req = self._take_request()
             except HTTPError as exc:
@@ -507,7 +509,7 @@ class Connection(asyncio.Protocol):
         held, self.held = self.held, []
         for data in held:
             self.write(data)
-        self._finish_if_closing()
+        self._hang_up_if_done()
         self.pump()
 
     def reply(self, status: int, body: bytes = b"", ctype: str = "application/json", head_only: bool = False) -> None:
@@ -515,7 +517,8 @@ class Connection(asyncio.Protocol):
         close = b"Connection: close\r\n" if self.close_after else b""
         self.write(_STATUS_LINES[status] + _SERVER_HEADERS + b"Content-Type: " + ctype.encode() + b"\r\n"
                    + length + close + b"\r\n" + (b"" if head_only or status in (204, 304) else body))
-        self._finish_if_closing()
+        self.hangup = self.close_after
+        self._hang_up_if_done()
 
     def reply_json(self, status: int, obj: Any) -> None:
         self.reply(status, json.dumps(obj, separators=(",", ":")).encode())
@@ -535,10 +538,11 @@ class Connection(asyncio.Protocol):
 
     def close_stream(self) -> None:
         self.write(b"0\r\n\r\n")
-        self._finish_if_closing()
+        self.hangup = self.close_after
+        self._hang_up_if_done()
 
-    def _finish_if_closing(self) -> None:
-        if self.close_after and not self.site.frozen and not self.closed:
+    def _hang_up_if_done(self) -> None:
+        if self.hangup and not self.site.frozen and not self.closed:
             self.transport.close()
 
     def abort(self) -> None:
@@ -674,7 +678,7 @@ class HollowHost(Site):
         names, ids = filters.get("name", []), filters.get("id", [])
         now = time.time_ns()
         out = []
-        for c in self.containers.values():
+        for c in reversed(self.containers.values()):  # newest first, as Docker lists them
             if not show_all and not c.running and not status:
                 continue
             if (status and c.state not in status) or (labels and not _labels_match(labels, c.labels)):
@@ -684,7 +688,6 @@ class HollowHost(Site):
             if ids and not any(c.id.startswith(i) for i in ids):
                 continue
             out.append(c.summary(now))
-        out.sort(key=lambda s: s["Created"], reverse=True)
         limit = int(query.get("limit") or -1)
         return out[:limit] if limit > 0 else out
 
@@ -820,6 +823,8 @@ class HollowHost(Site):
 
     async def _stop(self, c: Container, grace: int) -> None:
         """SIGTERM, SIGKILL after ``grace`` seconds (never, if negative), then Docker's ``stop``."""
+        if not c.running:  # it exited between the request and this task
+            return
         self.signal(c, signal.SIGTERM)
         if c.running and grace != 0:
             waiter = asyncio.get_running_loop().create_future()

@@ -241,6 +241,29 @@ def test_health_check_passes_after_its_interval(hosts):
     wait_for(lambda: a.inspect_container(bad)["State"]["Health"]["Status"] == "unhealthy", 5, "unhealthy")
 
 
+def test_keep_alive_answers_each_request_in_order_and_connection_close_hangs_up(hosts):
+    ip, port = hosts.addresses[0].split("://")[1].split(":")
+
+    def exchange(data: bytes) -> bytes:
+        with socket.create_connection((ip, int(port)), timeout=5) as s:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)  # a server that keeps the connection open would leave recv waiting
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+    both = exchange(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\nGET /v1.41/containers/nope/json HTTP/1.1\r\n"
+                    b"Host: x\r\nConnection: close\r\n\r\n")
+    assert both.count(b"HTTP/1.1 ") == 2 and both.index(b"200 OK") < both.index(b"404 Not Found")
+    assert b"No such container: nope" in both
+    first_only = exchange(b"GET /_ping HTTP/1.1\r\nConnection: close\r\n\r\nGET /_ping HTTP/1.1\r\n\r\n")
+    assert first_only.count(b"HTTP/1.1 ") == 1 and first_only.endswith(b"OK")
+    assert hosts.stats()["unanswered"] == 0
+    assert b"page not found" in exchange(b"GET /v1.41/swarm HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert hosts.stats()["unanswered"] == 1  # counted: a benchmark can tell the simulator lacked a route
+
+
 # -- failure knobs ------------------------------------------------------------------------------------
 
 
@@ -325,6 +348,11 @@ def test_controller_runs_a_job_and_a_service_on_hollow_hosts(hosts, tmp_path):
                    for c in api(address).containers(filters={"label": "brokerctl.owner=Service/five"})]
         assert len(running) == 5 and {c["State"] for c in running} == {"running"}
         assert len({t["node"] for t in tasks_of(db, "Service/five")}) == 3  # spread over the hosts
+        cli(db, "scale", "service/five", "--replicas", "2", check=True)
+        wait_for(lambda: sum(t["phase"] == "Stopped" for t in tasks_of(db, "Service/five")) == 3, 30, "3 stopped")
+        stopped = [t for t in tasks_of(db, "Service/five") if t["phase"] == "Stopped"]
+        assert {t["reason"] for t in stopped} == {"ScaledDown"}
+        assert "serving" in cli(db, "logs", stopped[0]["id"], check=True).stdout  # output kept at the stop
     assert hosts.stats()["unanswered"] == 0  # the controller asked for nothing the simulator lacks
     tasks = tasks_of(db, "Job/twenty")
     assert len(tasks) == 20 and {t["phase"] for t in tasks} == {"Succeeded"}
