@@ -332,6 +332,8 @@ def test_apply_creates_the_store_and_says_so(tmp_path):
     import os
 
     db = tmp_path / "new" / "broker.db"
+    assert cli(db, "apply", "-f", "-", input=GOOD.replace("image", "imagee")).returncode == 2
+    assert not (tmp_path / "new").exists()  # invalid input creates nothing
     first = cli(db, "apply", "-f", "-", input=GOOD, check=True)
     assert first.stderr == f"created store {db}\n"
     assert first.stdout == "node/h1 created\njob/hello created\n"
