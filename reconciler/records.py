@@ -43,8 +43,10 @@ class ResourceRecord:
 
     @cached_property
     def model(self):
-        """The validated pydantic model (Node, Job or Service) of this row."""
-        from .models import MODELS  # imported on use: read-only commands never load pydantic
+        """The validated pydantic model (Node, Job or Service) of this row.
+
+        Validated as stored (``models.STORED``): the checks made at apply are not repeated."""
+        from .models import MODELS, STORED  # imported on use: read-only commands never load pydantic
 
         return MODELS[self.kind].model_validate(
             {
@@ -52,7 +54,8 @@ class ResourceRecord:
                 "kind": self.kind.value,
                 "metadata": {"name": self.name, "labels": self.labels},
                 "spec": self.spec,
-            }
+            },
+            context=STORED,
         )
 
 
