@@ -526,7 +526,9 @@ def test_a_version_1_store_is_migrated_on_open(tmp_path):
     try:
         [job] = store.resources(Kind.JOB)
         assert job.name == "old" and job.retried_at is None and store.store_id == "abcdefabcdef"
-        assert [r["version"] for r in store._rows("SELECT version FROM migrations")] == [1, 2, 3, 4, 5, 6]
+        assert [r["version"] for r in store._rows("SELECT version FROM migrations")] == list(
+            range(1, len(MIGRATIONS) + 1))
+        assert len(bytes.fromhex(store.mark_key)) == 32  # an old store gets its container-mark secret too
     finally:
         store.close()
 
@@ -799,3 +801,17 @@ def test_gc_paused_restores_the_collector_state():
         assert not gc.isenabled()  # a caller that had it off keeps it off
     finally:
         gc.enable()
+
+
+def test_each_store_has_its_own_container_mark_secret(tmp_path):
+    """A new store gets 32 random bytes (hex) for container marks, kept across opens, different per store."""
+    first, other = Store(tmp_path / "a.db"), Store(tmp_path / "b.db")
+    try:
+        assert len(bytes.fromhex(first.mark_key)) == 32
+        assert first.mark_key != other.mark_key
+        again = Store(tmp_path / "a.db")
+        assert again.mark_key == first.mark_key
+        again.close()
+    finally:
+        first.close()
+        other.close()
