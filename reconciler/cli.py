@@ -535,20 +535,34 @@ def drain(
     # decision, then stops it within the grace period): ask the node until none of ours runs.
     host = _node_host(store, name)
     try:
-        _wait_gone(lambda: _running_on(host, store.store_id), f"container(s) still stopping on {name}", name,
-                   deadline)
+        _wait_gone(lambda: _running_on(host, store), f"container(s) still stopping on {name}", name, deadline)
     finally:
         host.close()
     typer.echo(f"node/{name} drained")
 
 
-def _running_on(host, store_id: str) -> list[str]:
-    obs = host.observe(store_id, time.time())
+def _running_on(host, store) -> list[str]:
+    """Our containers still running on the node. One that only carries our store label (anyone with
+    access to the daemon can copy labels) is not ours to wait for: the Node's status reports it."""
+    from .errors import NotFound
+    from .records import distrust
+
+    obs = host.observe(store.store_id, time.time())
     if not obs.ready:
         typer.secho(f"warning: node/{host.name} did not answer ({obs.message}); its containers could not be "
                     "checked (the controller stops them when it returns)", fg="yellow", err=True)
         return []
-    return [c.name for c in obs.containers if c.state in ("running", "restarting", "paused")]
+    left = []
+    for c in obs.containers:
+        if c.state not in ("running", "restarting", "paused"):
+            continue
+        try:
+            task = store.task(c.task_id) if c.task_id else None
+        except NotFound:
+            task = None
+        if distrust(c, host.name, task, store.mark_key, store.store_id) is None:
+            left.append(c.name)
+    return left
 
 
 def _wait_gone(poll, what: str, node: str, deadline: float, hint: str = "") -> None:

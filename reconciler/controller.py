@@ -88,7 +88,7 @@ class Controller:
         tasks = self.store.tasks()
         hosts = self._hosts(resources)
         snapshot = self.observe(hosts)
-        p = plan(resources, tasks, snapshot, snapshot.taken_at, self.store.store_id)
+        p = plan(resources, tasks, snapshot, snapshot.taken_at, self.store.store_id, self.store.mark_key)
         answering = {n: h for n, h in hosts.items() if snapshot.nodes[n].ready}
         self._forget_lists(p)
         done = self.actor.execute(p, answering)  # a host that does not answer gets no calls this pass

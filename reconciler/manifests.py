@@ -339,4 +339,5 @@ _WRONG_TYPE = {"model_type": "a mapping", "dict_type": "a mapping", "list_type":
                "int_type": "an integer", "float_type": "a number", "bool_type": "a boolean"}
 # Python type names and pydantic's union member tags, as a message says them.
 _ARTICLED = {"bool": "a boolean", "int": "an integer", "float": "a number", "str": "a string", "dict": "a mapping",
-             "list": "a list", "NoneType": "null", "list[str]": "a list of strings"}
+             "list": "a list", "NoneType": "null", "list[str]": "a list of strings",
+             "AllowedMount": "a mapping {path, subpaths, readOnly}"}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import secrets
 import socket
 import sys
 import sqlite3
@@ -112,6 +113,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     ("controller stats", "ALTER TABLE lease ADD COLUMN stats TEXT NOT NULL DEFAULT '{}'"),
+    ("container marks", ""),  # meta mark_key: the secret of records.container_mark, made in _migrate
 ]
 
 # TaskRecord attribute -> column, where they differ.
@@ -159,6 +161,9 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a usable brokerctl store: {exc}") from exc
         self.store_id = self._meta("store_id")
+        # Signs the containers this store makes (records.container_mark). Whoever can read the store
+        # file can forge marks; its permissions are what protect it.
+        self.mark_key = self._meta("mark_key")
 
     def _enable_wal(self) -> None:
         """Switch a new store file to WAL. Connections opening the same new file at once race for
@@ -223,6 +228,8 @@ class Store:
                 db["migrations"].insert({"version": version, "name": name, "applied_at": time.time()})
                 if version == 1:
                     db["meta"].insert({"key": "store_id", "value": uuid.uuid4().hex[:12]})
+                if name == "container marks":
+                    db["meta"].insert({"key": "mark_key", "value": secrets.token_hex(32)})
 
     def _meta(self, key: str) -> str:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()

@@ -958,3 +958,65 @@ def test_problems_in_a_list_item_name_its_line_and_duplicates_are_found_across_i
         "m.yaml: document 1 (Service/web), line 23: metadata.name: duplicate resource Service/web; first defined "
         "in m.yaml: document 1, line 17",
     ]
+
+
+def test_allowed_mounts_take_paths_and_subpath_entries():
+    """allowedMounts keeps plain path strings (existing manifests) beside {path, subpaths, readOnly} entries;
+    the stored form validates again to the same rules."""
+    [loaded] = load_text(NODE + "  allowedMounts:\n    - /srv/data\n    - {path: /srv/ref, subpaths: true}\n"
+                         "    - {path: /srv/ref/docs, readOnly: true}\n  allowedNetworks: [host]\n"
+                         "  allowedVolumes: [etc-config]\n", "m.yaml")
+    spec = loaded.resource.spec
+    assert spec.mount_rules() == (models.MountRule("/srv/data", False, False), models.MountRule("/srv/ref", True, True),
+                                  models.MountRule("/srv/ref/docs", False, True))
+    assert models.NodeSpec.model_validate(spec.model_dump(mode="json")).mount_rules() == spec.mount_rules()
+    assert (spec.allowedNetworks, spec.allowedVolumes) == (["host"], ["etc-config"])
+
+
+@pytest.mark.parametrize(
+    "entries, problem",
+    [
+        pytest.param(
+            "[/srv, /srv/data]",
+            "spec.allowedMounts: allowedMounts /srv is writable and /srv/data lies below it: a task could replace "
+            "/srv/data with a symbolic link to anywhere on the host; make /srv readOnly: true or list only one of them",
+            id="writable-ancestor"),
+        pytest.param(
+            "[/srv/data/in, /srv/data/]",
+            "spec.allowedMounts: allowedMounts /srv/data is writable and /srv/data/in lies below it: a task could "
+            "replace /srv/data/in with a symbolic link to anywhere on the host; make /srv/data readOnly: true or "
+            "list only one of them",
+            id="writable-ancestor-listed-second"),
+        pytest.param(
+            "[{path: /srv, subpaths: true}, /srv/data]",
+            "spec.allowedMounts: allowedMounts /srv/data is writable and lies below /srv, whose subpaths tasks may "
+            "mount: a task could plant a symbolic link there that a subpath mount would follow; make /srv/data "
+            "readOnly: true",
+            id="writable-below-subpaths"),
+        pytest.param(
+            "[{path: /srv, subpaths: true, readOnly: false}]",
+            "spec.allowedMounts: allowedMounts /srv: subpaths are always read-only (a task that could write below "
+            "it could plant a symbolic link the daemon would follow); drop readOnly: false",
+            id="writable-subpaths"),
+        pytest.param("[/a, /a/]", "spec.allowedMounts: allowedMounts lists /a twice; keep one entry", id="twice"),
+        pytest.param("[srv]", "spec.allowedMounts: allowedMounts entry 'srv' must be an absolute host path",
+                     id="relative"),
+        pytest.param("[{path: srv}]", "spec.allowedMounts.0.path: allowedMounts path 'srv' must be an absolute host path",
+                     id="relative-object"),
+        pytest.param("[{path: /srv, subpath: true}]",
+                     "spec.allowedMounts.0.subpath: unknown field (did you mean 'subpaths'?)", id="typo"),
+        pytest.param("[5]", "spec.allowedMounts.0: expected a string or a mapping {path, subpaths, readOnly}, "
+                            "got an integer", id="wrong-type"),
+    ],
+)
+def test_allowed_mounts_that_would_let_a_task_plant_a_link_are_refused(entries, problem):
+    """A writable entry with another entry below it, or below a subpaths entry, would let one task swap a
+    path for a symbolic link another task's mount follows: refused at apply, naming the fix."""
+    assert problems_of(NODE + f"  allowedMounts: {entries}\n") == [f"m.yaml: document 1 (Node/host-a), line 7: {problem}"]
+
+
+def test_allowed_networks_are_host_or_container():
+    """allowedNetworks names the guarded modes only: anything else is refused with the choices."""
+    [message] = problems_of(NODE + "  allowedNetworks: [bridge]\n")
+    assert message.startswith("m.yaml: document 1 (Node/host-a), line 7: spec.allowedNetworks.0: ")
+    assert "'host'" in message and "'container'" in message

@@ -526,7 +526,9 @@ def test_a_version_1_store_is_migrated_on_open(tmp_path):
     try:
         [job] = store.resources(Kind.JOB)
         assert job.name == "old" and job.retried_at is None and store.store_id == "abcdefabcdef"
-        assert [r["version"] for r in store._rows("SELECT version FROM migrations")] == [1, 2, 3, 4, 5, 6]
+        assert [r["version"] for r in store._rows("SELECT version FROM migrations")] == list(
+            range(1, len(MIGRATIONS) + 1))
+        assert len(bytes.fromhex(store.mark_key)) == 32  # an old store gets its container-mark secret too
     finally:
         store.close()
 
@@ -953,3 +955,17 @@ def test_scale_is_capped_like_replicas_at_apply(store):
     with pytest.raises(UsageError, match="a Service has 0 to 1,000,000 replicas"):
         store.scale("web", 1_000_001)
     assert store.resource(Kind.SERVICE, "web").spec["replicas"] == 1_000_000
+
+
+def test_each_store_has_its_own_container_mark_secret(tmp_path):
+    """A new store gets 32 random bytes (hex) for container marks, kept across opens, different per store."""
+    first, other = Store(tmp_path / "a.db"), Store(tmp_path / "b.db")
+    try:
+        assert len(bytes.fromhex(first.mark_key)) == 32
+        assert first.mark_key != other.mark_key
+        again = Store(tmp_path / "a.db")
+        assert again.mark_key == first.mark_key
+        again.close()
+    finally:
+        first.close()
+        other.close()
