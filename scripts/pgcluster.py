@@ -297,6 +297,8 @@ def start_cluster(database: str = "brokerctl", base_dir: str | Path | None = Non
     if reason:
         raise RuntimeError(reason)
     bindir = find_bindir()
+    if port is not None and _listening(port):
+        raise RuntimeError(f"port {port} on {HOST} is already in use")
     base = _make_base_dir(base_dir)
     cluster = PgCluster(base, port or _free_port(), database, bindir, fast)
     try:
@@ -369,6 +371,14 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection((HOST, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def _pid_running(pid: int) -> bool:
