@@ -145,37 +145,54 @@ def test_remove_stops_server_and_deletes_dir(pg_available):
     cluster.remove()
 
 
-def test_taken_port_given_explicitly_fails_and_leaves_nothing(pg_available):
+@pytest.fixture
+def blocked_port():
+    """A port on 127.0.0.1 that someone else listens on."""
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
-        port = blocker.getsockname()[1]
-        before = set(Path("/tmp").glob("bkpg-*"))
-        with pytest.raises(RuntimeError, match=f"port {port} on 127.0.0.1 is already in use"):
-            pgcluster.start_cluster("x", fast=True, port=port)
-        assert set(Path("/tmp").glob("bkpg-*")) == before
+        yield blocker.getsockname()[1]
 
 
-def test_free_port_taken_before_bind_is_retried_with_another(pg_available, monkeypatch):
+def _unused_dir(tag: str) -> Path:
+    # Short and under /tmp itself: the postgres user must reach it, and
+    # pytest's tmp_path sits under a root-only directory.
+    return Path(f"/tmp/bkpg-test-{tag}-{os.getpid()}")
+
+
+def test_taken_port_given_explicitly_is_refused_before_initdb(pg_available, blocked_port):
+    dir = _unused_dir("taken")
+    with pytest.raises(RuntimeError, match=f"port {blocked_port} on 127.0.0.1 is already in use"):
+        pgcluster.start_cluster("x", dir, fast=True, port=blocked_port)
+    assert not dir.exists()
+
+
+def test_failed_start_leaves_nothing(pg_available, blocked_port, monkeypatch):
+    """A server that cannot start (here: the port is taken after the check) leaves no dir behind."""
+    monkeypatch.setattr(pgcluster, "_listening", lambda port: False)
+    dir = _unused_dir("failed")
+    with pytest.raises(RuntimeError, match=r"(?s)pg_ctl start failed .*could not bind IPv4 address"):
+        pgcluster.start_cluster("x", dir, fast=True, port=blocked_port)
+    assert not dir.exists()
+
+
+def test_free_port_taken_before_bind_is_retried_with_another(pg_available, blocked_port, monkeypatch):
     """The probe-then-bind race: a port taken in between makes the cluster move to a new one."""
-    with socket.socket() as blocker:
-        blocker.bind(("127.0.0.1", 0))
-        blocker.listen()
-        taken = blocker.getsockname()[1]
-        ports = iter([taken])
-        real = pgcluster._free_port
-        monkeypatch.setattr(pgcluster, "_free_port", lambda: next(ports, None) or real())
-        with pgcluster.start_cluster("retried", fast=True) as cluster:
-            assert cluster.port != taken
-            assert cluster.psql("SELECT current_database()").strip() == "retried"
-            assert "could not bind" in cluster.log_path.read_text()
+    ports = iter([blocked_port])
+    real = pgcluster._free_port
+    monkeypatch.setattr(pgcluster, "_free_port", lambda: next(ports, None) or real())
+    with pgcluster.start_cluster("retried", fast=True) as cluster:
+        assert cluster.port != blocked_port
+        assert cluster.psql("SELECT current_database()").strip() == "retried"
+        assert "could not bind" in cluster.log_path.read_text()
+        assert pgcluster.read_state(cluster.dir).port == cluster.port
 
 
 def test_bad_database_name_is_refused_before_anything_starts():
-    before = set(Path("/tmp").glob("bkpg-*"))
+    dir = _unused_dir("badname")
     with pytest.raises(ValueError, match="database name 'Bad-Name'"):
-        pgcluster.start_cluster("Bad-Name")
-    assert set(Path("/tmp").glob("bkpg-*")) == before
+        pgcluster.start_cluster("Bad-Name", dir)
+    assert not dir.exists()
 
 
 def test_bindir_is_the_newest_complete_version(tmp_path):
