@@ -28,6 +28,7 @@ class ContainerSpec:
     ports: tuple[tuple[str, int | None, int, str], ...] = ()  # (host ip, host port or None, container port, proto)
     network: str | None = None
     healthcheck: dict | None = None  # Docker's shape: test, interval/timeout/start_period (ns), retries
+    allowed_volumes: tuple[str, ...] = ()  # existing named volumes the node allows though brokerctl did not make them
 
 
 @dataclass(frozen=True)

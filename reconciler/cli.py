@@ -27,6 +27,7 @@ app = typer.Typer(
 )
 
 OUTPUT_FORMATS = ("table", "wide", "json", "yaml")
+EVENTS_LIMIT = 500  # `get events` shows the last this many unless --limit says otherwise
 _db_option: Optional[Path] = None
 
 
@@ -39,10 +40,15 @@ def _options(
     _db_option = db
 
 
-def _store():
+def _store(create: bool = False):
+    """Open the store; only the commands that make one on purpose (apply, sync, run, controller)
+    pass ``create``, and say on stderr when they did. Elsewhere a missing store is an error."""
     from .store import Store, default_db_path
 
-    return Store(_db_option or default_db_path())
+    store = Store(_db_option or default_db_path(), create=create)
+    if store.created:
+        typer.echo(f"created store {store.path}", err=True)
+    return store
 
 
 def _kind(text: str):
@@ -83,7 +89,7 @@ def apply(
     from . import manifests
 
     loaded = manifests.load_paths(files, stdin=sys.stdin)
-    store = _store()
+    store = _store(create=True)
     results = store.apply([item.resource for item in loaded])
     for ref, outcome in results:
         typer.echo(f"{ref} {outcome}")
@@ -141,6 +147,8 @@ def get(
     output: str = typer.Option("table", "-o", "--output", help="table, wide, json or yaml"),
     selector: list[str] = typer.Option([], "-l", "--selector", help="Label filter key=value (repeatable)."),
     for_: Optional[str] = typer.Option(None, "--for", help="With `get events`: only this KIND/NAME."),
+    limit: int = typer.Option(EVENTS_LIMIT, "--limit", min=0,
+                              help=f"With `get events`: show the last N (default {EVENTS_LIMIT}; 0: all)."),
 ) -> None:
     """List nodes, jobs, services, tasks or events."""
     from . import render
@@ -150,7 +158,7 @@ def get(
     store, want = _store(), _labels(selector)
     now = time.time()
     if kind.strip().lower() in ("event", "events"):
-        _get_events(store, for_, output)
+        _get_events(store, for_, output, limit)
         return
     if kind.strip().lower() in ("task", "tasks"):
         from .store import gc_paused
@@ -180,14 +188,17 @@ def get(
     render.print_table(cols, rows)
 
 
-def _get_events(store, target: str | None, output: str) -> None:
+def _get_events(store, target: str | None, output: str, limit: int) -> None:
     from . import render
 
     kind = name = None
     if target:
         k, name = _ref(target)
         kind = k.value
-    rows = store.events(kind, name, limit=500)
+    rows = store.events(kind, name, limit=limit + 1 if limit else None)  # one more: are there older ones?
+    if limit and len(rows) > limit:
+        rows = rows[1:]
+        typer.echo(f"showing the last {limit} events; --limit N for more (0: all)", err=True)
     if output in ("json", "yaml"):
         objs = [{"time": render.iso(e["ts"]), "object": f"{e['kind']}/{e['name']}", "type": e["type"],
                  "reason": e["reason"], "message": e["message"], "task": e["task_id"]} for e in rows]
@@ -279,7 +290,6 @@ def delete(
 ) -> None:
     """Delete resources; the controller stops and removes their containers, then the record.
     Deleting again while they stop says how many are left and changes nothing."""
-    store = _store()
     targets = []
     if files:
         from . import manifests
@@ -289,6 +299,7 @@ def delete(
         targets = [(_kind(kind), name)]
     else:
         raise UsageError("name what to delete: `brokerctl delete job NAME` or `brokerctl delete -f FILE`")
+    store = _store()
     for k, n in targets:
         outcome = store.mark_deleted(k, n, force=force)
         typer.echo(f"{k.value.lower()}/{n} {outcome}")
@@ -316,6 +327,11 @@ def logs(
         tasks, prefix = store.tasks(owner=(k, n)), True
     else:
         tasks, prefix = [store.task(target)], False
+        t = tasks[0]
+        if t.phase.value == "Pending" and store.output(t.id) is None:
+            why = ": ".join(filter(None, [t.reason, t.message]))
+            raise BrokerError(f"task {t.id} is Pending: it has not started yet, so it has no output"
+                              + (f" ({why})" if why else ""))
     for t in tasks:
         _print_task_output(store, t, follow, prefix)
 
@@ -383,9 +399,10 @@ def run(
     try:
         job = Job.model_validate(doc)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'] if x != '[key]')}: "
+                             f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
         raise UsageError(f"brokerctl run {name}: {problems}") from None
-    store = _store()
+    store = _store(create=True)
     try:
         store.resource(Kind.JOB, name)
     except BrokerError:
@@ -424,6 +441,10 @@ def wait_cmd(
     if key != "condition" or want not in ("Complete", "Failed", "Ready"):
         raise UsageError(f"--for {condition!r}: use condition=Complete, condition=Failed or condition=Ready")
     k, name = _ref(target)
+    valid = ("Complete", "Failed") if k.value == "Job" else ("Ready",)
+    if want not in valid:
+        raise UsageError(f"--for {condition!r}: a {k.value} has no {want} condition; use "
+                         + " or ".join(f"condition={c}" for c in valid))
     store = _store()
     deadline = time.monotonic() + timeout
     while True:
@@ -514,24 +535,38 @@ def drain(
     _wait_gone(lambda: [t.id for t in store.tasks_on(name)], f"task(s) left on {name}", name, deadline,
                ". Is a controller running (`brokerctl status`)?")
     # The store lets go of a task before its container has stopped (the controller records the
-    # decision, then stops it within the grace period): ask the node until none of its tasks'
-    # containers runs. Only this node's tasks: another Node may reach the same daemon.
+    # decision, then stops it within the grace period): ask the node until none of ours runs.
+    # Ours are the containers of this node's tasks: another Node may reach the same daemon.
     host = _node_host(store, name)
     try:
-        _wait_gone(lambda: _running_on(host, store.store_id, store.task_ids_on(name)),
-                   f"container(s) still stopping on {name}", name, deadline)
+        _wait_gone(lambda: _running_on(host, store), f"container(s) still stopping on {name}", name, deadline)
     finally:
         host.close()
     typer.echo(f"node/{name} drained")
 
 
-def _running_on(host, store_id: str, task_ids: set[str]) -> list[str]:
-    obs = host.observe(store_id, time.time())
+def _running_on(host, store) -> list[str]:
+    """Our containers still running on the node. One that only carries our store label (anyone with
+    access to the daemon can copy labels) is not ours to wait for: the Node's status reports it."""
+    from .errors import NotFound
+    from .records import distrust
+
+    obs = host.observe(store.store_id, time.time())
     if not obs.ready:
         typer.secho(f"warning: node/{host.name} did not answer ({obs.message}); its containers could not be "
                     "checked (the controller stops them when it returns)", fg="yellow", err=True)
         return []
-    return [c.name for c in obs.containers if c.state in ("running", "restarting", "paused") and c.task_id in task_ids]
+    left = []
+    for c in obs.containers:
+        if c.state not in ("running", "restarting", "paused"):
+            continue
+        try:
+            task = store.task(c.task_id) if c.task_id else None
+        except NotFound:
+            task = None
+        if distrust(c, host.name, task, store.mark_key, store.store_id) is None:
+            left.append(c.name)
+    return left
 
 
 def _wait_gone(poll, what: str, node: str, deadline: float, hint: str = "") -> None:
@@ -571,11 +606,11 @@ def sync_cmd(
     """
     from . import gitops
 
-    store = _store()
     if target == "status" and not Path(target).is_dir():
-        _sync_status(store, gitops.source_of(directory) if directory else None)
+        _sync_status(_store(), gitops.source_of(directory) if directory else None)
         return
-    report = gitops.sync(store, target, allow_mass_prune)
+    gitops.source_of(target)  # a usage error before a store is created for nothing
+    report = gitops.sync(_store(create=True), target, allow_mass_prune)
     lines = gitops.summary(report)
     typer.echo("\n".join(lines) if lines else f"{report['source']}: in sync, nothing to change")
     if report["refused"] or report["problems"]:
@@ -608,21 +643,24 @@ def diff(
     """What `apply -f` (or, for a directory, `sync`) would change: exit 0 if nothing, 1 if something, 2 on error."""
     from . import gitops, manifests
 
-    store = _store()
-    out: list[str] = []
+    inputs = []  # (directory state, or None for a file) and its models; all read before the store opens
     for given in files:
         if given != "-" and Path(given).is_dir():
             state = gitops.read_dir(given)
             if state.held:
                 raise UsageError("\n".join(f"{state.source}/{p}" if p.startswith(f) else f"{state.source}/{f}: {p}"
                                             for f, p in sorted(state.held.items())))
+            inputs.append((state, [m for _, m in state.items]))
+        else:
+            inputs.append((None, [i.resource for i in manifests.load_paths([given], stdin=sys.stdin)]))
+    store = _store()
+    out: list[str] = []
+    for state, models in inputs:
+        if state is not None:
             report = store.sync(state.source, state.items, {}, dry_run=True, allow_mass_prune=True)
             if report["problems"]:
                 raise UsageError("\n".join(f"{f}: {p}" for f, p in sorted(report["problems"].items())))
-            models = [m for _, m in state.items]
             out += [f"{ref.split('/')[0].lower()}/{ref.split('/', 1)[1]} pruned" for ref, _ in report["pruned"]]
-        else:
-            models = [i.resource for i in manifests.load_paths([given], stdin=sys.stdin)]
         for m in models:
             out += _diff_one(store, m)
     typer.echo("\n".join(out) if out else "no changes")
@@ -810,7 +848,7 @@ def controller(
     from .controller import Controller, SignalShutdown
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    store = _store()
+    store = _store(create=True)
     watcher = None
     if watch is not None:
         from .gitops import Watcher

@@ -113,7 +113,7 @@ class Controller:
         snapshot = self.observe(hosts)
         if self.stop.is_set():
             return Plan()
-        p = plan(resources, tasks, snapshot, snapshot.taken_at, self.store.store_id)
+        p = plan(resources, tasks, snapshot, snapshot.taken_at, self.store.store_id, self.store.mark_key)
         if self.stop.is_set():  # acting is safe to skip: the next controller plans it again
             return Plan()
         answering = {n: h for n, h in hosts.items() if snapshot.nodes[n].ready}

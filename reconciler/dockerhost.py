@@ -25,7 +25,7 @@ from docker.types import Mount
 
 from .actions import ContainerSpec
 from .errors import HostError
-from .records import LABEL_OWNER, LABEL_STORE, LABEL_TASK, ContainerObs, NodeObs
+from .records import LABEL_MARK, LABEL_OWNER, LABEL_STORE, LABEL_TASK, ContainerObs, NodeObs
 
 API_VERSION = "1.41"  # Docker 20.10+; newer daemons accept it
 POOL_SIZE = 32
@@ -123,14 +123,24 @@ class Host:
     # -- act ------------------------------------------------------------------------------
 
     def start(self, spec: ContainerSpec) -> str:
-        """Create (pulling the image if missing) and start; idempotent by container name."""
+        """Create (pulling the image if missing) and start; idempotent by container name.
+
+        Named volumes are checked (and made) first; a container already holding the name is
+        adopted only if it carries this task's mark.
+        """
         api = self.client.api
+        self._ensure_volumes(spec)
         try:
             cid = self._create(spec)
         except derr.APIError as exc:
-            if exc.status_code != 409:  # 409: a container of that name exists: adopt it
+            if exc.status_code != 409:  # 409: a container of that name exists: adopt it if it is ours
                 raise StartError("CreateFailed", f"node {self.name}: {_explain(exc)}") from exc
-            cid = api.inspect_container(spec.name)["Id"]
+            found = api.inspect_container(spec.name)
+            if (found["Config"].get("Labels") or {}).get(LABEL_MARK) != spec.labels.get(LABEL_MARK):
+                raise StartError("NameTaken", f"node {self.name}: a container named {spec.name} exists that "
+                                              f"brokerctl did not make for this task (its {LABEL_MARK} label does "
+                                              "not match); it is left alone") from exc
+            cid = found["Id"]
         try:
             api.start(cid)
         except derr.APIError as exc:
@@ -141,6 +151,30 @@ class Host:
                 raise StartError("PortInUse", f"node {self.name}: {text}") from exc
             raise StartError("StartFailed", f"node {self.name}: {text}") from exc
         return cid
+
+    def _ensure_volumes(self, spec: ContainerSpec) -> None:
+        """Each named volume the task mounts must be one brokerctl made for this store (labelled), or
+        listed in the Node's allowedVolumes; a missing one is created, labelled.
+
+        A volume is not just storage: one made with ``-o type=none -o o=bind -o device=/etc`` is the
+        host's /etc, so a volume nobody vouched for is refused.
+        """
+        store = spec.labels.get(LABEL_STORE, "")
+        for source, _, _ in spec.mounts:
+            if source.startswith("/") or source in spec.allowed_volumes:
+                continue
+            try:
+                volume = self.client.api.inspect_volume(source)
+            except derr.NotFound:
+                # Two tasks may create the same new volume at once: Docker then returns the existing
+                # one, so the labels of what came back are checked like those of any volume.
+                volume = self.client.api.create_volume(source, labels={LABEL_STORE: store})
+            owner = (volume.get("Labels") or {}).get(LABEL_STORE)
+            if owner != store:
+                made = f"was created by another brokerctl store ({owner})" if owner else "was not created by brokerctl"
+                raise StartError("VolumeNotAllowed", f"volume {source} on node {self.name} {made} "
+                                                     f"({_describe_volume(volume)}); list it in the Node's "
+                                                     "allowedVolumes to allow it")
 
     def _create(self, spec: ContainerSpec) -> str:
         try:
@@ -281,7 +315,7 @@ def _container_obs(raw: dict) -> ContainerObs:
     h = _HEALTH.search(status)
     return ContainerObs(
         id=raw["Id"], name=(raw.get("Names") or ["?"])[0].lstrip("/"), task_id=labels.get(LABEL_TASK),
-        owner=labels.get(LABEL_OWNER), state=raw.get("State") or "unknown",
+        owner=labels.get(LABEL_OWNER), state=raw.get("State") or "unknown", mark=labels.get(LABEL_MARK) or "",
         exit_code=int(m.group(1)) if m else None,
         health=h.group(1).replace("health: ", "") if h else None,
     )
@@ -297,6 +331,19 @@ def parse_time(text: str | None) -> float | None:
     frac = float(m.group(2) or 0)
     tz = "+00:00" if m.group(3) == "Z" else m.group(3)
     return datetime.fromisoformat(m.group(1) + tz).timestamp() + frac
+
+
+def _describe_volume(volume: dict) -> str:
+    """``driver local, options type=none o=bind device=/etc``: what an operator needs to judge a volume."""
+    options = volume.get("Options") or {}
+    text = f"driver {volume.get('Driver') or '?'}"
+    if options:
+        ordered = sorted(options.items(), key=lambda kv: (_OPTION_ORDER.get(kv[0], len(_OPTION_ORDER)), kv[0]))
+        text += ", options " + " ".join(f"{k}={v}" for k, v in ordered)
+    return text
+
+
+_OPTION_ORDER = {"type": 0, "o": 1, "device": 2}
 
 
 def _explain(exc: derr.APIError) -> str:

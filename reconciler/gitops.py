@@ -50,7 +50,7 @@ def read_dir(directory: str | Path) -> DirState:
         if name.endswith(EDITOR_TEMP):
             continue
         try:
-            loaded = manifests.load_paths([str(path)])
+            loaded = manifests.load_paths([str(path)], allow_empty=True)  # a file all commented out is fine
         except ManifestError as exc:
             state.held[name] = "; ".join(line.replace(str(path), name, 1) for line in exc.problems)
             continue

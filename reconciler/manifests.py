@@ -4,7 +4,9 @@ Called by the CLI's ``apply``, ``delete`` and ``diff`` (and later by a GitOps wa
 files, directories or stdin into ``Loaded`` resources. No store access, no I/O beyond reading
 the named files. Every problem in every file is collected and raised as one ``ManifestError``
 whose lines read ``<file>: document <n> (<Kind>/<name>), line <l>: <field.path>: <message>``;
-nothing is returned when anything is wrong.
+nothing is returned when anything is wrong. What ``brokerctl get -o yaml|json`` prints loads too:
+a document may be a list of resources, and the read-only fields (``status``, ``metadata.uid``,
+``generation``, ``createdAt``, ``updatedAt``, ``deletedAt``) are dropped, as kubectl does.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any, TextIO, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from . import models
+from . import models, yamlcore
 from .errors import ManifestError
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -30,33 +32,9 @@ _KINDS = [k.value for k in models.Kind]
 _MERGE, _NULL = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:null"
 
 
-def _core_loader(base: type) -> type:
-    """A ``base`` subclass resolving plain scalars like YAML 1.2 core: `no`, `on`, `22:22` stay strings."""
-
-    class Loader(base):
-        # Our own dict: add_implicit_resolver would copy YAML 1.1's rules, and mutating the
-        # inherited one would change yaml.SafeLoader for every other user in the process.
-        yaml_implicit_resolvers: dict = {}
-
-        def construct_yaml_int(self, node):  # PyYAML's reads `017` as octal and `1:30` as base 60
-            text = self.construct_scalar(node)
-            digits, base = text.lstrip("+-"), {"0x": 16, "0o": 8}.get(text[:2], 10)
-            return (-1 if text[0] == "-" else 1) * int(digits[2:] if base != 10 else digits, base)
-
-    Loader.add_constructor("tag:yaml.org,2002:int", Loader.construct_yaml_int)
-    for tag, regex, first in [
-        ("bool", r"(?i:true|false)$", "tTfF"),
-        ("int", r"[-+]?[0-9]+$|0o[0-7]+$|0x[0-9a-fA-F]+$", "-+0123456789"),
-        ("float", r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$|[-+]?\.(inf|Inf|INF)$|\.(nan|NaN|NAN)$",
-         "-+.0123456789"),
-        ("null", r"(null|Null|NULL|~|)$", ["n", "N", "~", ""]),
-        ("merge", r"<<$", "<"),  # not YAML 1.2, but `<<: *defaults` is common in manifests
-    ]:
-        Loader.add_implicit_resolver(f"tag:yaml.org,2002:{tag}", re.compile(regex), list(first))
-    return Loader
-
-
-_Loader = _core_loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+# The YAML 1.2 core-schema loader (see yamlcore); the names are kept for the tests.
+_core_loader = yamlcore.core_loader
+_Loader = yamlcore.Loader
 
 
 @dataclass(frozen=True)
@@ -72,8 +50,13 @@ def load_text(text: str, source: str = "<string>") -> list[Loaded]:
     return _finish(*_parse(text, source))
 
 
-def load_paths(paths: list[str], stdin: TextIO | None = None) -> list[Loaded]:
-    """Load files, directories (see ``iter_manifest_files``) and ``-`` (stdin) as one set."""
+def load_paths(paths: list[str], stdin: TextIO | None = None, *, allow_empty: bool = False) -> list[Loaded]:
+    """Load files, directories (see ``iter_manifest_files``) and ``-`` (stdin) as one set.
+
+    A file (or stdin) without a document is an error, and so is a directory whose files hold none;
+    inside a directory an empty file is skipped. ``allow_empty``: a file without documents is
+    fine too (a synced directory loads its files one by one).
+    """
     loaded, problems = [], []
     for given in paths:
         if given == "-":
@@ -85,15 +68,20 @@ def load_paths(paths: list[str], stdin: TextIO | None = None) -> list[Loaded]:
             names = [str(f) for f in iter_manifest_files(Path(given))] if Path(given).is_dir() else [given]
             if not names:
                 problems.append(f"{given}: directory has no *.yaml, *.yml or *.json manifests")
+                continue
+        in_dir = len(loaded), len(problems)
         for name in names:
             try:
                 text = (stdin or sys.stdin).read() if name == "-" else Path(name).read_text(encoding="utf-8-sig")
             except (OSError, UnicodeDecodeError) as exc:
                 problems.append(f"{name}: cannot read: {exc}")
                 continue
-            found, errs = _parse(text, "<stdin>" if name == "-" else name)
+            empty_ok = allow_empty or (given != "-" and Path(given).is_dir())
+            found, errs = _parse(text, "<stdin>" if name == "-" else name, empty_ok=empty_ok)
             loaded += found
             problems += errs
+        if not allow_empty and given != "-" and Path(given).is_dir() and (len(loaded), len(problems)) == in_dir:
+            problems.append(f"{given}: no documents in its *.yaml, *.yml or *.json files")
     return _finish(loaded, problems)
 
 
@@ -131,48 +119,81 @@ def _where(source: str, doc: int, kind: Any, name: Any, line: int) -> str:
     return f"{source}: document {doc}{what}, line {line}: "
 
 
-def _parse(text: str, source: str) -> tuple[list[tuple[Loaded, int]], list[str]]:
-    """Documents of one source -> ([(Loaded, line of metadata.name)], problems)."""
+def _parse(text: str, source: str, empty_ok: bool = False) -> tuple[list[tuple[Loaded, int]], list[str]]:
+    """Documents of one source -> ([(Loaded, line of metadata.name)], problems).
+
+    A document may also be a list of resources, as `brokerctl get KIND -o yaml|json` prints them.
+    """
     if "\t" in text:  # YAML forbids tab indentation; in valid JSON tabs can only be whitespace
         with contextlib.suppress(ValueError):
             json.loads(text)
             text = text.replace("\t", " ")
-    loaded, problems, doc, loader = [], [], 0, _Loader(text)
+    loaded, problems, doc, resources, loader = [], [], 0, 0, _Loader(text)
     try:
         while loader.check_node():
             node, doc = loader.get_node(), doc + 1
             if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:
                 continue  # empty document, e.g. after a trailing `---`
-            dupes = _duplicate_keys(node, (), set())
+            listed = isinstance(node, yaml.SequenceNode)
+            nodes = list(node.value) if listed else [node]
+            # Before construction, which merges `<<` keys into the mapping nodes.
+            dupes = [_duplicate_keys(n, (), set()) for n in nodes]
             try:
                 data = loader.construct_document(node)
             except yaml.MarkedYAMLError as exc:  # e.g. an unknown `!!tag`; the stream itself is fine
-                problems.append(_yaml_problem(source, exc))
+                problems.append(_yaml_problem(source, exc, text))
                 loader.constructed_objects, loader.recursive_objects, loader.state_generators = {}, {}, []
                 continue
-            kind, name = _get(data, "kind"), _get(data, "metadata", "name")
-            if dupes:  # the constructed value silently kept only the last one, so don't validate it
-                problems += [_where(source, doc, kind, name, line) + msg for line, msg in dupes]
-            elif not isinstance(data, dict):
-                problems.append(f"{source}: document {doc}, line {node.start_mark.line + 1}: a document must be "
-                                f"a mapping with apiVersion, kind, metadata and spec, not {_a(data)}")
-            elif isinstance(result := _validate(data, node, source, doc), list):
-                problems += result
-            else:
-                item = Loaded(result, source, doc, node.start_mark.line + 1)
-                loaded.append((item, _locate(node, ("metadata", "name"))))
+            for item, item_node, item_dupes in zip(data if listed else [data], nodes, dupes):
+                resources += 1
+                result = _document(item, item_node, item_dupes, source, doc, listed)
+                if isinstance(result, list):
+                    problems += result
+                else:
+                    loaded.append(result)
     except yaml.MarkedYAMLError as exc:
-        problems.append(_yaml_problem(source, exc))
+        problems.append(_yaml_problem(source, exc, text))
     finally:
         loader.dispose()
+    if not resources and not problems and not empty_ok:
+        problems.append(f"{source}: no documents")
     return loaded, problems
 
 
-def _yaml_problem(source: str, exc: yaml.MarkedYAMLError) -> str:
+def _document(data: Any, node, dupes: list, source: str, doc: int, listed: bool) -> tuple[Loaded, int] | list[str]:
+    """One resource document (or item of a top-level list) -> (Loaded, line of metadata.name), or problems."""
+    kind, name = _get(data, "kind"), _get(data, "metadata", "name")
+    if dupes:  # the constructed value silently kept only the last one, so don't validate it
+        return [_where(source, doc, kind, name, line) + msg for line, msg in dupes]
+    if not isinstance(data, dict):
+        what = "an item of a top-level list" if listed else "a document"
+        return [f"{source}: document {doc}, line {node.start_mark.line + 1}: {what} must be "
+                f"a mapping with apiVersion, kind, metadata and spec, not {_a(data)}"]
+    result = _validate(_without_read_only(data), node, source, doc)
+    if isinstance(result, list):
+        return result
+    return Loaded(result, source, doc, node.start_mark.line + 1), _locate(node, ("metadata", "name"))
+
+
+# What `brokerctl get -o yaml|json` prints besides the manifest: dropped on apply, as kubectl does.
+READ_ONLY_METADATA = ("uid", "generation", "createdAt", "updatedAt", "deletedAt")
+
+
+def _without_read_only(data: dict) -> dict:
+    data = {k: v for k, v in data.items() if k != "status"}
+    if isinstance(data.get("metadata"), dict):
+        data["metadata"] = {k: v for k, v in data["metadata"].items() if k not in READ_ONLY_METADATA}
+    return data
+
+
+def _yaml_problem(source: str, exc: yaml.MarkedYAMLError, text: str = "") -> str:
     mark = exc.problem_mark or exc.context_mark
     detail = exc.problem or exc.context
     if exc.problem and exc.context and exc.context_mark:
         detail += f" ({exc.context} at line {exc.context_mark.line + 1})"
+    lines = text.splitlines()
+    if mark.line < len(lines) and lines[mark.line][mark.column:mark.column + 1] == "\t":
+        detail = "tabs are not allowed in YAML indentation; indent with spaces"
     return f"{source}: line {mark.line + 1}, column {mark.column + 1}: invalid YAML: {detail}"
 
 
@@ -237,7 +258,7 @@ def _messages(model: type[BaseModel], data: dict, errors: list[dict]) -> list[tu
 def _message(model: type[BaseModel], loc: tuple, err: dict) -> tuple[tuple, str]:
     kind = err["type"]
     if loc[-1:] == ("[key]",):
-        return loc[:-1], f"invalid key: {err['msg']}"
+        return loc[:-1], f"invalid key: {_plain(err['msg'])}"
     if kind == "missing":
         return loc, "missing required field"
     if kind == "extra_forbidden":
@@ -249,7 +270,12 @@ def _message(model: type[BaseModel], loc: tuple, err: dict) -> tuple[tuple, str]
         return loc, f"expected {_WRONG_TYPE[kind]}, got {_a(err['input'])}"
     if loc == ("apiVersion",):
         return loc, f"unsupported apiVersion {err['input']!r}; expected '{models.API_VERSION}'"
-    return loc, re.sub(r"^(Value error|Assertion failed), ", "", err["msg"])
+    return loc, _plain(err["msg"])
+
+
+def _plain(msg: str) -> str:
+    """A validator's own message, without pydantic's prefix."""
+    return re.sub(r"^(Value error|Assertion failed), ", "", msg)
 
 
 def _split_loc(data: Any, loc: tuple) -> tuple[tuple, tuple, Any]:
@@ -313,4 +339,5 @@ _WRONG_TYPE = {"model_type": "a mapping", "dict_type": "a mapping", "list_type":
                "int_type": "an integer", "float_type": "a number", "bool_type": "a boolean"}
 # Python type names and pydantic's union member tags, as a message says them.
 _ARTICLED = {"bool": "a boolean", "int": "an integer", "float": "a number", "str": "a string", "dict": "a mapping",
-             "list": "a list", "NoneType": "null", "list[str]": "a list of strings"}
+             "list": "a list", "NoneType": "null", "list[str]": "a list of strings",
+             "AllowedMount": "a mapping {path, subpaths, readOnly}"}

@@ -1,10 +1,12 @@
-"""The pure planner: ``plan(resources, tasks, snapshot, now, store_id) -> Plan``.
+"""The pure planner: ``plan(resources, tasks, snapshot, now, store_id, mark_key) -> Plan``.
 
 Called by the controller once per reconcile pass, after observing the hosts. No I/O, no clock
-reads: everything it needs is passed in, so the same inputs always give the same plan. It
-matches tasks to the containers seen on the hosts (adopting, collecting finished ones, removing
-orphans), asks ``workloads`` what each Job and Service needs, places waiting tasks through the
-``scheduler`` and returns the changes for ``act`` to carry out.
+reads: everything it needs is passed in, so the same inputs always give the same plan. It sets
+aside containers that carry our store label but are not ours (``records.distrust``: reported on
+their Node, never adopted or touched), matches tasks to the containers seen on the hosts
+(adopting, collecting finished ones, removing orphans), asks ``workloads`` what each Job and
+Service needs, places waiting tasks through the ``scheduler`` and returns the changes for
+``act`` to carry out.
 """
 
 from __future__ import annotations
@@ -16,26 +18,32 @@ from . import workloads
 from .actions import STOP_GRACE_SECONDS, Collect, ContainerSpec, Event, Plan, Remove, Start
 from .models import Kind, TaskPhase, template_hash
 from .records import (
-    LABEL_ATTEMPT, LABEL_INDEX, LABEL_OWNER, LABEL_STORE, LABEL_TASK, LABEL_TEMPLATE,
-    ResourceRecord, Snapshot, TaskRecord,
+    LABEL_ATTEMPT, LABEL_INDEX, LABEL_MARK, LABEL_OWNER, LABEL_STORE, LABEL_TASK, LABEL_TEMPLATE,
+    ResourceRecord, Snapshot, TaskRecord, container_mark, container_name, distrust,
 )
 from .scheduler import NodeView, Request, default_pipeline
 
 PORT_RETRY_SECONDS = 60.0  # a node whose host port was taken outside brokerctl is avoided this long
 FENCE_SETTLE_SECONDS = 2.0  # a returning node's stale Job containers are killed only after this
+UNTRUSTED_SHOWN = 20  # untrusted container names kept in a Node's status
+
 
 def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Snapshot,
-         now: float, store_id: str) -> Plan:
+         now: float, store_id: str, mark_key: str) -> Plan:
+    """``mark_key``: the store's secret (hex) for ``records.container_mark``."""
     p = Plan()
     owners = {(r.kind, r.name): r for r in resources if r.kind is not Kind.NODE}
     nodes = {r.name: r for r in resources if r.kind is Kind.NODE}
+    by_id = {t.id: t for t in tasks}
     twin_of = workloads.twins(list(nodes.values()), snapshot)
-    snapshot = _set_aside(snapshot, twin_of)
+    snapshot = _set_aside_twins(snapshot, twin_of)
+    snapshot, untrusted = _set_aside_untrusted(snapshot, by_id, store_id, mark_key)
     conditions, ready_since, statuses = {}, {}, {}
     for node in nodes.values():
         obs = snapshot.nodes.get(node.name)
         status = statuses[node.name] = workloads.node_status(node, obs, now, snapshot.lost_after,
                                                              twin_of.get(node.name))
+        _report_untrusted(p, node, status, untrusted.get(node.name))
         conditions[node.name] = status["condition"]
         ready_since[node.name] = status["since"]
         if status != node.status:
@@ -44,7 +52,7 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
         if (when := workloads.lost_at(node, obs, snapshot.lost_after)) is not None and when > now:
             p.wake_at(when)
     lost = {n for n, c in conditions.items() if c == "Lost"}
-    current, fencing = _observe_tasks(p, tasks, snapshot, nodes, owners, lost, ready_since, now)
+    current, fencing = _observe_tasks(p, tasks, by_id, snapshot, nodes, owners, lost, ready_since, now)
     by_owner: dict[tuple[Kind, str], list[TaskRecord]] = defaultdict(list)
     for t in current.values():
         by_owner[(t.owner_kind, t.owner_name)].append(t)
@@ -58,11 +66,11 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
             current[tid] = replace(current[tid], template_hash=changes["template_hash"])
     for t in p.new_tasks:
         current[t.id] = t
-    _place(p, current, owners, nodes, statuses, snapshot, now, store_id, fencing)
+    _place(p, current, owners, nodes, statuses, snapshot, now, store_id, mark_key, fencing)
     return p
 
 
-def _set_aside(snapshot: Snapshot, twin_of: dict[str, tuple[str, str]]) -> Snapshot:
+def _set_aside_twins(snapshot: Snapshot, twin_of: dict[str, tuple[str, str]]) -> Snapshot:
     """The snapshot as if each twin node (see ``workloads.twins``) did not answer: its containers
     are the first node's, seen in that node's list; under the twin's name they would count twice."""
     aside = {name: (first, daemon) for name, (first, daemon) in twin_of.items() if name in snapshot.nodes}
@@ -72,6 +80,47 @@ def _set_aside(snapshot: Snapshot, twin_of: dict[str, tuple[str, str]]) -> Snaps
     for name, (first, daemon) in aside.items():
         nodes[name] = replace(nodes[name], ready=False, containers=None, message=workloads.twin_message(first, daemon))
     return replace(snapshot, nodes=nodes)
+
+
+def _set_aside_untrusted(snapshot: Snapshot, by_id: dict[str, TaskRecord], store_id: str,
+                         mark_key: str) -> tuple[Snapshot, dict[str, list[tuple[str, str]]]]:
+    """The snapshot with only our containers, and per listed node the others: (name, why).
+
+    Anyone who can reach a node's Docker API can start a container with our labels; one that is
+    not ours is never adopted, collected, counted or removed (it is not ours to touch), only
+    reported. Nodes that were not listed have no entry (what they hold is unknown this pass).
+    """
+    untrusted: dict[str, list[tuple[str, str]]] = {}
+    nodes = dict(snapshot.nodes)
+    for name, obs in snapshot.nodes.items():
+        if obs.containers is None:
+            continue
+        ours, others = [], untrusted.setdefault(name, [])
+        for c in obs.containers:
+            why = distrust(c, name, by_id.get(c.task_id), mark_key, store_id)
+            if why is None:
+                ours.append(c)
+            else:
+                others.append((c.name, why))
+        if others:
+            nodes[name] = replace(obs, containers=tuple(ours))
+    if not any(untrusted.values()):
+        return snapshot, untrusted
+    return Snapshot(nodes=nodes, taken_at=snapshot.taken_at, lost_after=snapshot.lost_after), untrusted
+
+
+def _report_untrusted(p: Plan, node: ResourceRecord, status: dict, seen: list[tuple[str, str]] | None) -> None:
+    """Put the untrusted containers seen on ``node`` in its status (kept while it is not listed) and
+    record an event for each one not reported before."""
+    before = node.status.get("untrusted") or []
+    names = before if seen is None else sorted(name for name, _ in seen)[:UNTRUSTED_SHOWN]
+    if names:
+        status["untrusted"] = names
+    for name, why in sorted(seen or ()):
+        if name in names and name not in before:
+            p.events.append(Event("Node", node.name, "UntrustedContainer",
+                                  f"container {name} on node {node.name} carries this store's label but is not "
+                                  f"one of its containers ({why}); not adopted, left alone", "Warning"))
 
 
 def _node_events(p: Plan, node: ResourceRecord, status: dict) -> None:
@@ -90,8 +139,8 @@ def _node_events(p: Plan, node: ResourceRecord, status: dict) -> None:
         p.events.append(Event("Node", node.name, "NodeReady", f"node {node.name} answers again (was {old})"))
 
 
-def _observe_tasks(p: Plan, tasks: list[TaskRecord], snapshot: Snapshot, nodes: dict[str, ResourceRecord],
-                   owners: dict, lost: set[str], ready_since: dict[str, float],
+def _observe_tasks(p: Plan, tasks: list[TaskRecord], by_id: dict[str, TaskRecord], snapshot: Snapshot,
+                   nodes: dict[str, ResourceRecord], owners: dict, lost: set[str], ready_since: dict[str, float],
                    now: float) -> tuple[dict[str, TaskRecord], set[str]]:
     """Match tasks with observed containers; returns the tasks as this pass sees them, and the
     nodes being fenced (containers of replaced tasks still there: no new work this pass)."""
@@ -151,10 +200,9 @@ def _observe_tasks(p: Plan, tasks: list[TaskRecord], snapshot: Snapshot, nodes: 
                      message=f"container {(t.container_id or '')[:12]} disappeared from node {t.node}")
             p.events.append(Event(t.owner_kind.value, t.owner_name, "TaskLost", f"{t.id}: {t.message}", "Warning", t.id))
         current[t.id] = t
-    known = {t.id for t in tasks}
     for node in snapshot.nodes.values():
         for c in node.containers or ():
-            if c.task_id not in known:
+            if c.task_id not in by_id:
                 p.removals.append(Remove(node.name, c.id, c.task_id, "orphan: its task is not in the store",
                                          grace=0 if c.finished else STOP_GRACE_SECONDS))
     return current, fencing
@@ -177,19 +225,20 @@ def _set(p: Plan, t: TaskRecord, **changes) -> TaskRecord:
 
 
 def _place(p: Plan, current: dict[str, TaskRecord], owners: dict, nodes: dict, statuses: dict[str, dict],
-           snapshot: Snapshot, now: float, store_id: str, fencing: set[str] = frozenset()) -> None:
+           snapshot: Snapshot, now: float, store_id: str, mark_key: str, fencing: set[str] = frozenset()) -> None:
     specs = {key: res.model.spec for key, res in owners.items()}
     templates = {key: template_hash(spec) for key, spec in specs.items() if key[0] is Kind.SERVICE}
     views = []
     for node in sorted(nodes.values(), key=lambda n: n.name):
         obs = snapshot.nodes.get(node.name)
         status = statuses[node.name]
-        schedulable = not node.model.spec.unschedulable and node.drain_deadline is None  # a drain lasts until uncordon
+        spec = node.model.spec
+        schedulable = not spec.unschedulable and node.drain_deadline is None  # a drain lasts until uncordon
         views.append(NodeView(node.name, ready=bool(obs and obs.ready), schedulable=schedulable,
                               fencing=node.name in fencing,
                               slots=status.get("slots", {}), used=Counter(), labels=dict(node.labels),
                               cpus=status.get("cpus"), memory=status.get("memory"),
-                              allowed_mounts=tuple(node.model.spec.allowedMounts)))
+                              allowed_mounts=spec.mount_rules(), allowed_networks=frozenset(spec.allowedNetworks)))
     by_name = {v.name: v for v in views}
     seen = snapshot.by_task
     # (owner, index) -> (task, node) for tasks lost with their node this pass: their replacements say so.
@@ -233,7 +282,7 @@ def _place(p: Plan, current: dict[str, TaskRecord], owners: dict, nodes: dict, s
             continue
         if t.node:
             if t.phase is TaskPhase.PENDING and t.id not in collecting:
-                _maybe_restart(p, t, owners[key], snapshot, seen, store_id)
+                _maybe_restart(p, t, owners[key], nodes.get(t.node), snapshot, seen, store_id, mark_key)
         elif t.not_before > now:
             p.wake_at(t.not_before)
         elif owners[key].deleted_at is None:
@@ -261,7 +310,7 @@ def _place(p: Plan, current: dict[str, TaskRecord], owners: dict, nodes: dict, s
         moved = f"; replaces {gone[0]} from lost node {gone[1]}" if gone else ""
         p.events.append(Event(t.owner_kind.value, t.owner_name, "Scheduled",
                               f"{t.id} on {placed.node} ({placed.reason}{moved})", task_id=t.id))
-        p.starts.append(Start(t.id, placed.node, container_spec(t, res, store_id)))
+        p.starts.append(Start(t.id, placed.node, container_spec(t, res, store_id, mark_key, nodes[placed.node])))
 
 
 def _request(t: TaskRecord, spec, sticky_node: str | None = None, colocate: frozenset | None = None,
@@ -271,31 +320,30 @@ def _request(t: TaskRecord, spec, sticky_node: str | None = None, colocate: froz
         t.id, spec.executionType, cpus=res.cpus, memory=res.memory_bytes(),
         selector=tuple(sorted(spec.nodeSelector.items())), node_name=spec.nodeName, colocate=colocate,
         colocate_with=spec.colocateWith, sticky_node=sticky_node, placement=spec.placement.value,
-        bind_sources=tuple(m.source for m in spec.template.mounts if m.source.startswith("/")),
+        bind_mounts=tuple((m.source, m.readOnly) for m in spec.template.mounts if m.source.startswith("/")),
+        network=spec.template.network,
         owner=t.owner, max_per_node=getattr(spec, "maxPerNode", None), avoid=avoid,
         ports=tuple((b.ip, b.host_port, b.proto) for b in spec.template.port_bindings() if b.host_port),
     )
 
 
-def _maybe_restart(p: Plan, t: TaskRecord, res: ResourceRecord, snapshot: Snapshot,
-                   seen: dict, store_id: str) -> None:
+def _maybe_restart(p: Plan, t: TaskRecord, res: ResourceRecord, node: ResourceRecord | None, snapshot: Snapshot,
+                   seen: dict, store_id: str, mark_key: str) -> None:
     """A placed task without a running container: (re)issue the idempotent start if its node answers."""
     obs = snapshot.nodes.get(t.node)
-    if obs is None or obs.containers is None or res.deleted_at is not None:
+    if node is None or obs is None or obs.containers is None or res.deleted_at is not None:
         return
     hit = seen.get(t.id)
     if hit is None or hit[1].state == "created":
         want = template_hash(res.model.spec)
         if hit is None and t.template_hash and t.template_hash != want:  # no container yet: it is made from today's template
             t = _set(p, t, template_hash=want)
-        p.starts.append(Start(t.id, t.node, container_spec(t, res, store_id)))
+        p.starts.append(Start(t.id, t.node, container_spec(t, res, store_id, mark_key, node)))
 
 
-def container_name(store_id: str, task_id: str) -> str:
-    return f"bk-{store_id}-{task_id}"
-
-
-def container_spec(t: TaskRecord, res: ResourceRecord, store_id: str) -> ContainerSpec:
+def container_spec(t: TaskRecord, res: ResourceRecord, store_id: str, mark_key: str,
+                   node: ResourceRecord) -> ContainerSpec:
+    """What ``Host.start`` creates for task ``t`` on ``node`` (the node it is placed on)."""
     tpl = res.model.spec.template
     env = {
         **tpl.env,
@@ -312,6 +360,7 @@ def container_spec(t: TaskRecord, res: ResourceRecord, store_id: str) -> Contain
         LABEL_INDEX: str(t.index),
         LABEL_ATTEMPT: str(t.attempt),
         LABEL_TEMPLATE: t.template_hash,
+        LABEL_MARK: container_mark(mark_key, store_id, t.id, node.name),
     }
     health = getattr(res.model.spec, "healthCheck", None)
     return ContainerSpec(
@@ -327,6 +376,7 @@ def container_spec(t: TaskRecord, res: ResourceRecord, store_id: str) -> Contain
         mem_limit=tpl.resources.memory_bytes(),
         ports=tuple(tpl.port_bindings()),
         network=tpl.network,
+        allowed_volumes=tuple(node.model.spec.allowedVolumes),
         healthcheck=None if health is None else {
             "test": health.docker_test(), "interval": _ns(health.intervalSeconds),
             "timeout": _ns(health.timeoutSeconds), "retries": health.retries,

@@ -2,11 +2,15 @@
 
 ``ResourceRecord`` and ``TaskRecord`` are rows of the store as Python values; ``ContainerObs``,
 ``NodeObs`` and ``Snapshot`` are what one observation of the Docker hosts saw. All are
-immutable so that ``plan`` can be a pure function of them. No I/O here.
+immutable so that ``plan`` can be a pure function of them. ``container_mark`` and
+``distrust`` decide which containers carrying our store label are really ours (the planner and
+``brokerctl drain`` ask). No I/O here.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -19,6 +23,7 @@ LABEL_TASK = "brokerctl.task"
 LABEL_INDEX = "brokerctl.index"
 LABEL_ATTEMPT = "brokerctl.attempt"
 LABEL_TEMPLATE = "brokerctl.template"  # hash of the template the container was made from
+LABEL_MARK = "brokerctl.mark"  # container_mark(): proves the store made this container for this task and node
 
 
 @dataclass(frozen=True)
@@ -43,8 +48,10 @@ class ResourceRecord:
 
     @cached_property
     def model(self):
-        """The validated pydantic model (Node, Job or Service) of this row."""
-        from .models import MODELS  # imported on use: read-only commands never load pydantic
+        """The validated pydantic model (Node, Job or Service) of this row.
+
+        Validated as stored (``models.STORED``): the checks made at apply are not repeated."""
+        from .models import MODELS, STORED  # imported on use: read-only commands never load pydantic
 
         return MODELS[self.kind].model_validate(
             {
@@ -52,7 +59,8 @@ class ResourceRecord:
                 "kind": self.kind.value,
                 "metadata": {"name": self.name, "labels": self.labels},
                 "spec": self.spec,
-            }
+            },
+            context=STORED,
         )
 
 
@@ -102,6 +110,7 @@ class ContainerObs:
     state: str  # created | running | exited | dead | paused | restarting | removing
     exit_code: int | None = None
     health: str | None = None  # starting | healthy | unhealthy; None: no health check
+    mark: str = ""  # its brokerctl.mark label
 
     @property
     def finished(self) -> bool:
@@ -138,3 +147,39 @@ class Snapshot:
                 if c.task_id:
                     out[c.task_id] = (node.name, c)
         return out
+
+
+def container_name(store_id: str, task_id: str) -> str:
+    """The deterministic name of a task's container: a crashed start is found again, never twinned."""
+    return f"bk-{store_id}-{task_id}"
+
+
+def container_mark(key: str, store_id: str, task_id: str, node: str) -> str:
+    """HMAC-SHA256 of ``<store id>/<task id>/<node>`` keyed with the store's secret (hex).
+
+    Anyone who can reach a Docker API can copy our labels; only the store can make this one, and
+    it is bound to one task on one node.
+    """
+    return hmac.new(bytes.fromhex(key), f"{store_id}/{task_id}/{node}".encode(), hashlib.sha256).hexdigest()
+
+
+def distrust(c: ContainerObs, node: str, task: TaskRecord | None, key: str, store_id: str) -> str | None:
+    """Why a container with our store label seen on ``node`` is not ours, or None if it is.
+
+    Ours: its id is the one recorded for its task on that node (Docker picks ids at random, and
+    this keeps containers made before marks existed), or the task is recorded on that node and
+    the container has the task's deterministic name and a valid ``container_mark``. A container
+    whose task the store no longer has is ours by name and mark alone (the mark names the node).
+    """
+    if not c.task_id:
+        return f"no {LABEL_TASK} label"
+    if task is not None and task.container_id == c.id and task.node == node:
+        return None
+    if task is not None and task.node != node:
+        return (f"task {c.task_id} was never placed" if task.node is None
+                else f"task {c.task_id} is placed on node {task.node}, not {node}")
+    if c.name != container_name(store_id, c.task_id):
+        return f"its name is not {container_name(store_id, c.task_id)}"
+    if not hmac.compare_digest(c.mark.encode(), container_mark(key, store_id, c.task_id, node).encode()):
+        return f"its {LABEL_MARK} label is missing or wrong"
+    return None

@@ -1,7 +1,8 @@
 """Turn store records into the objects users and scripts see, and print them.
 
 Called by the CLI. ``*_object`` functions give the stable field names that ``-o json|yaml``
-prints (tests pin them); ``print_table`` renders rich tables for people. No store access here.
+prints (tests pin them; every time is ISO 8601); ``print_table`` renders rich tables for people,
+and plain rows that never wrap when piped. No store access here.
 """
 
 from __future__ import annotations
@@ -63,9 +64,20 @@ _STATUS_DEFAULTS = {
 }
 
 
+# Status fields the controller stores as epoch seconds; shown as ISO 8601 like every other time.
+_STATUS_TIMES = ("since", "startTime", "completionTime")
+_ROLLOUT_TIMES = ("startedAt", "progressAt")
+
+
 def resource_object(r: ResourceRecord, used: dict[str, int] | None = None) -> dict:
     """The user's view of a resource; ``used`` is a Node's slots in use per execution type."""
     status = {**_STATUS_DEFAULTS.get(r.kind, {}), **r.status}
+    for key in _STATUS_TIMES:
+        if isinstance(status.get(key), (int, float)):
+            status[key] = iso(status[key])
+    if isinstance(status.get("rollout"), dict):
+        status["rollout"] = {k: iso(v) if k in _ROLLOUT_TIMES and isinstance(v, (int, float)) else v
+                             for k, v in status["rollout"].items()}
     if r.kind is Kind.NODE:
         status["ready"] = status.get("condition") == "Ready"
         status["slotsUsed"] = used or {}
@@ -94,19 +106,45 @@ def dump(objects: list[dict], fmt: str) -> str:
         return json.dumps(objects, indent=2, sort_keys=False) + "\n"
     import yaml
 
-    return yaml.safe_dump(objects, sort_keys=False)
+    from .yamlcore import Dumper  # quotes what a YAML 1.2 reader would not read back as a string
+
+    return yaml.dump(objects, Dumper=Dumper, sort_keys=False)
 
 
 def print_table(columns: list[str], rows: list[list], *, file=None) -> None:
+    """A table for people. On a terminal rich fits it to the width (folding long cells); piped,
+    each row is one line however long, so `grep`, `awk` and `sort` see whole rows."""
+    out = file or sys.stdout
+    cells = [["-" if v is None or v == "" else str(v) for v in row] for row in rows]
+    if not out.isatty():
+        _print_plain(columns, cells, out)
+        return
     from rich.console import Console
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     for c in columns:
         table.add_column(c, overflow="fold")
-    for row in rows:
-        table.add_row(*["-" if v is None or v == "" else str(v) for v in row])
-    Console(file=file or sys.stdout, soft_wrap=True, width=200 if not sys.stdout.isatty() else None).print(table)
+    for row in cells:
+        table.add_row(*row)
+    Console(file=out, soft_wrap=True).print(table)
+
+
+def _print_plain(columns: list[str], rows: list[list[str]], out) -> None:
+    """Columns padded to their widest cell and two spaces apart, as rich lays them out, never wrapped.
+
+    A newline inside a cell would start a false row: it is shown as a space."""
+    from rich.cells import cell_len  # display width: wide characters take two columns
+
+    def width(text: str) -> int:
+        return len(text) if text.isascii() else cell_len(text)
+
+    rows = [[c.replace("\n", " ") if "\n" in c else c for c in row] for row in rows]
+    widths = [max([width(c)] + [width(row[i]) for row in rows]) for i, c in enumerate(columns)]
+    last = len(columns) - 1
+    lines = ["  ".join(cell if i == last else cell + " " * (widths[i] - width(cell)) for i, cell in enumerate(row))
+             for row in [columns, *rows]]
+    out.write("\n".join(lines) + "\n")
 
 
 def task_rows(tasks: list[TaskRecord], wide: bool, now: float) -> tuple[list[str], list[list]]:

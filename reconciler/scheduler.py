@@ -4,7 +4,7 @@ Called by ``plan`` with the tasks waiting for a node (in queue order: priority, 
 a view of every node. Each check either passes a node or names why it cannot take the task; a
 task no node can take stays Pending with a summary such as
 ``0/3 nodes: 2 no free cpu slot, 1 not ready``. The pipeline is assembled in
-``default_pipeline``: checks (ready, schedulable, pins, selector, mounts, slot, resources,
+``default_pipeline``: checks (ready, schedulable, pins, selector, mounts, network, slot, resources,
 maxPerNode, host ports) and one scorer per placement mode (``spread``: fewest tasks of the same
 resource, then least busy; ``binpack``: most busy first).
 
@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
-from .models import ports_clash
+from .models import MountRule, guarded_network, path_below, ports_clash
 
 # Rejections that free capacity would cure; any other reason is a standing mismatch.
 _TEMPORARY = ("no free ", "insufficient ")
@@ -41,7 +41,8 @@ class NodeView:
     memory: int | None = None
     cpus_used: float = 0.0
     memory_used: int = 0
-    allowed_mounts: tuple[str, ...] = ()  # host path prefixes tasks may bind-mount
+    allowed_mounts: tuple[MountRule, ...] = ()  # host paths tasks may bind-mount (allowedMounts)
+    allowed_networks: frozenset[str] = frozenset()  # "host", "container" (allowedNetworks)
     fencing: bool = False  # stale containers are being stopped there this pass: no new work yet
     owners: Counter = field(default_factory=Counter)  # "Service/web" -> its tasks on this node
     ports: set = field(default_factory=set)  # (host ip, host port, proto) published by tasks here
@@ -73,7 +74,8 @@ class Request:
     colocate_with: str | None = None
     sticky_node: str | None = None  # previous attempt's node, when it is Ready
     placement: str = "spread"
-    bind_sources: tuple[str, ...] = ()  # host paths the task bind-mounts
+    bind_mounts: tuple[tuple[str, bool], ...] = ()  # (host path, read-only) the task bind-mounts
+    network: str | None = None  # template.network
     owner: str = ""  # "Service/web": spread counts a resource's own tasks on a node first
     max_per_node: int | None = None
     ports: tuple[tuple[str, int, str], ...] = ()  # (host ip, host port, proto) the task publishes
@@ -117,12 +119,31 @@ def check_selector(req: Request, node: NodeView) -> str | None:
 
 
 def check_mounts(req: Request, node: NodeView) -> str | None:
-    """Bind mounts only under the node's allowedMounts: no docker.sock or / unless an operator said so."""
-    for source in req.bind_sources:
+    """Bind mounts only of the node's allowedMounts: no docker.sock or / unless an operator said so.
+
+    Paths compare lexically, and that is safe because of what may be mounted: an exact entry is
+    only that path, and a path below an entry only with ``subpaths`` and read-only, so no task can
+    write where a symbolic link would be followed (``NodeSpec`` keeps writable entries from lying
+    below others). The daemon resolves only links the operator made."""
+    for source, read_only in req.bind_mounts:
         path = posixpath.normpath(source)
-        if not any(path == a or path.startswith(a.rstrip("/") + "/") or a == "/"
-                   for a in map(posixpath.normpath, node.allowed_mounts)):
-            return f"bind mount {source} not in allowedMounts"
+        covering = [r for r in node.allowed_mounts if path == r.path or (r.subpaths and path_below(path, r.path))]
+        if not covering:
+            return (f"bind mount {source} not in allowedMounts "
+                    "(exact paths; a subpath needs {path, subpaths: true} and readOnly)")
+        if not read_only and all(r.read_only for r in covering):
+            rule = covering[0]
+            allows = "allows subpaths read-only" if rule.subpaths else "is read-only"
+            return f"bind mount {source} must be readOnly (allowedMounts {rule.path} {allows})"
+    return None
+
+
+def check_network(req: Request, node: NodeView) -> str | None:
+    """``host`` and ``container:X`` reach past the container (the daemon's local API, another
+    workload's namespace): only on nodes that list them in allowedNetworks."""
+    need = guarded_network(req.network)
+    if need is not None and need not in node.allowed_networks:
+        return f"network {req.network} not in allowedNetworks"
     return None
 
 
@@ -309,8 +330,8 @@ def summarise(total: int, rejections: Counter) -> str:
 
 def default_pipeline() -> Pipeline:
     return Pipeline(
-        static=[check_ready, check_schedulable, check_pins, check_selector, check_mounts, check_avoid,
-                check_slot_type],
+        static=[check_ready, check_schedulable, check_pins, check_selector, check_mounts, check_network,
+                check_avoid, check_slot_type],
         dynamic=[check_free_slot, check_resources, check_max_per_node, check_ports],
         scorers={"spread": score_spread, "binpack": score_binpack},
     )

@@ -30,6 +30,13 @@ def schema_for(kind: models.Kind) -> dict:
     defs["Metadata"]["properties"]["labels"]["additionalProperties"] = scalars
     if "Template" in defs:
         defs["Template"]["properties"]["env"]["additionalProperties"] = scalars
+    # Reserved names and Docker's rules, as far as a pattern can say them.
+    defs["Metadata"]["properties"]["labels"]["propertyNames"] = {
+        "not": {"pattern": f"^{models.RESERVED_LABEL_PREFIX.replace('.', '[.]')}"}}
+    if "Template" in defs:
+        defs["Template"]["properties"]["env"]["propertyNames"] = {
+            "pattern": "^[^=]+$", "not": {"pattern": f"^{models.RESERVED_ENV_PREFIX}"}}
+        defs["Mount"]["properties"]["source"]["pattern"] = f"^/|{models.VOLUME_NAME_RE.pattern}"
     return {
         "$schema": DIALECT,
         "$id": schema_file(kind),  # relative: resolves against wherever the file is served from

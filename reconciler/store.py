@@ -17,13 +17,14 @@ from __future__ import annotations
 import gc
 import json
 import os
+import secrets
 import socket
 import sys
 import sqlite3
 import threading
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import fields
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -39,7 +40,7 @@ finally:
     if _hide_numpy:
         del sys.modules["numpy"]
 
-from .errors import Conflict, NotFound, StoreError
+from .errors import Conflict, NotFound, StoreError, UsageError
 from .kinds import Kind, TaskPhase
 from .records import ResourceRecord, TaskRecord
 
@@ -112,6 +113,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     ("controller stats", "ALTER TABLE lease ADD COLUMN stats TEXT NOT NULL DEFAULT '{}'"),
+    ("container marks", ""),  # meta mark_key: the secret of records.container_mark, made in _migrate
 ]
 
 # TaskRecord attribute -> column, where they differ.
@@ -130,10 +132,16 @@ def default_db_path() -> Path:
 class Store:
     """One connection to the store. Thread-safe: a lock serialises use of the connection."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, create: bool = True):
+        """Open the store at ``path``; ``create``: make it (and its directory) if missing, else
+        a missing file is a StoreError naming the path. ``created`` says whether this call made it."""
         self.path = Path(path)
+        self.created = False
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                if not create:
+                    raise StoreError(_missing(self.path))
+                self.created = _create_private(self.path)
             # isolation_level=None: we issue BEGIN IMMEDIATE ourselves.
             conn = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
@@ -153,6 +161,9 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a usable brokerctl store: {exc}") from exc
         self.store_id = self._meta("store_id")
+        # Signs the containers this store makes (records.container_mark). Whoever can read the store
+        # file can forge marks; its permissions are what protect it.
+        self.mark_key = self._meta("mark_key")
 
     def _enable_wal(self) -> None:
         """Switch a new store file to WAL. Connections opening the same new file at once race for
@@ -217,6 +228,8 @@ class Store:
                 db["migrations"].insert({"version": version, "name": name, "applied_at": time.time()})
                 if version == 1:
                     db["meta"].insert({"key": "store_id", "value": uuid.uuid4().hex[:12]})
+                if name == "container marks":
+                    db["meta"].insert({"key": "mark_key", "value": secrets.token_hex(32)})
 
     def _meta(self, key: str) -> str:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
@@ -268,6 +281,8 @@ class Store:
                 f"{kind} '{name}' is being deleted; wait until `brokerctl get {kind.lower()}s` "
                 "no longer lists it (the controller removes its containers first), then apply again"
             )
+        if kind == Kind.JOB.value and (changed := _template_changes(json.loads(row[0]), spec)):
+            raise Conflict(_immutable_template(name, changed))
         if source:
             db.execute("UPDATE resources SET source_file=?, source_spec=? WHERE kind=? AND name=?",
                        [source_file, synced, kind, name])
@@ -325,6 +340,15 @@ class Store:
         rows = {(r[0], r[1]): r for r in db.execute(
             "SELECT kind, name, source, source_file, source_spec, spec, labels, deleted_at FROM resources").fetchall()}
         owned = {k: r for k, r in rows.items() if r[2] == source}
+        # A file that changes the template of a Job it owns is held back whole, like an invalid file.
+        held = dict(held)
+        for file, model in items:
+            row = rows.get((model.kind, model.metadata.name))
+            if model.kind == Kind.JOB.value and row is not None and row[2] == source and row[7] is None and (
+                    changed := _template_changes(json.loads(row[5]), model.spec.model_dump(mode="json"))):
+                held[file] = "; ".join(filter(None, [held.get(file), _immutable_template(model.metadata.name, changed)]))
+                report["problems"][file] = held[file]
+        items = [(file, model) for file, model in items if file not in held]
         files: dict[str, dict] = {f: {"state": "invalid", "message": m, "resources": []} for f, m in held.items()}
         desired = {}
         for file, model in items:
@@ -428,11 +452,6 @@ class Store:
         """Active tasks bound to a node."""
         return self._select_tasks(["node = ?", "phase IN ('Pending', 'Running')"], [node])
 
-    def task_ids_on(self, node: str) -> set[str]:
-        """Every task (any phase) that was bound to a node: whose containers may be there."""
-        with self._lock:
-            return {r[0] for r in self.db.execute("SELECT id FROM tasks WHERE node = ?", [node]).fetchall()}
-
     # -- services: scale, revisions, rollback ---------------------------------------------
 
     def scale(self, name: str, replicas: int, now: float | None = None) -> tuple[int, int]:
@@ -442,6 +461,10 @@ class Store:
             spec = self._service_spec(db, name)
             old = spec.get("replicas", 1)
             if old != replicas:
+                from .models import MAX_REPLICAS  # the cap a manifest's replicas has at apply
+
+                if not 0 <= replicas <= MAX_REPLICAS:
+                    raise UsageError(f"--replicas {replicas}: a Service has 0 to {MAX_REPLICAS:,} replicas")
                 spec["replicas"] = replicas
                 db.execute(
                     "UPDATE resources SET spec=?, generation=generation+1, updated_at=? WHERE kind='Service' AND name=?",
@@ -650,7 +673,10 @@ class Store:
         # Positional rows straight into records: this runs over every row each pass.
         with gc_paused():
             with self._lock:
-                rows = self.db.execute(sql + " ORDER BY created_at, id", params).fetchall()
+                # Tasks created in one pass share created_at: then by owner, index and attempt as
+                # numbers (by id text, job-x-10-1 would come before job-x-2-1).
+                rows = self.db.execute(sql + " ORDER BY created_at, owner_kind, owner_name, idx, attempt, id",
+                                       params).fetchall()
             return [_task_from_tuple(r) for r in rows]
 
     def insert_task(self, db, task: TaskRecord) -> None:
@@ -679,12 +705,13 @@ class Store:
              "type": type, "reason": reason, "message": message}
         )
 
-    def events(self, kind: str | None = None, name: str | None = None, limit: int = 200) -> list[dict]:
+    def events(self, kind: str | None = None, name: str | None = None, limit: int | None = 200) -> list[dict]:
+        """The last ``limit`` events (None: all), oldest first; only those of ``kind``/``name`` if given."""
         sql, params = "SELECT * FROM events", []
         if kind is not None:
             sql += " WHERE kind = ? AND name = ?"
             params = [kind, name]
-        rows = self._rows(sql + " ORDER BY id DESC LIMIT ?", [*params, limit])
+        rows = self._rows(sql + " ORDER BY id DESC LIMIT ?", [*params, -1 if limit is None else limit])
         return rows[::-1]
 
     # -- controller lease -----------------------------------------------------------------
@@ -737,6 +764,28 @@ class Store:
             return None
         rows[0]["stats"] = json.loads(rows[0].get("stats") or "{}")
         return rows[0]
+
+
+def _create_private(path: Path) -> bool:
+    """Create the store file 0600, and each missing directory above it 0700: the store holds env
+    values and task output. SQLite gives its -wal and -shm files the main file's mode. Returns
+    False if another process created the file first."""
+    missing = [d for d in [path.parent, *path.parent.parents] if not d.exists()]
+    for directory in reversed(missing):
+        with suppress(FileExistsError):
+            os.mkdir(directory, 0o700)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return False
+    return True  # an empty file is an empty SQLite database
+
+
+def _missing(path: Path) -> str:
+    where = (f"directory {path.parent} does not exist" if not path.parent.is_dir()
+             else "the file does not exist")
+    return (f"no store at {path}: {where}. `brokerctl apply`, `sync`, `run` and `controller` create one; "
+            "or pass --db PATH (or set BROKER_DB) to use an existing store")
 
 
 def nudge_address(store_id: str) -> str:
@@ -802,9 +851,25 @@ def _containers(n: int) -> str:
 
 
 def _spec_hash(spec: dict) -> str:
-    from .models import ServiceSpec, template_hash  # only writes of Services need the models
+    from .models import STORED, ServiceSpec, template_hash  # only writes of Services need the models
 
-    return template_hash(ServiceSpec.model_validate(spec))
+    return template_hash(ServiceSpec.model_validate(spec, context=STORED))
+
+
+def _template_changes(old_spec: dict, new_spec: dict) -> list[str]:
+    """Template fields a Job's new spec changes (``new_spec`` is a model dump; the stored one is
+    normalised first, so a field added with a default since it was written is no change)."""
+    from .models import STORED, Template
+
+    old = Template.model_validate(old_spec["template"], context=STORED).model_dump(mode="json")
+    new = new_spec["template"]
+    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+
+
+def _immutable_template(name: str, changed: list[str]) -> str:
+    fields = ", ".join(f"spec.template.{k}" for k in changed)
+    return (f"Job '{name}': spec.template cannot change while the Job exists ({fields} changed); delete it "
+            f"(`brokerctl delete job {name}`) and apply it again, or apply it under a new name")
 
 
 def _dump(value) -> str:

@@ -8,18 +8,25 @@ machine can stand in for a fleet of Docker hosts.  Every daemon gets a tiny
 ``busybox:latest`` image imported from the local static busybox, because no
 registry is reachable.
 
+With ``tls=True`` the daemons listen on ``tcp://127.0.0.N:2376`` instead,
+with ``--tlsverify``: only clients presenting a certificate from the
+throwaway CA in ``BASE/tls`` (made by scripts/tlscerts.py) get in.  Each
+daemon has a server certificate for its IP; ``BASE/tls/client`` holds a
+client pair laid out for ``DOCKER_CERT_PATH``.
+
 Callers:
   * ``tests/conftest.py`` (the ``docker_hosts`` fixture) imports this module;
   * the demo and benchmarks use the CLI::
 
-        python scripts/dockerhosts.py up --count 3 [--dir DIR] [--first-ip 21]
+        python scripts/dockerhosts.py up --count 3 [--dir DIR] [--first-ip 21] [--tls]
         python scripts/dockerhosts.py down --dir DIR
 
     ``up`` leaves the daemons running, writes ``DIR/hosts.json`` and prints
     one tcp address per line; ``down`` stops them and removes ``DIR``.
 
 Needs root and ``dockerd`` (Debian: ``docker.io``) plus a static busybox
-(Debian: ``busybox-static``).  Stdlib and the ``docker`` SDK only.
+(Debian: ``busybox-static``), and ``openssl`` for ``tls``.  Stdlib and the
+``docker`` SDK only.
 """
 
 from __future__ import annotations
@@ -39,12 +46,16 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import docker
+import docker.constants
 import docker.errors
+import docker.tls
 
 PORT = 2375
+TLS_PORT = 2376  # Docker's convention for the TLS endpoint
 BUSYBOX = Path("/bin/busybox")
 IMAGE = "busybox:latest"
 IMAGE_CHANGES = ['CMD ["sh"]', "ENV PATH=/bin"]
@@ -56,6 +67,7 @@ REQUIRED_APPLETS = (
 ).split()
 MARKER = ".dockerhosts"  # a base dir holding this file may be removed wholesale
 HOSTS_JSON = "hosts.json"
+TLS_DIR = "tls"  # the CA and every pair it issued, inside the base dir
 
 _tar_lock = threading.Lock()
 
@@ -70,18 +82,77 @@ def dockerd_available() -> bool:
     return dockerd_path() is not None and os.geteuid() == 0
 
 
+@dataclass(frozen=True)
+class DaemonTLS:
+    """The files of a daemon that serves tcp only to clients with a certificate from ``ca``.
+
+    ``client_cert``/``client_key`` are a pair the same CA signed, for this
+    module's own calls (readiness aside, which uses the unix socket) and for
+    tests that need a client that gets in.
+    """
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    def client_config(self) -> docker.tls.TLSConfig:
+        """The docker SDK's TLS settings for a client that the daemon lets in."""
+        return docker.tls.TLSConfig(client_cert=(str(self.client_cert), str(self.client_key)),
+                                    ca_cert=str(self.ca), verify=True)
+
+    def to_json(self) -> dict:
+        return {k: str(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> DaemonTLS:
+        return cls(**{k: Path(v) for k, v in data.items()})
+
+
+def tls_client(address: str, tls: docker.tls.TLSConfig, timeout: float = 10,
+               version: str = "auto") -> docker.DockerClient:
+    """A docker SDK client for a TLS daemon that checks the server against ``tls``'s CA only.
+
+    requests lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` from the
+    environment replace the CA a session was given (the SDK's client is a
+    requests session).  With either set, as on many CI machines, the
+    daemon's CA would be ignored: the right CA fails, and a failure with a
+    wrong CA proves nothing.  So the client ignores the environment, and for
+    ``version="auto"`` the version is asked by a client that does too (the
+    SDK would ask before we could switch the environment off).
+    """
+    if version == "auto":
+        # Pinned to the oldest version the SDK accepts, this client only asks
+        # the unversioned /version endpoint.
+        probe = tls_client(address, tls, timeout, docker.constants.MINIMUM_DOCKER_API_VERSION)
+        try:
+            version = probe.version(api_version=False)["ApiVersion"]
+        except Exception as e:  # worded as the SDK words its own version probe's failure
+            raise docker.errors.DockerException(f"Error while fetching server API version: {e}") from e
+        finally:
+            probe.close()
+    client = docker.DockerClient(base_url=address, tls=tls, timeout=timeout, version=version)
+    client.api.trust_env = False
+    return client
+
+
 class DockerHost:
     """One private dockerd, addressed by ``address`` (tcp) or ``unix_address``."""
 
     def __init__(self, name: str, dir: str | Path, ip: str, pid: int | None = None,
-                 networking: bool = False):
+                 networking: bool = False, tls: DaemonTLS | None = None):
         self.name = name
         # networking: keep Docker's default bridge and iptables rules, so containers get a
         # network and published ports work. Only one daemon per machine may do this.
         self.networking = networking
         self.dir = Path(dir)
         self.ip = ip
-        self.address = f"tcp://{ip}:{PORT}"
+        # tls: serve tcp on TLS_PORT with --tlsverify and nothing on PORT, so a
+        # client without the right CA or certificate has no way in.
+        self.tls = tls
+        self.port = TLS_PORT if tls else PORT
+        self.address = f"tcp://{ip}:{self.port}"
         self.unix_address = f"unix://{self.dir}/sock"
         self._proc: subprocess.Popen | None = None
         self._pid = pid  # set when the daemon was started by another process
@@ -112,9 +183,9 @@ class DockerHost:
             self._wait_ready(timeout)
             return
         self._kill_leftovers()
-        if _listening(self.ip, PORT):
+        if _listening(self.ip, self.port):
             # Otherwise the other daemon would answer our readiness ping.
-            raise RuntimeError(f"{self.ip}:{PORT} is already in use (another dockerhosts run?)")
+            raise RuntimeError(f"{self.ip}:{self.port} is already in use (another dockerhosts run?)")
         # Pid files naming dead (possibly unreaped, zombie) processes make
         # dockerd refuse to start or adopt a containerd that will never answer.
         for pidfile in (self.dir / "pid", self.dir / "x" / "containerd" / "containerd.pid"):
@@ -136,9 +207,13 @@ class DockerHost:
             "--exec-root", f"{d}/x",
             "--pidfile", f"{d}/pid",
             "-H", f"unix://{d}/sock",
-            "-H", f"tcp://{self.ip}:{PORT}",
+            "-H", f"tcp://{self.ip}:{self.port}",
             "--storage-driver=vfs",
         ]
+        if self.tls:
+            # dockerd applies these to every tcp -H; the unix socket stays plain.
+            cmd += ["--tlsverify", "--tlscacert", str(self.tls.ca),
+                    "--tlscert", str(self.tls.server_cert), "--tlskey", str(self.tls.server_key)]
         if self.networking:
             # A bridge of our own: a daemon started with --bridge=none deletes docker0 when it
             # starts, which would cut this one's containers off.
@@ -250,11 +325,14 @@ class DockerHost:
             conn.close()
 
     def client(self, timeout: float = 10) -> docker.DockerClient:
-        """A docker SDK client for the tcp address.
+        """A docker SDK client for the tcp address (with the CA's client pair on a TLS host).
 
         The API version learnt from /_ping is passed explicitly, so creating a
         client never talks to the daemon (and never hangs on a stopped one).
         """
+        if self.tls:
+            return tls_client(self.address, self.tls.client_config(), timeout=timeout,
+                              version=self._api_version or "auto")
         return docker.DockerClient(
             base_url=self.address, version=self._api_version or "auto", timeout=timeout)
 
@@ -302,12 +380,15 @@ class DockerHost:
 
     def to_json(self) -> dict:
         return {"name": self.name, "address": self.address, "unix_address": self.unix_address,
-                "pid": self.pid, "dir": str(self.dir), "ip": self.ip, "networking": self.networking}
+                "pid": self.pid, "dir": str(self.dir), "ip": self.ip, "networking": self.networking,
+                "tls": self.tls.to_json() if self.tls else None}
 
     @classmethod
     def from_json(cls, data: dict) -> DockerHost:
         ip = data.get("ip") or data["address"].split("://", 1)[1].rsplit(":", 1)[0]
-        return cls(data["name"], data["dir"], ip, pid=data.get("pid"), networking=data.get("networking", False))
+        tls = DaemonTLS.from_json(data["tls"]) if data.get("tls") else None
+        return cls(data["name"], data["dir"], ip, pid=data.get("pid"),
+                   networking=data.get("networking", False), tls=tls)
 
     # -- internals -------------------------------------------------------
 
@@ -498,15 +579,18 @@ def _tar_file(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def start_hosts(count: int, base_dir: str | None = None, first_ip: int = 21,
-                image: bool = True, network_first: bool = False) -> list[DockerHost]:
+                image: bool = True, network_first: bool = False,
+                tls: bool = False) -> list[DockerHost]:
     """Start ``count`` daemons on 127.0.0.<first_ip>... in parallel.
 
     ``base_dir`` defaults to a fresh /tmp/bkh-XXXXXXXX (kept short: unix
     socket paths are limited to ~100 chars).  With ``image`` every daemon
     gets ``busybox:latest``.  With ``network_first`` the first daemon keeps
     the default bridge and iptables (container networking, published ports);
-    the others run with ``--bridge=none``.  On failure every daemon already
-    started is stopped and the error re-raised.
+    the others run with ``--bridge=none``.  With ``tls`` every daemon serves
+    tcp on port 2376 with ``--tlsverify`` (see ``DaemonTLS``; the CA is
+    ``BASE/tls/ca.pem``, reused if ``base_dir`` already has one).  On failure
+    every daemon already started is stopped and the error re-raised.
     """
     if count < 1 or first_ip < 1 or first_ip + count - 1 > 254:
         raise ValueError(f"cannot place {count} hosts from 127.0.0.{first_ip}")
@@ -525,6 +609,9 @@ def start_hosts(count: int, base_dir: str | None = None, first_ip: int = 21,
     if taken:
         # start() would treat them as crashed hosts and kill what runs there.
         raise RuntimeError(f"{', '.join(taken)} already exist: stop those hosts first")
+    if tls:
+        hosts = [DockerHost(h.name, h.dir, h.ip, networking=h.networking,
+                            tls=issue_daemon_tls(base, h.name, h.ip)) for h in hosts]
     tar = build_image_tar(base) if image else None
     # Written before anything starts, so that `down` can clean up after a
     # start that crashed half-way; the second write adds the pids.
@@ -544,6 +631,19 @@ def start_hosts(count: int, base_dir: str | None = None, first_ip: int = 21,
         raise
     write_hosts_json(base, hosts)
     return hosts
+
+
+def issue_daemon_tls(base: Path, name: str, ip: str) -> DaemonTLS:
+    """Certificates for daemon ``name`` on ``ip``, from the CA in ``base/tls`` (made if missing)."""
+    import tlscerts  # a sibling in scripts/; only TLS hosts need it
+
+    ca = tlscerts.CertAuthority.create(base / TLS_DIR, name="dockerhosts test CA")
+    server = ca.server(name, ips=(ip,))
+    client = tlscerts.CertPair(ca.dir / "client")
+    if not client.cert.exists():
+        client = ca.client("client")
+    return DaemonTLS(ca=ca.cert, server_cert=server.cert, server_key=server.key,
+                     client_cert=client.cert, client_key=client.key)
 
 
 def write_hosts_json(base: Path, hosts: list[DockerHost]) -> None:
@@ -569,8 +669,10 @@ def stop_hosts(hosts: list[DockerHost]) -> None:
     for host in hosts:
         _remove_tree(host.dir)
     for base in {h.dir.parent for h in hosts}:
-        # Only a base dir we made, and only once no other host lives in it.
-        if (base / MARKER).exists() and not any(p.is_dir() for p in base.iterdir()):
+        # Only a base dir we made, and only once no other host lives in it
+        # (the CA's dir is no host).
+        if (base / MARKER).exists() and not any(p.is_dir() and p.name != TLS_DIR
+                                                for p in base.iterdir()):
             _remove_tree(base)
     if errors:
         raise errors[0]
@@ -605,6 +707,8 @@ def _cli(argv: list[str] | None = None) -> int:
     up.add_argument("--no-image", action="store_true", help="skip importing busybox:latest")
     up.add_argument("--network-first", action="store_true",
                     help="give the first daemon the default bridge and iptables (published ports)")
+    up.add_argument("--tls", action="store_true",
+                    help=f"serve tcp on port {TLS_PORT} with --tlsverify; certificates in DIR/{TLS_DIR}")
     down = sub.add_parser("down", help="stop the daemons listed in DIR/hosts.json, remove DIR")
     down.add_argument("--dir", required=True)
     args = parser.parse_args(argv)
@@ -616,13 +720,16 @@ def _cli(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         try:
             hosts = start_hosts(args.count, args.dir, args.first_ip, image=not args.no_image,
-                                network_first=args.network_first)
+                                network_first=args.network_first, tls=args.tls)
         except (RuntimeError, TimeoutError, ValueError) as e:
             print(f"dockerhosts: {e}", file=sys.stderr)
             return 1
         base = hosts[0].dir.parent
         print(f"dockerhosts: {len(hosts)} daemons up in {time.monotonic() - started:.1f}s,"
               f" state in {base}", file=sys.stderr)
+        if args.tls:
+            print(f"dockerhosts: client: DOCKER_TLS_VERIFY=1"
+                  f" DOCKER_CERT_PATH={hosts[0].tls.client_cert.parent}", file=sys.stderr)
         for h in hosts:
             print(h.address)
         return 0

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The project's test command: `bash scripts/test.sh [pytest args...]`.
 # Works on a fresh Debian 12 machine as root: installs what the suite needs
-# (dockerd for the throwaway daemons, a static busybox for the test image),
-# makes .venv, installs the package with its test extras and runs pytest.
+# (dockerd for the throwaway daemons, a static busybox for the test image,
+# PostgreSQL for throwaway clusters, openssl for test certificates, a
+# registry with htpasswd for pulls with credentials), makes .venv, installs
+# the package with its test extras and runs pytest.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -19,6 +21,11 @@ command -v dockerd >/dev/null || packages+=(docker.io)
 [ -x /bin/busybox ] || packages+=(busybox-static)
 command -v ip >/dev/null || packages+=(iproute2)
 command -v ps >/dev/null || packages+=(procps)
+# scripts/pgcluster.py runs the server binaries directly (initdb, pg_ctl), not the packaged service.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || packages+=(postgresql)
+command -v openssl >/dev/null || packages+=(openssl)
+command -v docker-registry >/dev/null || packages+=(docker-registry)
+command -v htpasswd >/dev/null || packages+=(apache2-utils)
 command -v python3 >/dev/null || packages+=(python3)
 if [ ! -x .venv/bin/python ] && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     packages+=(python3-venv)

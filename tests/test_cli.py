@@ -11,6 +11,8 @@ import pytest
 
 from helpers import cli, cli_json, job_yaml
 
+from reconciler.store import Store
+
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = ["apply", "get", "describe", "delete", "logs", "wait", "status", "schema", "controller", "run", "retry",
             "cordon", "uncordon", "drain"]
@@ -32,7 +34,10 @@ spec:
 
 @pytest.fixture
 def db(tmp_path):
-    return tmp_path / "broker.db"
+    """An empty store (only apply, sync, run and controller create one; the other commands need it)."""
+    path = tmp_path / "broker.db"
+    Store(path).close()
+    return path
 
 
 def test_apply_reports_created_configured_unchanged(db, tmp_path):
@@ -129,7 +134,7 @@ def test_unusable_store_path_is_a_clear_error(tmp_path):
     """A store path that cannot be created names the path and how to choose another."""
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    proc = cli(blocker / "sub" / "broker.db", "status")
+    proc = cli(blocker / "sub" / "broker.db", "apply", "-f", "-", input=GOOD)
     assert proc.returncode == 1
     assert "cannot open store" in proc.stderr and "--db PATH" in proc.stderr
 
@@ -302,3 +307,287 @@ def test_a_log_stream_on_a_container_being_removed_ends_quietly(monkeypatch):
     answer(500)
     with pytest.raises(derr.APIError):
         list(host.logs("c1", follow=True))
+
+
+# -- the store: created only on purpose ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["get", "jobs"], ["status"], ["get", "events"], ["describe", "job", "x"],
+                                  ["delete", "job", "x"], ["logs", "t"], ["cordon", "n"], ["sync", "status"],
+                                  ["diff", "-f", "-"], ["rollout", "history", "service/x"]])
+def test_commands_that_read_a_store_do_not_create_one(tmp_path, args):
+    """`get` (and every command but apply, sync, run and controller) on a missing store is an error naming
+    the path and the fix, and creates nothing; not even the directory."""
+    db = tmp_path / "nonexistent" / "dir" / "x.db"
+    proc = cli(db, *args, input=GOOD)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == (f"error: no store at {db}: directory {db.parent} does not exist. `brokerctl apply`, "
+                           "`sync`, `run` and `controller` create one; or pass --db PATH (or set BROKER_DB) to use "
+                           "an existing store\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_apply_creates_the_store_and_says_so(tmp_path):
+    """apply creates a missing store (file 0600, directories 0700) and says so on stderr, once."""
+    import os
+
+    db = tmp_path / "new" / "broker.db"
+    assert cli(db, "apply", "-f", "-", input=GOOD.replace("image", "imagee")).returncode == 2
+    assert not (tmp_path / "new").exists()  # invalid input creates nothing
+    first = cli(db, "apply", "-f", "-", input=GOOD, check=True)
+    assert first.stderr == f"created store {db}\n"
+    assert first.stdout == "node/h1 created\njob/hello created\n"
+    assert os.stat(db).st_mode & 0o777 == 0o600 and os.stat(db.parent).st_mode & 0o777 == 0o700
+    assert cli(db, "apply", "-f", "-", input=GOOD, check=True).stderr == ""
+
+
+def test_sync_creates_the_store_and_a_bad_directory_does_not(tmp_path):
+    """sync creates the store too; a sync of a directory that does not exist is a usage error that creates nothing."""
+    db = tmp_path / "s.db"
+    proc = cli(db, "sync", str(tmp_path / "nope"))
+    assert proc.returncode == 2 and not db.exists()
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "a.yaml").write_text(GOOD)
+    proc = cli(db, "sync", str(tmp_path / "m"), check=True)
+    assert proc.stderr == f"created store {db}\n" and db.exists()
+
+
+# -- reserved labels and env ---------------------------------------------------------------------------
+
+
+def test_reserved_labels_and_env_are_refused_and_a_label_filter_cannot_reach_another_owner(db, tmp_path):
+    """brokerctl.* labels and BROKER_* env names exit 2 naming the file, document, line and field, and write
+    nothing. Since no resource label can be brokerctl.*, `get tasks -l brokerctl.owner=...` matches no task,
+    while a user's own label still selects its owner's tasks."""
+    from helpers import ControllerProcess, wait_for
+
+    hello = GOOD[GOOD.index("apiVersion: broker/v1\nkind: Job"):]  # no Node: nothing may run anywhere
+    cli(db, "apply", "-f", "-", input=hello + "---\n" + job_yaml("other", "true"), check=True)
+    forged = tmp_path / "forged.yaml"
+    forged.write_text("apiVersion: broker/v1\nkind: Job\nmetadata:\n  name: mine\n"
+                      "  labels: {brokerctl.owner: Job/hello, type: video}\n"
+                      "spec:\n  template:\n    image: busybox\n    env: {BROKER_OWNER: Job/hello}\n")
+    proc = cli(db, "apply", "-f", str(forged))
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"error: {forged}: document 1 (Job/mine), line 5: metadata.labels.brokerctl.owner: invalid key: "
+        "'brokerctl.owner': label keys starting with 'brokerctl.' are reserved (brokerctl sets them on every "
+        "container); use another key",
+        f"{forged}: document 1 (Job/mine), line 9: spec.template.env.BROKER_OWNER: invalid key: 'BROKER_OWNER': "
+        "names starting with 'BROKER_' are reserved (brokerctl sets BROKER_TASK_ID, BROKER_TASK_INDEX, "
+        "BROKER_ATTEMPT and BROKER_OWNER); use another name",
+    ]
+    assert [j["metadata"]["name"] for j in cli_json(db, "get", "jobs")] == ["hello", "other"]
+
+    with ControllerProcess(db):  # without nodes the controller still creates the (Pending) tasks
+        wait_for(lambda: len(cli_json(db, "get", "tasks")) == 2, 20, "2 pending tasks")
+    assert cli_json(db, "get", "tasks", "-l", "brokerctl.owner=Job/hello") == []
+    assert cli_json(db, "get", "tasks", "-l", "brokerctl.owner=Job/other") == []
+    assert {t["owner"] for t in cli_json(db, "get", "tasks", "-l", "type=video")} == {"Job/hello"}
+
+
+# -- caught at apply: the CLI's view ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "edit, line, message",
+    [
+        (("completions: 2", "completions: true"), 10, "spec.completions: expected an integer, got a boolean"),
+        (("completions: 2", "completions: 1000001"), 10, "spec.completions: 1000001 is more than the limit of 1,000,000"),
+        (("image: busybox", "image: Busybox"), 11, "spec.template.image: image 'Busybox': repository names must "
+                                                  "be lowercase ('busybox'?)"),
+        (('"tcp://127.0.0.1:2375"', '"tcp://256.1.1.1:2375"'), 4,
+         "spec.address: 'tcp://256.1.1.1:2375': '256.1.1.1' is not an IPv4 address (four numbers 0-255)"),
+    ],
+)
+def test_values_that_could_only_fail_later_exit_2_at_apply(db, tmp_path, edit, line, message):
+    """Types, caps, image references and node addresses are checked at apply: exit 2, file/line/field, nothing written."""
+    f = tmp_path / "m.yaml"
+    f.write_text(GOOD.replace(*edit))
+    proc = cli(db, "apply", "-f", str(f))
+    assert proc.returncode == 2
+    kind_name = "Node/h1" if line == 4 else "Job/hello"
+    doc = 1 if line == 4 else 2
+    assert proc.stderr == f"error: {f}: document {doc} ({kind_name}), line {line}: {message}\n"
+    assert cli_json(db, "get", "jobs") == [] and cli_json(db, "get", "nodes") == []
+
+
+# -- a Job's template -------------------------------------------------------------------------------------
+
+
+def test_apply_refuses_a_changed_job_template_but_takes_other_changes(db):
+    """Changing a Job's template exits 1 naming the Job and the fix, writing nothing; parallelism still changes."""
+    cli(db, "apply", "-f", "-", input=GOOD, check=True)
+    before = cli_json(db, "get", "jobs", "hello")
+
+    proc = cli(db, "apply", "-f", "-", input=GOOD.replace("echo hi", "echo bye").replace("completions: 2", "completions: 5"))
+    assert proc.returncode == 1
+    assert proc.stderr == ("error: Job 'hello': spec.template cannot change while the Job exists "
+                           "(spec.template.command changed); delete it (`brokerctl delete job hello`) and apply it "
+                           "again, or apply it under a new name\n")
+    assert cli_json(db, "get", "jobs", "hello") == before
+
+    proc = cli(db, "apply", "-f", "-", input=GOOD.replace("completions: 2", "completions: 2\n  parallelism: 2"),
+               check=True)
+    assert proc.stdout == "node/h1 unchanged\njob/hello configured\n"
+
+
+# -- small things ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", ["", "---\n", "# nothing here yet\n---\n# or here\n"])
+def test_apply_of_a_file_without_documents_exits_2(db, tmp_path, content):
+    """An empty file, or one with only `---` or comments, is `FILE: no documents` (exit 2), like an empty directory."""
+    f = tmp_path / "empty.yaml"
+    f.write_text(content)
+    proc = cli(db, "apply", "-f", str(f))
+    assert (proc.returncode, proc.stderr, proc.stdout) == (2, f"error: {f}: no documents\n", "")
+    proc = cli(db, "apply", "-f", "-", input=content)
+    assert (proc.returncode, proc.stderr) == (2, "error: <stdin>: no documents\n")
+
+
+def test_a_tab_in_indentation_is_named(db):
+    """A tab in indentation says that tabs are not allowed, with line and column."""
+    proc = cli(db, "apply", "-f", "-", input=GOOD.replace("  completions: 2", "\tcompletions: 2"))
+    assert proc.returncode == 2
+    assert proc.stderr == ("error: <stdin>: line 10, column 1: invalid YAML: tabs are not allowed in YAML "
+                           "indentation; indent with spaces\n")
+
+
+def add_events(db, n: int, message: str = "m") -> None:
+    s = Store(db)
+    with s.transaction() as tx:
+        for i in range(n):
+            s.add_event(tx, "Job", "hello", f"R{i}", message, ts=1714557600.0 + i)
+    s.close()
+
+
+def test_get_events_says_when_it_shows_only_the_last_n(db):
+    """`get events` shows the last 500 and says so on stderr when there are more; --limit N changes N, 0 shows all."""
+    add_events(db, 502)
+    proc = cli(db, "get", "events", "-o", "json", check=True)
+    shown = json.loads(proc.stdout)
+    assert len(shown) == 500 and shown[0]["reason"] == "R2" and shown[-1]["reason"] == "R501"
+    assert proc.stderr == "showing the last 500 events; --limit N for more (0: all)\n"
+    proc = cli(db, "get", "events", "--limit", "3", check=True)
+    assert [line.split()[3] for line in proc.stdout.splitlines()[1:]] == ["R499", "R500", "R501"]
+    assert proc.stderr == "showing the last 3 events; --limit N for more (0: all)\n"
+    proc = cli(db, "get", "events", "--limit", "0", "-o", "json", check=True)
+    assert len(json.loads(proc.stdout)) == 502 and proc.stderr == ""
+    proc = cli(db, "get", "events", "--limit", "502", "-o", "json", check=True)
+    assert len(json.loads(proc.stdout)) == 502 and proc.stderr == ""
+
+
+def test_piped_table_rows_are_never_wrapped(db):
+    """`get events | ...`: a 400-character message stays on its row's one line."""
+    long = "x" * 150 + " " + "y" * 250
+    add_events(db, 1, long)
+    lines = cli(db, "get", "events", check=True).stdout.splitlines()
+    assert len(lines) == 2 and lines[1].endswith(long) and "Job/hello" in lines[1]
+
+
+def test_status_times_in_json_are_iso_8601(db):
+    """startTime/completionTime of a Job and a Node's since print as ISO 8601, like createdAt."""
+    from reconciler.kinds import Kind
+
+    cli(db, "apply", "-f", "-", input=GOOD, check=True)
+    s = Store(db)
+    with s.transaction() as tx:
+        s.set_status(tx, Kind.JOB, "hello", {"phase": "Complete", "startTime": 1714557601.5,
+                                             "completionTime": 1714557605.0})
+        s.set_status(tx, Kind.NODE, "h1", {"condition": "Ready", "since": 1714557600.0})
+    s.close()
+    [job] = cli_json(db, "get", "jobs")
+    assert (job["status"]["startTime"], job["status"]["completionTime"]) == (
+        "2024-05-01T10:00:01.500Z", "2024-05-01T10:00:05.000Z")
+    assert cli_json(db, "get", "nodes")[0]["status"]["since"] == "2024-05-01T10:00:00.000Z"
+    assert datetime.fromisoformat(job["metadata"]["createdAt"].replace("Z", "+00:00"))
+
+
+TRICKY = """\
+apiVersion: broker/v1
+kind: Service
+metadata: {name: web, labels: {v: '1e3'}}
+spec:
+  replicas: 2
+  template:
+    image: busybox
+    command: [httpd, -f]
+    env: {A: '0o17', B: 'no', C: '017', D: '', E: 'on'}
+    ports: ['8080:80']
+"""
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_get_output_applies_back_unchanged(db, fmt):
+    """`get KIND NAME -o yaml|json` and `get KIND -o yaml|json` (lists, with status and read-only metadata)
+    apply back as `unchanged`, also after the controller's status and a cordon."""
+    from reconciler.kinds import Kind
+
+    cli(db, "apply", "-f", "-", input=GOOD + "---\n" + TRICKY, check=True)
+    cli(db, "cordon", "h1", check=True)
+    s = Store(db)
+    with s.transaction() as tx:
+        s.set_status(tx, Kind.JOB, "hello", {"phase": "Running", "startTime": 1714557601.5})
+    s.close()
+    for args in [["get", "jobs", "hello"], ["get", "services", "web"], ["get", "nodes"], ["get", "jobs"]]:
+        out = cli(db, *args, "-o", fmt, check=True).stdout
+        proc = cli(db, "apply", "-f", "-", input=out, check=True)
+        assert proc.stdout.endswith("unchanged\n") and "configured" not in proc.stdout, (args, proc.stdout)
+    assert cli(db, "diff", "-f", "-", input=cli(db, "get", "services", "-o", fmt, check=True).stdout,
+               check=True).stdout == "no changes\n"
+
+
+def test_logs_of_a_pending_task_says_it_has_not_started(db):
+    """`logs TASK` of a Pending task exits 1 saying it has not started, and why when the task says."""
+    from reconciler.kinds import Kind, TaskPhase
+    from reconciler.records import TaskRecord
+
+    cli(db, "apply", "-f", "-", input=GOOD, check=True)
+    s = Store(db)
+    with s.transaction() as tx:
+        for i, (reason, message) in enumerate([("Unschedulable", "no node has free default slots"), ("", "")]):
+            s.insert_task(tx, TaskRecord(id=f"job-hello-{i}-1", owner_kind=Kind.JOB, owner_name="hello",
+                                         owner_uid="u", index=i, attempt=1, phase=TaskPhase.PENDING, reason=reason,
+                                         message=message, created_at=1.0))
+    s.close()
+    proc = cli(db, "logs", "job-hello-0-1")
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == ("error: task job-hello-0-1 is Pending: it has not started yet, so it has no output "
+                           "(Unschedulable: no node has free default slots)\n")
+    assert cli(db, "logs", "job-hello-1-1").stderr == (
+        "error: task job-hello-1-1 is Pending: it has not started yet, so it has no output\n")
+
+
+@pytest.mark.parametrize(
+    "target, condition, valid",
+    [
+        ("job/hello", "Ready", "condition=Complete or condition=Failed"),
+        ("service/web", "Complete", "condition=Ready"),
+        ("service/web", "Failed", "condition=Ready"),
+        ("node/h1", "Complete", "condition=Ready"),
+    ],
+)
+def test_wait_rejects_a_condition_the_kind_does_not_have(db, target, condition, valid):
+    """Waiting for Ready on a Job (or Complete on a Service or Node) could never end: a usage error naming the valid ones."""
+    kind = target.split("/")[0].capitalize()
+    proc = cli(db, "wait", target, "--for", f"condition={condition}", "--timeout", "1")
+    assert proc.returncode == 2
+    assert proc.stderr == (f"error: --for 'condition={condition}': a {kind} has no {condition} condition; "
+                           f"use {valid}\n")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--image", "Busy Box"], "spec.template.image: image 'Busy Box' contains whitespace"),
+        (["--image", "busybox", "-e", "BROKER_TASK_ID=x"], "spec.template.env.BROKER_TASK_ID: 'BROKER_TASK_ID': "
+                                                           "names starting with 'BROKER_' are reserved"),
+    ],
+)
+def test_run_checks_what_apply_checks_before_creating_anything(tmp_path, args, message):
+    """`run` validates its Job like apply does: a usage error (exit 2) and no store is created."""
+    db = tmp_path / "s.db"
+    proc = cli(db, "run", "one", *args, "--", "true")
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: brokerctl run one: {message}")
+    assert not db.exists()

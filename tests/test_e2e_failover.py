@@ -222,7 +222,7 @@ def test_controller_killed_at_random_points_never_runs_work_twice(three_nodes, d
     runs.mkdir()
     node_docs = [json.dumps({"apiVersion": "broker/v1", "kind": "Node", "metadata": {"name": h.name},
                              "spec": {"address": h.address, "slots": {"default": 8},
-                                      "allowedMounts": [str(tmp_path)]}}) for h in hosts]
+                                      "allowedMounts": [str(runs)]}}) for h in hosts]
     cli(db, "apply", "-f", "-", input="\n---\n".join(node_docs), check=True)
     cmd = "sleep 0.3; echo $BROKER_TASK_INDEX >> /runs/log"
     cli(db, "apply", "-f", "-", check=True, input=job(

@@ -112,7 +112,8 @@ def test_bind_mounts_need_an_allowed_path_on_the_node(clean_hosts, db, tmp_path)
         [blocked] = wait_for(lambda: [t for t in tasks_of(db, "Job/escalate") if t["message"]], 20, "a reason")
     assert cli(db, "logs", "job/reader", check=True).stdout.endswith("from the host\n")
     assert blocked["phase"] == "Pending"
-    assert blocked["message"] == "0/1 nodes: 1 bind mount /var/run/docker.sock not in allowedMounts"
+    assert blocked["message"] == ("0/1 nodes: 1 bind mount /var/run/docker.sock not in allowedMounts "
+                                  "(exact paths; a subpath needs {path, subpaths: true} and readOnly)")
 
 
 def test_run_streams_output_and_exits_with_the_task_code(one_node, db):

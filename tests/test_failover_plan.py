@@ -19,7 +19,7 @@ from reconciler.plan import FENCE_SETTLE_SECONDS, plan
 from reconciler.records import ContainerObs, NodeObs, ResourceRecord, Snapshot, TaskRecord
 from reconciler.workloads import lost_at, node_status
 from test_plan import (
-    NOW, STORE_ID, F, L, P, R, S, X, applied, container, job_res, node_res, obs, removed, run, snapshot,
+    NOW, STORE_ID, MARK_KEY, F, L, P, R, S, X, applied, container, job_res, node_res, obs, removed, run, snapshot,
     status_of, task,
 )
 from test_service_plan import World, ctr, running, svc
@@ -655,7 +655,7 @@ class Cluster:
 
     def step(self, now: float) -> Plan:
         p = plan([*self.nodes.values(), *self.owners.values()], list(self.tasks.values()), self.observe(now),
-                 now, STORE_ID)
+                 now, STORE_ID, MARK_KEY)
         self.tasks = applied(p, list(self.tasks.values()))
         for kind, name, status in p.statuses:
             if kind is Kind.NODE:

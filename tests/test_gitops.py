@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from watchfiles import Change
 
-from helpers import cli
+from helpers import cli, cli_json
 from reconciler import gitops, manifests
 from reconciler.models import Kind, TaskPhase
 from reconciler.records import TaskRecord
@@ -127,6 +127,34 @@ def test_a_pruned_resource_with_live_tasks_is_deleting_and_waits_when_defined_ag
     (src / "a.yaml").write_text(job("a"))
     report = gitops.sync(store, src)
     assert ("Job/a", "waiting: being deleted") in report["results"] and report["pruned"] == []
+
+
+def test_a_file_that_changes_a_jobs_template_is_held_back_and_sync_exits_1(db, src):
+    """`sync DIR`: a Job whose template changed in its file is reported (delete and re-create, or rename) and
+    kept as it was, not pruned; the other files sync; exit 1. `diff DIR` exits 2 with the same problem."""
+    write(src, {"a.yaml": job("a"), "b.yaml": job("b")})
+    cli(db, "sync", str(src), check=True)
+    write(src, {"a.yaml": job("a").replace("{image: busybox}", "{image: busybox, command: [echo, new]}"),
+                "b.yaml": job("b", 2)})
+
+    proc = cli(db, "diff", "-f", str(src))
+    problem = ("a.yaml: Job 'a': spec.template cannot change while the Job exists (spec.template.command changed); "
+               "delete it (`brokerctl delete job a`) and apply it again, or apply it under a new name")
+    assert (proc.returncode, proc.stderr) == (2, f"error: {problem}\n")
+    proc = cli(db, "sync", str(src))
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines() == ["job/b configured", "job/a kept: its file is invalid", f"invalid: {problem}"]
+    assert [(j["metadata"]["name"], j["spec"]["template"]["command"], j["spec"]["completions"])
+            for j in cli_json(db, "get", "jobs")] == [("a", None, 1), ("b", None, 2)]
+
+
+def test_a_file_all_commented_out_in_a_synced_directory_is_not_invalid(store, src):
+    """A synced directory may hold a file with every document commented out (a resource switched off):
+    it defines nothing and is no problem, unlike the same file given to `apply -f`."""
+    write(src, {"a.yaml": job("a"), "off.yaml": "# " + job("b").replace("\n", "\n# ") + "\n---\n"})
+    report = gitops.sync(store, src)
+    assert report["problems"] == {} and report["results"] == [("Job/a", "created")]
+    assert report["files"] == {"a.yaml": {"state": "ok", "message": "", "resources": ["Job/a"]}}
 
 
 # -- ownership ------------------------------------------------------------------------------
@@ -458,6 +486,7 @@ def test_sync_refusal_exits_1_shows_in_sync_status_and_allow_mass_prune_prunes(d
 )
 def test_sync_and_diff_errors(db, args, code, message):
     """`sync status` before any sync, and a missing directory or file, are one error line and a non-zero exit."""
+    Store(db).close()  # an empty store: `sync status` and `diff` do not create one
     proc = cli(db, *args)
 
     assert proc.returncode == code

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import textwrap
+from pathlib import Path
 
 import pytest
 import yaml
@@ -79,7 +81,12 @@ def test_empty_documents_are_skipped_but_counted():
     loaded = load_text("---\n" + JOB + "---\n---\n" + SERVICE + "---\n")
 
     assert [(l.resource.kind, l.document, l.line) for l in loaded] == [("Job", 1, 2), ("Service", 3, 12)]
-    assert load_text("") == [] and load_text("# only a comment\n---\n") == []
+
+
+@pytest.mark.parametrize("text", ["", "\n", "---\n", "---\n---\n", "# only a comment\n---\n", "# a\n# b\n"])
+def test_a_text_without_documents_is_an_error(text):
+    """An empty file, or one holding only `---` or comments, is an error: it most likely lost its content."""
+    assert problems_of(text) == ["m.yaml: no documents"]
 
 
 @pytest.mark.parametrize(
@@ -186,8 +193,7 @@ ERROR_CASES = [
     ),
     pytest.param(
         SERVICE.replace("spec:\n", "spec:\n  replicas: many\n"),
-        ["m.yaml: document 1 (Service/web), line 6: spec.replicas: "
-         "Input should be a valid integer, unable to parse string as an integer"],
+        ["m.yaml: document 1 (Service/web), line 6: spec.replicas: expected an integer, got a string"],
         id="wrong-type",
     ),
     pytest.param(
@@ -262,10 +268,18 @@ ERROR_CASES = [
         id="null-metadata",
     ),
     pytest.param(
-        NODE + "---\n- a\n- b\n",
+        NODE + "---\nnot a mapping\n",
         ["m.yaml: document 2, line 8: a document must be a mapping with apiVersion, kind, metadata and spec, "
-         "not a list"],
+         "not a string"],
         id="document-not-a-mapping",
+    ),
+    pytest.param(
+        NODE + "---\n- a\n- [b]\n",
+        ["m.yaml: document 2, line 8: an item of a top-level list must be a mapping with apiVersion, kind, "
+         "metadata and spec, not a string",
+         "m.yaml: document 2, line 9: an item of a top-level list must be a mapping with apiVersion, kind, "
+         "metadata and spec, not a list"],
+        id="list-item-not-a-mapping",
     ),
     pytest.param(
         NODE.replace("unix:///var/run/docker.sock", "tcp://10.0.0.1:2376")
@@ -588,3 +602,421 @@ def test_all_addresses_is_the_same_as_no_address():
     assert len(ok.port_bindings()) == 2
     with pytest.raises(ValueError, match="host port 8080/tcp is published twice"):
         models.Template(image="x", ports=["0.0.0.0:8080:80", "127.0.0.2:8080:81"])
+
+
+# -- caught at apply: caps, strict types, reserved names, Docker's rules ---------------------------
+
+JOB_AT = "m.yaml: document 1 (Job/hello), "
+NODE_AT = "m.yaml: document 1 (Node/host-a), "
+
+
+def job_with(spec: str = "", template: str = "", labels: str = "") -> str:
+    """JOB with extra ``spec`` lines (from line 6 on), ``template`` lines (from line 9 on) or a labels line (line 5)."""
+    text = JOB.replace("spec:\n", "spec:\n" + spec) + template
+    return text.replace("  name: hello\n", f"  name: hello\n  labels: {labels}\n") if labels else text
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (job_with("  completions: 1000000\n  parallelism: 1000000\n"), None),
+        (service_with("  replicas: 1000000\n"), None),
+        (job_with("  completions: 1000001\n"),
+         JOB_AT + "line 6: spec.completions: 1000001 is more than the limit of 1,000,000"),
+        (job_with("  parallelism: 1000000000\n"),
+         JOB_AT + "line 6: spec.parallelism: 1000000000 is more than the limit of 1,000,000"),
+        (service_with("  replicas: 1000000000\n"),
+         "m.yaml: document 1 (Service/web), line 6: spec.replicas: 1000000000 is more than the limit of 1,000,000"),
+    ],
+    ids=["job-at-caps", "service-at-cap", "completions", "parallelism", "replicas"],
+)
+def test_completions_parallelism_and_replicas_are_capped_at_a_million(text, expected):
+    """The caps are 1,000,000 each, enforced at apply with the field and line named."""
+    if expected is None:
+        assert load_text(text)
+    else:
+        assert problems_of(text) == [expected]
+    assert models.MAX_COMPLETIONS == models.MAX_PARALLELISM == models.MAX_REPLICAS == 1_000_000
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (job_with("  completions: true\n"), JOB_AT + "line 6: spec.completions: expected an integer, got a boolean"),
+        (job_with("  completions: '3'\n"), JOB_AT + "line 6: spec.completions: expected an integer, got a string"),
+        (job_with("  completions: 2.0\n"), JOB_AT + "line 6: spec.completions: expected an integer, got a number"),
+        (job_with("  suspend: 'yes'\n"), JOB_AT + "line 6: spec.suspend: expected a boolean, got a string"),
+        (job_with("  suspend: 1\n"), JOB_AT + "line 6: spec.suspend: expected a boolean, got an integer"),
+        (job_with("  timeoutSeconds: '5'\n"), JOB_AT + "line 6: spec.timeoutSeconds: expected a number, got a string"),
+        (job_with("  backoff: {initialSeconds: true}\n"),
+         JOB_AT + "line 6: spec.backoff.initialSeconds: expected a number, got a boolean"),
+        (job_with(template="    resources: {memory: true}\n"),
+         JOB_AT + "line 9: spec.template.resources.memory: expected a string or an integer, got a boolean"),
+        (job_with(template="    mounts: [{source: /d, target: /d, readOnly: 'true'}]\n"),
+         JOB_AT + "line 9: spec.template.mounts.0.readOnly: expected a boolean, got a string"),
+        (NODE + "  slots: {default: '4'}\n", NODE_AT + "line 7: spec.slots.default: expected an integer, got a string"),
+        (NODE + "  unschedulable: 'no'\n", NODE_AT + "line 7: spec.unschedulable: expected a boolean, got a string"),
+    ],
+    ids=["int-from-bool", "int-from-string", "int-from-float", "bool-from-string", "bool-from-int",
+         "float-from-string", "float-from-bool", "memory-from-bool", "mount-readonly", "slots", "unschedulable"],
+)
+def test_types_are_strict(text, expected):
+    """A boolean or a string is never read as a number, nor a string or number as a boolean."""
+    assert problems_of(text) == [expected]
+
+
+def test_numbers_stay_numbers_where_they_should_and_text_where_the_code_converts():
+    """An integer is a fine float (`timeoutSeconds: 5`); env and label values and ports are still turned into text."""
+    (loaded,) = load_text(job_with("  timeoutSeconds: 5\n", "    env: {N: 1, B: true}\n    ports: [80]\n",
+                                   "{tier: 1}"))
+    spec = loaded.resource.spec
+    assert spec.timeoutSeconds == 5.0 and spec.template.env == {"N": "1", "B": "true"}
+    assert spec.template.ports == ["80"] and loaded.resource.metadata.labels == {"tier": "1"}
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (job_with(labels="{brokerctl.owner: Job/other}"),
+         JOB_AT + "line 5: metadata.labels.brokerctl.owner: invalid key: 'brokerctl.owner': label keys starting "
+                  "with 'brokerctl.' are reserved (brokerctl sets them on every container); use another key"),
+        (NODE.replace("  name: host-a\n", "  name: host-a\n  labels: {brokerctl.store: x}\n"),
+         NODE_AT + "line 5: metadata.labels.brokerctl.store: invalid key: 'brokerctl.store': label keys starting "
+                   "with 'brokerctl.' are reserved (brokerctl sets them on every container); use another key"),
+        (job_with(template="    env: {BROKER_TASK_ID: forged}\n"),
+         JOB_AT + "line 9: spec.template.env.BROKER_TASK_ID: invalid key: 'BROKER_TASK_ID': names starting with "
+                  "'BROKER_' are reserved (brokerctl sets BROKER_TASK_ID, BROKER_TASK_INDEX, BROKER_ATTEMPT and "
+                  "BROKER_OWNER); use another name"),
+        (job_with(template="    env: {'': x}\n"),
+         JOB_AT + "line 9: spec.template.env.: invalid key: '' is not an environment variable name: it must be "
+                  "non-empty and have no '='"),
+        (job_with(template="    env: {'A=B': x}\n"),
+         JOB_AT + "line 9: spec.template.env.A=B: invalid key: 'A=B' is not an environment variable name: it must "
+                  "be non-empty and have no '='"),
+    ],
+    ids=["job-label", "node-label", "env-broker", "env-empty", "env-equals"],
+)
+def test_reserved_labels_and_env_names_and_bad_env_names_are_refused(text, expected):
+    """brokerctl.* label keys and BROKER_* env names are brokerctl's own; an env name is non-empty without '='."""
+    assert problems_of(text) == [expected]
+
+
+def test_look_alike_labels_and_env_names_are_fine():
+    """Only the exact prefixes are reserved: `brokerctl-team`, `Brokerctl.x`, `BROKER` and `broker_x` are the user's."""
+    (loaded,) = load_text(job_with(template="    env: {BROKER: a, broker_x: b, MY_BROKER_X: c}\n",
+                                   labels="{brokerctl-team: a, Brokerctl.x: b, x.brokerctl.y: c}"))
+    assert set(loaded.resource.spec.template.env) == {"BROKER", "broker_x", "MY_BROKER_X"}
+    assert set(loaded.resource.metadata.labels) == {"brokerctl-team", "Brokerctl.x", "x.brokerctl.y"}
+
+
+DIGEST = "sha256:" + "a" * 64
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["busybox", "busybox:latest", "library/busybox:1.36", "docker.io/library/busybox:1.36.1-musl",
+     f"busybox@{DIGEST}", f"registry.example.com:5000/team/app:v2@{DIGEST}", "localhost:5000/app",
+     "my_org/my-app__x.y", "Registry.Example.COM/app", "[::1]:5000/app:tag", "3f57d9401f8d",
+     "a" * 255],
+)
+def test_valid_image_references(image):
+    """Docker's grammar: optional registry host[:port], lowercase path components, optional :tag and @digest."""
+    (loaded,) = load_text(JOB.replace("image: busybox", f"image: '{image}'"))
+    assert loaded.resource.spec.template.image == image
+
+
+SHAPE_OF_IMAGE = ("[registry[:port]/]name[:tag][@sha256:digest], e.g. busybox:1.36 or "
+                  "registry.example.com:5000/team/app")
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        ("busy box", f"image 'busy box' contains whitespace; an image reference is {SHAPE_OF_IMAGE}"),
+        ("busybox ", f"image 'busybox ' contains whitespace; an image reference is {SHAPE_OF_IMAGE}"),
+        ("Busybox", "image 'Busybox': repository names must be lowercase ('busybox'?)"),
+        ("team/MyApp:1", "image 'team/MyApp:1': repository names must be lowercase ('team/myapp:1'?)"),
+        ("busybox:", f"image 'busybox:' is not an image reference; expected {SHAPE_OF_IMAGE}"),
+        ("busybox:-x", f"image 'busybox:-x' is not an image reference; expected {SHAPE_OF_IMAGE}"),
+        ("busybox@sha256:abc", f"image 'busybox@sha256:abc' is not an image reference; expected {SHAPE_OF_IMAGE}"),
+        ("-busybox", f"image '-busybox' is not an image reference; expected {SHAPE_OF_IMAGE}"),
+        ("a//b", f"image 'a//b' is not an image reference; expected {SHAPE_OF_IMAGE}"),
+        ("a" * 256, f"image '{'a' * 256}': the repository name is longer than 255 characters"),
+    ],
+)
+def test_invalid_image_references_are_refused(image, message):
+    """An image Docker could never pull is refused at apply, naming the line and what is wrong."""
+    assert problems_of(JOB.replace("image: busybox", f"image: '{image}'")) == [
+        JOB_AT + f"line 7: spec.template.image: {message}"]
+
+
+@pytest.mark.parametrize(
+    "memory, problem",
+    [
+        ("6m", None), ("6Mi", None), (6291456, None), ("1g", None),
+        ("4m", "memory '4m' is 4194304 bytes; Docker's minimum is 6m (6291456 bytes)"),
+        (6291455, "memory 6291455 is 6291455 bytes; Docker's minimum is 6m (6291456 bytes)"),
+        ("512k", "memory '512k' is 524288 bytes; Docker's minimum is 6m (6291456 bytes)"),
+    ],
+)
+def test_memory_below_dockers_minimum_is_refused(memory, problem):
+    """Docker refuses a memory limit under 6 MiB at container creation; apply refuses it first."""
+    text = job_with(template=f"    resources: {{memory: {memory!r}}}\n".replace("'", '"'))
+    if problem is None:
+        assert load_text(text)[0].resource.spec.template.resources.memory_bytes() >= 6 * 1024 * 1024
+    else:
+        assert problems_of(text) == [JOB_AT + f"line 9: spec.template.resources.memory: {problem}"]
+
+
+@pytest.mark.parametrize(
+    "mount, problem",
+    [
+        ("{source: /srv/data, target: /data}", None),
+        ("{source: my-volume_1.x, target: /data}", None),
+        ("{source: ./data, target: /data}",
+         "spec.template.mounts.0.source: mount source './data' is neither an absolute host path nor a volume name "
+         "(letters, digits, '_', '.' and '-', starting with a letter or digit); for a host path write it absolute, "
+         "e.g. /srv/data"),
+        ("{source: data/x, target: /data}",
+         "spec.template.mounts.0.source: mount source 'data/x' is neither an absolute host path nor a volume name "
+         "(letters, digits, '_', '.' and '-', starting with a letter or digit); for a host path write it absolute, "
+         "e.g. /srv/data/x"),
+        ("{source: '', target: /data}",
+         "spec.template.mounts.0.source: mount source '' is neither an absolute host path nor a volume name "
+         "(letters, digits, '_', '.' and '-', starting with a letter or digit); for a host path write it absolute, "
+         "e.g. /srv/data"),
+        ("{source: /srv/data, target: /}",
+         "spec.template.mounts.0.target: mount target '/' would cover the container's whole filesystem; "
+         "mount on a directory such as /data"),
+        ("{source: /srv/data, target: /./}",
+         "spec.template.mounts.0.target: mount target '/./' would cover the container's whole filesystem; "
+         "mount on a directory such as /data"),
+        ("{source: /srv/data, target: data}", "spec.template.mounts.0.target: mount target 'data' must be an absolute path"),
+    ],
+    ids=["bind", "volume", "relative-dot", "relative-path", "empty", "target-root", "target-root-dotted",
+         "target-relative"],
+)
+def test_mount_source_and_target(mount, problem):
+    """A source is an absolute host path or a Docker volume name; the target is absolute and not /."""
+    text = job_with(template=f"    mounts: [{mount}]\n")
+    if problem is None:
+        assert len(load_text(text)[0].resource.spec.template.mounts) == 1
+    else:
+        assert problems_of(text) == [JOB_AT + f"line 9: {problem}"]
+
+
+@pytest.mark.parametrize(
+    "address, problem",
+    [
+        ("tcp://10.0.0.1:2375", None), ("tcp://docker-1.example.com:2376", None), ("tcp://localhost:2375", None),
+        ("tcp://[::1]:2375", None), ("tcp://h1:2375", None), ("unix:///var/run/docker.sock", None),
+        ("tcp://256.1.1.1:2375", "'tcp://256.1.1.1:2375': '256.1.1.1' is not an IPv4 address (four numbers 0-255)"),
+        ("tcp://10.0.0:2375", "'tcp://10.0.0:2375': '10.0.0' is not an IPv4 address (four numbers 0-255)"),
+        ("tcp://-h.example.com:2375",
+         "'tcp://-h.example.com:2375': '-h.example.com' is not a host name (dot-separated labels of letters, "
+         "digits and '-', not starting or ending with '-', at most 63 characters each)"),
+        ("tcp://a_b:2375",
+         "'tcp://a_b:2375': 'a_b' is not a host name (dot-separated labels of letters, digits and '-', not "
+         "starting or ending with '-', at most 63 characters each)"),
+        ("tcp://a..b:2375",
+         "'tcp://a..b:2375': 'a..b' is not a host name (dot-separated labels of letters, digits and '-', not "
+         "starting or ending with '-', at most 63 characters each)"),
+        ("tcp://[1::2::3]:2375", "'tcp://[1::2::3]:2375': [1::2::3] is not an IPv6 address"),
+        ("unix://var/run/docker.sock",
+         "'unix://var/run/docker.sock': a unix address needs an absolute path, e.g. unix:///var/run/docker.sock"),
+        ("unix://", "'unix://': a unix address needs an absolute path, e.g. unix:///var/run/docker.sock"),
+    ],
+)
+def test_node_address_host_must_be_valid(address, problem):
+    """A tcp host is an IPv4 address (octets 0-255), a bracketed IPv6 address or an RFC 1123 host name;
+    a unix socket path is absolute."""
+    text = NODE.replace("unix:///var/run/docker.sock", address)
+    if problem is None:
+        assert load_text(text)[0].resource.spec.address == address
+    else:
+        assert problems_of(text) == [NODE_AT + f"line 6: spec.address: {problem}"]
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for d in ("examples", "manifests")
+                                        for p in (REPO / d).glob("*.yaml")))
+def test_example_manifests_round_trip_through_the_store_representation(path):
+    """Every example loads, and its stored form (the model dump) validates back to the same model."""
+    from reconciler.kinds import Kind
+    from reconciler.records import ResourceRecord
+
+    for item in load_paths([str(REPO / path)]):
+        res = item.resource
+        stored = ResourceRecord(Kind(res.kind), res.name, "uid", dict(res.metadata.labels),
+                                json.loads(json.dumps(res.spec.model_dump(mode="json"))), 1, 0.0, 0.0)
+        assert stored.model == res
+
+
+def test_a_stored_spec_is_read_without_the_checks_made_at_apply():
+    """A record written before a check existed still loads: one stale resource must not fail every
+    controller pass. The same values are refused in a manifest."""
+    from reconciler.kinds import Kind
+    from reconciler.records import ResourceRecord
+
+    (loaded,) = load_text(JOB)
+    spec = loaded.resource.spec.model_dump(mode="json")
+    spec.update(completions=10**9, parallelism=10**9)
+    spec["template"].update(image="Bad Image", env={"BROKER_X": "1"}, resources={"cpus": None, "memory": "1m"},
+                            mounts=[{"source": "./rel", "target": "/", "readOnly": False}])
+    stored = ResourceRecord(Kind.JOB, "hello", "uid", {"brokerctl.owner": "x"}, spec, 1, 0.0, 0.0)
+    assert stored.model.spec.completions == 10**9 and stored.model.spec.template.image == "Bad Image"
+    node = ResourceRecord(Kind.NODE, "n", "uid", {}, {"address": "tcp://256.1.1.1:2375"}, 1, 0.0, 0.0)
+    assert node.model.spec.address == "tcp://256.1.1.1:2375"
+    with pytest.raises(ValueError):  # what the store has is still typed strictly
+        ResourceRecord(Kind.JOB, "hello", "uid", {}, {**spec, "suspend": "yes"}, 1, 0.0, 0.0).model
+    manifest = json.dumps({"apiVersion": "broker/v1", "kind": "Job",
+                           "metadata": {"name": "hello", "labels": {"brokerctl.owner": "x"}}, "spec": spec})
+    assert [p.split(": ")[2] for p in problems_of(manifest)] == [
+        "metadata.labels.brokerctl.owner", "spec.completions", "spec.parallelism", "spec.template.env.BROKER_X",
+        "spec.template.image", "spec.template.mounts.0.source", "spec.template.mounts.0.target",
+        "spec.template.resources.memory"]
+
+
+# -- small things: empty input, tabs, lists of resources, read-only fields ---------------------------
+
+
+@pytest.mark.parametrize(
+    "text, line, column",
+    [
+        ("apiVersion: broker/v1\nkind: Job\nmetadata:\n\tname: x\n", 4, 1),
+        (JOB.replace("    command", "\t  command"), 8, 1),
+        (JOB.replace("    command", "  \tcommand"), 8, 3),
+        ("a: |\n  x\n\ty\n", 3, 1),
+    ],
+)
+def test_a_tab_in_indentation_says_so(text, line, column):
+    """YAML forbids tabs in indentation; the message says that, with the line and column of the tab."""
+    assert problems_of(text) == [
+        f"m.yaml: line {line}, column {column}: invalid YAML: tabs are not allowed in YAML indentation; indent with spaces"]
+
+
+def test_a_directory_skips_empty_files_but_not_when_they_are_all_it_has(tree):
+    """Inside a directory an empty file is skipped; a directory whose files hold no document is an error,
+    as is an empty file named directly. A synced directory (allow_empty) takes an empty file."""
+    (tree / "none").mkdir()
+    (tree / "none" / "a.yaml").write_text("# nothing\n")
+    (tree / "none" / "b.yaml").write_text("---\n")
+    with pytest.raises(ManifestError) as info:
+        load_paths(["manifests/none", "manifests/sub/deeper/empty.yaml"], stdin=io.StringIO(""))
+    assert info.value.problems == ["manifests/none: no documents in its *.yaml, *.yml or *.json files",
+                                   "manifests/sub/deeper/empty.yaml: no documents"]
+    with pytest.raises(ManifestError) as info:
+        load_paths(["-"], stdin=io.StringIO("# nothing\n"))
+    assert info.value.problems == ["<stdin>: no documents"]
+    assert load_paths(["manifests/sub/deeper/empty.yaml"], allow_empty=True) == []
+
+
+GET_OUTPUT = """\
+- apiVersion: broker/v1
+  kind: Job
+  metadata:
+    name: hello
+    labels: {type: video}
+    uid: 0a1b2c3d4e
+    generation: 3
+    createdAt: '2024-05-01T10:00:00.000Z'
+    updatedAt: '2024-05-01T10:05:00.000Z'
+    deletedAt: null
+  spec:
+    completions: 2
+    template: {image: busybox, command: echo hi}
+  status: {phase: Complete, active: 0, succeeded: 2, failed: 0, startTime: '2024-05-01T10:00:01.000Z'}
+- apiVersion: broker/v1
+  kind: Service
+  metadata: {name: web, uid: x}
+  spec:
+    template: {image: nginx}
+  status: {running: 1}
+"""
+
+
+def test_a_list_of_resources_with_read_only_fields_loads_like_separate_documents():
+    """What `get -o yaml` prints (a list; status, uid, generation and the timestamps) applies back:
+    the read-only fields are dropped, as kubectl does."""
+    loaded = load_text(GET_OUTPUT)
+    assert [(l.resource.ref, l.document, l.line) for l in loaded] == [("Job/hello", 1, 1), ("Service/web", 1, 15)]
+    assert loaded[0].resource == load_text(JOB.replace("spec:\n", "spec:\n  completions: 2\n")
+                                           .replace("[echo, hi]", "echo hi")
+                                           .replace("  name: hello\n", "  name: hello\n  labels: {type: video}\n")
+                                           )[0].resource
+    as_json = json.dumps(yaml.load(GET_OUTPUT, manifests._Loader))
+    assert [l.resource for l in load_text(as_json, "get.json")] == [l.resource for l in loaded]
+
+
+def test_problems_in_a_list_item_name_its_line_and_duplicates_are_found_across_items():
+    """A list item is validated like a document (its own line numbers), and a resource listed twice is a duplicate."""
+    text = GET_OUTPUT.replace("completions: 2", "completions: two") + GET_OUTPUT[GET_OUTPUT.index("- apiVersion: broker/v1\n  kind: Service"):]
+    assert problems_of(text) == [
+        "m.yaml: document 1 (Job/hello), line 12: spec.completions: expected an integer, got a string",
+        "m.yaml: document 1 (Service/web), line 23: metadata.name: duplicate resource Service/web; first defined "
+        "in m.yaml: document 1, line 17",
+    ]
+
+
+def test_allowed_mounts_take_paths_and_subpath_entries():
+    """allowedMounts keeps plain path strings (existing manifests) beside {path, subpaths, readOnly} entries;
+    the stored form validates again to the same rules."""
+    [loaded] = load_text(NODE + "  allowedMounts:\n    - /srv/data\n    - {path: /srv/ref, subpaths: true}\n"
+                         "    - {path: /srv/ref/docs, readOnly: true}\n  allowedNetworks: [host]\n"
+                         "  allowedVolumes: [etc-config]\n", "m.yaml")
+    spec = loaded.resource.spec
+    assert spec.mount_rules() == (models.MountRule("/srv/data", False, False), models.MountRule("/srv/ref", True, True),
+                                  models.MountRule("/srv/ref/docs", False, True))
+    assert models.NodeSpec.model_validate(spec.model_dump(mode="json")).mount_rules() == spec.mount_rules()
+    assert (spec.allowedNetworks, spec.allowedVolumes) == (["host"], ["etc-config"])
+
+
+@pytest.mark.parametrize(
+    "entries, problem",
+    [
+        pytest.param(
+            "[/srv, /srv/data]",
+            "spec.allowedMounts: allowedMounts /srv is writable and /srv/data lies below it: a task could replace "
+            "/srv/data with a symbolic link to anywhere on the host; make /srv readOnly: true or list only one of them",
+            id="writable-ancestor"),
+        pytest.param(
+            "[/srv/data/in, /srv/data/]",
+            "spec.allowedMounts: allowedMounts /srv/data is writable and /srv/data/in lies below it: a task could "
+            "replace /srv/data/in with a symbolic link to anywhere on the host; make /srv/data readOnly: true or "
+            "list only one of them",
+            id="writable-ancestor-listed-second"),
+        pytest.param(
+            "[{path: /srv, subpaths: true}, /srv/data]",
+            "spec.allowedMounts: allowedMounts /srv/data is writable and lies below /srv, whose subpaths tasks may "
+            "mount: a task could plant a symbolic link there that a subpath mount would follow; make /srv/data "
+            "readOnly: true",
+            id="writable-below-subpaths"),
+        pytest.param(
+            "[{path: /srv, subpaths: true, readOnly: false}]",
+            "spec.allowedMounts: allowedMounts /srv: subpaths are always read-only (a task that could write below "
+            "it could plant a symbolic link the daemon would follow); drop readOnly: false",
+            id="writable-subpaths"),
+        pytest.param("[/a, /a/]", "spec.allowedMounts: allowedMounts lists /a twice; keep one entry", id="twice"),
+        pytest.param("[srv]", "spec.allowedMounts: allowedMounts entry 'srv' must be an absolute host path",
+                     id="relative"),
+        pytest.param("[{path: srv}]", "spec.allowedMounts.0.path: allowedMounts path 'srv' must be an absolute host path",
+                     id="relative-object"),
+        pytest.param("[{path: /srv, subpath: true}]",
+                     "spec.allowedMounts.0.subpath: unknown field (did you mean 'subpaths'?)", id="typo"),
+        pytest.param("[5]", "spec.allowedMounts.0: expected a string or a mapping {path, subpaths, readOnly}, "
+                            "got an integer", id="wrong-type"),
+    ],
+)
+def test_allowed_mounts_that_would_let_a_task_plant_a_link_are_refused(entries, problem):
+    """A writable entry with another entry below it, or below a subpaths entry, would let one task swap a
+    path for a symbolic link another task's mount follows: refused at apply, naming the fix."""
+    assert problems_of(NODE + f"  allowedMounts: {entries}\n") == [f"m.yaml: document 1 (Node/host-a), line 7: {problem}"]
+
+
+def test_allowed_networks_are_host_or_container():
+    """allowedNetworks names the guarded modes only: anything else is refused with the choices."""
+    [message] = problems_of(NODE + "  allowedNetworks: [bridge]\n")
+    assert message.startswith("m.yaml: document 1 (Node/host-a), line 7: spec.allowedNetworks.0: ")
+    assert "'host'" in message and "'container'" in message

@@ -178,17 +178,40 @@ def test_property_indexed_placement_equals_the_full_scan(node_specs, request_spe
             assert f.reason == s.reason
 
 
-def test_bind_mounts_only_under_allowed_paths():
-    """Bind mounts need a node whose allowedMounts covers them; named volumes are always allowed."""
-    open_node = node_res("a", {"default": 2}, allowedMounts=["/srv/data"])
+def test_bind_mounts_only_of_allowed_paths():
+    """Bind mounts need a node whose allowedMounts lists the path (below it only with subpaths, read-only);
+    named volumes need no entry."""
+    open_node = node_res("a", {"default": 2}, allowedMounts=["/srv/data", {"path": "/srv/ref", "subpaths": True}])
     closed = node_res("b", {"default": 2})
-    ok = job_res("ok", template={"image": "busybox", "mounts": [{"source": "/srv/data/in", "target": "/in"},
+    ok = job_res("ok", template={"image": "busybox", "mounts": [{"source": "/srv/data", "target": "/in"},
+                                                               {"source": "/srv/ref/x", "target": "/ref",
+                                                                "readOnly": True},
                                                                {"source": "scratch", "target": "/tmp/s"}]})
     assert list(placed(run([open_node, closed, ok], [])).values()) == ["a"]
     sock = job_res("sock", template={"image": "busybox",
                                      "mounts": [{"source": "/var/run/docker.sock", "target": "/s"}]})
     assert list(reasons(run([open_node, closed, sock], [])).values()) == [
-        "0/2 nodes: 2 bind mount /var/run/docker.sock not in allowedMounts"]
+        "0/2 nodes: 2 bind mount /var/run/docker.sock not in allowedMounts "
+        "(exact paths; a subpath needs {path, subpaths: true} and readOnly)"]
+    below = job_res("below", template={"image": "busybox", "mounts": [{"source": "/srv/data/esc", "target": "/h"}]})
+    assert list(reasons(run([open_node, below], [])).values()) == [
+        "0/1 nodes: 1 bind mount /srv/data/esc not in allowedMounts "
+        "(exact paths; a subpath needs {path, subpaths: true} and readOnly)"]
+    writable = job_res("writable", template={"image": "busybox", "mounts": [{"source": "/srv/ref/x", "target": "/r"}]})
+    assert list(reasons(run([open_node, writable], [])).values()) == [
+        "0/1 nodes: 1 bind mount /srv/ref/x must be readOnly (allowedMounts /srv/ref allows subpaths read-only)"]
     sneaky = job_res("sneaky", template={"image": "busybox", "mounts": [{"source": "/srv/data/../../etc", "target": "/e"}]})
     assert list(reasons(run([open_node, sneaky], [])).values()) == [
-        "0/1 nodes: 1 bind mount /srv/data/../../etc not in allowedMounts"]
+        "0/1 nodes: 1 bind mount /srv/data/../../etc not in allowedMounts "
+        "(exact paths; a subpath needs {path, subpaths: true} and readOnly)"]
+
+
+def test_host_and_container_networks_only_where_the_node_allows_them():
+    """network: host and container:X are placed only on nodes listing them in allowedNetworks; others anywhere."""
+    plain = node_res("a", {"default": 2})
+    open_node = node_res("b", {"default": 2}, allowedNetworks=["host", "container"])
+    for network, where in [("host", ["b"]), ("container:db", ["b"]), ("backend", ["a"]), (None, ["a"])]:
+        job = job_res("j", template={"image": "busybox", "network": network})
+        assert list(placed(run([plain, open_node, job], [])).values()) == where, network
+    job = job_res("j", template={"image": "busybox", "network": "host"})
+    assert list(reasons(run([plain, job], [])).values()) == ["0/1 nodes: 1 network host not in allowedNetworks"]

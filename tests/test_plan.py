@@ -19,13 +19,14 @@ from reconciler.actions import STOP_GRACE_SECONDS, Plan, Remove
 from reconciler.models import Kind, Resource, TaskPhase, template_hash
 from reconciler.plan import container_name, plan
 from reconciler.records import (
-    LABEL_ATTEMPT, LABEL_INDEX, LABEL_OWNER, LABEL_STORE, LABEL_TASK, LABEL_TEMPLATE,
-    ContainerObs, NodeObs, ResourceRecord, Snapshot, TaskRecord,
+    LABEL_ATTEMPT, LABEL_INDEX, LABEL_MARK, LABEL_OWNER, LABEL_STORE, LABEL_TASK, LABEL_TEMPLATE,
+    ContainerObs, NodeObs, ResourceRecord, Snapshot, TaskRecord, container_mark,
 )
 from reconciler.workloads import HEALTHY_RUN_SECONDS
 
 NOW = 1_000.0
 STORE_ID = "store1"
+MARK_KEY = "5e" * 32  # the store's secret for container marks
 P, R, S, F, L, X = (TaskPhase.PENDING, TaskPhase.RUNNING, TaskPhase.SUCCEEDED, TaskPhase.FAILED,
                     TaskPhase.LOST, TaskPhase.STOPPED)
 
@@ -74,19 +75,24 @@ def task(owner: ResourceRecord, index: int = 0, attempt: int = 1, phase: TaskPha
     )
 
 
-def container(t: TaskRecord | None, state: str = "running", cid: str | None = None) -> ContainerObs:
-    """The container of task ``t`` (None: a brokerctl container without a task label)."""
+def container(t: TaskRecord | None, state: str = "running", cid: str | None = None,
+              mark: str | None = None) -> ContainerObs:
+    """The container of task ``t`` (None: a brokerctl container without a task label), as the store
+    made it: ``obs`` signs it for the node it is seen on unless ``mark`` is given."""
     cid = cid or (t.container_id if t and t.container_id else f"c-{t.id if t else 'x'}")
     return ContainerObs(id=cid, name=f"bk-{STORE_ID}-{t.id if t else 'x'}", task_id=t.id if t else None,
-                        owner=t.owner if t else None, state=state, exit_code=0 if state == "exited" else None)
+                        owner=t.owner if t else None, state=state, exit_code=0 if state == "exited" else None,
+                        mark=mark)
 
 
 def obs(name: str, *containers: ContainerObs, ready: bool = True, cpus: int | None = 4,
         listed: bool = True) -> NodeObs:
     """What probing node ``name`` saw; ``listed=False``: its containers could not be listed."""
+    signed = tuple(replace(c, mark=container_mark(MARK_KEY, STORE_ID, c.task_id, name)) if c.mark is None else c
+                   for c in containers)
     return NodeObs(name, ready=ready, docker_version="27.0" if ready else None, cpus=cpus if ready else None,
                    memory=8 << 30 if ready else None, message="" if ready else "connection refused",
-                   containers=tuple(containers) if listed else None)
+                   containers=signed if listed else None)
 
 
 def snapshot(*nodes: NodeObs, at: float = NOW) -> Snapshot:
@@ -97,7 +103,7 @@ def run(resources: list[ResourceRecord], tasks: list[TaskRecord], snap: Snapshot
         now: float = NOW) -> Plan:
     if snap is None:
         snap = snapshot(*(obs(r.name) for r in resources if r.kind is Kind.NODE))
-    return plan(resources, tasks, snap, now, STORE_ID)
+    return plan(resources, tasks, snap, now, STORE_ID, MARK_KEY)
 
 
 def applied(p: Plan, tasks: list[TaskRecord]) -> dict[str, TaskRecord]:
@@ -158,9 +164,20 @@ def test_start_carries_the_container_spec():
     assert spec.env == {"A": "1", "BROKER_TASK_ID": t.id, "BROKER_TASK_INDEX": "0", "BROKER_ATTEMPT": "1",
                         "BROKER_OWNER": "Job/j"}
     assert spec.labels == {"team": "x", LABEL_STORE: STORE_ID, LABEL_OWNER: "Job/j", LABEL_TASK: t.id,
-                           LABEL_INDEX: "0", LABEL_ATTEMPT: "1", LABEL_TEMPLATE: t.template_hash}
+                           LABEL_INDEX: "0", LABEL_ATTEMPT: "1", LABEL_TEMPLATE: t.template_hash,
+                           LABEL_MARK: container_mark(MARK_KEY, STORE_ID, t.id, "a")}
     assert spec.mounts == (("/data", "/d", True),)
     assert (spec.nano_cpus, spec.mem_limit) == (500_000_000, 64 << 20)
+
+
+def test_start_carries_the_nodes_allowed_volumes():
+    """The node's allowedVolumes travel with the Start (Host.start checks named volumes against them)."""
+    job = job_res(template={"image": "busybox", "mounts": [{"source": "etc-config", "target": "/c"}]})
+
+    [start] = run([node_res("a", allowedVolumes=["etc-config"]), job], []).starts
+    [plain] = run([node_res("a"), job], []).starts
+
+    assert (start.spec.allowed_volumes, plain.spec.allowed_volumes) == (("etc-config",), ())
 
 
 def test_unplaceable_task_waits_with_reason_once():
@@ -343,15 +360,18 @@ def test_complete_job_stops_a_leftover_duplicate():
 
 
 def test_container_whose_task_is_not_in_the_store_is_removed():
-    """An orphan container (unknown task, or no task label) is removed; a finished one without grace."""
-    stranger = task(job_res("gone"), 0)
-    snap = snapshot(obs("a", container(stranger, "running", "o1"), container(None, "exited", "o2")))
+    """An orphan container the store made (its name and mark) is removed, a finished one without grace;
+    one without a task label is not ours to touch: it is reported instead."""
+    stranger, gone = task(job_res("gone"), 0), task(job_res("gone"), 1)
+    snap = snapshot(obs("a", container(stranger, "running", "o1"), container(gone, "exited", "o2"),
+                        container(None, "exited", "o3")))
 
     p = run([node_res("a")], [], snap)
 
     assert sorted((r.container_id, r.task_id, r.grace) for r in p.removals) == [
-        ("o1", stranger.id, STOP_GRACE_SECONDS), ("o2", None, 0)]
+        ("o1", stranger.id, STOP_GRACE_SECONDS), ("o2", gone.id, 0)]
     assert all(r.reason == "orphan: its task is not in the store" for r in p.removals)
+    assert status_of(p, Kind.NODE, "a")["untrusted"] == [f"bk-{STORE_ID}-x"]
 
 
 @pytest.mark.parametrize("phase", [S, F, X])
@@ -648,8 +668,14 @@ def worlds(draw):
                                                       cid or f"x-{t.id}"))
     for name in node_names:  # orphans
         for k in range(draw(st.integers(0, 1))):
-            containers[name].append(ContainerObs(f"orphan-{name}-{k}", f"bk-{STORE_ID}-zz", f"zz-{name}-{k}",
-                                                 "Job/zz", draw(st.sampled_from(CONTAINER_STATES))))
+            containers[name].append(ContainerObs(f"orphan-{name}-{k}", f"bk-{STORE_ID}-zz-{name}-{k}",
+                                                 f"zz-{name}-{k}", "Job/zz", draw(st.sampled_from(CONTAINER_STATES)),
+                                                 mark=None))
+    for name in node_names:  # made by hand with our labels for some task: never ours
+        if tasks and draw(st.booleans()):
+            victim = draw(st.sampled_from(tasks))
+            containers[name].append(replace(container(victim, draw(st.sampled_from(CONTAINER_STATES)),
+                                                      f"forged-{name}"), mark="0" * 64))
     nodes = [obs(n, *containers[n], ready=observed[n] == "listed", listed=observed[n] == "listed",
                  cpus=draw(st.integers(1, 3))) for n in node_names if observed[n] != "missing"]
     return resources, tasks, snapshot(*nodes)
@@ -668,8 +694,8 @@ def test_property_plan_is_deterministic(world):
     """The same resources, tasks and snapshot always give an equal Plan."""
     resources, tasks, snap = world
 
-    first = plan(resources, tasks, snap, NOW, STORE_ID)
-    again = plan([replace(r) for r in resources], list(tasks), Snapshot(dict(snap.nodes), snap.taken_at), NOW, STORE_ID)
+    first = plan(resources, tasks, snap, NOW, STORE_ID, MARK_KEY)
+    again = plan([replace(r) for r in resources], list(tasks), Snapshot(dict(snap.nodes), snap.taken_at), NOW, STORE_ID, MARK_KEY)
 
     assert first == again
 
@@ -679,7 +705,7 @@ def test_property_plan_is_deterministic(world):
 def test_property_active_tasks_per_job_never_exceed_parallelism(world):
     """After a pass's decisions, no Job has more active tasks than its parallelism."""
     resources, tasks, snap = world
-    p = plan(resources, tasks, snap, NOW, STORE_ID)
+    p = plan(resources, tasks, snap, NOW, STORE_ID, MARK_KEY)
 
     active = Counter(t.owner_name for t in applied(p, tasks).values() if t.active)
     for r in resources:
@@ -693,7 +719,7 @@ def test_property_placements_never_overfill_a_node(world):
     """Wherever a pass places a task, the node ends with no more active tasks of that type than its
     slots, not counting tasks whose exited containers are being collected."""
     resources, tasks, snap = world
-    p = plan(resources, tasks, snap, NOW, STORE_ID)
+    p = plan(resources, tasks, snap, NOW, STORE_ID, MARK_KEY)
 
     owners = {r.name: r for r in resources if r.kind is Kind.JOB}
     statuses = {name: s for kind, name, s in p.statuses if kind is Kind.NODE}
@@ -714,7 +740,7 @@ def test_property_placements_never_overfill_a_node(world):
 def test_property_only_known_containers_are_touched(world):
     """Every Remove and Collect names a container seen in the snapshot or recorded on a task."""
     resources, tasks, snap = world
-    p = plan(resources, tasks, snap, NOW, STORE_ID)
+    p = plan(resources, tasks, snap, NOW, STORE_ID, MARK_KEY)
 
     seen = {(n.name, c.id) for n in snap.nodes.values() for c in n.containers or ()}
     recorded = {(t.node, t.container_id) for t in tasks if t.container_id}
@@ -724,10 +750,26 @@ def test_property_only_known_containers_are_touched(world):
 
 @PROPERTY
 @given(worlds())
+def test_property_untrusted_containers_are_never_touched_or_adopted(world):
+    """A container with our labels but a bad mark is never removed, collected or recorded on a task."""
+    resources, tasks, snap = world
+    p = plan(resources, tasks, snap, NOW, STORE_ID, MARK_KEY)
+
+    assert not [a for a in [*p.removals, *p.collects] if a.container_id.startswith("forged-")]
+    assert not [ch for ch in p.task_updates.values() if str(ch.get("container_id", "")).startswith("forged-")]
+    for n in snap.nodes.values():
+        forged = sorted(c.name for c in n.containers or () if c.id.startswith("forged-"))
+        status = status_of(p, Kind.NODE, n.name)
+        if forged and status is not None:
+            assert set(forged) <= set(status["untrusted"])
+
+
+@PROPERTY
+@given(worlds())
 def test_property_starts_are_only_for_tasks_that_stay_active(world):
     """A Start is issued only for a task that is active and placed on that node after the pass."""
     resources, tasks, snap = world
-    p = plan(resources, tasks, snap, NOW, STORE_ID)
+    p = plan(resources, tasks, snap, NOW, STORE_ID, MARK_KEY)
 
     after = applied(p, tasks)
     for start in p.starts:

@@ -78,19 +78,20 @@ def test_a_twin_gets_no_placements():
 
 
 def test_the_daemons_containers_are_seen_once_under_the_first_nodes_name():
-    """Both names list the same containers: only n1's list counts (no duplicate collect, no orphan,
-    no adoption under n2), including for a task bound to the twin from before."""
+    """Both names list the same containers: only n1's list counts (one collect each, no orphan, no
+    container reported as untrusted on n2)."""
     n1, n2 = node("n1", 1.0), node("n2", 2.0)
     job = job_res(completions=2, parallelism=2)
-    mine = task(job, 0, phase=R, node="n1", container_id="c0", started_at=NOW - 10)
-    old = task(job, 1, phase=R, node="n2", container_id="c1", started_at=NOW - 10)
-    listed = (container(mine, "exited"), container(old, "exited"))
+    done = task(job, 0, phase=R, node="n1", container_id="c0", started_at=NOW - 10)
+    busy = task(job, 1, phase=R, node="n1", container_id="c1", started_at=NOW - 10)
+    listed = (container(done, "exited"), container(busy))
 
-    p = run([n1, n2, job], [mine, old], snapshot(seen("n1", *listed), seen("n2", *listed)))
+    p = run([n1, n2, job], [done, busy], snapshot(seen("n1", *listed), seen("n2", *listed)))
 
-    assert sorted(p.collects, key=lambda c: c.task_id) == sorted(
-        [Collect(mine.id, "n1", "c0"), Collect(old.id, "n1", "c1")], key=lambda c: c.task_id)
-    assert not p.removals and not p.starts
+    assert p.collects == [Collect(done.id, "n1", "c0")]
+    assert not p.removals and not p.starts and not p.task_updates
+    assert not [e for e in p.events if e.reason == "UntrustedContainer"]
+    assert "untrusted" not in status_of(p, Kind.NODE, "n2")
 
 
 def test_a_twin_stays_a_twin_when_its_daemon_id_comes_only_from_its_status():

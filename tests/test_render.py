@@ -31,3 +31,55 @@ def test_large_json_output_is_one_object_per_line_and_the_same_data():
     text = render.dump(large, "json")
     assert json.loads(text) == large
     assert text.count("\n") == len(large) + 2
+
+
+def _record(kind, status: dict):
+    from reconciler.kinds import Kind
+    from reconciler.records import ResourceRecord
+
+    return ResourceRecord(Kind(kind), "x", "uid", {}, {}, 1, 1714557600.0, 1714557600.0, status=status)
+
+
+def test_status_times_are_iso_8601_like_every_other_time():
+    """startTime, completionTime, a Node's since and a rollout's startedAt/progressAt are stored as epoch
+    seconds and shown as ISO 8601; a missing time stays null; the stored record is not changed."""
+    job = _record("Job", {"phase": "Complete", "startTime": 1714557601.5, "completionTime": None})
+    assert render.resource_object(job)["status"]["startTime"] == "2024-05-01T10:00:01.500Z"
+    assert render.resource_object(job)["status"]["completionTime"] is None
+    assert job.status["startTime"] == 1714557601.5
+    node = _record("Node", {"condition": "Ready", "since": 1714557600})
+    assert render.resource_object(node)["status"]["since"] == "2024-05-01T10:00:00.000Z"
+    web = _record("Service", {"rollout": {"revision": "abc", "state": "Progressing", "startedAt": 1714557600.25,
+                                          "progressAt": 1714557660.0, "updated": 1}})
+    assert render.resource_object(web)["status"]["rollout"] == {
+        "revision": "abc", "state": "Progressing", "startedAt": "2024-05-01T10:00:00.250Z",
+        "progressAt": "2024-05-01T10:01:00.000Z", "updated": 1}
+    meta = render.resource_object(web)["metadata"]
+    assert (meta["createdAt"], meta["updatedAt"], meta["deletedAt"]) == ("2024-05-01T10:00:00.000Z",) * 2 + (None,)
+
+
+def test_piped_tables_never_wrap_or_fold_a_row():
+    """Not on a terminal, each row is one line however long, laid out like rich's table (two spaces apart)."""
+    import io
+
+    long = "Unschedulable: " + "no node has free slots of type gpu; " * 20
+    out = io.StringIO()
+    render.print_table(["ID", "PHASE", "REASON"], [["job-a-0-1", "Pending", long], ["job-a-10-1", None, "日本"]],
+                       file=out)
+    assert out.getvalue().splitlines() == [
+        "ID          PHASE    REASON",
+        f"job-a-0-1   Pending  {long}",
+        "job-a-10-1  -        日本",
+    ]
+
+
+def test_yaml_output_quotes_strings_a_yaml_1_2_reader_would_not_read_as_strings():
+    """`-o yaml` quotes `0o17`, `1e3`, `no` and the like, so the manifests loader reads back the same strings."""
+    import yaml
+
+    from reconciler.yamlcore import Loader
+
+    env = {k: k for k in ["0o17", "1e3", ".5", "0x1F", "no", "on", "true", "null", "~", "017", "1:30", "<<", ""]}
+    text = render.dump([{"spec": {"template": {"env": env}}, "n": 3, "f": 1.5, "b": True, "z": None}], "yaml")
+    assert yaml.load(text, Loader) == [{"spec": {"template": {"env": env}}, "n": 3, "f": 1.5, "b": True, "z": None}]
+    assert yaml.safe_load(text) == yaml.load(text, Loader)

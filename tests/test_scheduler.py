@@ -10,8 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reconciler.models import NodeSpec
 from reconciler.scheduler import (
-    NodeView, Placement, Request, check_max_per_node, check_ports, default_pipeline, summarise,
+    NodeView, Placement, Request, check_max_per_node, check_mounts, check_network, check_ports, default_pipeline,
+    summarise,
 )
 
 
@@ -223,6 +225,78 @@ def test_check_ports(wanted, taken, reason):
     view.ports.update(taken)
 
     assert check_ports(Request("t", "default", ports=wanted), view) == reason
+
+
+NOT_ALLOWED = "not in allowedMounts (exact paths; a subpath needs {path, subpaths: true} and readOnly)"
+
+
+@pytest.mark.parametrize(
+    "allowed, mounts, reason",
+    [
+        # a string entry: exactly that path, read-write allowed
+        (["/srv/allowed"], [("/srv/allowed", False)], None),
+        (["/srv/allowed/"], [("/srv/allowed", True)], None),
+        (["/srv/allowed"], [("/srv/allowed/", False)], None),  # lexically the same path
+        (["/srv/allowed"], [("/srv/allowed/esc", False)], f"bind mount /srv/allowed/esc {NOT_ALLOWED}"),
+        (["/srv/allowed"], [("/srv/allowed/esc", True)], f"bind mount /srv/allowed/esc {NOT_ALLOWED}"),
+        (["/srv/allowed"], [("/srv/allowed/../../etc", True)], f"bind mount /srv/allowed/../../etc {NOT_ALLOWED}"),
+        (["/srv/allowed"], [("/srv/allowedx", False)], f"bind mount /srv/allowedx {NOT_ALLOWED}"),
+        (["/srv/allowed"], [("/srv", True)], f"bind mount /srv {NOT_ALLOWED}"),
+        ([], [("/var/run/docker.sock", False)], f"bind mount /var/run/docker.sock {NOT_ALLOWED}"),
+        (["/"], [("/etc", True)], f"bind mount /etc {NOT_ALLOWED}"),  # "/" is only "/" itself
+        # readOnly without subpaths: the exact path, read-only
+        ([{"path": "/srv/ro", "readOnly": True}], [("/srv/ro", True)], None),
+        ([{"path": "/srv/ro", "readOnly": True}], [("/srv/ro", False)],
+         "bind mount /srv/ro must be readOnly (allowedMounts /srv/ro is read-only)"),
+        ([{"path": "/srv/ro", "readOnly": True}], [("/srv/ro/x", True)], f"bind mount /srv/ro/x {NOT_ALLOWED}"),
+        # subpaths: the path or anything below it, read-only only
+        ([{"path": "/srv/ref", "subpaths": True}], [("/srv/ref/x", True)], None),
+        ([{"path": "/srv/ref", "subpaths": True}], [("/srv/ref/a/b/../c", True)], None),
+        ([{"path": "/srv/ref", "subpaths": True}], [("/srv/ref", True)], None),
+        ([{"path": "/srv/ref", "subpaths": True}], [("/srv/ref/x", False)],
+         "bind mount /srv/ref/x must be readOnly (allowedMounts /srv/ref allows subpaths read-only)"),
+        ([{"path": "/srv/ref", "subpaths": True}], [("/srv/ref", False)],
+         "bind mount /srv/ref must be readOnly (allowedMounts /srv/ref allows subpaths read-only)"),
+        ([{"path": "/srv/ref", "subpaths": True}], [("/srv/ref/../shadow", True)],
+         f"bind mount /srv/ref/../shadow {NOT_ALLOWED}"),
+        ([{"path": "/srv/ref", "subpaths": True}], [("/srv/refx", True)], f"bind mount /srv/refx {NOT_ALLOWED}"),
+        ([{"path": "/", "subpaths": True}], [("/etc", True)], None),
+        # several entries: one that allows the mount is enough; every mount must be allowed
+        (["/srv/data", {"path": "/srv/ref", "subpaths": True}], [("/srv/data", False), ("/srv/ref/x", True)], None),
+        (["/srv/data", {"path": "/srv/ref", "subpaths": True}], [("/srv/data", False), ("/srv/other", True)],
+         f"bind mount /srv/other {NOT_ALLOWED}"),
+    ],
+)
+def test_check_mounts(allowed, mounts, reason):
+    """A bind mount must be exactly an allowed path, or lie below a subpaths entry and be read-only;
+    paths compare after lexical normalisation, so `..` cannot climb out."""
+    view = node("a")
+    view.allowed_mounts = NodeSpec(address="unix:///d", allowedMounts=allowed).mount_rules()
+
+    assert check_mounts(Request("t", "default", bind_mounts=tuple(mounts)), view) == reason
+
+
+@pytest.mark.parametrize(
+    "network, allowed, reason",
+    [
+        (None, (), None),
+        ("backend", (), None),  # a user-defined network
+        ("bridge", (), None),
+        ("none", (), None),
+        ("host", (), "network host not in allowedNetworks"),
+        ("host", ("container",), "network host not in allowedNetworks"),
+        ("host", ("host",), None),
+        ("container:db", (), "network container:db not in allowedNetworks"),
+        ("container:db", ("host",), "network container:db not in allowedNetworks"),
+        ("container:db", ("container",), None),
+    ],
+)
+def test_check_network(network, allowed, reason):
+    """host and container:X networks need the node to list them in allowedNetworks; other networks need nothing."""
+    view = node("a")
+    view.allowed_networks = frozenset(allowed)
+
+    assert check_network(Request("t", "default", network=network), view) == reason
 
 
 def test_spread_counts_the_owners_tasks_on_a_node_before_busyness():

@@ -139,3 +139,19 @@ def check(value, schema: dict, root: dict, path: str = "") -> list[str]:
         for i, item in enumerate(value):
             problems += check(item, schema["items"], root, f"{path}.{i}")
     return problems
+
+
+def test_schemas_show_the_caps_and_the_reserved_names():
+    """Editors see the limits enforced at apply: the caps as `maximum`, reserved label/env names as propertyNames."""
+    import re
+
+    job, service = schema_for(models.Kind.JOB), schema_for(models.Kind.SERVICE)
+    props = job["$defs"]["JobSpec"]["properties"]
+    assert props["completions"]["maximum"] == props["parallelism"]["maximum"] == 1_000_000
+    assert service["$defs"]["ServiceSpec"]["properties"]["replicas"]["maximum"] == 1_000_000
+    labels = job["$defs"]["Metadata"]["properties"]["labels"]["propertyNames"]["not"]["pattern"]
+    assert re.search(labels, "brokerctl.owner") and not re.search(labels, "brokerctl-team")
+    env = job["$defs"]["Template"]["properties"]["env"]["propertyNames"]
+    assert re.search(env["not"]["pattern"], "BROKER_TASK_ID") and not re.search(env["pattern"], "A=B")
+    source = job["$defs"]["Mount"]["properties"]["source"]["pattern"]
+    assert [bool(re.search(source, s)) for s in ("/srv/x", "vol_1", "./data", "data/x")] == [True, True, False, False]

@@ -18,7 +18,7 @@ from reconciler.models import Kind, PortBinding, template_hash
 from reconciler.plan import PORT_RETRY_SECONDS, plan
 from reconciler.records import LABEL_TEMPLATE, ContainerObs, ResourceRecord, TaskRecord
 from test_plan import (
-    NOW, STORE_ID, F, P, R, X, applied, container, node_res, obs, removed, run, service_res, snapshot,
+    NOW, STORE_ID, MARK_KEY, F, P, R, X, applied, container, node_res, obs, removed, run, service_res, snapshot,
     status_of, task,
 )
 
@@ -179,7 +179,7 @@ class World:
 
     def step(self, now: float) -> Plan:
         snap = snapshot(*(obs(n, *cs.values()) for n, cs in self.containers.items()), at=now)
-        p = plan([*self.nodes, self.service], list(self.tasks.values()), snap, now, STORE_ID)
+        p = plan([*self.nodes, self.service], list(self.tasks.values()), snap, now, STORE_ID, MARK_KEY)
         self.tasks = applied(p, list(self.tasks.values()))
         for r in p.removals:
             self.containers[r.node].pop(r.task_id, None)

@@ -579,7 +579,9 @@ def test_a_version_1_store_is_migrated_on_open(tmp_path):
     try:
         [job] = store.resources(Kind.JOB)
         assert job.name == "old" and job.retried_at is None and store.store_id == "abcdefabcdef"
-        assert [r["version"] for r in store._rows("SELECT version FROM migrations")] == [1, 2, 3, 4, 5, 6]
+        assert [r["version"] for r in store._rows("SELECT version FROM migrations")] == list(
+            range(1, len(MIGRATIONS) + 1))
+        assert len(bytes.fromhex(store.mark_key)) == 32  # an old store gets its container-mark secret too
     finally:
         store.close()
 
@@ -852,3 +854,171 @@ def test_gc_paused_restores_the_collector_state():
         assert not gc.isenabled()  # a caller that had it off keeps it off
     finally:
         gc.enable()
+
+
+# -- the store file: private modes, created only on purpose ------------------------------------------
+
+
+def mode(path) -> int:
+    return os.stat(path).st_mode & 0o777
+
+
+def test_a_new_store_is_private_to_its_owner(tmp_path):
+    """The store holds env values and task output: a new file is 0600 (and so are SQLite's -wal and -shm
+    files), and each directory the store creates is 0700, whatever the umask."""
+    (tmp_path / "pre").mkdir()
+    os.chmod(tmp_path / "pre", 0o755)
+    path = tmp_path / "pre" / "a" / "b" / "broker.db"
+    old = os.umask(0o022)
+    try:
+        s = Store(path)
+        s.apply([job()])
+    finally:
+        os.umask(old)
+    try:
+        assert s.created
+        assert (mode(path), mode(f"{path}-wal"), mode(f"{path}-shm")) == (0o600, 0o600, 0o600)
+        assert (mode(path.parent.parent), mode(path.parent)) == (0o700, 0o700)
+        assert mode(tmp_path / "pre") == 0o755  # a directory that existed is left alone
+    finally:
+        s.close()
+    again = Store(path, create=False)
+    assert not again.created
+    again.close()
+
+
+def test_an_existing_store_keeps_its_mode(tmp_path):
+    """A store file made readable on purpose (say, for a group) is not tightened behind the user's back."""
+    path = tmp_path / "shared.db"
+    Store(path).close()
+    os.chmod(path, 0o640)
+    s = Store(path)
+    s.apply([job()])
+    s.close()
+    assert mode(path) == 0o640 and not s.created
+
+
+@pytest.mark.parametrize("where", ["file", "directory"])
+def test_a_missing_store_is_an_error_unless_create(tmp_path, where):
+    """create=False: a missing file or directory is a StoreError naming the path and the fix; nothing is created."""
+    path = tmp_path / "broker.db" if where == "file" else tmp_path / "no" / "such" / "broker.db"
+    with pytest.raises(StoreError) as info:
+        Store(path, create=False)
+    why = "the file does not exist" if where == "file" else f"directory {path.parent} does not exist"
+    assert str(info.value) == (f"no store at {path}: {why}. `brokerctl apply`, `sync`, `run` and `controller` "
+                               "create one; or pass --db PATH (or set BROKER_DB) to use an existing store")
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- task order -----------------------------------------------------------------------------------
+
+
+def test_tasks_of_one_pass_sort_by_owner_index_and_attempt_as_numbers(store):
+    """Tasks created in one pass share created_at; they sort by index as a number (2 before 10), not by id text."""
+    insert(store, *[task(owner=o, index=i, attempt=a, created_at=100.0)
+                    for o, i, a in [("job-b", 10, 1), ("job-b", 2, 1), ("job-a", 10, 2), ("job-a", 10, 1),
+                                    ("job-a", 9, 1)]])
+    insert(store, task(owner="job-a", index=1, created_at=99.0))
+
+    assert [(t.owner_name, t.index, t.attempt) for t in store.tasks()] == [
+        ("job-a", 1, 1), ("job-a", 9, 1), ("job-a", 10, 1), ("job-a", 10, 2), ("job-b", 2, 1), ("job-b", 10, 1)]
+
+
+# -- a Job's template cannot change ---------------------------------------------------------------
+
+
+def test_a_jobs_template_cannot_change_while_it_exists(store):
+    """Re-applying a Job with another template is refused naming the Job, the changed fields and the fix;
+    nothing of that call is written (not even the other resources in it)."""
+    store.apply([job(completions=2, template={"image": "busybox", "command": ["echo", "one"]})], now=10.0)
+    before = store.resource(Kind.JOB, "job")
+
+    changed = job(completions=3, template={"image": "busybox:1.36", "command": ["echo", "two"]})
+    with pytest.raises(Conflict) as info:
+        store.apply([manifest("Node", "n1"), changed], now=20.0)
+    assert str(info.value) == (
+        "Job 'job': spec.template cannot change while the Job exists (spec.template.command, spec.template.image "
+        "changed); delete it (`brokerctl delete job job`) and apply it again, or apply it under a new name")
+    assert store.resource(Kind.JOB, "job") == before
+    assert store.resources(Kind.NODE) == []
+
+
+def test_a_jobs_other_fields_may_change_and_spelled_out_defaults_are_no_change(store):
+    """parallelism, suspend, completions and labels still change; a template equal up to defaults is unchanged."""
+    store.apply([job(template={"image": "busybox"})], now=10.0)
+    assert store.apply([job(parallelism=2, suspend=True, completions=4, labels={"a": "b"},
+                            template={"image": "busybox", "env": {}, "mounts": [], "network": None})],
+                       now=20.0) == [("job/job", "configured")]
+    spec = store.resource(Kind.JOB, "job").spec
+    assert (spec["parallelism"], spec["suspend"], spec["completions"]) == (2, True, 4)
+
+
+def test_a_finished_jobs_template_cannot_change_either(store):
+    """Kubernetes semantics: a finished Job is still that Job; a new template needs a new Job."""
+    store.apply([job()], now=10.0)
+    with store.transaction() as db:
+        store.set_status(db, Kind.JOB, "job", {"phase": "Complete", "succeeded": 1})
+    with pytest.raises(Conflict, match="spec.template cannot change while the Job exists"):
+        store.apply([job(template={"image": "busybox", "command": ["true"]})])
+
+
+def test_a_services_template_still_rolls(store):
+    """Services are not Jobs: a new template is a new revision (a rolling update), as before."""
+    store.apply([web("nginx:1")], now=10.0)
+    assert store.apply([web("nginx:2")], now=20.0) == [("service/web", "configured")]
+    assert [r[0] for r in revs(store)] == [1, 2]
+
+
+def test_a_synced_file_changing_a_jobs_template_is_held_back_whole(store):
+    """sync: the file is reported invalid and what it defines keeps its last state (not changed, not pruned);
+    the directory's other files still sync."""
+    store.sync("/src", [("a.yaml", job("a")), ("a.yaml", job("a2")), ("b.yaml", job("b"))], {}, now=10.0)
+    a_before = store.resource(Kind.JOB, "a")
+
+    report = store.sync("/src", [("a.yaml", job("a", template={"image": "busybox", "command": ["x"]})),
+                                 ("b.yaml", job("b", completions=2))], {}, now=20.0)
+
+    assert report["problems"] == {"a.yaml": (
+        "Job 'a': spec.template cannot change while the Job exists (spec.template.command changed); delete it "
+        "(`brokerctl delete job a`) and apply it again, or apply it under a new name")}
+    assert report["results"] == [("Job/b", "configured")] and report["pruned"] == []
+    assert sorted(report["kept"]) == ["Job/a", "Job/a2"]
+    assert store.resource(Kind.JOB, "a") == a_before and store.resource(Kind.JOB, "a2").spec["completions"] == 1
+    assert store.resource(Kind.JOB, "b").spec["completions"] == 2
+
+
+# -- events limit, scale cap -------------------------------------------------------------------------
+
+
+def test_events_without_a_limit_are_all_of_them(store):
+    """limit=None returns every event, oldest first."""
+    with store.transaction() as db:
+        for i in range(250):
+            store.add_event(db, "Job", "a", f"R{i}", "m", ts=float(i))
+    assert len(store.events()) == 200 and len(store.events(limit=None)) == 250
+    assert store.events(limit=None)[0]["reason"] == "R0"
+
+
+def test_scale_is_capped_like_replicas_at_apply(store):
+    """`scale` cannot go past the cap that `replicas` has in a manifest."""
+    from reconciler.errors import UsageError
+
+    store.apply([web()], now=10.0)
+    assert store.scale("web", 1_000_000) == (1, 1_000_000)
+    with pytest.raises(UsageError, match="a Service has 0 to 1,000,000 replicas"):
+        store.scale("web", 1_000_001)
+    assert store.resource(Kind.SERVICE, "web").spec["replicas"] == 1_000_000
+
+
+def test_each_store_has_its_own_container_mark_secret(tmp_path):
+    """A new store gets 32 random bytes (hex) for container marks, kept across opens, different per store."""
+    first, other = Store(tmp_path / "a.db"), Store(tmp_path / "b.db")
+    try:
+        assert len(bytes.fromhex(first.mark_key)) == 32
+        assert first.mark_key != other.mark_key
+        again = Store(tmp_path / "a.db")
+        assert again.mark_key == first.mark_key
+        again.close()
+    finally:
+        first.close()
+        other.close()
