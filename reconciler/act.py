@@ -14,8 +14,9 @@ import logging
 import threading
 from collections import defaultdict
 from contextlib import nullcontext
-from concurrent.futures import Executor, as_completed
-from typing import Callable
+import time
+from concurrent.futures import Executor, Future, wait
+from typing import Callable, Iterable
 
 from .actions import Collect, Plan, Remove, Start
 from .errors import BrokerError
@@ -24,6 +25,18 @@ from .models import TaskPhase
 from .store import LOG_LIMIT_BYTES, Store
 
 log = logging.getLogger("brokerctl.act")
+
+
+def wait_or_stop(futures: Iterable[Future], timeout: float | None, stop: threading.Event | None) -> None:
+    """``concurrent.futures.wait`` for all of ``futures`` (at most ``timeout`` seconds), cut short
+    within 0.1 s once ``stop`` is set."""
+    pending = set(futures)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while pending and not (stop is not None and stop.is_set()):
+        left = 0.1 if deadline is None else min(0.1, deadline - time.monotonic())
+        if left <= 0:
+            return
+        _, pending = wait(pending, timeout=left)
 
 
 class Actor:
@@ -39,8 +52,12 @@ class Actor:
         self._inflight: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
-    def execute(self, p: Plan, hosts: dict[str, Host]) -> int:
-        """Returns how many Docker actions this pass waited for (background stops not counted)."""
+    def execute(self, p: Plan, hosts: dict[str, Host], stop: threading.Event | None = None) -> int:
+        """Returns how many Docker actions this pass waited for (background stops not counted).
+
+        Once ``stop`` is set it waits no longer: the calls still under way finish (or time out)
+        on their own, and their outcomes are recorded if the process is still there.
+        """
         self.record_decisions(p)
         waited = []
         for action in [*p.collects, *p.removals, *p.starts]:
@@ -54,8 +71,10 @@ class Actor:
                 self.stopper.submit(self._work, host, action, key, background=True)
             else:
                 waited.append(self.executor.submit(self._work, host, action, key))
-        for future in as_completed(waited):
-            future.result()
+        wait_or_stop(waited, None, stop)
+        for future in waited:
+            if future.done():
+                future.result()
         return len(waited)
 
     def _work(self, host: Host, action, key: tuple[str, str], background: bool = False) -> None:

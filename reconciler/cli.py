@@ -284,9 +284,12 @@ def delete(
     kind: Optional[str] = typer.Argument(None),
     name: Optional[str] = typer.Argument(None),
     files: list[str] = typer.Option([], "-f", "--filename", help="Delete the resources these manifests define."),
-    force: bool = typer.Option(False, "--force", help="Delete a Node even though tasks are active on it."),
+    force: bool = typer.Option(False, "--force", help="Remove the record now: a Node even though tasks are active "
+                               "on it; a Job or Service without waiting for its containers to stop (they are no "
+                               "longer tracked: a running controller removes them as orphans, 10 s grace)."),
 ) -> None:
-    """Delete resources; the controller stops and removes their containers."""
+    """Delete resources; the controller stops and removes their containers, then the record.
+    Deleting again while they stop says how many are left and changes nothing."""
     targets = []
     if files:
         from . import manifests
@@ -533,6 +536,7 @@ def drain(
                ". Is a controller running (`brokerctl status`)?")
     # The store lets go of a task before its container has stopped (the controller records the
     # decision, then stops it within the grace period): ask the node until none of ours runs.
+    # Ours are the containers of this node's tasks: another Node may reach the same daemon.
     host = _node_host(store, name)
     try:
         _wait_gone(lambda: _running_on(host, store), f"container(s) still stopping on {name}", name, deadline)
@@ -840,15 +844,10 @@ def controller(
 ) -> None:
     """Run the reconcile loop until SIGINT/SIGTERM (containers keep running)."""
     import logging
-    import signal
-    import threading
 
-    from .controller import Controller
+    from .controller import Controller, SignalShutdown
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     store = _store(create=True)
     watcher = None
     if watch is not None:
@@ -857,13 +856,15 @@ def controller(
         watcher = Watcher(store.path, watch, interval=sync_interval, poll=poll, allow_mass_prune=allow_mass_prune)
     ctl = Controller(store, resync=resync, probe_interval=probe_interval, probe_timeout=probe_timeout,
                      lost_after=lost_after, docker_timeout=docker_timeout)
+    shutdown = SignalShutdown(ctl.stop, ctl.wake, release=lambda: ctl.release_lease(wait=0.2)).install()
     if watcher is not None:
         watcher.start()
     try:
-        ctl.run(stop)
+        ctl.run()
     finally:
         if watcher is not None:
             watcher.stop()
+    shutdown.finish()
 
 
 def main() -> None:

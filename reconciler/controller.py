@@ -9,21 +9,29 @@ stayed open and reported nothing since the list, for at most ``resync`` seconds 
 acting on that node; so a commit is acted on without waiting for a round of lists. A container
 the list shows running after the event stream reported its ``die`` is taken as exited (the
 daemon's list lags its events by a few milliseconds).
-One dead host or one bad resource never stops the loop for the others. On SIGINT/SIGTERM it
-finishes the pass and returns, leaving containers running.
+One dead host or one bad resource never stops the loop for the others. On SIGINT/SIGTERM
+(``SignalShutdown``) it stops between the steps of a pass, abandons the Docker calls still under
+way (graceful stops included: the daemon goes on with a stop it was sent, and the next
+controller re-issues it with what is left of its grace period) and releases its lease,
+leaving containers running; whatever it is doing, the process is gone ``EXIT_DEADLINE`` seconds
+after the signal.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import socket
+import sys
 import threading
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Callable
 
-from .act import Actor
+from .act import Actor, wait_or_stop
 from .actions import Plan
 from .dockerhost import CALLS, EventWatcher, Host, HostPool, Prober
 from .models import Kind
@@ -34,6 +42,7 @@ from .store import NudgeListener, Store
 log = logging.getLogger("brokerctl.controller")
 
 LEASE_STALE_SECONDS = 10.0
+EXIT_DEADLINE = 1.5  # seconds from SIGTERM/SIGINT to the end of the process, whatever it is doing
 
 
 class Controller:
@@ -57,8 +66,11 @@ class Controller:
         self._listed: dict[str, tuple[tuple, NodeObs, float]] = {}  # node -> (event mark before, list, when)
         self.passes, self.lists, self.pass_seconds, self.last_pass = 0, 0, 0.0, 0.0
         self.nudges: NudgeListener | None = None
+        self.stop = threading.Event()
+        self._twins: set[str] = set()
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event | None = None) -> None:
+        self.stop = stop = stop or self.stop
         self.store.acquire_lease(self.holder, LEASE_STALE_SECONDS)
         log.info("controller started on store %s (id %s)", self.store.path, self.store.store_id)
         self.nudges = NudgeListener(self.store.store_id, self.wake.set)
@@ -77,10 +89,21 @@ class Controller:
             self.nudges.stop()
             self.watcher.stop()
             self.prober.stop()
-            self.executor.shutdown(wait=True, cancel_futures=False)
-            self.stopper.shutdown(wait=True, cancel_futures=False)
-            self.store.release_lease(self.holder)
+            # Calls still under way are not waited for: a graceful stop can take its whole grace
+            # period and a call to a hung daemon its timeout. The daemon goes on with a stop it
+            # was sent; the next controller re-issues it with what is left of its grace period.
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.stopper.shutdown(wait=False, cancel_futures=True)
+            self.release_lease(wait=0.5)
             log.info("controller stopped; containers keep running")
+
+    def release_lease(self, wait: float) -> bool:
+        """Give up the lease unless the store stays busy for ``wait`` seconds (then the next
+        controller on this host takes the lease of our dead pid at once)."""
+        released = self.store.release_lease(self.holder, wait=wait)
+        if not released:
+            log.warning("store busy: lease left to expire (a controller on this host takes it over at once)")
+        return released
 
     def reconcile_once(self) -> Plan:
         began = time.perf_counter()
@@ -88,10 +111,14 @@ class Controller:
         tasks = self.store.tasks()
         hosts = self._hosts(resources)
         snapshot = self.observe(hosts)
+        if self.stop.is_set():
+            return Plan()
         p = plan(resources, tasks, snapshot, snapshot.taken_at, self.store.store_id, self.store.mark_key)
+        if self.stop.is_set():  # acting is safe to skip: the next controller plans it again
+            return Plan()
         answering = {n: h for n, h in hosts.items() if snapshot.nodes[n].ready}
         self._forget_lists(p)
-        done = self.actor.execute(p, answering)  # a host that does not answer gets no calls this pass
+        done = self.actor.execute(p, answering, self.stop)  # a host that does not answer gets no calls this pass
         for e in p.events:
             log.info("%s/%s %s: %s", e.kind, e.name, e.reason, e.message)
         self.passes += 1
@@ -121,10 +148,13 @@ class Controller:
                 spec = r.model.spec
                 tls = spec.tls.model_dump() if spec.tls else None
                 hosts[r.name] = self.pool.get(r.name, spec.address, tls)
+        # A Node whose daemon an older Node uses (``workloads.twins``) is not listed and its events
+        # are not watched: the older Node sees that daemon's containers.
+        self._twins = {r.name for r in resources if r.kind is Kind.NODE and r.status.get("twinOf")}
         self.pool.retain(set(hosts))
-        self.watcher.track(hosts)
+        self.watcher.track({n: h for n, h in hosts.items() if n not in self._twins})
         self.prober.track(hosts)
-        self.prober.wait_first(set(hosts), self.prober.timeout + 0.2)  # new nodes: one probe before judging them
+        self.prober.wait_first(set(hosts), self.prober.timeout + 0.2, self.stop)  # new nodes: one probe before judging them
         return hosts
 
     def observe(self, hosts: dict[str, Host]) -> Snapshot:
@@ -143,17 +173,20 @@ class Controller:
                 self._listed.pop(name, None)
                 nodes[name] = NodeObs(name, ready=False, message=probe.message, **health)
                 continue
-            mark = self.watcher.mark(name)
+            twin = name in self._twins
+            mark = None if twin else self.watcher.mark(name)
             listed = self._listed.get(name)
             if mark is not None and listed is not None and listed[0] == mark and now - listed[2] < self.resync:
                 nodes[name] = replace(self._with_exits(listed[1]), **health)
                 continue
             pending = self._listing.get(name)
             if pending is None or pending[0].done():
-                pending = self._listing[name] = (self.executor.submit(host.observe, self.store.store_id, now), mark)
-                self.lists += 1
+                call = (self.executor.submit(host.observe, self.store.store_id, now, list_containers=False)
+                        if twin else self.executor.submit(host.observe, self.store.store_id, now))  # a twin: info only
+                pending = self._listing[name] = (call, mark)
+                self.lists += not twin
             futures[name] = (pending, health)
-        wait([f for (f, _), _ in futures.values()], timeout=self.list_wait)
+        wait_or_stop([f for (f, _), _ in futures.values()], self.list_wait, self.stop)
         for name, ((f, mark), health) in futures.items():
             if f.done() and f.exception() is None:
                 obs = f.result()
@@ -190,3 +223,77 @@ class Controller:
                 break
             self.wake.wait(min(0.05, max(0.0, deadline - now)))
         return True
+
+
+class SignalShutdown:
+    """SIGTERM and SIGINT end the controller process within ``deadline`` seconds, whatever it does.
+
+    The first signal sets ``stop`` (the loop checks it between the steps of a pass and while it
+    waits) and wakes the loop. The signal is read on a thread of its own from the wakeup fd of
+    Python's C-level handler, so it is seen at once even while the main thread is blocked in a C
+    call (a SQLite busy wait) or busy in a long pass. ``deadline`` seconds after it, or at once on
+    a second signal, the process exits: logs flushed, the lease released if the store is free
+    within 0.2 s, then ``os._exit``. A SQLite transaction in flight is rolled back by SQLite, and
+    a lease held by a dead pid on this host is taken over at once, so nothing is lost.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, stop: threading.Event, wake: threading.Event, deadline: float = EXIT_DEADLINE,
+                 release: Callable[[], object] = lambda: None):
+        self.stop, self.wake, self.deadline, self.release = stop, wake, deadline, release
+        self._reader, self._writer = socket.socketpair()
+        self._writer.setblocking(False)
+
+    def install(self) -> "SignalShutdown":
+        """Call from the main thread before the loop starts."""
+        for sig in self.SIGNALS:
+            signal.signal(sig, lambda *_: self.stop.set())
+        signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        threading.Thread(target=self._watch, daemon=True, name="shutdown").start()
+        return self
+
+    def _watch(self) -> None:
+        received = 0
+        first_at = None
+        while True:
+            timeout = None if first_at is None else max(0.0, first_at + self.deadline - time.monotonic())
+            self._reader.settimeout(timeout)
+            try:
+                data = self._reader.recv(64)
+            except socket.timeout:
+                self.exit(f"still busy {self.deadline:g}s after the signal")
+                return
+            received += sum(1 for b in data if b in self.SIGNALS)
+            if received and first_at is None:
+                first_at = time.monotonic()
+                self.stop.set()
+                self.wake.set()
+            if received > 1:
+                self.exit("second signal")
+                return
+
+    def finish(self) -> None:
+        """After the loop returned: exit now if Docker calls still linger in worker threads
+        (the interpreter would otherwise join them at exit, for up to a grace period)."""
+        end = time.monotonic() + 0.2  # idle workers are leaving already
+        for t in self._workers():
+            t.join(max(0.0, end - time.monotonic()))
+        if busy := self._workers():
+            self.exit(f"{len(busy)} Docker call(s) still under way abandoned", release=False)
+
+    @staticmethod
+    def _workers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if not t.daemon and t is not threading.main_thread() and t.is_alive()]
+
+    def exit(self, why: str, release: bool = True) -> None:
+        if release:
+            self.release()
+        log.warning("exiting: %s; containers keep running", why)
+        logging.shutdown()  # flushes every handler
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(0)

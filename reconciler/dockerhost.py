@@ -10,6 +10,7 @@ start here: image pull failed, bad mount...).
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -97,19 +98,22 @@ class Host:
 
     # -- observe --------------------------------------------------------------------------
 
-    def observe(self, store_id: str, now: float) -> NodeObs:
+    def observe(self, store_id: str, now: float, list_containers: bool = True) -> NodeObs:
         """Info (cached) and one sparse container list filtered by our store label.
 
         Health is the ``Prober``'s business; this is only called for nodes it finds answering.
+        ``list_containers=False``: info only (a Node whose daemon another Node already uses).
         """
         try:
             info = self._cached_info(now)
-            raw = self.client.api.containers(all=True, filters={"label": f"{LABEL_STORE}={store_id}"})
+            raw = self.client.api.containers(all=True, filters={"label": f"{LABEL_STORE}={store_id}"}) \
+                if list_containers else None
         except TRANSPORT_ERRORS as exc:
             return NodeObs(self.name, ready=False, message=_brief(exc))
-        containers = tuple(_container_obs(c) for c in raw)
+        containers = tuple(_container_obs(c) for c in raw) if raw is not None else None
         return NodeObs(self.name, ready=True, docker_version=info.get("ServerVersion"),
-                       cpus=info.get("NCPU"), memory=info.get("MemTotal"), containers=containers)
+                       cpus=info.get("NCPU"), memory=info.get("MemTotal"), containers=containers,
+                       daemon_id=daemon_identity(info))
 
     def _cached_info(self, now: float) -> dict:
         if self._info is None or now - self._info[0] > INFO_REFRESH_SECONDS:
@@ -230,7 +234,7 @@ class Host:
         output = None
         try:
             if grace > 0:
-                api.stop(container_id, timeout=int(grace))
+                api.stop(container_id, timeout=math.ceil(grace))  # whole seconds; never 0 (a kill) for 0.4
             if keep_output:
                 output = api.logs(container_id, stdout=True, stderr=True, tail=LOG_TAIL_LINES)
             api.remove_container(container_id, force=True)
@@ -291,6 +295,17 @@ def _connect(address: str, tls: dict | None, timeout: float | None) -> docker.Do
         client.api.mount("https://", adapter)
     client.api.hooks["response"].append(CALLS.hook)
     return client
+
+
+def daemon_identity(info: dict) -> str | None:
+    """``ID hostname:DockerRootDir`` from ``docker info``: what one daemon answers on every address.
+
+    The ID alone is not enough: Docker 20.10 derives it from /etc/docker/key.json, which daemons
+    sharing a config directory, and machines cloned from one image, have in common.
+    """
+    if not info.get("ID"):
+        return None
+    return f"{info['ID']} {info.get('Name', '')}:{info.get('DockerRootDir', '')}"
 
 
 def _container_obs(raw: dict) -> ContainerObs:
@@ -408,10 +423,10 @@ class Prober(_PerHost):
         with self._lock:
             self._states.pop(name, None)
 
-    def wait_first(self, names: set[str], timeout: float) -> None:
-        """Wait (at most ``timeout``) until each named node has been probed once."""
+    def wait_first(self, names: set[str], timeout: float, stop: threading.Event | None = None) -> None:
+        """Wait (at most ``timeout``, or until ``stop``) until each named node has been probed once."""
         deadline = self.clock() + timeout
-        while self.clock() < deadline:
+        while self.clock() < deadline and not (stop is not None and stop.is_set()):
             with self._lock:
                 if names <= self._states.keys():
                     return

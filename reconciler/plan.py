@@ -35,11 +35,14 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
     owners = {(r.kind, r.name): r for r in resources if r.kind is not Kind.NODE}
     nodes = {r.name: r for r in resources if r.kind is Kind.NODE}
     by_id = {t.id: t for t in tasks}
+    twin_of = workloads.twins(list(nodes.values()), snapshot)
+    snapshot = _set_aside_twins(snapshot, twin_of)
     snapshot, untrusted = _set_aside_untrusted(snapshot, by_id, store_id, mark_key)
-    conditions, ready_since = {}, {}
+    conditions, ready_since, statuses = {}, {}, {}
     for node in nodes.values():
         obs = snapshot.nodes.get(node.name)
-        status = workloads.node_status(node, obs, now, snapshot.lost_after)
+        status = statuses[node.name] = workloads.node_status(node, obs, now, snapshot.lost_after,
+                                                             twin_of.get(node.name))
         _report_untrusted(p, node, status, untrusted.get(node.name))
         conditions[node.name] = status["condition"]
         ready_since[node.name] = status["since"]
@@ -54,15 +57,29 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
     for t in current.values():
         by_owner[(t.owner_kind, t.owner_name)].append(t)
     draining = {n: r.drain_deadline for n, r in nodes.items() if r.drain_deadline is not None}
+    unlisted = frozenset(n for n in nodes if conditions[n] != "Lost"
+                         and (snapshot.nodes.get(n) is None or snapshot.nodes[n].containers is None))
     for key, res in owners.items():
-        workloads.reconcile(p, res, by_owner.get(key, []), snapshot, now, draining)
+        workloads.reconcile(p, res, by_owner.get(key, []), snapshot, now, draining, unlisted)
     for tid, changes in p.task_updates.items():  # e.g. a waiting replica switched to the new template
         if "template_hash" in changes and tid in current:
             current[tid] = replace(current[tid], template_hash=changes["template_hash"])
     for t in p.new_tasks:
         current[t.id] = t
-    _place(p, current, owners, nodes, snapshot, now, store_id, mark_key, fencing)
+    _place(p, current, owners, nodes, statuses, snapshot, now, store_id, mark_key, fencing)
     return p
+
+
+def _set_aside_twins(snapshot: Snapshot, twin_of: dict[str, tuple[str, str]]) -> Snapshot:
+    """The snapshot as if each twin node (see ``workloads.twins``) did not answer: its containers
+    are the first node's, seen in that node's list; under the twin's name they would count twice."""
+    aside = {name: (first, daemon) for name, (first, daemon) in twin_of.items() if name in snapshot.nodes}
+    if not aside:
+        return snapshot
+    nodes = dict(snapshot.nodes)
+    for name, (first, daemon) in aside.items():
+        nodes[name] = replace(nodes[name], ready=False, containers=None, message=workloads.twin_message(first, daemon))
+    return replace(snapshot, nodes=nodes)
 
 
 def _set_aside_untrusted(snapshot: Snapshot, by_id: dict[str, TaskRecord], store_id: str,
@@ -107,6 +124,9 @@ def _report_untrusted(p: Plan, node: ResourceRecord, status: dict, seen: list[tu
 
 
 def _node_events(p: Plan, node: ResourceRecord, status: dict) -> None:
+    if status.get("twinOf") and status["twinOf"] != node.status.get("twinOf"):
+        p.events.append(Event("Node", node.name, "SameDaemon", f"node {node.name}: {status['message']}", "Warning"))
+        return
     old, new = node.status.get("condition"), status["condition"]
     if old == new or old is None:  # first sight of a node is not news
         return
@@ -174,7 +194,7 @@ def _observe_tasks(p: Plan, tasks: list[TaskRecord], by_id: dict[str, TaskRecord
                 p.events.append(Event(t.owner_kind.value, t.owner_name, "Fenced",
                                       f"{t.id}: stopping its container on {node}, which answers again", "Warning", t.id))
             p.removals.append(Remove(node, c.id, t.id, f"task {t.id} is {t.phase.value}",
-                                     grace=0 if c.finished or fence else STOP_GRACE_SECONDS))
+                                     grace=0 if c.finished or fence else _grace_left(t, owner, now)))
         elif t.phase is TaskPhase.RUNNING and node_obs is not None and node_obs.containers is not None:
             t = _set(p, t, phase=TaskPhase.LOST, reason="ContainerVanished", finished_at=now,
                      message=f"container {(t.container_id or '')[:12]} disappeared from node {t.node}")
@@ -188,19 +208,30 @@ def _observe_tasks(p: Plan, tasks: list[TaskRecord], by_id: dict[str, TaskRecord
     return current, fencing
 
 
+def _grace_left(t: TaskRecord, owner: ResourceRecord | None, now: float) -> float:
+    """What is left of the grace period of a stop that began when ``t`` was stopped (``finished_at``).
+
+    The stop may have been issued by an earlier pass or an earlier controller: the container then
+    gets SIGTERM again but is killed at the deadline of that first stop, not 10 s from now, and
+    not at once.
+    """
+    grace = owner.model.spec.terminationGracePeriodSeconds if owner is not None else STOP_GRACE_SECONDS
+    return max(0.0, (t.finished_at if t.finished_at is not None else now) + grace - now)
+
+
 def _set(p: Plan, t: TaskRecord, **changes) -> TaskRecord:
     p.update(t.id, **changes)
     return replace(t, **changes)
 
 
-def _place(p: Plan, current: dict[str, TaskRecord], owners: dict, nodes: dict, snapshot: Snapshot,
-           now: float, store_id: str, mark_key: str, fencing: set[str] = frozenset()) -> None:
+def _place(p: Plan, current: dict[str, TaskRecord], owners: dict, nodes: dict, statuses: dict[str, dict],
+           snapshot: Snapshot, now: float, store_id: str, mark_key: str, fencing: set[str] = frozenset()) -> None:
     specs = {key: res.model.spec for key, res in owners.items()}
     templates = {key: template_hash(spec) for key, spec in specs.items() if key[0] is Kind.SERVICE}
     views = []
     for node in sorted(nodes.values(), key=lambda n: n.name):
         obs = snapshot.nodes.get(node.name)
-        status = workloads.node_status(node, obs, now, snapshot.lost_after)
+        status = statuses[node.name]
         spec = node.model.spec
         schedulable = not spec.unschedulable and node.drain_deadline is None  # a drain lasts until uncordon
         views.append(NodeView(node.name, ready=bool(obs and obs.ready), schedulable=schedulable,

@@ -126,6 +126,7 @@ class NodeObs:
     cpus: int | None = None
     memory: int | None = None
     containers: tuple[ContainerObs, ...] | None = None  # None: the host could not be listed
+    daemon_id: str | None = None  # who the daemon is (``dockerhost.daemon_identity``): two Nodes may reach one
     failures: int = 0  # consecutive failed probes
     last_ok: float | None = None  # last successful probe
     failing_since: float | None = None  # first failed probe of the current streak

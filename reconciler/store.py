@@ -561,7 +561,11 @@ class Store:
     def mark_deleted(self, kind: Kind, name: str, now: float | None = None, force: bool = False) -> str:
         """Delete at once when nothing of it may still run; otherwise leave it to the controller.
 
-        Returns ``deleted`` or ``deleting`` (the controller stops its containers, then purges it).
+        Returns what happened, for ``brokerctl delete`` to print after the resource's ref:
+        ``deleted``; ``deleting`` (the controller stops its containers, then purges it); for a
+        resource already being deleted, that it is still stopping (never purged here: its
+        containers may be in their grace period). ``force`` purges at once whatever may run; the
+        containers are then no longer tracked (a running controller removes them as orphans).
         A Node with active tasks is refused unless ``force``: the controller could no longer
         reach its containers to stop them.
         """
@@ -570,14 +574,10 @@ class Store:
             return self._delete(db, kind, name, now, force)
 
     def _delete(self, db, kind: Kind, name: str, now: float, force: bool = False) -> str:
-        row = db.execute("SELECT deleted_at FROM resources WHERE kind=? AND name=?", [kind.value, name]).fetchone()
+        row = db.execute("SELECT deleted_at, spec, status FROM resources WHERE kind=? AND name=?",
+                         [kind.value, name]).fetchone()
         if row is None:
             raise NotFound(f"{kind.value} '{name}' not found; `brokerctl get {kind.value.lower()}s` lists them")
-        live = db.execute(
-            "SELECT count(*) FROM tasks WHERE owner_kind=? AND owner_name=? AND "
-            "(phase IN ('Pending', 'Running') OR (container_id IS NOT NULL AND finished_at IS NULL))",
-            [kind.value, name],
-        ).fetchone()[0]
         if kind is Kind.NODE:
             on_node = db.execute("SELECT count(*) FROM tasks WHERE node=? AND phase IN ('Pending', 'Running')",
                                  [name]).fetchone()[0]
@@ -587,14 +587,34 @@ class Store:
                     "or pass --force (the tasks are replaced elsewhere and their containers are "
                     "left running on that host, untracked)"
                 )
-        if kind is Kind.NODE or not live:
             self.purge_rows(db, kind, name)
             return "deleted"
-        if row[0] is None:
-            db.execute(
-                "UPDATE resources SET deleted_at=?, updated_at=? WHERE kind=? AND name=?",
-                [now, now, kind.value, name],
-            )
+        grace = json.loads(row[1]).get("terminationGracePeriodSeconds", 10)
+        # Tasks whose container may still run: active ones, and those stopped less than a grace
+        # period ago whose container was not collected (no exit code).
+        active, placed = db.execute(
+            "SELECT count(*), count(node) FROM tasks WHERE owner_kind=? AND owner_name=? AND "
+            "(phase IN ('Pending', 'Running') OR (container_id IS NOT NULL AND finished_at IS NULL) "
+            " OR (container_id IS NOT NULL AND exit_code IS NULL AND finished_at > ?))",
+            [kind.value, name, now - grace],
+        ).fetchone()
+        if force:
+            self.purge_rows(db, kind, name)
+            if not placed:
+                return "deleted"
+            return (f"deleted (--force); {_containers(placed)} may still run, no longer tracked: a running "
+                    f"controller removes them as orphans (SIGTERM, kill after 10s), without their grace period")
+        if row[0] is not None:  # already being deleted: the controller purges it once its containers are gone
+            seen = json.loads(row[2]).get("stoppingContainers", placed)
+            if not seen:
+                return ("still being deleted; the controller removes it at its next pass "
+                        "(`brokerctl status` shows whether one is running)")
+            return f"still stopping ({_containers(seen)}); pass --force to abandon them"
+        if not active:
+            self.purge_rows(db, kind, name)
+            return "deleted"
+        db.execute("UPDATE resources SET deleted_at=?, updated_at=? WHERE kind=? AND name=?",
+                   [now, now, kind.value, name])
         return "deleting"
 
     def retry_job(self, name: str, now: float | None = None) -> None:
@@ -720,9 +740,23 @@ class Store:
                          [now, json.dumps(stats or {}), holder])
         return cur.rowcount == 1
 
-    def release_lease(self, holder: str) -> None:
-        with self.transaction() as db:
-            db.execute("DELETE FROM lease WHERE id = 1 AND holder = ?", [holder])
+    def release_lease(self, holder: str, wait: float | None = None) -> bool:
+        """Give up the lease. With ``wait``, give up (False) rather than wait longer than that for
+        this connection's lock or another process's write: a controller shutting down must not hang."""
+        if not self._lock.acquire(timeout=-1 if wait is None else wait):
+            return False
+        try:
+            if wait is not None:
+                self.db.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+            with self.transaction() as db:
+                db.execute("DELETE FROM lease WHERE id = 1 AND holder = ?", [holder])
+            return True
+        except sqlite3.OperationalError:  # "database is locked": another writer kept it
+            return False
+        finally:
+            if wait is not None:
+                self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._lock.release()
 
     def lease(self) -> dict | None:
         rows = self._rows("SELECT * FROM lease WHERE id = 1")
@@ -810,6 +844,10 @@ def _maybe_alive(pid: int, hostname: str, this_host: str) -> bool:
 
 class _Rollback(Exception):
     """Raised inside a transaction to undo it (dry runs, refused syncs)."""
+
+
+def _containers(n: int) -> str:
+    return f"{n} container" + ("" if n == 1 else "s")
 
 
 def _spec_hash(spec: dict) -> str:

@@ -9,26 +9,35 @@ purged. Results go into the ``Plan`` (new tasks, task updates, statuses, removal
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import replace
-from itertools import count
+from itertools import count, islice
 
 from .actions import STOP_GRACE_SECONDS, Event, Plan, Remove
 from .models import Backoff, Kind, TaskPhase, template_hash
 from .records import NodeObs, ResourceRecord, Snapshot, TaskRecord
 
 HEALTHY_RUN_SECONDS = 60.0  # a replica that ran this long resets its restart backoff
+# At most this many tasks of one Job or Service wait for a node at once; more are created as these
+# are placed (as Kubernetes creates a controller's pods in batches). A pass so costs what is active
+# and what changed, never the declared `completions`, `parallelism` or `replicas`.
+MAX_UNPLACED = 100
 
 
-def node_status(node: ResourceRecord, obs: NodeObs | None, now: float, lost_after: float = 3.0) -> dict:
+def node_status(node: ResourceRecord, obs: NodeObs | None, now: float, lost_after: float = 3.0,
+                twin_of: tuple[str, str] | None = None) -> dict:
     """The status a Node should have given what the probes and the last list saw.
 
     ``Ready`` while probes succeed; ``NotReady`` while they fail; ``Lost`` once at least two
     probes failed and none succeeded for ``lostAfterSeconds`` (the Node's, else ``lost_after``).
+    ``twin_of`` (node, daemon id): an older Node reaches the same daemon (see ``twins``); this
+    one is NotReady with no slots, so the daemon's capacity is counted once.
     Stable while nothing changes, so an unchanged node is not rewritten every pass.
     """
     prev = node.status
     spec = node.model.spec
     cpus = (obs.cpus if obs else None) or prev.get("cpus")
+    message = obs.message if obs else ""
     if obs is None:
         condition = "Unknown"
     elif obs.ready:
@@ -39,15 +48,50 @@ def node_status(node: ResourceRecord, obs: NodeObs | None, now: float, lost_afte
         lost = obs.failures >= 2 and silent_since is not None and now - silent_since >= limit
         condition = "Lost" if lost else "NotReady"
     slots = dict(spec.slots) if spec.slots is not None else ({"default": cpus} if cpus else {})
-    return {
+    if twin_of is not None and condition != "Lost":
+        condition, slots = "NotReady", {}
+        message = twin_message(*twin_of)
+    status = {
         "condition": condition,
         "since": prev.get("since", now) if prev.get("condition") == condition else now,
-        "message": obs.message if obs else "",
+        "message": message,
         "dockerVersion": (obs.docker_version if obs else None) or prev.get("dockerVersion"),
+        "daemonId": (obs.daemon_id if obs else None) or prev.get("daemonId"),
         "cpus": cpus,
         "memory": (obs.memory if obs else None) or prev.get("memory"),
         "slots": slots,
     }
+    if twin_of is not None:
+        status["twinOf"] = twin_of[0]
+    return status
+
+
+def twins(nodes: list[ResourceRecord], snapshot: Snapshot) -> dict[str, tuple[str, str]]:
+    """Nodes whose daemon an older Node already uses: name -> (that node, daemon id).
+
+    Two Nodes can name one daemon (a tcp and a unix address, or the same address twice). Only
+    the Node applied first (older ``created_at``, then name) uses it; the others are NotReady,
+    not listed and get no work, or the daemon's slots, containers and events would count twice.
+    A daemon's ID comes from this pass's observation, else from the Node's last status.
+    """
+    first: dict[str, str] = {}
+    out: dict[str, tuple[str, str]] = {}
+    for node in sorted(nodes, key=lambda n: (n.created_at, n.name)):
+        obs = snapshot.nodes.get(node.name)
+        daemon = (obs.daemon_id if obs else None) or node.status.get("daemonId")
+        if daemon is None:
+            continue
+        if daemon in first:
+            out[node.name] = (first[daemon], daemon)
+        else:
+            first[daemon] = node.name
+    return out
+
+
+def twin_message(first: str, daemon_id: str) -> str:
+    docker_id = daemon_id.split(" ", 1)[0]
+    short = docker_id if len(docker_id) <= 12 else docker_id[:12] + "…"
+    return f"same Docker daemon as node {first} (ID {short}); remove one of them"
 
 
 def lost_at(node: ResourceRecord, obs: NodeObs | None, lost_after: float) -> float | None:
@@ -59,11 +103,12 @@ def lost_at(node: ResourceRecord, obs: NodeObs | None, lost_after: float) -> flo
 
 
 def reconcile(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, now: float,
-              draining: dict[str, float] | None = None) -> None:
-    """``draining``: node -> drain deadline, for nodes whose tasks must move off."""
+              draining: dict[str, float] | None = None, unlisted: frozenset[str] = frozenset()) -> None:
+    """``draining``: node -> drain deadline, for nodes whose tasks must move off; ``unlisted``:
+    nodes whose containers this pass could not see (not answering, not yet Lost)."""
     draining = draining or {}
     if res.deleted_at is not None:
-        _delete(p, res, tasks, snapshot, now)
+        _delete(p, res, tasks, snapshot, now, unlisted)
     elif res.kind is Kind.JOB:
         _job(p, res, _drain_jobs(p, res, tasks, snapshot, now, draining), snapshot, now)
     elif res.kind is Kind.SERVICE:
@@ -87,15 +132,31 @@ def _drain_jobs(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot:
     return out
 
 
-def _delete(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, now: float) -> None:
+def _delete(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, now: float,
+            unlisted: frozenset[str] = frozenset()) -> None:
+    """Stop a deleted resource's tasks; purge it only once none of its containers is seen.
+
+    A container in its grace period stays tracked (and its stop goes on) however long the grace.
+    A node that could not be listed may still hold one stopped less than a grace period ago:
+    the purge waits for that node's next list, or for that grace period to pass.
+    The count of containers still seen is kept in the status (``stoppingContainers``) for
+    ``brokerctl delete`` to report.
+    """
     live = [t for t in tasks if t.active]
     grace = getattr(res.model.spec, "terminationGracePeriodSeconds", STOP_GRACE_SECONDS)
     for t in live:
         stop_task(p, t, snapshot, now, "Deleted", f"{res.ref} was deleted", grace)
     seen = snapshot.by_task
-    if not live and not any(t.id in seen for t in tasks):
+    stopping = sum(t.id in seen for t in tasks)
+    hidden = [t for t in tasks if t.node in unlisted and t.container_id and t.exit_code is None
+              and (t.active or (t.finished_at or now) + grace > now)]
+    if not live and not stopping and not hidden:
         p.purges.append((res.kind, res.name))
         p.events.append(_event(res, "Deleted", f"{res.ref} deleted; its containers are gone"))
+        return
+    for t in hidden:
+        p.wake_at((t.finished_at or now) + grace)
+    _set_status(p, res, {**res.status, "stoppingContainers": stopping + len(hidden)}, now)
 
 
 def stop_task(p: Plan, t: TaskRecord, snapshot: Snapshot, now: float, reason: str, message: str,
@@ -155,10 +216,13 @@ def _job(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapsh
             stop_task(p, t, snapshot, now, "Superseded", f"index {t.index} already succeeded", grace)
             active.remove(t)
         active = _time_out(p, res, active, snapshot, now, grace)
-        busy = {t.index for t in active}
-        todo = [i for i in range(spec.completions) if i not in succeeded and i not in busy]
-        for index in todo[: max(0, spec.parallelism - len(active))]:
-            new = _new_task(res, index, tasks, now, spec.backoff,
+        taken = succeeded | {t.index for t in active}
+        room = min(spec.parallelism - len(active), MAX_UNPLACED - _unplaced(active))
+        attempts = _Attempts(tasks)
+        # range() is lazy: this looks at most at len(taken) + room indexes, whatever `completions` says.
+        todo = (i for i in range(spec.completions) if i not in taken)
+        for index in islice(todo, max(0, room)):
+            new = _new_task(res, index, attempts.of(index), now, spec.backoff,
                             lambda t: t.phase is TaskPhase.FAILED and t.created_at >= epoch)
             p.new_tasks.append(new)
             active.append(new)
@@ -234,10 +298,10 @@ def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Sn
         return t.template_hash == want and t.node not in draining
 
     grace = spec.terminationGracePeriodSeconds
-    history = {t.id: t for t in tasks}
+    history = _Attempts(tasks)
 
     def stop(t: TaskRecord, reason: str, message: str, phase: TaskPhase = TaskPhase.STOPPED, wait: float = grace):
-        history[t.id] = stop_task(p, t, snapshot, now, reason, message, wait, phase)
+        history.put(stop_task(p, t, snapshot, now, reason, message, wait, phase))
 
     by_index: dict[int, list[TaskRecord]] = {}
     for t in tasks:
@@ -249,7 +313,8 @@ def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Sn
             p.events.append(_event(res, "Unhealthy", f"{t.id} on {t.node} is unhealthy; replacing it", "Warning", t.id))
             continue
         if t.phase is TaskPhase.PENDING and t.node is None and t.template_hash != want:
-            t = history[t.id] = replace(t, template_hash=want)  # not placed yet: it can take the new template
+            t = replace(t, template_hash=want)  # not placed yet: it can take the new template
+            history.put(t)
             p.update(t.id, template_hash=want)
         by_index.setdefault(t.index, []).append(t)
     for i, ts in by_index.items():
@@ -272,16 +337,20 @@ def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Sn
         for t in by_index.pop(i):
             stop(t, "ScaledDown", f"{res.ref} scaled to {spec.replicas}")
 
+    unplaced = _unplaced(t for ts in by_index.values() for t in ts)
+
     def add(index: int) -> TaskRecord:
-        new = _new_task(res, index, list(history.values()), now, spec.restart, _crashed, want)
-        history[new.id] = new
+        nonlocal unplaced
+        new = _new_task(res, index, history.of(index), now, spec.restart, _crashed, want)
+        history.put(new)
         p.new_tasks.append(new)
         by_index.setdefault(index, []).append(new)
+        unplaced += 1
         return new
 
     free = (i for i in count() if i not in by_index)
-    for _ in range(spec.replicas - len(by_index)):
-        add(next(free))
+    for index in islice(free, max(0, min(spec.replicas - len(by_index), MAX_UNPLACED - unplaced))):
+        add(index)
 
     upd = spec.update
     rollout = dict(res.status.get("rollout") or {})
@@ -304,6 +373,8 @@ def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Sn
         old = [t for t in by_index[i] if not current(t)]
         if not old:
             continue
+        if unplaced >= MAX_UNPLACED and not any(current(t) for t in by_index[i]):
+            continue  # its replacement would wait for a node too: a later pass goes on with it
         new = [t for t in by_index[i] if current(t)]
         if new:
             if any(available(t) for t in new):
@@ -356,9 +427,8 @@ def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Sn
                 p.wake_at(rollout["progressAt"] + upd.progressDeadlineSeconds)
     rollout["updated"] = updated
 
-    history_list = list(history.values())
     waiting = [t for t in active if t.phase is TaskPhase.PENDING and t.not_before > now]
-    backoff = max((spec.restart.delay(_failures([h for h in history_list if h.attempt < t.attempt], t.index, _crashed))
+    backoff = max((spec.restart.delay(_failures([h for h in history.of(t.index) if h.attempt < t.attempt], _crashed))
                    for t in waiting), default=0)
     _set_status(p, res, {
         "replicas": spec.replicas,
@@ -367,7 +437,7 @@ def _service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Sn
         "updated": updated,
         "revision": want,
         "stableRevision": stable,
-        "restarts": sum(_crashed(t) or t.reason == "Unhealthy" for t in history_list),
+        "restarts": sum(_crashed(t) or t.reason == "Unhealthy" for t in history.all()),
         "restartBackoffSeconds": backoff,
         "rollout": rollout,
     }, now)
@@ -394,21 +464,48 @@ def _crashed(t: TaskRecord) -> bool:
     return (t.finished_at or 0) - (t.started_at or t.finished_at or 0) < HEALTHY_RUN_SECONDS
 
 
-def _failures(tasks: list[TaskRecord], index: int, counts_as_failure) -> int:
-    """Consecutive recent failures of ``index`` (a live attempt, a success or a healthy run ends the streak)."""
+def _unplaced(tasks) -> int:
+    """Tasks waiting for a node (in a backoff or not): bounded by ``MAX_UNPLACED`` per resource."""
+    return sum(1 for t in tasks if t.phase is TaskPhase.PENDING and t.node is None)
+
+
+class _Attempts:
+    """One resource's attempts by index, built once per pass, so the next attempt of an index
+    looks only at that index's history (not at every task of the resource)."""
+
+    def __init__(self, tasks: list[TaskRecord]):
+        self._by_index: dict[int, dict[str, TaskRecord]] = defaultdict(dict)
+        for t in tasks:
+            self._by_index[t.index][t.id] = t
+
+    def put(self, t: TaskRecord) -> None:
+        """Add a new attempt, or replace one this pass changed (stopped, re-templated)."""
+        self._by_index[t.index][t.id] = t
+
+    def of(self, index: int) -> list[TaskRecord]:
+        return list(self._by_index[index].values()) if index in self._by_index else []
+
+    def all(self):
+        return (t for ts in self._by_index.values() for t in ts.values())
+
+
+def _failures(attempts: list[TaskRecord], counts_as_failure) -> int:
+    """Consecutive recent failures among one index's ``attempts`` (a live attempt, a success or a
+    healthy run ends the streak)."""
     failures = 0
-    for t in sorted((t for t in tasks if t.index == index), key=lambda t: t.attempt, reverse=True):
+    for t in sorted(attempts, key=lambda t: t.attempt, reverse=True):
         if t.active or not counts_as_failure(t):
             break
         failures += 1
     return failures
 
 
-def _new_task(res: ResourceRecord, index: int, tasks: list[TaskRecord], now: float,
+def _new_task(res: ResourceRecord, index: int, attempts: list[TaskRecord], now: float,
               backoff: Backoff, counts_as_failure, template: str = "") -> TaskRecord:
-    """The next attempt for ``index``, delayed by the backoff its recent failures earned."""
-    history = sorted((t for t in tasks if t.index == index), key=lambda t: t.attempt)
-    failures = _failures(history, index, counts_as_failure)
+    """The next attempt for ``index`` (``attempts``: that index's earlier ones), delayed by the
+    backoff its recent failures earned."""
+    history = sorted(attempts, key=lambda t: t.attempt)
+    failures = _failures(history, counts_as_failure)
     attempt = history[-1].attempt + 1 if history else 1
     not_before, reason, message = now, "", ""
     if failures:
@@ -430,7 +527,7 @@ def _set_status(p: Plan, res: ResourceRecord, status: dict, now: float) -> None:
         return
     p.statuses.append((res.kind, res.name, status))
     old = res.status.get("phase")
-    if res.kind is Kind.JOB and status["phase"] != old and status["phase"] in ("Complete", "Failed"):
+    if res.kind is Kind.JOB and status.get("phase") != old and status.get("phase") in ("Complete", "Failed"):
         kind = "Normal" if status["phase"] == "Complete" else "Warning"
         text = status["message"] or f"{status['succeeded']} completion(s) succeeded"
         p.events.append(_event(res, status["reason"] or status["phase"], text, type=kind))

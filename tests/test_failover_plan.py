@@ -784,7 +784,7 @@ def test_drained_job_container_still_stopping_is_not_fenced():
     p = run([ready, job], [t], snapshot(up("a", container(t))))
 
     assert not events(p, "Fenced")
-    assert [r.grace for r in p.removals] == [10.0]  # a plain stop of a terminal task's container
+    assert [r.grace for r in p.removals] == [29.0]  # the rest of the 30 s grace that began at its stop
 
 
 def test_drained_job_container_that_exits_zero_stays_lost():

@@ -375,11 +375,17 @@ def test_container_whose_task_is_not_in_the_store_is_removed():
 
 
 @pytest.mark.parametrize("phase", [S, F, X])
-@pytest.mark.parametrize("state, grace", [("running", STOP_GRACE_SECONDS), ("exited", 0)])
-def test_container_of_a_terminal_task_is_removed(phase, state, grace):
-    """A container still present for a task that is over is stopped and removed, never collected."""
+@pytest.mark.parametrize("state, finished, grace", [
+    ("running", NOW - 100, 0),  # its grace period ended long ago: killed
+    ("running", NOW - 4, STOP_GRACE_SECONDS - 4),  # the rest of the grace period of the stop that began then
+    ("running", None, STOP_GRACE_SECONDS),
+    ("exited", NOW - 4, 0),
+])
+def test_container_of_a_terminal_task_is_removed(phase, state, finished, grace):
+    """A container still present for a task that is over is stopped and removed, never collected;
+    the stop keeps the deadline of the grace period that began when the task ended."""
     job = job_res(backoffLimit=10)
-    t = task(job, 0, 1, phase, node="a", container_id="old", finished_at=NOW - 100)
+    t = task(job, 0, 1, phase, node="a", container_id="old", finished_at=finished)
 
     p = run([node_res("a"), job], [t], snapshot(obs("a", container(t, state))))
 
@@ -457,6 +463,38 @@ def test_deleted_job_stops_its_tasks_then_is_purged():
     assert gone.purges == [(Kind.JOB, "job")]
     assert [e.reason for e in gone.events] == ["Deleted"]
     assert not gone.task_updates and not gone.starts
+
+
+def test_a_deleted_jobs_container_in_a_long_grace_period_stays_tracked():
+    """Stopped 100 s ago with a 3600 s grace, its container still runs: not purged, the stop goes on
+    with the 3500 s left (after a controller restart too), and the status counts it."""
+    job = job_res(terminationGracePeriodSeconds=3600, deleted_at=NOW - 101)
+    t = task(job, 0, phase=X, node="a", container_id="c0", started_at=1.0, finished_at=NOW - 100)
+
+    p = run([node_res("a"), job], [t], snapshot(obs("a", container(t))))
+
+    assert not p.purges
+    assert [(r.container_id, r.grace) for r in p.removals] == [("c0", 3500.0)]
+    assert status_of(p, Kind.JOB, "job")["stoppingContainers"] == 1
+
+
+@pytest.mark.parametrize("grace, condition, purged", [
+    (60, "listed", True),  # nothing seen where it ran
+    (60, "unlisted", False),  # it may still run there: wait for the node's next list
+    (5, "unlisted", True),  # its grace period is over: the daemon killed it
+    (60, "lost", True),  # a Lost node's containers are fenced when it returns
+])
+def test_a_deleted_job_waits_for_the_node_of_a_recent_stop_to_be_listed(grace, condition, purged):
+    job = job_res(terminationGracePeriodSeconds=grace, deleted_at=NOW - 11)
+    t = task(job, 0, phase=X, node="a", container_id="c0", started_at=1.0, finished_at=NOW - 10)
+    node_obs = {"listed": obs("a"), "unlisted": obs("a", listed=False),
+                "lost": replace(obs("a", ready=False, listed=False), failures=5, last_ok=NOW - 60)}[condition]
+
+    p = run([node_res("a"), job], [t], snapshot(node_obs))
+
+    assert p.purges == ([(Kind.JOB, "job")] if purged else [])
+    if not purged:
+        assert status_of(p, Kind.JOB, "job")["stoppingContainers"] == 1 and p.next_wake == NOW - 10 + grace
 
 
 def test_deleted_service_with_nothing_left_is_purged_at_once():

@@ -189,9 +189,62 @@ def test_mark_deleted_deletes_at_once_only_when_nothing_may_run(store, tasks, ou
     else:
         r = store.resource(Kind.JOB, "job")
         assert (r.deleted_at, r.updated_at) == (50.0, 50.0)
-        assert store.mark_deleted(Kind.JOB, "job", now=60.0) == "deleting"
+        assert store.mark_deleted(Kind.JOB, "job", now=60.0).startswith("still ")  # never purged by a second delete
         assert store.resource(Kind.JOB, "job").deleted_at == 50.0, "a second delete keeps the first time"
     assert len(store.tasks((Kind.JOB, "other"))) == 1, "another Job's tasks are untouched"
+
+
+def test_a_job_stopped_within_its_grace_period_is_not_deleted_at_once(store):
+    """A task stopped 5 s ago with a 30 s grace may still have a running container: the first delete
+    leaves the Job to the controller; once the grace period has passed it is deleted at once."""
+    store.apply([job(terminationGracePeriodSeconds=30)])
+    insert(store, task(phase=TaskPhase.STOPPED, node="a", container_id="c", finished_at=45.0))
+
+    assert store.mark_deleted(Kind.JOB, "job", now=50.0) == "deleting"
+
+    store.apply([job("later", terminationGracePeriodSeconds=30)])
+    insert(store, task("later", phase=TaskPhase.STOPPED, node="a", container_id="c", finished_at=10.0))
+    assert store.mark_deleted(Kind.JOB, "later", now=50.0) == "deleted"
+
+
+def test_a_second_delete_reports_what_is_still_stopping_and_never_purges(store):
+    """Deleting a Job that is already being deleted says how many containers are still stopping
+    (the controller's count once it has one, the store's guess before) and keeps the record."""
+    store.apply([job(terminationGracePeriodSeconds=3600)])
+    insert(store, task(phase=TaskPhase.RUNNING, node="a", container_id="c0"),
+           task(index=1, phase=TaskPhase.RUNNING, node="a", container_id="c1"))
+    assert store.mark_deleted(Kind.JOB, "job", now=50.0) == "deleting"
+    with store.transaction() as db:  # the controller stopped both (a 3600 s grace period begins)
+        for i in (0, 1):
+            store.update_task(db, f"job-abcde-{i}-1", phase=TaskPhase.STOPPED, finished_at=51.0)
+
+    assert store.mark_deleted(Kind.JOB, "job", now=60.0) == \
+        "still stopping (2 containers); pass --force to abandon them"
+    with store.transaction() as db:  # what the controller saw in its last pass
+        store.set_status(db, Kind.JOB, "job", {"phase": "Running", "stoppingContainers": 1})
+    assert store.mark_deleted(Kind.JOB, "job", now=5000.0) == \
+        "still stopping (1 container); pass --force to abandon them"
+    r = store.resource(Kind.JOB, "job")
+    assert r.deleted_at == 50.0 and len(store.tasks((Kind.JOB, "job"))) == 2
+
+
+def test_force_purges_a_deleting_job_and_says_its_containers_are_no_longer_tracked(store):
+    store.apply([job(terminationGracePeriodSeconds=3600), job("fresh")])
+    insert(store, task(phase=TaskPhase.STOPPED, node="a", container_id="c0", finished_at=51.0),
+           task("fresh", phase=TaskPhase.RUNNING, node="a", container_id="c1"))
+    assert store.mark_deleted(Kind.JOB, "job", now=50.0) == "deleting"
+    with store.transaction() as db:
+        store.save_output(db, "job-abcde-0-1", b"out", False)
+
+    outcome = store.mark_deleted(Kind.JOB, "job", now=60.0, force=True)
+
+    assert outcome == ("deleted (--force); 1 container may still run, no longer tracked: a running controller "
+                       "removes them as orphans (SIGTERM, kill after 10s), without their grace period")
+    with pytest.raises(NotFound):
+        store.resource(Kind.JOB, "job")
+    assert store.tasks((Kind.JOB, "job")) == [] and store.output("job-abcde-0-1") is None
+    assert store.mark_deleted(Kind.JOB, "fresh", force=True).startswith("deleted (--force); 1 container ")
+    assert store.resources(Kind.JOB) == []
 
 
 def test_mark_deleted_node_and_unknown(store):

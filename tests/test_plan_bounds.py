@@ -1,0 +1,147 @@
+"""A pass costs what is active and what changed, never the declared size: the pure planner with
+Jobs and Services that declare 10^9 completions, parallelism or replicas.
+
+The counts asserted here (tasks created per pass, tasks waiting for a node) are what keeps a pass
+cheap; no test times anything. The records are built past the limits ``apply`` enforces, through
+``declared``, because the planner must hold for any size it is handed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import replace
+
+from reconciler.models import Kind
+from reconciler.records import ResourceRecord, TaskRecord
+from reconciler.workloads import MAX_UNPLACED
+from test_plan import NOW, F, P, R, S, applied, container, job_res, node_res, obs, run, service_res, snapshot, task
+
+HUGE = 10**9
+
+
+def declared(record: ResourceRecord, **spec) -> ResourceRecord:
+    """``record`` with these spec fields, its model copied without validation (so past apply's limits)."""
+    model = record.model
+    out = replace(record, spec={**record.spec, **spec})
+    out.__dict__["model"] = model.model_copy(update={"spec": model.spec.model_copy(update=spec)})
+    return out
+
+
+def unplaced(tasks) -> list[TaskRecord]:
+    return [t for t in tasks if t.phase is P and t.node is None]
+
+
+def test_declared_builds_a_record_past_the_apply_limits():
+    job = declared(job_res(), completions=HUGE, parallelism=HUGE)
+    assert (job.model.spec.completions, job.model.spec.parallelism, job.spec["completions"]) == (HUGE, HUGE, HUGE)
+
+
+def test_huge_job_creates_at_most_the_unplaced_bound_per_pass():
+    """10^9 completions at parallelism 10^9: the first pass creates MAX_UNPLACED tasks (indexes 0..99),
+    places what fits, and the next pass creates only as many as were placed."""
+    job = declared(job_res(), completions=HUGE, parallelism=HUGE)
+    node = node_res("a", {"default": 7})
+
+    first = run([node, job], [])
+
+    assert [t.index for t in first.new_tasks] == list(range(MAX_UNPLACED))
+    assert len(first.starts) == 7
+    tasks = applied(first, [])
+    assert len(unplaced(tasks.values())) == MAX_UNPLACED - 7
+    status = [s for k, n, s in first.statuses if k is Kind.JOB][0]
+    assert status["active"] == MAX_UNPLACED
+
+    running = [replace(t, phase=R, container_id=f"c-{t.id}", started_at=NOW) for t in tasks.values() if t.node]
+    waiting = [t for t in tasks.values() if not t.node]
+    snap = snapshot(obs("a", *(container(t) for t in running)))
+    second = run([node, job], [*running, *waiting], snap, now=NOW + 1)
+
+    assert [t.index for t in second.new_tasks] == list(range(MAX_UNPLACED, MAX_UNPLACED + 7))
+    assert not second.starts  # the node is full: they wait, and nothing more is created
+    third = run([node, job], list(applied(second, [*running, *waiting]).values()), snap, now=NOW + 2)
+    assert not third.new_tasks
+
+
+def test_huge_job_with_small_parallelism_creates_parallelism_tasks():
+    job = declared(job_res(), completions=HUGE, parallelism=4)
+
+    p = run([node_res("a", {"default": 2}), job], [])
+
+    assert [t.index for t in p.new_tasks] == [0, 1, 2, 3]
+
+
+def test_huge_job_fills_indexes_in_order_across_passes_without_skips_or_duplicates():
+    """Over many passes, with every third index failing its first attempt: first attempts take the
+    indexes in order, every failed index is retried (before new indexes), no index has two active
+    attempts or two successes, and never more than MAX_UNPLACED tasks wait for a node."""
+    job = declared(job_res(backoffLimit=HUGE, backoff={"initialSeconds": 0, "maxSeconds": 0}),
+                   completions=HUGE, parallelism=HUGE)
+    node = node_res("a", {"default": 9})
+    tasks: dict[str, TaskRecord] = {}
+    firsts: list[int] = []
+    now = NOW
+    for _ in range(40):
+        p = run([node, job], list(tasks.values()), now=now)
+        assert len(p.new_tasks) <= MAX_UNPLACED
+        firsts += [t.index for t in p.new_tasks if t.attempt == 1]
+        tasks = applied(p, list(tasks.values()))
+        assert len(unplaced(tasks.values())) <= MAX_UNPLACED
+        active = Counter(t.index for t in tasks.values() if t.active)
+        assert max(active.values(), default=0) <= 1
+        for s in p.starts:  # what the host does: each started task ends before the next pass
+            t = tasks[s.task_id]
+            ok = t.index % 3 or t.attempt > 1
+            tasks[t.id] = replace(t, phase=S if ok else F, exit_code=0 if ok else 1, started_at=now, finished_at=now)
+        now += 1
+
+    assert firsts == list(range(len(firsts))) and len(firsts) > MAX_UNPLACED
+    by_index: dict[int, list[TaskRecord]] = defaultdict(list)
+    for t in tasks.values():
+        by_index[t.index].append(t)
+    assert sorted(by_index) == list(range(len(by_index)))
+    succeeded = [t.index for t in tasks.values() if t.phase is S]
+    assert len(succeeded) == len(set(succeeded)) > 200
+    last_pass = now - 1
+    for index, attempts in by_index.items():
+        assert sorted(t.attempt for t in attempts) == list(range(1, len(attempts) + 1))
+        if all(t.phase is F for t in attempts):  # a failure gets its retry in the very next pass
+            assert [t.finished_at for t in attempts] == [last_pass]
+        else:
+            assert len(attempts) == (2 if index % 3 == 0 and attempts[0].phase is F else 1)
+
+
+def test_huge_service_creates_at_most_the_unplaced_bound_per_pass():
+    """10^9 replicas: MAX_UNPLACED new replicas (indexes 0..99), then only as many as were placed."""
+    web = declared(service_res(), replicas=HUGE)
+    node = node_res("a", {"default": 5})
+
+    first = run([node, web], [])
+
+    assert sorted(t.index for t in first.new_tasks) == list(range(MAX_UNPLACED))
+    assert len(first.starts) == 5
+    tasks = applied(first, [])
+    running = [replace(t, phase=R, container_id=f"c-{t.id}", started_at=NOW) for t in tasks.values() if t.node]
+    waiting = [t for t in tasks.values() if not t.node]
+    snap = snapshot(obs("a", *(container(t) for t in running)))
+
+    second = run([node, web], [*running, *waiting], snap, now=NOW + 1)
+
+    assert sorted(t.index for t in second.new_tasks) == list(range(MAX_UNPLACED, MAX_UNPLACED + 5))
+    assert len(unplaced(applied(second, [*running, *waiting]).values())) == MAX_UNPLACED
+
+
+def test_rolling_update_replaces_at_most_the_unplaced_bound_per_pass():
+    """150 replicas of an old template with nothing available to protect are replaced at once, but
+    only MAX_UNPLACED at a time; the rest keep their old task until a later pass."""
+    old = service_res(replicas=150, template={"image": "nginx:1"})
+    web = service_res(replicas=150, template={"image": "nginx:2"}, update={"minReadySeconds": 1000})
+    tasks = [task(old, i, 1, R, node="a", container_id=f"c{i}", started_at=NOW - 1, created_at=NOW - 2)
+             for i in range(150)]
+    snap = snapshot(obs("a", *(container(t) for t in tasks)))
+
+    p = run([node_res("a", {"default": 1000}), web], tasks, snap)
+
+    assert len(p.new_tasks) == MAX_UNPLACED
+    stopped = {tid for tid, ch in p.task_updates.items() if ch.get("reason") == "Replaced"}
+    assert len(stopped) == MAX_UNPLACED
+    assert {t.index for t in p.new_tasks} == {t.index for t in tasks if t.id in stopped}
