@@ -25,7 +25,7 @@ from pathlib import Path
 import common  # noqa: E402  (puts the repository on sys.path)
 import docker  # noqa: E402
 
-from reconciler.models import Job, Kind  # noqa: E402
+from reconciler.spec.models import Job, Kind  # noqa: E402
 
 TARGET_RATIO = 1.15
 COMMAND = ["sleep", "1"]

@@ -27,7 +27,7 @@ from pathlib import Path
 import common  # noqa: E402  (puts the repository on sys.path)
 import docker  # noqa: E402
 
-from reconciler.models import Service  # noqa: E402
+from reconciler.spec.models import Service  # noqa: E402
 
 COMMAND = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
 

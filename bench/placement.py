@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reconciler.scheduler import NodeView, Request, default_pipeline  # noqa: E402
+from reconciler.engine.scheduler import NodeView, Request, default_pipeline  # noqa: E402
 
 TARGET_PER_SECOND = 20_000
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import common  # noqa: E402  (puts the repository on sys.path)
 
-from reconciler.models import Job, Kind, TaskPhase  # noqa: E402
+from reconciler.spec.models import Job, Kind, TaskPhase  # noqa: E402
 from reconciler.records import TaskRecord  # noqa: E402
-from reconciler.store import Store  # noqa: E402
+from reconciler.store.db import Store  # noqa: E402
 
 
 def job(i: int) -> dict:
@@ -106,7 +106,7 @@ def main() -> int:
             conn.execute("SELECT * FROM tasks").fetchall()
             conn.close()
             raw_scans.append(time.perf_counter() - start)
-            base = subprocess.Popen([sys.executable, "-c", "import reconciler.controller, time; time.sleep(3)"],
+            base = subprocess.Popen([sys.executable, "-c", "import reconciler.runtime.controller, time; time.sleep(3)"],
                                     env=env)
             time.sleep(2)
             idle.append(rss_mb(base.pid))

@@ -51,7 +51,7 @@ class ResourceRecord:
         """The validated pydantic model (Node, Job or Service) of this row.
 
         Validated as stored (``models.STORED``): the checks made at apply are not repeated."""
-        from .models import MODELS, STORED  # imported on use: read-only commands never load pydantic
+        from .spec.models import MODELS, STORED  # imported on use: read-only commands never load pydantic
 
         return MODELS[self.kind].model_validate(
             {
@@ -183,3 +183,23 @@ def distrust(c: ContainerObs, node: str, task: TaskRecord | None, key: str, stor
     if not hmac.compare_digest(c.mark.encode(), container_mark(key, store_id, c.task_id, node).encode()):
         return f"its {LABEL_MARK} label is missing or wrong"
     return None
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """What a task's container is made of: the planner builds it, ``docker.host`` creates it."""
+
+    name: str
+    image: str
+    command: list[str] | None
+    env: dict[str, str]
+    labels: dict[str, str]
+    working_dir: str | None = None
+    user: str | None = None
+    mounts: tuple[tuple[str, str, bool], ...] = ()  # (source, target, read_only)
+    nano_cpus: int | None = None
+    mem_limit: int | None = None
+    ports: tuple[tuple[str, int | None, int, str], ...] = ()  # (host ip, host port or None, container port, proto)
+    network: str | None = None
+    healthcheck: dict | None = None  # Docker's shape: test, interval/timeout/start_period (ns), retries
+    allowed_volumes: tuple[str, ...] = ()  # existing named volumes the node allows though brokerctl did not make them

@@ -12,8 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
 
-from reconciler.models import Kind  # noqa: E402
-from reconciler.schema import render_schema, schema_file  # noqa: E402
+from reconciler.spec.models import Kind  # noqa: E402
+from reconciler.spec.schema import render_schema, schema_file  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from helpers import cli, cli_json, job_yaml
 
-from reconciler.store import Store
+from reconciler.store.db import Store
 
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = ["apply", "get", "describe", "delete", "logs", "wait", "status", "schema", "controller", "run", "retry",
@@ -279,7 +279,7 @@ def test_a_log_stream_on_a_container_being_removed_ends_quietly(monkeypatch):
     import docker.errors as derr
     import requests
 
-    from reconciler import dockerhost
+    from reconciler.docker import host as dockerhost
 
     def answer(status: int):
         response = requests.Response()
@@ -297,7 +297,7 @@ def test_a_log_stream_on_a_container_being_removed_ends_quietly(monkeypatch):
             def close(self):
                 Client.closed = True
 
-        monkeypatch.setattr(dockerhost, "_connect", lambda *a, **k: Client())
+        monkeypatch.setattr(dockerhost, "connect", lambda *a, **k: Client())
         return Client
 
     client = answer(409)

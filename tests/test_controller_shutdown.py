@@ -19,7 +19,7 @@ import time
 import pytest
 
 from helpers import ControllerProcess, broker_containers, cli, nodes_yaml, tasks_of, wait_for
-from reconciler.store import Store
+from reconciler.store.db import Store
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -41,7 +41,7 @@ def sigterm_and_time(proc: subprocess.Popen) -> float:
 
 BLOCKED_IN_SQLITE = textwrap.dedent("""
     import logging, sqlite3, sys, threading
-    from reconciler.controller import SignalShutdown
+    from reconciler.runtime.controller import SignalShutdown
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     stop, wake = threading.Event(), threading.Event()

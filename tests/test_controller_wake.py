@@ -9,12 +9,15 @@ import time
 
 import pytest
 
-from reconciler.actions import Plan, Start
-from reconciler.controller import Controller
-from reconciler.dockerhost import CallCounter, EventWatcher, ProbeState
-from reconciler.manifests import load_text
+from reconciler.engine.actions import Plan, Start
+from reconciler.runtime.controller import Controller
+from reconciler.docker.host import CallCounter
+from reconciler.docker.events import EventWatcher
+from reconciler.docker.probe import ProbeState
+from reconciler.spec.manifests import load_text
 from reconciler.records import ContainerObs, NodeObs
-from reconciler.store import NudgeListener, Store
+from reconciler.runtime.wakeups import NudgeListener
+from reconciler.store.db import Store
 
 JOB = """apiVersion: broker/v1
 kind: Job

@@ -7,7 +7,6 @@ import sys
 import threading
 import time
 
-import docker
 import pytest
 
 from helpers import (

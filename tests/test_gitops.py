@@ -12,10 +12,12 @@ import pytest
 from watchfiles import Change
 
 from helpers import cli, cli_json
-from reconciler import gitops, manifests
-from reconciler.models import Kind, TaskPhase
+from reconciler.ops import sync as gitops
+from reconciler.runtime import watch
+from reconciler.spec import manifests
+from reconciler.spec.models import Kind, TaskPhase
 from reconciler.records import TaskRecord
-from reconciler.store import Store
+from reconciler.store.db import Store
 
 # -- factories ----------------------------------------------------------------------------
 
@@ -423,7 +425,7 @@ def test_a_service_synced_again_with_a_new_template_records_a_revision(store, sr
 def test_watch_filter(tmp_path, path, wanted):
     """Manifest files and directories below the source wake the watcher; dot paths, editor files, the outside don't."""
     source = tmp_path / ".config" / "manifests"  # a dot above the source does not count
-    check = gitops.wanted(str(source))
+    check = watch.wanted(str(source))
 
     assert check(Change.modified, os.path.normpath(source / path)) is wanted
 

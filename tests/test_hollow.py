@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 import hollow  # noqa: E402
-from reconciler.actions import ContainerSpec  # noqa: E402
-from reconciler.dockerhost import EventWatcher, Host  # noqa: E402
+from reconciler.records import ContainerSpec  # noqa: E402
+from reconciler.docker.events import EventWatcher
+from reconciler.docker.host import Host  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,4 +1,4 @@
-"""Tests for reconciler.manifests: YAML/JSON text -> validated models, with line-accurate errors."""
+"""Tests for reconciler.spec.manifests: YAML/JSON text -> validated models, with line-accurate errors."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler import manifests, models
+from reconciler.spec import manifests
+from reconciler.spec import models
 from reconciler.errors import ManifestError
-from reconciler.manifests import Loaded, iter_manifest_files, load_paths, load_text
+from reconciler.spec.manifests import Loaded, iter_manifest_files, load_paths, load_text
 
 NODE = """\
 apiVersion: broker/v1

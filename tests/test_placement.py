@@ -7,7 +7,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.models import TaskPhase
+from reconciler.spec.models import TaskPhase
 from test_plan import NOW, container, job_res, node_res, obs, run, service_res, snapshot, task
 
 
@@ -157,7 +157,7 @@ def _reference(pipeline, reqs, nodes):
 )
 def test_property_indexed_placement_equals_the_full_scan(node_specs, request_specs):
     """The heap-indexed Pipeline.place picks exactly what a full scan per request would."""
-    from reconciler.scheduler import NodeView, Request, default_pipeline
+    from reconciler.engine.scheduler import NodeView, Request, default_pipeline
 
     def views():
         return [NodeView(f"n{i}", ready=ready, schedulable=True, slots=dict(slots), labels=dict(labels), cpus=cpus)

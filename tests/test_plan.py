@@ -1,4 +1,4 @@
-"""Tests for reconciler.plan and reconciler.workloads: the pure reconcile pass, no Docker.
+"""Tests for reconciler.engine.plan and reconciler.engine.workloads: the pure reconcile pass, no Docker.
 
 Each test builds a small world (resource rows, task rows, one observation of the hosts), calls
 ``plan`` with an explicit ``now`` and checks the Plan it returns.
@@ -15,14 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from reconciler.actions import STOP_GRACE_SECONDS, Plan, Remove
-from reconciler.models import Kind, Resource, TaskPhase, template_hash
-from reconciler.plan import container_name, plan
+from reconciler.engine.actions import STOP_GRACE_SECONDS, Plan, Remove
+from reconciler.spec.models import Kind, Resource, TaskPhase, template_hash
+from reconciler.engine.plan import container_name, plan
 from reconciler.records import (
     LABEL_ATTEMPT, LABEL_INDEX, LABEL_MARK, LABEL_OWNER, LABEL_STORE, LABEL_TASK, LABEL_TEMPLATE,
     ContainerObs, NodeObs, ResourceRecord, Snapshot, TaskRecord, container_mark,
 )
-from reconciler.workloads import HEALTHY_RUN_SECONDS
+from reconciler.engine.workloads import HEALTHY_RUN_SECONDS
 
 NOW = 1_000.0
 STORE_ID = "store1"

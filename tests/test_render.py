@@ -8,27 +8,28 @@ from datetime import datetime, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler import render
+from reconciler import views
+from reconciler.cli import tables
 
 
 @given(st.floats(min_value=0, max_value=4e9, allow_nan=False))
 def test_iso_matches_datetime_to_the_millisecond(ts):
-    """render.iso gives the same text as datetime's isoformat(timespec="milliseconds") in UTC."""
+    """views.iso gives the same text as datetime's isoformat(timespec="milliseconds") in UTC."""
     expected = datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    assert render.iso(ts) == expected
+    assert views.iso(ts) == expected
 
 
 def test_iso_of_none_is_none():
     """A missing time stays null in JSON."""
-    assert render.iso(None) is None
+    assert views.iso(None) is None
 
 
 def test_large_json_output_is_one_object_per_line_and_the_same_data():
     """Past LARGE_OUTPUT objects, -o json prints one compact object per line; it parses to the same list."""
     small = [{"id": i, "labels": {"a": "b"}} for i in range(3)]
-    large = [{"id": i, "labels": {"a": "b"}} for i in range(render.LARGE_OUTPUT + 1)]
-    assert json.loads(render.dump(small, "json")) == small and "\n  " in render.dump(small, "json")
-    text = render.dump(large, "json")
+    large = [{"id": i, "labels": {"a": "b"}} for i in range(views.LARGE_OUTPUT + 1)]
+    assert json.loads(views.dump(small, "json")) == small and "\n  " in views.dump(small, "json")
+    text = views.dump(large, "json")
     assert json.loads(text) == large
     assert text.count("\n") == len(large) + 2
 
@@ -44,17 +45,17 @@ def test_status_times_are_iso_8601_like_every_other_time():
     """startTime, completionTime, a Node's since and a rollout's startedAt/progressAt are stored as epoch
     seconds and shown as ISO 8601; a missing time stays null; the stored record is not changed."""
     job = _record("Job", {"phase": "Complete", "startTime": 1714557601.5, "completionTime": None})
-    assert render.resource_object(job)["status"]["startTime"] == "2024-05-01T10:00:01.500Z"
-    assert render.resource_object(job)["status"]["completionTime"] is None
+    assert views.resource_object(job)["status"]["startTime"] == "2024-05-01T10:00:01.500Z"
+    assert views.resource_object(job)["status"]["completionTime"] is None
     assert job.status["startTime"] == 1714557601.5
     node = _record("Node", {"condition": "Ready", "since": 1714557600})
-    assert render.resource_object(node)["status"]["since"] == "2024-05-01T10:00:00.000Z"
+    assert views.resource_object(node)["status"]["since"] == "2024-05-01T10:00:00.000Z"
     web = _record("Service", {"rollout": {"revision": "abc", "state": "Progressing", "startedAt": 1714557600.25,
                                           "progressAt": 1714557660.0, "updated": 1}})
-    assert render.resource_object(web)["status"]["rollout"] == {
+    assert views.resource_object(web)["status"]["rollout"] == {
         "revision": "abc", "state": "Progressing", "startedAt": "2024-05-01T10:00:00.250Z",
         "progressAt": "2024-05-01T10:01:00.000Z", "updated": 1}
-    meta = render.resource_object(web)["metadata"]
+    meta = views.resource_object(web)["metadata"]
     assert (meta["createdAt"], meta["updatedAt"], meta["deletedAt"]) == ("2024-05-01T10:00:00.000Z",) * 2 + (None,)
 
 
@@ -64,7 +65,7 @@ def test_piped_tables_never_wrap_or_fold_a_row():
 
     long = "Unschedulable: " + "no node has free slots of type gpu; " * 20
     out = io.StringIO()
-    render.print_table(["ID", "PHASE", "REASON"], [["job-a-0-1", "Pending", long], ["job-a-10-1", None, "日本"]],
+    tables.print_table(["ID", "PHASE", "REASON"], [["job-a-0-1", "Pending", long], ["job-a-10-1", None, "日本"]],
                        file=out)
     assert out.getvalue().splitlines() == [
         "ID          PHASE    REASON",
@@ -77,9 +78,9 @@ def test_yaml_output_quotes_strings_a_yaml_1_2_reader_would_not_read_as_strings(
     """`-o yaml` quotes `0o17`, `1e3`, `no` and the like, so the manifests loader reads back the same strings."""
     import yaml
 
-    from reconciler.yamlcore import Loader
+    from reconciler.spec.yamlcore import Loader
 
     env = {k: k for k in ["0o17", "1e3", ".5", "0x1F", "no", "on", "true", "null", "~", "017", "1:30", "<<", ""]}
-    text = render.dump([{"spec": {"template": {"env": env}}, "n": 3, "f": 1.5, "b": True, "z": None}], "yaml")
+    text = views.dump([{"spec": {"template": {"env": env}}, "n": 3, "f": 1.5, "b": True, "z": None}], "yaml")
     assert yaml.load(text, Loader) == [{"spec": {"template": {"env": env}}, "n": 3, "f": 1.5, "b": True, "z": None}]
     assert yaml.safe_load(text) == yaml.load(text, Loader)

@@ -1,4 +1,4 @@
-"""Tests for reconciler.scheduler: feasibility checks, least-busy and owner-first spread, maxPerNode, host ports,
+"""Tests for reconciler.engine.scheduler: feasibility checks, least-busy and owner-first spread, maxPerNode, host ports,
 rejection summaries, and the indexed placement against the full scan."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.models import NodeSpec
-from reconciler.scheduler import (
+from reconciler.engine.scheduler import (
     NodeView, Placement, Request, check_max_per_node, check_mounts, check_network, check_ports, default_pipeline,
     summarise,
 )
+from reconciler.spec.models import NodeSpec
 
 
 def node(name: str, slots: dict[str, int] | None = None, *, ready: bool = True, schedulable: bool = True,

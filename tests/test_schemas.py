@@ -1,4 +1,4 @@
-"""Tests for reconciler.schema and the committed schemas/*.json files."""
+"""Tests for reconciler.spec.schema and the committed schemas/*.json files."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reconciler import models
-from reconciler.manifests import _Loader, load_text
-from reconciler.schema import render_schema, schema_file, schema_for
+from reconciler.spec import models
+from reconciler.spec.manifests import _Loader, load_text
+from reconciler.spec.schema import render_schema, schema_file, schema_for
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 

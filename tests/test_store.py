@@ -1,4 +1,4 @@
-"""Tests for reconciler.store on real SQLite files: apply, delete, tasks, output, lease, concurrency."""
+"""Tests for reconciler.store.db on real SQLite files: apply, delete, tasks, output, lease, concurrency."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 from pydantic import TypeAdapter
 
 from reconciler.errors import Conflict, NotFound, StoreError
-from reconciler.models import Kind, Resource, TaskPhase, template_hash
+from reconciler.spec.models import Kind, Resource, TaskPhase, template_hash
 from reconciler.records import TaskRecord
-from reconciler.store import LOG_LIMIT_BYTES, Store
+from reconciler.store.db import LOG_LIMIT_BYTES, Store
 
 _RESOURCE = TypeAdapter(Resource)
 
@@ -65,7 +65,7 @@ def insert(store: Store, *tasks: TaskRecord) -> None:
 
 def test_new_store_records_every_migration_once(store, db_path):
     """A new store file is created with its parent directory, in WAL mode, with each migration recorded once."""
-    from reconciler.store import MIGRATIONS
+    from reconciler.store.db import MIGRATIONS
 
     rows = store._rows("SELECT version, name FROM migrations")
     assert rows == [{"version": i, "name": name} for i, (name, _) in enumerate(MIGRATIONS, start=1)]
@@ -464,7 +464,7 @@ def test_concurrent_stores_on_one_file_never_hit_database_is_locked(db_path):
     try:
         assert len(check.resources(Kind.JOB)) == 40 and len(check.resources(Kind.NODE)) == 8
         assert len(check.tasks()) == 40
-        from reconciler.store import MIGRATIONS
+        from reconciler.store.db import MIGRATIONS
 
         assert check._rows("SELECT count(*) AS n FROM migrations") == [{"n": len(MIGRATIONS)}]
     finally:
@@ -562,7 +562,7 @@ def test_a_version_1_store_is_migrated_on_open(tmp_path):
     """A store created before the retry migration gains the column when opened, keeping its rows."""
     import sqlite3
 
-    from reconciler.store import MIGRATIONS
+    from reconciler.store.db import MIGRATIONS
 
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path)
@@ -839,7 +839,7 @@ def test_gc_paused_restores_the_collector_state():
     """Bulk reads pause the cyclic collector and always give it back as it was, even on error."""
     import gc
 
-    from reconciler.store import gc_paused
+    from reconciler.store.db import gc_paused
 
     assert gc.isenabled()
     with pytest.raises(RuntimeError):

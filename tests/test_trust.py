@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from reconciler.models import Kind
+from reconciler.spec.models import Kind
 from reconciler.records import ContainerObs, container_mark, distrust
 from test_plan import (
     MARK_KEY, NOW, STORE_ID, P, R, S, applied, container, job_res, node_res, obs, run, snapshot, status_of, task,

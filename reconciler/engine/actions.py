@@ -7,28 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .models import Kind
-from .records import TaskRecord
+from ..kinds import Kind
+from ..records import ContainerSpec, TaskRecord
 
 STOP_GRACE_SECONDS = 10.0
 
-
-@dataclass(frozen=True)
-class ContainerSpec:
-    name: str
-    image: str
-    command: list[str] | None
-    env: dict[str, str]
-    labels: dict[str, str]
-    working_dir: str | None = None
-    user: str | None = None
-    mounts: tuple[tuple[str, str, bool], ...] = ()  # (source, target, read_only)
-    nano_cpus: int | None = None
-    mem_limit: int | None = None
-    ports: tuple[tuple[str, int | None, int, str], ...] = ()  # (host ip, host port or None, container port, proto)
-    network: str | None = None
-    healthcheck: dict | None = None  # Docker's shape: test, interval/timeout/start_period (ns), retries
-    allowed_volumes: tuple[str, ...] = ()  # existing named volumes the node allows though brokerctl did not make them
 
 
 @dataclass(frozen=True)

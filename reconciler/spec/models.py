@@ -25,7 +25,7 @@ from typing import Annotated, Literal, NamedTuple, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationInfo, field_validator, model_validator
 
-from .kinds import JobPhase, Kind, TaskPhase  # noqa: F401  (re-exported: part of the model vocabulary)
+from ..kinds import JobPhase, Kind, TaskPhase  # noqa: F401  (re-exported: part of the model vocabulary)
 
 API_VERSION = "broker/v1"
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

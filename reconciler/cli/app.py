@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from .errors import BrokerError, UsageError
+from ..errors import BrokerError, UsageError
 
 app = typer.Typer(
     name="brokerctl",
@@ -43,7 +43,7 @@ def _options(
 def _store(create: bool = False):
     """Open the store; only the commands that make one on purpose (apply, sync, run, controller)
     pass ``create``, and say on stderr when they did. Elsewhere a missing store is an error."""
-    from .store import Store, default_db_path
+    from ..store.db import Store, default_db_path
 
     store = Store(_db_option or default_db_path(), create=create)
     if store.created:
@@ -52,7 +52,7 @@ def _store(create: bool = False):
 
 
 def _kind(text: str):
-    from .kinds import Kind
+    from ..kinds import Kind
 
     try:
         return Kind.parse(text)
@@ -86,7 +86,7 @@ def apply(
     timeout: float = typer.Option(0, "--timeout", help="With --wait: give up after this many seconds (0: no limit)."),
 ) -> None:
     """Create or update resources from manifests (all documents or none)."""
-    from . import manifests
+    from ..spec import manifests
 
     loaded = manifests.load_paths(files, stdin=sys.stdin)
     store = _store(create=True)
@@ -100,7 +100,7 @@ def apply(
 
 def _wait_jobs(store, names: list[str], timeout: float) -> None:
     """Block until every named Job is Complete or Failed; BrokerError if any failed or time ran out."""
-    from .kinds import Kind
+    from ..kinds import Kind
 
     deadline = time.monotonic() + timeout if timeout > 0 else None
     pending = set(names)
@@ -123,7 +123,7 @@ def _wait_jobs(store, names: list[str], timeout: float) -> None:
 
 def _warn_unplaceable(store, loaded) -> None:
     """A Job or Service whose execution type no node declares would wait forever: say so now."""
-    from .kinds import Kind
+    from ..kinds import Kind
 
     nodes = store.resources(Kind.NODE)
     declared = set()
@@ -151,7 +151,8 @@ def get(
                               help=f"With `get events`: show the last N (default {EVENTS_LIMIT}; 0: all)."),
 ) -> None:
     """List nodes, jobs, services, tasks or events."""
-    from . import render
+    from .. import views
+    from . import tables
 
     if output not in OUTPUT_FORMATS:
         raise UsageError(f"unknown output format {output!r}; use one of {', '.join(OUTPUT_FORMATS)}")
@@ -161,16 +162,16 @@ def get(
         _get_events(store, for_, output, limit)
         return
     if kind.strip().lower() in ("task", "tasks"):
-        from .store import gc_paused
+        from ..store.db import gc_paused
 
         tasks = [store.task(name)] if name else store.tasks()
         tasks = [t for t in tasks if want.items() <= t.labels.items()]
         if output in ("json", "yaml"):
             with gc_paused():
-                text = render.dump([render.task_object(t) for t in tasks], output)
+                text = views.dump([views.task_object(t) for t in tasks], output)
             typer.echo(text, nl=False)
         else:
-            render.print_table(*render.task_rows(tasks, output == "wide", now))
+            tables.print_table(*tables.task_rows(tasks, output == "wide", now))
         return
     k = _kind(kind)
     items = [store.resource(k, name)] if name else store.resources(k)
@@ -178,18 +179,19 @@ def get(
     if k.value == "Node":  # slot use per node needs each active task's execution type
         tasks = store.tasks(active_only=True)
         types = {r.ref: r.spec.get("executionType", "default") for r in store.resources() if r.kind.value != "Node"}
-        objects = [render.resource_object(r, render.node_used(r.name, tasks, types)) for r in items]
+        objects = [views.resource_object(r, views.node_used(r.name, tasks, types)) for r in items]
     else:
-        objects = [render.resource_object(r) for r in items]
+        objects = [views.resource_object(r) for r in items]
     if output in ("json", "yaml"):
-        typer.echo(render.dump(objects, output), nl=False)
+        typer.echo(views.dump(objects, output), nl=False)
         return
     cols, rows = _resource_rows(k.value, objects, output == "wide", now)
-    render.print_table(cols, rows)
+    tables.print_table(cols, rows)
 
 
 def _get_events(store, target: str | None, output: str, limit: int) -> None:
-    from . import render
+    from .. import views
+    from . import tables
 
     kind = name = None
     if target:
@@ -200,17 +202,17 @@ def _get_events(store, target: str | None, output: str, limit: int) -> None:
         rows = rows[1:]
         typer.echo(f"showing the last {limit} events; --limit N for more (0: all)", err=True)
     if output in ("json", "yaml"):
-        objs = [{"time": render.iso(e["ts"]), "object": f"{e['kind']}/{e['name']}", "type": e["type"],
+        objs = [{"time": views.iso(e["ts"]), "object": f"{e['kind']}/{e['name']}", "type": e["type"],
                  "reason": e["reason"], "message": e["message"], "task": e["task_id"]} for e in rows]
-        typer.echo(render.dump(objs, output), nl=False)
+        typer.echo(views.dump(objs, output), nl=False)
         return
-    render.print_table(["AGE", "OBJECT", "TYPE", "REASON", "MESSAGE"],
-                       [[render.age(e["ts"]), f"{e['kind']}/{e['name']}", e["type"], e["reason"], e["message"]]
+    tables.print_table(["AGE", "OBJECT", "TYPE", "REASON", "MESSAGE"],
+                       [[tables.age(e["ts"]), f"{e['kind']}/{e['name']}", e["type"], e["reason"], e["message"]]
                         for e in rows])
 
 
 def _resource_rows(kind: str, objects: list[dict], wide: bool, now: float):
-    from .render import age
+    from .tables import age
 
     rows = []
     for o in objects:
@@ -254,11 +256,12 @@ def describe(kind: str = typer.Argument(...), name: str = typer.Argument(...)) -
     """Spec, status, tasks, recent events and why tasks are Pending."""
     import yaml
 
-    from . import render
+    from .. import views
+    from . import tables
 
     store, k = _store(), _kind(kind)
     r = store.resource(k, name)
-    obj = render.resource_object(r)
+    obj = views.resource_object(r)
     typer.echo(f"{r.kind.value}: {r.name}")
     typer.echo(yaml.safe_dump({"metadata": obj["metadata"], "spec": obj["spec"], "status": obj["status"]},
                               sort_keys=False).rstrip())
@@ -268,15 +271,15 @@ def describe(kind: str = typer.Argument(...), name: str = typer.Argument(...)) -
         tasks = store.tasks(owner=(k, name))
     if tasks:
         typer.echo("tasks:")
-        render.print_table(*render.task_rows(tasks, True, time.time()))
+        tables.print_table(*tables.task_rows(tasks, True, time.time()))
     pending = [t for t in tasks if t.phase.value == "Pending" and t.message]
     for t in pending:
         typer.echo(f"pending: {t.id}: {t.reason}: {t.message}")
     events = store.events(k.value, name, limit=20)
     if events:
         typer.echo("events:")
-        render.print_table(["AGE", "TYPE", "REASON", "MESSAGE"],
-                           [[render.age(e["ts"]), e["type"], e["reason"], e["message"]] for e in events])
+        tables.print_table(["AGE", "TYPE", "REASON", "MESSAGE"],
+                           [[tables.age(e["ts"]), e["type"], e["reason"], e["message"]] for e in events])
 
 
 @app.command()
@@ -292,7 +295,7 @@ def delete(
     Deleting again while they stop says how many are left and changes nothing."""
     targets = []
     if files:
-        from . import manifests
+        from ..spec import manifests
 
         targets = [(_kind(i.resource.kind), i.resource.metadata.name) for i in manifests.load_paths(files, stdin=sys.stdin)]
     elif kind and name:
@@ -367,8 +370,8 @@ def _print_task_output(store, t, follow: bool, prefix: bool, skip: int = 0) -> i
 
 def _node_host(store, name: str):
     """A Docker client for one node, for the commands that ask a host directly (`logs -f`, `drain`)."""
-    from .dockerhost import Host
-    from .kinds import Kind
+    from ..docker.host import Host
+    from ..kinds import Kind
 
     spec = store.resource(Kind.NODE, name).model.spec
     return Host(name, spec.address, spec.tls.model_dump() if spec.tls else None)
@@ -385,7 +388,7 @@ def run(
     """Run a one-off Job, stream its output, and exit with the task's exit code (like `docker run`)."""
     from pydantic import ValidationError
 
-    from .models import Job, Kind
+    from ..spec.models import Job, Kind
 
     pairs = {}
     for item in env:
@@ -479,7 +482,7 @@ def _condition_state(r) -> dict:
 
 
 def _template_of(r) -> str:
-    from .models import template_hash
+    from ..spec.models import template_hash
 
     return template_hash(r.model.spec)
 
@@ -548,8 +551,8 @@ def drain(
 def _running_on(host, store) -> list[str]:
     """Our containers still running on the node. One that only carries our store label (anyone with
     access to the daemon can copy labels) is not ours to wait for: the Node's status reports it."""
-    from .errors import NotFound
-    from .records import distrust
+    from ..errors import NotFound
+    from ..records import distrust
 
     obs = host.observe(store.store_id, time.time())
     if not obs.ready:
@@ -604,7 +607,7 @@ def sync_cmd(
     or from another directory are never touched. An invalid file is reported and what it defined
     keeps its last good state; the rest still syncs (exit 1).
     """
-    from . import gitops
+    from ..ops import sync as gitops
 
     if target == "status" and not Path(target).is_dir():
         _sync_status(_store(), gitops.source_of(directory) if directory else None)
@@ -618,7 +621,8 @@ def sync_cmd(
 
 
 def _sync_status(store, source: str | None) -> None:
-    from . import render
+    from .. import views
+    from . import tables
 
     rows = store.sync_status(source)
     if not rows:
@@ -627,11 +631,11 @@ def _sync_status(store, source: str | None) -> None:
     for r in rows:
         owned = store.owned_by(r["source"])
         typer.echo(f"directory:  {r['source']}")
-        typer.echo(f"last sync:  {render.iso(r['synced_at'])} ({render.age(r['synced_at'])} ago)"
+        typer.echo(f"last sync:  {views.iso(r['synced_at'])} ({tables.age(r['synced_at'])} ago)"
                    + (f"; REFUSED: {r['refused']}" if r["refused"] else ""))
         typer.echo(f"commit:     {r['commit_id'] or '- (not in a git checkout, or not committed there)'}")
         typer.echo(f"resources:  {len([o for o in owned if o.deleted_at is None])} owned")
-        render.print_table(["FILE", "STATE", "RESOURCES / MESSAGE"],
+        tables.print_table(["FILE", "STATE", "RESOURCES / MESSAGE"],
                            [[f, v["state"], v["message"] if v["state"] != "ok" else ", ".join(v["resources"])]
                             for f, v in sorted(r["files"].items())])
 
@@ -641,7 +645,8 @@ def diff(
     files: list[str] = typer.Option(..., "-f", "--filename", help="File, directory or - (stdin). Repeatable."),
 ) -> None:
     """What `apply -f` (or, for a directory, `sync`) would change: exit 0 if nothing, 1 if something, 2 on error."""
-    from . import gitops, manifests
+    from ..ops import sync as gitops
+    from ..spec import manifests
 
     inputs = []  # (directory state, or None for a file) and its models; all read before the store opens
     for given in files:
@@ -669,8 +674,8 @@ def diff(
 
 
 def _diff_one(store, model) -> list[str]:
-    from .errors import NotFound
-    from .kinds import Kind
+    from ..errors import NotFound
+    from ..kinds import Kind
 
     ref = f"{model.kind.lower()}/{model.metadata.name}"
     new = {"metadata.labels": dict(model.metadata.labels), "spec": model.spec.model_dump(mode="json")}
@@ -755,7 +760,8 @@ def rollout_history(
     output: str = typer.Option("table", "-o", "--output", help="table, json or yaml"),
 ) -> None:
     """Template revisions of a Service, oldest first; the current one is marked."""
-    from . import render
+    from .. import views
+    from . import tables
 
     name = _service_ref(target)
     store = _store()
@@ -766,15 +772,15 @@ def rollout_history(
         if not revs:
             raise BrokerError(f"service/{name} has no revision {revision}; `brokerctl rollout history service/{name}`")
     objects = [{"revision": r["revision"], "template": r["hash"], "current": r["hash"] == current,
-                "image": r["template"]["template"]["image"], "createdAt": render.iso(r["created_at"]),
+                "image": r["template"]["template"]["image"], "createdAt": views.iso(r["created_at"]),
                 "cause": r["cause"], "spec": r["template"]} for r in revs]
     if output in ("json", "yaml"):
-        typer.echo(render.dump(objects, output), nl=False)
+        typer.echo(views.dump(objects, output), nl=False)
     elif revision is not None:
-        typer.echo(render.dump(objects, "yaml"), nl=False)
+        typer.echo(views.dump(objects, "yaml"), nl=False)
     else:
-        render.print_table(["REVISION", "TEMPLATE", "IMAGE", "AGE", "CAUSE", ""],
-                           [[o["revision"], o["template"], o["image"], render.age(r["created_at"]), o["cause"],
+        tables.print_table(["REVISION", "TEMPLATE", "IMAGE", "AGE", "CAUSE", ""],
+                           [[o["revision"], o["template"], o["image"], tables.age(r["created_at"]), o["cause"],
                              "current" if o["current"] else ""] for o, r in zip(objects, revs)])
 
 
@@ -794,7 +800,7 @@ def status() -> None:
     """Store path, whether a controller is running, node and task counts."""
     from collections import Counter
 
-    from .kinds import Kind
+    from ..kinds import Kind
 
     store = _store()
     lease = store.lease()
@@ -824,7 +830,7 @@ def status() -> None:
 @app.command()
 def schema(kind: str = typer.Argument(..., help="node, job or service")) -> None:
     """Print the JSON Schema of a manifest kind."""
-    from .schema import render_schema
+    from ..spec.schema import render_schema
 
     typer.echo(render_schema(_kind(kind)), nl=False)
 
@@ -845,13 +851,13 @@ def controller(
     """Run the reconcile loop until SIGINT/SIGTERM (containers keep running)."""
     import logging
 
-    from .controller import Controller, SignalShutdown
+    from ..runtime.controller import Controller, SignalShutdown
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     store = _store(create=True)
     watcher = None
     if watch is not None:
-        from .gitops import Watcher
+        from ..runtime.watch import Watcher
 
         watcher = Watcher(store.path, watch, interval=sync_interval, poll=poll, allow_mass_prune=allow_mass_prune)
     ctl = Controller(store, resync=resync, probe_interval=probe_interval, probe_timeout=probe_timeout,

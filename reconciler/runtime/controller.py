@@ -32,12 +32,15 @@ from dataclasses import replace
 from typing import Callable
 
 from .act import Actor, wait_or_stop
-from .actions import Plan
-from .dockerhost import CALLS, EventWatcher, Host, HostPool, Prober
-from .models import Kind
-from .plan import plan
-from .records import NodeObs, Snapshot
-from .store import NudgeListener, Store
+from ..engine.actions import Plan
+from ..docker.host import CALLS, Host, HostPool
+from ..docker.events import EventWatcher
+from ..docker.probe import Prober
+from ..spec.models import Kind
+from ..engine.plan import plan
+from ..records import NodeObs, Snapshot
+from .wakeups import NudgeListener
+from ..store.db import Store
 
 log = logging.getLogger("brokerctl.controller")
 

@@ -14,8 +14,8 @@ from dataclasses import replace
 from itertools import count, islice
 
 from .actions import STOP_GRACE_SECONDS, Event, Plan, Remove
-from .models import Backoff, Kind, TaskPhase, template_hash
-from .records import NodeObs, ResourceRecord, Snapshot, TaskRecord
+from ..spec.models import Backoff, Kind, TaskPhase, template_hash
+from ..records import NodeObs, ResourceRecord, Snapshot, TaskRecord
 
 HEALTHY_RUN_SECONDS = 60.0  # a replica that ran this long resets its restart backoff
 # At most this many tasks of one Job or Service wait for a node at once; more are created as these

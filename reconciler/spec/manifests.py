@@ -24,8 +24,9 @@ from typing import Any, TextIO, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from . import models, yamlcore
-from .errors import ManifestError
+from . import models
+from . import yamlcore
+from ..errors import ManifestError
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 _KINDS = [k.value for k in models.Kind]

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
-from .models import MountRule, guarded_network, path_below, ports_clash
+from ..spec.models import MountRule, guarded_network, path_below, ports_clash
 
 # Rejections that free capacity would cure; any other reason is a standing mismatch.
 _TEMPORARY = ("no free ", "insufficient ")

@@ -18,11 +18,11 @@ import time
 from concurrent.futures import Executor, Future, wait
 from typing import Callable, Iterable
 
-from .actions import Collect, Plan, Remove, Start
-from .errors import BrokerError
-from .dockerhost import TRANSPORT_ERRORS, Host, StartError
-from .models import TaskPhase
-from .store import LOG_LIMIT_BYTES, Store
+from ..engine.actions import Collect, Plan, Remove, Start
+from ..errors import BrokerError
+from ..docker.host import TRANSPORT_ERRORS, Host, StartError
+from ..spec.models import TaskPhase
+from ..store.db import LOG_LIMIT_BYTES, Store
 
 log = logging.getLogger("brokerctl.act")
 

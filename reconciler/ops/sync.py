@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import manifests
-from .errors import ManifestError, UsageError
+from ..spec import manifests
+from ..errors import ManifestError, UsageError
 
 log = logging.getLogger("brokerctl.gitops")
 
@@ -97,73 +95,5 @@ def summary(report: dict) -> list[str]:
     return lines
 
 
-def wanted(source: str):
-    """A watchfiles filter: manifest files below ``source``, no dotfiles or dot-directories, no editor temp files."""
-    root = Path(source)
-
-    def check(change, path: str) -> bool:
-        try:
-            parts = Path(path).relative_to(root).parts
-        except ValueError:
-            return False
-        name = parts[-1] if parts else ""
-        if any(p.startswith(".") for p in parts) or name.startswith("#") or name.endswith(EDITOR_TEMP):
-            return False
-        return name.lower().endswith(manifests.MANIFEST_SUFFIXES) or "." not in name  # a directory came or went
-
-    return check
 
 
-class Watcher:
-    """Syncs ``directory`` into the store at ``db`` at start, on file changes and every ``interval`` s."""
-
-    def __init__(self, db: str | Path, directory: str | Path, *, interval: float = 10.0, poll: bool = False,
-                 allow_mass_prune: bool = False, quiet_ms: int = 100):
-        self.db, self.source = db, source_of(directory)
-        self.interval, self.poll, self.allow_mass_prune, self.quiet_ms = interval, poll, allow_mass_prune, quiet_ms
-        self.syncs = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="gitops")
-
-    def start(self) -> "Watcher":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        import watchfiles
-
-        from .store import Store
-
-        store = Store(self.db)
-        try:
-            self._sync(store, "start")
-            for changes in watchfiles.watch(
-                # A burst (an editor's save, a git pull) is one sync: changes are grouped until none
-                # came for quiet_ms, for at most 1.6 s.
-                self.source, watch_filter=wanted(self.source), stop_event=self._stop, force_polling=self.poll or None,
-                debounce=1600, step=self.quiet_ms, rust_timeout=int(self.interval * 1000),
-                yield_on_timeout=True, raise_interrupt=False,
-            ):
-                if self._stop.is_set():
-                    break
-                self._sync(store, f"{len(changes)} file change(s)" if changes else "interval")
-        finally:
-            store.close()
-
-    def _sync(self, store, why: str) -> None:
-        started = time.monotonic()
-        try:
-            report = sync(store, self.source, self.allow_mass_prune)
-        except Exception:  # one bad sync must not end the watch
-            log.exception("sync of %s failed", self.source)
-            return
-        self.syncs += 1
-        lines = summary(report)
-        level = logging.WARNING if report["problems"] or report["refused"] else logging.INFO
-        if lines or why != "interval":
-            log.log(level, "sync #%d of %s (%s) in %.0f ms%s", self.syncs, self.source, why,
-                    (time.monotonic() - started) * 1000, "".join(f"\n  {line}" for line in lines) or ": no changes")

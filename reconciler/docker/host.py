@@ -14,18 +14,16 @@ import math
 import re
 import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Iterator
+from typing import Iterator
 
 import docker
 import requests
 from docker import errors as derr
 from docker.types import Mount
 
-from .actions import ContainerSpec
-from .errors import HostError
-from .records import LABEL_MARK, LABEL_OWNER, LABEL_STORE, LABEL_TASK, ContainerObs, NodeObs
+from ..errors import HostError
+from ..records import LABEL_MARK, LABEL_OWNER, LABEL_STORE, LABEL_TASK, ContainerObs, ContainerSpec, NodeObs
 
 API_VERSION = "1.41"  # Docker 20.10+; newer daemons accept it
 POOL_SIZE = 32
@@ -89,7 +87,7 @@ class Host:
     def client(self) -> docker.DockerClient:
         with self._lock:
             if self._client is None:
-                self._client = _connect(self.address, self.tls, self.timeout)
+                self._client = connect(self.address, self.tls, self.timeout)
             return self._client
 
     def close(self) -> None:
@@ -109,7 +107,7 @@ class Host:
             raw = self.client.api.containers(all=True, filters={"label": f"{LABEL_STORE}={store_id}"}) \
                 if list_containers else None
         except TRANSPORT_ERRORS as exc:
-            return NodeObs(self.name, ready=False, message=_brief(exc))
+            return NodeObs(self.name, ready=False, message=brief(exc))
         containers = tuple(_container_obs(c) for c in raw) if raw is not None else None
         return NodeObs(self.name, ready=True, docker_version=info.get("ServerVersion"),
                        cpus=info.get("NCPU"), memory=info.get("MemTotal"), containers=containers,
@@ -244,7 +242,7 @@ class Host:
 
     def logs(self, container_id: str, follow: bool) -> Iterator[bytes]:
         """Stream output; a separate client without a read timeout so ``-f`` can wait."""
-        client = _connect(self.address, self.tls, timeout=None)
+        client = connect(self.address, self.tls, timeout=None)
         try:
             yield from client.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=follow)
         except derr.NotFound:
@@ -277,7 +275,7 @@ class HostPool:
             self._hosts.pop(name).close()
 
 
-def _connect(address: str, tls: dict | None, timeout: float | None) -> docker.DockerClient:
+def connect(address: str, tls: dict | None, timeout: float | None) -> docker.DockerClient:
     tls_config = False
     if tls:
         cert = (tls["certFile"], tls["keyFile"]) if tls.get("certFile") and tls.get("keyFile") else None
@@ -350,7 +348,7 @@ def _explain(exc: derr.APIError) -> str:
     return str(exc.explanation or exc).strip()
 
 
-def _brief(exc: BaseException) -> str:
+def brief(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     if "timed out" in text.lower() or isinstance(exc, requests.exceptions.Timeout):
         return "Docker API timed out"
@@ -359,191 +357,9 @@ def _brief(exc: BaseException) -> str:
     return text[:200]
 
 
-@dataclass(frozen=True)
-class ProbeState:
-    """What the probes of one node found; ``failures`` counts consecutive failed probes."""
-
-    ok: bool = False
-    last_ok: float | None = None
-    failures: int = 0
-    failing_since: float | None = None
-    message: str = "not probed yet"
 
 
-class _PerHost:
-    """One daemon thread per host running ``target(host, quit)``; ``track`` follows the node list
-    (a node removed or readdressed has its thread told to quit)."""
-
-    def __init__(self, target: Callable[["Host", threading.Event], None], label: str):
-        self._target, self._label = target, label
-        self._threads: dict[str, tuple[str, threading.Event]] = {}
-
-    def track(self, hosts: dict[str, "Host"]) -> None:
-        for name in list(self._threads):
-            address, quit_ = self._threads[name]
-            if name not in hosts or hosts[name].address != address:
-                quit_.set()
-                del self._threads[name]
-                self._forget(name)
-        for name, host in hosts.items():
-            if name not in self._threads:
-                quit_ = threading.Event()
-                self._threads[name] = (host.address, quit_)
-                threading.Thread(target=self._target, args=(host, quit_), daemon=True,
-                                 name=f"{self._label}-{name}").start()
-
-    def stop(self) -> None:
-        for _, quit_ in self._threads.values():
-            quit_.set()
-
-    def _forget(self, name: str) -> None:
-        pass
 
 
-class Prober(_PerHost):
-    """Pings every node (``/_ping`` with a short timeout) on its own schedule, one thread each.
-
-    A hung or dead daemon costs its own thread a timeout, never the controller's loop or the
-    other nodes. ``on_change`` is called when a node starts or stops answering. A probe that did
-    not run (a busy machine) is not a failure: only probes that ran and failed count.
-    """
-
-    def __init__(self, interval: float = 1.0, timeout: float = 1.0,
-                 on_change: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.time):
-        super().__init__(self._loop, "probe")
-        self.interval, self.timeout, self.on_change, self.clock = interval, timeout, on_change, clock
-        self._states: dict[str, ProbeState] = {}
-        self._lock = threading.Lock()
-
-    def state(self, name: str) -> ProbeState:
-        with self._lock:
-            return self._states.get(name, ProbeState())
-
-    def _forget(self, name: str) -> None:
-        with self._lock:
-            self._states.pop(name, None)
-
-    def wait_first(self, names: set[str], timeout: float, stop: threading.Event | None = None) -> None:
-        """Wait (at most ``timeout``, or until ``stop``) until each named node has been probed once."""
-        deadline = self.clock() + timeout
-        while self.clock() < deadline and not (stop is not None and stop.is_set()):
-            with self._lock:
-                if names <= self._states.keys():
-                    return
-            time.sleep(0.01)
-
-    def _loop(self, host: "Host", quit_: threading.Event) -> None:
-        client = None
-        while not quit_.is_set():
-            began = self.clock()
-            try:
-                if client is None:
-                    client = _connect(host.address, host.tls, timeout=self.timeout)
-                client.api.ping()
-                ok, message = True, ""
-            except (*TRANSPORT_ERRORS, HostError) as exc:
-                ok, message = False, _brief(exc)
-                if client is not None:  # start afresh: a restarted daemon needs new connections
-                    client.close()
-                    client = None
-            if not quit_.is_set():
-                self._record(host.name, ok, message, self.clock())
-            quit_.wait(max(0.0, self.interval - (self.clock() - began)))
-        if client is not None:
-            client.close()
-
-    def _record(self, name: str, ok: bool, message: str, now: float) -> None:
-        with self._lock:
-            old = self._states.get(name, ProbeState())
-            if ok:
-                new = ProbeState(ok=True, last_ok=now)
-            else:
-                new = ProbeState(ok=False, last_ok=old.last_ok, failures=old.failures + 1,
-                                 failing_since=old.failing_since if old.failures else now, message=message)
-            self._states[name] = new
-        if new.ok != old.ok or new.failures == 2:
-            self.on_change()
 
 
-class EventWatcher(_PerHost):
-    """One thread per host streaming container events of our store; each event sets ``wake``.
-
-    Lets the controller see a container exit at once instead of at the next resync. A host that
-    is down is retried every second; a thread whose host left the pool ends at its next event
-    or error. ``mark(name)`` is (stream, events seen so far) while the host's stream is open, None
-    otherwise: equal marks before a container list and now mean nothing changed since that list.
-
-    ``exits(name)`` are the containers whose latest event is ``die``, with the exit code it
-    carried. The daemon sends ``die`` a few milliseconds before its container list says
-    "exited", so a list taken on that wake-up can still say "running"; the controller trusts
-    the event over such a list.
-    """
-
-    EVENTS = ["create", "start", "die", "destroy", "oom", "pause", "unpause", "rename", "health_status"]
-
-    def __init__(self, store_id: str, wake: threading.Event):
-        super().__init__(self._watch, "events")
-        self.store_id, self.wake = store_id, wake
-        self._stopped = threading.Event()
-        self._lock = threading.Lock()
-        self._marks: dict[str, tuple[int, int]] = {}
-        self._exits: dict[str, dict[str, int | None]] = {}
-        self._streams = 0
-
-    def stop(self) -> None:
-        self._stopped.set()
-        super().stop()
-
-    def mark(self, name: str) -> tuple[int, int] | None:
-        with self._lock:
-            return self._marks.get(name)
-
-    def exits(self, name: str) -> dict[str, int | None]:
-        with self._lock:
-            return dict(self._exits.get(name, {}))
-
-    def _forget(self, name: str) -> None:
-        with self._lock:
-            self._marks.pop(name, None)
-            self._exits.pop(name, None)
-
-    def _seen(self, name: str, event: dict) -> None:
-        """Called under the lock for each event of host ``name``."""
-        action = event.get("Action") or event.get("status") or ""
-        actor = event.get("Actor") or {}
-        cid = event.get("id") or actor.get("ID")
-        exits = self._exits.setdefault(name, {})
-        if action == "die" and cid:
-            code = (actor.get("Attributes") or {}).get("exitCode")
-            exits[cid] = int(code) if code is not None and str(code).lstrip("-").isdigit() else None
-        elif action in ("start", "destroy") and cid:
-            exits.pop(cid, None)
-
-    def _watch(self, host: "Host", quit_: threading.Event) -> None:
-        filters = {"type": ["container"], "label": [f"{LABEL_STORE}={self.store_id}"], "event": self.EVENTS}
-        while not quit_.is_set() and not self._stopped.is_set():
-            client = None
-            try:
-                client = _connect(host.address, host.tls, timeout=None)
-                stream = client.api.events(filters=filters, decode=True)  # returns once the daemon answered
-                with self._lock:
-                    self._streams += 1
-                    self._marks[host.name] = stream_id = (self._streams, 0)
-                for event in stream:
-                    if quit_.is_set():
-                        return
-                    with self._lock:
-                        seen = self._marks.get(host.name)
-                        if seen is not None and seen[0] == stream_id[0]:
-                            self._marks[host.name] = (seen[0], seen[1] + 1)
-                            self._seen(host.name, event)
-                    self.wake.set()
-            except TRANSPORT_ERRORS:
-                pass
-            finally:
-                with self._lock:
-                    self._marks.pop(host.name, None)
-                    self._exits.pop(host.name, None)
-                if client is not None:
-                    client.close()
-            quit_.wait(1.0)

@@ -27,7 +27,7 @@ import uuid
 from contextlib import contextmanager, suppress
 from dataclasses import fields
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 # sqlite-utils imports numpy whenever it is installed, only to store numpy values, which the store
 # never passes; that import alone costs ~50 ms on every CLI call. Hide numpy while it loads.
@@ -40,9 +40,9 @@ finally:
     if _hide_numpy:
         del sys.modules["numpy"]
 
-from .errors import Conflict, NotFound, StoreError, UsageError
-from .kinds import Kind, TaskPhase
-from .records import ResourceRecord, TaskRecord
+from ..errors import Conflict, NotFound, StoreError, UsageError
+from ..kinds import Kind, TaskPhase
+from ..records import ResourceRecord, TaskRecord
 
 BUSY_TIMEOUT_MS = 30_000
 LOG_LIMIT_BYTES = 1024 * 1024
@@ -461,7 +461,7 @@ class Store:
             spec = self._service_spec(db, name)
             old = spec.get("replicas", 1)
             if old != replicas:
-                from .models import MAX_REPLICAS  # the cap a manifest's replicas has at apply
+                from ..spec.models import MAX_REPLICAS  # the cap a manifest's replicas has at apply
 
                 if not 0 <= replicas <= MAX_REPLICAS:
                     raise UsageError(f"--replicas {replicas}: a Service has 0 to {MAX_REPLICAS:,} replicas")
@@ -793,40 +793,6 @@ def nudge_address(store_id: str) -> str:
     return f"\0brokerctl-{store_id}"
 
 
-class NudgeListener:
-    """Calls ``wake`` whenever another process commits to the store (see ``Store`` nudges).
-
-    If the address cannot be bound (not Linux, or taken), the controller still has its
-    ``data_version`` poll; ``listening`` says which.
-    """
-
-    def __init__(self, store_id: str, wake: Callable[[], None]):
-        self.wake = wake
-        self._stop = threading.Event()
-        self.listening = False
-        try:
-            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            self._sock.bind(nudge_address(store_id))
-            self._sock.settimeout(0.5)
-        except (OSError, AttributeError):
-            return
-        self.listening = True
-        threading.Thread(target=self._loop, daemon=True, name="nudges").start()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._sock.recv(64)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.wake()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self.listening:
-            self._sock.close()
 
 
 def _maybe_alive(pid: int, hostname: str, this_host: str) -> bool:
@@ -851,7 +817,7 @@ def _containers(n: int) -> str:
 
 
 def _spec_hash(spec: dict) -> str:
-    from .models import STORED, ServiceSpec, template_hash  # only writes of Services need the models
+    from ..spec.models import STORED, ServiceSpec, template_hash  # only writes of Services need the models
 
     return template_hash(ServiceSpec.model_validate(spec, context=STORED))
 
@@ -859,7 +825,7 @@ def _spec_hash(spec: dict) -> str:
 def _template_changes(old_spec: dict, new_spec: dict) -> list[str]:
     """Template fields a Job's new spec changes (``new_spec`` is a model dump; the stored one is
     normalised first, so a field added with a default since it was written is no change)."""
-    from .models import STORED, Template
+    from ..spec.models import STORED, Template
 
     old = Template.model_validate(old_spec["template"], context=STORED).model_dump(mode="json")
     new = new_spec["template"]

@@ -15,11 +15,11 @@ from collections import Counter, defaultdict
 from dataclasses import replace
 
 from . import workloads
-from .actions import STOP_GRACE_SECONDS, Collect, ContainerSpec, Event, Plan, Remove, Start
-from .models import Kind, TaskPhase, template_hash
-from .records import (
+from .actions import STOP_GRACE_SECONDS, Collect, Event, Plan, Remove, Start
+from ..spec.models import Kind, TaskPhase, template_hash
+from ..records import (
     LABEL_ATTEMPT, LABEL_INDEX, LABEL_MARK, LABEL_OWNER, LABEL_STORE, LABEL_TASK, LABEL_TEMPLATE,
-    ResourceRecord, Snapshot, TaskRecord, container_mark, container_name, distrust,
+    ContainerSpec, ResourceRecord, Snapshot, TaskRecord, container_mark, container_name, distrust,
 )
 from .scheduler import NodeView, Request, default_pipeline
 

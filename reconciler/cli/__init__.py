@@ -1,0 +1,1 @@
+"""``brokerctl``: the command line, a thin front end over ``ops``."""

@@ -1,0 +1,1 @@
+"""Docker hosts: the only package that imports the Docker SDK."""

@@ -1,0 +1,1 @@
+"""The processes: the controller loop, the actor, wake-ups and the GitOps watcher."""

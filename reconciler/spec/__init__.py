@@ -1,0 +1,1 @@
+"""Manifest kinds: the pydantic models, loading YAML/JSON into them, and their JSON Schemas."""

@@ -1,0 +1,1 @@
+"""The desired-state store: the only package that speaks SQL."""
