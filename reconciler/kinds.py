@@ -1,4 +1,4 @@
-"""The enumerations every layer shares: resource kinds and task and job phases.
+"""The enumerations every layer shares: kinds, phases, conditions, rollout states and reasons.
 
 Plain ``Enum``s with no pydantic, so that commands which only read the store (``get``,
 ``describe``, ``logs``, ``status``) start without importing the manifest models. ``models``
@@ -46,3 +46,65 @@ class JobPhase(str, Enum):
     RUNNING = "Running"
     COMPLETE = "Complete"
     FAILED = "Failed"
+
+
+class NodeCondition(str, Enum):
+    """A Node's ``status.condition``: what its health probes and the planner concluded."""
+
+    READY = "Ready"
+    NOT_READY = "NotReady"
+    LOST = "Lost"  # no successful probe for lostAfterSeconds: its tasks are replaced elsewhere
+    UNKNOWN = "Unknown"  # not probed yet
+
+
+class RolloutState(str, Enum):
+    """A Service's ``status.rollout.state``."""
+
+    PROGRESSING = "Progressing"
+    COMPLETE = "Complete"
+    PAUSED = "Paused"  # progressDeadlineSeconds passed without a new replica becoming ready
+
+
+class TaskReason(str, Enum):
+    """Why a task is where it is (``reason`` of a task row). Stored by value; messages carry the detail."""
+
+    # waiting for a node or an attempt
+    SCHEDULED = "Scheduled"
+    UNSCHEDULABLE = "Unschedulable"
+    BACK_OFF = "BackOff"
+    # how an attempt ended
+    COMPLETED = "Completed"
+    ERROR = "Error"
+    OOM_KILLED = "OOMKilled"
+    TIMEOUT = "Timeout"
+    UNHEALTHY = "Unhealthy"
+    SUCCEEDED_WHILE_LOST = "SucceededWhileLost"
+    # could not start
+    CREATE_FAILED = "CreateFailed"
+    START_FAILED = "StartFailed"
+    IMAGE_PULL_FAILED = "ImagePullFailed"
+    PORT_IN_USE = "PortInUse"  # a host port taken outside brokerctl: the next attempt avoids that node
+    VOLUME_NOT_ALLOWED = "VolumeNotAllowed"
+    NAME_TAKEN = "NameTaken"
+    # stopped by the controller
+    DELETED = "Deleted"
+    DRAINED = "Drained"
+    JOB_COMPLETE = "JobComplete"
+    JOB_FAILED = "JobFailed"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    SUSPENDED = "Suspended"
+    SUPERSEDED = "Superseded"
+    SCALED_DOWN = "ScaledDown"
+    REPLACED = "Replaced"
+    # lost: replaced without spending a retry
+    NODE_LOST = "NodeLost"
+    NODE_DELETED = "NodeDeleted"
+    CONTAINER_VANISHED = "ContainerVanished"
+
+
+class JobReason(str, Enum):
+    """Why a Job is in its phase (``status.reason``)."""
+
+    BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    SUSPENDED = "Suspended"
