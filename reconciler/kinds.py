@@ -1,13 +1,13 @@
 """The enumerations every layer shares: kinds, phases, conditions, rollout states and reasons.
 
-Plain ``Enum``s with no pydantic, so that commands which only read the store (``get``,
+Plain enums with no pydantic (``StrEnum``: ``str()`` and f-strings give the stored value), so that commands which only read the store (``get``,
 ``describe``, ``logs``, ``status``) start without importing the manifest models. ``models``
 re-exports them.
 """
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
 
 
 class Kind(str, Enum):
@@ -48,7 +48,7 @@ class JobPhase(str, Enum):
     FAILED = "Failed"
 
 
-class NodeCondition(str, Enum):
+class NodeCondition(StrEnum):
     """A Node's ``status.condition``: what its health probes and the planner concluded."""
 
     READY = "Ready"
@@ -57,7 +57,7 @@ class NodeCondition(str, Enum):
     UNKNOWN = "Unknown"  # not probed yet
 
 
-class RolloutState(str, Enum):
+class RolloutState(StrEnum):
     """A Service's ``status.rollout.state``."""
 
     PROGRESSING = "Progressing"
@@ -65,7 +65,7 @@ class RolloutState(str, Enum):
     PAUSED = "Paused"  # progressDeadlineSeconds passed without a new replica becoming ready
 
 
-class TaskReason(str, Enum):
+class TaskReason(StrEnum):
     """Why a task is where it is (``reason`` of a task row). Stored by value; messages carry the detail."""
 
     # waiting for a node or an attempt
@@ -102,7 +102,7 @@ class TaskReason(str, Enum):
     CONTAINER_VANISHED = "ContainerVanished"
 
 
-class JobReason(str, Enum):
+class JobReason(StrEnum):
     """Why a Job is in its phase (``status.reason``)."""
 
     BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
