@@ -17,7 +17,7 @@ from reconciler.runtime import watch
 from reconciler.spec import manifests
 from reconciler.spec.models import Kind, TaskPhase
 from reconciler.records import TaskRecord
-from reconciler.store.db import Store
+from reconciler.store import Store
 
 # -- factories ----------------------------------------------------------------------------
 

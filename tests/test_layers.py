@@ -90,7 +90,7 @@ def test_read_only_commands_do_not_load_pydantic(tmp_path):
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'docker'))\n"
         "print(loaded)\nassert not loaded, loaded\n"
     )
-    from reconciler.store.db import Store
+    from reconciler.store import Store
 
     Store(tmp_path / "s.db").close()  # `get` opens a store, it does not create one
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.db")], capture_output=True, text=True)
