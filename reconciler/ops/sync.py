@@ -106,13 +106,12 @@ def sync_items(store, source: str, items: list[tuple[str, object]], held: dict[s
     Returns a report: results per resource, pruned, kept, problems, refused, drift, files, owned.
     """
     now = time.time() if now is None else now
-    report: dict = {"source": source, "results": [], "pruned": [], "kept": [], "problems": dict(held),
-                    "refused": None, "drift": []}
     try:
         with store.transaction() as db:
             decision = decide(source, items, held, store.sourced_rows(db), allow_mass_prune)
-            report.update(problems=decision.problems, kept=decision.kept, refused=decision.refused,
-                          files=decision.files, owned=decision.owned)
+            report = {"source": source, "results": [], "pruned": [], "kept": decision.kept,
+                      "problems": decision.problems, "refused": decision.refused, "drift": [],
+                      "files": decision.files, "owned": decision.owned}
             if decision.refused is None:
                 _carry_out(store, db, source, decision, now, report)
             if dry_run:

@@ -20,7 +20,7 @@ from typing import NamedTuple
 from ..errors import NotFound
 from ..kinds import Kind, TaskPhase
 from ..records import TaskRecord
-from .db import encode, fetch_all, fetch_one, gc_paused, upsert
+from .db import encode, fetch_one, gc_paused, upsert
 
 LOG_LIMIT_BYTES = 1024 * 1024
 ACTIVE = "phase IN ('Pending', 'Running')"  # TaskPhase.active, as SQL
