@@ -1,4 +1,4 @@
-"""GitOps without Docker: `Store.sync` and `gitops` on real directories and SQLite stores, and the
+"""GitOps without Docker: `ops.sync` on real directories and SQLite stores, and the
 `sync`, `sync status` and `diff` commands."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests for reconciler.store.db on real SQLite files: apply, delete, tasks, output, lease, concurrency."""
+"""Tests for reconciler.store on real SQLite files: apply, delete, tasks, output, lease, concurrency."""
 
 from __future__ import annotations
 
