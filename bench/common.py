@@ -34,7 +34,7 @@ def controller(workdir: Path, tag: str, docs: list[dict], alarms: list | None = 
     On exit the controller is stopped; node health events it raised (NodeNotReady/NodeLost) are
     added to ``alarms``, since under benchmark load they would be false alarms.
     """
-    from reconciler.store.db import Store
+    from reconciler.store import Store
 
     db = workdir / f"{tag}.db"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -23,7 +23,7 @@ import common  # noqa: E402  (puts the repository on sys.path)
 from reconciler.runtime.controller import Controller  # noqa: E402
 from reconciler.docker.host import Host  # noqa: E402
 from reconciler.spec.models import Node, Service  # noqa: E402
-from reconciler.store.db import Store  # noqa: E402
+from reconciler.store import Store  # noqa: E402
 
 
 def main() -> int:

@@ -24,7 +24,7 @@ import common  # noqa: E402  (puts the repository on sys.path)
 
 from reconciler.spec.models import Job, Kind, TaskPhase  # noqa: E402
 from reconciler.records import TaskRecord  # noqa: E402
-from reconciler.store.db import Store  # noqa: E402
+from reconciler.store import Store  # noqa: E402
 
 
 def job(i: int) -> dict:

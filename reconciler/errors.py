@@ -3,15 +3,36 @@
 Every error a user can cause is a ``BrokerError`` whose message names the object and the fix.
 The CLI catches ``BrokerError`` in one place, prints it on stderr and exits with ``exit_code``.
 Raised by manifests, store, dockerhost and controller.
+
+The store's errors that suggest a next step are built here, one constructor per kind of error
+(``NotFound.resource``, ``Conflict.node_busy``, ...). Their message is the fault (``subject``)
+followed by the step phrased for the command line; ``step`` names that step and ``about`` holds
+what it is about (kind, name, path...), so that a front end other than the CLI (an HTTP API) can
+phrase the step its own way from ``subject``, ``step`` and ``about`` without copying these texts.
+Steps: ``list`` (list the objects of ``kind``), ``wait-gone`` (wait until it is deleted, then
+apply again), ``recreate`` (delete the Job, apply it again), ``drain`` (drain the node first),
+``history`` (list a Service's revisions), ``create-store``, ``choose-store``, ``stop-controller``.
 """
 
 from __future__ import annotations
 
 
 class BrokerError(Exception):
-    """Base error; ``exit_code`` is what the CLI exits with."""
+    """Base error; ``exit_code`` is what the CLI exits with. ``subject``: the fault without the
+    suggested step (the whole message when there is none); ``step``, ``about``: see the module."""
 
     exit_code = 1
+
+    def __init__(self, message: str = "", *, subject: str | None = None, step: str | None = None, **about):
+        super().__init__(message)
+        self.subject = message if subject is None else subject
+        self.step = step
+        self.about = about
+
+    @classmethod
+    def _with_step(cls, subject: str, command_line: str, step: str, sep: str = "; ", **about):
+        """The CLI's message: the fault, then the next step as the command line says it."""
+        return cls(f"{subject}{sep}{command_line}", subject=subject, step=step, **about)
 
 
 class ManifestError(BrokerError):
@@ -29,17 +50,79 @@ class UsageError(BrokerError):
 
     exit_code = 2
 
+    @classmethod
+    def out_of_range(cls, option: str, value, subject: str) -> "UsageError":
+        """A value outside its bounds; the CLI names the option it came from (``--replicas 7: ...``)."""
+        return cls(f"--{option} {value}: {subject}", subject=subject, option=option, value=value)
+
 
 class NotFound(BrokerError):
     """A resource or task that the user named does not exist."""
+
+    @classmethod
+    def resource(cls, kind: str, name: str) -> "NotFound":
+        return cls._with_step(f"{kind} '{name}' not found", f"`brokerctl get {kind.lower()}s` lists them", "list",
+                              kind=kind, name=name)
+
+    @classmethod
+    def task(cls, task_id: str) -> "NotFound":
+        return cls._with_step(f"task '{task_id}' not found", "`brokerctl get tasks` lists them", "list",
+                              kind="Task", name=task_id)
 
 
 class Conflict(BrokerError):
     """The request clashes with the store's state (e.g. a resource still being deleted)."""
 
+    @classmethod
+    def being_deleted(cls, kind: str, name: str) -> "Conflict":
+        return cls._with_step(
+            f"{kind} '{name}' is being deleted",
+            f"wait until `brokerctl get {kind.lower()}s` no longer lists it (the controller removes its containers "
+            "first), then apply again", "wait-gone", kind=kind, name=name)
+
+    @classmethod
+    def immutable_template(cls, name: str, changed: list[str]) -> "Conflict":
+        """``changed``: the template fields (``command``, ``image``...) the new spec changes."""
+        fields = ", ".join(f"spec.template.{k}" for k in changed)
+        return cls._with_step(
+            f"Job '{name}': spec.template cannot change while the Job exists ({fields} changed)",
+            f"delete it (`brokerctl delete job {name}`) and apply it again, or apply it under a new name",
+            "recreate", kind="Job", name=name, changed=changed)
+
+    @classmethod
+    def node_busy(cls, name: str, active: int) -> "Conflict":
+        return cls._with_step(
+            f"Node '{name}' has {active} active task(s)",
+            f"drain it first (`brokerctl drain {name}`), or pass --force (the tasks are replaced elsewhere and "
+            "their containers are left running on that host, untracked)", "drain", kind="Node", name=name)
+
+    @classmethod
+    def no_earlier_revision(cls, name: str) -> "Conflict":
+        return cls._with_step(f"Service '{name}' has no earlier revision to roll back to",
+                              f"`brokerctl rollout history service/{name}` lists them", "history",
+                              kind="Service", name=name)
+
 
 class StoreError(BrokerError):
     """The store cannot be opened or is in use in a way that forbids the request."""
+
+    @classmethod
+    def missing(cls, path, why: str) -> "StoreError":
+        """No store file at ``path``; ``why``: which part of the path is missing."""
+        return cls._with_step(
+            f"no store at {path}: {why}", "`brokerctl apply`, `sync`, `run` and `controller` create one; or pass "
+            "--db PATH (or set BROKER_DB) to use an existing store", "create-store", sep=". ", path=str(path))
+
+    @classmethod
+    def cannot_open(cls, path, problem) -> "StoreError":
+        return cls._with_step(f"cannot open store {path}: {problem}", "pass --db PATH or set BROKER_DB",
+                              "choose-store", path=str(path))
+
+    @classmethod
+    def lease_held(cls, pid: int, host: str, path) -> "StoreError":
+        return cls._with_step(f"another controller (pid {pid} on {host}) is running on store {path}",
+                              "stop it first, or use a different --db", "stop-controller",
+                              pid=pid, host=host, path=str(path))
 
 
 class HostError(BrokerError):

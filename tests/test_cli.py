@@ -11,7 +11,7 @@ import pytest
 
 from helpers import cli, cli_json, job_yaml
 
-from reconciler.store.db import Store
+from reconciler.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = ["apply", "get", "describe", "delete", "logs", "wait", "status", "schema", "controller", "run", "retry",

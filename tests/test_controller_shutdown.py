@@ -19,7 +19,7 @@ import time
 import pytest
 
 from helpers import ControllerProcess, broker_containers, cli, nodes_yaml, tasks_of, wait_for
-from reconciler.store.db import Store
+from reconciler.store import Store
 
 pytestmark = pytest.mark.timeout(180)
 

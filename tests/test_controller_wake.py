@@ -17,7 +17,7 @@ from reconciler.docker.probe import ProbeState
 from reconciler.spec.manifests import load_text
 from reconciler.records import ContainerObs, NodeObs
 from reconciler.runtime.wakeups import NudgeListener
-from reconciler.store.db import Store
+from reconciler.store import Store
 
 JOB = """apiVersion: broker/v1
 kind: Job

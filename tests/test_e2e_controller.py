@@ -11,7 +11,7 @@ from datetime import datetime
 import pytest
 
 from helpers import ControllerProcess, cli, cli_json, job_yaml, nodes_yaml, tasks_of, wait_for
-from reconciler.store.db import Store
+from reconciler.store import Store
 from test_e2e_services import SERVE, db, running, service, status, three_nodes  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.timeout(120)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ControllerProcess, broker_containers, cli, cli_json, tasks_of, wait_for
-from reconciler.store.db import Store
+from reconciler.store import Store
 
 pytestmark = pytest.mark.timeout(300)
 

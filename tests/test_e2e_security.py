@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from helpers import ControllerProcess, broker_containers, cli, cli_json, tasks_of, wait_for
-from reconciler.store.db import Store
+from reconciler.store import Store
 from test_e2e_placement import job
 
 pytestmark = pytest.mark.timeout(240)

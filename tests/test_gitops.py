@@ -1,4 +1,4 @@
-"""GitOps without Docker: `Store.sync` and `gitops` on real directories and SQLite stores, and the
+"""GitOps without Docker: `ops.sync` on real directories and SQLite stores, and the
 `sync`, `sync status` and `diff` commands."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from reconciler.runtime import watch
 from reconciler.spec import manifests
 from reconciler.spec.models import Kind, TaskPhase
 from reconciler.records import TaskRecord
-from reconciler.store.db import Store
+from reconciler.store import Store
 
 # -- factories ----------------------------------------------------------------------------
 

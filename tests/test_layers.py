@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,67 @@ def test_only_the_docker_package_imports_docker_and_only_the_store_speaks_sql(mo
         assert not any(_under(n, "sqlite_utils", "sqlite3", "psycopg") for n in names), module
 
 
+# SQL statements as the code writes them: upper-case keywords in a statement's shape. Prose ("select a
+# node", "Update the spec") does not match; neither do docstrings, which the check skips.
+SQL = re.compile(
+    r"\bSELECT\b.+?\bFROM\s+\w|\bINSERT\s+(?:OR\s+[A-Z]+\s+)?INTO\s+\w|\bUPDATE\s+\w+\s+SET\b"
+    r"|\bDELETE\s+FROM\s+\w|\b(?:CREATE|ALTER|DROP)\s+(?:TABLE|(?:UNIQUE\s+)?INDEX|VIEW|TRIGGER)\b"
+    r"|^\s*PRAGMA\s+\w|\bPRAGMA\s+\w+\s*=|^\s*(?:BEGIN|COMMIT|ROLLBACK)\b",
+    re.DOTALL,
+)
+
+
+def string_literals(source: str) -> list[tuple[int, str]]:
+    """(line, text) of each string literal that is not a docstring; an f-string's holes read as ``{}``."""
+    tree = ast.parse(source)
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant) and isinstance(node.body[0].value.value, str)}
+    inside_fstrings = {id(part) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for part in node.values}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            text = "".join(p.value if isinstance(p, ast.Constant) else "{}" for p in node.values)
+            found.append((node.lineno, text))
+        elif (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+              and id(node) not in inside_fstrings):
+            found.append((node.lineno, node.value))
+    return found
+
+
+def sql_in(source: str) -> list[str]:
+    return [f"line {line}: {text.strip()[:80]}" for line, text in string_literals(source) if SQL.search(text)]
+
+
+@pytest.mark.parametrize("module", sorted(m for m in all_modules() if not _under(m, "reconciler.store")))
+def test_only_the_store_contains_sql(module):
+    """SQL lives in reconciler.store only: the rule the import check above cannot see (a module can run SQL
+    through a connection the store handed it)."""
+    assert sql_in(all_modules()[module].read_text()) == [], module
+
+
+@pytest.mark.parametrize("text, is_sql", [
+    ('db.execute("SELECT phase, owner_kind, owner_name FROM tasks WHERE id = ?", [i])', True),
+    ('db.execute(f"UPDATE tasks SET {sets} WHERE id = ?", values)', True),
+    ('db.execute("INSERT OR REPLACE INTO lease (id) VALUES (1)")', True),
+    ('q = ("DELETE FROM task_logs "\n     "WHERE task_id = ?")', True),
+    ('x = "CREATE TABLE meta (key TEXT)"', True),
+    ('x = "ALTER TABLE resources ADD COLUMN source TEXT"', True),
+    ('x = "PRAGMA data_version"', True),
+    ('x = f"PRAGMA busy_timeout = {ms}"', True),
+    ('x = "BEGIN IMMEDIATE"', True),
+    ('"""Polls PRAGMA data_version; SELECT * FROM tasks is what it reads."""', False),  # a module docstring
+    ('def f():\n    """UPDATE tasks SET phase: explained."""', False),
+    ('log.info("select a node from the free ones")', False),
+    ('raise UsageError("Update the spec, then apply; delete from the directory to prune")', False),
+    ('msg = f"{n} SELECTED, {m} created"', False),
+    ('REASON = "DELETED"', False),
+])
+def test_the_sql_check_tells_statements_from_prose(text, is_sql):
+    assert bool(sql_in(text)) is is_sql
+
+
 @pytest.mark.parametrize("module", sorted(m for m in all_modules() if _under(m, *PURE)))
 def test_pure_modules_do_no_io(module):
     """The engine, the manifest models and the vocabulary import nothing that talks to the world or the
@@ -90,7 +152,7 @@ def test_read_only_commands_do_not_load_pydantic(tmp_path):
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'docker'))\n"
         "print(loaded)\nassert not loaded, loaded\n"
     )
-    from reconciler.store.db import Store
+    from reconciler.store import Store
 
     Store(tmp_path / "s.db").close()  # `get` opens a store, it does not create one
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.db")], capture_output=True, text=True)

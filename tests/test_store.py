@@ -1,4 +1,4 @@
-"""Tests for reconciler.store.db on real SQLite files: apply, delete, tasks, output, lease, concurrency."""
+"""Tests for reconciler.store on real SQLite files: apply, delete, tasks, output, lease, concurrency."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pydantic import TypeAdapter
 from reconciler.errors import Conflict, NotFound, StoreError
 from reconciler.spec.models import Kind, Resource, TaskPhase, template_hash
 from reconciler.records import TaskRecord
-from reconciler.store.db import LOG_LIMIT_BYTES, Store
+from reconciler.store import LOG_LIMIT_BYTES, Store
 
 _RESOURCE = TypeAdapter(Resource)
 
@@ -65,7 +65,7 @@ def insert(store: Store, *tasks: TaskRecord) -> None:
 
 def test_new_store_records_every_migration_once(store, db_path):
     """A new store file is created with its parent directory, in WAL mode, with each migration recorded once."""
-    from reconciler.store.db import MIGRATIONS
+    from reconciler.store.migrations import MIGRATIONS
 
     rows = store._rows("SELECT version, name FROM migrations")
     assert rows == [{"version": i, "name": name} for i, (name, _) in enumerate(MIGRATIONS, start=1)]
@@ -464,7 +464,7 @@ def test_concurrent_stores_on_one_file_never_hit_database_is_locked(db_path):
     try:
         assert len(check.resources(Kind.JOB)) == 40 and len(check.resources(Kind.NODE)) == 8
         assert len(check.tasks()) == 40
-        from reconciler.store.db import MIGRATIONS
+        from reconciler.store.migrations import MIGRATIONS
 
         assert check._rows("SELECT count(*) AS n FROM migrations") == [{"n": len(MIGRATIONS)}]
     finally:
@@ -562,7 +562,7 @@ def test_a_version_1_store_is_migrated_on_open(tmp_path):
     """A store created before the retry migration gains the column when opened, keeping its rows."""
     import sqlite3
 
-    from reconciler.store.db import MIGRATIONS
+    from reconciler.store.migrations import MIGRATIONS
 
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path)
@@ -839,7 +839,7 @@ def test_gc_paused_restores_the_collector_state():
     """Bulk reads pause the cyclic collector and always give it back as it was, even on error."""
     import gc
 
-    from reconciler.store.db import gc_paused
+    from reconciler.store import gc_paused
 
     assert gc.isenabled()
     with pytest.raises(RuntimeError):
@@ -967,24 +967,6 @@ def test_a_services_template_still_rolls(store):
     store.apply([web("nginx:1")], now=10.0)
     assert store.apply([web("nginx:2")], now=20.0) == [("service/web", "configured")]
     assert [r[0] for r in revs(store)] == [1, 2]
-
-
-def test_a_synced_file_changing_a_jobs_template_is_held_back_whole(store):
-    """sync: the file is reported invalid and what it defines keeps its last state (not changed, not pruned);
-    the directory's other files still sync."""
-    store.sync("/src", [("a.yaml", job("a")), ("a.yaml", job("a2")), ("b.yaml", job("b"))], {}, now=10.0)
-    a_before = store.resource(Kind.JOB, "a")
-
-    report = store.sync("/src", [("a.yaml", job("a", template={"image": "busybox", "command": ["x"]})),
-                                 ("b.yaml", job("b", completions=2))], {}, now=20.0)
-
-    assert report["problems"] == {"a.yaml": (
-        "Job 'a': spec.template cannot change while the Job exists (spec.template.command changed); delete it "
-        "(`brokerctl delete job a`) and apply it again, or apply it under a new name")}
-    assert report["results"] == [("Job/b", "configured")] and report["pruned"] == []
-    assert sorted(report["kept"]) == ["Job/a", "Job/a2"]
-    assert store.resource(Kind.JOB, "a") == a_before and store.resource(Kind.JOB, "a2").spec["completions"] == 1
-    assert store.resource(Kind.JOB, "b").spec["completions"] == 2
 
 
 # -- events limit, scale cap -------------------------------------------------------------------------

@@ -43,7 +43,7 @@ def _options(
 def _store(create: bool = False):
     """Open the store; only the commands that make one on purpose (apply, sync, run, controller)
     pass ``create``, and say on stderr when they did. Elsewhere a missing store is an error."""
-    from ..store.db import Store, default_db_path
+    from ..store import Store, default_db_path
 
     store = Store(_db_option or default_db_path(), create=create)
     if store.created:
@@ -162,7 +162,7 @@ def get(
         _get_events(store, for_, output, limit)
         return
     if kind.strip().lower() in ("task", "tasks"):
-        from ..store.db import gc_paused
+        from ..store import gc_paused
 
         tasks = [store.task(name)] if name else store.tasks()
         tasks = [t for t in tasks if want.items() <= t.labels.items()]
@@ -662,7 +662,7 @@ def diff(
     out: list[str] = []
     for state, models in inputs:
         if state is not None:
-            report = store.sync(state.source, state.items, {}, dry_run=True, allow_mass_prune=True)
+            report = gitops.sync_items(store, state.source, state.items, {}, dry_run=True, allow_mass_prune=True)
             if report["problems"]:
                 raise UsageError("\n".join(f"{f}: {p}" for f, p in sorted(report["problems"].items())))
             out += [f"{ref.split('/')[0].lower()}/{ref.split('/', 1)[1]} pruned" for ref, _ in report["pruned"]]

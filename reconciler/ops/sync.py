@@ -1,23 +1,30 @@
-"""GitOps: keep the store following a directory of manifests.
+"""GitOps: keep the store following a directory of manifests, and the policy that decides how.
 
-Called by ``brokerctl sync DIR`` (one shot), ``brokerctl diff`` and ``brokerctl controller
---watch DIR`` (a thread of the controller process with its own store connection, so that its
-commits wake the reconcile loop like any other writer). ``read_dir`` loads every manifest file of
-the directory separately, so one invalid file holds back only what it defines; ``sync`` hands the
-result to ``Store.sync`` (one transaction: apply, prune what the directory created and no longer
-defines, correct drift). ``Watcher`` runs a sync at start, after every debounced burst of file
-changes (watchfiles) and every ``interval`` seconds (which is what puts hand-made changes back).
+Called by ``brokerctl sync DIR`` (one shot), ``brokerctl diff`` (a dry run) and the GitOps
+watcher (``runtime.watch``, a thread of ``brokerctl controller --watch DIR`` with its own store
+connection, so that its commits wake the reconcile loop like any other writer). ``read_dir``
+loads every manifest file of the directory separately, so one invalid file holds back only what
+it defines. ``sync_items`` runs one sync in one store transaction: ``decide`` (pure: the
+directory's models and the stored rows in, a ``SyncDecision`` out) says what to apply, prune or
+hold back and whether a mass prune is refused; the store's primitives carry it out
+(``apply_one``, ``claim``, ``delete``, ``record_sync``, ``add_event``). A directory owns what it
+created and nothing else: resources applied by hand or by another directory are never touched.
 """
 
 from __future__ import annotations
 
 import logging
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
+from ..errors import Conflict, ManifestError, UsageError
+from ..kinds import Kind
 from ..spec import manifests
-from ..errors import ManifestError, UsageError
+from ..store.resources import template_changes
+from ..store.syncs import SourcedRow
 
 log = logging.getLogger("brokerctl.gitops")
 
@@ -74,9 +81,204 @@ def git_commit(directory: str) -> str | None:
 
 
 def sync(store, directory: str | Path, allow_mass_prune: bool = False, dry_run: bool = False) -> dict:
+    """Read ``directory`` and make the store follow it (``sync_items``)."""
     state = read_dir(directory)
-    return store.sync(state.source, state.items, state.held, allow_mass_prune=allow_mass_prune,
+    return sync_items(store, state.source, state.items, state.held, allow_mass_prune=allow_mass_prune,
                       commit=state.commit, dry_run=dry_run)
+
+
+class _Rollback(Exception):
+    """Raised inside the sync's transaction to undo it: a dry run writes, to learn the outcomes, then undoes."""
+
+
+def sync_items(store, source: str, items: list[tuple[str, object]], held: dict[str, str], *,
+               allow_mass_prune: bool = False, commit: str | None = None, dry_run: bool = False,
+               now: float | None = None) -> dict:
+    """Make the store follow directory ``source`` in one transaction.
+
+    ``items``: (file, model) for every resource of the directory's valid files; ``held``:
+    file -> problem for files that did not validate (what they defined keeps its last good
+    state: not changed, not pruned). Resources this directory created and no longer defines
+    are pruned (deleted; the controller stops their containers). A sync that would prune more
+    than half, or all, of what the directory owns is refused unless ``allow_mass_prune``: it
+    changes no resource and records only the refusal. A resource changed by hand since the last
+    sync is put back and a DriftCorrected event recorded. With ``dry_run`` nothing is written.
+    Returns a report: results per resource, pruned, kept, problems, refused, drift, files, owned.
+    """
+    now = time.time() if now is None else now
+    try:
+        with store.transaction() as db:
+            decision = decide(source, items, held, store.sourced_rows(db), allow_mass_prune)
+            report = {"source": source, "results": [], "pruned": [], "kept": decision.kept,
+                      "problems": decision.problems, "refused": decision.refused, "drift": [],
+                      "files": decision.files, "owned": decision.owned}
+            if decision.refused is None:
+                _carry_out(store, db, source, decision, now, report)
+            if dry_run:
+                raise _Rollback
+            store.record_sync(db, source, now, commit, report["files"], report["refused"], report["owned"])
+            for e in sync_events(source, report):
+                store.add_event(db, e.kind, e.name, e.reason, e.message, e.type, ts=now)
+    except _Rollback:
+        pass
+    return report
+
+
+def _carry_out(store, db, source: str, decision: "SyncDecision", now: float, report: dict) -> None:
+    """Apply and prune as decided, inside the sync's transaction; outcomes go into ``report``."""
+    for change in decision.changes:
+        if change.waiting:
+            report["results"].append((change.ref, "waiting: being deleted"))
+            continue
+        outcome = store.apply_one(db, change.model, now, cause=f"sync {change.file}")
+        store.claim(db, change.kind, change.name, source, change.file, change.wanted)
+        if outcome == "configured" and change.drifted:
+            outcome = "drift corrected"
+            report["drift"].append(change.ref)
+        report["results"].append((change.ref, outcome))
+    for row in decision.prune:
+        try:
+            outcome = store.delete(db, Kind(row.kind), row.name, now)
+        except Conflict as exc:  # e.g. a Node that still runs tasks: reported against its file
+            _add_problem(report["problems"], row.source_file or source, str(exc))
+            continue
+        report["pruned"].append((f"{row.kind}/{row.name}", outcome))
+
+
+# -- the policy: pure, from the directory's models and the stored rows ------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    """A resource the directory defines, to be applied from ``file``."""
+
+    kind: str
+    name: str
+    file: str
+    model: object
+    wanted: dict  # {"spec", "labels"} as the directory has them (and as they are recorded when synced)
+    drifted: bool  # changed by hand since the last sync: stored differs from what was synced, which is wanted
+    waiting: bool  # still being deleted: applied once it is gone
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass
+class SyncDecision:
+    problems: dict[str, str]  # file -> why it (or one of its resources) is held back
+    files: dict[str, dict]  # file -> {"state": ok|invalid, "message", "resources"}, as `sync status` shows them
+    changes: list[Change]  # by kind and name
+    prune: list[SourcedRow]  # what the directory owns and no longer defines
+    kept: list[str]  # refs owned and no longer defined whose file is held back: kept as they are
+    owned: int  # how many resources the directory owns (not being deleted)
+    refused: str | None  # why the sync is refused (a mass prune), or None
+
+
+def decide(source: str, items: list[tuple[str, object]], held: dict[str, str], rows: list[SourcedRow],
+           allow_mass_prune: bool = False) -> SyncDecision:
+    """What a sync of ``source`` does, given (file, model) of its valid files, ``held`` (file ->
+    problem) and the stored rows (``store.SourcedRow``: every resource with its source columns).
+
+    A file that would change the template of a Job the directory owns is held back whole, like an
+    invalid file; a resource that exists but was not created by this directory is a problem of its
+    file. What the directory owns and no longer defines is pruned, unless its file is held back.
+    """
+    stored = {(r.kind, r.name): r for r in rows}
+    held = _hold_template_changes(source, items, held, stored)
+    problems = dict(held)
+    files = {f: {"state": "invalid", "message": m, "resources": []} for f, m in held.items()}
+    desired = _claim_files(source, [(f, m) for f, m in items if f not in held], stored, files, problems)
+    live = [k for k, r in stored.items() if r.source == source and r.deleted_at is None]
+    gone = [k for k in live if k not in desired]
+    prune = [stored[k] for k in gone if stored[k].source_file not in held]
+    return SyncDecision(
+        problems=problems, files=files, prune=prune, owned=len(live),
+        changes=[_change(key, *desired[key], stored.get(key)) for key in sorted(desired)],
+        kept=[f"{kind}/{name}" for kind, name in gone if stored[(kind, name)].source_file in held],
+        refused=None if allow_mass_prune else _mass_prune_refusal(source, prune, len(live)),
+    )
+
+
+def _hold_template_changes(source: str, items, held: dict[str, str],
+                           stored: dict[tuple[str, str], SourcedRow]) -> dict[str, str]:
+    """``held`` plus the files that change the template of a Job this directory owns."""
+    held = dict(held)
+    for file, model in items:
+        row = stored.get((model.kind, model.metadata.name))
+        if (model.kind == Kind.JOB.value and row is not None and row.source == source and row.deleted_at is None
+                and (changed := template_changes(row.spec, model.spec.model_dump(mode="json")))):
+            _add_problem(held, file, str(Conflict.immutable_template(model.metadata.name, changed)))
+    return held
+
+
+def _claim_files(source: str, items, stored: dict[tuple[str, str], SourcedRow], files: dict[str, dict],
+                 problems: dict[str, str]) -> dict:
+    """(kind, name) -> (file, model) of what the directory may manage; each file's entry in ``files``
+    lists its resources, or says which of them exist already, created elsewhere (also a problem)."""
+    desired = {}
+    for file, model in items:
+        entry = files.setdefault(file, {"state": "ok", "message": "", "resources": []})
+        key = (model.kind, model.metadata.name)
+        row = stored.get(key)
+        if row is not None and row.source != source:
+            owner = f"directory {row.source}" if row.source else "hand (brokerctl apply)"
+            problem = (f"{model.kind}/{model.metadata.name} already exists, created by {owner}; this directory "
+                       "only manages what it created: delete that one or rename this one")
+            entry.update(state="invalid", message="; ".join(filter(None, [entry["message"], problem])))
+            problems[file] = entry["message"]
+            continue
+        entry["resources"].append(f"{model.kind}/{model.metadata.name}")
+        desired[key] = (file, model)
+    return desired
+
+
+def _change(key: tuple[str, str], file: str, model, row: SourcedRow | None) -> Change:
+    wanted = {"spec": model.spec.model_dump(mode="json"), "labels": dict(model.metadata.labels)}
+    drifted = row is not None and row.synced == wanted and {"spec": row.spec, "labels": row.labels} != wanted
+    return Change(*key, file, model, wanted, drifted, waiting=row is not None and row.deleted_at is not None)
+
+
+def _mass_prune_refusal(source: str, prune: list[SourcedRow], live: int) -> str | None:
+    """Pruning all, or more than half, of what a directory owns looks like a bad checkout."""
+    if not prune or (len(prune) != live and 2 * len(prune) <= live):
+        return None
+    names = ", ".join(f"{r.kind}/{r.name}" for r in prune[:5])
+    return (f"sync of {source} would prune {len(prune)} of the {live} resources it owns "
+            f"({names}{', ...' if len(prune) > 5 else ''}); refused in case of a bad checkout. "
+            "Restore the files, or pass --allow-mass-prune if this is intended")
+
+
+def _add_problem(problems: dict[str, str], file: str, problem: str) -> None:
+    problems[file] = "; ".join(filter(None, [problems.get(file), problem]))
+
+
+class SyncEvent(NamedTuple):
+    kind: str
+    name: str
+    reason: str
+    message: str
+    type: str = "Normal"
+
+
+def sync_events(source: str, report: dict) -> list[SyncEvent]:
+    """The events a sync records: its refusal alone, or what it pruned, the drift it put back and
+    each problem (held-back files, resources created elsewhere, prunes refused)."""
+    if report["refused"]:
+        return [SyncEvent("Directory", source, "SyncRefused", report["refused"], "Warning")]
+    events = []
+    for ref, outcome in report["pruned"]:
+        kind, name = ref.split("/", 1)
+        events.append(SyncEvent(kind, name, "Pruned", f"{ref} is no longer in {source}; {outcome}"))
+    for ref in report["drift"]:
+        kind, name = ref.split("/", 1)
+        events.append(SyncEvent(kind, name, "DriftCorrected",
+                                f"{ref} was changed outside {source}; the directory's version is back", "Warning"))
+    for file, problem in sorted(report["problems"].items()):
+        text = problem if problem.startswith(file) else f"{file}: {problem}"
+        events.append(SyncEvent("Directory", source, "InvalidManifest", text, "Warning"))
+    return events
 
 
 def summary(report: dict) -> list[str]:
@@ -93,7 +295,3 @@ def summary(report: dict) -> list[str]:
     if report["refused"]:
         lines.append(f"refused: {report['refused']}")
     return lines
-
-
-
-

@@ -22,7 +22,7 @@ from ..engine.actions import Collect, Plan, Remove, Start
 from ..errors import BrokerError
 from ..docker.host import TRANSPORT_ERRORS, Host, StartError
 from ..spec.models import TaskPhase
-from ..store.db import LOG_LIMIT_BYTES, Store
+from ..store import LOG_LIMIT_BYTES, Store
 
 log = logging.getLogger("brokerctl.act")
 
@@ -140,8 +140,7 @@ class Actor:
     def _record_outcome(self, action, status: str, result) -> None:
         now = self.clock()
         with self.store.transaction() as db:
-            phase = db.execute("SELECT phase, owner_kind, owner_name FROM tasks WHERE id = ?",
-                               [action.task_id]).fetchone() if action.task_id else None
+            phase = self.store.task_state(db, action.task_id) if action.task_id else None
             active = phase is not None and TaskPhase(phase[0]).active
             owner = (phase[1], phase[2]) if phase else ("Node", action.node)
             event = lambda reason, msg, type="Normal": self.store.add_event(  # noqa: E731

@@ -40,7 +40,7 @@ from ..spec.models import Kind
 from ..engine.plan import plan
 from ..records import NodeObs, Snapshot
 from .wakeups import NudgeListener
-from ..store.db import Store
+from ..store import Store
 
 log = logging.getLogger("brokerctl.controller")
 

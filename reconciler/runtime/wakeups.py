@@ -1,5 +1,9 @@
-"""Wake-ups: the controller listens for commit nudges sent by other processes' store
-connections."""
+"""Wake-ups, listener side: the controller listens for the commit nudges of other processes.
+
+The controller (``runtime.controller``) runs one ``NudgeListener`` on its store's address
+(``store.nudge_address``). The sender is every other process's store connection: after each
+commit, ``store.db.Connection.transaction`` calls ``_send_nudge``, which sends one datagram there.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,12 @@ import socket
 import threading
 from typing import Callable
 
-from ..store.db import nudge_address
+from ..store import nudge_address
 
 
 class NudgeListener:
-    """Calls ``wake`` whenever another process commits to the store (see ``Store`` nudges).
+    """Calls ``wake`` whenever another process commits to the store (its connection's
+    ``_send_nudge``; the controller's own connection sends none).
 
     If the address cannot be bound (not Linux, or taken), the controller still has its
     ``data_version`` poll; ``listening`` says which.

@@ -52,7 +52,7 @@ class Watcher:
     def _run(self) -> None:
         import watchfiles
 
-        from ..store.db import Store
+        from ..store import Store
 
         store = Store(self.db)
         try:

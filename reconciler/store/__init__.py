@@ -1,1 +1,26 @@
-"""The desired-state store: the only package that speaks SQL."""
+"""The desired-state store: the only package that speaks SQL.
+
+``Store`` is one connection (``db.Connection``: open, transactions, migrations, commit nudges)
+with the methods of every noun of the store, each in its own module: ``resources``, ``tasks``,
+``events``, ``revisions``, ``lease`` and ``syncs``. Callers (the CLI, ``ops``, the controller,
+act) use one ``Store``: reads open no transaction; writes are either a method that runs its own
+transaction (``apply``, ``mark_deleted``...) or a method taking ``db`` from the caller's
+``with store.transaction() as db:`` so that several writes commit together.
+"""
+
+from __future__ import annotations
+
+from .db import Connection, default_db_path, gc_paused, nudge_address
+from .events import EventStore
+from .lease import LeaseStore
+from .resources import ResourceStore
+from .revisions import RevisionStore
+from .syncs import SourcedRow, SyncStore
+from .tasks import LOG_LIMIT_BYTES, TaskState, TaskStore
+
+
+class Store(ResourceStore, TaskStore, EventStore, RevisionStore, LeaseStore, SyncStore, Connection):
+    """One connection to a store file, thread-safe, with every noun's reads and writes."""
+
+
+__all__ = ["Store", "SourcedRow", "TaskState", "default_db_path", "gc_paused", "nudge_address", "LOG_LIMIT_BYTES"]

@@ -1,0 +1,105 @@
+"""The store's schema, as the list of migrations that built it, and the runner that applies them.
+
+``MIGRATIONS`` is append-only: version N is the Nth entry, recorded in the ``migrations`` table
+once applied, so a store made by an older brokerctl is brought up to date when it is opened
+(``migrate``, called by ``db.Connection`` inside its first transaction). The statements are
+SQLite's; a second backend keeps the same versions and names with its own column types.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "initial",
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE resources (
+            kind TEXT NOT NULL, name TEXT NOT NULL, uid TEXT NOT NULL,
+            labels TEXT NOT NULL, spec TEXT NOT NULL, generation INTEGER NOT NULL,
+            created_at REAL NOT NULL, updated_at REAL NOT NULL, deleted_at REAL,
+            status TEXT NOT NULL DEFAULT '{}',
+            PRIMARY KEY (kind, name)
+        );
+        CREATE TABLE tasks (
+            id TEXT PRIMARY KEY, owner_kind TEXT NOT NULL, owner_name TEXT NOT NULL,
+            owner_uid TEXT NOT NULL, idx INTEGER NOT NULL, attempt INTEGER NOT NULL,
+            phase TEXT NOT NULL, node TEXT, container_id TEXT, exit_code INTEGER,
+            oom_killed INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '',
+            message TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL,
+            not_before REAL NOT NULL DEFAULT 0, scheduled_at REAL, started_at REAL,
+            finished_at REAL, generation INTEGER NOT NULL DEFAULT 1,
+            labels TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX tasks_owner ON tasks (owner_kind, owner_name);
+        CREATE INDEX tasks_phase ON tasks (phase);
+        CREATE TABLE task_logs (
+            task_id TEXT PRIMARY KEY, output BLOB NOT NULL, truncated INTEGER NOT NULL
+        );
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, kind TEXT NOT NULL,
+            name TEXT NOT NULL, task_id TEXT, type TEXT NOT NULL, reason TEXT NOT NULL,
+            message TEXT NOT NULL
+        );
+        CREATE INDEX events_object ON events (kind, name);
+        CREATE TABLE lease (
+            id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, pid INTEGER NOT NULL,
+            hostname TEXT NOT NULL, started_at REAL NOT NULL, heartbeat REAL NOT NULL
+        );
+        """,
+    ),
+    ("job retries", "ALTER TABLE resources ADD COLUMN retried_at REAL"),
+    (
+        "service revisions",
+        """
+        ALTER TABLE tasks ADD COLUMN template_hash TEXT NOT NULL DEFAULT '';
+        CREATE TABLE revisions (
+            uid TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, revision INTEGER NOT NULL,
+            hash TEXT NOT NULL, template TEXT NOT NULL, created_at REAL NOT NULL, cause TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (uid, hash)
+        );
+        CREATE INDEX revisions_owner ON revisions (kind, name)
+        """,
+    ),
+    ("node drain", "ALTER TABLE resources ADD COLUMN drain_deadline REAL"),
+    (
+        "gitops",
+        """
+        ALTER TABLE resources ADD COLUMN source TEXT;
+        ALTER TABLE resources ADD COLUMN source_file TEXT;
+        ALTER TABLE resources ADD COLUMN source_spec TEXT;
+        CREATE TABLE syncs (
+            source TEXT PRIMARY KEY, synced_at REAL NOT NULL, commit_id TEXT, files TEXT NOT NULL,
+            refused TEXT, owned INTEGER NOT NULL DEFAULT 0
+        )
+        """,
+    ),
+    ("controller stats", "ALTER TABLE lease ADD COLUMN stats TEXT NOT NULL DEFAULT '{}'"),
+    ("container marks", ""),  # meta mark_key: the secret of records.container_mark, made by migrate()
+]
+
+
+def migrate(db) -> None:
+    """Apply the migrations ``db`` has not recorded yet, inside the caller's transaction (so two
+    processes opening a new store at once apply each migration once)."""
+    db.execute("CREATE TABLE IF NOT EXISTS migrations "
+               "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)")
+    cur = db.execute("SELECT version FROM migrations")
+    done = {row[0] for row in cur.fetchall()}  # the one column selected
+    for version, (name, sql) in enumerate(MIGRATIONS, start=1):
+        if version in done:
+            continue
+        for statement in filter(str.strip, sql.split(";")):
+            db.execute(statement)
+        db.execute("INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)", [version, name, time.time()])
+        if version == 1:
+            _set_meta(db, "store_id", uuid.uuid4().hex[:12])
+        if name == "container marks":
+            _set_meta(db, "mark_key", secrets.token_hex(32))
+
+
+def _set_meta(db, key: str, value: str) -> None:
+    db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", [key, value])

@@ -1,0 +1,75 @@
+"""The store's errors: each built in one place (reconciler.errors), with the messages the CLI prints, and the
+fault, the next step and what it is about kept apart for front ends that phrase the step themselves."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler.errors import Conflict, NotFound, StoreError, UsageError
+from reconciler.kinds import Kind
+from reconciler.store import Store
+
+
+@pytest.mark.parametrize("error, message, subject, step, about", [
+    (NotFound.resource("Job", "x"), "Job 'x' not found; `brokerctl get jobs` lists them",
+     "Job 'x' not found", "list", {"kind": "Job", "name": "x"}),
+    (NotFound.task("x-1"), "task 'x-1' not found; `brokerctl get tasks` lists them",
+     "task 'x-1' not found", "list", {"kind": "Task", "name": "x-1"}),
+    (Conflict.being_deleted("Service", "web"),
+     "Service 'web' is being deleted; wait until `brokerctl get services` no longer lists it (the controller "
+     "removes its containers first), then apply again",
+     "Service 'web' is being deleted", "wait-gone", {"kind": "Service", "name": "web"}),
+    (Conflict.immutable_template("j", ["command", "image"]),
+     "Job 'j': spec.template cannot change while the Job exists (spec.template.command, spec.template.image "
+     "changed); delete it (`brokerctl delete job j`) and apply it again, or apply it under a new name",
+     "Job 'j': spec.template cannot change while the Job exists (spec.template.command, spec.template.image "
+     "changed)", "recreate", {"kind": "Job", "name": "j", "changed": ["command", "image"]}),
+    (Conflict.node_busy("h1", 2),
+     "Node 'h1' has 2 active task(s); drain it first (`brokerctl drain h1`), or pass --force (the tasks are "
+     "replaced elsewhere and their containers are left running on that host, untracked)",
+     "Node 'h1' has 2 active task(s)", "drain", {"kind": "Node", "name": "h1"}),
+    (Conflict.no_earlier_revision("web"),
+     "Service 'web' has no earlier revision to roll back to; `brokerctl rollout history service/web` lists them",
+     "Service 'web' has no earlier revision to roll back to", "history", {"kind": "Service", "name": "web"}),
+    (StoreError.missing("/s/b.db", "the file does not exist"),
+     "no store at /s/b.db: the file does not exist. `brokerctl apply`, `sync`, `run` and `controller` create one; "
+     "or pass --db PATH (or set BROKER_DB) to use an existing store",
+     "no store at /s/b.db: the file does not exist", "create-store", {"path": "/s/b.db"}),
+    (StoreError.cannot_open("/s/b.db", "unable to open database file"),
+     "cannot open store /s/b.db: unable to open database file; pass --db PATH or set BROKER_DB",
+     "cannot open store /s/b.db: unable to open database file", "choose-store", {"path": "/s/b.db"}),
+    (StoreError.lease_held(42, "h", "/s/b.db"),
+     "another controller (pid 42 on h) is running on store /s/b.db; stop it first, or use a different --db",
+     "another controller (pid 42 on h) is running on store /s/b.db", "stop-controller",
+     {"pid": 42, "host": "h", "path": "/s/b.db"}),
+    (UsageError.out_of_range("replicas", 7, "a Service has 0 to 5 replicas"),
+     "--replicas 7: a Service has 0 to 5 replicas", "a Service has 0 to 5 replicas", None,
+     {"option": "replicas", "value": 7}),
+])
+def test_each_error_keeps_the_cli_message_and_its_parts(error, message, subject, step, about):
+    assert (str(error), error.subject, error.step, error.about) == (message, subject, step, about)
+
+
+def test_an_error_without_a_step_is_its_own_subject():
+    error = Conflict("Job 'j' is Complete, not Failed; only a Failed job can be retried")
+    assert (error.subject, error.step, error.about) == (str(error), None, {})
+
+
+def test_the_store_raises_the_structured_errors(tmp_path):
+    """What the store raises carries its parts: a front end can tell what was not found and which step helps."""
+    with pytest.raises(StoreError) as missing:
+        Store(tmp_path / "none.db", create=False)
+    assert (missing.value.step, missing.value.about) == ("create-store", {"path": str(tmp_path / "none.db")})
+
+    store = Store(tmp_path / "s.db")
+    try:
+        for call in (lambda: store.resource(Kind.SERVICE, "web"), lambda: store.cordon("web", True),
+                     lambda: store.mark_deleted(Kind.SERVICE, "web"), lambda: store.scale("web", 2)):
+            with pytest.raises(NotFound) as info:
+                call()
+            assert (info.value.step, info.value.about["name"]) == ("list", "web")
+        with pytest.raises(NotFound) as task:
+            store.task("web-1")
+        assert (task.value.subject, task.value.about) == ("task 'web-1' not found", {"kind": "Task", "name": "web-1"})
+    finally:
+        store.close()
