@@ -15,9 +15,10 @@ import pytest
 
 from reconciler.engine.actions import Collect, Plan, Remove
 from reconciler.spec.models import Kind
-from reconciler.engine.plan import FENCE_SETTLE_SECONDS, plan
+from reconciler.engine.matching import FENCE_SETTLE_SECONDS
+from reconciler.engine.plan import plan
 from reconciler.records import ContainerObs, NodeObs, ResourceRecord, Snapshot, TaskRecord
-from reconciler.engine.workloads import lost_at, node_status
+from reconciler.engine.nodes import lost_at, node_status
 from test_plan import (
     NOW, STORE_ID, MARK_KEY, F, L, P, R, S, X, applied, container, job_res, node_res, obs, removed, run, snapshot,
     status_of, task,

@@ -17,12 +17,12 @@ from pydantic import TypeAdapter
 
 from reconciler.engine.actions import STOP_GRACE_SECONDS, Plan, Remove
 from reconciler.spec.models import Kind, Resource, TaskPhase, template_hash
-from reconciler.engine.plan import container_name, plan
+from reconciler.engine.plan import plan
 from reconciler.records import (
     LABEL_ATTEMPT, LABEL_INDEX, LABEL_MARK, LABEL_OWNER, LABEL_STORE, LABEL_TASK, LABEL_TEMPLATE,
-    ContainerObs, NodeObs, ResourceRecord, Snapshot, TaskRecord, container_mark,
+    ContainerObs, NodeObs, ResourceRecord, Snapshot, TaskRecord, container_mark, container_name,
 )
-from reconciler.engine.workloads import HEALTHY_RUN_SECONDS
+from reconciler.engine.services import HEALTHY_RUN_SECONDS
 
 NOW = 1_000.0
 STORE_ID = "store1"

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from reconciler.spec.models import Kind
 from reconciler.records import ResourceRecord, TaskRecord
-from reconciler.engine.workloads import MAX_UNPLACED
+from reconciler.engine.tasks import MAX_UNPLACED
 from test_plan import NOW, F, P, R, S, applied, container, job_res, node_res, obs, run, service_res, snapshot, task
 
 HUGE = 10**9

@@ -11,7 +11,7 @@ from reconciler.engine.actions import Collect
 from reconciler.docker.host import daemon_identity
 from reconciler.spec.models import Kind
 from reconciler.records import ResourceRecord
-from reconciler.engine.workloads import twins
+from reconciler.engine.nodes import twins
 from test_plan import NOW, R, applied, container, job_res, node_res, obs, run, snapshot, status_of, task
 
 DOCKER_ID = "4QGZ:AB5C:ZNRT:D7TD:VWDL:2IAT:DRPB:6T6V:2QDP:YXA5:FEEN:3XQK"

@@ -15,7 +15,8 @@ import pytest
 
 from reconciler.engine.actions import Plan, Remove
 from reconciler.spec.models import Kind, PortBinding, template_hash
-from reconciler.engine.plan import PORT_RETRY_SECONDS, plan
+from reconciler.engine.placement import PORT_RETRY_SECONDS
+from reconciler.engine.plan import plan
 from reconciler.records import LABEL_TEMPLATE, ContainerObs, ResourceRecord, TaskRecord
 from test_plan import (
     NOW, STORE_ID, MARK_KEY, F, P, R, X, applied, container, node_res, obs, removed, run, service_res, snapshot,
