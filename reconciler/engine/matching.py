@@ -1,6 +1,6 @@
 """Tasks matched with the containers this pass saw: adopt, collect, lose, fence, remove. Pure.
 
-Called by ``plan`` after ``nodes.judge`` (so the snapshot holds only our containers), before
+Called by ``plan`` after ``nodes.judge_nodes`` (so the snapshot holds only our containers), before
 the Job and Service steps, which then see each task as it really is: a task whose container runs
 is Running; a finished container is collected; a task of a deleted or Lost node, or whose
 container vanished, is Lost (replaced without spending a retry). A container of a task that is

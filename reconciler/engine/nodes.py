@@ -1,6 +1,6 @@
 """Nodes as one pass judges them: condition, slots, twins and the containers that are not ours. Pure.
 
-Called by ``plan`` first in every pass (``judge``), before anything reads the snapshot: a Node
+Called by ``plan`` first in every pass (``judge_nodes``), before anything reads the snapshot: a Node
 whose daemon an older Node already uses (a twin) is set aside as if it did not answer, and every
 container that carries our store label without being ours (``records.distrust``) is taken out of
 the snapshot and reported on its Node. The ``NodeStates`` it returns are what ``matching``,
@@ -51,7 +51,7 @@ class NodeStates:
                          and (nodes.get(n) is None or nodes[n].containers is None))
 
 
-def judge(p: Plan, nodes: dict[str, ResourceRecord], snapshot: Snapshot, by_id: dict[str, TaskRecord],
+def judge_nodes(p: Plan, nodes: dict[str, ResourceRecord], snapshot: Snapshot, by_id: dict[str, TaskRecord],
           now: float, store_id: str, mark_key: str) -> NodeStates:
     """Each Node's status from this pass's observation (recorded with its events when it changed)."""
     twin_of = twins(list(nodes.values()), snapshot)

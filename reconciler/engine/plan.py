@@ -13,11 +13,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import replace
 
-from . import nodes as node_steps
 from .actions import STOP_GRACE_SECONDS, Plan
 from .jobs import reconcile_job
 from .matching import match_tasks
-from .nodes import NodeStates
+from .nodes import NodeStates, judge_nodes
 from .placement import place
 from .services import reconcile_service
 from .tasks import event, set_status, stop_task
@@ -31,8 +30,8 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
     p = Plan()
     owners = {(r.kind, r.name): r for r in resources if r.kind is not Kind.NODE}
     by_id = {t.id: t for t in tasks}
-    nodes = node_steps.judge(p, {r.name: r for r in resources if r.kind is Kind.NODE}, snapshot, by_id, now,
-                             store_id, mark_key)
+    nodes = judge_nodes(p, {r.name: r for r in resources if r.kind is Kind.NODE}, snapshot, by_id, now,
+                        store_id, mark_key)
     current, fencing = match_tasks(p, tasks, by_id, nodes, owners, now)
     by_owner: dict[tuple[Kind, str], list[TaskRecord]] = defaultdict(list)
     for t in current.values():

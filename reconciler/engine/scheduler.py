@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
-from ..spec.models import MountRule, guarded_network, path_below, ports_clash
+from ..spec.models import MountRule, Placement as PlacementMode, guarded_network, path_below, ports_clash
 
 @dataclass
 class NodeView:
@@ -262,7 +262,7 @@ class Pipeline:
             heap = heaps.get(shape)
             if heap is None:
                 heap = heaps[shape] = _Heap(self, req, nodes)
-                if req.placement == "binpack":
+                if req.placement == PlacementMode.BINPACK:
                     for name in heap.names:
                         binpack_heaps.setdefault(name, []).append(heap)
             if heap.failed is not None:
@@ -320,7 +320,7 @@ class _Heap:
 
 def _why(req: Request, eligible: int) -> str:
     """Why this node: the scorer's pick among the nodes that pass the static checks."""
-    word = "most" if req.placement == "binpack" else "least"
+    word = "most" if req.placement == PlacementMode.BINPACK else "least"
     return f"{word} busy of {eligible} eligible"
 
 
