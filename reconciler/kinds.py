@@ -41,7 +41,9 @@ class TaskPhase(str, Enum):
 _PENDING, _RUNNING = TaskPhase.PENDING, TaskPhase.RUNNING
 
 
-class JobPhase(str, Enum):
+class JobPhase(StrEnum):
+    """A Job's ``status.phase``."""
+
     PENDING = "Pending"
     RUNNING = "Running"
     COMPLETE = "Complete"

@@ -1,7 +1,8 @@
 """Plain records shared by the store, the planner and the actor.
 
 ``ResourceRecord`` and ``TaskRecord`` are rows of the store as Python values; ``ContainerObs``,
-``NodeObs`` and ``Snapshot`` are what one observation of the Docker hosts saw. All are
+``NodeObs`` and ``Snapshot`` are what one observation of the Docker hosts saw (``Sighting``: where
+a task's container was seen); ``ContainerExit`` is what collecting a finished container read. All are
 immutable so that ``plan`` can be a pure function of them. ``container_mark`` and
 ``distrust`` decide which containers carrying our store label are really ours (the planner and
 ``brokerctl drain`` ask). No I/O here.
@@ -13,6 +14,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import NamedTuple
 
 from .kinds import Kind, TaskPhase
 
@@ -132,6 +134,13 @@ class NodeObs:
     failing_since: float | None = None  # first failed probe of the current streak
 
 
+class Sighting(NamedTuple):
+    """Where a task's container was seen this pass: the node that listed it, and the container."""
+
+    node: str
+    container: ContainerObs
+
+
 @dataclass(frozen=True)
 class Snapshot:
     nodes: dict[str, NodeObs]
@@ -139,13 +148,13 @@ class Snapshot:
     lost_after: float = 3.0  # seconds without a successful probe before a node is Lost (Node spec may override)
 
     @cached_property
-    def by_task(self) -> dict[str, tuple[str, ContainerObs]]:
-        """task id -> (node, container), computed once per snapshot."""
-        out: dict[str, tuple[str, ContainerObs]] = {}
+    def by_task(self) -> dict[str, Sighting]:
+        """Task id -> where its container was seen, computed once per snapshot."""
+        out: dict[str, Sighting] = {}
         for node in self.nodes.values():
             for c in node.containers or ():
                 if c.task_id:
-                    out[c.task_id] = (node.name, c)
+                    out[c.task_id] = Sighting(node.name, c)
         return out
 
 
@@ -203,3 +212,16 @@ class ContainerSpec:
     network: str | None = None
     healthcheck: dict | None = None  # Docker's shape: test, interval/timeout/start_period (ns), retries
     allowed_volumes: tuple[str, ...] = ()  # existing named volumes the node allows though brokerctl did not make them
+
+
+@dataclass(frozen=True)
+class ContainerExit:
+    """What ``Host.collect`` read from a finished container; ``act`` records it on the task."""
+
+    exit_code: int | None
+    oom_killed: bool
+    started_at: float | None
+    finished_at: float | None
+    error: str  # Docker's State.Error ("" when none)
+    output: bytes  # the tail of its output, at most the caller's limit
+    truncated: bool  # the output was longer than that limit

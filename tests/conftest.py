@@ -2,7 +2,9 @@
 
 Tests that need Docker ask for ``docker_hosts`` (three daemons for the whole
 session) or ``clean_hosts`` (the same daemons, emptied of containers first);
-either one marks the test ``docker``, so ``pytest -m 'not docker'`` skips them.
+either one marks the test ``docker``, so ``pytest -m 'not docker'`` skips them. End-to-end tests
+share ``db`` (a store path in the test's directory) and ``three_nodes`` (the clean daemons applied
+as Nodes with 8 slots each).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 import dockerhosts  # noqa: E402
+from helpers import cli, nodes_yaml  # noqa: E402
 
 HOST_COUNT = 3
 FIRST_IP = int(os.environ.get("BROKER_TEST_FIRST_IP", "21"))  # 127.0.0.21-23 by default: clear of a demo on lower addresses
@@ -79,6 +82,19 @@ def clean_hosts(docker_hosts: list[dockerhosts.DockerHost]) -> list[dockerhosts.
             host.start()
         host.remove_all_containers()
     return docker_hosts
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """Where the test's store lives (``brokerctl apply`` creates it)."""
+    return tmp_path / "broker.db"
+
+
+@pytest.fixture
+def three_nodes(clean_hosts: list[dockerhosts.DockerHost], db: Path) -> list[dockerhosts.DockerHost]:
+    """The clean daemons, applied to ``db`` as Nodes with 8 default slots each."""
+    cli(db, "apply", "-f", "-", input=nodes_yaml(clean_hosts, {"default": 8}), check=True)
+    return clean_hosts
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -95,10 +95,35 @@ def nodes_yaml(hosts, slots: dict[str, int] | None = None, labels: dict | None =
     return "\n---\n".join(docs) + "\n"
 
 
-def job_yaml(name: str, command, *, image: str = "busybox", **spec) -> str:
+def job_yaml(name: str, command="true", *, image: str = "busybox", template: dict | None = None, **spec) -> str:
+    """A Job manifest; ``template`` adds to (or overrides) its template's image and command."""
     doc = {"apiVersion": "broker/v1", "kind": "Job", "metadata": {"name": name},
-           "spec": {**spec, "template": {"image": image, "command": command}}}
+           "spec": {**spec, "template": {"image": image, "command": command, **(template or {})}}}
     return json.dumps(doc) + "\n"
+
+
+# A Service's command that exits at once on SIGTERM (busy-box sh as PID 1 would otherwise wait out
+# the grace period); ``{before}`` is run first.
+SERVE = "trap 'exit 0' TERM; {before}sleep 3600 & wait"
+
+
+def service_yaml(name: str, command: str, replicas: int = 1, template: dict | None = None, **spec) -> str:
+    """A Service manifest running busybox ``command``; ``template`` adds to its template."""
+    tpl = {"image": "busybox", "command": command, **(template or {})}
+    return json.dumps({"apiVersion": "broker/v1", "kind": "Service", "metadata": {"name": name},
+                       "spec": {"replicas": replicas, **spec, "template": tpl}}) + "\n"
+
+
+def running(hosts, owner: str, healthy: bool = False) -> list[dict]:
+    """The running containers of ``owner`` (``Service/web``) on ``hosts``; only healthy ones if asked."""
+    found = [c for h in hosts for c in broker_containers(h, all=False)
+             if c["Labels"].get("brokerctl.owner") == owner]
+    return [c for c in found if "(healthy)" in c["Status"]] if healthy else found
+
+
+def service_status(db: Path, name: str) -> dict:
+    """The ``status`` of Service ``name`` as ``get services -o json`` shows it."""
+    return cli_json(db, "get", "services", name)[0]["status"]
 
 
 def broker_containers(host, all: bool = True) -> list[dict]:

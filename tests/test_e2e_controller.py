@@ -10,9 +10,11 @@ from datetime import datetime
 
 import pytest
 
-from helpers import ControllerProcess, cli, cli_json, job_yaml, nodes_yaml, tasks_of, wait_for
+from helpers import (
+    SERVE, ControllerProcess, cli, cli_json, job_yaml, nodes_yaml, running, service_status, service_yaml, tasks_of,
+    wait_for,
+)
 from reconciler.store import Store
-from test_e2e_services import SERVE, db, running, service, status, three_nodes  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,7 +47,7 @@ def test_status_shows_passes_lists_cpu_and_docker_calls(three_nodes, db):
     """`brokerctl status` with a controller running a 2-replica Service prints its stats and API calls."""
     hosts = three_nodes
     with ControllerProcess(db) as ctl:
-        cli(db, "apply", "-f", "-", input=service("web", SERVE.format(before=""), 2), check=True)
+        cli(db, "apply", "-f", "-", input=service_yaml("web", SERVE.format(before=""), 2), check=True)
         wait_for(lambda: len(running(hosts, "Service/web")) == 2, 30, "2 replicas")
 
         def stats_with_creates():
@@ -75,8 +77,8 @@ def test_steady_state_costs_no_creates_and_few_lists(three_nodes, db):
     pass, no creates or starts, one /_ping per node per second, and little CPU."""
     hosts = three_nodes
     with ControllerProcess(db):
-        cli(db, "apply", "-f", "-", input=service("steady", SERVE.format(before=""), 6), check=True)
-        wait_for(lambda: status(db, "steady")["ready"] == 6, 30, "6 ready replicas", interval=0.3)
+        cli(db, "apply", "-f", "-", input=service_yaml("steady", SERVE.format(before=""), 6), check=True)
+        wait_for(lambda: service_status(db, "steady")["ready"] == 6, 30, "6 ready replicas", interval=0.3)
         assert len(running(hosts, "Service/steady")) == 6
         time.sleep(3)  # settle: the passes after the last start
         store = Store(db)
@@ -107,7 +109,7 @@ def test_commit_nudges_an_idle_controller(three_nodes, db):
         time.sleep(2)  # idle: its first passes are over, it waits for the 5 s resync
         store = Store(db)  # opened before the apply: its own migration check commits nothing
         try:
-            cli(db, "apply", "-f", "-", input=service("nudged", SERVE.format(before="")), check=True)
+            cli(db, "apply", "-f", "-", input=service_yaml("nudged", SERVE.format(before="")), check=True)
             applied = time.monotonic()
             while not [t for t in store.tasks() if t.owner == "Service/nudged" and t.node]:
                 assert time.monotonic() - applied < 5, "no task placed within 5 s of the apply"
@@ -175,9 +177,9 @@ def test_removed_replica_is_replaced_though_lists_are_reused(three_nodes, db):
     from outside must still be replaced within 5 s, because its destroy event invalidates the list."""
     hosts = three_nodes
     with ControllerProcess(db, "--resync", "30"):
-        cli(db, "apply", "-f", "-", input=service("keep", SERVE.format(before=""), 2), check=True)
+        cli(db, "apply", "-f", "-", input=service_yaml("keep", SERVE.format(before=""), 2), check=True)
         wait_for(lambda: len(running(hosts, "Service/keep")) == 2, 30, "2 replicas")
-        wait_for(lambda: status(db, "keep")["running"] == 2, 10, "status shows 2 running")
+        wait_for(lambda: service_status(db, "keep")["running"] == 2, 10, "status shows 2 running")
         time.sleep(2)  # quiet: passes now reuse the lists
         before = {c["Id"]: c for c in running(hosts, "Service/keep")}
         victim = next(iter(before.values()))

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from helpers import ControllerProcess, broker_containers, cli, cli_json, tasks_of, wait_for
-from test_e2e_placement import job
-from test_e2e_services import SERVE, db, running, service, three_nodes  # noqa: F401 (fixtures)
+from helpers import (
+    SERVE, ControllerProcess, broker_containers, cli, cli_json, job_yaml, running, service_yaml, tasks_of, wait_for,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -61,7 +61,7 @@ def test_replicas_of_a_failed_node_move_and_the_returning_node_is_fenced(three_n
     hosts = three_nodes
     victim = hosts[1]
     with ControllerProcess(db):
-        cli(db, "apply", "-f", "-", input=service("web", SERVE.format(before=""), 3), check=True)
+        cli(db, "apply", "-f", "-", input=service_yaml("web", SERVE.format(before=""), 3), check=True)
         one_per_node(hosts, "Service/web")
         [lost_task] = [t for t in tasks_of(db, "Service/web") if t["node"] == victim.name]
         victim.kill(fault)
@@ -100,7 +100,7 @@ def test_job_attempt_that_finished_while_its_node_hung_keeps_its_result(three_no
     victim = hosts[1]
     cmd = 'trap "exit 1" TERM; if [ "$BROKER_ATTEMPT" = 1 ]; then sleep 6; else sleep 60 & wait; fi'
     with ControllerProcess(db):
-        cli(db, "apply", "-f", "-", input=job("batch", cmd, completions=3, parallelism=3, backoffLimit=0),
+        cli(db, "apply", "-f", "-", input=job_yaml("batch", cmd, completions=3, parallelism=3, backoffLimit=0),
             check=True)
         wait_for(lambda: len([t for t in tasks_of(db, "Job/batch") if t["phase"] == "Running"]) == 3, 30,
                  "3 running")
@@ -126,8 +126,8 @@ def test_on_node_lost_wait_keeps_the_task_bound(three_nodes, db):
     hosts = three_nodes
     victim = hosts[0]
     with ControllerProcess(db):
-        cli(db, "apply", "-f", "-", input=service("solo", SERVE.format(before=""), 1, onNodeLost="wait",
-                                                 nodeName=victim.name), check=True)
+        cli(db, "apply", "-f", "-", input=service_yaml("solo", SERVE.format(before=""), 1, onNodeLost="wait",
+                                                      nodeName=victim.name), check=True)
         [before] = wait_for(lambda: running([victim], "Service/solo"), 30, "running")
         victim.kill(signal.SIGSTOP)
         try:
@@ -150,19 +150,19 @@ def test_cordon_and_drain_move_work_off_a_node(three_nodes, db):
     h1, h2, h3 = hosts
     with ControllerProcess(db):
         assert cli(db, "cordon", h1.name, check=True).stdout.strip() == f"node/{h1.name} cordoned"
-        cli(db, "apply", "-f", "-", input=job("spread", "sleep 0.2", completions=6, parallelism=6), check=True)
+        cli(db, "apply", "-f", "-", input=job_yaml("spread", "sleep 0.2", completions=6, parallelism=6), check=True)
         assert cli(db, "wait", "job/spread", "--for", "condition=Complete", "--timeout", "60").returncode == 0
         assert h1.name not in {t["node"] for t in tasks_of(db, "Job/spread")}
         assert "SchedulingDisabled" in cli(db, "get", "nodes", check=True).stdout
         cli(db, "uncordon", h1.name, check=True)
 
-        cli(db, "apply", "-f", "-", input=service("web", SERVE.format(before=""), 3,
-                                                 update={"minReadySeconds": 0.5}), check=True)
+        cli(db, "apply", "-f", "-", input=service_yaml("web", SERVE.format(before=""), 3,
+                                                      update={"minReadySeconds": 0.5}), check=True)
         one_per_node(hosts, "Service/web")
-        cli(db, "apply", "-f", "-", input=job("long", "trap 'exit 1' TERM; sleep 60 & wait", nodeName=h3.name,
-                                             backoffLimit=0), check=True)
+        cli(db, "apply", "-f", "-", input=job_yaml("long", "trap 'exit 1' TERM; sleep 60 & wait", nodeName=h3.name,
+                                                  backoffLimit=0), check=True)
         wait_for(lambda: [t for t in tasks_of(db, "Job/long") if t["phase"] == "Running"], 30, "job running")
-        cli(db, "apply", "-f", "-", input=job("long", "trap 'exit 1' TERM; sleep 60 & wait", backoffLimit=0),
+        cli(db, "apply", "-f", "-", input=job_yaml("long", "trap 'exit 1' TERM; sleep 60 & wait", backoffLimit=0),
             check=True)  # unpin it, so it can move
         with Sampler(hosts, "Service/web") as sampler:
             out = cli(db, "drain", h3.name, "--timeout", "3", timeout=120)
@@ -186,11 +186,11 @@ def test_drain_returns_only_after_the_moved_tasks_containers_have_stopped(three_
     h1, h2, h3 = three_nodes
     with ControllerProcess(db):
         stubborn = "trap '' TERM; sleep 60 & wait; sleep 60"
-        cli(db, "apply", "-f", "-", input=job("stubborn", stubborn, nodeName=h3.name, backoffLimit=0,
-                                             terminationGracePeriodSeconds=3), check=True)
+        cli(db, "apply", "-f", "-", input=job_yaml("stubborn", stubborn, nodeName=h3.name, backoffLimit=0,
+                                                  terminationGracePeriodSeconds=3), check=True)
         wait_for(lambda: [t for t in tasks_of(db, "Job/stubborn") if t["phase"] == "Running"], 30, "job running")
-        cli(db, "apply", "-f", "-", input=job("stubborn", stubborn, backoffLimit=0,
-                                             terminationGracePeriodSeconds=3), check=True)  # unpinned: it may move
+        cli(db, "apply", "-f", "-", input=job_yaml("stubborn", stubborn, backoffLimit=0,
+                                                  terminationGracePeriodSeconds=3), check=True)  # unpinned: it may move
         began = time.monotonic()
         out = cli(db, "drain", h3.name, "--timeout", "1", timeout=120)
         took = time.monotonic() - began
@@ -206,7 +206,7 @@ def test_node_with_tasks_can_be_deleted_after_a_drain(three_nodes, db):
     """Deleting a Node with active tasks is refused without --force; after a drain it succeeds."""
     hosts = three_nodes
     with ControllerProcess(db):
-        cli(db, "apply", "-f", "-", input=service("web", SERVE.format(before=""), 3), check=True)
+        cli(db, "apply", "-f", "-", input=service_yaml("web", SERVE.format(before=""), 3), check=True)
         one_per_node(hosts, "Service/web")
         refused = cli(db, "delete", "node", hosts[2].name)
         assert refused.returncode != 0 and "--force" in refused.stderr
@@ -225,10 +225,10 @@ def test_controller_killed_at_random_points_never_runs_work_twice(three_nodes, d
                                       "allowedMounts": [str(runs)]}}) for h in hosts]
     cli(db, "apply", "-f", "-", input="\n---\n".join(node_docs), check=True)
     cmd = "sleep 0.3; echo $BROKER_TASK_INDEX >> /runs/log"
-    cli(db, "apply", "-f", "-", check=True, input=job(
+    cli(db, "apply", "-f", "-", check=True, input=job_yaml(
         "hundred", cmd, completions=100, parallelism=12, backoffLimit=0,
         template={"mounts": [{"source": str(runs), "target": "/runs"}]}) + "---\n"
-        + service("six", SERVE.format(before=""), 6))
+        + service_yaml("six", SERVE.format(before=""), 6))
     rng = random.Random(7)
     kills = 0
     deadline = time.monotonic() + 200

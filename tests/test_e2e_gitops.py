@@ -10,15 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ControllerProcess, cli, cli_json, tasks_of, wait_for
-from test_e2e_services import SERVE, running, service
+from helpers import SERVE, ControllerProcess, cli, cli_json, running, service_yaml, tasks_of, wait_for
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture
-def db(tmp_path):
-    return tmp_path / "broker.db"
 
 
 @pytest.fixture
@@ -46,9 +40,9 @@ def test_watch_follows_add_edit_delete_and_keeps_the_last_good_state_of_an_inval
     hosts = clean_hosts
     web = repo / "web.yaml"
     with watch(db, repo) as ctl:
-        web.write_text(service("web", SERVE.format(before=""), 1))
+        web.write_text(service_yaml("web", SERVE.format(before=""), 1))
         wait_for(lambda: len(running(hosts, "Service/web")) == 1, 30, "1 replica from the new file")
-        web.write_text(service("web", SERVE.format(before=""), 2))
+        web.write_text(service_yaml("web", SERVE.format(before=""), 2))
         wait_for(lambda: len(running(hosts, "Service/web")) == 2, 30, "2 replicas after the edit")
 
         web.write_text("apiVersion: broker/v1\nkind: Service\nmetadata: {name: web}\nspec:\n  replicas: [\n")
@@ -61,7 +55,7 @@ def test_watch_follows_add_edit_delete_and_keeps_the_last_good_state_of_an_inval
         assert cli_json(db, "get", "services", "web")[0]["spec"]["replicas"] == 2
         assert len(running(hosts, "Service/web")) == 2
 
-        web.write_text(service("web", SERVE.format(before=""), 3))
+        web.write_text(service_yaml("web", SERVE.format(before=""), 3))
         wait_for(lambda: len(running(hosts, "Service/web")) == 3, 30, "3 replicas once the file is valid again")
         assert re.search(r"web\.yaml\s+ok", cli(db, "sync", "status", check=True).stdout)
 
@@ -79,10 +73,10 @@ def test_prune_guard_hand_applied_resources_and_drift(clean_hosts, db, repo):
         (repo / f"job-{name}.yaml").write_text(json.dumps({
             "apiVersion": "broker/v1", "kind": "Job", "metadata": {"name": f"job-{name}"},
             "spec": {"suspend": True, "template": {"image": "busybox", "command": "true"}}}))
-    (repo / "web.yaml").write_text(service("web", SERVE.format(before=""), 1))
+    (repo / "web.yaml").write_text(service_yaml("web", SERVE.format(before=""), 1))
     with watch(db, repo) as ctl:
         wait_for(lambda: len(running(hosts, "Service/web")) == 1, 30, "watched service running")
-        cli(db, "apply", "-f", "-", input=service("mine", SERVE.format(before=""), 1), check=True)
+        cli(db, "apply", "-f", "-", input=service_yaml("mine", SERVE.format(before=""), 1), check=True)
         wait_for(lambda: len(running(hosts, "Service/mine")) == 1, 30, "hand-applied service running")
 
         cli(db, "scale", "service", "web", "--replicas", "2", check=True)  # drift
@@ -128,10 +122,10 @@ def test_a_burst_of_fifty_writes_converges_in_few_syncs(clean_hosts, db, repo):
 
 def test_diff_exit_codes_against_a_synced_directory(clean_hosts, db, repo):
     """diff -f DIR: 0 when in sync, 1 with field-level changes and prunes, 2 for an invalid file."""
-    (repo / "web.yaml").write_text(service("web", SERVE.format(before=""), 1))
+    (repo / "web.yaml").write_text(service_yaml("web", SERVE.format(before=""), 1))
     assert cli(db, "sync", str(repo)).returncode == 0
     assert cli(db, "diff", "-f", str(repo)).returncode == 0
-    (repo / "web.yaml").write_text(service("web", SERVE.format(before=""), 2))
+    (repo / "web.yaml").write_text(service_yaml("web", SERVE.format(before=""), 2))
     changed = cli(db, "diff", "-f", str(repo))
     assert changed.returncode == 1 and "~ spec.replicas: 1 -> 2" in changed.stdout
     (repo / "web.yaml").unlink()

@@ -16,11 +16,6 @@ from helpers import (
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture
-def db(tmp_path):
-    return tmp_path / "broker.db"
-
-
 def test_six_completion_job_runs_across_nodes_and_keeps_logs(clean_hosts, db):
     """A 6-completion job succeeds on more than one node, and its logs outlive the containers."""
     cli(db, "apply", "-f", "-", input=nodes_yaml(clean_hosts, {"default": 2}), check=True)
@@ -48,7 +43,7 @@ def test_failing_command_is_retried_then_job_fails_with_exit_code(clean_hosts, d
     """A command exiting 7 is retried backoffLimit times with backoff, then the Job is Failed."""
     cli(db, "apply", "-f", "-", input=nodes_yaml(clean_hosts[:1]), check=True)
     job = job_yaml("flaky", "echo attempt $BROKER_ATTEMPT; exit 7", backoffLimit=2,
-                   backoff={"initialSeconds": 0.5, "maxSeconds": 1})
+                        backoff={"initialSeconds": 0.5, "maxSeconds": 1})
     cli(db, "apply", "-f", "-", input=job, check=True)
     with ControllerProcess(db):
         waited = cli(db, "wait", "job/flaky", "--for", "condition=Complete", "--timeout", "60")
@@ -102,7 +97,7 @@ def test_missing_image_fails_the_task_with_a_reason_naming_the_image(clean_hosts
     """An image that cannot be pulled fails the task with ImagePullFailed naming the image."""
     cli(db, "apply", "-f", "-", input=nodes_yaml(clean_hosts[:1]), check=True)
     cli(db, "apply", "-f", "-", input=job_yaml("noimg", "true", image="nonexistent.invalid/nothing:1",
-                                                backoffLimit=0), check=True)
+                                                     backoffLimit=0), check=True)
     with ControllerProcess(db):
         assert cli(db, "wait", "job/noimg", "--for", "condition=Failed", "--timeout", "60").returncode == 0
     [task] = tasks_of(db, "Job/noimg")

@@ -22,11 +22,6 @@ pytestmark = pytest.mark.timeout(300)
 MILLION = 10**6
 
 
-@pytest.fixture
-def db(tmp_path):
-    return tmp_path / "broker.db"
-
-
 def doc(kind: str, name: str, command, **spec) -> str:
     return json.dumps({"apiVersion": "broker/v1", "kind": kind, "metadata": {"name": name},
                        "spec": {**spec, "template": {"image": "busybox", "command": command}}}) + "\n"

@@ -6,14 +6,9 @@ import json
 
 import pytest
 
-from helpers import ControllerProcess, broker_containers, cli, cli_json, tasks_of, wait_for
+from helpers import ControllerProcess, broker_containers, cli, cli_json, job_yaml, tasks_of, wait_for
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-def db(tmp_path):
-    return tmp_path / "broker.db"
 
 
 def nodes(hosts, labels: list[dict], slots=None) -> str:
@@ -25,21 +20,15 @@ def nodes(hosts, labels: list[dict], slots=None) -> str:
     return "\n---\n".join(docs) + "\n"
 
 
-def job(name: str, command: str = "true", template: dict | None = None, **spec) -> str:
-    tpl = {"image": "busybox", "command": command, **(template or {})}
-    return json.dumps({"apiVersion": "broker/v1", "kind": "Job", "metadata": {"name": name},
-                       "spec": {**spec, "template": tpl}}) + "\n"
-
-
 def test_selector_pin_and_colocation_choose_the_node(clean_hosts, db):
     """nodeSelector, nodeName and colocateWith put tasks on the nodes they name, on real hosts."""
     h1, h2, h3 = clean_hosts
     cli(db, "apply", "-f", "-", input=nodes(clean_hosts, [{"zone": "a"}, {"zone": "b"}, {"zone": "b"}],
                                               {"default": 4}), check=True)
-    docs = (job("zone-b", "sleep 0.2", completions=4, parallelism=4, nodeSelector={"zone": "b"})
-            + "---\n" + job("pinned", "sleep 0.2", completions=2, parallelism=2, nodeName=h1.name)
-            + "---\n" + job("anchor", "sleep 30")
-            + "---\n" + job("buddy", "true", colocateWith="Job/anchor"))
+    docs = (job_yaml("zone-b", "sleep 0.2", completions=4, parallelism=4, nodeSelector={"zone": "b"})
+            + "---\n" + job_yaml("pinned", "sleep 0.2", completions=2, parallelism=2, nodeName=h1.name)
+            + "---\n" + job_yaml("anchor", "sleep 30")
+            + "---\n" + job_yaml("buddy", "true", colocateWith="Job/anchor"))
     with ControllerProcess(db):
         cli(db, "apply", "-f", "-", input=docs, check=True)
         for name in ("zone-b", "pinned", "buddy"):
@@ -58,8 +47,8 @@ def test_resources_fit_bounds_concurrency_by_reported_cpus(clean_hosts, db):
     with ControllerProcess(db):
         cpus = wait_for(lambda: cli_json(db, "get", "nodes")[0]["status"].get("cpus"), 20, "cpus reported")
         per_host = int(cpus // 1.5)
-        cli(db, "apply", "-f", "-", input=job("heavy", "sleep 2", completions=per_host + 1,
-                                             parallelism=per_host + 1, template={"resources": {"cpus": 1.5}}),
+        cli(db, "apply", "-f", "-", input=job_yaml("heavy", "sleep 2", completions=per_host + 1,
+                                                  parallelism=per_host + 1, template={"resources": {"cpus": 1.5}}),
             check=True)
         waiting = wait_for(lambda: [t for t in tasks_of(db, "Job/heavy")
                                     if t["phase"] == "Pending" and "insufficient cpu" in t["message"]],
@@ -74,11 +63,11 @@ def test_resources_fit_bounds_concurrency_by_reported_cpus(clean_hosts, db):
 def test_higher_priority_job_runs_first_when_slots_are_scarce(clean_hosts, db):
     """With one slot, a later high-priority job starts before earlier low-priority ones."""
     cli(db, "apply", "-f", "-", input=nodes(clean_hosts[:1], [{}], {"default": 1}), check=True)
-    backlog = "---\n".join([job("blocker", "sleep 2")] + [job(f"low-{i}", "true") for i in range(3)])
+    backlog = "---\n".join([job_yaml("blocker", "sleep 2")] + [job_yaml(f"low-{i}", "true") for i in range(3)])
     cli(db, "apply", "-f", "-", input=backlog, check=True)
     with ControllerProcess(db):
         wait_for(lambda: any(t["phase"] == "Running" for t in tasks_of(db, "Job/blocker")), 30, "blocker running")
-        cli(db, "apply", "-f", "-", input=job("urgent", "true", priority=10), check=True)
+        cli(db, "apply", "-f", "-", input=job_yaml("urgent", "true", priority=10), check=True)
         for name in ("urgent", "low-0", "low-1", "low-2"):
             assert cli(db, "wait", f"job/{name}", "--for", "condition=Complete", "--timeout", "60").returncode == 0
     started = {name: tasks_of(db, f"Job/{name}")[0]["startedAt"] for name in ("urgent", "low-0", "low-1", "low-2")}
@@ -90,8 +79,8 @@ def test_sticky_retry_returns_to_the_same_node(clean_hosts, db):
     """A sticky job's retries run on the node of the first attempt."""
     cli(db, "apply", "-f", "-", input=nodes(clean_hosts, [{}, {}, {}], {"default": 2}), check=True)
     with ControllerProcess(db):
-        cli(db, "apply", "-f", "-", input=job("sticky", '[ "$BROKER_ATTEMPT" -ge 3 ]', sticky=True,
-                                             backoff={"initialSeconds": 0.2, "maxSeconds": 0.5}), check=True)
+        cli(db, "apply", "-f", "-", input=job_yaml("sticky", '[ "$BROKER_ATTEMPT" -ge 3 ]', sticky=True,
+                                                  backoff={"initialSeconds": 0.2, "maxSeconds": 0.5}), check=True)
         assert cli(db, "wait", "job/sticky", "--for", "condition=Complete", "--timeout", "60").returncode == 0
     tasks = tasks_of(db, "Job/sticky")
     assert [t["attempt"] for t in tasks] == [1, 2, 3]
@@ -102,11 +91,11 @@ def test_apply_wait_and_events_explain_what_happened(clean_hosts, db):
     """apply --wait exits 0 for a job that completes, 1 for one that fails; get events shows why."""
     cli(db, "apply", "-f", "-", input=nodes(clean_hosts[:1], [{}]), check=True)
     with ControllerProcess(db):
-        labelled = json.loads(job("fine", "true"))
+        labelled = json.loads(job_yaml("fine", "true"))
         labelled["metadata"]["labels"] = {"type": "video"}
         ok = cli(db, "apply", "--wait", "--timeout", "60", "-f", "-", input=json.dumps(labelled))
         assert ok.returncode == 0 and "job/fine complete" in ok.stdout
-        bad = cli(db, "apply", "--wait", "--timeout", "60", "-f", "-", input=job("broken", "exit 4", backoffLimit=0))
+        bad = cli(db, "apply", "--wait", "--timeout", "60", "-f", "-", input=job_yaml("broken", "exit 4", backoffLimit=0))
         assert bad.returncode == 1 and "1 job(s) failed: broken" in bad.stderr
     events = cli_json(db, "get", "events", "--for", "job/broken")
     reasons = [e["reason"] for e in events]
@@ -125,11 +114,11 @@ def test_a_big_task_is_not_starved_by_later_small_ones(clean_hosts, db):
     with ControllerProcess(db):
         cpus = wait_for(lambda: cli_json(db, "get", "nodes")[0]["status"].get("cpus"), 20, "cpus reported")
         half = {"resources": {"cpus": cpus / 2}}
-        cli(db, "apply", "-f", "-", input=job("blocker", "sleep 2", template=half), check=True)
+        cli(db, "apply", "-f", "-", input=job_yaml("blocker", "sleep 2", template=half), check=True)
         wait_for(lambda: any(t["phase"] == "Running" for t in tasks_of(db, "Job/blocker")), 30, "blocker running")
-        cli(db, "apply", "-f", "-", input=job("big", "true", template={"resources": {"cpus": cpus}}), check=True)
+        cli(db, "apply", "-f", "-", input=job_yaml("big", "true", template={"resources": {"cpus": cpus}}), check=True)
         wait_for(lambda: tasks_of(db, "Job/big"), 10, "big task created")
-        smalls = "---\n".join(job(f"small-{i}", "true", template=half) for i in range(3))
+        smalls = "---\n".join(job_yaml(f"small-{i}", "true", template=half) for i in range(3))
         cli(db, "apply", "-f", "-", input=smalls, check=True)
         for name in ("big", "small-0", "small-1", "small-2"):
             assert cli(db, "wait", f"job/{name}", "--for", "condition=Complete", "--timeout", "60").returncode == 0

@@ -13,18 +13,12 @@ import uuid
 
 import pytest
 
-from helpers import ControllerProcess, broker_containers, cli, cli_json, tasks_of, wait_for
+from helpers import ControllerProcess, broker_containers, cli, cli_json, job_yaml, tasks_of, wait_for
 from reconciler.store import Store
-from test_e2e_placement import job
 
 pytestmark = pytest.mark.timeout(240)
 
 NOT_ALLOWED = "not in allowedMounts (exact paths; a subpath needs {path, subpaths: true} and readOnly)"
-
-
-@pytest.fixture
-def db(tmp_path):
-    return tmp_path / "broker.db"
 
 
 def node(host, labels: dict | None = None, **spec) -> str:
@@ -71,13 +65,13 @@ def test_symlink_planted_in_an_allowed_mount_cannot_reach_the_host(clean_hosts, 
     secret.write_text(token + "\n")
     apply(db, node(h1, allowedMounts=[str(allowed)]))
     with ControllerProcess(db):
-        apply(db, job("plant", "ln -sfn / /data/esc", template={"mounts": [{"source": str(allowed), "target": "/data"}]}))
+        apply(db, job_yaml("plant", "ln -sfn / /data/esc", template={"mounts": [{"source": str(allowed), "target": "/data"}]}))
         assert cli(db, "wait", "job/plant", "--for", "condition=Complete", "--timeout", "60").returncode == 0
         assert os.readlink(allowed / "esc") == "/"  # the attack's first half works: the link is planted
         steal = f"cat /host{secret}"
-        apply(db, job("steal", steal, template={"mounts": [{"source": str(allowed / "esc"), "target": "/host"}]}),
-              job("steal-ro", steal, template={"mounts": [{"source": str(allowed / "esc"), "target": "/host",
-                                                          "readOnly": True}]}))
+        apply(db, job_yaml("steal", steal, template={"mounts": [{"source": str(allowed / "esc"), "target": "/host"}]}),
+              job_yaml("steal-ro", steal, template={"mounts": [{"source": str(allowed / "esc"), "target": "/host",
+                                                               "readOnly": True}]}))
         for name in ("steal", "steal-ro"):
             blocked = pending_reason(db, f"Job/{name}")
             assert blocked["message"] == f"0/1 nodes: 1 bind mount {allowed / 'esc'} {NOT_ALLOWED}"
@@ -89,9 +83,9 @@ def test_symlink_planted_in_an_allowed_mount_cannot_reach_the_host(clean_hosts, 
         (ref / "docs").mkdir(parents=True)
         (ref / "docs" / "readme.txt").write_text("operator's file\n")
         apply(db, node(h1, allowedMounts=[{"path": str(ref), "subpaths": True}]))
-        apply(db, job("plant-ref", "ln -sfn / /data/esc", template={"mounts": [{"source": str(ref), "target": "/data"}]}),
-              job("read-ref", "cat /docs/readme.txt", template={"mounts": [{"source": str(ref / "docs"),
-                                                                            "target": "/docs", "readOnly": True}]}))
+        apply(db, job_yaml("plant-ref", "ln -sfn / /data/esc", template={"mounts": [{"source": str(ref), "target": "/data"}]}),
+              job_yaml("read-ref", "cat /docs/readme.txt", template={"mounts": [{"source": str(ref / "docs"),
+                                                                                 "target": "/docs", "readOnly": True}]}))
         assert cli(db, "wait", "job/read-ref", "--for", "condition=Complete", "--timeout", "60").returncode == 0
         refused = pending_reason(db, "Job/plant-ref")
     assert refused["message"] == (f"0/1 nodes: 1 bind mount {ref} must be readOnly "
@@ -106,15 +100,15 @@ def test_host_and_container_networks_only_where_the_node_allows_them(clean_hosts
     h1, h2 = clean_hosts[:2]
     apply(db, node(h1, allowedNetworks=["host", "container"]), node(h2))
     with ControllerProcess(db):
-        apply(db, job("hostnet", "sleep 60", template={"network": "host"}, terminationGracePeriodSeconds=0))
+        apply(db, job_yaml("hostnet", "sleep 60", template={"network": "host"}, terminationGracePeriodSeconds=0))
         [t] = wait_for(lambda: [t for t in tasks_of(db, "Job/hostnet") if t["phase"] == "Running"], 30, "hostnet running")
         assert t["node"] == h1.name
         client = h1.client()
         try:
             name = f"bk-{store_id(db)}-{t['id']}"
             assert client.api.inspect_container(name)["HostConfig"]["NetworkMode"] == "host"
-            apply(db, job("joined", "sleep 60", template={"network": f"container:{name}"},
-                          terminationGracePeriodSeconds=0))
+            apply(db, job_yaml("joined", "sleep 60", template={"network": f"container:{name}"},
+                               terminationGracePeriodSeconds=0))
             [j] = wait_for(lambda: [t for t in tasks_of(db, "Job/joined") if t["phase"] == "Running"], 30,
                            "joined running")
             assert j["node"] == h1.name
@@ -123,8 +117,8 @@ def test_host_and_container_networks_only_where_the_node_allows_them(clean_hosts
         finally:
             client.close()
         apply(db, node(h1), node(h2))  # no node allows them any more
-        apply(db, job("late-host", "true", template={"network": "host"}),
-              job("late-joined", "true", template={"network": f"container:{name}"}))
+        apply(db, job_yaml("late-host", "true", template={"network": "host"}),
+              job_yaml("late-joined", "true", template={"network": f"container:{name}"}))
         late_host = pending_reason(db, "Job/late-host")
         late_joined = pending_reason(db, "Job/late-joined", settle=0)
         cli(db, "delete", "job", "hostnet", check=True)
@@ -149,15 +143,15 @@ def test_named_volumes_must_be_made_by_brokerctl_or_allowed(clean_hosts, db, tmp
     try:
         apply(db, node(h1))
         with ControllerProcess(db):
-            apply(db, job("peek", "cat /v/marker", backoffLimit=0, template={"mounts": [{"source": bound, "target": "/v"}]}))
+            apply(db, job_yaml("peek", "cat /v/marker", backoffLimit=0, template={"mounts": [{"source": bound, "target": "/v"}]}))
             assert cli(db, "wait", "job/peek", "--for", "condition=Failed", "--timeout", "60").returncode == 0
             [refused] = tasks_of(db, "Job/peek")
             assert token not in cli(db, "logs", "job/peek").stdout
             assert not containers_of(clean_hosts, "Job/peek")
 
             apply(db, node(h1, allowedVolumes=[bound]))
-            apply(db, job("peek-allowed", "cat /v/marker", template={"mounts": [{"source": bound, "target": "/v"}]}),
-                  job("fresh", "echo written > /w/f && cat /w/f", template={"mounts": [{"source": fresh, "target": "/w"}]}))
+            apply(db, job_yaml("peek-allowed", "cat /v/marker", template={"mounts": [{"source": bound, "target": "/v"}]}),
+                  job_yaml("fresh", "echo written > /w/f && cat /w/f", template={"mounts": [{"source": fresh, "target": "/w"}]}))
             for name in ("peek-allowed", "fresh"):
                 assert cli(db, "wait", f"job/{name}", "--for", "condition=Complete", "--timeout", "60").returncode == 0
         assert (refused["phase"], refused["reason"], refused["containerId"]) == ("Failed", "VolumeNotAllowed", None)
@@ -186,7 +180,7 @@ def test_forged_containers_are_reported_not_adopted(clean_hosts, db):
     apply(db, *(node(h) for h in clean_hosts))
     sid = store_id(db)
     with ControllerProcess(db):
-        apply(db, job("victim", "echo real-output", nodeSelector={"zone": "nowhere"}, backoff={"initialSeconds": 0}))
+        apply(db, job_yaml("victim", "echo real-output", nodeSelector={"zone": "nowhere"}, backoff={"initialSeconds": 0}))
         task = pending_reason(db, "Job/victim", settle=0)
         assert task["message"] == "0/3 nodes: 3 selector mismatch"
         labels = {"brokerctl.store": sid, "brokerctl.owner": "Job/victim", "brokerctl.task": task["id"],

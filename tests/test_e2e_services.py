@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -11,41 +10,14 @@ import urllib.request
 
 import pytest
 
-from helpers import ControllerProcess, broker_containers, cli, cli_json, tasks_of, wait_for
-from test_e2e_placement import nodes
+from helpers import (
+    SERVE, ControllerProcess, broker_containers, cli, cli_json, running, service_status, service_yaml, tasks_of,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
-# Exits at once on SIGTERM (busy-box sh as PID 1 would otherwise wait out the grace period).
-SERVE = "trap 'exit 0' TERM; {before}sleep 3600 & wait"
 HEALTH = {"command": "test -f /tmp/ok", "intervalSeconds": 0.3, "retries": 2, "startPeriodSeconds": 10}
-
-
-@pytest.fixture
-def db(tmp_path):
-    return tmp_path / "broker.db"
-
-
-@pytest.fixture
-def three_nodes(clean_hosts, db):
-    cli(db, "apply", "-f", "-", input=nodes(clean_hosts, [{}, {}, {}], {"default": 8}), check=True)
-    return clean_hosts
-
-
-def service(name: str, command: str, replicas: int = 1, template: dict | None = None, **spec) -> str:
-    tpl = {"image": "busybox", "command": command, **(template or {})}
-    return json.dumps({"apiVersion": "broker/v1", "kind": "Service", "metadata": {"name": name},
-                       "spec": {"replicas": replicas, **spec, "template": tpl}}) + "\n"
-
-
-def running(hosts, owner: str, healthy: bool = False) -> list[dict]:
-    found = [c for h in hosts for c in broker_containers(h, all=False)
-             if c["Labels"].get("brokerctl.owner") == owner]
-    return [c for c in found if "(healthy)" in c["Status"]] if healthy else found
-
-
-def status(db, name: str) -> dict:
-    return cli_json(db, "get", "services", name)[0]["status"]
 
 
 def test_scale_up_spreads_then_scale_down_stops_the_newest_and_zero_keeps_the_service(three_nodes, db):
@@ -53,7 +25,7 @@ def test_scale_up_spreads_then_scale_down_stops_the_newest_and_zero_keeps_the_se
     hosts = three_nodes
     with ControllerProcess(db):
         cmd = "trap 'echo got TERM; exit 0' TERM; sleep 3600 & wait"
-        cli(db, "apply", "-f", "-", input=service("web", cmd), check=True)
+        cli(db, "apply", "-f", "-", input=service_yaml("web", cmd), check=True)
         wait_for(lambda: len(running(hosts, "Service/web")) == 1, 30, "1 replica")
         first = [t["id"] for t in tasks_of(db, "Service/web") if t["phase"] == "Running"]
         assert cli(db, "scale", "service", "web", "--replicas", "4", check=True).stdout.strip() == \
@@ -72,7 +44,7 @@ def test_scale_up_spreads_then_scale_down_stops_the_newest_and_zero_keeps_the_se
             assert "got TERM" in cli(db, "logs", t["id"], check=True).stdout
         cli(db, "scale", "service", "web", "--replicas", "0", check=True)
         wait_for(lambda: not running(hosts, "Service/web"), 30, "scaled to zero")
-        wait_for(lambda: status(db, "web")["running"] == 0, 10, "status shows 0 running")
+        wait_for(lambda: service_status(db, "web")["running"] == 0, 10, "status shows 0 running")
     [obj] = cli_json(db, "get", "services", "web")
     assert obj["spec"]["replicas"] == 0 and obj["metadata"]["generation"] == 4
 
@@ -80,11 +52,11 @@ def test_scale_up_spreads_then_scale_down_stops_the_newest_and_zero_keeps_the_se
 def test_crashing_replica_is_restarted_with_growing_backoff(three_nodes, db):
     """A replica that keeps exiting is replaced after 0.4 s, 0.8 s, 1.6 s...; get services shows the backoff."""
     with ControllerProcess(db):
-        cli(db, "apply", "-f", "-", input=service("crash", "exit 3", restart={"initialSeconds": 0.4,
-                                                                            "maxSeconds": 1.6}), check=True)
+        cli(db, "apply", "-f", "-", input=service_yaml("crash", "exit 3", restart={"initialSeconds": 0.4,
+                                                                                 "maxSeconds": 1.6}), check=True)
         wait_for(lambda: len([t for t in tasks_of(db, "Service/crash") if t["phase"] == "Failed"]) >= 4, 60,
                  "four failed attempts")
-        st = wait_for(lambda: (s := status(db, "crash"))["restartBackoffSeconds"] > 0 and s, 20, "backoff shown")
+        st = wait_for(lambda: (s := service_status(db, "crash"))["restartBackoffSeconds"] > 0 and s, 20, "backoff shown")
         table = cli(db, "get", "services", check=True).stdout
     attempts = sorted((t for t in tasks_of(db, "Service/crash") if t["finishedAt"]), key=lambda t: t["attempt"])
     assert {t["exitCode"] for t in attempts} == {3}
@@ -105,14 +77,14 @@ def test_readiness_waits_for_health_and_an_unhealthy_replica_is_replaced(three_n
     """With healthCheck a replica is ready only once healthy; one that turns unhealthy is replaced."""
     cmd = SERVE.format(before="sleep 2; touch /tmp/ok; [ \"$BROKER_ATTEMPT\" = 1 ] && (sleep 2; rm /tmp/ok) & ")
     with ControllerProcess(db):
-        cli(db, "apply", "-f", "-", input=service("hc", cmd, healthCheck=HEALTH), check=True)
-        st = wait_for(lambda: (s := status(db, "hc"))["running"] == 1 and s, 30, "running")
+        cli(db, "apply", "-f", "-", input=service_yaml("hc", cmd, healthCheck=HEALTH), check=True)
+        st = wait_for(lambda: (s := service_status(db, "hc"))["running"] == 1 and s, 30, "running")
         assert st["ready"] == 0  # health: starting
-        wait_for(lambda: status(db, "hc")["ready"] == 1, 30, "ready once healthy")
+        wait_for(lambda: service_status(db, "hc")["ready"] == 1, 30, "ready once healthy")
         wait_for(lambda: any(t["reason"] == "Unhealthy" for t in tasks_of(db, "Service/hc")), 30, "unhealthy seen")
         wait_for(lambda: any(t["attempt"] == 2 and t["phase"] == "Running" for t in tasks_of(db, "Service/hc")),
                  30, "replacement running")
-        wait_for(lambda: status(db, "hc")["ready"] == 1, 30, "replacement ready")
+        wait_for(lambda: service_status(db, "hc")["ready"] == 1, 30, "replacement ready")
     first = [t for t in tasks_of(db, "Service/hc") if t["attempt"] == 1][0]
     assert first["phase"] == "Failed"
     events = cli(db, "get", "events", "--for", "service/hc", check=True).stdout
@@ -135,7 +107,7 @@ def test_rolling_update_keeps_every_replica_serving(three_nodes, db):
     cmd = SERVE.format(before="sleep 0.5; touch /tmp/ok; ")
     spec = {"healthCheck": HEALTH, "update": {"minReadySeconds": 0.5}}
     with ControllerProcess(db):
-        cli(db, "apply", "-f", "-", input=service("roll", cmd, 3, {"env": {"V": "1"}}, **spec), check=True)
+        cli(db, "apply", "-f", "-", input=service_yaml("roll", cmd, 3, {"env": {"V": "1"}}, **spec), check=True)
         assert cli(db, "rollout", "status", "service/roll", "--timeout", "60").returncode == 0
         wait_for(lambda: len(running(hosts, "Service/roll", healthy=True)) == 3, 30, "3 healthy")
         samples: list = []
@@ -143,7 +115,7 @@ def test_rolling_update_keeps_every_replica_serving(three_nodes, db):
         sampler = threading.Thread(target=_sampler, args=(db, hosts, "Service/roll", stop, samples))
         sampler.start()
         try:
-            cli(db, "apply", "-f", "-", input=service("roll", cmd, 3, {"env": {"V": "2"}}, **spec), check=True)
+            cli(db, "apply", "-f", "-", input=service_yaml("roll", cmd, 3, {"env": {"V": "2"}}, **spec), check=True)
             done = cli(db, "rollout", "status", "service/roll", "--timeout", "90")
         finally:
             stop.set()
@@ -167,9 +139,9 @@ def test_update_to_a_broken_image_pauses_then_rolls_back(three_nodes, db):
     """A new template that never gets ready pauses the rollout; autoRollback returns to the last good one."""
     hosts = three_nodes
     cmd = SERVE.format(before="")
-    good = service("app", cmd, 2, update={"progressDeadlineSeconds": 3, "minReadySeconds": 0})
-    broken = service("app", cmd, 2, {"image": "busybox:no-such-tag"},
-                     update={"progressDeadlineSeconds": 3, "minReadySeconds": 0, "autoRollback": True})
+    good = service_yaml("app", cmd, 2, update={"progressDeadlineSeconds": 3, "minReadySeconds": 0})
+    broken = service_yaml("app", cmd, 2, {"image": "busybox:no-such-tag"},
+                          update={"progressDeadlineSeconds": 3, "minReadySeconds": 0, "autoRollback": True})
     with ControllerProcess(db):
         cli(db, "apply", "-f", "-", input=good, check=True)
         assert cli(db, "rollout", "status", "service/app", "--timeout", "60").returncode == 0
@@ -179,20 +151,20 @@ def test_update_to_a_broken_image_pauses_then_rolls_back(three_nodes, db):
         assert out.returncode == 1 and "ProgressDeadlineExceeded" in out.stderr, out.stderr
         [obj] = cli_json(db, "get", "services", "app")
         assert obj["spec"]["template"]["image"] == "busybox"
-        wait_for(lambda: status(db, "app")["rollout"]["state"] == "Complete", 30, "rolled back and complete")
+        wait_for(lambda: service_status(db, "app")["rollout"]["state"] == "Complete", 30, "rolled back and complete")
         assert {c["Id"] for c in running(hosts, "Service/app")} == before  # the good replicas never stopped
         history = cli_json(db, "rollout", "history", "service/app")
         assert [(h["image"], h["cause"]) for h in history][-1] == ("busybox", "autoRollback")
         # Without autoRollback the rollout stays paused and the old replicas keep serving.
         cli(db, "apply", "-f", "-", input=broken.replace('"autoRollback": true', '"autoRollback": false'),
             check=True)
-        wait_for(lambda: status(db, "app")["rollout"]["state"] == "Paused", 40, "paused")
+        wait_for(lambda: service_status(db, "app")["rollout"]["state"] == "Paused", 40, "paused")
         assert {c["Id"] for c in running(hosts, "Service/app")} == before
         paused = cli(db, "rollout", "status", "service/app", "--no-watch")
         assert paused.returncode == 1 and "rollout paused" in paused.stderr
         undo = cli(db, "rollout", "undo", "service/app", check=True)
         assert "rolled back to template" in undo.stdout
-        wait_for(lambda: status(db, "app")["rollout"]["state"] == "Complete", 30, "complete after undo")
+        wait_for(lambda: service_status(db, "app")["rollout"]["state"] == "Complete", 30, "complete after undo")
         assert {c["Id"] for c in running(hosts, "Service/app")} == before
 
 
@@ -206,7 +178,7 @@ def test_published_port_is_reachable_and_a_conflict_is_a_placement_constraint(th
     port = 18000 + os.getpid() % 1000
     cmd = "mkdir -p /www && echo hello-$BROKER_TASK_INDEX > /www/index.html && exec httpd -f -p 80 -h /www"
     with ControllerProcess(db):
-        cli(db, "apply", "-f", "-", input=service("www", cmd, 2, {"ports": [f"{port}:80"]}, nodeName=net.name),
+        cli(db, "apply", "-f", "-", input=service_yaml("www", cmd, 2, {"ports": [f"{port}:80"]}, nodeName=net.name),
             check=True)
         body = wait_for(lambda: _fetch(f"http://127.0.0.1:{port}/"), 30, "published port answers")
         assert body.strip() == "hello-0"
@@ -229,7 +201,7 @@ def test_delete_service_stops_and_removes_every_replica(three_nodes, db):
     """`delete service` stops all replicas (gracefully), removes their containers, then the Service."""
     hosts = three_nodes
     with ControllerProcess(db):
-        cli(db, "apply", "-f", "-", input=service("gone", SERVE.format(before=""), 3), check=True)
+        cli(db, "apply", "-f", "-", input=service_yaml("gone", SERVE.format(before=""), 3), check=True)
         wait_for(lambda: len(running(hosts, "Service/gone")) == 3, 30, "3 replicas")
         assert cli(db, "delete", "service", "gone", check=True).stdout.strip() == "service/gone deleting"
         wait_for(lambda: not [c for h in hosts for c in broker_containers(h)
@@ -241,7 +213,7 @@ def test_max_per_node_caps_replicas_per_node(three_nodes, db):
     """maxPerNode: 1 over three nodes runs three replicas; the fourth waits with the reason."""
     hosts = three_nodes
     with ControllerProcess(db):
-        cli(db, "apply", "-f", "-", input=service("capped", SERVE.format(before=""), 4, maxPerNode=1), check=True)
+        cli(db, "apply", "-f", "-", input=service_yaml("capped", SERVE.format(before=""), 4, maxPerNode=1), check=True)
         wait_for(lambda: len(running(hosts, "Service/capped")) == 3, 30, "3 replicas")
         pending = wait_for(lambda: [t for t in tasks_of(db, "Service/capped") if t["phase"] == "Pending"
                                     and t["message"]], 20, "fourth replica pending")
@@ -262,11 +234,11 @@ def test_image_healthcheck_gates_readiness(three_nodes, db):
         client.close()
     cmd = SERVE.format(before="sleep 3; touch /tmp/ok; ")
     with ControllerProcess(db):
-        cli(db, "apply", "-f", "-", input=service("imghc", cmd, template={"image": "busybox:healthcheck"},
-                                                 nodeName=h1.name), check=True)
-        st = wait_for(lambda: (s := status(db, "imghc"))["running"] == 1 and s, 30, "running")
+        cli(db, "apply", "-f", "-", input=service_yaml("imghc", cmd, template={"image": "busybox:healthcheck"},
+                                                      nodeName=h1.name), check=True)
+        st = wait_for(lambda: (s := service_status(db, "imghc"))["running"] == 1 and s, 30, "running")
         assert st["ready"] == 0
-        wait_for(lambda: status(db, "imghc")["ready"] == 1, 30, "ready once the image's check passes")
+        wait_for(lambda: service_status(db, "imghc")["ready"] == 1, 30, "ready once the image's check passes")
         assert running([h1], "Service/imghc", healthy=True)
 
 
@@ -277,9 +249,9 @@ def test_template_network_is_joined(three_nodes, db):
     net = client.api.create_network(f"bknet{os.getpid()}", driver="bridge")
     try:
         with ControllerProcess(db):
-            cli(db, "apply", "-f", "-", input=service("netted", SERVE.format(before=""),
-                                                     template={"network": f"bknet{os.getpid()}"},
-                                                     nodeName=h1.name), check=True)
+            cli(db, "apply", "-f", "-", input=service_yaml("netted", SERVE.format(before=""),
+                                                          template={"network": f"bknet{os.getpid()}"},
+                                                          nodeName=h1.name), check=True)
             [c] = wait_for(lambda: running([h1], "Service/netted"), 30, "replica running")
             info = client.api.inspect_container(c["Id"])
             assert info["HostConfig"]["NetworkMode"] == f"bknet{os.getpid()}"

@@ -4,7 +4,7 @@ Like ``test_plan``, each test builds resource rows, task rows and one observatio
 (now with the prober's ``failures``/``last_ok``/``failing_since``), calls ``plan`` with an
 explicit ``now`` and checks the Plan. ``Cluster`` follows an outage over several passes, feeding
 each pass's decisions back in the way ``act`` and the hosts would; a drain of a Service is
-followed with ``World`` from ``test_service_plan``.
+followed with ``factories.World``.
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from dataclasses import replace
 
 import pytest
 
-from reconciler.engine.actions import Collect, Plan, Remove
-from reconciler.spec.models import Kind
-from reconciler.engine.plan import FENCE_SETTLE_SECONDS, plan
-from reconciler.records import ContainerObs, NodeObs, ResourceRecord, Snapshot, TaskRecord
-from reconciler.engine.workloads import lost_at, node_status
-from test_plan import (
-    NOW, STORE_ID, MARK_KEY, F, L, P, R, S, X, applied, container, job_res, node_res, obs, removed, run, snapshot,
-    status_of, task,
+from factories import (
+    MARK_KEY, NOW, STORE_ID, F, L, P, R, S, X, World, applied, container, ctr, job_res, node_res, obs, removed, run,
+    running, snapshot, status_of, svc, task,
 )
-from test_service_plan import World, ctr, running, svc
+from reconciler.engine.actions import Collect, Plan, Remove
+from reconciler.engine.matching import FENCE_SETTLE_SECONDS
+from reconciler.engine.nodes import lost_at, node_status
+from reconciler.engine.plan import plan
+from reconciler.records import ContainerObs, NodeObs, ResourceRecord, Snapshot, TaskRecord
+from reconciler.spec.models import Kind
 
 PROBE_ERROR = "Error while fetching server API version: connection refused"
 

@@ -122,8 +122,8 @@ def test_dockerhost_start_observe_collect_remove(hosts):
         assert obs.exit_code == 3
         assert api(hosts.addresses[0]).containers(all=True)[0]["Status"].startswith("Exited (3) ")
         done = host.collect(cid, 1 << 20)
-        assert done["exit_code"] == 3 and done["output"] == b"first\nsecond\n" and not done["oom_killed"]
-        assert 0.9 < done["finished_at"] - done["started_at"] < 10
+        assert done.exit_code == 3 and done.output == b"first\nsecond\n" and not done.oom_killed
+        assert 0.9 < done.finished_at - done.started_at < 10
         host.remove(cid, grace=0)
         assert host.observe(STORE, time.time()).containers == ()
         host.remove(cid, grace=0)  # gone already: not an error

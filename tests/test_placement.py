@@ -7,8 +7,8 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from factories import NOW, container, job_res, node_res, obs, run, service_res, snapshot, task
 from reconciler.spec.models import TaskPhase
-from test_plan import NOW, container, job_res, node_res, obs, run, service_res, snapshot, task
 
 
 def placed(p) -> dict[str, str]:

@@ -1,4 +1,7 @@
-"""Tests for reconciler.engine.plan and reconciler.engine.workloads: the pure reconcile pass, no Docker.
+"""Tests for reconciler.engine.plan: the whole pure reconcile pass, no Docker. Containers started,
+placed, collected and adopted (``matching``, ``placement``, ``containers``), tasks and containers
+that no longer match, deletion, and properties over random small worlds. Jobs, Services and
+Nodes have their own modules (``test_jobs``, ``test_services``, ``test_nodes``).
 
 Each test builds a small world (resource rows, task rows, one observation of the hosts), calls
 ``plan`` with an explicit ``now`` and checks the Plan it returns.
@@ -6,145 +9,27 @@ Each test builds a small world (resource rows, task rows, one observation of the
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import TypeAdapter
 
-from reconciler.engine.actions import STOP_GRACE_SECONDS, Plan, Remove
-from reconciler.spec.models import Kind, Resource, TaskPhase, template_hash
-from reconciler.engine.plan import container_name, plan
+from factories import (
+    MARK_KEY, NOW, STORE_ID, F, L, P, R, S, X, applied, container, job_res, node_res, obs, removed, resource, run,
+    service_res, snapshot, status_of, task,
+)
+from reconciler.engine.actions import STOP_GRACE_SECONDS, Remove
+from reconciler.engine.plan import plan
 from reconciler.records import (
     LABEL_ATTEMPT, LABEL_INDEX, LABEL_MARK, LABEL_OWNER, LABEL_STORE, LABEL_TASK, LABEL_TEMPLATE,
-    ContainerObs, NodeObs, ResourceRecord, Snapshot, TaskRecord, container_mark,
+    ContainerObs, ResourceRecord, Snapshot, container_mark, container_name,
 )
-from reconciler.engine.workloads import HEALTHY_RUN_SECONDS
-
-NOW = 1_000.0
-STORE_ID = "store1"
-MARK_KEY = "5e" * 32  # the store's secret for container marks
-P, R, S, F, L, X = (TaskPhase.PENDING, TaskPhase.RUNNING, TaskPhase.SUCCEEDED, TaskPhase.FAILED,
-                    TaskPhase.LOST, TaskPhase.STOPPED)
-
-# -- factories ----------------------------------------------------------------------------
-
-_RESOURCE = TypeAdapter(Resource)
+from reconciler.spec.models import Kind, TaskPhase
 
 
-def resource(doc: dict, *, uid: str | None = None, generation: int = 1, status: dict | None = None,
-             deleted_at: float | None = None) -> ResourceRecord:
-    """A store row for a manifest dict, validated through the models as ``apply`` would store it."""
-    model = _RESOURCE.validate_python({"apiVersion": "broker/v1", **doc})
-    return ResourceRecord(
-        kind=Kind(model.kind), name=model.name, uid=uid or hashlib.sha1(model.name.encode()).hexdigest()[:10],
-        labels=dict(model.metadata.labels), spec=model.spec.model_dump(mode="json"), generation=generation,
-        created_at=0.0, updated_at=0.0, deleted_at=deleted_at, status=status or {},
-    )
-
-
-def node_res(name: str, slots: dict | None = None, **spec) -> ResourceRecord:
-    status = spec.pop("status", None)
-    body = {"address": "tcp://127.0.0.1:2375", **spec}
-    if slots is not None:
-        body["slots"] = slots
-    return resource({"kind": "Node", "metadata": {"name": name}, "spec": body}, status=status)
-
-
-def job_res(name: str = "job", *, deleted_at: float | None = None, status: dict | None = None,
-            labels: dict | None = None, **spec) -> ResourceRecord:
-    body = {"template": {"image": "busybox", "command": ["true"]}, **spec}
-    return resource({"kind": "Job", "metadata": {"name": name, "labels": labels or {}}, "spec": body},
-                    deleted_at=deleted_at, status=status)
-
-
-def service_res(name: str = "web", *, deleted_at: float | None = None, **spec) -> ResourceRecord:
-    body = {"template": {"image": "nginx"}, **spec}
-    return resource({"kind": "Service", "metadata": {"name": name}, "spec": body}, deleted_at=deleted_at)
-
-
-def task(owner: ResourceRecord, index: int = 0, attempt: int = 1, phase: TaskPhase = P, **kw) -> TaskRecord:
-    """A task row of ``owner``, with the id scheme workloads uses, made from its current template."""
-    kw.setdefault("template_hash", template_hash(owner.model.spec))
-    return TaskRecord(
-        id=f"{owner.name}-{owner.uid[:5]}-{index}-{attempt}", owner_kind=owner.kind, owner_name=owner.name,
-        owner_uid=owner.uid, index=index, attempt=attempt, phase=phase, **kw,
-    )
-
-
-def container(t: TaskRecord | None, state: str = "running", cid: str | None = None,
-              mark: str | None = None) -> ContainerObs:
-    """The container of task ``t`` (None: a brokerctl container without a task label), as the store
-    made it: ``obs`` signs it for the node it is seen on unless ``mark`` is given."""
-    cid = cid or (t.container_id if t and t.container_id else f"c-{t.id if t else 'x'}")
-    return ContainerObs(id=cid, name=f"bk-{STORE_ID}-{t.id if t else 'x'}", task_id=t.id if t else None,
-                        owner=t.owner if t else None, state=state, exit_code=0 if state == "exited" else None,
-                        mark=mark)
-
-
-def obs(name: str, *containers: ContainerObs, ready: bool = True, cpus: int | None = 4,
-        listed: bool = True) -> NodeObs:
-    """What probing node ``name`` saw; ``listed=False``: its containers could not be listed."""
-    signed = tuple(replace(c, mark=container_mark(MARK_KEY, STORE_ID, c.task_id, name)) if c.mark is None else c
-                   for c in containers)
-    return NodeObs(name, ready=ready, docker_version="27.0" if ready else None, cpus=cpus if ready else None,
-                   memory=8 << 30 if ready else None, message="" if ready else "connection refused",
-                   containers=signed if listed else None)
-
-
-def snapshot(*nodes: NodeObs, at: float = NOW) -> Snapshot:
-    return Snapshot(nodes={n.name: n for n in nodes}, taken_at=at)
-
-
-def run(resources: list[ResourceRecord], tasks: list[TaskRecord], snap: Snapshot | None = None,
-        now: float = NOW) -> Plan:
-    if snap is None:
-        snap = snapshot(*(obs(r.name) for r in resources if r.kind is Kind.NODE))
-    return plan(resources, tasks, snap, now, STORE_ID, MARK_KEY)
-
-
-def applied(p: Plan, tasks: list[TaskRecord]) -> dict[str, TaskRecord]:
-    """The task rows after the plan's decisions are recorded (what ``act.record_decisions`` does)."""
-    out = {t.id: t for t in [*tasks, *p.new_tasks]}
-    for tid, changes in p.task_updates.items():
-        out[tid] = replace(out[tid], **changes)
-    return out
-
-
-def status_of(p: Plan, kind: Kind, name: str) -> dict | None:
-    found = [s for k, n, s in p.statuses if (k, n) == (kind, name)]
-    assert len(found) <= 1
-    return found[0] if found else None
-
-
-def removed(p: Plan) -> set[str]:
-    return {r.container_id for r in p.removals}
-
-
-# -- Jobs ---------------------------------------------------------------------------------
-
-
-def test_new_job_creates_parallelism_tasks_and_places_them():
-    """A new Job with completions=5, parallelism=2 gets tasks for indexes 0 and 1 (attempt 1), each placed and started."""
-    nodes = [node_res("a", {"default": 4}), node_res("b", {"default": 4})]
-    job = job_res(completions=5, parallelism=2, labels={"team": "x"})
-
-    p = run([*nodes, job], [])
-
-    assert [(t.index, t.attempt, t.phase, t.not_before, t.created_at) for t in p.new_tasks] == [
-        (0, 1, P, NOW, NOW), (1, 1, P, NOW, NOW)]
-    assert all(t.owner == "Job/job" and t.labels == {"team": "x"} for t in p.new_tasks)
-    after = applied(p, [])
-    assert sorted(t.node for t in after.values()) == ["a", "b"]  # spread
-    assert all(t.scheduled_at == NOW and t.reason == "Scheduled" for t in after.values())
-    assert {(s.task_id, s.node) for s in p.starts} == {(t.id, t.node) for t in after.values()}
-    assert status_of(p, Kind.JOB, "job") == {
-        "phase": "Pending", "active": 2, "succeeded": 0, "failed": 0, "reason": "", "message": "",
-        "startTime": None, "completionTime": None}
-    assert {e.reason for e in p.events} == {"Scheduled"}
+# -- containers: start, place, collect, adopt ----------------------------------------------
 
 
 def test_start_carries_the_container_spec():
@@ -255,105 +140,6 @@ def test_placed_task_without_container_is_started_again_only_if_its_node_answers
 
     assert [s.task_id for s in p.starts] == ([t.id] if restarted else [])
     assert not p.new_tasks and t.id not in p.task_updates
-
-
-@pytest.mark.parametrize(
-    "failures, delay",
-    [(1, 2.0), (2, 4.0), (3, 8.0), (4, 10.0), (5, 10.0)],  # initialSeconds 2, maxSeconds 10
-)
-def test_failed_task_is_retried_after_exponential_backoff(failures, delay):
-    """The n-th consecutive failure of an index delays the next attempt by initial * 2^(n-1), capped at max."""
-    job = job_res(backoffLimit=10, backoff={"initialSeconds": 2, "maxSeconds": 10})
-    finished = NOW - 1
-    history = [task(job, 0, a, F, node="a", exit_code=1, started_at=finished - 2, finished_at=finished)
-               for a in range(1, failures + 1)]
-
-    p = run([node_res("a"), job], history)
-
-    [new] = p.new_tasks
-    assert (new.index, new.attempt, new.phase, new.node) == (0, failures + 1, P, None)
-    assert new.not_before == finished + delay
-    assert (new.reason, new.message) == ("BackOff", f"attempt {failures + 1} after {failures} failure(s); "
-                                                    f"waiting {delay:g}s")
-    assert p.next_wake == finished + delay
-    assert not p.starts, "not started before its backoff expires"
-    assert [e.reason for e in p.events] == ["BackOff"]
-    assert status_of(p, Kind.JOB, "job")["failed"] == failures
-
-
-def test_retry_is_placed_once_its_backoff_has_passed():
-    """A waiting retry is placed on the pass after not_before, and no wake-up is asked for."""
-    job = job_res(backoffLimit=3)
-    failed = task(job, 0, 1, F, node="a", finished_at=NOW - 100)
-    retry = task(job, 0, 2, P, created_at=NOW - 100, not_before=NOW - 98)
-
-    p = run([node_res("a"), job], [failed, retry])
-
-    assert [s.task_id for s in p.starts] == [retry.id]
-    assert p.next_wake is None and not p.new_tasks
-
-
-def test_success_resets_the_backoff_count_for_an_index():
-    """Only consecutive recent failures count toward an index's backoff."""
-    job = job_res(completions=2, backoffLimit=10, backoff={"initialSeconds": 2, "maxSeconds": 100})
-    history = [task(job, 0, 1, F, finished_at=NOW - 1), task(job, 0, 2, F, finished_at=NOW - 1),
-               task(job, 0, 3, L, finished_at=NOW - 1), task(job, 0, 4, F, finished_at=NOW - 1)]
-
-    p = run([node_res("a"), job], history)
-
-    [new] = p.new_tasks
-    assert new.attempt == 5 and new.not_before == NOW - 1 + 2
-
-
-def test_backoff_limit_exceeded_fails_the_job_and_stops_active_tasks():
-    """More failures than backoffLimit: the Job is Failed, its active tasks are stopped and nothing new starts."""
-    job = job_res(completions=4, parallelism=3, backoffLimit=1)
-    failed = [task(job, 0, 1, F, node="a", exit_code=3, finished_at=NOW - 10),
-              task(job, 0, 2, F, node="a", exit_code=3, finished_at=NOW - 5)]
-    running = task(job, 1, 1, R, node="a", container_id="run1", started_at=NOW - 20)
-    placed = task(job, 2, 1, P, node="a")  # placed, container not created yet
-    waiting = task(job, 3, 1, P)  # not placed yet
-
-    tasks = [*failed, running, placed, waiting]
-    p = run([node_res("a"), job], tasks, snapshot(obs("a", container(running))))
-
-    status = status_of(p, Kind.JOB, "job")
-    assert (status["phase"], status["reason"], status["failed"], status["active"]) == (
-        "Failed", "BackoffLimitExceeded", 2, 0)
-    assert status["message"] == f"2 failed attempts, backoffLimit 1; last: task {failed[1].id} exited with code 3"
-    after = applied(p, tasks)
-    for t in (running, placed, waiting):
-        assert (after[t.id].phase, after[t.id].reason, after[t.id].finished_at) == (X, "JobFailed", NOW)
-    assert p.removals == [Remove("a", "run1", running.id, status["message"], STOP_GRACE_SECONDS, keep_output=True)]
-    assert not p.new_tasks and not p.starts
-    assert [(e.reason, e.type) for e in p.events if e.task_id is None] == [("BackoffLimitExceeded", "Warning")]
-
-
-def test_all_completions_succeeded_completes_the_job():
-    """When every index succeeded the Job is Complete, with the time of the last finish."""
-    job = job_res(completions=3, parallelism=3, status={"phase": "Running"})
-    tasks = [task(job, i, 1, S, node="a", exit_code=0, started_at=10.0 + i, finished_at=20.0 + i) for i in range(3)]
-
-    p = run([node_res("a"), job], tasks)
-
-    assert status_of(p, Kind.JOB, "job") == {
-        "phase": "Complete", "active": 0, "succeeded": 3, "failed": 0, "reason": "", "message": "",
-        "startTime": 10.0, "completionTime": 22.0}
-    assert not p.new_tasks and not p.starts and not p.task_updates
-    assert [(e.reason, e.message) for e in p.events] == [("Complete", "3 completion(s) succeeded")]
-
-
-def test_complete_job_stops_a_leftover_duplicate():
-    """An active attempt left over when the Job completes is stopped, not started."""
-    job = job_res(completions=1, parallelism=1)
-    done = task(job, 0, 1, S, finished_at=NOW - 1)
-    leftover = task(job, 0, 2, P)
-
-    p = run([node_res("a"), job], [done, leftover])
-
-    assert applied(p, [done, leftover])[leftover.id].phase is X
-    assert not p.starts and not p.new_tasks
-    assert status_of(p, Kind.JOB, "job")["phase"] == "Complete"
 
 
 # -- containers and tasks that no longer match ----------------------------------------------
@@ -504,124 +290,6 @@ def test_deleted_service_with_nothing_left_is_purged_at_once():
     p = run([node_res("a"), svc], [])
 
     assert p.purges == [(Kind.SERVICE, "web")] and not p.new_tasks
-
-
-# -- Services -----------------------------------------------------------------------------
-
-
-def test_service_creates_one_task_per_replica():
-    """A Service with replicas=3 gets tasks for indexes 0-2, spread over the nodes."""
-    nodes = [node_res(n, {"default": 2}) for n in "abc"]
-
-    p = run([*nodes, service_res(replicas=3)], [])
-
-    assert sorted((t.index, t.attempt) for t in p.new_tasks) == [(0, 1), (1, 1), (2, 1)]
-    assert sorted(s.node for s in p.starts) == ["a", "b", "c"]
-    assert status_of(p, Kind.SERVICE, "web").items() >= {"replicas": 3, "running": 0, "ready": 0}.items()
-
-
-def test_service_scale_down_stops_the_newest_replicas():
-    """Scaling a Service down stops the newest replicas (by start time, then index) and keeps the rest."""
-    svc = service_res(replicas=1)
-    tasks = [task(svc, i, phase=R, node="a", container_id=f"c{i}", started_at=1.0) for i in range(3)]
-
-    p = run([node_res("a"), svc], tasks, snapshot(obs("a", *(container(t) for t in tasks))))
-
-    after = applied(p, tasks)
-    assert [after[t.id].phase for t in tasks] == [R, X, X]
-    assert after[tasks[1].id].reason == "ScaledDown"
-    assert removed(p) == {"c1", "c2"}
-    assert not p.new_tasks and not p.starts
-    assert status_of(p, Kind.SERVICE, "web").items() >= {"replicas": 1, "running": 1, "ready": 1}.items()
-
-
-def test_service_scale_down_does_not_start_a_stopped_pending_task():
-    """A Pending replica above the new replica count is stopped, not placed or started in the same pass."""
-    svc = service_res(replicas=1)
-    tasks = [task(svc, 0, phase=R, node="a", container_id="c0", started_at=1.0),
-             task(svc, 1, phase=P, node="a"), task(svc, 2, phase=P)]
-
-    p = run([node_res("a"), svc], tasks, snapshot(obs("a", container(tasks[0]))))
-
-    after = applied(p, tasks)
-    assert [(after[t.id].phase, after[t.id].reason) for t in tasks[1:]] == [(X, "ScaledDown")] * 2
-    assert after[tasks[2].id].node is None
-    assert not p.starts
-
-
-@pytest.mark.parametrize(
-    "history, delay",
-    [
-        ([(F, 5.0)], 1.0),  # one quick crash: 1s
-        ([(F, 5.0), (S, 5.0)], 2.0),  # exiting 0 quickly is a crash too
-        ([(F, 5.0), (F, 5.0), (F, 5.0)], 4.0),
-        ([(F, 5.0), (F, HEALTHY_RUN_SECONDS + 1)], 0.0),  # a long healthy run resets the backoff
-        ([(F, 5.0), (X, 5.0)], 0.0),  # stopped by us: not a crash
-    ],
-)
-def test_exited_replica_is_replaced_with_restart_backoff(history, delay):
-    """A replica that exits is replaced; quick consecutive exits delay the replacement exponentially."""
-    svc = service_res(replicas=1)
-    finished = NOW - 0.5
-    tasks = [task(svc, 0, a, phase, node="a", started_at=finished - ran, finished_at=finished)
-             for a, (phase, ran) in enumerate(history, start=1)]
-
-    p = run([node_res("a"), svc], tasks)
-
-    [new] = p.new_tasks
-    assert new.attempt == len(history) + 1
-    if delay:
-        assert new.not_before == finished + delay and p.next_wake == finished + delay and not p.starts
-    else:
-        assert new.not_before == NOW and [s.task_id for s in p.starts] == [new.id]
-
-
-# -- node status --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "spec_slots, node_obs, slots, condition",
-    [
-        (None, obs("a", cpus=6), {"default": 6}, "Ready"),
-        ({"gpu": 2}, obs("a", cpus=6), {"gpu": 2}, "Ready"),
-        ({}, obs("a", cpus=6), {}, "Ready"),
-        (None, obs("a", ready=False, listed=False), {}, "NotReady"),  # never probed: no CPU count yet
-        (None, None, {}, "Unknown"),
-    ],
-)
-def test_node_status_slots_and_condition(spec_slots, node_obs, slots, condition):
-    """Node slots are the spec's, or {default: CPUs the host reports} when the spec omits them."""
-    p = run([node_res("a", spec_slots)], [], snapshot(*([node_obs] if node_obs else [])))
-
-    status = status_of(p, Kind.NODE, "a")
-    assert (status["slots"], status["condition"], status["since"]) == (slots, condition, NOW)
-
-
-def test_not_ready_node_keeps_what_it_last_reported():
-    """A node that stops answering turns NotReady but keeps its last CPU count (and so its slots)."""
-    first = status_of(run([node_res("a")], [], snapshot(obs("a", cpus=3))), Kind.NODE, "a")
-
-    p = run([node_res("a", status=first)], [], snapshot(obs("a", ready=False, listed=False)), now=NOW + 7)
-
-    status = status_of(p, Kind.NODE, "a")
-    assert (status["condition"], status["since"], status["slots"], status["cpus"], status["dockerVersion"]) == (
-        "NotReady", NOW + 7, {"default": 3}, 3, "27.0")
-    assert status["message"] == "connection refused"
-
-
-def test_statuses_are_not_rewritten_on_an_identical_second_pass():
-    """Feeding a pass's statuses back in gives a plan with no status writes and no new events."""
-    job = job_res()
-    t = task(job, phase=R, node="a", container_id="c0", started_at=NOW - 5)
-    snap = snapshot(obs("a", container(t)))
-    first = run([node_res("a"), job], [t], snap)
-    node_status, job_status = status_of(first, Kind.NODE, "a"), status_of(first, Kind.JOB, "job")
-    assert node_status and job_status
-
-    second = run([node_res("a", status=node_status), job_res(status=job_status)], [t], snap, now=NOW + 30)
-
-    assert second.statuses == [] and second.events == [] and second.docker_actions == 0
-    assert not second.task_updates and not second.new_tasks
 
 
 # -- properties over random small worlds -----------------------------------------------------

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import replace
 
-from reconciler.spec.models import Kind
+from factories import NOW, F, P, R, S, applied, container, job_res, node_res, obs, run, service_res, snapshot, task
+from reconciler.engine.tasks import MAX_UNPLACED
 from reconciler.records import ResourceRecord, TaskRecord
-from reconciler.engine.workloads import MAX_UNPLACED
-from test_plan import NOW, F, P, R, S, applied, container, job_res, node_res, obs, run, service_res, snapshot, task
+from reconciler.spec.models import Kind
 
 HUGE = 10**9
 

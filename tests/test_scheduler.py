@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.engine.scheduler import (
-    NodeView, Placement, Request, check_max_per_node, check_mounts, check_network, check_ports, default_pipeline,
-    summarise,
+    NodeView, Placement, Request, Shortage, check_free_slot, check_max_per_node, check_mounts, check_network,
+    check_ports, check_resources, check_slot_type, default_pipeline, summarise,
 )
 from reconciler.spec.models import NodeSpec
 
@@ -338,6 +338,41 @@ def test_max_per_node_and_ports_refusals_are_summarised_per_node():
     assert [p.node for p in placed] == ["a", "b", None, "a", "b", None]
     assert placed[2].reason == "0/2 nodes: 2 maxPerNode 1 reached"
     assert placed[5].reason == "0/2 nodes: 2 host port 80/tcp in use"
+
+
+@pytest.mark.parametrize(
+    "check, req, view, reason, shortage",
+    [
+        (check_free_slot, Request("t", "default"), node("a", {"default": 1}, used={"default": 1}),
+         "no free default slot", True),
+        (check_resources, Request("t", "default", cpus=2.0), NodeView("a", True, True, {}, cpus=4.0, cpus_used=3.0),
+         "insufficient cpu", True),
+        (check_resources, Request("t", "default", memory=2), NodeView("a", True, True, {}, memory=4, memory_used=3),
+         "insufficient memory", True),
+        (check_resources, Request("t", "default", cpus=8.0), NodeView("a", True, True, {}, cpus=4.0),
+         "cpu request exceeds node", False),
+        (check_resources, Request("t", "default", memory=8), NodeView("a", True, True, {}, memory=4),
+         "memory request exceeds node", False),
+        (check_slot_type, Request("t", "gpu"), node("a"), "no gpu slots", False),
+        (check_max_per_node, Request("t", "default", owner=WEB, max_per_node=1),
+         NodeView("a", True, True, {"default": 2}, owners=Counter({WEB: 1})), "maxPerNode 1 reached", False),
+    ],
+)
+def test_only_a_want_of_free_capacity_is_a_shortage(check, req, view, reason, shortage):
+    """A rejection says by its type, not its text, whether free capacity would cure it."""
+    got = check(req, view)
+    assert got == reason and isinstance(got, Shortage) is shortage
+
+
+def test_only_nodes_short_of_capacity_are_waited_on():
+    """A refused task waits on (and so reserves) the nodes that lack free capacity, not those that never fit."""
+    nodes = [node("full", {"default": 1}, used={"default": 1}), node("gpu-only", {"gpu": 1}),
+             NodeView("small", True, True, {"default": 1}, cpus=1.0)]
+
+    [placed] = default_pipeline().place([Request("t", "default", cpus=2.0)], nodes)
+
+    assert placed.node is None and placed.waits_on == {"full"}
+    assert placed.reason == "0/3 nodes: 1 cpu request exceeds node, 1 no default slots, 1 no free default slot"
 
 
 def _full_scan(reqs: list[Request], nodes: list[NodeView]) -> list[Placement]:

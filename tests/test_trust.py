@@ -12,11 +12,11 @@ from dataclasses import replace
 
 import pytest
 
-from reconciler.spec.models import Kind
-from reconciler.records import ContainerObs, container_mark, distrust
-from test_plan import (
+from factories import (
     MARK_KEY, NOW, STORE_ID, P, R, S, applied, container, job_res, node_res, obs, run, snapshot, status_of, task,
 )
+from reconciler.records import ContainerObs, container_mark, distrust
+from reconciler.spec.models import Kind
 
 
 def forged(t, node: str, **changes) -> ContainerObs:

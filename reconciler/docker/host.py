@@ -23,7 +23,10 @@ from docker import errors as derr
 from docker.types import Mount
 
 from ..errors import HostError
-from ..records import LABEL_MARK, LABEL_OWNER, LABEL_STORE, LABEL_TASK, ContainerObs, ContainerSpec, NodeObs
+from ..kinds import TaskReason
+from ..records import (
+    LABEL_MARK, LABEL_OWNER, LABEL_STORE, LABEL_TASK, ContainerExit, ContainerObs, ContainerSpec, NodeObs,
+)
 
 API_VERSION = "1.41"  # Docker 20.10+; newer daemons accept it
 POOL_SIZE = 32
@@ -71,7 +74,7 @@ CALLS = CallCounter()
 class StartError(Exception):
     """The container cannot be started on this host for a reason that is the task's."""
 
-    def __init__(self, reason: str, message: str):
+    def __init__(self, reason: TaskReason, message: str):
         self.reason, self.message = reason, message
         super().__init__(f"{reason}: {message}")
 
@@ -132,12 +135,12 @@ class Host:
             cid = self._create(spec)
         except derr.APIError as exc:
             if exc.status_code != 409:  # 409: a container of that name exists: adopt it if it is ours
-                raise StartError("CreateFailed", f"node {self.name}: {_explain(exc)}") from exc
+                raise StartError(TaskReason.CREATE_FAILED, f"node {self.name}: {_explain(exc)}") from exc
             found = api.inspect_container(spec.name)
             if (found["Config"].get("Labels") or {}).get(LABEL_MARK) != spec.labels.get(LABEL_MARK):
-                raise StartError("NameTaken", f"node {self.name}: a container named {spec.name} exists that "
-                                              f"brokerctl did not make for this task (its {LABEL_MARK} label does "
-                                              "not match); it is left alone") from exc
+                raise StartError(TaskReason.NAME_TAKEN,
+                                 f"node {self.name}: a container named {spec.name} exists that brokerctl did not "
+                                 f"make for this task (its {LABEL_MARK} label does not match); it is left alone") from exc
             cid = found["Id"]
         try:
             api.start(cid)
@@ -146,8 +149,8 @@ class Host:
             if _PORT_TAKEN.search(text):
                 # Leave no created container holding the name: the task moves to another node.
                 self.remove(cid, grace=0)
-                raise StartError("PortInUse", f"node {self.name}: {text}") from exc
-            raise StartError("StartFailed", f"node {self.name}: {text}") from exc
+                raise StartError(TaskReason.PORT_IN_USE, f"node {self.name}: {text}") from exc
+            raise StartError(TaskReason.START_FAILED, f"node {self.name}: {text}") from exc
         return cid
 
     def _ensure_volumes(self, spec: ContainerSpec) -> None:
@@ -170,9 +173,9 @@ class Host:
             owner = (volume.get("Labels") or {}).get(LABEL_STORE)
             if owner != store:
                 made = f"was created by another brokerctl store ({owner})" if owner else "was not created by brokerctl"
-                raise StartError("VolumeNotAllowed", f"volume {source} on node {self.name} {made} "
-                                                     f"({_describe_volume(volume)}); list it in the Node's "
-                                                     "allowedVolumes to allow it")
+                raise StartError(TaskReason.VOLUME_NOT_ALLOWED,
+                                 f"volume {source} on node {self.name} {made} ({_describe_volume(volume)}); "
+                                 "list it in the Node's allowedVolumes to allow it")
 
     def _create(self, spec: ContainerSpec) -> str:
         try:
@@ -183,8 +186,8 @@ class Host:
             repo, _, tag = spec.image.rpartition(":") if ":" in spec.image.split("/")[-1] else (spec.image, "", "latest")
             self.client.api.pull(repo, tag=tag or "latest")
         except derr.APIError as exc:
-            raise StartError("ImagePullFailed", f"image {spec.image!r} could not be pulled on node {self.name}: "
-                                                f"{_explain(exc)}") from exc
+            raise StartError(TaskReason.IMAGE_PULL_FAILED,
+                             f"image {spec.image!r} could not be pulled on node {self.name}: {_explain(exc)}") from exc
         return self._create_once(spec)
 
     def _create_once(self, spec: ContainerSpec) -> str:
@@ -204,7 +207,7 @@ class Host:
         )
         return created["Id"]
 
-    def collect(self, container_id: str, log_limit: int) -> dict:
+    def collect(self, container_id: str, log_limit: int) -> ContainerExit:
         """Exit code, times and the tail of the output of a finished container (the caller removes it)."""
         api = self.client.api
         state = api.inspect_container(container_id)["State"]
@@ -215,16 +218,15 @@ class Host:
         if state.get("Running"):
             raise derr.DockerException(f"container {container_id[:12]} is still running")
         raw = api.logs(container_id, stdout=True, stderr=True, tail=LOG_TAIL_LINES)
-        truncated = len(raw) > log_limit
-        return {
-            "exit_code": state.get("ExitCode"),
-            "oom_killed": bool(state.get("OOMKilled")),
-            "started_at": parse_time(state.get("StartedAt")),
-            "finished_at": parse_time(state.get("FinishedAt")),
-            "error": state.get("Error") or "",
-            "output": raw[-log_limit:],
-            "truncated": truncated,
-        }
+        return ContainerExit(
+            exit_code=state.get("ExitCode"),
+            oom_killed=bool(state.get("OOMKilled")),
+            started_at=parse_time(state.get("StartedAt")),
+            finished_at=parse_time(state.get("FinishedAt")),
+            error=state.get("Error") or "",
+            output=raw[-log_limit:],
+            truncated=len(raw) > log_limit,
+        )
 
     def remove(self, container_id: str, grace: float, keep_output: bool = False) -> bytes | None:
         """Stop (SIGTERM, kill after ``grace``) and remove; with ``keep_output``, return its output."""

@@ -1,17 +1,18 @@
 """The vocabulary of a reconcile pass: the Plan and the actions in it.
 
-Produced by ``plan`` and ``workloads`` (pure), carried out by ``act``. Plain dataclasses.
+Produced by ``plan`` and the per-resource steps it calls (``jobs``, ``services``, ``nodes``,
+``matching``, ``placement``), all pure; carried out by ``runtime.act``. Plain dataclasses.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..kinds import Kind
 from ..records import ContainerSpec, TaskRecord
 
 STOP_GRACE_SECONDS = 10.0
-
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,14 @@ class Event:
     task_id: str | None = None
 
 
+class Rollback(NamedTuple):
+    """Put a stable template back into a Service's spec (``autoRollback``)."""
+
+    service: str
+    template: str  # the template hash to return to
+    why: str
+
+
 @dataclass
 class Plan:
     new_tasks: list[TaskRecord] = field(default_factory=list)
@@ -64,7 +73,7 @@ class Plan:
     starts: list[Start] = field(default_factory=list)
     collects: list[Collect] = field(default_factory=list)
     removals: list[Remove] = field(default_factory=list)
-    rollbacks: list[tuple[str, str, str]] = field(default_factory=list)  # (service, template hash, why)
+    rollbacks: list[Rollback] = field(default_factory=list)
     next_wake: float | None = None
 
     def update(self, task_id: str, **changes) -> None:

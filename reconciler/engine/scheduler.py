@@ -8,9 +8,9 @@ task no node can take stays Pending with a summary such as
 maxPerNode, host ports) and one scorer per placement mode (``spread``: fewest tasks of the same
 resource, then least busy; ``binpack``: most busy first).
 
-Starvation: a task refused on some nodes only for want of free capacity reserves those nodes
-for this pass: later tasks of the same execution type may not take them (``Pipeline.place``),
-so a stream of small tasks cannot keep a large or early one waiting forever.
+Starvation: a task refused on some nodes only for want of free capacity (a ``Shortage``)
+reserves those nodes for this pass: later tasks of the same execution type may not take them
+(``Pipeline.place``), so a stream of small tasks cannot keep a large or early one waiting forever.
 """
 
 from __future__ import annotations
@@ -21,11 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
-from ..spec.models import MountRule, guarded_network, path_below, ports_clash
-
-# Rejections that free capacity would cure; any other reason is a standing mismatch.
-_TEMPORARY = ("no free ", "insufficient ")
-
+from ..spec.models import MountRule, Placement as PlacementMode, guarded_network, path_below, ports_clash
 
 @dataclass
 class NodeView:
@@ -88,6 +84,13 @@ class Placement:
     node: str | None
     reason: str  # why this node, or why none
     waits_on: frozenset[str] = frozenset()  # nodes that refused it only for want of free capacity
+
+
+class Shortage(str):
+    """A rejection that free capacity would cure (no free slot, not enough cpu or memory left);
+    any other rejection is a standing mismatch. The text is the reason, as for any rejection."""
+
+    __slots__ = ()
 
 
 Check = Callable[[Request, NodeView], str | None]  # None: feasible, else the rejection reason
@@ -156,7 +159,7 @@ def check_slot_type(req: Request, node: NodeView) -> str | None:
 
 
 def check_free_slot(req: Request, node: NodeView) -> str | None:
-    return None if node.free(req.execution_type) > 0 else f"no free {req.execution_type} slot"
+    return None if node.free(req.execution_type) > 0 else Shortage(f"no free {req.execution_type} slot")
 
 
 def check_resources(req: Request, node: NodeView) -> str | None:
@@ -164,12 +167,12 @@ def check_resources(req: Request, node: NodeView) -> str | None:
         if req.cpus > node.cpus:
             return "cpu request exceeds node"
         if node.cpus - node.cpus_used < req.cpus - 1e-9:
-            return "insufficient cpu"
+            return Shortage("insufficient cpu")
     if req.memory and node.memory is not None:
         if req.memory > node.memory:
             return "memory request exceeds node"
         if node.memory - node.memory_used < req.memory:
-            return "insufficient memory"
+            return Shortage("insufficient memory")
     return None
 
 
@@ -227,7 +230,7 @@ class Pipeline:
                 reason = "reserved for an earlier task"
             if reason:
                 rejections[reason] += 1
-                if reason.startswith(_TEMPORARY):
+                if isinstance(reason, Shortage):
                     waits_on.append(node.name)
                 continue
             key = (scorer(req, node), node.name, node)
@@ -259,7 +262,7 @@ class Pipeline:
             heap = heaps.get(shape)
             if heap is None:
                 heap = heaps[shape] = _Heap(self, req, nodes)
-                if req.placement == "binpack":
+                if req.placement == PlacementMode.BINPACK:
                     for name in heap.names:
                         binpack_heaps.setdefault(name, []).append(heap)
             if heap.failed is not None:
@@ -317,7 +320,7 @@ class _Heap:
 
 def _why(req: Request, eligible: int) -> str:
     """Why this node: the scorer's pick among the nodes that pass the static checks."""
-    word = "most" if req.placement == "binpack" else "least"
+    word = "most" if req.placement == PlacementMode.BINPACK else "least"
     return f"{word} busy of {eligible} eligible"
 
 

@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 from ..engine.actions import Collect, Plan, Remove, Start
 from ..errors import BrokerError
 from ..docker.host import TRANSPORT_ERRORS, Host, StartError
-from ..spec.models import TaskPhase
+from ..kinds import TaskPhase, TaskReason
 from ..store import LOG_LIMIT_BYTES, Store
 
 log = logging.getLogger("brokerctl.act")
@@ -109,15 +109,15 @@ class Actor:
                 self.store.add_event(db, e.kind, e.name, e.reason, e.message, e.type, e.task_id, ts=now)
             for kind, name in p.purges:
                 self.store.purge_rows(db, kind, name)
-            for name, to, why in p.rollbacks:
+            for back in p.rollbacks:
                 try:
-                    rev = self.store.rollback(db, name, to, now, "autoRollback")
+                    rev = self.store.rollback(db, back.service, back.template, now, "autoRollback")
                 except BrokerError as exc:  # deleted meanwhile, or its revision purged
-                    self.store.add_event(db, "Service", name, "RollbackFailed", str(exc), "Warning", ts=now)
+                    self.store.add_event(db, "Service", back.service, "RollbackFailed", str(exc), "Warning", ts=now)
                 else:
-                    self.store.add_event(db, "Service", name, "RolledBack",
-                                         f"template {to} is desired again (revision {rev['revision']}); {why}",
-                                         "Warning", ts=now)
+                    self.store.add_event(db, "Service", back.service, "RolledBack",
+                                         f"template {back.template} is desired again (revision {rev['revision']}); "
+                                         f"{back.why}", "Warning", ts=now)
 
     def _run(self, host: Host, action, gated: bool = True) -> tuple[str, object]:
         """Runs in a worker thread; returns ("ok", result) or ("error", exception).
@@ -160,17 +160,18 @@ class Actor:
                 if status != "ok":
                     event("FailedCollect", f"{action.task_id} on {action.node}: {result}; will retry", "Warning")
                     return
-                self.store.save_output(db, action.task_id, result["output"], result["truncated"])
+                self.store.save_output(db, action.task_id, result.output, result.truncated)
                 if not active:
                     return
-                code = result["exit_code"]
+                code = result.exit_code
                 ok = code == 0
-                reason = "Completed" if ok else ("OOMKilled" if result["oom_killed"] else "Error")
-                message = f"exit code {code}" + (f": {result['error']}" if result["error"] else "")
+                reason = (TaskReason.COMPLETED if ok
+                          else TaskReason.OOM_KILLED if result.oom_killed else TaskReason.ERROR)
+                message = f"exit code {code}" + (f": {result.error}" if result.error else "")
                 self.store.update_task(
                     db, action.task_id, phase=TaskPhase.SUCCEEDED if ok else TaskPhase.FAILED, exit_code=code,
-                    oom_killed=result["oom_killed"], reason=reason, message=message,
-                    finished_at=result["finished_at"] or now, container_id=action.container_id,
+                    oom_killed=result.oom_killed, reason=reason, message=message,
+                    finished_at=result.finished_at or now, container_id=action.container_id,
                 )
                 event("Succeeded" if ok else "Failed", f"{action.task_id} on {action.node}: {message}",
                       "Normal" if ok else "Warning")

@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from .act import Actor, wait_or_stop
@@ -48,6 +48,23 @@ LEASE_STALE_SECONDS = 10.0
 EXIT_DEADLINE = 1.5  # seconds from SIGTERM/SIGINT to the end of the process, whatever it is doing
 
 
+@dataclass(frozen=True)
+class _Listing:
+    """A node's container list under way, and its event mark when the list was issued."""
+
+    call: Future
+    mark: tuple[int, int] | None  # None: no event stream vouches for the node (a twin, or not yet watched)
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """A node's last complete list, reused while its event mark stays ``mark`` (at most ``resync`` s)."""
+
+    mark: tuple[int, int]
+    obs: NodeObs
+    at: float
+
+
 class Controller:
     def __init__(self, store: Store, *, resync: float = 5.0, busy_resync: float = 1.0,
                  probe_interval: float = 1.0, probe_timeout: float = 1.0, lost_after: float = 3.0,
@@ -65,8 +82,8 @@ class Controller:
         self.actor = Actor(store, self.executor, clock, stopper=self.stopper, on_stopped=self.wake.set)
         self.watcher = EventWatcher(store.store_id, self.wake)
         self.prober = Prober(probe_interval, probe_timeout, on_change=self.wake.set, clock=clock)
-        self._listing: dict[str, tuple[Future, tuple | None]] = {}  # node -> (list under way, event mark before it)
-        self._listed: dict[str, tuple[tuple, NodeObs, float]] = {}  # node -> (event mark before, list, when)
+        self._listing: dict[str, _Listing] = {}
+        self._listed: dict[str, _Listed] = {}
         self.passes, self.lists, self.pass_seconds, self.last_pass = 0, 0, 0.0, 0.0
         self.nudges: NudgeListener | None = None
         self.stop = threading.Event()
@@ -151,7 +168,7 @@ class Controller:
                 spec = r.model.spec
                 tls = spec.tls.model_dump() if spec.tls else None
                 hosts[r.name] = self.pool.get(r.name, spec.address, tls)
-        # A Node whose daemon an older Node uses (``workloads.twins``) is not listed and its events
+        # A Node whose daemon an older Node uses (``engine.nodes.twins``) is not listed and its events
         # are not watched: the older Node sees that daemon's containers.
         self._twins = {r.name for r in resources if r.kind is Kind.NODE and r.status.get("twinOf")}
         self.pool.retain(set(hosts))
@@ -179,24 +196,25 @@ class Controller:
             twin = name in self._twins
             mark = None if twin else self.watcher.mark(name)
             listed = self._listed.get(name)
-            if mark is not None and listed is not None and listed[0] == mark and now - listed[2] < self.resync:
-                nodes[name] = replace(self._with_exits(listed[1]), **health)
+            if mark is not None and listed is not None and listed.mark == mark and now - listed.at < self.resync:
+                nodes[name] = replace(self._with_exits(listed.obs), **health)
                 continue
             pending = self._listing.get(name)
-            if pending is None or pending[0].done():
+            if pending is None or pending.call.done():
                 call = (self.executor.submit(host.observe, self.store.store_id, now, list_containers=False)
                         if twin else self.executor.submit(host.observe, self.store.store_id, now))  # a twin: info only
-                pending = self._listing[name] = (call, mark)
+                pending = self._listing[name] = _Listing(call, mark)
                 self.lists += not twin
             futures[name] = (pending, health)
-        wait_or_stop([f for (f, _), _ in futures.values()], self.list_wait, self.stop)
-        for name, ((f, mark), health) in futures.items():
+        wait_or_stop([pending.call for pending, _ in futures.values()], self.list_wait, self.stop)
+        for name, (pending, health) in futures.items():
+            f = pending.call
             if f.done() and f.exception() is None:
                 obs = f.result()
                 nodes[name] = replace(self._with_exits(obs), **health)
                 self._listing.pop(name, None)
-                if obs.ready and mark is not None:
-                    self._listed[name] = (mark, obs, now)
+                if obs.ready and pending.mark is not None:
+                    self._listed[name] = _Listed(pending.mark, obs, now)
             else:
                 nodes[name] = NodeObs(name, ready=True, message="container list did not finish in time", **health)
         return Snapshot(nodes=nodes, taken_at=now, lost_after=self.lost_after)

@@ -1,18 +1,25 @@
-"""Two Nodes reaching one Docker daemon (same ``docker info`` ID): only the Node applied first uses
-it. The other is NotReady with a message naming the first, has no slots, gets no placements, and
-the daemon's containers are seen once, under the first Node's name. Pure planner tests.
+"""Tests for Nodes in the pure planner (reconciler.engine.nodes): slots and condition, and two
+Nodes reaching one Docker daemon.
+
+A Node's slots are its spec's, or one per CPU its host reports; it keeps what it last reported
+while it does not answer. Two Nodes reaching one Docker daemon (same ``docker info`` ID): only
+the Node applied first uses it. The other is NotReady with a message naming the first, has no
+slots, gets no placements, and the daemon's containers are seen once, under the first Node's name.
+Lost nodes, fencing and drain are in ``test_failover_plan``.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from reconciler.engine.actions import Collect
+import pytest
+
+from factories import NOW, R, applied, container, job_res, node_res, obs, run, snapshot, status_of, task
 from reconciler.docker.host import daemon_identity
-from reconciler.spec.models import Kind
+from reconciler.engine.actions import Collect
+from reconciler.engine.nodes import twins
 from reconciler.records import ResourceRecord
-from reconciler.engine.workloads import twins
-from test_plan import NOW, R, applied, container, job_res, node_res, obs, run, snapshot, status_of, task
+from reconciler.spec.models import Kind
 
 DOCKER_ID = "4QGZ:AB5C:ZNRT:D7TD:VWDL:2IAT:DRPB:6T6V:2QDP:YXA5:FEEN:3XQK"
 DAEMON = daemon_identity({"ID": DOCKER_ID, "Name": "host1", "DockerRootDir": "/var/lib/docker"})
@@ -25,6 +32,57 @@ def node(name: str, created: float, slots: dict | None = None, **kw) -> Resource
 
 def seen(name: str, *containers, daemon: str | None = DAEMON, **kw):
     return replace(obs(name, *containers, **kw), daemon_id=daemon)
+
+
+# -- slots and condition -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec_slots, node_obs, slots, condition",
+    [
+        (None, obs("a", cpus=6), {"default": 6}, "Ready"),
+        ({"gpu": 2}, obs("a", cpus=6), {"gpu": 2}, "Ready"),
+        ({}, obs("a", cpus=6), {}, "Ready"),
+        (None, obs("a", ready=False, listed=False), {}, "NotReady"),  # never probed: no CPU count yet
+        (None, None, {}, "Unknown"),
+    ],
+)
+def test_node_status_slots_and_condition(spec_slots, node_obs, slots, condition):
+    """Node slots are the spec's, or {default: CPUs the host reports} when the spec omits them."""
+    p = run([node_res("a", spec_slots)], [], snapshot(*([node_obs] if node_obs else [])))
+
+    status = status_of(p, Kind.NODE, "a")
+    assert (status["slots"], status["condition"], status["since"]) == (slots, condition, NOW)
+
+
+def test_not_ready_node_keeps_what_it_last_reported():
+    """A node that stops answering turns NotReady but keeps its last CPU count (and so its slots)."""
+    first = status_of(run([node_res("a")], [], snapshot(obs("a", cpus=3))), Kind.NODE, "a")
+
+    p = run([node_res("a", status=first)], [], snapshot(obs("a", ready=False, listed=False)), now=NOW + 7)
+
+    status = status_of(p, Kind.NODE, "a")
+    assert (status["condition"], status["since"], status["slots"], status["cpus"], status["dockerVersion"]) == (
+        "NotReady", NOW + 7, {"default": 3}, 3, "27.0")
+    assert status["message"] == "connection refused"
+
+
+def test_statuses_are_not_rewritten_on_an_identical_second_pass():
+    """Feeding a pass's statuses back in gives a plan with no status writes and no new events."""
+    job = job_res()
+    t = task(job, phase=R, node="a", container_id="c0", started_at=NOW - 5)
+    snap = snapshot(obs("a", container(t)))
+    first = run([node_res("a"), job], [t], snap)
+    node_status, job_status = status_of(first, Kind.NODE, "a"), status_of(first, Kind.JOB, "job")
+    assert node_status and job_status
+
+    second = run([node_res("a", status=node_status), job_res(status=job_status)], [t], snap, now=NOW + 30)
+
+    assert second.statuses == [] and second.events == [] and second.docker_actions == 0
+    assert not second.task_updates and not second.new_tasks
+
+
+# -- one daemon, one Node ------------------------------------------------------------------------
 
 
 def test_the_node_applied_first_keeps_the_daemon():

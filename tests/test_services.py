@@ -1,9 +1,10 @@
-"""Tests for Services in the pure planner: restarts, health, scaling, rolling updates, ports, spread.
+"""Tests for Services in the pure planner (reconciler.engine.services): restarts, health, scaling,
+rolling updates, ports, spread.
 
 Like ``test_plan``, each test builds resource rows, task rows and one observation of the hosts,
 calls ``plan`` with an explicit ``now`` and checks the Plan. Rolling updates are followed over
-several passes by ``World``, which feeds each pass's decisions back in as the next pass's tasks,
-containers and Service status (what ``act`` and the hosts would do).
+several passes by ``factories.World``, which feeds each pass's decisions back in as the next
+pass's tasks, containers and Service status (what ``act`` and the hosts would do).
 """
 
 from __future__ import annotations
@@ -13,35 +14,15 @@ from dataclasses import replace
 
 import pytest
 
-from reconciler.engine.actions import Plan, Remove
-from reconciler.spec.models import Kind, PortBinding, template_hash
-from reconciler.engine.plan import PORT_RETRY_SECONDS, plan
-from reconciler.records import LABEL_TEMPLATE, ContainerObs, ResourceRecord, TaskRecord
-from test_plan import (
-    NOW, STORE_ID, MARK_KEY, F, P, R, X, applied, container, node_res, obs, removed, run, service_res, snapshot,
-    status_of, task,
+from factories import (
+    NEW, NOW, F, P, R, S, X, World, applied, container, ctr, node_res, obs, removed, run, running, service_res,
+    snapshot, status_of, svc, task,
 )
-
-OLD = {"image": "nginx:1"}
-NEW = {"image": "nginx:2"}
-
-
-def svc(name: str = "web", *, status: dict | None = None, **spec) -> ResourceRecord:
-    """A Service row (template ``OLD`` unless given), optionally with the status the controller wrote."""
-    spec.setdefault("template", OLD)
-    res = service_res(name, **spec)
-    return replace(res, status=status) if status is not None else res
-
-
-def ctr(t: TaskRecord, health: str | None = None, state: str = "running") -> ContainerObs:
-    """The container of ``t`` with the health Docker reports (None: no health check)."""
-    return replace(container(t, state), health=health)
-
-
-def running(owner: ResourceRecord, index: int, attempt: int = 1, *, node: str = "a", started: float = NOW - 100,
-            **kw) -> TaskRecord:
-    return task(owner, index, attempt, R, node=node, container_id=f"c{index}-{attempt}", started_at=started,
-                created_at=kw.pop("created_at", started - 1), **kw)
+from reconciler.engine.actions import Plan, Remove
+from reconciler.engine.placement import PORT_RETRY_SECONDS
+from reconciler.engine.services import HEALTHY_RUN_SECONDS
+from reconciler.records import LABEL_TEMPLATE, TaskRecord
+from reconciler.spec.models import Kind, PortBinding, template_hash
 
 
 def updates(p: Plan, t: TaskRecord) -> dict:
@@ -49,6 +30,33 @@ def updates(p: Plan, t: TaskRecord) -> dict:
 
 
 # -- restarts and health ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "history, delay",
+    [
+        ([(F, 5.0)], 1.0),  # one quick crash: 1s
+        ([(F, 5.0), (S, 5.0)], 2.0),  # exiting 0 quickly is a crash too
+        ([(F, 5.0), (F, 5.0), (F, 5.0)], 4.0),
+        ([(F, 5.0), (F, HEALTHY_RUN_SECONDS + 1)], 0.0),  # a long healthy run resets the backoff
+        ([(F, 5.0), (X, 5.0)], 0.0),  # stopped by us: not a crash
+    ],
+)
+def test_exited_replica_is_replaced_with_restart_backoff(history, delay):
+    """A replica that exits is replaced; quick consecutive exits delay the replacement exponentially."""
+    svc = service_res(replicas=1)
+    finished = NOW - 0.5
+    tasks = [task(svc, 0, a, phase, node="a", started_at=finished - ran, finished_at=finished)
+             for a, (phase, ran) in enumerate(history, start=1)]
+
+    p = run([node_res("a"), svc], tasks)
+
+    [new] = p.new_tasks
+    assert new.attempt == len(history) + 1
+    if delay:
+        assert new.not_before == finished + delay and p.next_wake == finished + delay and not p.starts
+    else:
+        assert new.not_before == NOW and [s.task_id for s in p.starts] == [new.id]
 
 
 @pytest.mark.parametrize("failures, delay", [(1, 3.0), (2, 6.0), (3, 10.0), (6, 10.0)])
@@ -113,6 +121,46 @@ def test_starting_health_is_running_but_not_ready(health, ready):
 # -- scaling ------------------------------------------------------------------------------
 
 
+def test_service_creates_one_task_per_replica():
+    """A Service with replicas=3 gets tasks for indexes 0-2, spread over the nodes."""
+    nodes = [node_res(n, {"default": 2}) for n in "abc"]
+
+    p = run([*nodes, service_res(replicas=3)], [])
+
+    assert sorted((t.index, t.attempt) for t in p.new_tasks) == [(0, 1), (1, 1), (2, 1)]
+    assert sorted(s.node for s in p.starts) == ["a", "b", "c"]
+    assert status_of(p, Kind.SERVICE, "web").items() >= {"replicas": 3, "running": 0, "ready": 0}.items()
+
+
+def test_service_scale_down_stops_the_newest_replicas():
+    """Scaling a Service down stops the newest replicas (by start time, then index) and keeps the rest."""
+    svc = service_res(replicas=1)
+    tasks = [task(svc, i, phase=R, node="a", container_id=f"c{i}", started_at=1.0) for i in range(3)]
+
+    p = run([node_res("a"), svc], tasks, snapshot(obs("a", *(container(t) for t in tasks))))
+
+    after = applied(p, tasks)
+    assert [after[t.id].phase for t in tasks] == [R, X, X]
+    assert after[tasks[1].id].reason == "ScaledDown"
+    assert removed(p) == {"c1", "c2"}
+    assert not p.new_tasks and not p.starts
+    assert status_of(p, Kind.SERVICE, "web").items() >= {"replicas": 1, "running": 1, "ready": 1}.items()
+
+
+def test_service_scale_down_does_not_start_a_stopped_pending_task():
+    """A Pending replica above the new replica count is stopped, not placed or started in the same pass."""
+    svc = service_res(replicas=1)
+    tasks = [task(svc, 0, phase=R, node="a", container_id="c0", started_at=1.0),
+             task(svc, 1, phase=P, node="a"), task(svc, 2, phase=P)]
+
+    p = run([node_res("a"), svc], tasks, snapshot(obs("a", container(tasks[0]))))
+
+    after = applied(p, tasks)
+    assert [(after[t.id].phase, after[t.id].reason) for t in tasks[1:]] == [(X, "ScaledDown")] * 2
+    assert after[tasks[2].id].node is None
+    assert not p.starts
+
+
 @pytest.mark.parametrize(
     "replicas, stopped",
     [
@@ -161,58 +209,6 @@ def test_scale_to_zero_keeps_nothing_running():
 
 
 # -- rolling updates ------------------------------------------------------------------------
-
-
-class World:
-    """Nodes, one Service and its tasks and containers, advanced pass by pass.
-
-    After each ``plan``: decisions are recorded, Starts run at once (the task is Running, its
-    container appears with ``health``), Removes take the container away, and the Service's new
-    status is what the next pass reads.
-    """
-
-    def __init__(self, service: ResourceRecord, nodes: list[ResourceRecord], health: str | None = None):
-        self.service, self.nodes, self.health = service, nodes, health
-        self.tasks: dict[str, TaskRecord] = {}
-        self.containers: dict[str, dict[str, ContainerObs]] = {n.name: {} for n in nodes}
-        self.events = []
-
-    def step(self, now: float) -> Plan:
-        snap = snapshot(*(obs(n, *cs.values()) for n, cs in self.containers.items()), at=now)
-        p = plan([*self.nodes, self.service], list(self.tasks.values()), snap, now, STORE_ID, MARK_KEY)
-        self.tasks = applied(p, list(self.tasks.values()))
-        for r in p.removals:
-            self.containers[r.node].pop(r.task_id, None)
-        for s in p.starts:
-            t = self.tasks[s.task_id]
-            self.tasks[t.id] = replace(t, phase=R, container_id=f"c-{t.id}", started_at=now)
-            self.containers[s.node][t.id] = replace(container(self.tasks[t.id]), health=self.health)
-        status = status_of(p, Kind.SERVICE, self.service.name)
-        if status is not None:
-            self.service = replace(self.service, status=status)
-        self.events += p.events
-        return p
-
-    def settle(self, start: float, passes: int = 10, every: float = 1.0) -> float:
-        now = start
-        for _ in range(passes):
-            self.step(now)
-            now += every
-        return now
-
-    def apply(self, **spec) -> str:
-        """A new spec for the Service (keeping its status, as the store does); returns its template hash."""
-        self.service = replace(svc(self.service.name, **spec), status=self.service.status)
-        return template_hash(self.service.model.spec)
-
-    @property
-    def active(self) -> list[TaskRecord]:
-        return [t for t in self.tasks.values() if t.active]
-
-    def available(self, now: float, min_ready: float) -> list[TaskRecord]:
-        """Active replicas running with a ready container for at least ``min_ready`` seconds."""
-        return [t for t in self.active if t.phase is R and t.started_at + min_ready <= now
-                and self.containers[t.node][t.id].health in (None, "healthy")]
 
 
 def test_rolling_update_surges_one_replica_at_a_time():

@@ -1,0 +1,67 @@
+"""What a task's container is made of: image, command, environment, labels, limits, health check. Pure.
+
+Called by ``placement`` for every Start it issues; ``docker.host`` creates the container from
+the ``ContainerSpec``. The labels let the world be rebuilt from observation alone, and the mark
+(``records.container_mark``) binds the container to its task and node.
+"""
+
+from __future__ import annotations
+
+from ..records import (
+    LABEL_ATTEMPT, LABEL_INDEX, LABEL_MARK, LABEL_OWNER, LABEL_STORE, LABEL_TASK, LABEL_TEMPLATE,
+    ContainerSpec, ResourceRecord, TaskRecord, container_mark, container_name,
+)
+
+
+def container_spec(t: TaskRecord, res: ResourceRecord, store_id: str, mark_key: str,
+                   node: ResourceRecord) -> ContainerSpec:
+    """What ``Host.start`` creates for task ``t`` on ``node`` (the node it is placed on)."""
+    tpl = res.model.spec.template
+    env = {
+        **tpl.env,
+        "BROKER_TASK_ID": t.id,
+        "BROKER_TASK_INDEX": str(t.index),
+        "BROKER_ATTEMPT": str(t.attempt),
+        "BROKER_OWNER": t.owner,
+    }
+    labels = {
+        **res.labels,
+        LABEL_STORE: store_id,
+        LABEL_OWNER: t.owner,
+        LABEL_TASK: t.id,
+        LABEL_INDEX: str(t.index),
+        LABEL_ATTEMPT: str(t.attempt),
+        LABEL_TEMPLATE: t.template_hash,
+        LABEL_MARK: container_mark(mark_key, store_id, t.id, node.name),
+    }
+    return ContainerSpec(
+        name=container_name(store_id, t.id),
+        image=tpl.image,
+        command=tpl.argv(),
+        env=env,
+        labels=labels,
+        working_dir=tpl.workingDir,
+        user=tpl.user,
+        mounts=tuple((m.source, m.target, m.readOnly) for m in tpl.mounts),
+        nano_cpus=int(tpl.resources.cpus * 1e9) if tpl.resources.cpus else None,
+        mem_limit=tpl.resources.memory_bytes(),
+        ports=tuple(tpl.port_bindings()),
+        network=tpl.network,
+        allowed_volumes=tuple(node.model.spec.allowedVolumes),
+        healthcheck=_healthcheck(getattr(res.model.spec, "healthCheck", None)),
+    )
+
+
+def _healthcheck(health) -> dict | None:
+    """A Service's ``healthCheck`` in Docker's shape (durations in nanoseconds)."""
+    if health is None:
+        return None
+    return {
+        "test": health.docker_test(), "interval": _ns(health.intervalSeconds),
+        "timeout": _ns(health.timeoutSeconds), "retries": health.retries,
+        "start_period": _ns(health.startPeriodSeconds),
+    }
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1e9)

@@ -1,0 +1,194 @@
+"""Placement bookkeeping for one pass: node views, requests, queue order, starts. Pure.
+
+Called by ``plan`` last, once the Job and Service steps made their new tasks. Active tasks with a
+node count against that node's capacity (``scheduler.NodeView``); a placed task without a running
+container gets its idempotent Start again; waiting tasks are queued (higher priority first, then
+first come first served) and handed to the ``scheduler`` as ``Request``s, which carry what earlier
+attempts taught: the sticky node of the last attempt, and the nodes where a host port was taken
+outside brokerctl. Each placement becomes a task update, an event and a Start.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from .actions import Event, Plan, Start
+from .containers import container_spec
+from .nodes import NodeStates
+from .scheduler import NodeView, Request, default_pipeline
+from .tasks import set_task
+from ..kinds import Kind, TaskPhase, TaskReason
+from ..records import ResourceRecord, TaskRecord
+from ..spec.models import template_hash
+
+PORT_RETRY_SECONDS = 60.0  # a node whose host port was taken outside brokerctl is avoided this long
+
+Owner = tuple[Kind, str]
+Slot = tuple[Owner, int]  # (owner, index): one Job completion or Service replica, across its attempts
+
+
+def place(p: Plan, current: dict[str, TaskRecord], owners: dict[Owner, ResourceRecord], nodes: NodeStates,
+          now: float, store_id: str, mark_key: str, fencing: set[str] = frozenset()) -> None:
+    """Count what runs, restart placed tasks without a container, place the waiting ones."""
+    placer = _Placer(p, owners, nodes, now, store_id, mark_key, node_views(nodes, fencing))
+    history = _History.of(p, [t for t in current.values() if not t.active and t.node], placer.specs, now)
+    active = sorted((t for t in current.values() if t.active and (t.owner_kind, t.owner_name) in owners),
+                    key=lambda t: (t.created_at, t.id))
+    placer.count_usage(active)
+    waiting = placer.restart_or_queue(active)
+    placer.place(waiting, history, _lost_here(p, current))
+
+
+def node_views(nodes: NodeStates, fencing: set[str]) -> list[NodeView]:
+    """What the scheduler knows of each node, in name order, before this pass's placements."""
+    views = []
+    for node in sorted(nodes.records.values(), key=lambda n: n.name):
+        obs = nodes.snapshot.nodes.get(node.name)
+        status = nodes.statuses[node.name]
+        spec = node.model.spec
+        schedulable = not spec.unschedulable and node.drain_deadline is None  # a drain lasts until uncordon
+        views.append(NodeView(node.name, ready=bool(obs and obs.ready), schedulable=schedulable,
+                              fencing=node.name in fencing,
+                              slots=status.get("slots", {}), used=Counter(), labels=dict(node.labels),
+                              cpus=status.get("cpus"), memory=status.get("memory"),
+                              allowed_mounts=spec.mount_rules(), allowed_networks=frozenset(spec.allowedNetworks)))
+    return views
+
+
+def request(t: TaskRecord, spec, sticky_node: str | None = None, colocate: frozenset | None = None,
+            avoid: frozenset = frozenset()) -> Request:
+    """What task ``t`` of a resource with ``spec`` asks of a node."""
+    res = spec.template.resources
+    return Request(
+        t.id, spec.executionType, cpus=res.cpus, memory=res.memory_bytes(),
+        selector=tuple(sorted(spec.nodeSelector.items())), node_name=spec.nodeName, colocate=colocate,
+        colocate_with=spec.colocateWith, sticky_node=sticky_node, placement=spec.placement.value,
+        bind_mounts=tuple((m.source, m.readOnly) for m in spec.template.mounts if m.source.startswith("/")),
+        network=spec.template.network,
+        owner=t.owner, max_per_node=getattr(spec, "maxPerNode", None), avoid=avoid,
+        ports=tuple((b.ip, b.host_port, b.proto) for b in spec.template.port_bindings() if b.host_port),
+    )
+
+
+@dataclass
+class _History:
+    """What finished attempts (most rows, at scale) teach the next placement of their slot."""
+
+    last_node: dict[Slot, str] = field(default_factory=dict)  # node of the latest attempt (sticky owners)
+    port_taken: dict[Slot, set[str]] = field(default_factory=lambda: defaultdict(set))  # nodes to avoid a while
+
+    @classmethod
+    def of(cls, p: Plan, finished: list[TaskRecord], specs: dict, now: float) -> "_History":
+        """``finished``: attempts that are over and had a node."""
+        out = cls()
+        latest: dict[Slot, tuple] = {}  # (created_at, id) of the attempt in last_node
+        for t in finished:
+            key = (t.owner_kind, t.owner_name)
+            spec = specs.get(key)
+            if spec is not None and spec.sticky and latest.get((key, t.index), ()) < (t.created_at, t.id):
+                latest[(key, t.index)] = (t.created_at, t.id)
+                out.last_node[(key, t.index)] = t.node
+            if t.reason == TaskReason.PORT_IN_USE and t.finished_at and now < t.finished_at + PORT_RETRY_SECONDS:
+                out.port_taken[(key, t.index)].add(t.node)
+                p.wake_at(t.finished_at + PORT_RETRY_SECONDS)
+        return out
+
+
+def _lost_here(p: Plan, current: dict[str, TaskRecord]) -> dict[tuple[str, int], tuple[str, str]]:
+    """(owner, index) -> (task, node) for tasks lost with their node this pass: their replacements say so."""
+    return {(current[tid].owner, current[tid].index): (tid, current[tid].node)
+            for tid, ch in p.task_updates.items() if ch.get("reason") == TaskReason.NODE_LOST and tid in current}
+
+
+class _Placer:
+    def __init__(self, p: Plan, owners: dict[Owner, ResourceRecord], nodes: NodeStates, now: float,
+                 store_id: str, mark_key: str, views: list[NodeView]):
+        self.p, self.owners, self.nodes, self.now = p, owners, nodes, now
+        self.store_id, self.mark_key = store_id, mark_key
+        self.specs = {key: res.model.spec for key, res in owners.items()}
+        self.templates = {key: template_hash(spec) for key, spec in self.specs.items() if key[0] is Kind.SERVICE}
+        self.views = views
+        self.by_name = {v.name: v for v in views}
+        self.running_on: dict[str, set[str]] = defaultdict(set)  # "Job/x" -> nodes where its active tasks are
+        self.collecting = {c.task_id for c in p.collects}
+
+    def count_usage(self, active: list[TaskRecord]) -> None:
+        """Active tasks with a node hold its capacity (a replica being replaced no longer counts
+        toward its Service's spread). A container seen exited holds none: its slot goes to the next
+        task in this pass, while the old one is collected."""
+        for t in active:
+            if not t.node:
+                continue
+            key = (t.owner_kind, t.owner_name)
+            self.running_on[t.owner].add(t.node)
+            if t.node in self.by_name and t.id not in self.collecting:
+                replaced = key in self.templates and t.template_hash != self.templates[key]
+                self.by_name[t.node].take(request(t, self.specs[key]), spread=not replaced)
+
+    def restart_or_queue(self, active: list[TaskRecord]) -> list[TaskRecord]:
+        """Start placed tasks again where needed; return those waiting for a node, in queue order."""
+        # Tasks the Job and Service steps stopped this pass (scale-down, Job done or failed) still
+        # show as active here. Their containers keep their capacity until removed, but they must not
+        # be (re)started.
+        stopped = {tid for tid, ch in self.p.task_updates.items() if "phase" in ch and not ch["phase"].active}
+        waiting = []
+        for t in active:
+            owner = self.owners[(t.owner_kind, t.owner_name)]
+            if t.id in stopped:
+                continue
+            if t.node:
+                if t.phase is TaskPhase.PENDING and t.id not in self.collecting:
+                    self.restart(t, owner)
+            elif t.not_before > self.now:
+                self.p.wake_at(t.not_before)
+            elif owner.deleted_at is None:
+                waiting.append(t)
+        # Higher priority first, then first come first served.
+        waiting.sort(key=lambda t: (-self.specs[(t.owner_kind, t.owner_name)].priority, t.created_at, t.id))
+        return waiting
+
+    def restart(self, t: TaskRecord, res: ResourceRecord) -> None:
+        """A placed task without a running container: (re)issue the idempotent start if its node answers."""
+        node = self.nodes.records.get(t.node)
+        obs = self.nodes.snapshot.nodes.get(t.node)
+        if node is None or obs is None or obs.containers is None or res.deleted_at is not None:
+            return
+        seen = self.nodes.snapshot.by_task.get(t.id)
+        if seen is None or seen.container.state == "created":
+            want = template_hash(res.model.spec)
+            if seen is None and t.template_hash and t.template_hash != want:  # no container yet: made from today's template
+                t = set_task(self.p, t, template_hash=want)
+            self.p.starts.append(Start(t.id, t.node, container_spec(t, res, self.store_id, self.mark_key, node)))
+
+    def requests(self, waiting: list[TaskRecord], history: _History) -> list[Request]:
+        ready = {v.name for v in self.views if v.ready and v.schedulable}
+        out = []
+        for t in waiting:
+            key = (t.owner_kind, t.owner_name)
+            spec = self.specs[key]
+            sticky = history.last_node.get((key, t.index)) if spec.sticky else None
+            colocate = frozenset(self.running_on.get(spec.colocateWith, ())) if spec.colocateWith else None
+            out.append(request(t, spec, sticky_node=sticky if sticky in ready else None, colocate=colocate,
+                               avoid=frozenset(history.port_taken.get((key, t.index), ()))))
+        return out
+
+    def place(self, waiting: list[TaskRecord], history: _History, lost_here: dict) -> None:
+        """Ask the scheduler for a node for each waiting task; record where it goes, or why nowhere."""
+        placements = default_pipeline().place(self.requests(waiting, history), self.views)
+        for t, placed in zip(waiting, placements):
+            if placed.node is None:
+                if t.message != placed.reason:
+                    set_task(self.p, t, reason=TaskReason.UNSCHEDULABLE, message=placed.reason)
+                    self.p.events.append(Event(t.owner_kind.value, t.owner_name, "FailedScheduling",
+                                               f"{t.id}: {placed.reason}", "Warning", t.id))
+                continue
+            res = self.owners[(t.owner_kind, t.owner_name)]
+            t = set_task(self.p, t, node=placed.node, scheduled_at=self.now, reason=TaskReason.SCHEDULED,
+                         message=placed.reason)
+            gone = lost_here.get((t.owner, t.index))
+            moved = f"; replaces {gone[0]} from lost node {gone[1]}" if gone else ""
+            self.p.events.append(Event(t.owner_kind.value, t.owner_name, "Scheduled",
+                                       f"{t.id} on {placed.node} ({placed.reason}{moved})", task_id=t.id))
+            start = container_spec(t, res, self.store_id, self.mark_key, self.nodes.records[placed.node])
+            self.p.starts.append(Start(t.id, placed.node, start))
