@@ -272,43 +272,6 @@ def test_cordon_uncordon_drain_of_an_unknown_node_is_one_error_line(db, args, co
     assert proc.stderr.splitlines() == [message] and proc.stdout == ""
 
 
-def test_a_log_stream_on_a_container_being_removed_ends_quietly(monkeypatch):
-    """The controller may collect and remove a container while `run` or `logs -f` streams it; the
-    daemon then answers 409 ("dead or marked for removal"). The stream ends (the stored output has
-    the rest) instead of failing the command; other API errors still raise."""
-    import docker.errors as derr
-    import requests
-
-    from reconciler.docker import host as dockerhost
-
-    def answer(status: int):
-        response = requests.Response()
-        response.status_code = status
-
-        class Api:
-            def logs(self, *args, **kwargs):
-                yield b"partial\n"
-                raise derr.APIError("logs", response=response, explanation="can not get logs")
-
-        class Client:
-            api = Api()
-            closed = False
-
-            def close(self):
-                Client.closed = True
-
-        monkeypatch.setattr(dockerhost, "connect", lambda *a, **k: Client())
-        return Client
-
-    client = answer(409)
-    host = dockerhost.Host("h1", "tcp://127.0.0.1:2375")
-    assert list(host.logs("c1", follow=True)) == [b"partial\n"]
-    assert client.closed
-    answer(500)
-    with pytest.raises(derr.APIError):
-        list(host.logs("c1", follow=True))
-
-
 # -- the store: created only on purpose ---------------------------------------------------------------
 
 
