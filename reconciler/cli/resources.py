@@ -79,7 +79,9 @@ def _show_tasks(store, task_id: str | None, want: dict, output: str) -> None:
 
     tasks = resources.get_tasks(store, task_id, want)
     if output in ("json", "yaml"):
-        typer.echo(views.dump(resources.task_objects(tasks), output), nl=False)
+        with resources.bulk():
+            text = views.dump(resources.task_objects(tasks), output)
+        typer.echo(text, nl=False)
     else:
         tables.print_table(*tables.task_rows(tasks, output == "wide", time.time()))
 
