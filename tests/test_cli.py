@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from datetime import datetime
 from pathlib import Path
 
@@ -18,9 +19,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 def registered_commands() -> dict[tuple[str, ...], object]:
     """Every command and subcommand the typer app registers, by its words on the command line."""
-    import typer.main
+    with warnings.catch_warnings():  # typer's own use of click's deprecated helpers, not ours
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import typer.main
 
-    from reconciler.cli.app import app
+        from reconciler.cli.app import app
 
     found, groups = {}, [((), typer.main.get_command(app))]
     while groups:
