@@ -258,6 +258,17 @@ def test_drain_says_what_is_left_in_order(store):
     assert seen == ["node/h1 cordoned; draining", f"2 task(s) left on h1: {a}, {b}", f"1 task(s) left on h1: {b}"]
 
 
+def test_drain_of_a_node_that_does_not_answer_warns_that_its_containers_went_unchecked(store):
+    """Once no task is left, drain asks the node which of our containers still run; a node that does not
+    answer cannot say, which is a warning, not a failure (the controller stops them when it returns)."""
+    apply(store, MANIFESTS.replace("127.0.0.1:2375", "127.0.0.1:1"))  # nothing listens on port 1
+    seen, _ = drive(nodes.drain(store, "h1", timeout=5, clock=FakeClock().clock))
+    assert seen[0] == Note("node/h1 cordoned; draining") and seen[-1] == Note("node/h1 drained")
+    [warning] = seen[1:-1]
+    assert warning.warning and warning.text.startswith("node/h1 did not answer (")
+    assert warning.text.endswith("); its containers could not be checked (the controller stops them when it returns)")
+
+
 def test_drain_without_wait_only_cordons(store):
     seen, _ = drive(nodes.drain(store, "h1", timeout=120, wait=False, clock=FakeClock().clock))
     assert lines(seen) == ["node/h1 cordoned; draining"]
