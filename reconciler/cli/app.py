@@ -4,8 +4,9 @@ Entry point ``main`` (console script): the one place that catches ``BrokerError`
 stderr and the error's exit code) and click's usage errors. The global ``--db`` option is kept in
 ``common.db_path`` for the commands' store opener. The commands live in one module per group
 (``resources``, ``tasks``, ``nodes``, ``rollout``, ``sync``, ``controller``) and are registered
-here, in the order ``--help`` lists them. Every command module imports only typer at its top, so
-``brokerctl --help`` stays fast; each command imports its verbs when it runs.
+here, in the order ``--help`` lists them. A command module imports nothing heavy at its top
+(typer, the errors, ``common``), so ``brokerctl --help`` stays fast; each command imports its verbs
+when it runs.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ def read_manifests(files: list[str], stdin: TextIO | None = None) -> list:
 
 
 class Applied(NamedTuple):
-    results: list[tuple[str, str]]  # (Kind/name, created | configured | unchanged), in manifest order
+    results: list[tuple[str, str]]  # (kind/name, created | configured | unchanged), in manifest order
     warnings: list[str]  # what was applied but cannot run as it stands (see ``unplaceable``)
     jobs: list[str]  # names of the Jobs applied, for a caller that waits for them
 
