@@ -1,8 +1,9 @@
-"""Turn store records into the objects users and scripts see, and print them.
+"""The stable JSON objects: what ``-o json|yaml`` prints now, and what the HTTP API and a dashboard
+will return later.
 
-Called by the CLI. ``*_object`` functions give the stable field names that ``-o json|yaml``
-prints (tests pin them; every time is ISO 8601); ``print_table`` renders rich tables for people,
-and plain rows that never wrap when piped. No store access here.
+``*_object`` functions turn store records and rows into objects with the field names tests pin
+(every time ISO 8601); ``dump`` writes a list of them as JSON or YAML. Called by the CLI's
+commands and by the ``ops`` verbs that hand objects back. No store access and no clock here.
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ def iso(ts: float | None) -> str | None:
 @functools.lru_cache(maxsize=4096)  # tasks are created, started and finished in bursts
 def _second(whole: int) -> str:
     return datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-
-
 
 
 def task_object(t: TaskRecord) -> dict:
@@ -85,6 +84,38 @@ def resource_object(r: ResourceRecord, used: dict[str, int] | None = None) -> di
     }
 
 
+def node_used(node: str, tasks: list[TaskRecord], exec_types: dict[str, str]) -> dict[str, int]:
+    """A Node's slots in use per execution type: its active tasks, by their owner's executionType
+    (``exec_types``: owner ref -> type; a missing owner counts as ``default``)."""
+    used: dict[str, int] = {}
+    for t in tasks:
+        if t.active and t.node == node:
+            key = exec_types.get(t.owner, "default")
+            used[key] = used.get(key, 0) + 1
+    return used
+
+
+def event_object(e: dict) -> dict:
+    """One row of the store's events (``get events -o json``)."""
+    return {"time": iso(e["ts"]), "object": f"{e['kind']}/{e['name']}", "type": e["type"],
+            "reason": e["reason"], "message": e["message"], "task": e["task_id"]}
+
+
+def revision_object(rev: dict, current: str) -> dict:
+    """One template revision of a Service (``rollout history -o json``); ``current``: the template
+    hash the Service wants now."""
+    return {"revision": rev["revision"], "template": rev["hash"], "current": rev["hash"] == current,
+            "image": rev["template"]["template"]["image"], "createdAt": iso(rev["created_at"]),
+            "cause": rev["cause"], "spec": rev["template"]}
+
+
+def sync_status_object(row: dict, owned: int) -> dict:
+    """What the last sync of one directory did (``sync status``): when, from which commit, whether it
+    was refused, how many live resources the directory owns, and each file's state."""
+    return {"source": row["source"], "syncedAt": iso(row["synced_at"]), "commit": row["commit_id"],
+            "refused": row["refused"], "resources": owned, "files": row["files"]}
+
+
 LARGE_OUTPUT = 500  # objects; see dump
 
 
@@ -100,20 +131,3 @@ def dump(objects: list[dict], fmt: str) -> str:
     from .spec.yamlcore import Dumper  # quotes what a YAML 1.2 reader would not read back as a string
 
     return yaml.dump(objects, Dumper=Dumper, sort_keys=False)
-
-
-
-
-
-
-
-
-
-
-def node_used(node: str, tasks: list[TaskRecord], exec_types: dict[str, str]) -> dict[str, int]:
-    used: dict[str, int] = {}
-    for t in tasks:
-        if t.active and t.node == node:
-            key = exec_types.get(t.owner, "default")
-            used[key] = used.get(key, 0) + 1
-    return used

@@ -137,3 +137,21 @@ def broker_containers(host, all: bool = True) -> list[dict]:
 
 def tasks_of(db: Path, owner: str) -> list[dict]:
     return [t for t in cli_json(db, "get", "tasks") if t["owner"] == owner]
+
+
+class FakeClock:
+    """Time for ``ops`` verbs that wait (``reconciler.ops.polling.Clock``) which moves only when they
+    sleep: a test of a timeout takes no time. ``on_sleep(n)`` runs at the n-th sleep, so a test can
+    change the world while the verb waits."""
+
+    def __init__(self, on_sleep=None, start: float = 1_000_000.0):
+        from reconciler.ops.polling import Clock
+
+        self.now, self.sleeps, self.on_sleep = start, [], on_sleep
+        self.clock = Clock(monotonic=lambda: self.now, sleep=self._sleep, time=lambda: self.now)
+
+    def _sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if self.on_sleep is not None:
+            self.on_sleep(len(self.sleeps))

@@ -132,6 +132,21 @@ def test_pure_modules_do_no_io(module):
     assert not io | upward, f"{module} imports {sorted(io | upward)}"
 
 
+@pytest.mark.parametrize("module", sorted(m for m in all_modules() if _under(m, "reconciler.cli")))
+def test_the_cli_reaches_the_store_docker_and_the_engine_only_through_ops(module):
+    """A command parses its arguments, calls a verb of ``ops`` and renders the result, so an HTTP API
+    calling the same verbs does what the CLI does: the CLI imports the verbs and the vocabulary
+    (kinds, errors, records, views), never the store, Docker, the runtime, the engine or the manifest
+    models."""
+    names = imported_modules(module)
+    ours = {n for n in names if _under(n, "reconciler") and n != "reconciler"}
+    allowed = ("reconciler.cli", "reconciler.ops", "reconciler.views", "reconciler.errors", "reconciler.kinds",
+               "reconciler.records")
+    beside = {n for n in ours if not _under(n, *allowed)}
+    drivers = {n for n in names if _under(n, "docker", "sqlite_utils", "sqlite3", "psycopg", "pydantic")}
+    assert not beside | drivers, f"{module} imports {sorted(beside | drivers)}"
+
+
 @pytest.mark.parametrize("module", sorted(all_modules()))
 def test_every_module_has_a_docstring(module):
     """Each module opens by saying what it is and who calls it."""

@@ -1,10 +1,13 @@
-"""Tables for people: rows of tasks and resources, printed with rich on a terminal and as plain
-aligned text when piped. Called by the CLI commands."""
+"""Tables for people: the rows of tasks, resources, events, revisions and synced files, printed with
+rich on a terminal and as plain aligned text when piped. Called by the CLI commands, which hand it
+records and the objects of ``views``."""
 
 from __future__ import annotations
 
 import sys
 import time
+from datetime import datetime
+
 from ..kinds import TaskPhase
 from ..records import TaskRecord
 
@@ -73,3 +76,74 @@ def _reason(t: TaskRecord) -> str:
         return f"{t.reason}: {t.message}" if t.reason else t.message
     return t.reason
 
+
+def epoch(iso_text: str | None) -> float | None:
+    """Seconds since the epoch of a ``views.iso`` time (for ``age``)."""
+    return datetime.fromisoformat(iso_text.replace("Z", "+00:00")).timestamp() if iso_text else None
+
+
+RESOURCE_COLUMNS = {
+    "Node": (["NAME", "STATUS", "SLOTS (USED/TOTAL)", "DOCKER", "AGE"], ["ADDRESS", "MESSAGE"]),
+    "Job": (["NAME", "PHASE", "COMPLETIONS", "ACTIVE", "FAILED", "AGE"], ["IMAGE", "MESSAGE"]),
+    "Service": (["NAME", "DESIRED", "RUNNING", "READY", "UP-TO-DATE", "RESTARTS", "BACKOFF", "ROLLOUT", "AGE"],
+                ["IMAGE", "TEMPLATE", "MESSAGE"]),
+}
+
+
+def resource_rows(kind: str, objects: list[dict], wide: bool, now: float) -> tuple[list[str], list[list]]:
+    """Columns and rows of `get nodes|jobs|services` from ``views.resource_object``s; ``wide`` adds
+    the columns of `-o wide`."""
+    row_of = {"Node": _node_row, "Job": _job_row, "Service": _service_row}[kind]
+    columns, extra = RESOURCE_COLUMNS[kind]
+    rows = []
+    for o in objects:
+        row, more = row_of(o, age(epoch(o["metadata"]["createdAt"]), now))
+        rows.append(row + (more if wide else []))
+    return columns + (extra if wide else []), rows
+
+
+def _node_row(o: dict, created: str) -> tuple[list, list]:
+    st, spec, meta = o["status"], o["spec"], o["metadata"]
+    slots = ", ".join(f"{k} {st['slotsUsed'].get(k, 0)}/{v}" for k, v in (st.get("slots") or {}).items())
+    cond = (st.get("condition", "Unknown") + (",SchedulingDisabled" if spec.get("unschedulable") else "")
+            + (",Draining" if st.get("draining") else ""))
+    return [meta["name"], cond, slots or "-", st.get("dockerVersion"), created], [spec["address"], st.get("message")]
+
+
+def _job_row(o: dict, created: str) -> tuple[list, list]:
+    st, spec, meta = o["status"], o["spec"], o["metadata"]
+    row = [meta["name"], "Terminating" if st.get("terminating") else st.get("phase", "Pending"),
+           f"{st.get('succeeded', 0)}/{spec['completions']}", st.get("active", 0), st.get("failed", 0), created]
+    return row, [spec["template"]["image"], st.get("message")]
+
+
+def _service_row(o: dict, created: str) -> tuple[list, list]:
+    st, spec, meta = o["status"], o["spec"], o["metadata"]
+    backoff = st.get("restartBackoffSeconds") or 0
+    rollout = st.get("rollout") or {}
+    row = [meta["name"], spec["replicas"], st.get("running", 0), st.get("ready", 0), st.get("updated", 0),
+           st.get("restarts", 0), f"{backoff:g}s" if backoff else "-",
+           "Terminating" if st.get("terminating") else rollout.get("state", "Pending"), created]
+    return row, [spec["template"]["image"], st.get("revision"), rollout.get("message")]
+
+
+def event_rows(events: list[dict], now: float | None = None, *, objects: bool = True) -> tuple[list[str], list[list]]:
+    """`get events` (``objects``: with the OBJECT column) and `describe`'s events, from store rows."""
+    columns = ["AGE", "OBJECT", "TYPE", "REASON", "MESSAGE"] if objects else ["AGE", "TYPE", "REASON", "MESSAGE"]
+    rows = [[age(e["ts"], now)] + ([f"{e['kind']}/{e['name']}"] if objects else [])
+            + [e["type"], e["reason"], e["message"]] for e in events]
+    return columns, rows
+
+
+def revision_rows(objects: list[dict], now: float | None = None) -> tuple[list[str], list[list]]:
+    """`rollout history`, from ``views.revision_object``s."""
+    return (["REVISION", "TEMPLATE", "IMAGE", "AGE", "CAUSE", ""],
+            [[o["revision"], o["template"], o["image"], age(epoch(o["createdAt"]), now), o["cause"],
+              "current" if o["current"] else ""] for o in objects])
+
+
+def sync_file_rows(files: dict[str, dict]) -> tuple[list[str], list[list]]:
+    """`sync status`: each file of the directory, its state and what it defines (or why it is held)."""
+    return (["FILE", "STATE", "RESOURCES / MESSAGE"],
+            [[f, v["state"], v["message"] if v["state"] != "ok" else ", ".join(v["resources"])]
+             for f, v in sorted(files.items())])

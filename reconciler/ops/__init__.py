@@ -1,1 +1,23 @@
-"""The user's verbs, returning result objects: what every front end (the CLI, later the API) calls."""
+"""The user's verbs, returning result objects: what every front end (the CLI, later the HTTP API) calls.
+
+One module per group of verbs: ``resources`` (apply, get, describe, delete, diff, schema),
+``tasks`` (logs, run, wait, retry), ``nodes`` (cordon, uncordon, drain), ``rollout`` (scale,
+rollout status/history/undo), ``sync`` (GitOps), ``controller`` (the reconcile loop, status);
+``refs`` reads the names users type and ``polling`` is the waiting loop they share. A verb takes an
+open store and plain values, returns data (or yields ``polling.Note``s while it waits) and raises
+``BrokerError``s; it never prints. Heavy modules (the store driver, pydantic, the Docker SDK) are
+imported where they are used, so a front end can import every verb module and still start fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def open_store(path: str | Path | None = None, create: bool = False):
+    """The store at ``path`` (default: $BROKER_DB, else the per-user state file). Only the verbs that
+    make one on purpose (apply, sync, run, controller) pass ``create``: elsewhere a missing store is
+    a ``StoreError`` naming the path and the fix. ``store.created`` says whether this call made it."""
+    from ..store import Store, default_db_path
+
+    return Store(path or default_db_path(), create=create)

@@ -295,3 +295,16 @@ def summary(report: dict) -> list[str]:
     if report["refused"]:
         lines.append(f"refused: {report['refused']}")
     return lines
+
+
+def status(store, source: str | None = None) -> list[dict]:
+    """What the last sync of each directory (or of ``source``) did, as ``views.sync_status_object``s."""
+    from .. import views
+    from ..errors import BrokerError
+
+    rows = store.sync_status(source)
+    if not rows:
+        raise BrokerError("no directory has been synced into this store; run `brokerctl sync DIR` or "
+                          "`brokerctl controller --watch DIR`")
+    return [views.sync_status_object(r, len([o for o in store.owned_by(r["source"]) if o.deleted_at is None]))
+            for r in rows]

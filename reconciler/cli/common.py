@@ -1,0 +1,57 @@
+"""What every command module shares: the store that ``--db`` names, warnings, and printing the
+progress a waiting verb yields.
+
+Called by the command modules (``resources``, ``tasks``, ``nodes``, ``rollout``, ``sync``,
+``controller``); ``app`` sets ``db_path`` from the global option. Imports nothing heavy: the
+verbs are imported inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import typer
+
+from ..errors import UsageError
+
+OUTPUT_FORMATS = ("table", "wide", "json", "yaml")
+db_path: Optional[Path] = None  # the global --db option; None: $BROKER_DB, else the per-user state file
+
+
+def open_store(create: bool = False):
+    """Open the store; only the commands that make one on purpose (apply, sync, run, controller)
+    pass ``create``, and say on stderr when they did. Elsewhere a missing store is an error."""
+    from .. import ops
+
+    store = ops.open_store(db_path, create=create)
+    if store.created:
+        typer.echo(f"created store {store.path}", err=True)
+    return store
+
+
+def check_output(output: str, formats: tuple[str, ...] = OUTPUT_FORMATS) -> None:
+    if output not in formats:
+        raise UsageError(f"unknown output format {output!r}; use one of {', '.join(formats)}")
+
+
+def warn(text: str) -> None:
+    typer.secho(f"warning: {text}", fg="yellow", err=True)
+
+
+def follow(events: Iterator, other: Callable[[object], None] | None = None):
+    """Print each ``Note`` a waiting verb yields as it comes (warnings on stderr), hand anything else
+    it yields to ``other``, and return what the verb returns."""
+    from ..ops.polling import Note
+
+    while True:
+        try:
+            item = next(events)
+        except StopIteration as done:
+            return done.value
+        if isinstance(item, Note) and item.warning:
+            warn(item.text)
+        elif isinstance(item, Note):
+            typer.echo(item.text)
+        elif other is not None:
+            other(item)

@@ -1,0 +1,80 @@
+"""The process commands: controller (run the reconcile loop), status, schema.
+
+Registered by ``app``. ``controller`` sets up logging and hands its options to
+``ops.controller.run``; ``status`` prints ``ops.controller.status``; ``schema`` prints a kind's
+JSON Schema.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import open_store
+
+
+def status() -> None:
+    """Store path, whether a controller is running, node and task counts."""
+    from ..ops import controller
+
+    st = controller.status(open_store())
+    typer.echo(f"store:      {st.path} (id {st.store_id})")
+    if st.controller:
+        lease = st.controller
+        typer.echo(f"controller: running (pid {lease['pid']} on {lease['hostname']}, "
+                   f"heartbeat {st.heartbeat_age:.1f}s ago)")
+        _show_stats(lease)
+    else:
+        typer.echo("controller: not running (start one with `brokerctl controller`)")
+    typer.echo(f"nodes:      {st.nodes} ({st.ready} ready)")
+    typer.echo("tasks:      " + (", ".join(f"{n} {p}" for p, n in sorted(st.tasks.items())) or "0"))
+
+
+def _show_stats(lease: dict) -> None:
+    """The counters the controller publishes with its heartbeat."""
+    stats = lease["stats"]
+    if not stats:
+        return
+    up = max(lease["heartbeat"] - lease["started_at"], 1e-9)
+    calls = stats.get("dockerCalls", {})
+    typer.echo(f"            {stats['passes']} passes (last {stats['lastPassSeconds'] * 1000:.0f} ms), "
+               f"{stats['lists']} container lists, CPU {100 * stats['cpuSeconds'] / up:.1f}% of a core "
+               f"since start")
+    if calls:
+        typer.echo("            Docker API calls: " + ", ".join(
+            f"{k} {n}" for k, n in sorted(calls.items(), key=lambda kv: -kv[1])))
+
+
+def schema(kind: str = typer.Argument(..., help="node, job or service")) -> None:
+    """Print the JSON Schema of a manifest kind."""
+    from ..ops import resources
+    from ..ops.refs import parse_kind
+
+    typer.echo(resources.schema(parse_kind(kind)), nl=False)
+
+
+def controller(
+    resync: float = typer.Option(5.0, help="Seconds between full resyncs when nothing is running."),
+    probe_interval: float = typer.Option(1.0, help="Seconds between health probes (/_ping) of each node."),
+    probe_timeout: float = typer.Option(1.0, help="Timeout of one health probe."),
+    lost_after: float = typer.Option(3.0, help="A node without a successful probe for this long is Lost and its "
+                                                "tasks are rescheduled (a Node's spec.lostAfterSeconds overrides)."),
+    docker_timeout: float = typer.Option(10.0, help="Timeout of every other Docker API call."),
+    watch: Optional[Path] = typer.Option(None, "--watch", help="Keep this directory of manifests synced (GitOps)."),
+    poll: bool = typer.Option(False, "--poll", help="With --watch: poll for changes (network filesystems)."),
+    sync_interval: float = typer.Option(10.0, help="With --watch: also sync this often, which undoes drift."),
+    allow_mass_prune: bool = typer.Option(False, "--allow-mass-prune", help="With --watch: see `brokerctl sync`."),
+) -> None:
+    """Run the reconcile loop until SIGINT/SIGTERM (containers keep running)."""
+    import logging
+
+    from ..ops import controller as loop
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    settings = loop.Settings(resync=resync, probe_interval=probe_interval, probe_timeout=probe_timeout,
+                             lost_after=lost_after, docker_timeout=docker_timeout, watch=watch, poll=poll,
+                             sync_interval=sync_interval, allow_mass_prune=allow_mass_prune)
+    loop.run(open_store(create=True), settings)

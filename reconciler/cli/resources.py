@@ -1,0 +1,158 @@
+"""The resource commands: apply, get, describe, delete, diff.
+
+Registered by ``app``. Each parses its arguments, calls its verb in ``ops.resources`` and renders
+the result: tables from ``tables``, ``-o json|yaml`` from the objects of ``views``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Optional
+
+import typer
+
+from .common import check_output, follow, open_store, warn
+
+EVENTS_LIMIT = 500  # `get events` shows the last this many unless --limit says otherwise
+
+
+def apply(
+    files: list[str] = typer.Option(..., "-f", "--filename", help="File, directory (its *.yaml|*.yml|*.json) or - for stdin. Repeatable."),
+    wait: bool = typer.Option(False, "--wait", help="Wait until the applied Jobs finish; exit 1 if any failed."),
+    timeout: float = typer.Option(0, "--timeout", help="With --wait: give up after this many seconds (0: no limit)."),
+) -> None:
+    """Create or update resources from manifests (all documents or none)."""
+    from ..ops import resources, tasks
+
+    loaded = resources.read_manifests(files, sys.stdin)
+    store = open_store(create=True)
+    applied = resources.apply(store, loaded)
+    for ref, outcome in applied.results:
+        typer.echo(f"{ref} {outcome}")
+    for text in applied.warnings:
+        warn(text)
+    if wait:
+        follow(tasks.wait_jobs(store, applied.jobs, timeout))
+
+
+def get(
+    kind: str = typer.Argument(..., help="nodes, jobs, services, tasks or events"),
+    name: Optional[str] = typer.Argument(None),
+    output: str = typer.Option("table", "-o", "--output", help="table, wide, json or yaml"),
+    selector: list[str] = typer.Option([], "-l", "--selector", help="Label filter key=value (repeatable)."),
+    for_: Optional[str] = typer.Option(None, "--for", help="With `get events`: only this KIND/NAME."),
+    limit: int = typer.Option(EVENTS_LIMIT, "--limit", min=0,
+                              help=f"With `get events`: show the last N (default {EVENTS_LIMIT}; 0: all)."),
+) -> None:
+    """List nodes, jobs, services, tasks or events."""
+    from ..ops.refs import parse_kind, parse_ref, parse_selector
+
+    check_output(output)
+    store = open_store()
+    want = parse_selector(selector)
+    what = kind.strip().lower()
+    if what in ("event", "events"):
+        _show_events(store, parse_ref(for_) if for_ else None, output, limit)
+    elif what in ("task", "tasks"):
+        _show_tasks(store, name, want, output)
+    else:
+        _show_resources(store, parse_kind(kind), name, want, output)
+
+
+def _show_resources(store, kind, name: str | None, want: dict, output: str) -> None:
+    from .. import views
+    from ..ops import resources
+    from . import tables
+
+    objects = resources.get_resources(store, kind, name, want)
+    if output in ("json", "yaml"):
+        typer.echo(views.dump(objects, output), nl=False)
+    else:
+        tables.print_table(*tables.resource_rows(kind.value, objects, output == "wide", time.time()))
+
+
+def _show_tasks(store, task_id: str | None, want: dict, output: str) -> None:
+    from .. import views
+    from ..ops import resources
+    from . import tables
+
+    tasks = resources.get_tasks(store, task_id, want)
+    if output in ("json", "yaml"):
+        with resources.bulk():
+            text = views.dump(resources.task_objects(tasks), output)
+        typer.echo(text, nl=False)
+    else:
+        tables.print_table(*tables.task_rows(tasks, output == "wide", time.time()))
+
+
+def _show_events(store, ref, output: str, limit: int) -> None:
+    from .. import views
+    from ..ops import resources
+    from . import tables
+
+    events = resources.get_events(store, ref, limit)
+    if events.older:
+        typer.echo(f"showing the last {limit} events; --limit N for more (0: all)", err=True)
+    if output in ("json", "yaml"):
+        typer.echo(views.dump([views.event_object(e) for e in events.rows], output), nl=False)
+    else:
+        tables.print_table(*tables.event_rows(events.rows))
+
+
+def describe(kind: str = typer.Argument(...), name: str = typer.Argument(...)) -> None:
+    """Spec, status, tasks, recent events and why tasks are Pending."""
+    import yaml
+
+    from ..ops import resources
+    from ..ops.refs import parse_kind
+    from . import tables
+
+    store = open_store()
+    found = resources.describe(store, parse_kind(kind), name)
+    obj = found.object
+    typer.echo(f"{found.record.kind.value}: {found.record.name}")
+    typer.echo(yaml.safe_dump({"metadata": obj["metadata"], "spec": obj["spec"], "status": obj["status"]},
+                              sort_keys=False).rstrip())
+    if found.tasks:
+        typer.echo("tasks:")
+        tables.print_table(*tables.task_rows(found.tasks, True, time.time()))
+    for t in found.pending:
+        typer.echo(f"pending: {t.id}: {t.reason}: {t.message}")
+    if found.events:
+        typer.echo("events:")
+        tables.print_table(*tables.event_rows(found.events, objects=False))
+
+
+def delete(
+    kind: Optional[str] = typer.Argument(None),
+    name: Optional[str] = typer.Argument(None),
+    files: list[str] = typer.Option([], "-f", "--filename", help="Delete the resources these manifests define."),
+    force: bool = typer.Option(False, "--force", help="Remove the record now: a Node even though tasks are active "
+                               "on it; a Job or Service without waiting for its containers to stop (they are no "
+                               "longer tracked: a running controller removes them as orphans, 10 s grace)."),
+) -> None:
+    """Delete resources; the controller stops and removes their containers, then the record.
+    Deleting again while they stop says how many are left and changes nothing."""
+    from ..ops import resources
+
+    targets = resources.delete_targets(kind, name, files, sys.stdin)
+    store = open_store()
+    for k, n, outcome in resources.delete(store, targets, force=force):
+        typer.echo(f"{k.value.lower()}/{n} {outcome}")
+
+
+def diff(
+    files: list[str] = typer.Option(..., "-f", "--filename", help="File, directory or - (stdin). Repeatable."),
+) -> None:
+    """What `apply -f` (or, for a directory, `sync`) would change: exit 0 if nothing, 1 if something, 2 on error."""
+    from ..ops import resources
+
+    inputs = resources.read_diff_inputs(files, sys.stdin)  # all read before the store opens
+    changes = resources.diff(open_store(), inputs)
+    lines = []
+    for change in changes:
+        lines += [f"{change.ref} {change.outcome}"] + [f"  {c}" for c in change.fields]
+    typer.echo("\n".join(lines) if lines else "no changes")
+    if lines:
+        raise typer.Exit(1)

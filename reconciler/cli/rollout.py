@@ -1,0 +1,89 @@
+"""The Service commands: scale, and the `rollout` group (status, history, undo).
+
+``scale`` is registered by ``app``, which also adds ``rollout_app`` as the `rollout` group. Each
+parses its arguments, calls its verb in ``ops.rollout`` and renders the result.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from ..errors import UsageError
+from .common import follow, open_store
+
+rollout_app = typer.Typer(help="Rolling updates of a Service: status, history, undo.", no_args_is_help=True)
+
+
+def scale(
+    kind: str = typer.Argument(..., help="service (or service/NAME)"),
+    name: Optional[str] = typer.Argument(None),
+    replicas: int = typer.Option(..., "--replicas", min=0, help="How many replicas to keep running."),
+) -> None:
+    """Set a Service's replica count (0 stops every replica and keeps the Service)."""
+    from ..kinds import Kind
+    from ..ops import rollout
+    from ..ops.refs import parse_kind, parse_ref
+
+    if name is None and "/" in kind:
+        k, name = parse_ref(kind)
+    elif name is None:
+        raise UsageError("name the service: `brokerctl scale service NAME --replicas N`")
+    else:
+        k = parse_kind(kind)
+    if k is not Kind.SERVICE:
+        raise UsageError("only services scale: `brokerctl scale service NAME --replicas N`")
+    old, new = rollout.scale(open_store(), name, replicas)
+    typer.echo(f"service/{name} scaled" + (f" from {old} to {new}" if old != new else f" (already {new})"))
+
+
+@rollout_app.command("status")
+def status(
+    target: str = typer.Argument(..., help="service/NAME"),
+    watch: bool = typer.Option(True, "--watch/--no-watch", help="Wait until the rollout completes or pauses."),
+    timeout: float = typer.Option(0, "--timeout", help="With --watch: give up after this many seconds (0: no limit)."),
+) -> None:
+    """Exit 0 once every replica runs the current template; 1 if the rollout paused or rolled back."""
+    from ..ops import rollout
+    from ..ops.refs import service_name
+
+    name = service_name(target)
+    if not follow(rollout.status(open_store(), name, watch, timeout)):
+        raise typer.Exit(1)
+
+
+@rollout_app.command("history")
+def history(
+    target: str = typer.Argument(..., help="service/NAME"),
+    revision: Optional[int] = typer.Option(None, "--revision", help="Show this revision's template."),
+    output: str = typer.Option("table", "-o", "--output", help="table, json or yaml"),
+) -> None:
+    """Template revisions of a Service, oldest first; the current one is marked."""
+    from .. import views
+    from ..ops import rollout
+    from ..ops.refs import service_name
+    from . import tables
+
+    name = service_name(target)
+    found = rollout.history(open_store(), name, revision)
+    if output in ("json", "yaml"):
+        typer.echo(views.dump(found.objects, output), nl=False)
+    elif revision is not None:
+        typer.echo(views.dump(found.objects, "yaml"), nl=False)
+    else:
+        tables.print_table(*tables.revision_rows(found.objects))
+
+
+@rollout_app.command("undo")
+def undo(
+    target: str = typer.Argument(..., help="service/NAME"),
+    to_revision: Optional[int] = typer.Option(None, "--to-revision", help="Revision to return to (default: the previous)."),
+) -> None:
+    """Make an earlier template the desired one again; the controller rolls to it."""
+    from ..ops import rollout
+    from ..ops.refs import service_name
+
+    name = service_name(target)
+    rev = rollout.undo(open_store(), name, to_revision)
+    typer.echo(f"service/{name} rolled back to template {rev['hash']} (now revision {rev['revision']})")

@@ -1,0 +1,50 @@
+"""The GitOps command: `sync DIR` (apply a directory with prune) and `sync status`.
+
+Registered by ``app``. Calls ``ops.sync`` and prints its report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import open_store
+
+
+def sync(
+    target: str = typer.Argument(..., help="A directory of manifests, or `status`."),
+    directory: Optional[str] = typer.Argument(None, help="With `status`: only this directory."),
+    allow_mass_prune: bool = typer.Option(False, "--allow-mass-prune",
+                                          help="Allow pruning more than half (or all) of what the directory owns."),
+) -> None:
+    """Apply a directory with prune (one transaction), or show `sync status`.
+
+    Resources the directory created and no longer defines are deleted; resources applied by hand
+    or from another directory are never touched. An invalid file is reported and what it defined
+    keeps its last good state; the rest still syncs (exit 1).
+    """
+    from ..ops import sync as gitops
+
+    if target == "status" and not Path(target).is_dir():
+        _show_status(gitops.status(open_store(), gitops.source_of(directory) if directory else None))
+        return
+    gitops.source_of(target)  # a usage error before a store is created for nothing
+    report = gitops.sync(open_store(create=True), target, allow_mass_prune)
+    lines = gitops.summary(report)
+    typer.echo("\n".join(lines) if lines else f"{report['source']}: in sync, nothing to change")
+    if report["refused"] or report["problems"]:
+        raise typer.Exit(1)
+
+
+def _show_status(syncs: list[dict]) -> None:
+    from . import tables
+
+    for s in syncs:
+        typer.echo(f"directory:  {s['source']}")
+        typer.echo(f"last sync:  {s['syncedAt']} ({tables.age(tables.epoch(s['syncedAt']))} ago)"
+                   + (f"; REFUSED: {s['refused']}" if s["refused"] else ""))
+        typer.echo(f"commit:     {s['commit'] or '- (not in a git checkout, or not committed there)'}")
+        typer.echo(f"resources:  {s['resources']} owned")
+        tables.print_table(*tables.sync_file_rows(s["files"]))

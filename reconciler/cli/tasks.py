@@ -1,0 +1,98 @@
+"""The task commands: retry, logs, run, wait.
+
+Registered by ``app``. Each parses its arguments, calls its verb in ``ops.tasks`` and renders the
+result; task output goes to stdout as the container wrote it (prefixed by task id when several
+tasks are shown).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from ..errors import UsageError
+from .common import follow, open_store
+
+
+def retry(kind: str = typer.Argument(..., help="job"), name: str = typer.Argument(...)) -> None:
+    """Re-run a Failed job's failed completions with a fresh backoffLimit (history is kept)."""
+    from ..kinds import Kind
+    from ..ops import tasks
+    from ..ops.refs import parse_kind
+
+    if parse_kind(kind) is not Kind.JOB:
+        raise UsageError("only jobs can be retried: `brokerctl retry job NAME`")
+    tasks.retry(open_store(), name)
+    typer.echo(f"job/{name} retried")
+
+
+def logs(
+    target: str = typer.Argument(..., help="A task id, or KIND/NAME for all of its tasks."),
+    follow_: bool = typer.Option(False, "-f", "--follow", help="Keep streaming a running task's output."),
+) -> None:
+    """Print task output (kept in the store after the container is gone)."""
+    from ..ops import tasks
+    from ..ops.refs import parse_ref
+
+    store = open_store()
+    if "/" in target:
+        kind, name = parse_ref(target)
+        chunks, prefix = tasks.owner_logs(store, kind, name, follow_), True
+    else:
+        chunks, prefix = tasks.task_logs(store, target, follow_), False
+    write = output_writer(prefix)
+    for chunk in chunks:
+        write(chunk)
+
+
+def output_writer(prefix: bool):
+    """Write ``ops.tasks.Output`` chunks to stdout as they come; ``prefix``: each line starts with
+    ``[TASK-ID] ``, for the output of several tasks."""
+    out = sys.stdout.buffer
+
+    def write(chunk) -> None:
+        if not prefix:
+            out.write(chunk.data)
+        else:
+            tag = f"[{chunk.task}] ".encode()
+            for line in chunk.data.splitlines(keepends=True):
+                out.write(tag + line)
+        out.flush()
+
+    return write
+
+
+def run(
+    name: str = typer.Argument(..., help="Name of the one-off Job."),
+    command: Optional[list[str]] = typer.Argument(None, help="Command and its arguments, after --."),
+    image: str = typer.Option(..., "--image", help="Image to run."),
+    slots_type: str = typer.Option("default", "--slots-type", help="Execution type (which slots it takes)."),
+    env: list[str] = typer.Option([], "--env", "-e", help="KEY=VALUE (repeatable)."),
+) -> None:
+    """Run a one-off Job, stream its output, and exit with the task's exit code (like `docker run`)."""
+    from ..ops import tasks
+
+    pairs = {}
+    for item in env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--env {item!r} is not KEY=VALUE")
+        pairs[key] = value
+    job = tasks.one_off_job(name, image, command, slots_type, pairs)
+    task = follow(tasks.run(open_store(create=True), job), output_writer(prefix=False))
+    raise typer.Exit(task.exit_code)
+
+
+def wait(
+    target: str = typer.Argument(..., help="KIND/NAME, e.g. job/hello"),
+    condition: str = typer.Option(..., "--for", help="condition=Complete|Failed|Ready"),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds before giving up."),
+) -> None:
+    """Wait until a resource reaches a condition; non-zero on timeout or the opposite outcome."""
+    from ..ops import tasks
+
+    cond = tasks.condition(target, condition)
+    tasks.wait(open_store(), cond, timeout)
+    typer.echo(f"{target} condition met: {cond.want}")

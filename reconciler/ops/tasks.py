@@ -1,0 +1,225 @@
+"""The task verbs: logs (stored output, else the live stream), run (a one-off Job, followed to its
+end), wait (until a resource reaches a condition), wait_jobs (`apply --wait`), retry.
+
+Called by the CLI's task commands (``cli/tasks.py``, ``cli/resources.py`` for ``apply --wait``)
+and meant for the HTTP API. Output comes back as ``Output`` chunks of bytes and progress as
+``polling.Note``s; the waiting loops run on a ``polling.Clock`` a test can replace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+from ..errors import BrokerError, UsageError
+from ..kinds import Kind, TaskPhase
+from ..records import ResourceRecord, TaskRecord
+from .polling import SYSTEM, Clock, Note, ticks
+
+
+@dataclass(frozen=True)
+class Output:
+    """A chunk of one task's output, as the container wrote it (stdout and stderr interleaved)."""
+
+    task: str
+    data: bytes
+
+
+class TaskDidNotExit(BrokerError):
+    """`run`: the task ended without an exit code of its own (it never started, or its node was lost)."""
+
+    exit_code = 125  # what `docker run` exits with when the container could not run
+
+
+def retry(store, name: str) -> None:
+    """Re-run a Failed Job's failed completions with a fresh backoffLimit (history is kept)."""
+    store.retry_job(name)
+
+
+# -- logs ------------------------------------------------------------------------------------------
+
+
+def task_logs(store, task_id: str, follow: bool = False) -> Iterator[Output]:
+    """One task's output: kept in the store once its container is gone, else streamed from its node
+    (``follow``: until the container stops)."""
+    t = store.task(task_id)
+    if t.phase is TaskPhase.PENDING and store.output(t.id) is None:
+        why = ": ".join(filter(None, [t.reason, t.message]))
+        raise BrokerError(f"task {t.id} is Pending: it has not started yet, so it has no output"
+                          + (f" ({why})" if why else ""))
+    yield from output(store, t, follow)
+
+
+def owner_logs(store, kind: Kind, name: str, follow: bool = False) -> Iterator[Output]:
+    """The output of every task of a Job or Service, oldest task first."""
+    store.resource(kind, name)
+    for t in store.tasks(owner=(kind, name)):
+        yield from output(store, t, follow)
+
+
+def output(store, t: TaskRecord, follow: bool, skip: int = 0) -> Iterator[Output]:
+    """The task's stored output past its first ``skip`` bytes (those an earlier live stream gave), or,
+    while nothing is stored and the task runs, its live stream from the node."""
+    saved = store.output(t.id)
+    if saved is not None:
+        if len(saved[0]) > skip:
+            yield Output(t.id, saved[0][skip:])
+        return
+    if t.phase is TaskPhase.RUNNING and t.container_id and t.node:
+        from .nodes import node_host
+
+        for chunk in node_host(store, t.node).logs(t.container_id, follow=follow):
+            yield Output(t.id, chunk)
+
+
+# -- run -------------------------------------------------------------------------------------------
+
+
+def one_off_job(name: str, image: str, command: list[str] | None, slots_type: str, env: dict[str, str]):
+    """The Job `run` creates (one completion, no retry), validated as `apply` validates a manifest."""
+    from pydantic import ValidationError
+
+    from ..spec.models import Job
+
+    doc = {"apiVersion": "broker/v1", "kind": "Job", "metadata": {"name": name},
+           "spec": {"executionType": slots_type, "backoffLimit": 0,
+                    "template": {"image": image, "command": list(command) if command else None, "env": env}}}
+    try:
+        return Job.model_validate(doc)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'] if x != '[key]')}: "
+                             f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+        raise UsageError(f"brokerctl run {name}: {problems}") from None
+
+
+def run(store, job, clock: Clock = SYSTEM) -> Iterator[Note | Output]:
+    """Create the one-off ``job``, then yield its task's output, live while it runs and the rest from
+    the store once it ended. Returns the finished task; ``TaskDidNotExit`` if it has no exit code."""
+    name = job.metadata.name
+    try:
+        store.resource(Kind.JOB, name)
+    except BrokerError:
+        pass
+    else:
+        raise UsageError(f"Job '{name}' already exists; pick another name or `brokerctl delete job {name}`")
+    store.apply([job])
+    lease = store.lease()
+    if not lease or clock.time() - lease["heartbeat"] > 10:
+        yield Note("no controller is running; the job waits until `brokerctl controller` starts", warning=True)
+    t = yield from _follow_one_off(store, name, clock)
+    if t.exit_code is None:
+        raise TaskDidNotExit(f"task {t.id} {t.phase.value}: {t.reason}: {t.message}")
+    return t
+
+
+def _follow_one_off(store, name: str, clock: Clock) -> Iterator[Output]:
+    streamed: int | None = None  # bytes shown live; the stored output fills in what the stream missed
+    for _ in ticks(0.1, clock=clock):
+        t = _last_task(store, name)
+        if t is not None and t.phase is TaskPhase.RUNNING and streamed is None:
+            streamed = 0
+            for chunk in output(store, t, follow=True):
+                streamed += len(chunk.data)
+                yield chunk
+            t = _last_task(store, name)  # the stream ended: the task may be over already
+        if t is not None and not t.active:
+            yield from output(store, t, follow=False, skip=streamed or 0)
+            return t
+
+
+def _last_task(store, name: str) -> TaskRecord | None:
+    tasks = store.tasks(owner=(Kind.JOB, name))
+    return tasks[-1] if tasks else None
+
+
+# -- wait ------------------------------------------------------------------------------------------
+
+
+CONDITIONS = {Kind.JOB: ("Complete", "Failed"), Kind.SERVICE: ("Ready",), Kind.NODE: ("Ready",)}
+OPPOSITE = {"Complete": "Failed", "Failed": "Complete"}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """What `wait` waits for: the condition ``want`` of ``kind``/``name`` (``target`` as the user wrote it)."""
+
+    target: str
+    kind: Kind
+    name: str
+    want: str
+
+
+def condition(target: str, text: str) -> Condition:
+    """Read `wait`'s KIND/NAME and ``condition=X``; a condition the kind cannot reach is a UsageError."""
+    from .refs import parse_ref
+
+    key, _, want = text.partition("=")
+    if key != "condition" or want not in ("Complete", "Failed", "Ready"):
+        raise UsageError(f"--for {text!r}: use condition=Complete, condition=Failed or condition=Ready")
+    kind, name = parse_ref(target)
+    valid = CONDITIONS[kind]
+    if want not in valid:
+        raise UsageError(f"--for {text!r}: a {kind.value} has no {want} condition; use "
+                         + " or ".join(f"condition={c}" for c in valid))
+    return Condition(target, kind, name, want)
+
+
+@dataclass(frozen=True)
+class ConditionState:
+    met: frozenset[str]  # the conditions the resource has reached
+    detail: str  # where it stands, for people
+
+
+def condition_state(r: ResourceRecord) -> ConditionState:
+    """Which conditions a resource has reached: a Job is Complete or Failed by its phase; a Service is
+    Ready when every replica is ready and runs the current template; a Node when its probes say so."""
+    st = r.status
+    if r.kind is Kind.JOB:
+        phase = st.get("phase", "Pending")
+        detail = f"phase {phase}, {st.get('succeeded', 0)}/{r.spec['completions']} succeeded"
+        if st.get("message"):
+            detail += f"; {st['message']}"
+        return ConditionState(frozenset({phase} & {"Complete", "Failed"}), detail)
+    if r.kind is Kind.SERVICE:
+        from .rollout import template_of
+
+        want = r.spec["replicas"]
+        ready = st.get("ready", 0) >= want and st.get("updated", 0) >= want and st.get("revision") == template_of(r)
+        return ConditionState(frozenset({"Ready"} if ready else ()),
+                              f"{st.get('ready', 0)}/{want} ready, {st.get('updated', 0)} up to date")
+    cond = st.get("condition", "Unknown")
+    return ConditionState(frozenset({"Ready"} if cond == "Ready" else ()), f"condition {cond}: {st.get('message', '')}")
+
+
+def wait(store, cond: Condition, timeout: float, clock: Clock = SYSTEM) -> None:
+    """Return once the resource meets ``cond``; BrokerError when it reaches the opposite outcome or
+    ``timeout`` seconds pass (with where it stands)."""
+    for _ in ticks(0.2, clock.deadline(timeout), clock):
+        state = condition_state(store.resource(cond.kind, cond.name))
+        if cond.want in state.met:
+            return
+        opposite = OPPOSITE.get(cond.want)
+        if opposite and opposite in state.met:
+            raise BrokerError(f"{cond.target} reached {opposite} instead of {cond.want}: {state.detail}")
+    raise BrokerError(f"timed out after {timeout:g}s waiting for {cond.target} condition={cond.want} "
+                      f"({state.detail})")
+
+
+def wait_jobs(store, names: list[str], timeout: float, clock: Clock = SYSTEM) -> Iterator[Note]:
+    """Wait until every named Job is Complete or Failed, yielding a line as each ends; BrokerError if
+    any failed, or if ``timeout`` seconds (0: no limit) pass first."""
+    pending, failed = set(names), []
+    for _ in ticks(0.2, clock.deadline(timeout if timeout > 0 else None), clock):
+        for name in sorted(pending):
+            st = store.resource(Kind.JOB, name).status
+            if st.get("phase") in ("Complete", "Failed"):
+                pending.discard(name)
+                yield Note(f"job/{name} {st['phase'].lower()}" + (f": {st['message']}" if st.get("message") else ""))
+                if st["phase"] == "Failed":
+                    failed.append(name)
+        if not pending:
+            break
+    if pending:
+        raise BrokerError(f"timed out after {timeout:g}s waiting for {', '.join(f'job/{n}' for n in sorted(pending))}")
+    if failed:
+        raise BrokerError(f"{len(failed)} job(s) failed: {', '.join(failed)}; see `brokerctl describe job NAME`")

@@ -1,0 +1,378 @@
+"""The ops verbs called directly, on a real store and a clock that only moves when they sleep: what
+each waiting verb reports while it waits, when it gives up and with which message, and the data the
+other verbs hand back. (tests/test_cli.py runs the same verbs through the command line.)"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from helpers import FakeClock
+
+from reconciler.errors import BrokerError, NotFound
+from reconciler.kinds import Kind, TaskPhase
+from reconciler.ops import nodes, resources, rollout, tasks
+from reconciler.ops.polling import Note
+from reconciler.records import TaskRecord
+from reconciler.store import Store
+
+MANIFESTS = """\
+apiVersion: broker/v1
+kind: Node
+metadata: {name: h1}
+spec: {address: "tcp://127.0.0.1:2375", slots: {cpu: 2}}
+---
+apiVersion: broker/v1
+kind: Job
+metadata: {name: hello, labels: {team: a}}
+spec: {completions: 2, executionType: cpu, template: {image: busybox, command: "echo hi"}}
+---
+apiVersion: broker/v1
+kind: Service
+metadata: {name: web}
+spec: {replicas: 2, executionType: cpu, template: {image: busybox, command: [httpd, -f]}}
+"""
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "broker.db")
+    apply(s, MANIFESTS)
+    yield s
+    s.close()
+
+
+def apply(store: Store, text: str) -> resources.Applied:
+    return resources.apply(store, resources.read_manifests(["-"], io.StringIO(text)))
+
+
+def job(name: str, **spec) -> str:
+    spec = {"template": {"image": "busybox"}, **spec}
+    return f"apiVersion: broker/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+
+
+def set_status(store: Store, kind: Kind, name: str, **status) -> None:
+    with store.transaction() as tx:
+        store.set_status(tx, kind, name, status)
+
+
+def add_task(store: Store, owner: str, index: int, phase: TaskPhase = TaskPhase.RUNNING, **kw) -> str:
+    tid = f"{owner}-{index}-1"
+    with store.transaction() as tx:
+        store.insert_task(tx, TaskRecord(id=tid, owner_kind=Kind.JOB, owner_name=owner, owner_uid="u", index=index,
+                                         attempt=1, phase=phase, created_at=1.0 + index, **kw))
+    return tid
+
+
+def update_task(store: Store, tid: str, **changes) -> None:
+    with store.transaction() as tx:
+        store.update_task(tx, tid, **changes)
+
+
+def drive(events):
+    """Run a waiting verb to its end: what it yielded, and what it returned."""
+    seen = []
+    while True:
+        try:
+            seen.append(next(events))
+        except StopIteration as done:
+            return seen, done.value
+
+
+def lines(seen) -> list[str]:
+    return [n.text for n in seen if isinstance(n, Note)]
+
+
+def gave_up_at(fake: FakeClock, timeout: float, interval: float) -> bool:
+    """The verb slept in steps of ``interval`` and gave up at the first look at or past ``timeout``."""
+    return set(fake.sleeps) == {interval} and timeout <= sum(fake.sleeps) < timeout + interval + 1e-9
+
+
+# -- wait ----------------------------------------------------------------------------------------
+
+
+def test_wait_returns_at_the_first_look_that_meets_the_condition(store):
+    """`wait` looks every 0.2 s and returns as soon as the Job is Complete."""
+    fake = FakeClock(on_sleep=lambda n: n == 3 and set_status(store, Kind.JOB, "hello", phase="Complete"))
+    tasks.wait(store, tasks.condition("job/hello", "condition=Complete"), 60, fake.clock)
+    assert fake.sleeps == [0.2, 0.2, 0.2]
+
+
+def test_wait_for_complete_ends_when_the_job_fails_instead(store):
+    """The opposite outcome ends the wait at once with where the Job stands."""
+    fake = FakeClock(on_sleep=lambda n: set_status(store, Kind.JOB, "hello", phase="Failed", succeeded=1,
+                                                   message="BackoffLimitExceeded"))
+    with pytest.raises(BrokerError) as raised:
+        tasks.wait(store, tasks.condition("job/hello", "condition=Complete"), 60, fake.clock)
+    assert str(raised.value) == ("job/hello reached Failed instead of Complete: phase Failed, 1/2 succeeded; "
+                                 "BackoffLimitExceeded")
+    assert len(fake.sleeps) == 1
+
+
+def test_wait_times_out_after_its_timeout_with_the_last_state(store):
+    """The timeout counts from the start; the message says where the resource stood at the last look."""
+    fake = FakeClock()
+    with pytest.raises(BrokerError) as raised:
+        tasks.wait(store, tasks.condition("node/h1", "condition=Ready"), 1, fake.clock)
+    assert str(raised.value) == "timed out after 1s waiting for node/h1 condition=Ready (condition Unknown: )"
+    assert gave_up_at(fake, 1, 0.2)
+
+
+def test_a_service_is_ready_when_every_replica_is_ready_and_runs_the_current_template(store):
+    """Ready replicas of an older template do not make a Service Ready."""
+    current = rollout.template_of(store.resource(Kind.SERVICE, "web"))
+
+    def state(**status):
+        set_status(store, Kind.SERVICE, "web", **status)
+        return tasks.condition_state(store.resource(Kind.SERVICE, "web"))
+
+    assert state(ready=2, updated=2, revision="old").met == set()
+    assert state(ready=1, updated=2, revision=current).met == set()
+    ready = state(ready=2, updated=2, revision=current)
+    assert ready.met == {"Ready"} and ready.detail == "2/2 ready, 2 up to date"
+
+
+@pytest.mark.parametrize("target, condition, message", [
+    ("job/hello", "condition=Ready", "a Job has no Ready condition; use condition=Complete or condition=Failed"),
+    ("node/h1", "condition=Failed", "a Node has no Failed condition; use condition=Ready"),
+    ("job/hello", "phase=Complete", "use condition=Complete, condition=Failed or condition=Ready"),
+])
+def test_a_condition_the_kind_cannot_reach_is_a_usage_error(target, condition, message):
+    with pytest.raises(BrokerError) as raised:
+        tasks.condition(target, condition)
+    assert raised.value.exit_code == 2 and message in str(raised.value)
+
+
+# -- apply --wait --------------------------------------------------------------------------------
+
+
+def test_wait_jobs_reports_each_job_as_it_ends_and_fails_if_any_failed(store):
+    """A line per Job as it ends (with its message), then one error naming the failed ones."""
+    apply(store, job("a") + "---\n" + job("b"))
+
+    def progress(n):
+        if n == 1:
+            set_status(store, Kind.JOB, "a", phase="Complete")
+        if n == 2:
+            set_status(store, Kind.JOB, "b", phase="Failed", message="exit code 3")
+
+    fake = FakeClock(progress)
+    seen = []
+    with pytest.raises(BrokerError) as raised:
+        for note in tasks.wait_jobs(store, ["a", "b"], 0, fake.clock):
+            seen.append(note.text)
+    assert seen == ["job/a complete", "job/b failed: exit code 3"]
+    assert str(raised.value) == "1 job(s) failed: b; see `brokerctl describe job NAME`"
+
+
+def test_wait_jobs_times_out_naming_the_jobs_still_running(store):
+    apply(store, job("a") + "---\n" + job("b"))
+    fake = FakeClock(lambda n: set_status(store, Kind.JOB, "b", phase="Complete"))
+    with pytest.raises(BrokerError) as raised:
+        drive(tasks.wait_jobs(store, ["a", "b"], 1.5, fake.clock))
+    assert str(raised.value) == "timed out after 1.5s waiting for job/a"
+    assert gave_up_at(fake, 1.5, 0.2)
+
+
+def test_wait_jobs_without_a_timeout_waits_as_long_as_it_takes(store):
+    fake = FakeClock(lambda n: n == 3000 and set_status(store, Kind.JOB, "hello", phase="Complete"))
+    seen, _ = drive(tasks.wait_jobs(store, ["hello"], 0, fake.clock))
+    assert lines(seen) == ["job/hello complete"] and len(fake.sleeps) == 3000
+
+
+# -- rollout status ------------------------------------------------------------------------------
+
+
+def test_rollout_status_without_watch_says_where_it_stands_once(store):
+    h = rollout.template_of(store.resource(Kind.SERVICE, "web"))
+    fake = FakeClock()
+    seen, done = drive(rollout.status(store, "web", watch=False, clock=fake.clock))
+    assert lines(seen) == [f"waiting for service/web: waiting for the controller to pick up template {h}"]
+    assert done is False and fake.sleeps == []
+
+
+def test_rollout_status_prints_each_change_once_until_complete(store):
+    h = rollout.template_of(store.resource(Kind.SERVICE, "web"))
+    states = {1: {"updated": 1, "rollout": {"revision": h, "state": "Progressing"}},
+              3: {"updated": 2, "rollout": {"revision": h, "state": "Complete"}}}
+    fake = FakeClock(lambda n: n in states and set_status(store, Kind.SERVICE, "web", **states[n]))
+    seen, done = drive(rollout.status(store, "web", clock=fake.clock))
+    assert lines(seen) == [f"waiting for service/web: waiting for the controller to pick up template {h}",
+                           "waiting for service/web: 1 of 2 updated replicas are ready",
+                           f"service/web successfully rolled out (2 replicas at template {h})"]
+    assert done is True and len(fake.sleeps) == 3
+
+
+def test_rollout_status_ends_when_the_template_is_rolled_back(store):
+    """A rollback (or another apply) changes the template being rolled out: the status names why."""
+    h = rollout.template_of(store.resource(Kind.SERVICE, "web"))
+
+    def roll_back(n):
+        apply(store, MANIFESTS.replace("[httpd, -f]", "[httpd, -f, -v]"))
+        with store.transaction() as tx:
+            store.add_event(tx, "Service", "web", "RolledBack", "rolled back to template abc: 0 of 2 ready")
+
+    with pytest.raises(BrokerError) as raised:
+        drive(rollout.status(store, "web", clock=FakeClock(roll_back).clock))
+    assert str(raised.value) == f"service/web: rollout of template {h} ended: rolled back to template abc: 0 of 2 ready"
+
+
+def test_rollout_status_times_out_with_where_the_rollout_stands(store):
+    h = rollout.template_of(store.resource(Kind.SERVICE, "web"))
+    set_status(store, Kind.SERVICE, "web", updated=1, rollout={"revision": h, "state": "Progressing"})
+    fake = FakeClock()
+    with pytest.raises(BrokerError) as raised:
+        drive(rollout.status(store, "web", timeout=2, clock=fake.clock))
+    assert str(raised.value) == "timed out after 2s: service/web: 1 of 2 updated replicas are ready"
+    assert gave_up_at(fake, 2, 0.2)
+
+
+# -- drain ---------------------------------------------------------------------------------------
+
+
+def test_drain_reports_the_tasks_left_as_they_change_and_gives_up_a_minute_after_its_timeout(store):
+    """Without a controller the tasks never leave: drain cordons the node, says what is left whenever
+    that changes, and gives up at --timeout + 60 s, asking whether a controller runs."""
+    a = add_task(store, "hello", 0, node="h1")
+    b = add_task(store, "hello", 1, node="h1")
+    fake = FakeClock(lambda n: n == 1 and update_task(store, a, phase=TaskPhase.SUCCEEDED))
+    with pytest.raises(BrokerError) as raised:
+        drive(nodes.drain(store, "h1", timeout=5, clock=fake.clock))
+    assert str(raised.value) == (f"node/h1: drain did not finish; 1 task(s) left on h1: {b}. "
+                                 "Is a controller running (`brokerctl status`)?")
+    assert gave_up_at(fake, 65, 0.5)
+    node = store.resource(Kind.NODE, "h1")
+    assert node.spec["unschedulable"] is True and node.drain_deadline is not None
+
+
+def test_drain_says_what_is_left_in_order(store):
+    a = add_task(store, "hello", 0, node="h1")
+    b = add_task(store, "hello", 1, node="h1")
+    fake = FakeClock(lambda n: n == 2 and update_task(store, a, phase=TaskPhase.SUCCEEDED))
+    events = nodes.drain(store, "h1", timeout=0, clock=fake.clock)
+    seen = []
+    with pytest.raises(BrokerError):
+        for note in events:
+            seen.append(note.text)
+    assert seen == ["node/h1 cordoned; draining", f"2 task(s) left on h1: {a}, {b}", f"1 task(s) left on h1: {b}"]
+
+
+def test_drain_of_a_node_that_does_not_answer_warns_that_its_containers_went_unchecked(store):
+    """Once no task is left, drain asks the node which of our containers still run; a node that does not
+    answer cannot say, which is a warning, not a failure (the controller stops them when it returns)."""
+    apply(store, MANIFESTS.replace("127.0.0.1:2375", "127.0.0.1:1"))  # nothing listens on port 1
+    seen, _ = drive(nodes.drain(store, "h1", timeout=5, clock=FakeClock().clock))
+    assert seen[0] == Note("node/h1 cordoned; draining") and seen[-1] == Note("node/h1 drained")
+    [warning] = seen[1:-1]
+    assert warning.warning and warning.text.startswith("node/h1 did not answer (")
+    assert warning.text.endswith("); its containers could not be checked (the controller stops them when it returns)")
+
+
+def test_drain_without_wait_only_cordons(store):
+    seen, _ = drive(nodes.drain(store, "h1", timeout=120, wait=False, clock=FakeClock().clock))
+    assert lines(seen) == ["node/h1 cordoned; draining"]
+    assert store.resource(Kind.NODE, "h1").spec["unschedulable"] is True
+
+
+# -- run (the end of the task: its live stream needs a Docker host, see test_e2e_lifecycle) ------
+
+
+def test_run_warns_without_a_controller_then_yields_the_stored_output_and_returns_the_task(store):
+    """The task is followed until it ends; its output, kept in the store, comes after."""
+    job = tasks.one_off_job("once", "busybox", ["echo", "hi"], "cpu", {"A": "1"})
+    tid = "once-0-1"
+
+    def controller(n):
+        if n == 2:
+            add_task(store, "once", 0, TaskPhase.PENDING)
+        if n == 4:
+            update_task(store, tid, phase=TaskPhase.SUCCEEDED, exit_code=0)
+            with store.transaction() as tx:
+                store.save_output(tx, tid, b"hi\n", False)
+
+    fake = FakeClock(controller)
+    seen, task = drive(tasks.run(store, job, fake.clock))
+    assert seen == [Note("no controller is running; the job waits until `brokerctl controller` starts", warning=True),
+                    tasks.Output(tid, b"hi\n")]
+    assert (task.id, task.exit_code) == (tid, 0) and fake.sleeps == [0.1] * 4
+    assert store.resource(Kind.JOB, "once").spec["backoffLimit"] == 0
+
+
+def test_run_of_a_task_that_ended_without_an_exit_code_exits_125(store):
+    """Like `docker run`: 125 when the container never ran, with the task's reason."""
+    job = tasks.one_off_job("once", "nope:latest", None, "cpu", {})
+
+    def controller(n):
+        if n == 1:
+            add_task(store, "once", 0, TaskPhase.FAILED, reason="ImagePullFailed", message="no image nope:latest")
+
+    with pytest.raises(tasks.TaskDidNotExit) as raised:
+        drive(tasks.run(store, job, FakeClock(controller).clock))
+    assert raised.value.exit_code == 125
+    assert str(raised.value) == "task once-0-1 Failed: ImagePullFailed: no image nope:latest"
+
+
+def test_run_refuses_a_job_name_in_use(store):
+    with pytest.raises(BrokerError) as raised:
+        drive(tasks.run(store, tasks.one_off_job("hello", "busybox", None, "cpu", {}), FakeClock().clock))
+    assert raised.value.exit_code == 2 and "Job 'hello' already exists" in str(raised.value)
+
+
+# -- resources -----------------------------------------------------------------------------------
+
+
+def test_apply_warns_of_an_execution_type_no_node_declares(store):
+    applied = apply(store, job("gpu-job", executionType="gpu") + "---\n" + job("cpu-job", executionType="cpu"))
+    assert applied.results == [("job/gpu-job", "created"), ("job/cpu-job", "created")]
+    assert applied.jobs == ["gpu-job", "cpu-job"]
+    assert applied.warnings == ["Job 'gpu-job': executionType 'gpu' — no node declares slots for it; its tasks "
+                                "stay Pending until a Node adds such slots (or change the type)"]
+
+
+def test_a_nodes_slots_in_use_count_its_active_tasks_by_execution_type(store):
+    add_task(store, "hello", 0, node="h1")
+    add_task(store, "hello", 1, TaskPhase.SUCCEEDED, node="h1")
+    [node] = resources.get_resources(store, Kind.NODE)
+    assert node["status"]["slotsUsed"] == {"cpu": 1}
+    assert [j["metadata"]["name"] for j in resources.get_resources(store, Kind.JOB, selector={"team": "a"})] == ["hello"]
+    assert resources.get_resources(store, Kind.JOB, selector={"team": "b"}) == []
+
+
+def test_get_events_keeps_the_last_n_and_says_when_there_are_older(store):
+    with store.transaction() as tx:
+        for i in range(3):
+            store.add_event(tx, "Job", "hello", f"R{i}", "m", ts=100.0 + i)
+        store.add_event(tx, "Job", "other", "X", "m", ts=200.0)
+    last = resources.get_events(store, (Kind.JOB, "hello"), limit=2)
+    assert [e["reason"] for e in last.rows] == ["R1", "R2"] and last.older
+    assert not resources.get_events(store, (Kind.JOB, "hello"), limit=3).older
+    every = resources.get_events(store, None, limit=0)
+    assert [e["reason"] for e in every.rows] == ["R0", "R1", "R2", "X"] and not every.older
+
+
+def test_delete_reports_each_deletion_before_a_later_one_fails(store):
+    deleted = resources.delete(store, [(Kind.JOB, "hello"), (Kind.JOB, "nope"), (Kind.SERVICE, "web")])
+    assert next(deleted) == (Kind.JOB, "hello", "deleted")
+    with pytest.raises(NotFound):
+        next(deleted)
+    assert store.resource(Kind.SERVICE, "web")  # untouched
+
+
+def test_diff_names_created_and_configured_resources_with_their_field_changes(store):
+    changed = MANIFESTS.replace("completions: 2", "completions: 3").replace("{team: a}", "{owner: b}")
+    inputs = resources.read_diff_inputs(["-"], io.StringIO(changed + "---\n" + job("new")))
+    assert resources.diff(store, inputs) == [
+        resources.Change("job/hello", "configured", ("+ metadata.labels.owner: 'b'", "- metadata.labels.team: 'a'",
+                                                     "~ spec.completions: 2 -> 3")),
+        resources.Change("job/new", "created"),
+    ]
+
+
+def test_field_changes_walk_nested_objects_and_compare_lists_whole():
+    old = {"a": 1, "b": {"c": [1, 2], "d": "x"}, "gone": True}
+    new = {"a": 1, "b": {"c": [1, 2, 3], "e": None}, 2: "int key"}
+    assert resources.field_changes(old, new) == [
+        "+ 2: 'int key'", "~ b.c: [1, 2] -> [1, 2, 3]", "- b.d: 'x'", "+ b.e: None", "- gone: True",
+    ]
+    assert resources.field_changes({"a": [1]}, {"a": [1]}) == []
