@@ -24,9 +24,8 @@ from typing import Any, TextIO, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from . import models
-from . import yamlcore
 from ..errors import ManifestError
+from . import models, yamlcore
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 _KINDS = [k.value for k in models.Kind]
