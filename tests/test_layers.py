@@ -1,4 +1,6 @@
-"""The layering rules of docs/architecture.md, checked on the source."""
+"""The layering rules of docs/architecture.md, checked on the source: import-linter's contracts
+(pyproject.toml) for the layers, and AST checks for what a contract cannot say (no I/O in pure
+modules, no SQL outside the store)."""
 
 from __future__ import annotations
 
@@ -172,3 +174,16 @@ def test_read_only_commands_do_not_load_pydantic(tmp_path):
     Store(tmp_path / "s.db").close()  # `get` opens a store, it does not create one
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.db")], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_import_contracts_hold():
+    """`lint-imports` (the contracts in pyproject.toml): layers import downward only; the engine never
+    reaches the store or Docker; the CLI reaches them only through ops; only the docker package imports
+    the SDK and only the store a database driver."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([str(Path(sys.executable).with_name("lint-imports")), "--no-cache"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "0 broken" in done.stdout

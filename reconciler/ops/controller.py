@@ -38,9 +38,11 @@ def run(store, settings: Settings) -> None:
     watcher = None
     if settings.watch is not None:
         from ..runtime.watch import Watcher
+        from .sync import source_of, watch_step
 
-        watcher = Watcher(store.path, settings.watch, interval=settings.sync_interval, poll=settings.poll,
-                          allow_mass_prune=settings.allow_mass_prune)
+        source = source_of(settings.watch)
+        watcher = Watcher(store.path, source, watch_step(source, settings.allow_mass_prune),
+                          interval=settings.sync_interval, poll=settings.poll)
     ctl = Controller(store, resync=settings.resync, probe_interval=settings.probe_interval,
                      probe_timeout=settings.probe_timeout, lost_after=settings.lost_after,
                      docker_timeout=settings.docker_timeout)

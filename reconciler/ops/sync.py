@@ -28,7 +28,6 @@ from ..store.syncs import SourcedRow
 
 log = logging.getLogger("brokerctl.gitops")
 
-EDITOR_TEMP = ("~", ".swp", ".swx", ".tmp", ".part", ".bak")
 
 
 @dataclass
@@ -52,7 +51,7 @@ def read_dir(directory: str | Path) -> DirState:
     seen: dict[str, str] = {}
     for path in manifests.iter_manifest_files(Path(state.source)):
         name = str(path.relative_to(state.source))
-        if name.endswith(EDITOR_TEMP):
+        if name.endswith(manifests.EDITOR_TEMP):
             continue
         try:
             loaded = manifests.load_paths([str(path)], allow_empty=True)  # a file all commented out is fine
@@ -308,3 +307,13 @@ def status(store, source: str | None = None) -> list[dict]:
                           "`brokerctl controller --watch DIR`")
     return [views.sync_status_object(r, len([o for o in store.owned_by(r["source"]) if o.deleted_at is None]))
             for r in rows]
+
+
+def watch_step(source: str, allow_mass_prune: bool = False):
+    """What the GitOps watcher runs on each change: sync ``source`` and say what happened, as
+    (lines for the log, whether something needs a person: an invalid file or a refused prune)."""
+    def step(store) -> tuple[list[str], bool]:
+        report = sync(store, source, allow_mass_prune)
+        return summary(report), bool(report["problems"] or report["refused"])
+
+    return step

@@ -1,5 +1,8 @@
 """The GitOps watcher: a thread of the controller process that syncs a directory at start,
-on file changes and every interval."""
+on file changes and every interval.
+
+Started by ``ops.controller.run``, which hands it the sync step (``ops.sync.watch_step``): the
+watcher owns when to sync, the verb owns what a sync does."""
 
 from __future__ import annotations
 
@@ -7,7 +10,8 @@ import logging
 import threading
 import time
 from pathlib import Path
-from ..ops.sync import EDITOR_TEMP, source_of, summary, sync
+from typing import Callable
+
 from ..spec import manifests
 
 log = logging.getLogger("brokerctl.gitops")
@@ -23,7 +27,7 @@ def wanted(source: str):
         except ValueError:
             return False
         name = parts[-1] if parts else ""
-        if any(p.startswith(".") for p in parts) or name.startswith("#") or name.endswith(EDITOR_TEMP):
+        if any(p.startswith(".") for p in parts) or name.startswith("#") or name.endswith(manifests.EDITOR_TEMP):
             return False
         return name.lower().endswith(manifests.MANIFEST_SUFFIXES) or "." not in name  # a directory came or went
 
@@ -31,12 +35,13 @@ def wanted(source: str):
 
 
 class Watcher:
-    """Syncs ``directory`` into the store at ``db`` at start, on file changes and every ``interval`` s."""
+    """Runs ``step`` (a sync of directory ``source`` into the store at ``db``) at start, on file changes
+    and every ``interval`` s. ``step(store)`` returns the lines to log and whether they are a warning."""
 
-    def __init__(self, db: str | Path, directory: str | Path, *, interval: float = 10.0, poll: bool = False,
-                 allow_mass_prune: bool = False, quiet_ms: int = 100):
-        self.db, self.source = db, source_of(directory)
-        self.interval, self.poll, self.allow_mass_prune, self.quiet_ms = interval, poll, allow_mass_prune, quiet_ms
+    def __init__(self, db: str | Path, source: str, step: Callable[[object], tuple[list[str], bool]], *,
+                 interval: float = 10.0, poll: bool = False, quiet_ms: int = 100):
+        self.db, self.source, self.step = db, source, step
+        self.interval, self.poll, self.quiet_ms = interval, poll, quiet_ms
         self.syncs = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="gitops")
@@ -73,13 +78,12 @@ class Watcher:
     def _sync(self, store, why: str) -> None:
         started = time.monotonic()
         try:
-            report = sync(store, self.source, self.allow_mass_prune)
+            lines, trouble = self.step(store)
         except Exception:  # one bad sync must not end the watch
             log.exception("sync of %s failed", self.source)
             return
         self.syncs += 1
-        lines = summary(report)
-        level = logging.WARNING if report["problems"] or report["refused"] else logging.INFO
+        level = logging.WARNING if trouble else logging.INFO
         if lines or why != "interval":
             log.log(level, "sync #%d of %s (%s) in %.0f ms%s", self.syncs, self.source, why,
                     (time.monotonic() - started) * 1000, "".join(f"\n  {line}" for line in lines) or ": no changes")

@@ -28,6 +28,7 @@ from ..errors import ManifestError
 from . import models, yamlcore
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+EDITOR_TEMP = ("~", ".swp", ".swx", ".tmp", ".part", ".bak")  # an editor's save in progress, not a manifest
 _KINDS = [k.value for k in models.Kind]
 _MERGE, _NULL = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:null"
 
