@@ -1,9 +1,10 @@
 """brokerctl: a declarative container broker for plain Docker hosts.
 
-The package is named ``reconciler``; the console script is ``brokerctl`` (``reconciler.cli``).
-Modules: models (manifest types), manifests (YAML loading), store (SQLite), dockerhost (the
-Docker API), scheduler and plan (pure decisions), act (side effects), controller (the loop),
-render and cli (the user's view).
+The package is named ``reconciler``; the console script is ``brokerctl`` (``reconciler.cli.app``).
+Packages by layer, each importing only those below it: ``cli`` (front end) → ``ops`` (the user's
+verbs) → ``runtime`` (the controller process) → ``engine`` (pure decisions) → ``store`` (SQL) and
+``docker`` (the Docker API) → ``views``, ``records``, ``spec`` (manifest models), ``kinds``,
+``errors``. docs/architecture.md has the map.
 """
 
 __version__ = "0.1.0"
