@@ -54,6 +54,8 @@ import docker.constants
 import docker.errors
 import docker.tls
 
+from procutil import listening, pid_running  # noqa: E402  (scripts/ is on sys.path)
+
 PORT = 2375
 TLS_PORT = 2376  # Docker's convention for the TLS endpoint
 BUSYBOX = Path("/bin/busybox")
@@ -183,7 +185,7 @@ class DockerHost:
             self._wait_ready(timeout)
             return
         self._kill_leftovers()
-        if _listening(self.ip, self.port):
+        if listening(self.ip, self.port):
             # Otherwise the other daemon would answer our readiness ping.
             raise RuntimeError(f"{self.ip}:{self.port} is already in use (another dockerhosts run?)")
         # Pid files naming dead (possibly unreaped, zombie) processes make
@@ -301,7 +303,7 @@ class DockerHost:
         """True while the dockerd process exists (even when SIGSTOPped)."""
         if self._proc is not None:
             return self._proc.poll() is None
-        return self._pid is not None and _pid_running(self._pid)
+        return self._pid is not None and pid_running(self._pid)
 
     def ping(self, timeout: float = 2) -> bool:
         """True when the daemon answers /_ping within ``timeout``.
@@ -433,7 +435,7 @@ class DockerHost:
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + 5
-        while any(_pid_running(p) for p in victims) and time.monotonic() < deadline:
+        while any(pid_running(p) for p in victims) and time.monotonic() < deadline:
             time.sleep(0.05)
         if self._proc is not None:
             self._proc.poll()  # reap our child
@@ -469,22 +471,8 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self._path)
 
 
-def _listening(ip: str, port: int) -> bool:
-    try:
-        socket.create_connection((ip, port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
-def _pid_running(pid: int) -> bool:
-    """True if ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat.rsplit(b")", 1)[1].split()[0] != b"Z"
 
 
 def _process_table() -> dict[int, tuple[int, bytes]]:

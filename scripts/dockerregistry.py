@@ -40,12 +40,13 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from procutil import free_port, listening, pid_running  # noqa: E402  (scripts/ is on sys.path)
 
 REGISTRY_BIN = "docker-registry"
 MARKER = ".dockerregistry"  # a dir holding this file may be removed wholesale
@@ -142,7 +143,7 @@ class Registry:
         """Start the registry process; return once it answers on ``address``."""
         if self.alive():
             return
-        if _listening(self.ip, self.port):
+        if listening(self.ip, self.port):
             raise RuntimeError(f"{self.address} is already in use")
         exe = shutil.which(REGISTRY_BIN)
         if exe is None:
@@ -205,7 +206,7 @@ class Registry:
     def alive(self) -> bool:
         if self._proc is not None:
             return self._proc.poll() is None
-        return self._pid is not None and _pid_running(self._pid)
+        return self._pid is not None and pid_running(self._pid)
 
     def _reap(self) -> None:
         if self._proc is not None:
@@ -271,7 +272,7 @@ def start_registry(base_dir: str | Path | None = None, ip: str = "127.0.0.1",
         if not user or ":" in user:
             raise ValueError(f"registry user {user!r}: must be non-empty and without ':'")
     base = _make_base_dir(base_dir)
-    registry = Registry(base, ip, port or _free_port(ip), users)
+    registry = Registry(base, ip, port or free_port(ip), users)
     try:
         registry.write_config()
         registry.start(timeout)
@@ -335,28 +336,10 @@ def _make_base_dir(base_dir: str | Path | None) -> Path:
     return base
 
 
-def _free_port(ip: str) -> int:
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
 
 
-def _listening(ip: str, port: int) -> bool:
-    try:
-        socket.create_connection((ip, port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
-def _pid_running(pid: int) -> bool:
-    """True if ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat.rsplit(b")", 1)[1].split()[0] != b"Z"
 
 
 def _cli(argv: list[str] | None = None) -> int:

@@ -46,12 +46,13 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from procutil import free_port, listening, pid_running  # noqa: E402  (scripts/ is on sys.path)
 
 OWNER = "postgres"  # the OS user the server runs as when we are root; also the superuser's name
 HOST = "127.0.0.1"
@@ -204,7 +205,7 @@ class PgCluster:
     def running(self) -> bool:
         """True while the postmaster named in postmaster.pid exists."""
         pid = self.pid
-        return pid is not None and _pid_running(pid)
+        return pid is not None and pid_running(pid)
 
     @property
     def pid(self) -> int | None:
@@ -220,13 +221,13 @@ class PgCluster:
         except RuntimeError:
             pass  # the kill below takes care of it
         pid = self.pid
-        if pid is not None and _pid_running(pid):
+        if pid is not None and pid_running(pid):
             # The postmaster's children notice its death and exit by themselves.
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            _wait(lambda: not _pid_running(pid), 5)
+            _wait(lambda: not pid_running(pid), 5)
         if (self.dir / MARKER).exists():
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -297,10 +298,10 @@ def start_cluster(database: str = "brokerctl", base_dir: str | Path | None = Non
     if reason:
         raise RuntimeError(reason)
     bindir = find_bindir()
-    if port is not None and _listening(port):
+    if port is not None and listening(HOST, port):
         raise RuntimeError(f"port {port} on {HOST} is already in use")
     base = _make_base_dir(base_dir)
-    cluster = PgCluster(base, port or _free_port(), database, bindir, fast)
+    cluster = PgCluster(base, port or free_port(HOST), database, bindir, fast)
     try:
         _write_state(cluster)  # before anything runs, so that `down` can clean up a half start
         cluster.init()
@@ -312,7 +313,7 @@ def start_cluster(database: str = "brokerctl", base_dir: str | Path | None = Non
                 # A free port can be taken between our probe and the bind.
                 if port is not None or attempt == 4 or "could not bind" not in str(e).lower():
                     raise
-                cluster.port = _free_port()
+                cluster.port = free_port(HOST)
                 cluster.write_settings()
                 _write_state(cluster)
         if database != "postgres":
@@ -367,28 +368,10 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection((HOST, port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
-def _pid_running(pid: int) -> bool:
-    """True if ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat.rsplit(b")", 1)[1].split()[0] != b"Z"
 
 
 def _wait(condition, timeout: float) -> bool:

@@ -141,8 +141,8 @@ def test_remove_stops_process_and_deletes_dir(registry):
     pid, dir, address = other.pid, other.dir, other.address
     assert other.get("/v2/")[0] == 200
     other.remove()
-    assert not dockerregistry._pid_running(pid)
-    assert not dockerregistry._listening(other.ip, other.port)
+    assert not dockerregistry.pid_running(pid)
+    assert not dockerregistry.listening(other.ip, other.port)
     assert not dir.exists()
     other.remove()
 
@@ -164,4 +164,4 @@ def test_cli_up_down(registry):
                               capture_output=True, text=True, timeout=60)
     assert down.returncode == 0, down.stderr
     assert not dir.exists()
-    assert not dockerregistry._pid_running(state.pid)
+    assert not dockerregistry.pid_running(state.pid)

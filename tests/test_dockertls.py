@@ -65,7 +65,7 @@ def _wait_for_log(host: dockerhosts.DockerHost, text: str, after: int) -> None:
 
 def test_tls_host_serves_tls_only_on_2376(tls_host):
     assert tls_host.address == f"tcp://{tls_host.ip}:2376"
-    assert not dockerhosts._listening(tls_host.ip, 2375)
+    assert not dockerhosts.listening(tls_host.ip, 2375)
     plain = docker.DockerClient(base_url=tls_host.address, version="1.41", timeout=5)
     try:
         with pytest.raises(docker.errors.APIError, match="Client sent an HTTP request to an HTTPS server"):

@@ -137,9 +137,9 @@ def test_remove_stops_server_and_deletes_dir(pg_available):
     """Nothing is left: no postmaster, no listener, no directory; a second remove is harmless."""
     cluster = pgcluster.start_cluster("gone", fast=True)
     pid, port, dir = cluster.pid, cluster.port, cluster.dir
-    assert pid is not None and pgcluster._pid_running(pid)
+    assert pid is not None and pgcluster.pid_running(pid)
     cluster.remove()
-    assert not pgcluster._pid_running(pid)
+    assert not pgcluster.pid_running(pid)
     assert not _listening(port)
     assert not dir.exists()
     cluster.remove()
@@ -169,7 +169,7 @@ def test_taken_port_given_explicitly_is_refused_before_initdb(pg_available, bloc
 
 def test_failed_start_leaves_nothing(pg_available, blocked_port, monkeypatch):
     """A server that cannot start (here: the port is taken after the check) leaves no dir behind."""
-    monkeypatch.setattr(pgcluster, "_listening", lambda port: False)
+    monkeypatch.setattr(pgcluster, "listening", lambda ip, port: False)
     dir = _unused_dir("failed")
     with pytest.raises(RuntimeError, match=r"(?s)pg_ctl start failed .*could not bind IPv4 address"):
         pgcluster.start_cluster("x", dir, fast=True, port=blocked_port)
@@ -179,8 +179,8 @@ def test_failed_start_leaves_nothing(pg_available, blocked_port, monkeypatch):
 def test_free_port_taken_before_bind_is_retried_with_another(pg_available, blocked_port, monkeypatch):
     """The probe-then-bind race: a port taken in between makes the cluster move to a new one."""
     ports = iter([blocked_port])
-    real = pgcluster._free_port
-    monkeypatch.setattr(pgcluster, "_free_port", lambda: next(ports, None) or real())
+    real = pgcluster.free_port
+    monkeypatch.setattr(pgcluster, "free_port", lambda ip: next(ports, None) or real(ip))
     with pgcluster.start_cluster("retried", fast=True) as cluster:
         assert cluster.port != blocked_port
         assert cluster.psql("SELECT current_database()").strip() == "retried"
@@ -232,4 +232,4 @@ def test_cli_up_restart_down(pg_available):
                               capture_output=True, text=True, timeout=120)
     assert down.returncode == 0, down.stderr
     assert not dir.exists()
-    assert not pgcluster._pid_running(pid)
+    assert not pgcluster.pid_running(pid)
