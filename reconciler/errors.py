@@ -11,7 +11,8 @@ what it is about (kind, name, path...), so that a front end other than the CLI (
 phrase the step its own way from ``subject``, ``step`` and ``about`` without copying these texts.
 Steps: ``list`` (list the objects of ``kind``), ``wait-gone`` (wait until it is deleted, then
 apply again), ``recreate`` (delete the Job, apply it again), ``drain`` (drain the node first),
-``history`` (list a Service's revisions), ``create-store``, ``choose-store``, ``stop-controller``.
+``history`` (list a Service's revisions), ``create-store``, ``choose-store``, ``check-database`` (start the
+PostgreSQL server or correct its URL), ``stop-controller``.
 """
 
 from __future__ import annotations
@@ -117,6 +118,13 @@ class StoreError(BrokerError):
     def cannot_open(cls, path, problem) -> "StoreError":
         return cls._with_step(f"cannot open store {path}: {problem}", "pass --db PATH or set BROKER_DB",
                               "choose-store", path=str(path))
+
+    @classmethod
+    def cannot_connect(cls, url: str, problem: str) -> "StoreError":
+        """A PostgreSQL store that cannot be reached; ``url`` without its password."""
+        return cls._with_step(f"cannot connect to store {url}: {problem}",
+                              "check that the PostgreSQL server is running and accepts this user and database, "
+                              "or pass --db URL (or set BROKER_DB) to use another store", "check-database", path=url)
 
     @classmethod
     def lease_held(cls, pid: int, host: str, path) -> "StoreError":

@@ -16,7 +16,7 @@ from reconciler.docker.events import EventWatcher
 from reconciler.docker.probe import ProbeState
 from reconciler.spec.manifests import load_text
 from reconciler.records import ContainerObs, NodeObs
-from reconciler.runtime.wakeups import NudgeListener
+from reconciler.store.sqlite import NudgeListener
 from reconciler.store import Store
 
 JOB = """apiVersion: broker/v1

@@ -55,13 +55,14 @@ def test_an_error_without_a_step_is_its_own_subject():
     assert (error.subject, error.step, error.about) == (str(error), None, {})
 
 
-def test_the_store_raises_the_structured_errors(tmp_path):
-    """What the store raises carries its parts: a front end can tell what was not found and which step helps."""
+def test_the_store_raises_the_structured_errors(tmp_path, db_url):
+    """What the store raises carries its parts: a front end can tell what was not found and which step helps
+    (on each backend)."""
     with pytest.raises(StoreError) as missing:
         Store(tmp_path / "none.db", create=False)
     assert (missing.value.step, missing.value.about) == ("create-store", {"path": str(tmp_path / "none.db")})
 
-    store = Store(tmp_path / "s.db")
+    store = Store(db_url)
     try:
         for call in (lambda: store.resource(Kind.SERVICE, "web"), lambda: store.cordon("web", True),
                      lambda: store.mark_deleted(Kind.SERVICE, "web"), lambda: store.scale("web", 2)):

@@ -1,4 +1,8 @@
-"""Tests for reconciler.store on real SQLite files: apply, delete, tasks, output, lease, concurrency."""
+"""Tests for reconciler.store: apply, delete, tasks, output, lease, concurrency, wake-ups.
+
+Tests on the ``store`` fixture (or ``db_url``) run on both backends, a real SQLite file and a real
+PostgreSQL database (``[sqlite]``, ``[postgresql]``); what only one backend has (SQLite's file
+modes and WAL, PostgreSQL's connection errors and reconnects) is tested on that one."""
 
 from __future__ import annotations
 
@@ -43,15 +47,18 @@ def task(owner: str = "job", index: int = 0, attempt: int = 1, phase: TaskPhase 
 
 
 @pytest.fixture
-def db_path(tmp_path):
-    return tmp_path / "state" / "broker.db"
-
-
-@pytest.fixture
-def store(db_path):
-    s = Store(db_path)
+def store(db_url):
+    s = Store(db_url)
     yield s
     s.close()
+
+
+def on_sqlite(store: Store) -> bool:
+    return store.dialect == "sqlite"
+
+
+# What only SQLite has (data_version, the nudge socket): these tests run on the [sqlite] store only.
+sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
 def insert(store: Store, *tasks: TaskRecord) -> None:
@@ -63,17 +70,19 @@ def insert(store: Store, *tasks: TaskRecord) -> None:
 # -- opening and migrations -----------------------------------------------------------------
 
 
-def test_new_store_records_every_migration_once(store, db_path):
-    """A new store file is created with its parent directory, in WAL mode, with each migration recorded once."""
+def test_new_store_records_every_migration_once(store, db_url):
+    """A new store file is created with its parent directory, in WAL mode, with each migration recorded once
+    (on PostgreSQL: in the empty database)."""
     from reconciler.store.migrations import MIGRATIONS
 
     rows = store._rows("SELECT version, name FROM migrations")
     assert rows == [{"version": i, "name": name} for i, (name, _) in enumerate(MIGRATIONS, start=1)]
     assert rows[:2] == [{"version": 1, "name": "initial"}, {"version": 2, "name": "job retries"}]
-    assert store.db.journal_mode == "wal"
-    assert len(store.store_id) == 12
+    if on_sqlite(store):
+        assert store.db.journal_mode == "wal"
+    assert len(store.store_id) == 12 and store.created
 
-    again = Store(db_path)
+    again = Store(db_url)
     try:
         assert again._rows("SELECT version FROM migrations") == [{"version": v} for v in range(1, len(MIGRATIONS) + 1)]
         assert again.store_id == store.store_id
@@ -358,9 +367,9 @@ def test_events_are_returned_oldest_first_within_the_limit(store):
 
 
 @pytest.fixture
-def other(db_path, store):
-    """A second connection to the same store file, as a second process would have."""
-    s = Store(db_path)
+def other(db_url, store):
+    """A second connection to the same store, as a second process would have."""
+    s = Store(db_url)
     yield s
     s.close()
 
@@ -396,9 +405,11 @@ def _dead_pid() -> int:
 
 
 def _write_lease(store: Store, pid: int, hostname: str, now: float) -> None:
+    from reconciler.store.db import upsert
+
     with store.transaction() as db:
-        db.execute("INSERT OR REPLACE INTO lease (id, holder, pid, hostname, started_at, heartbeat) "
-                   "VALUES (1, 'ghost', ?, ?, ?, ?)", [pid, hostname, now, now])
+        upsert(db, "lease", {"id": 1, "holder": "ghost", "pid": pid, "hostname": hostname, "started_at": now,
+                             "heartbeat": now}, key="id")
 
 
 def test_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(store):
@@ -434,15 +445,16 @@ def test_release_lease_only_releases_your_own(store):
 # -- concurrency --------------------------------------------------------------------------
 
 
-def test_concurrent_stores_on_one_file_never_hit_database_is_locked(db_path):
-    """Eight threads, each opening its own Store on the same new file and applying, all succeed."""
+def test_concurrent_stores_on_one_file_never_hit_database_is_locked(db_url):
+    """Eight threads, each opening its own Store on the same new file (or empty database) and applying, all
+    succeed, and the migrations are applied once."""
     barrier = threading.Barrier(8)
     errors: list[BaseException] = []
 
     def worker(i: int) -> None:
         try:
             barrier.wait()
-            s = Store(db_path)
+            s = Store(db_url)
             try:
                 for round in range(5):
                     s.apply([job(f"job-{i}-{round}"), manifest("Node", f"node-{i}")])
@@ -460,7 +472,7 @@ def test_concurrent_stores_on_one_file_never_hit_database_is_locked(db_path):
         t.join(60)
 
     assert errors == []
-    check = Store(db_path)
+    check = Store(db_url)
     try:
         assert len(check.resources(Kind.JOB)) == 40 and len(check.resources(Kind.NODE)) == 8
         assert len(check.tasks()) == 40
@@ -526,6 +538,7 @@ def test_a_locked_wal_switch_is_retried_until_it_succeeds(tmp_path, monkeypatch)
         s.close()
 
 
+@sqlite_only
 def test_data_version_changes_when_another_connection_commits(store, other):
     """data_version moves after another connection's commit, and not for a read or one's own commit."""
     before = store.data_version()
@@ -795,12 +808,12 @@ def test_cordon_and_drain_report_changes_and_bump_generation_only_when_unschedul
                                                                        "tcp://127.0.0.1:2375")
 
 
-def test_drain_deadline_is_kept_in_the_store(store, db_path):
+def test_drain_deadline_is_kept_in_the_store(store, db_url):
     """A drain deadline (migration 4) is read back by a new connection and by resources()."""
     store.apply([manifest("Node", "a"), manifest("Node", "b")], now=10.0)
     store.cordon("a", True, drain_timeout=300.0, now=100.0)
 
-    again = Store(db_path)
+    again = Store(db_url)
     try:
         assert [(r.name, r.drain_deadline) for r in again.resources(Kind.NODE)] == [("a", 400.0), ("b", None)]
         assert again.resource(Kind.NODE, "a").model.spec.unschedulable is True

@@ -12,7 +12,6 @@ when it runs.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -33,8 +32,9 @@ app = typer.Typer(
 
 @app.callback()
 def _options(
-    db: Optional[Path] = typer.Option(None, "--db", help="Store path (default: $BROKER_DB, else the per-user state file).",
-                                      envvar=None),
+    db: Optional[str] = typer.Option(None, "--db", help="Store: a file path, sqlite:///PATH or "
+                                     "postgresql://USER@HOST:PORT/DB (default: $BROKER_DB, else the per-user state file).",
+                                     envvar=None),
 ) -> None:
     common.db_path = db
 
