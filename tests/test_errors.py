@@ -74,3 +74,36 @@ def test_the_store_raises_the_structured_errors(tmp_path, db_url):
         assert (task.value.subject, task.value.about) == ("task 'web-1' not found", {"kind": "Task", "name": "web-1"})
     finally:
         store.close()
+
+
+def _closed_port() -> int:
+    """A port of 127.0.0.1 on which nothing listens."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_postgresql_that_cannot_be_reached_is_a_store_error_naming_the_url_without_its_password():
+    """The message names the URL (never the password), libpq's reason on one line, and the fix; the CLI prints
+    it as its one error line and exits 1."""
+    from helpers import cli
+
+    port = _closed_port()
+    url = f"postgresql://bob:secret@127.0.0.1:{port}/broker"
+    shown = f"postgresql://bob@127.0.0.1:{port}/broker"
+
+    with pytest.raises(StoreError) as info:
+        Store(url)
+
+    message = str(info.value)
+    assert message.startswith(f"cannot connect to store {shown}: connection failed: ")
+    assert "Connection refused" in message and "\n" not in message and "secret" not in message
+    assert message.endswith("; check that the PostgreSQL server is running and accepts this user and database, "
+                            "or pass --db URL (or set BROKER_DB) to use another store")
+    assert (info.value.step, info.value.about) == ("check-database", {"path": shown})
+
+    proc = cli(url, "get", "nodes")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr == f"error: {message}\n"
