@@ -12,7 +12,7 @@ phrase the step its own way from ``subject``, ``step`` and ``about`` without cop
 Steps: ``list`` (list the objects of ``kind``), ``wait-gone`` (wait until it is deleted, then
 apply again), ``recreate`` (delete the Job, apply it again), ``drain`` (drain the node first),
 ``history`` (list a Service's revisions), ``create-store``, ``choose-store``, ``check-database`` (start the
-PostgreSQL server or correct its URL), ``stop-controller``.
+PostgreSQL server or correct its URL), ``stop-controller``, ``use-moved-store`` (the store the data moved to).
 """
 
 from __future__ import annotations
@@ -125,6 +125,13 @@ class StoreError(BrokerError):
         return cls._with_step(f"cannot connect to store {url}: {problem}",
                               "check that the PostgreSQL server is running and accepts this user and database, "
                               "or pass --db URL (or set BROKER_DB) to use another store", "check-database", path=url)
+
+    @classmethod
+    def moved(cls, path, to: str) -> "StoreError":
+        """A store copied to ``to`` by ``brokerctl store migrate``: its containers are that store's now."""
+        return cls._with_step(f"store {path} was moved to {to} by `brokerctl store migrate`",
+                              f"run the controller there (`brokerctl --db {to} controller`)", "use-moved-store",
+                              path=str(path), to=to)
 
     @classmethod
     def lease_held(cls, pid: int, host: str, path) -> "StoreError":

@@ -3,7 +3,7 @@
 Entry point ``main`` (console script): the one place that catches ``BrokerError`` (one red line on
 stderr and the error's exit code) and click's usage errors. The global ``--db`` option is kept in
 ``common.db_path`` for the commands' store opener. The commands live in one module per group
-(``resources``, ``tasks``, ``nodes``, ``rollout``, ``sync``, ``controller``) and are registered
+(``resources``, ``tasks``, ``nodes``, ``rollout``, ``sync``, ``controller``, ``stores``) and are registered
 here, in the order ``--help`` lists them. A command module imports nothing heavy at its top
 (typer, the errors, ``common``), so ``brokerctl --help`` stays fast; each command imports its verbs
 when it runs.
@@ -17,7 +17,7 @@ from typing import Optional
 import typer
 
 from ..errors import BrokerError
-from . import common, controller, nodes, resources, rollout, sync, tasks
+from . import common, controller, nodes, resources, rollout, stores, sync, tasks
 
 app = typer.Typer(
     name="brokerctl",
@@ -47,6 +47,7 @@ COMMANDS = (resources.apply, resources.get, resources.describe, resources.delete
 for command in COMMANDS:
     app.command()(command)
 app.add_typer(rollout.rollout_app, name="rollout")
+app.add_typer(stores.store_app, name="store")
 
 
 def main() -> None:

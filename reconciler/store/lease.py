@@ -3,7 +3,8 @@
 ``LeaseStore`` is mixed into ``Store`` (see the package). The controller takes the lease at start
 (``acquire_lease``), refreshes it every second with its figures (``heartbeat``, inside its
 transaction), and gives it up on the way out (``release_lease``); ``brokerctl status`` reads it
-(``lease``). A second controller on the same store is refused while the holder is alive.
+(``lease``). A second controller on the same store is refused while the holder is alive, and any
+controller on a store that ``brokerctl store migrate`` copied elsewhere.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ class LeaseStore:
         now = time.time() if now is None else now
         host = socket.gethostname()
         with self.transaction() as db:
+            moved = fetch_one(db, "SELECT value FROM meta WHERE key = 'moved_to'")  # by transfer.copy_store
+            if moved is not None:
+                raise StoreError.moved(self.path, moved["value"])
             row = fetch_one(db, "SELECT holder, pid, hostname, heartbeat FROM lease WHERE id = 1")
             if (row and row["holder"] != holder and now - row["heartbeat"] < stale_after
                     and _maybe_alive(row["pid"], row["hostname"], host)):
