@@ -128,3 +128,40 @@ def test_a_store_moved_to_postgresql_reads_the_same_and_keeps_its_containers(cle
         old.start()
     assert f"error: store {db} was moved to {pg_url} by `brokerctl store migrate`" in old.output()
     assert started_at(clean_hosts, "Service/web") == replicas
+
+
+def test_the_controller_rides_out_a_restart_of_its_database_and_stops_while_it_is_down(pg_cluster):
+    """No Docker: a controller on a cluster of its own (resync 30 s). The server restarts under it: it keeps
+    running, and the next apply still wakes it (its store and LISTEN connections are made again). With the
+    server stopped, SIGTERM still ends it at once and cleanly (the lease is left to expire)."""
+    import signal
+
+    import pgcluster
+
+    cluster = pgcluster.start_cluster("brokerctl", fast=True)
+    try:
+        cli(cluster.url, "apply", "-f", "-", input=job_yaml("first", "true"), check=True)
+        store = Store(cluster.url)
+        ctl = ControllerProcess(cluster.url, "--resync", "30").start()
+        try:
+            wait_for(lambda: store.tasks(), 10, "the first Job's task")
+
+            cluster.restart()
+            time.sleep(3)  # the controller notices (heartbeat, LISTEN) and connects again
+            cli(cluster.url, "apply", "-f", "-", input=job_yaml("second", "true"), check=True)
+
+            wait_for(lambda: [t for t in store.tasks() if t.owner == "Job/second"], 10,
+                     "a task of the Job applied after the restart (the resync is 30 s)")
+            assert ctl.proc.poll() is None
+            store.close()
+
+            cluster.stop()
+            began = time.monotonic()
+            assert ctl.stop(signal.SIGTERM) == 0, ctl.output()
+            assert time.monotonic() - began < 5, ctl.output()
+            assert "lease left to expire" in ctl.output()
+        finally:
+            if ctl.proc.poll() is None:
+                ctl.stop(signal.SIGKILL)
+    finally:
+        cluster.remove()

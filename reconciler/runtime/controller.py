@@ -34,6 +34,7 @@ from typing import Callable
 
 from .act import Actor, wait_or_stop
 from ..engine.actions import Plan
+from ..errors import StoreError
 from ..docker.host import CALLS, Host, HostPool
 from ..docker.events import EventWatcher
 from ..docker.probe import Prober
@@ -236,9 +237,12 @@ class Controller:
         while not stop.is_set() and not self.wake.is_set():
             now = self.clock()
             if now - last_beat >= 1.0:
-                with self.store.transaction() as db:
-                    if not self.store.heartbeat(db, self.holder, now, self.stats()):
-                        return False
+                try:
+                    with self.store.transaction() as db:
+                        if not self.store.heartbeat(db, self.holder, now, self.stats()):
+                            return False
+                except StoreError as exc:  # out of reach for now (a database restarting): beat again in a second
+                    log.warning("heartbeat not written: %s", exc)
                 last_beat = now
             if now >= deadline or self.changes.version() != seen_version:
                 break
