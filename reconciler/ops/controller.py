@@ -59,7 +59,7 @@ def run(store, settings: Settings) -> None:
 
 @dataclass(frozen=True)
 class Status:
-    path: Path
+    path: Path | str  # the store as messages name it (a PostgreSQL URL without its password)
     store_id: str
     controller: dict | None  # the running controller's lease (pid, hostname, heartbeat, started_at, stats)
     heartbeat_age: float | None  # seconds since its last heartbeat

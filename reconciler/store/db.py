@@ -34,15 +34,15 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol
 
 from ..errors import StoreError
-from .location import Location, default_location
+from .location import Location, default_db_path
 from .migrations import migrate
 
 BUSY_TIMEOUT_MS = 30_000  # how long a write waits for another process's write lock
 
 
 class LockTimeout(StoreError):
-    """A write waited longer than its lock timeout for another process's write lock. The nouns that
-    give up rather than fail (``release_lease``) catch it; elsewhere it is the CLI's one-line error."""
+    """A write waited longer than its lock timeout for another process's write lock. A noun that
+    gives up rather than fails (``release_lease``) catches it; elsewhere it is the CLI's one-line error."""
 
     @classmethod
     def waited(cls, path, ms: float) -> "LockTimeout":
@@ -60,12 +60,50 @@ class Subscription(Protocol):
     def stop(self) -> None: ...
 
 
-def default_db_path() -> Path | str:
-    """The store when no ``--db`` is given: ``BROKER_DB``, else the per-user state file."""
-    return default_location()
+class Backend(Protocol):
+    """What ``Connection`` asks of a backend (``sqlite.SqliteBackend``, ``postgres.PgBackend``)."""
+
+    dialect: str  # "sqlite" or "postgresql": which text of a migration it runs (``migrations.ddl``)
+    errors: tuple[type[BaseException], ...]  # the driver's errors: a store that raises one at open is not usable
+    db: object  # what the nouns write through: ``execute(sql with ?, params)`` returning a DB-API cursor
+    created: bool  # this connection made the store
+    lock_timeout_ms: float
+
+    def prepare(self) -> None:
+        """Session settings before the first transaction."""
+
+    def check_store(self, create: bool) -> None:
+        """In the first transaction: refuse a missing store unless ``create`` (where the open could not)."""
+
+    def begin(self, wake: str | None) -> None:
+        """Begin a transaction holding the store's write lock; ``LockTimeout`` past the lock timeout.
+        ``wake``: the store id whose controller this transaction's commit wakes (None: nobody)."""
+
+    def commit(self, wake: str | None) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def set_lock_timeout(self, ms: float) -> None: ...
+
+    def tuples(self, sql: str, params: list) -> list[tuple]:
+        """The fastest fetch of a bulk read, rows as tuples."""
+
+    def data_version(self) -> int: ...
+
+    def subscribe(self, store_id: str, wake: Callable[[], None], lock) -> Subscription: ...
+
+    def tables(self) -> set[str]: ...
+
+    def copy_rows(self, table: str, columns: list[str], rows: Iterable[tuple]) -> None:
+        """Insert many rows inside the current transaction (``transfer``)."""
+
+    def after_copy(self, table: str) -> None:
+        """Make the table's generated ids continue after the rows copied in."""
+
+    def close(self) -> None: ...
 
 
-def open_backend(location: Location, create: bool):
+def open_backend(location: Location, create: bool) -> Backend:
     """The backend for ``location``, connected (its driver imported now, not before)."""
     if location.is_postgresql:
         from .postgres import PgBackend
@@ -89,7 +127,7 @@ class Connection:
         self._lock = threading.RLock()
         self.store_id: str | None = None
         self.nudge = True  # the controller turns this off for its own connection
-        self.backend = open_backend(where, create)
+        self.backend: Backend = open_backend(where, create)
         self.db = self.backend.db
         try:
             self.backend.prepare()

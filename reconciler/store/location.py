@@ -54,8 +54,8 @@ class Location:
         return self.backend == POSTGRESQL
 
 
-def default_location() -> Path | str:
-    """``--db`` wins (the caller checks it first), then ``BROKER_DB``, then the per-user XDG state file."""
+def default_db_path() -> Path | str:
+    """The store when no ``--db`` is given: ``BROKER_DB`` (a path or URL), else the per-user XDG state file."""
     env = os.environ.get("BROKER_DB")
     if env:
         return env
