@@ -11,7 +11,8 @@ what it is about (kind, name, path...), so that a front end other than the CLI (
 phrase the step its own way from ``subject``, ``step`` and ``about`` without copying these texts.
 Steps: ``list`` (list the objects of ``kind``), ``wait-gone`` (wait until it is deleted, then
 apply again), ``recreate`` (delete the Job, apply it again), ``drain`` (drain the node first),
-``history`` (list a Service's revisions), ``create-store``, ``choose-store``, ``stop-controller``.
+``history`` (list a Service's revisions), ``create-store``, ``choose-store``, ``check-database`` (start the
+PostgreSQL server or correct its URL), ``stop-controller``, ``use-moved-store`` (the store the data moved to).
 """
 
 from __future__ import annotations
@@ -117,6 +118,20 @@ class StoreError(BrokerError):
     def cannot_open(cls, path, problem) -> "StoreError":
         return cls._with_step(f"cannot open store {path}: {problem}", "pass --db PATH or set BROKER_DB",
                               "choose-store", path=str(path))
+
+    @classmethod
+    def cannot_connect(cls, url: str, problem: str) -> "StoreError":
+        """A PostgreSQL store that cannot be reached; ``url`` without its password."""
+        return cls._with_step(f"cannot connect to store {url}: {problem}",
+                              "check that the PostgreSQL server is running and accepts this user and database, "
+                              "or pass --db URL (or set BROKER_DB) to use another store", "check-database", path=url)
+
+    @classmethod
+    def moved(cls, path, to: str) -> "StoreError":
+        """A store copied to ``to`` by ``brokerctl store migrate``: its containers are that store's now."""
+        return cls._with_step(f"store {path} was moved to {to} by `brokerctl store migrate`",
+                              f"run the controller there (`brokerctl --db {to} controller`)", "use-moved-store",
+                              path=str(path), to=to)
 
     @classmethod
     def lease_held(cls, pid: int, host: str, path) -> "StoreError":

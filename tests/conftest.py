@@ -1,10 +1,17 @@
-"""Shared fixtures: private Docker daemons started by scripts/dockerhosts.py.
+"""Shared fixtures: private Docker daemons started by scripts/dockerhosts.py, and a private
+PostgreSQL cluster started by scripts/pgcluster.py.
 
 Tests that need Docker ask for ``docker_hosts`` (three daemons for the whole
 session) or ``clean_hosts`` (the same daemons, emptied of containers first);
 either one marks the test ``docker``, so ``pytest -m 'not docker'`` skips them. End-to-end tests
 share ``db`` (a store path in the test's directory) and ``three_nodes`` (the clean daemons applied
 as Nodes with 8 slots each).
+
+Store tests ask for ``db_url``: each runs twice, on a SQLite file in the test's directory
+(``[sqlite]``) and on a new database of the session's PostgreSQL cluster (``[postgresql]``,
+marked ``postgres``), so the two backends cannot drift. ``pg_cluster`` starts that cluster (fast
+mode: no fsync) when the first such test runs; ``pg_databases`` makes and drops the databases.
+Without PostgreSQL these tests skip, naming why; with ``CI`` set they fail.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 import dockerhosts  # noqa: E402
+import pgcluster  # noqa: E402
 from helpers import cli, nodes_yaml  # noqa: E402
 
 HOST_COUNT = 3
@@ -70,6 +78,82 @@ def docker_hosts() -> list[dockerhosts.DockerHost]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def pg_unavailable(reason: str) -> NoReturn:
+    """As for Docker: skip on a developer machine, fail in CI (a skip would report a green run that
+    tested nothing)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"PostgreSQL unavailable and CI is set: {reason}", pytrace=False)
+    pytest.skip(f"PostgreSQL unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> pgcluster.PgCluster:
+    """One throwaway PostgreSQL cluster for the session (fast mode), removed at the end."""
+    reason = pgcluster.missing()
+    if reason:
+        pg_unavailable(reason)
+    try:
+        cluster = pgcluster.start_cluster("brokerctl", fast=True)
+    except Exception as e:  # noqa: BLE001 - the reason is reported
+        pg_unavailable(f"could not start a cluster: {e}")
+    atexit.register(cluster.remove)
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
+        atexit.unregister(cluster.remove)
+
+
+class PgDatabases:
+    """New databases of the session's cluster, one per test: CREATE DATABASE copies template1 (a few
+    milliseconds with FILE_COPY and no fsync), DROP ... WITH (FORCE) ends whatever still uses it."""
+
+    def __init__(self, cluster: pgcluster.PgCluster):
+        import psycopg
+
+        self.cluster = cluster
+        self.admin = psycopg.connect(cluster.url_for("postgres"), autocommit=True)
+        self.made = 0
+
+    def create(self, options: str = "") -> tuple[str, str]:
+        """(name, URL) of a new empty database; ``options``: more of CREATE DATABASE (a locale)."""
+        self.made += 1
+        name = f"t{os.getpid()}_{self.made}"
+        self.admin.execute(f"CREATE DATABASE {name} STRATEGY FILE_COPY {options}")
+        return name, self.cluster.url_for(name)
+
+    def drop(self, name: str) -> None:
+        self.admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def pg_databases(pg_cluster: pgcluster.PgCluster) -> PgDatabases:
+    databases = PgDatabases(pg_cluster)
+    yield databases
+    databases.admin.close()
+
+
+@pytest.fixture
+def pg_url(pg_databases: PgDatabases) -> str:
+    """The URL of a new, empty database of the session's cluster, dropped after the test."""
+    name, url = pg_databases.create()
+    yield url
+    pg_databases.drop(name)
+
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request, tmp_path: Path):
+    """Where the test's store lives, once per backend: a file path (in a directory the store creates)
+    or the URL of a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield tmp_path / "state" / "broker.db"
+    else:
+        yield request.getfixturevalue("pg_url")
+
+
 @pytest.fixture
 def clean_hosts(docker_hosts: list[dockerhosts.DockerHost]) -> list[dockerhosts.DockerHost]:
     """The session's daemons, running, responsive and without containers."""
@@ -99,5 +183,10 @@ def three_nodes(clean_hosts: list[dockerhosts.DockerHost], db: Path) -> list[doc
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "docker_hosts" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "docker_hosts" in fixtures:
             item.add_marker(pytest.mark.docker)
+        callspec = getattr(item, "callspec", None)
+        on_postgresql = callspec is not None and callspec.params.get("db_url") == "postgresql"
+        if on_postgresql or "pg_cluster" in fixtures:
+            item.add_marker(pytest.mark.postgres)

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,8 +16,9 @@ import docker
 LABEL_STORE = "brokerctl.store"
 
 
-def cli(db: Path, *args: str, input: str | None = None, timeout: float = 60, check: bool = False):
-    """Run ``brokerctl --db DB ARGS`` in a child process; returns the CompletedProcess."""
+def cli(db: Path | str, *args: str, input: str | None = None, timeout: float = 60, check: bool = False):
+    """Run ``brokerctl --db DB ARGS`` in a child process (``db``: a store path or URL); returns the
+    CompletedProcess."""
     proc = subprocess.run(
         [sys.executable, "-m", "reconciler", "--db", str(db), *args],
         input=input, capture_output=True, text=True, timeout=timeout,
@@ -34,10 +36,12 @@ def cli_json(db: Path, *args: str):
 class ControllerProcess:
     """``brokerctl controller`` as a child process, stopped with SIGTERM (or killed) on exit."""
 
-    def __init__(self, db: Path, *extra: str):
+    def __init__(self, db: Path | str, *extra: str):
         self.db, self.extra = db, extra
         self.proc: subprocess.Popen | None = None
-        self.log = Path(str(db) + f".controller-{time.monotonic_ns()}.log")
+        # Beside a store file; for a store URL, in a directory of its own.
+        beside = Path(tempfile.mkdtemp(prefix="bkctl-")) / "store" if "://" in str(db) else Path(db)
+        self.log = Path(str(beside) + f".controller-{time.monotonic_ns()}.log")
 
     def start(self) -> "ControllerProcess":
         self._out = open(self.log, "w")

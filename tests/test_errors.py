@@ -55,13 +55,14 @@ def test_an_error_without_a_step_is_its_own_subject():
     assert (error.subject, error.step, error.about) == (str(error), None, {})
 
 
-def test_the_store_raises_the_structured_errors(tmp_path):
-    """What the store raises carries its parts: a front end can tell what was not found and which step helps."""
+def test_the_store_raises_the_structured_errors(tmp_path, db_url):
+    """What the store raises carries its parts: a front end can tell what was not found and which step helps
+    (on each backend)."""
     with pytest.raises(StoreError) as missing:
         Store(tmp_path / "none.db", create=False)
     assert (missing.value.step, missing.value.about) == ("create-store", {"path": str(tmp_path / "none.db")})
 
-    store = Store(tmp_path / "s.db")
+    store = Store(db_url)
     try:
         for call in (lambda: store.resource(Kind.SERVICE, "web"), lambda: store.cordon("web", True),
                      lambda: store.mark_deleted(Kind.SERVICE, "web"), lambda: store.scale("web", 2)):
@@ -73,3 +74,36 @@ def test_the_store_raises_the_structured_errors(tmp_path):
         assert (task.value.subject, task.value.about) == ("task 'web-1' not found", {"kind": "Task", "name": "web-1"})
     finally:
         store.close()
+
+
+def _closed_port() -> int:
+    """A port of 127.0.0.1 on which nothing listens."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_postgresql_that_cannot_be_reached_is_a_store_error_naming_the_url_without_its_password():
+    """The message names the URL (never the password), libpq's reason on one line, and the fix; the CLI prints
+    it as its one error line and exits 1."""
+    from helpers import cli
+
+    port = _closed_port()
+    url = f"postgresql://bob:secret@127.0.0.1:{port}/broker"
+    shown = f"postgresql://bob@127.0.0.1:{port}/broker"
+
+    with pytest.raises(StoreError) as info:
+        Store(url)
+
+    message = str(info.value)
+    assert message.startswith(f"cannot connect to store {shown}: connection failed: ")
+    assert "Connection refused" in message and "\n" not in message and "secret" not in message
+    assert message.endswith("; check that the PostgreSQL server is running and accepts this user and database, "
+                            "or pass --db URL (or set BROKER_DB) to use another store")
+    assert (info.value.step, info.value.about) == ("check-database", {"path": shown})
+
+    proc = cli(url, "get", "nodes")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr == f"error: {message}\n"

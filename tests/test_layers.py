@@ -187,3 +187,24 @@ def test_import_contracts_hold():
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "0 broken" in done.stdout
+
+
+def test_sqlite_commands_and_help_do_not_load_the_postgresql_driver(tmp_path):
+    """psycopg is imported only for a PostgreSQL store: `--help` and every command on a SQLite store start
+    without it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom reconciler.cli import app\n"
+        "for argv in (['brokerctl', '--help'], ['brokerctl', '--db', sys.argv[1], 'get', 'nodes']):\n"
+        "    sys.argv = argv\n"
+        "    try:\n        app.main()\n    except SystemExit as e:\n        assert not e.code, e.code\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('psycopg', 'psycopg_binary'))\n"
+        "assert not loaded, loaded\n"
+    )
+    from reconciler.store import Store
+
+    Store(tmp_path / "s.db").close()
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.db")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

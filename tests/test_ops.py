@@ -1,6 +1,6 @@
 """The ops verbs called directly, on a real store and a clock that only moves when they sleep: what
 each waiting verb reports while it waits, when it gives up and with which message, and the data the
-other verbs hand back. (tests/test_cli.py runs the same verbs through the command line.)"""
+other verbs hand back, on each backend. (tests/test_cli.py runs the same verbs through the command line.)"""
 
 from __future__ import annotations
 
@@ -36,8 +36,9 @@ spec: {replicas: 2, executionType: cpu, template: {image: busybox, command: [htt
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "broker.db")
+def store(db_url):
+    """A store with MANIFESTS applied, once per backend (SQLite, PostgreSQL)."""
+    s = Store(db_url)
     apply(s, MANIFESTS)
     yield s
     s.close()

@@ -1,13 +1,20 @@
-"""Tests for reconciler.store on real SQLite files: apply, delete, tasks, output, lease, concurrency."""
+"""Tests for reconciler.store: apply, delete, tasks, output, lease, concurrency, wake-ups.
+
+Tests on the ``store`` fixture (or ``db_url``) run on both backends, a real SQLite file and a real
+PostgreSQL database (``[sqlite]``, ``[postgresql]``); what only one backend has (SQLite's file
+modes and WAL, PostgreSQL's connection errors and reconnects) is tested on that one."""
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from pydantic import TypeAdapter
@@ -43,15 +50,18 @@ def task(owner: str = "job", index: int = 0, attempt: int = 1, phase: TaskPhase 
 
 
 @pytest.fixture
-def db_path(tmp_path):
-    return tmp_path / "state" / "broker.db"
-
-
-@pytest.fixture
-def store(db_path):
-    s = Store(db_path)
+def store(db_url):
+    s = Store(db_url)
     yield s
     s.close()
+
+
+def on_sqlite(store: Store) -> bool:
+    return store.dialect == "sqlite"
+
+
+# What only SQLite has (data_version, the nudge socket): these tests run on the [sqlite] store only.
+sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
 def insert(store: Store, *tasks: TaskRecord) -> None:
@@ -63,17 +73,19 @@ def insert(store: Store, *tasks: TaskRecord) -> None:
 # -- opening and migrations -----------------------------------------------------------------
 
 
-def test_new_store_records_every_migration_once(store, db_path):
-    """A new store file is created with its parent directory, in WAL mode, with each migration recorded once."""
+def test_new_store_records_every_migration_once(store, db_url):
+    """A new store file is created with its parent directory, in WAL mode, with each migration recorded once
+    (on PostgreSQL: in the empty database)."""
     from reconciler.store.migrations import MIGRATIONS
 
     rows = store._rows("SELECT version, name FROM migrations")
     assert rows == [{"version": i, "name": name} for i, (name, _) in enumerate(MIGRATIONS, start=1)]
     assert rows[:2] == [{"version": 1, "name": "initial"}, {"version": 2, "name": "job retries"}]
-    assert store.db.journal_mode == "wal"
-    assert len(store.store_id) == 12
+    if on_sqlite(store):
+        assert store.db.journal_mode == "wal"
+    assert len(store.store_id) == 12 and store.created
 
-    again = Store(db_path)
+    again = Store(db_url)
     try:
         assert again._rows("SELECT version FROM migrations") == [{"version": v} for v in range(1, len(MIGRATIONS) + 1)]
         assert again.store_id == store.store_id
@@ -358,9 +370,9 @@ def test_events_are_returned_oldest_first_within_the_limit(store):
 
 
 @pytest.fixture
-def other(db_path, store):
-    """A second connection to the same store file, as a second process would have."""
-    s = Store(db_path)
+def other(db_url, store):
+    """A second connection to the same store, as a second process would have."""
+    s = Store(db_url)
     yield s
     s.close()
 
@@ -396,9 +408,11 @@ def _dead_pid() -> int:
 
 
 def _write_lease(store: Store, pid: int, hostname: str, now: float) -> None:
+    from reconciler.store.db import upsert
+
     with store.transaction() as db:
-        db.execute("INSERT OR REPLACE INTO lease (id, holder, pid, hostname, started_at, heartbeat) "
-                   "VALUES (1, 'ghost', ?, ?, ?, ?)", [pid, hostname, now, now])
+        upsert(db, "lease", {"id": 1, "holder": "ghost", "pid": pid, "hostname": hostname, "started_at": now,
+                             "heartbeat": now}, key="id")
 
 
 def test_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(store):
@@ -434,15 +448,16 @@ def test_release_lease_only_releases_your_own(store):
 # -- concurrency --------------------------------------------------------------------------
 
 
-def test_concurrent_stores_on_one_file_never_hit_database_is_locked(db_path):
-    """Eight threads, each opening its own Store on the same new file and applying, all succeed."""
+def test_concurrent_stores_on_one_file_never_hit_database_is_locked(db_url):
+    """Eight threads, each opening its own Store on the same new file (or empty database) and applying, all
+    succeed, and the migrations are applied once."""
     barrier = threading.Barrier(8)
     errors: list[BaseException] = []
 
     def worker(i: int) -> None:
         try:
             barrier.wait()
-            s = Store(db_path)
+            s = Store(db_url)
             try:
                 for round in range(5):
                     s.apply([job(f"job-{i}-{round}"), manifest("Node", f"node-{i}")])
@@ -460,7 +475,7 @@ def test_concurrent_stores_on_one_file_never_hit_database_is_locked(db_path):
         t.join(60)
 
     assert errors == []
-    check = Store(db_path)
+    check = Store(db_url)
     try:
         assert len(check.resources(Kind.JOB)) == 40 and len(check.resources(Kind.NODE)) == 8
         assert len(check.tasks()) == 40
@@ -526,6 +541,7 @@ def test_a_locked_wal_switch_is_retried_until_it_succeeds(tmp_path, monkeypatch)
         s.close()
 
 
+@sqlite_only
 def test_data_version_changes_when_another_connection_commits(store, other):
     """data_version moves after another connection's commit, and not for a read or one's own commit."""
     before = store.data_version()
@@ -795,12 +811,12 @@ def test_cordon_and_drain_report_changes_and_bump_generation_only_when_unschedul
                                                                        "tcp://127.0.0.1:2375")
 
 
-def test_drain_deadline_is_kept_in_the_store(store, db_path):
+def test_drain_deadline_is_kept_in_the_store(store, db_url):
     """A drain deadline (migration 4) is read back by a new connection and by resources()."""
     store.apply([manifest("Node", "a"), manifest("Node", "b")], now=10.0)
     store.cordon("a", True, drain_timeout=300.0, now=100.0)
 
-    again = Store(db_path)
+    again = Store(db_url)
     try:
         assert [(r.name, r.drain_deadline) for r in again.resources(Kind.NODE)] == [("a", 400.0), ("b", None)]
         assert again.resource(Kind.NODE, "a").model.spec.unschedulable is True
@@ -1004,3 +1020,282 @@ def test_each_store_has_its_own_container_mark_secret(tmp_path):
     finally:
         first.close()
         other.close()
+
+
+# -- both backends: wake-ups and the write lock --------------------------------------------------
+
+
+def test_a_commit_by_another_connection_wakes_a_subscriber(db_url):
+    """subscribe(): another connection's commit calls wake at once and moves version(); the subscriber's
+    own connection (nudge off, as the controller's) wakes nobody (SQLite: a datagram; PostgreSQL: NOTIFY)."""
+    writer, own = Store(db_url), Store(db_url)
+    own.nudge = False
+    woke = threading.Event()
+    subscription = own.subscribe(woke.set)
+    try:
+        assert subscription.listening
+        before = subscription.version()
+        own.apply([job("mine")])
+        assert not woke.wait(0.3) and subscription.version() == before
+
+        writer.apply([job("theirs")])
+
+        assert woke.wait(2.0)
+        assert subscription.version() != before
+    finally:
+        subscription.stop()
+        writer.close()
+        own.close()
+
+
+def test_writes_are_serialised_so_a_read_then_write_loses_no_update(db_url):
+    """Four connections each add 1 to a counter ten times, reading it and writing it back in one transaction
+    with a pause between: every transaction holds the write lock from its start (SQLite: BEGIN IMMEDIATE;
+    PostgreSQL: an advisory lock, whose absence under READ COMMITTED would lose updates), so none is lost."""
+    from reconciler.store.db import fetch_one, insert as insert_row
+
+    first = Store(db_url)
+    with first.transaction() as db:
+        insert_row(db, "meta", {"key": "counter", "value": "0"})
+    errors = []
+
+    def add(times: int) -> None:
+        s = Store(db_url)
+        try:
+            for _ in range(times):
+                with s.transaction() as db:
+                    n = int(fetch_one(db, "SELECT value FROM meta WHERE key = 'counter'")["value"])
+                    time.sleep(0.002)
+                    db.execute("UPDATE meta SET value = ? WHERE key = 'counter'", [str(n + 1)])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=add, args=(10,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert errors == []
+        assert first._rows("SELECT value FROM meta WHERE key = 'counter'") == [{"value": "40"}]
+    finally:
+        first.close()
+
+
+def test_a_write_gives_up_after_the_lock_timeout_and_reads_do_not_wait(store, other):
+    """While another connection holds a write transaction, reads go on, release_lease(wait=) gives up
+    (False) and a write past the busy timeout is a LockTimeout naming the store; once it ends, writes go on."""
+    from reconciler.store import LockTimeout
+
+    store.apply([job()])
+    store.acquire_lease("me", 10)
+    holding, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with other.transaction():
+            holding.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(5)
+        began = time.monotonic()
+        assert [r.name for r in store.resources()] == ["job"]  # a read takes no lock
+        assert store.release_lease("me", wait=0.3) is False
+        store.set_busy_timeout(300)
+        with pytest.raises(LockTimeout, match=rf"^store {re.escape(str(store.path))} is busy: another process "
+                                              r"held its write lock for 0\.3s; try again$"):
+            store.apply([job("late")])
+        assert time.monotonic() - began < 3.0
+    finally:
+        done.set()
+        holder.join(10)
+    store.apply([job("late")])
+    assert store.release_lease("me", wait=0.3) is True and store.lease() is None
+    assert [r.name for r in store.resources()] == ["job", "late"]
+
+
+def test_text_sorts_bytewise_on_both_backends(db_url, request):
+    """Names sort as SQLite sorts them (bytes), whatever the locale: on PostgreSQL the columns are COLLATE "C",
+    so a database whose locale ignores punctuation (ICU en-US, alternate=shifted) still lists a-10 before a1."""
+    if not isinstance(db_url, Path):  # a database of its own, with a locale that sorts otherwise
+        databases = request.getfixturevalue("pg_databases")
+        name, db_url = databases.create("LOCALE_PROVIDER icu ICU_LOCALE 'en-US-u-ka-shifted' LOCALE 'C.UTF-8' "
+                                        "TEMPLATE template0")
+        request.addfinalizer(lambda: databases.drop(name))
+    s = Store(db_url)
+    try:
+        names = ["a1", "a-10", "b", "a-2", "a"]
+        s.apply([job(n) for n in names])
+        assert [r.name for r in s.resources(Kind.JOB)] == sorted(names) == ["a", "a-10", "a-2", "a1", "b"]
+    finally:
+        s.close()
+
+
+# -- locations ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("given, backend, target, display", [
+    ("/s/broker.db", "sqlite", Path("/s/broker.db"), Path("/s/broker.db")),
+    ("rel/broker.db", "sqlite", Path("rel/broker.db"), Path("rel/broker.db")),
+    ("sqlite:////s/broker.db", "sqlite", Path("/s/broker.db"), Path("/s/broker.db")),
+    ("sqlite:///rel.db", "sqlite", Path("rel.db"), Path("rel.db")),
+    ("postgresql://bob:secret@db.example:5432/broker", "postgresql", "postgresql://bob:secret@db.example:5432/broker",
+     "postgresql://bob@db.example:5432/broker"),
+    ("postgres://bob@db.example/broker?password=secret&sslmode=require", "postgresql",
+     "postgres://bob@db.example/broker?password=secret&sslmode=require", "postgres://bob@db.example/broker?sslmode=require"),
+])
+def test_a_location_names_its_backend_and_shows_no_password(given, backend, target, display):
+    from reconciler.store.location import Location
+
+    where = Location.parse(given)
+    assert (where.backend, where.target, where.display) == (backend, target, display)
+
+
+@pytest.mark.parametrize("given, message", [
+    ("mysql://u@h/db", "store 'mysql://u@h/db': unknown URL scheme mysql://; use a file path, sqlite:///PATH or "
+                       "postgresql://USER@HOST:PORT/DB"),
+    ("sqlite://broker.db", "store URL 'sqlite://broker.db': write sqlite:///PATH (sqlite:////abs/path for an "
+                           "absolute path)"),
+])
+def test_a_location_of_no_known_form_is_a_usage_error(given, message):
+    from reconciler.errors import UsageError
+    from reconciler.store.location import Location
+
+    with pytest.raises(UsageError) as info:
+        Location.parse(given)
+    assert str(info.value) == message
+
+
+def test_placeholders_are_translated_for_postgresql_outside_quoted_text_only():
+    from reconciler.store.postgres import translate
+
+    assert translate("SELECT a FROM t WHERE b = ? AND c IN ('?', 'it''s 100%') AND d % 2 = ?") == (
+        "SELECT a FROM t WHERE b = %s AND c IN ('?', 'it''s 100%') AND d %% 2 = %s")
+
+
+# -- PostgreSQL's own ----------------------------------------------------------------------------------
+
+
+def _pg_columns(url: str) -> dict[str, list[tuple[str, str, str, str]]]:
+    """table -> (column, type, collation, identity) in column order, as PostgreSQL reports them."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT table_name, column_name, data_type, coalesce(collation_name, ''), is_identity "
+            "FROM information_schema.columns WHERE table_schema = current_schema() "
+            "ORDER BY table_name, ordinal_position").fetchall()
+    columns: dict[str, list] = {}
+    for table, *column in rows:
+        columns.setdefault(table, []).append(tuple(column))
+    return columns
+
+
+def test_both_backends_have_the_same_tables_and_columns(tmp_path, pg_url):
+    """The migrations build the same tables with the same columns in the same order on both; PostgreSQL's
+    types are SQLite's translated (64-bit integers, double precision, bytea, an identity id, C-collated text)."""
+    import sqlite3
+
+    Store(tmp_path / "s.db").close()
+    Store(pg_url).close()
+    conn = sqlite3.connect(tmp_path / "s.db")
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                         "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+    on_sqlite = {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})")] for t in tables}
+    conn.close()
+
+    on_postgresql = _pg_columns(pg_url)
+
+    assert {t: [c[0] for c in cols] for t, cols in on_postgresql.items()} == on_sqlite
+    types = {(t, c[0]): c[1:] for t, cols in on_postgresql.items() for c in cols}
+    assert types[("tasks", "created_at")] == ("double precision", "", "NO")
+    assert types[("tasks", "idx")] == ("bigint", "", "NO")
+    assert types[("tasks", "id")] == ("text", "C", "NO")
+    assert types[("task_logs", "output")] == ("bytea", "", "NO")
+    assert types[("events", "id")] == ("bigint", "", "YES")
+    assert {v[1] for v in types.values() if v[0] == "text"} == {"C"}
+
+
+def test_an_empty_database_is_no_store_unless_create(pg_url):
+    """create=False on a database without a store is the missing-store error (naming the URL and the fix),
+    and creates nothing; apply's create=True makes the store there, and says so."""
+    with pytest.raises(StoreError) as info:
+        Store(pg_url, create=False)
+    assert str(info.value) == (f"no store at {pg_url}: the database holds no brokerctl store. `brokerctl apply`, "
+                               "`sync`, `run` and `controller` create one; or pass --db PATH (or set BROKER_DB) to "
+                               "use an existing store")
+    assert _pg_columns(pg_url) == {}
+
+    made = Store(pg_url)
+    again = Store(pg_url, create=False)
+    try:
+        assert made.created and not again.created and again.store_id == made.store_id
+    finally:
+        made.close()
+        again.close()
+
+
+def test_a_version_1_postgresql_store_is_migrated_on_open(pg_url):
+    """A PostgreSQL store made at version 1 gains every later migration when opened, keeping its rows: the
+    migrations run on PostgreSQL from any version, not only on a new database."""
+    import psycopg
+
+    from reconciler.store.migrations import MIGRATIONS, ddl
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(ddl("postgresql", "CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                                       "applied_at REAL NOT NULL)"))
+        for statement in filter(str.strip, ddl("postgresql", MIGRATIONS[0][1]).split(";")):
+            conn.execute(statement)
+        conn.execute("INSERT INTO migrations VALUES (1, 'initial', 0)")
+        conn.execute("INSERT INTO meta VALUES ('store_id', 'abcdefabcdef')")
+        conn.execute("INSERT INTO resources (kind, name, uid, labels, spec, generation, created_at, updated_at) "
+                     "VALUES ('Job', 'old', 'u1', '{}', '{\"template\": {\"image\": \"busybox\"}}', 1, 0, 0)")
+    store = Store(pg_url)
+    try:
+        [old] = store.resources(Kind.JOB)
+        assert old.name == "old" and old.retried_at is None and store.store_id == "abcdefabcdef"
+        assert [r["version"] for r in store._rows("SELECT version FROM migrations ORDER BY version")] == list(
+            range(1, len(MIGRATIONS) + 1))
+        assert len(bytes.fromhex(store.mark_key)) == 32
+    finally:
+        store.close()
+
+
+def test_a_postgresql_store_outlives_a_restart_of_its_server(pg_cluster):
+    """The server restarts under an open store: the next read and the next write reconnect and succeed, and
+    the subscription listens again, counting the gap as a change (commits during it went unheard)."""
+    import pgcluster
+
+    cluster = pgcluster.start_cluster("brokerctl", fast=True)  # a cluster of its own: the session's stays up
+    store, woke = None, threading.Event()
+    try:
+        store = Store(cluster.url)
+        subscription = store.subscribe(woke.set)
+        store.apply([job("before")])
+        before = subscription.version()
+
+        cluster.restart()
+        assert [r.name for r in store.resources()] == ["before"]  # a read on a broken connection
+
+        cluster.restart()
+        store.apply([job("after")])  # a transaction begun on a broken connection
+        assert [r.name for r in store.resources()] == ["after", "before"]
+        deadline = time.monotonic() + 10
+        while not (subscription.listening and subscription.version() != before):
+            assert time.monotonic() < deadline, "the subscription did not listen again"
+            time.sleep(0.05)
+        woke.clear()
+        writer = Store(cluster.url)
+        writer.apply([job("third")])
+        writer.close()
+        assert woke.wait(2.0)
+        subscription.stop()
+    finally:
+        if store is not None:
+            store.close()
+        cluster.remove()

@@ -153,10 +153,10 @@ def test_events_are_the_refusal_alone_or_prunes_drift_and_problems():
     ]
 
 
-def test_a_synced_file_changing_a_jobs_template_is_held_back_whole(tmp_path):
+def test_a_synced_file_changing_a_jobs_template_is_held_back_whole(db_url):
     """sync: the file is reported invalid and what it defines keeps its last state (not changed, not pruned);
-    the directory's other files still sync."""
-    store = Store(tmp_path / "s.db")
+    the directory's other files still sync (on each backend: the sync's reads and writes share one transaction)."""
+    store = Store(db_url)
     try:
         sync_items(store, "/src", [("a.yaml", job("a")), ("a.yaml", job("a2")), ("b.yaml", job("b"))], {}, now=10.0)
         a_before = store.resource(Kind.JOB, "a")

@@ -3,7 +3,7 @@
 Entry point ``main`` (console script): the one place that catches ``BrokerError`` (one red line on
 stderr and the error's exit code) and click's usage errors. The global ``--db`` option is kept in
 ``common.db_path`` for the commands' store opener. The commands live in one module per group
-(``resources``, ``tasks``, ``nodes``, ``rollout``, ``sync``, ``controller``) and are registered
+(``resources``, ``tasks``, ``nodes``, ``rollout``, ``sync``, ``controller``, ``stores``) and are registered
 here, in the order ``--help`` lists them. A command module imports nothing heavy at its top
 (typer, the errors, ``common``), so ``brokerctl --help`` stays fast; each command imports its verbs
 when it runs.
@@ -12,13 +12,12 @@ when it runs.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Optional
 
 import typer
 
 from ..errors import BrokerError
-from . import common, controller, nodes, resources, rollout, sync, tasks
+from . import common, controller, nodes, resources, rollout, stores, sync, tasks
 
 app = typer.Typer(
     name="brokerctl",
@@ -33,8 +32,9 @@ app = typer.Typer(
 
 @app.callback()
 def _options(
-    db: Optional[Path] = typer.Option(None, "--db", help="Store path (default: $BROKER_DB, else the per-user state file).",
-                                      envvar=None),
+    db: Optional[str] = typer.Option(None, "--db", help="Store: a file path, sqlite:///PATH or "
+                                     "postgresql://USER@HOST:PORT/DB (default: $BROKER_DB, else the per-user state file).",
+                                     envvar=None),
 ) -> None:
     common.db_path = db
 
@@ -47,6 +47,7 @@ COMMANDS = (resources.apply, resources.get, resources.describe, resources.delete
 for command in COMMANDS:
     app.command()(command)
 app.add_typer(rollout.rollout_app, name="rollout")
+app.add_typer(stores.store_app, name="store")
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ verbs are imported inside the functions that use them.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import typer
@@ -16,7 +15,7 @@ import typer
 from ..errors import UsageError
 
 OUTPUT_FORMATS = ("table", "wide", "json", "yaml")
-db_path: Optional[Path] = None  # the global --db option; None: $BROKER_DB, else the per-user state file
+db_path: Optional[str] = None  # the global --db option (a path or URL); None: $BROKER_DB, else the per-user state file
 
 
 def open_store(create: bool = False):

@@ -15,9 +15,10 @@ from pathlib import Path
 
 
 def open_store(path: str | Path | None = None, create: bool = False):
-    """The store at ``path`` (default: $BROKER_DB, else the per-user state file). Only the verbs that
-    make one on purpose (apply, sync, run, controller) pass ``create``: elsewhere a missing store is
-    a ``StoreError`` naming the path and the fix. ``store.created`` says whether this call made it."""
+    """The store at ``path``: a file path, ``sqlite:///PATH`` or ``postgresql://USER@HOST:PORT/DB``
+    (default: $BROKER_DB, else the per-user state file). Only the verbs that make one on purpose
+    (apply, sync, run, controller) pass ``create``: elsewhere a missing store is a ``StoreError``
+    naming it and the fix. ``store.created`` says whether this call made it."""
     from ..store import Store, default_db_path
 
     return Store(path or default_db_path(), create=create)

@@ -41,7 +41,7 @@ def run(store, settings: Settings) -> None:
         from .sync import source_of, watch_step
 
         source = source_of(settings.watch)
-        watcher = Watcher(store.path, source, watch_step(source, settings.allow_mass_prune),
+        watcher = Watcher(store.location, source, watch_step(source, settings.allow_mass_prune),
                           interval=settings.sync_interval, poll=settings.poll)
     ctl = Controller(store, resync=settings.resync, probe_interval=settings.probe_interval,
                      probe_timeout=settings.probe_timeout, lost_after=settings.lost_after,
@@ -59,7 +59,7 @@ def run(store, settings: Settings) -> None:
 
 @dataclass(frozen=True)
 class Status:
-    path: Path
+    path: Path | str  # the store as messages name it (a PostgreSQL URL without its password)
     store_id: str
     controller: dict | None  # the running controller's lease (pid, hostname, heartbeat, started_at, stats)
     heartbeat_age: float | None  # seconds since its last heartbeat

@@ -1,1 +1,1 @@
-"""The processes: the controller loop, the actor, wake-ups and the GitOps watcher."""
+"""The processes: the controller loop (which sleeps on the store's subscription), the actor and the GitOps watcher."""

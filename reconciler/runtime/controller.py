@@ -1,8 +1,9 @@
 """The controller loop: wake -> observe -> plan -> act, until asked to stop.
 
 Called by ``brokerctl controller``. It holds the store's lease (a second controller refuses to
-start), wakes at once on a commit by another process (a nudge datagram from the committing
-``Store``; ``PRAGMA data_version``, polled every 50 ms, catches any writer that does not send one),
+start), wakes at once on a commit by another process (``Store.subscribe``: a nudge datagram on
+SQLite, a NOTIFY on PostgreSQL; the subscription's ``version``, polled every 50 ms, also catches a
+commit made while a pass ran, and on SQLite any writer that sends no nudge),
 when a Docker host reports a container event, when a retry backoff expires, and on a periodic
 resync. A node's container list is reused, not re-read, while that node's event stream has
 stayed open and reported nothing since the list, for at most ``resync`` seconds and never after
@@ -33,14 +34,14 @@ from typing import Callable
 
 from .act import Actor, wait_or_stop
 from ..engine.actions import Plan
+from ..errors import StoreError
 from ..docker.host import CALLS, Host, HostPool
 from ..docker.events import EventWatcher
 from ..docker.probe import Prober
 from ..spec.models import Kind
 from ..engine.plan import plan
 from ..records import NodeObs, Snapshot
-from .wakeups import NudgeListener
-from ..store import Store
+from ..store import Store, Subscription
 
 log = logging.getLogger("brokerctl.controller")
 
@@ -85,7 +86,7 @@ class Controller:
         self._listing: dict[str, _Listing] = {}
         self._listed: dict[str, _Listed] = {}
         self.passes, self.lists, self.pass_seconds, self.last_pass = 0, 0, 0.0, 0.0
-        self.nudges: NudgeListener | None = None
+        self.changes: Subscription | None = None
         self.stop = threading.Event()
         self._twins: set[str] = set()
 
@@ -93,10 +94,10 @@ class Controller:
         self.stop = stop = stop or self.stop
         self.store.acquire_lease(self.holder, LEASE_STALE_SECONDS)
         log.info("controller started on store %s (id %s)", self.store.path, self.store.store_id)
-        self.nudges = NudgeListener(self.store.store_id, self.wake.set)
+        self.changes = self.store.subscribe(self.wake.set)
         try:
             while not stop.is_set():
-                seen_version = self.store.data_version()
+                seen_version = self.changes.version()
                 try:
                     p = self.reconcile_once()
                 except Exception:  # one bad pass must not end the loop
@@ -106,7 +107,7 @@ class Controller:
                     log.error("lost the store lease to another controller; stopping")
                     return
         finally:
-            self.nudges.stop()
+            self.changes.stop()
             self.watcher.stop()
             self.prober.stop()
             # Calls still under way are not waited for: a graceful stop can take its whole grace
@@ -159,7 +160,7 @@ class Controller:
         """Published with each heartbeat (``brokerctl status``): passes, lists, Docker calls, CPU."""
         return {"passes": self.passes, "lists": self.lists, "passSeconds": round(self.pass_seconds, 4),
                 "lastPassSeconds": round(self.last_pass, 4), "cpuSeconds": round(time.process_time(), 3),
-                "dockerCalls": CALLS.snapshot(), "nudges": bool(self.nudges and self.nudges.listening)}
+                "dockerCalls": CALLS.snapshot(), "nudges": bool(self.changes and self.changes.listening)}
 
     def _hosts(self, resources) -> dict[str, Host]:
         hosts = {}
@@ -228,7 +229,7 @@ class Controller:
             replace(c, state="exited", exit_code=exits[c.id]) if c.id in exits and not c.finished else c
             for c in obs.containers))
 
-    def _wait(self, stop: threading.Event, p: Plan, seen_version: int) -> bool:
+    def _wait(self, stop: threading.Event, p: Plan, seen_version: object) -> bool:
         """Sleep until the store changes, a host event, the plan's wake time, or stop."""
         deadline = p.next_wake if p.next_wake is not None else self.clock() + self.resync
         last_beat = 0.0
@@ -236,11 +237,14 @@ class Controller:
         while not stop.is_set() and not self.wake.is_set():
             now = self.clock()
             if now - last_beat >= 1.0:
-                with self.store.transaction() as db:
-                    if not self.store.heartbeat(db, self.holder, now, self.stats()):
-                        return False
+                try:
+                    with self.store.transaction() as db:
+                        if not self.store.heartbeat(db, self.holder, now, self.stats()):
+                            return False
+                except StoreError as exc:  # out of reach for now (a database restarting): beat again in a second
+                    log.warning("heartbeat not written: %s", exc)
                 last_beat = now
-            if now >= deadline or self.store.data_version() != seen_version:
+            if now >= deadline or self.changes.version() != seen_version:
                 break
             self.wake.wait(min(0.05, max(0.0, deadline - now)))
         return True
@@ -254,7 +258,8 @@ class SignalShutdown:
     Python's C-level handler, so it is seen at once even while the main thread is blocked in a C
     call (a SQLite busy wait) or busy in a long pass. ``deadline`` seconds after it, or at once on
     a second signal, the process exits: logs flushed, the lease released if the store is free
-    within 0.2 s, then ``os._exit``. A SQLite transaction in flight is rolled back by SQLite, and
+    within 0.2 s, then ``os._exit``. A transaction in flight is rolled back (by SQLite, or by
+    PostgreSQL when the connection drops), and
     a lease held by a dead pid on this host is taken over at once, so nothing is lost.
     """
 

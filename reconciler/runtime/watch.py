@@ -35,7 +35,8 @@ def wanted(source: str):
 
 
 class Watcher:
-    """Runs ``step`` (a sync of directory ``source`` into the store at ``db``) at start, on file changes
+    """Runs ``step`` (a sync of directory ``source`` into the store ``db``: a path or URL, opened on a
+    connection of its own so that its commits wake the controller) at start, on file changes
     and every ``interval`` s. ``step(store)`` returns the lines to log and whether they are a warning."""
 
     def __init__(self, db: str | Path, source: str, step: Callable[[object], tuple[list[str], bool]], *,

@@ -1,8 +1,9 @@
 """The desired-state store: the only package that speaks SQL.
 
-``Store`` is one connection (``db.Connection``: open, transactions, migrations, commit nudges)
-with the methods of every noun of the store, each in its own module: ``resources``, ``tasks``,
-``events``, ``revisions``, ``lease`` and ``syncs``. Callers (the CLI, ``ops``, the controller,
+``Store`` is one connection (``db.Connection``: open, transactions, migrations, wake-ups) to a
+SQLite file (``sqlite``) or a PostgreSQL database (``postgres``), with the methods of every noun of
+the store, each in its own module: ``resources``, ``tasks``, ``events``, ``revisions``, ``lease``
+and ``syncs``. ``transfer`` copies a whole store into an empty one (``brokerctl store migrate``). Callers (the CLI, ``ops``, the controller,
 act) use one ``Store``: reads open no transaction; writes are either a method that runs its own
 transaction (``apply``, ``mark_deleted``...) or a method taking ``db`` from the caller's
 ``with store.transaction() as db:`` so that several writes commit together.
@@ -10,7 +11,7 @@ transaction (``apply``, ``mark_deleted``...) or a method taking ``db`` from the 
 
 from __future__ import annotations
 
-from .db import Connection, default_db_path, gc_paused, nudge_address
+from .db import Connection, LockTimeout, Subscription, default_db_path, gc_paused
 from .events import EventStore
 from .lease import LeaseStore
 from .resources import ResourceStore
@@ -20,7 +21,9 @@ from .tasks import LOG_LIMIT_BYTES, TaskState, TaskStore
 
 
 class Store(ResourceStore, TaskStore, EventStore, RevisionStore, LeaseStore, SyncStore, Connection):
-    """One connection to a store file, thread-safe, with every noun's reads and writes."""
+    """One connection to a store (a SQLite file or a PostgreSQL database), thread-safe, with every
+    noun's reads and writes."""
 
 
-__all__ = ["Store", "SourcedRow", "TaskState", "default_db_path", "gc_paused", "nudge_address", "LOG_LIMIT_BYTES"]
+__all__ = ["Store", "SourcedRow", "Subscription", "TaskState", "LockTimeout", "default_db_path", "gc_paused",
+           "LOG_LIMIT_BYTES"]

@@ -1,191 +1,203 @@
-"""The store's connection: opening a store file, transactions, commit nudges and row helpers.
+"""The store's connection: opening a store, transactions, wake-ups and row helpers, whatever the backend.
 
-``Connection`` opens (or creates, private to its owner) a SQLite file through sqlite-utils, in
-WAL mode with a busy timeout, applies the migrations (``migrations.migrate``), and gives every
-write a short ``BEGIN IMMEDIATE`` transaction (``transaction``), so concurrent CLI processes and
-the controller never hit "database is locked" on read-then-write. The nouns of the store
-(``resources``, ``tasks``, ``events``, ``revisions``, ``lease``, ``syncs``) are mixins over it,
-composed into ``Store`` by the package; they speak only through ``transaction``, ``_rows`` and the
-row helpers below (``fetch_one``, ``fetch_all``, ``insert``, ``upsert``), so a second backend
-provides these and keeps the nouns' SQL. What is SQLite's own stays here: PRAGMAs, WAL, the
-busy timeout and the nudge socket.
+``Connection`` opens the store a location names (``location.Location``: a SQLite file or a
+PostgreSQL database) through its backend (``sqlite.SqliteBackend``, ``postgres.PgBackend``, each
+imported only when used, so a command on one backend never loads the other's driver), applies
+the migrations (``migrations.migrate``, for the backend's dialect), and gives every write a short
+transaction (``transaction``) that holds the store's one write lock from its first statement
+(SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a transaction-level advisory lock), so concurrent CLI
+processes and the controller can read, then write, without a lost update. Reads take no lock.
 
-Commit nudges, sender side: after each commit a connection sends a one-byte datagram to the
-controller of its store (``nudge_address``: a Linux abstract socket named after the store id),
-so a controller wakes at once instead of at its next ``PRAGMA data_version`` poll. The listener
-is ``runtime.wakeups.NudgeListener``, run by the controller, whose own connection sends none
-(``nudge = False``). Nobody listening costs nothing.
+The nouns of the store (``resources``, ``tasks``, ``events``, ``revisions``, ``lease``, ``syncs``)
+are mixins over it, composed into ``Store`` by the package; they speak only through
+``transaction``, ``_rows``, ``_tuples`` and the row helpers below (``fetch_one``, ``fetch_all``,
+``insert``, ``upsert``), writing ``?`` placeholders and SQLite's spelling of the few things the
+two dialects share (``ON CONFLICT ... DO UPDATE``); the PostgreSQL backend translates the
+placeholders. What differs between backends stays in the backend: PRAGMAs and WAL, the busy
+timeout, the advisory lock, the wake-ups.
+
+Wake-ups: a commit by any connection whose ``nudge`` is on tells the store's controller at once
+(SQLite: a datagram to an abstract Unix socket named after the store id, sent after the commit;
+PostgreSQL: ``NOTIFY`` on a channel named after it, delivered with the commit). The controller's
+own connection sends none (``nudge = False``) and calls ``subscribe``: a ``Subscription`` that
+calls ``wake`` on each commit of another process and whose ``version()`` moves with them, so a
+commit made while the controller was busy is not missed. Nobody listening costs nothing.
 """
 
 from __future__ import annotations
 
 import gc
 import json
-import os
-import socket
-import sqlite3
-import sys
 import threading
-import time
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
-
-# sqlite-utils imports numpy whenever it is installed, only to store numpy values, which the store
-# never passes; that import alone costs ~50 ms on every CLI call. Hide numpy while it loads.
-_hide_numpy = "numpy" not in sys.modules
-if _hide_numpy:
-    sys.modules["numpy"] = None  # type: ignore[assignment]
-try:
-    import sqlite_utils
-finally:
-    if _hide_numpy:
-        del sys.modules["numpy"]
+from typing import Callable, Iterable, Iterator, Protocol
 
 from ..errors import StoreError
+from .location import Location, default_db_path
 from .migrations import migrate
 
-BUSY_TIMEOUT_MS = 30_000
-# What a write raises when another process kept the write lock past the busy timeout
-# ("database is locked"), for the nouns that give up rather than fail (``release_lease``).
-LockTimeout = sqlite3.OperationalError
+BUSY_TIMEOUT_MS = 30_000  # how long a write waits for another process's write lock
 
 
-def default_db_path() -> Path:
-    """``--db`` wins, then ``BROKER_DB``, then the per-user XDG state file."""
-    env = os.environ.get("BROKER_DB")
-    if env:
-        return Path(env)
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
-    return Path(state) / "brokerctl" / "broker.db"
+class LockTimeout(StoreError):
+    """A write waited longer than its lock timeout for another process's write lock. A noun that
+    gives up rather than fails (``release_lease``) catches it; elsewhere it is the CLI's one-line error."""
+
+    @classmethod
+    def waited(cls, path, ms: float) -> "LockTimeout":
+        return cls(f"store {path} is busy: another process held its write lock for {ms / 1000:g}s; try again")
+
+
+class Subscription(Protocol):
+    """What ``Connection.subscribe`` returns: ``wake`` is called on each commit of another process."""
+
+    listening: bool  # commits of other processes wake at once (else only ``version`` and the resync find them)
+
+    def version(self) -> object:
+        """Differs from an earlier answer once another connection committed since (or may have)."""
+
+    def stop(self) -> None: ...
+
+
+class Backend(Protocol):
+    """What ``Connection`` asks of a backend (``sqlite.SqliteBackend``, ``postgres.PgBackend``)."""
+
+    dialect: str  # "sqlite" or "postgresql": which text of a migration it runs (``migrations.ddl``)
+    errors: tuple[type[BaseException], ...]  # the driver's errors: a store that raises one at open is not usable
+    db: object  # what the nouns write through: ``execute(sql with ?, params)`` returning a DB-API cursor
+    created: bool  # this connection made the store
+    lock_timeout_ms: float
+
+    def prepare(self) -> None:
+        """Session settings before the first transaction."""
+
+    def check_store(self, create: bool) -> None:
+        """In the first transaction: refuse a missing store unless ``create`` (where the open could not)."""
+
+    def begin(self, wake: str | None) -> None:
+        """Begin a transaction holding the store's write lock; ``LockTimeout`` past the lock timeout.
+        ``wake``: the store id whose controller this transaction's commit wakes (None: nobody)."""
+
+    def commit(self, wake: str | None) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def set_lock_timeout(self, ms: float) -> None: ...
+
+    def tuples(self, sql: str, params: list) -> list[tuple]:
+        """The fastest fetch of a bulk read, rows as tuples."""
+
+    def data_version(self) -> int: ...
+
+    def subscribe(self, store_id: str, wake: Callable[[], None], lock) -> Subscription: ...
+
+    def tables(self) -> set[str]: ...
+
+    def copy_rows(self, table: str, columns: list[str], rows: Iterable[tuple]) -> None:
+        """Insert many rows inside the current transaction (``transfer``)."""
+
+    def after_copy(self, table: str) -> None:
+        """Make the table's generated ids continue after the rows copied in."""
+
+    def close(self) -> None: ...
+
+
+def open_backend(location: Location, create: bool) -> Backend:
+    """The backend for ``location``, connected (its driver imported now, not before)."""
+    if location.is_postgresql:
+        from .postgres import PgBackend
+
+        return PgBackend(location, create)
+    from .sqlite import SqliteBackend
+
+    return SqliteBackend(location, create)
 
 
 class Connection:
     """One connection to the store. Thread-safe: a lock serialises use of the connection."""
 
     def __init__(self, path: str | Path, create: bool = True):
-        """Open the store at ``path``; ``create``: make it (and its directory) if missing, else
-        a missing file is a StoreError naming the path. ``created`` says whether this call made it."""
-        self.path = Path(path)
-        self.created = False
-        try:
-            if not self.path.exists():
-                if not create:
-                    raise StoreError.missing(self.path, _missing_part(self.path))
-                self.created = _create_private(self.path)
-            # isolation_level=None: we issue BEGIN IMMEDIATE ourselves.
-            conn = sqlite3.connect(
-                str(self.path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError.cannot_open(self.path, exc) from exc
+        """Open the store at ``path`` (a file path, ``sqlite:///PATH`` or ``postgresql://...``);
+        ``create``: make it if missing, else a missing store is a StoreError naming it and the fix.
+        ``created`` says whether this call made it. ``path`` then names the store in messages (a
+        PostgreSQL URL without its password); ``location`` opens it again (``runtime.watch``)."""
+        where = Location.parse(path)
+        self.path, self.location = where.display, where.target
         self._lock = threading.RLock()
         self.store_id: str | None = None
         self.nudge = True  # the controller turns this off for its own connection
-        self._nudge_socket: socket.socket | None = None
-        self.db = sqlite_utils.Database(conn, execute_plugins=False)
+        self.backend: Backend = open_backend(where, create)
+        self.db = self.backend.db
         try:
-            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._enable_wal()
-            self.db.execute("PRAGMA synchronous = NORMAL")
+            self.backend.prepare()
             with self.transaction() as db:
-                migrate(db)
-        except sqlite3.DatabaseError as exc:
+                self.backend.check_store(create)
+                migrate(db, self.backend.dialect)
+        except self.backend.errors as exc:
+            self.backend.close()
             raise StoreError(f"{self.path} is not a usable brokerctl store: {exc}") from exc
+        except BaseException:
+            self.backend.close()
+            raise
+        self.created = self.backend.created
         self.store_id = self._meta("store_id")
         # Signs the containers this store makes (records.container_mark). Whoever can read the store
-        # file can forge marks; its permissions are what protect it.
+        # can forge marks; its permissions are what protect it.
         self.mark_key = self._meta("mark_key")
 
-    def _enable_wal(self) -> None:
-        """Switch a new store file to WAL. Connections opening the same new file at once race for
-        the switch, and SQLite answers the losers "database is locked" at once, without the busy
-        timeout; so retry until the timeout (a loser then finds WAL already on)."""
-        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-        pause = 0.002
-        while True:
-            try:
-                if self.db.journal_mode != "wal":
-                    self.db.enable_wal()
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() >= deadline:
-                    raise
-                time.sleep(pause)
-                pause = min(pause * 2, 0.05)
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.backend.dialect
 
     def close(self) -> None:
-        self.db.conn.close()
-        if self._nudge_socket is not None:
-            self._nudge_socket.close()
+        self.backend.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite_utils.Database]:
-        """A write transaction; BEGIN IMMEDIATE takes the write lock up front. Any exception
-        rolls it back; a commit nudges the store's controller (unless ``nudge`` is off)."""
+    def transaction(self) -> Iterator:
+        """A write transaction holding the store's write lock from its start. Any exception rolls
+        it back; a commit wakes the store's controller (unless ``nudge`` is off)."""
+        wake = self.store_id if self.nudge else None
         with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
+            self.backend.begin(wake)  # LockTimeout once the lock timeout passed
             try:
                 yield self.db
             except BaseException:
-                self.db.execute("ROLLBACK")
+                self.backend.rollback()
                 raise
             else:
-                self.db.execute("COMMIT")
-                if self.nudge and self.store_id:
-                    self._send_nudge()
+                self.backend.commit(wake)
 
-    def _send_nudge(self) -> None:
-        """Tell a controller listening on this store (``runtime.wakeups.NudgeListener``) that we committed."""
-        try:
-            if self._nudge_socket is None:
-                self._nudge_socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-                self._nudge_socket.setblocking(False)
-            self._nudge_socket.sendto(b"!", nudge_address(self.store_id))
-        except (OSError, AttributeError):  # no controller listening, queue full, or no AF_UNIX here
-            pass
+    def subscribe(self, wake: Callable[[], None]) -> Subscription:
+        """Call ``wake`` whenever another process commits to this store, until ``stop()``; the
+        controller's way of sleeping until something changes (``runtime.controller``)."""
+        return self.backend.subscribe(self.store_id, wake, self._lock)
 
-    def set_busy_timeout(self, ms: int) -> None:
+    def set_busy_timeout(self, ms: float) -> None:
         """How long a write waits for another process's write lock (the default: ``BUSY_TIMEOUT_MS``)."""
-        self.db.execute(f"PRAGMA busy_timeout = {int(ms)}")
+        with self._lock:
+            self.backend.set_lock_timeout(ms)
 
     def _meta(self, key: str) -> str:
         return fetch_one(self.db, "SELECT value FROM meta WHERE key = ?", [key])["value"]
 
     def data_version(self) -> int:
-        """Changes whenever another connection commits (SQLite's PRAGMA data_version)."""
+        """SQLite's ``PRAGMA data_version``: changes whenever another connection commits. (The
+        runtime uses ``subscribe``, which both backends offer; this is the SQLite one's poll.)"""
         with self._lock:
-            return fetch_one(self.db, "PRAGMA data_version")["data_version"]
+            return self.backend.data_version()
 
     def _rows(self, sql: str, params: Iterable = ()) -> list[dict]:
         """A read outside any transaction: each row as a dict by column name."""
         with self._lock:
             return fetch_all(self.db, sql, params)
 
-
-def nudge_address(store_id: str) -> str:
-    """Where a store's controller listens for commit nudges: an abstract (nameless) Unix socket.
-    Sent to by ``Connection._send_nudge``; bound by ``runtime.wakeups.NudgeListener``."""
-    return f"\0brokerctl-{store_id}"
-
-
-def _create_private(path: Path) -> bool:
-    """Create the store file 0600, and each missing directory above it 0700: the store holds env
-    values and task output. SQLite gives its -wal and -shm files the main file's mode. Returns
-    False if another process created the file first."""
-    missing = [d for d in [path.parent, *path.parent.parents] if not d.exists()]
-    for directory in reversed(missing):
-        with suppress(FileExistsError):
-            os.mkdir(directory, 0o700)
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        return False
-    return True  # an empty file is an empty SQLite database
-
-
-def _missing_part(path: Path) -> str:
-    return f"directory {path.parent} does not exist" if not path.parent.is_dir() else "the file does not exist"
+    def _tuples(self, sql: str, params: Iterable = ()) -> list[tuple]:
+        """A bulk read outside any transaction, each row a tuple in the selected order: the fastest
+        fetch the backend has (``tasks``' hot reader)."""
+        with self._lock:
+            return self.backend.tuples(sql, list(params))
 
 
 # -- row helpers: the nouns read rows by column name and write them as dicts ----------------------

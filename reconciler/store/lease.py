@@ -3,7 +3,8 @@
 ``LeaseStore`` is mixed into ``Store`` (see the package). The controller takes the lease at start
 (``acquire_lease``), refreshes it every second with its figures (``heartbeat``, inside its
 transaction), and gives it up on the way out (``release_lease``); ``brokerctl status`` reads it
-(``lease``). A second controller on the same store is refused while the holder is alive.
+(``lease``). A second controller on the same store is refused while the holder is alive, and any
+controller on a store that ``brokerctl store migrate`` copied elsewhere.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import json
 import os
 import socket
 import time
+from contextlib import suppress
 
 from ..errors import StoreError
-from .db import BUSY_TIMEOUT_MS, LockTimeout, fetch_one, upsert
+from .db import BUSY_TIMEOUT_MS, fetch_one, upsert
 
 
 class LeaseStore:
@@ -25,6 +27,9 @@ class LeaseStore:
         now = time.time() if now is None else now
         host = socket.gethostname()
         with self.transaction() as db:
+            moved = fetch_one(db, "SELECT value FROM meta WHERE key = 'moved_to'")  # by transfer.copy_store
+            if moved is not None:
+                raise StoreError.moved(self.path, moved["value"])
             row = fetch_one(db, "SELECT holder, pid, hostname, heartbeat FROM lease WHERE id = 1")
             if (row and row["holder"] != holder and now - row["heartbeat"] < stale_after
                     and _maybe_alive(row["pid"], row["hostname"], host)):
@@ -42,7 +47,8 @@ class LeaseStore:
 
     def release_lease(self, holder: str, wait: float | None = None) -> bool:
         """Give up the lease. With ``wait``, give up (False) rather than wait longer than that for
-        this connection's lock or another process's write: a controller shutting down must not hang."""
+        this connection's lock or another process's write: a controller shutting down must not hang.
+        A store out of reach (a PostgreSQL server down) is False too: the lease then expires."""
         if not self._lock.acquire(timeout=-1 if wait is None else wait):
             return False
         try:
@@ -51,11 +57,12 @@ class LeaseStore:
             with self.transaction() as db:
                 db.execute("DELETE FROM lease WHERE id = 1 AND holder = ?", [holder])
             return True
-        except LockTimeout:  # another writer kept the lock
+        except StoreError:  # another writer kept the lock (LockTimeout), or the database is out of reach
             return False
         finally:
             if wait is not None:
-                self.set_busy_timeout(BUSY_TIMEOUT_MS)
+                with suppress(StoreError):
+                    self.set_busy_timeout(BUSY_TIMEOUT_MS)
             self._lock.release()
 
     def lease(self) -> dict | None:

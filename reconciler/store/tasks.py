@@ -68,11 +68,9 @@ class TaskStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         with gc_paused():
-            with self._lock:
-                # Tasks created in one pass share created_at: then by owner, index and attempt as
-                # numbers (by id text, job-x-10-1 would come before job-x-2-1).
-                rows = self.db.execute(sql + " ORDER BY created_at, owner_kind, owner_name, idx, attempt, id",
-                                       params).fetchall()
+            # Tasks created in one pass share created_at: then by owner, index and attempt as
+            # numbers (by id text, job-x-10-1 would come before job-x-2-1).
+            rows = self._tuples(sql + " ORDER BY created_at, owner_kind, owner_name, idx, attempt, id", params)
             return [_task_from_tuple(r) for r in rows]
 
     def insert_task(self, db, task: TaskRecord) -> None:
