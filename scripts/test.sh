@@ -42,7 +42,11 @@ fi
 .venv/bin/pip install -q -e '.[test]'
 
 rc=0
-.venv/bin/python -m pytest "$@" || rc=$?
+# The end-to-end tests run in parallel workers, each with its own daemons and addresses
+# (tests/conftest.py); BROKER_TEST_WORKERS=0 runs everything in one process.
+workers=(-n "${BROKER_TEST_WORKERS:-2}" --dist loadfile)
+[ "${BROKER_TEST_WORKERS:-2}" = 0 ] && workers=()
+.venv/bin/python -m pytest "${workers[@]}" "$@" || rc=$?
 if [ "$rc" -eq 5 ]; then
     # An empty run must not pass for a green one.
     echo "test.sh: pytest collected no tests" >&2

@@ -32,10 +32,19 @@ import pgcluster  # noqa: E402
 from helpers import cli, nodes_yaml  # noqa: E402
 
 HOST_COUNT = 3
-FIRST_IP = int(os.environ.get("BROKER_TEST_FIRST_IP", "21"))  # 127.0.0.21-23 by default: clear of a demo on lower addresses
-# h1 keeps Docker's default bridge (published ports); set BROKER_TEST_NO_NETWORK=1 for a second,
-# concurrent test session, since only one daemon per machine may own the bridge.
-NETWORK_FIRST = not os.environ.get("BROKER_TEST_NO_NETWORK")
+# Parallel workers (pytest-xdist, `-n`): each starts its own daemons on addresses of its own, ten
+# apart (worker 0: 127.0.0.21-29, worker 1: 31-39, ...), clear of a demo on lower addresses.
+WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+PARALLEL = "PYTEST_XDIST_WORKER" in os.environ
+FIRST_IP = int(os.environ.get("BROKER_TEST_FIRST_IP", "21")) + 10 * WORKER
+SPARE_IP = FIRST_IP + 8  # a daemon of its own for tests that abuse one (tests/test_dockerhosts.py)
+NETWORK_IP = FIRST_IP + 7  # the daemon with bridge networking, when h1 cannot be it (see network_host)
+# Only one daemon per machine may own a bridge with iptables. In a single session h1 keeps Docker's
+# default bridge (published ports); with parallel workers no h1 does, and the one test that needs
+# networking gets a daemon of its own (network_host). BROKER_TEST_NO_NETWORK=1 turns it off, for a
+# second, concurrent test session.
+NO_NETWORK = bool(os.environ.get("BROKER_TEST_NO_NETWORK"))
+NETWORK_FIRST = not NO_NETWORK and not PARALLEL
 
 
 def docker_unavailable(reason: str) -> NoReturn:
@@ -76,6 +85,31 @@ def docker_hosts() -> list[dockerhosts.DockerHost]:
         stop()
         atexit.unregister(stop)
         signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture(scope="session")
+def network_host(docker_hosts: list[dockerhosts.DockerHost]) -> dockerhosts.DockerHost:
+    """A daemon with Docker's bridge networking (published ports): h1 in a single session; with
+    parallel workers, a daemon of its own started for the worker that runs the test, so that never
+    two own a bridge at once. Asking for ``docker_hosts`` applies its skip-or-fail decision."""
+    if NO_NETWORK:
+        if os.environ.get("CI"):
+            pytest.fail("no daemon with bridge networking: BROKER_TEST_NO_NETWORK is set in CI", pytrace=False)
+        pytest.skip("test daemons run without networking (BROKER_TEST_NO_NETWORK)")
+    if docker_hosts[0].networking:
+        yield docker_hosts[0]
+        return
+    try:
+        (host,) = dockerhosts.start_hosts(1, first_ip=NETWORK_IP, network_first=True)
+    except Exception as e:
+        docker_unavailable(f"could not start a daemon with networking: {e}")
+    host.name = "hnet"  # its Node name beside h1-h3
+    atexit.register(dockerhosts.stop_hosts, [host])
+    try:
+        yield host
+    finally:
+        dockerhosts.stop_hosts([host])
+        atexit.unregister(dockerhosts.stop_hosts)
 
 
 def pg_unavailable(reason: str) -> NoReturn:

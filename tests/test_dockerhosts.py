@@ -6,6 +6,7 @@ import pytest
 import requests
 
 import dockerhosts
+from conftest import SPARE_IP
 
 
 def test_hosts_answer_ping_on_tcp(docker_hosts):
@@ -37,7 +38,7 @@ def spare_host(docker_hosts):
 
     Asking for ``docker_hosts`` applies its skip-or-fail decision here too.
     """
-    (host,) = dockerhosts.start_hosts(1, first_ip=29, image=False)
+    (host,) = dockerhosts.start_hosts(1, first_ip=SPARE_IP, image=False)
     yield host
     dockerhosts.stop_hosts([host])
 
