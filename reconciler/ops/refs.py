@@ -15,7 +15,7 @@ def parse_kind(text: str) -> Kind:
     try:
         return Kind.parse(text)
     except ValueError:
-        raise UsageError(f"unknown kind {text!r}; use node, job or service") from None
+        raise UsageError(f"unknown kind {text!r}; use node, job, service or namespace") from None
 
 
 def parse_ref(text: str) -> tuple[Kind, str]:
