@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple
 
-from .kinds import Kind, TaskPhase, scope
+from .kinds import DEFAULT_NAMESPACE, Kind, TaskPhase, scope
 
 # Container labels: the world can be rebuilt from these alone.
 LABEL_STORE = "brokerctl.store"
@@ -97,6 +97,7 @@ class TaskRecord:
     generation: int = 1
     labels: dict = field(default_factory=dict)
     template_hash: str = ""  # ``models.template_hash`` of the spec this attempt was made from
+    namespace: str = DEFAULT_NAMESPACE  # its owner's
 
     @property
     def owner(self) -> str:
@@ -104,6 +105,11 @@ class TaskRecord:
         # ``_value_`` is a plain attribute; ``.value`` goes through Enum's descriptor, ~1 us a call,
         # which counts in `get tasks` over 100,000 rows.
         return f"{self.owner_kind._value_}/{self.owner_name}"
+
+    @property
+    def owner_key(self) -> tuple[Kind, str, str]:
+        """The owner's identity, (kind, namespace, name): equal to its ``ResourceRecord.key``."""
+        return self.owner_kind, self.namespace, self.owner_name
 
     @property
     def active(self) -> bool:

@@ -130,14 +130,14 @@ def _carry_out(store, db, source: str, decision: "SyncDecision", now: float, rep
             report["results"].append((change.ref, "waiting: being deleted"))
             continue
         outcome = store.apply_one(db, change.model, now, cause=f"sync {change.file}")
-        store.claim(db, change.kind, change.name, source, change.file, change.wanted)
+        store.claim(db, change.kind, change.model.namespace, change.name, source, change.file, change.wanted)
         if outcome == "configured" and change.drifted:
             outcome = "drift corrected"
             report["drift"].append(change.ref)
         report["results"].append((change.ref, outcome))
     for row in decision.prune:
         try:
-            outcome = store.delete(db, Kind(row.kind), row.name, now)
+            outcome = store.delete(db, Kind(row.kind), row.name, now, namespace=row.namespace)
         except Conflict as exc:  # e.g. a Node that still runs tasks: reported against its file
             _add_problem(report["problems"], row.source_file or source, str(exc))
             continue

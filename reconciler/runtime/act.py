@@ -141,10 +141,10 @@ class Actor:
         now = self.clock()
         with self.store.transaction() as db:
             phase = self.store.task_state(db, action.task_id) if action.task_id else None
-            active = phase is not None and TaskPhase(phase[0]).active
-            owner = (phase[1], phase[2]) if phase else ("Node", action.node)
+            active = phase is not None and phase.phase.active
+            owner = (phase.owner_kind, phase.owner_name, phase.namespace) if phase else ("Node", action.node, "")
             event = lambda reason, msg, type="Normal": self.store.add_event(  # noqa: E731
-                db, owner[0], owner[1], reason, msg, type, action.task_id, ts=now)
+                db, owner[0], owner[1], reason, msg, type, action.task_id, ts=now, namespace=owner[2])
             if isinstance(action, Start):
                 if status == "ok" and active:
                     self.store.update_task(db, action.task_id, container_id=result, phase=TaskPhase.RUNNING,
