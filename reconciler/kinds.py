@@ -8,10 +8,12 @@ re-exports them.
 
 from __future__ import annotations
 
+import re
 from enum import Enum, StrEnum
 
 
 DEFAULT_NAMESPACE = "default"  # always exists; where a namespaced resource goes when none is named
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # a lowercase DNS label: names of resources and namespaces
 
 
 class Kind(str, Enum):

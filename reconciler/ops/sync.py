@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import Conflict, ManifestError, UsageError
-from ..kinds import Kind
+from ..kinds import DEFAULT_NAMESPACE, Kind
 from ..spec import manifests
 from ..store.resources import template_changes
 from ..store.syncs import SourcedRow
@@ -45,8 +45,9 @@ def source_of(directory: str | Path) -> str:
     return str(path)
 
 
-def read_dir(directory: str | Path) -> DirState:
-    """Load each manifest file on its own; a resource defined twice holds back the later file."""
+def read_dir(directory: str | Path, namespace: str = DEFAULT_NAMESPACE) -> DirState:
+    """Load each manifest file on its own; a resource defined twice holds back the later file. Jobs and
+    Services that name no namespace go into ``namespace``."""
     state = DirState(source_of(directory))
     seen: dict[str, str] = {}
     for path in manifests.iter_manifest_files(Path(state.source)):
@@ -54,7 +55,8 @@ def read_dir(directory: str | Path) -> DirState:
         if name.endswith(manifests.EDITOR_TEMP):
             continue
         try:
-            loaded = manifests.load_paths([str(path)], allow_empty=True)  # a file all commented out is fine
+            loaded = manifests.load_paths([str(path)], allow_empty=True,  # a file all commented out is fine
+                                          namespace=namespace)
         except ManifestError as exc:
             state.held[name] = "; ".join(line.replace(str(path), name, 1) for line in exc.problems)
             continue

@@ -21,10 +21,9 @@ from pydantic import (
     field_validator,
 )
 
+from ..kinds import NAME_RE  # noqa: F401  (re-exported: the models and schemas name it here)
+
 API_VERSION = "broker/v1"
-
-
-NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 DEFAULT_EXECUTION_TYPE = "default"
