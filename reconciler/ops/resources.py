@@ -276,12 +276,12 @@ def diff(store, inputs: list[DiffInput]) -> list[Change]:
 
 
 def _prunes(store, state) -> list[Change]:
-    from .sync import sync_items
+    from .sync import parse_ref, sync_items
 
     report = sync_items(store, state.source, state.items, {}, dry_run=True, allow_mass_prune=True)
     if report["problems"]:
         raise UsageError("\n".join(f"{f}: {p}" for f, p in sorted(report["problems"].items())))
-    return [Change(f"{ref.split('/')[0].lower()}/{ref.split('/', 1)[1]}", "pruned") for ref, _ in report["pruned"]]
+    return [Change(object_ref(*parse_ref(ref)), "pruned") for ref, _ in report["pruned"]]
 
 
 def _diff_one(store, model) -> Change | None:
