@@ -764,3 +764,11 @@ def test_scale_wait_retry_and_rollout_take_the_namespace(db):
     assert cli(db, "retry", "job", "nightly", "-n", "team-a", check=True).stdout == "team-a/job/nightly retried\n"
     assert "Job 'nightly' not found" in cli(db, "logs", "job/nightly").stderr
     assert cli(db, "logs", "job/nightly", "-n", "team-a", check=True).stdout == ""
+
+
+def test_the_two_teams_example_applies_with_its_namespaces(db):
+    out = cli(db, "apply", "-f", str(REPO / "examples" / "two-teams"), check=True).stdout
+    assert out.splitlines() == ["namespace/team-a created", "namespace/team-b created", "team-a/job/nightly created",
+                                "team-b/job/nightly created"]
+    assert [(j["metadata"]["namespace"], j["spec"]["completions"]) for j in cli_json(db, "get", "jobs", "-A")] == [
+        ("team-a", 4), ("team-b", 2)]

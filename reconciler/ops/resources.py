@@ -161,7 +161,7 @@ class Description(NamedTuple):
     object: dict  # views.resource_object of the record (a Namespace's: views.namespace_object)
     tasks: list[TaskRecord]  # a Node's or Namespace's active tasks; a Job's or Service's tasks, history included
     events: list[dict]  # its last 20 events, oldest first
-    contents: list[dict] = []  # a Namespace's resources: kind, name, deleted_at
+    contents: tuple | list = ()  # a Namespace's resources: kind, name, deleted_at
 
     @property
     def pending(self) -> list[TaskRecord]:
