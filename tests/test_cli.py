@@ -772,3 +772,7 @@ def test_the_two_teams_example_applies_with_its_namespaces(db):
                                 "team-b/job/nightly created"]
     assert [(j["metadata"]["namespace"], j["spec"]["completions"]) for j in cli_json(db, "get", "jobs", "-A")] == [
         ("team-a", 4), ("team-b", 2)]
+    # What the files define goes, Namespaces last; nothing else is in them, so no --yes is needed.
+    out = cli(db, "delete", "-f", str(REPO / "examples" / "two-teams"), check=True).stdout
+    assert out.splitlines() == ["team-a/job/nightly deleted", "team-b/job/nightly deleted", "namespace/team-a deleted",
+                                "namespace/team-b deleted"]

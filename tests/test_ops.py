@@ -483,6 +483,10 @@ def test_deleting_a_namespace_that_holds_resources_needs_yes_and_says_what_it_ho
     assert store.resource(Kind.JOB, "hello") and len(store.resources(Kind.JOB, namespace="team-b")) == 7, \
         "nothing deleted"
 
+    held = [(Kind.JOB, "team-b", f"j{i}") for i in range(6)]
+    with pytest.raises(BrokerError, match="^namespace 'team-b' holds 1 job \\(j6\\); pass --yes"):
+        drive(resources.delete(store, [*held, (Kind.NAMESPACE, "", "team-b")]))  # what is deleted anyway is not asked
+
     seen, _ = drive(resources.delete(store, [(Kind.NAMESPACE, "", "team-b")], yes=True))
     assert seen == [(Kind.NAMESPACE, "team-b", "deleted")]  # nothing of it could run
     assert store.resources(Kind.JOB, namespace="team-b") == []

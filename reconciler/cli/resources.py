@@ -171,7 +171,7 @@ def _confirm_namespaces(store, targets: list) -> bool:
     from ..ops import resources
 
     for kind, _, name in targets:
-        if kind is Kind.NAMESPACE and (held := resources.namespace_contents(store, name)):
+        if kind is Kind.NAMESPACE and (held := resources.namespace_contents(store, name, besides=targets)):
             if not typer.confirm(f"namespace {name} holds {held}; delete it and everything in it?", default=False):
                 typer.echo("nothing deleted", err=True)
                 raise typer.Exit(1)

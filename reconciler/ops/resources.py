@@ -187,9 +187,11 @@ def describe(store, kind: Kind, name: str, namespace: str = DEFAULT_NAMESPACE) -
 
 def delete_targets(kind: str | None, name: str | None, files: list[str], stdin: TextIO | None = None,
                    namespace: str = DEFAULT_NAMESPACE) -> list[Key]:
-    """What `delete` names: the resources ``files`` define, else KIND NAME (in ``namespace``), as keys."""
+    """What `delete` names: the resources ``files`` define (Namespaces last, after what may be in them),
+    else KIND NAME (in ``namespace``), as keys."""
     if files:
-        return [i.resource.key for i in read_manifests(files, stdin, namespace)]
+        keys = [i.resource.key for i in read_manifests(files, stdin, namespace)]
+        return sorted(keys, key=lambda key: key[0] is Kind.NAMESPACE)
     if kind and name:
         k = parse_kind(kind)
         return [(k, scope(k, namespace), name)]
@@ -199,12 +201,12 @@ def delete_targets(kind: str | None, name: str | None, files: list[str], stdin: 
 def delete(store, targets: list, force: bool = False, yes: bool = False) -> Iterator[tuple[Kind, str, str]]:
     """Mark each target (a key, or (kind, name) in ``default``) deleted, one at a time, yielding (kind,
     name, outcome) in target order as each is done, so a failure part-way still reports what was deleted
-    before it. A Namespace that holds resources needs ``yes``: without it nothing is deleted and
-    ``Conflict`` says what it holds (``namespace_contents``)."""
+    before it. A Namespace that holds resources other than targets needs ``yes``: without it nothing
+    is deleted and ``Conflict`` says what it holds (``namespace_contents``)."""
     keys = [t if len(t) == 3 else (t[0], scope(t[0], None), t[1]) for t in targets]
     if not yes:
         for kind, _, name in keys:
-            if kind is Kind.NAMESPACE and (held := namespace_contents(store, name)):
+            if kind is Kind.NAMESPACE and (held := namespace_contents(store, name, besides=keys)):
                 raise Conflict.unconfirmed(name, held)
     for kind, namespace, name in keys:
         yield kind, name, store.mark_deleted(kind, name, force=force, namespace=namespace)
@@ -213,12 +215,14 @@ def delete(store, targets: list, force: bool = False, yes: bool = False) -> Iter
 SHOWN_NAMES = 5  # names per kind in what a namespace holds; the rest are counted
 
 
-def namespace_contents(store, name: str) -> str:
+def namespace_contents(store, name: str, besides=()) -> str:
     """What deleting Namespace ``name`` deletes with it, for people: ``2 jobs (nightly, report), 1 service
-    (web)`` (at most ``SHOWN_NAMES`` names per kind); "" when it holds nothing (or does not exist)."""
+    (web)`` (at most ``SHOWN_NAMES`` names per kind); "" when it holds nothing (or does not exist) but
+    ``besides`` (keys deleted anyway)."""
     by_kind: dict[str, list[str]] = {}
     for r in store.contents(None, name):
-        by_kind.setdefault(r["kind"], []).append(r["name"])
+        if (Kind(r["kind"]), name, r["name"]) not in besides:
+            by_kind.setdefault(r["kind"], []).append(r["name"])
     parts = []
     for kind, names in by_kind.items():
         shown = ", ".join(names[:SHOWN_NAMES]) + (f" and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES
