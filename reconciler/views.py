@@ -103,7 +103,7 @@ def node_used(node: str, tasks: list[TaskRecord], exec_types: dict) -> dict[str,
     return used
 
 
-class Request(NamedTuple):
+class OwnerRequest(NamedTuple):
     """What one task of an owner asks for, as a namespace's use counts it."""
 
     cpus: float
@@ -114,7 +114,7 @@ class Request(NamedTuple):
 def namespace_usage(name: str, tasks: list[TaskRecord], requests: dict) -> dict:
     """What namespace ``name``'s tasks use now: ``running`` (tasks Running) and ``used``, summed over its
     active tasks that hold a node (cpus and memory as their owners request them, the tasks themselves,
-    and the slots per execution type). ``requests``: owner key -> ``Request``; a missing owner asks for
+    and the slots per execution type). ``requests``: owner key -> ``OwnerRequest``; a missing owner asks for
     nothing but a ``default`` slot."""
     running, cpus, memory, held, slots = 0, 0.0, 0, 0, {}
     for t in tasks:
@@ -129,7 +129,7 @@ def namespace_usage(name: str, tasks: list[TaskRecord], requests: dict) -> dict:
     return {"running": running, "used": {"cpus": round(cpus, 6), "memory": memory, "tasks": held, "slots": slots}}
 
 
-_NOTHING = Request(0.0, 0, "default")
+_NOTHING = OwnerRequest(0.0, 0, "default")
 
 
 def namespace_object(r: ResourceRecord, usage: dict) -> dict:

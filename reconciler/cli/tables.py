@@ -59,7 +59,8 @@ def _print_plain(columns: list[str], rows: list[list[str]], out) -> None:
     out.write("\n".join(lines) + "\n")
 
 
-def task_rows(tasks: list[TaskRecord], wide: bool, now: float, namespaces: bool = False) -> tuple[list[str], list[list]]:
+def task_rows(tasks: list[TaskRecord], wide: bool, now: float,
+              namespaces: bool = False) -> tuple[list[str], list[list]]:
     cols = ["ID", "OWNER", "PHASE", "NODE", "EXIT", "AGE", "REASON"]
     if wide:
         cols += ["ATTEMPT", "CONTAINER", "MESSAGE"]
@@ -138,8 +139,8 @@ def _namespace_row(o: dict, created: str) -> tuple[list, list]:
     selector = ",".join(f"{k}={v}" for k, v in spec.get("nodeSelector", {}).items())
     mounts = ", ".join(f"{m['source']}:{m['target']}" + (":ro" if m.get("readOnly") else "")
                        for m in spec.get("mounts", []))
-    row = [meta["name"], st["phase"], st["running"], f"{spec.get('share', 1):g}", quota_text(spec.get("quota"), st["used"]),
-           created]
+    row = [meta["name"], st["phase"], st["running"], f"{spec.get('share', 1):g}",
+           quota_text(spec.get("quota"), st["used"]), created]
     return row, [selector, mounts]
 
 

@@ -66,8 +66,8 @@ class _Matcher:
     def lose(self, t: TaskRecord, reason: TaskReason, message: str) -> TaskRecord:
         """Lost: the Job or Service replaces it without spending a retry."""
         t = set_task(self.p, t, phase=TaskPhase.LOST, reason=reason, finished_at=self.now, message=message)
-        self.p.events.append(Event(t.owner_kind.value, t.owner_name, "TaskLost", f"{t.id}: {t.message}", "Warning", t.id,
-                                   t.namespace))
+        self.p.events.append(Event(t.owner_kind.value, t.owner_name, "TaskLost", f"{t.id}: {t.message}", "Warning",
+                                   t.id, t.namespace))
         return t
 
     def follow(self, t: TaskRecord, seen: Sighting) -> TaskRecord:

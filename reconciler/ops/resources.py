@@ -107,7 +107,7 @@ def namespace_objects(store, namespaces: list[ResourceRecord]) -> list[dict]:
         if r.kind.namespaced:
             spec = r.model.spec
             res = spec.template.resources
-            requests[r.key] = views.Request(res.cpus or 0.0, res.memory_bytes() or 0, spec.executionType)
+            requests[r.key] = views.OwnerRequest(res.cpus or 0.0, res.memory_bytes() or 0, spec.executionType)
     return [views.namespace_object(r, views.namespace_usage(r.name, tasks, requests)) for r in namespaces]
 
 

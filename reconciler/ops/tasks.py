@@ -104,7 +104,8 @@ def run(store, job, clock: Clock = SYSTEM) -> Iterator[Note | Output]:
     except BrokerError:
         pass
     else:
-        where, flag = ("", "") if namespace == DEFAULT_NAMESPACE else (f" in namespace '{namespace}'", f" -n {namespace}")
+        where, flag = (("", "") if namespace == DEFAULT_NAMESPACE
+                       else (f" in namespace '{namespace}'", f" -n {namespace}"))
         raise UsageError(f"Job '{name}' already exists{where}; pick another name or "
                          f"`brokerctl delete job {name}{flag}`")
     store.apply([job])

@@ -235,7 +235,8 @@ class ResourceStore:
             phase = json.loads(row["status"]).get("phase", "Pending")
             if phase != "Failed":
                 raise Conflict(f"Job '{name}' is {phase}, not Failed; only a Failed job can be retried")
-            db.execute(f"UPDATE resources SET retried_at=?, updated_at=? WHERE {_KEY}", [now, now, "Job", namespace, name])
+            db.execute(f"UPDATE resources SET retried_at=?, updated_at=? WHERE {_KEY}",
+                       [now, now, "Job", namespace, name])
 
     def cordon(self, name: str, on: bool, drain_timeout: float | None = None, now: float | None = None) -> bool:
         """Set a Node unschedulable (``on``) or schedulable again; with ``drain_timeout`` also drain it.

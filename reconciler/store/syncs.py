@@ -70,8 +70,8 @@ class SyncStore:
 
     def claim(self, db, kind: str, namespace: str, name: str, source: str, source_file: str, synced: dict) -> None:
         """Mark a resource as the directory ``source``'s, last synced from ``source_file`` as ``synced``."""
-        db.execute("UPDATE resources SET source=?, source_file=?, source_spec=? WHERE kind=? AND namespace=? AND name=?",
-                   [source, source_file, dump(synced), kind, namespace, name])
+        db.execute("UPDATE resources SET source=?, source_file=?, source_spec=? "
+                   "WHERE kind=? AND namespace=? AND name=?", [source, source_file, dump(synced), kind, namespace, name])
 
     def record_sync(self, db, source: str, now: float, commit: str | None, files: dict, refused: str | None,
                     owned: int) -> None:

@@ -78,8 +78,8 @@ class TaskStore:
             with self._lock:
                 # Tasks created in one pass share created_at: then by owner, index and attempt as
                 # numbers (by id text, job-x-10-1 would come before job-x-2-1).
-                rows = self.db.execute(sql + " ORDER BY created_at, owner_kind, namespace, owner_name, idx, attempt, id",
-                                       params).fetchall()
+                order = " ORDER BY created_at, owner_kind, namespace, owner_name, idx, attempt, id"
+                rows = self.db.execute(sql + order, params).fetchall()
             return [_task_from_tuple(r) for r in rows]
 
     def insert_task(self, db, task: TaskRecord) -> None:
