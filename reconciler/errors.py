@@ -12,7 +12,9 @@ phrase the step its own way from ``subject``, ``step`` and ``about`` without cop
 Steps: ``list`` (list the objects of ``kind``), ``wait-gone`` (wait until it is deleted, then
 apply again), ``recreate`` (delete the Job, apply it again), ``drain`` (drain the node first),
 ``history`` (list a Service's revisions), ``create-store``, ``choose-store``, ``check-database`` (start the
-PostgreSQL server or correct its URL), ``stop-controller``, ``use-moved-store`` (the store the data moved to).
+PostgreSQL server or correct its URL), ``stop-controller``, ``use-moved-store`` (the store the data moved to),
+``create-namespace`` (apply the Namespace first), ``confirm`` (repeat with --yes). A resource outside
+the ``default`` namespace has its ``namespace`` in ``about`` too.
 """
 
 from __future__ import annotations
@@ -57,13 +59,29 @@ class UsageError(BrokerError):
         return cls(f"--{option} {value}: {subject}", subject=subject, option=option, value=value)
 
 
+def _in(namespace: str | None) -> tuple[str, str, dict]:
+    """How a message says a namespace other than ``default``: (" in namespace 'x'", " -n x", about)."""
+    if not namespace or namespace == "default":
+        return "", "", {}
+    return f" in namespace '{namespace}'", f" -n {namespace}", {"namespace": namespace}
+
+
 class NotFound(BrokerError):
     """A resource or task that the user named does not exist."""
 
     @classmethod
-    def resource(cls, kind: str, name: str) -> "NotFound":
-        return cls._with_step(f"{kind} '{name}' not found", f"`brokerctl get {kind.lower()}s` lists them", "list",
-                              kind=kind, name=name)
+    def resource(cls, kind: str, name: str, namespace: str | None = None) -> "NotFound":
+        where, flag, about = _in(namespace)
+        return cls._with_step(f"{kind} '{name}' not found{where}", f"`brokerctl get {kind.lower()}s{flag}` lists them",
+                              "list", kind=kind, name=name, **about)
+
+    @classmethod
+    def namespace(cls, name: str, what: str = "") -> "NotFound":
+        """A namespace that a resource is applied into does not exist; ``what`` names the resource
+        (``job.yaml: document 2 (Job/nightly)``) and starts the message."""
+        return cls._with_step(f"{what + ': ' if what else ''}namespace '{name}' does not exist",
+                              f"apply a Namespace named {name} first (kind: Namespace), or use -n/--namespace",
+                              "create-namespace", kind="Namespace", name=name)
 
     @classmethod
     def task(cls, task_id: str) -> "NotFound":
@@ -75,11 +93,32 @@ class Conflict(BrokerError):
     """The request clashes with the store's state (e.g. a resource still being deleted)."""
 
     @classmethod
-    def being_deleted(cls, kind: str, name: str) -> "Conflict":
+    def being_deleted(cls, kind: str, name: str, namespace: str | None = None) -> "Conflict":
+        where, flag, about = _in(namespace)
         return cls._with_step(
-            f"{kind} '{name}' is being deleted",
-            f"wait until `brokerctl get {kind.lower()}s` no longer lists it (the controller removes its containers "
-            "first), then apply again", "wait-gone", kind=kind, name=name)
+            f"{kind} '{name}' is being deleted{where}",
+            f"wait until `brokerctl get {kind.lower()}s{flag}` no longer lists it (the controller removes its "
+            "containers first), then apply again", "wait-gone", kind=kind, name=name, **about)
+
+    @classmethod
+    def namespace_being_deleted(cls, name: str, what: str = "") -> "Conflict":
+        """A resource is applied into a namespace that is being deleted; ``what`` as for ``NotFound.namespace``."""
+        return cls._with_step(
+            f"{what + ': ' if what else ''}namespace '{name}' is being deleted",
+            "wait until `brokerctl get namespaces` no longer lists it, apply the Namespace again, then this",
+            "wait-gone", kind="Namespace", name=name)
+
+    @classmethod
+    def default_namespace(cls) -> "Conflict":
+        return cls("namespace 'default' cannot be deleted: it is where resources go when none is named; "
+                   "delete what is in it instead", kind="Namespace", name="default")
+
+    @classmethod
+    def unconfirmed(cls, name: str, contents: str) -> "Conflict":
+        """Deleting a namespace that holds resources, without --yes; ``contents``: what it holds."""
+        return cls._with_step(f"namespace '{name}' holds {contents}",
+                              f"pass --yes to delete namespace {name} and everything in it", "confirm",
+                              kind="Namespace", name=name)
 
     @classmethod
     def immutable_template(cls, name: str, changed: list[str]) -> "Conflict":

@@ -1,4 +1,5 @@
-"""The enumerations every layer shares: kinds, phases, conditions, rollout states and reasons.
+"""The enumerations every layer shares: kinds, phases, conditions, rollout states and reasons, and
+how kinds are scoped (cluster-wide, or in a namespace) and written in messages.
 
 Plain enums with no pydantic (``StrEnum``: ``str()`` and f-strings give the stored value), so that commands which only read the store (``get``,
 ``describe``, ``logs``, ``status``) start without importing the manifest models. ``models``
@@ -7,13 +8,24 @@ re-exports them.
 
 from __future__ import annotations
 
+import re
 from enum import Enum, StrEnum
+
+
+DEFAULT_NAMESPACE = "default"  # always exists; where a namespaced resource goes when none is named
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # a lowercase DNS label: names of resources and namespaces
 
 
 class Kind(str, Enum):
     NODE = "Node"
     JOB = "Job"
     SERVICE = "Service"
+    NAMESPACE = "Namespace"
+
+    @property
+    def namespaced(self) -> bool:
+        """Jobs and Services live in a namespace; Nodes and Namespaces are cluster-scoped."""
+        return self is Kind.JOB or self is Kind.SERVICE
 
     @classmethod
     def parse(cls, text: str) -> "Kind":
@@ -23,6 +35,27 @@ class Kind(str, Enum):
             if kind.value.lower() == key:
                 return kind
         raise ValueError(text)
+
+
+NAMESPACED_KINDS = ("Job", "Service")  # Kind.namespaced, by value (as the store keeps kinds)
+
+
+def scope(kind: "Kind | str", namespace: str | None) -> str:
+    """The namespace a resource of ``kind`` is stored under: '' for cluster-scoped kinds (Nodes,
+    Namespaces, and the GitOps ``Directory`` events name), else ``namespace`` (None: ``default``)."""
+    value = kind.value if isinstance(kind, Kind) else kind
+    if value not in NAMESPACED_KINDS:
+        return ""
+    return namespace or DEFAULT_NAMESPACE
+
+
+def object_ref(kind: "Kind | str", namespace: str, name: str, lower: bool = True) -> str:
+    """How a resource is written in what the verbs print: ``job/nightly`` (``lower``) or
+    ``Job/nightly``, prefixed with its namespace outside ``default`` (``team-a/job/nightly``), so
+    output about the default namespace reads as it did before namespaces existed."""
+    value = kind.value if isinstance(kind, Kind) else kind
+    ref = f"{value.lower() if lower else value}/{name}"
+    return ref if namespace in ("", DEFAULT_NAMESPACE) else f"{namespace}/{ref}"
 
 
 class TaskPhase(str, Enum):

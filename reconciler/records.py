@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple
 
-from .kinds import Kind, TaskPhase
+from .kinds import DEFAULT_NAMESPACE, Kind, TaskPhase, scope
 
 # Container labels: the world can be rebuilt from these alone.
 LABEL_STORE = "brokerctl.store"
-LABEL_OWNER = "brokerctl.owner"
+LABEL_OWNER = "brokerctl.owner"  # Kind/name, as before namespaces; the namespace has a label of its own
+LABEL_NAMESPACE = "brokerctl.namespace"
 LABEL_TASK = "brokerctl.task"
 LABEL_INDEX = "brokerctl.index"
 LABEL_ATTEMPT = "brokerctl.attempt"
@@ -43,25 +44,32 @@ class ResourceRecord:
     retried_at: float | None = None  # `brokerctl retry`: failures before this no longer count
     drain_deadline: float | None = None  # a Node being drained: Job tasks there are moved after this
     source: str | None = None  # the synced directory that created it (None: applied by hand)
+    namespace: str | None = None  # '' for cluster-scoped kinds; None is read as `default` for namespaced ones
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "namespace", scope(self.kind, self.namespace))
 
     @property
     def ref(self) -> str:
         return f"{self.kind.value}/{self.name}"
 
+    @property
+    def key(self) -> tuple[Kind, str, str]:
+        """Its identity: (kind, namespace, name); the planner's owner key of its tasks."""
+        return self.kind, self.namespace, self.name
+
     @cached_property
     def model(self):
-        """The validated pydantic model (Node, Job or Service) of this row.
+        """The validated pydantic model (Node, Job, Service or Namespace) of this row.
 
         Validated as stored (``models.STORED``): the checks made at apply are not repeated."""
         from .spec.models import MODELS, STORED  # imported on use: read-only commands never load pydantic
 
+        metadata = {"name": self.name, "labels": self.labels}
+        if self.namespace:
+            metadata["namespace"] = self.namespace
         return MODELS[self.kind].model_validate(
-            {
-                "apiVersion": "broker/v1",
-                "kind": self.kind.value,
-                "metadata": {"name": self.name, "labels": self.labels},
-                "spec": self.spec,
-            },
+            {"apiVersion": "broker/v1", "kind": self.kind.value, "metadata": metadata, "spec": self.spec},
             context=STORED,
         )
 
@@ -89,12 +97,19 @@ class TaskRecord:
     generation: int = 1
     labels: dict = field(default_factory=dict)
     template_hash: str = ""  # ``models.template_hash`` of the spec this attempt was made from
+    namespace: str = DEFAULT_NAMESPACE  # its owner's
 
     @property
     def owner(self) -> str:
+        """``Job/name``: the owner within its namespace (the ``brokerctl.owner`` label, JSON ``owner``)."""
         # ``_value_`` is a plain attribute; ``.value`` goes through Enum's descriptor, ~1 us a call,
         # which counts in `get tasks` over 100,000 rows.
         return f"{self.owner_kind._value_}/{self.owner_name}"
+
+    @property
+    def owner_key(self) -> tuple[Kind, str, str]:
+        """The owner's identity, (kind, namespace, name): equal to its ``ResourceRecord.key``."""
+        return self.owner_kind, self.namespace, self.owner_name
 
     @property
     def active(self) -> bool:

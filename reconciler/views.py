@@ -4,6 +4,8 @@ will return later.
 ``*_object`` functions turn store records and rows into objects with the field names tests pin
 (every time ISO 8601); ``dump`` writes a list of them as JSON or YAML. Called by the CLI's
 commands and by the ``ops`` verbs that hand objects back. No store access and no clock here.
+Namespaced objects say their namespace: ``metadata.namespace`` of a Job or Service, ``namespace``
+of a task and of an event (null for a cluster-scoped object's event).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import functools
 import math
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 from .kinds import Kind
 from .records import ResourceRecord, TaskRecord
@@ -38,7 +41,7 @@ def _second(whole: int) -> str:
 
 def task_object(t: TaskRecord) -> dict:
     return {
-        "id": t.id, "owner": t.owner, "index": t.index, "attempt": t.attempt, "node": t.node,
+        "id": t.id, "owner": t.owner, "namespace": t.namespace, "index": t.index, "attempt": t.attempt, "node": t.node,
         "containerId": t.container_id, "phase": t.phase._value_, "exitCode": t.exit_code,
         "oomKilled": t.oom_killed, "reason": t.reason, "message": t.message,
         "createdAt": iso(t.created_at), "startedAt": iso(t.started_at), "finishedAt": iso(t.finished_at),
@@ -51,6 +54,7 @@ _STATUS_DEFAULTS = {
     Kind.NODE: {"condition": "Unknown"},
     Kind.JOB: {"phase": "Pending", "active": 0, "succeeded": 0, "failed": 0},
     Kind.SERVICE: {"running": 0, "ready": 0, "updated": 0, "restarts": 0, "restartBackoffSeconds": 0},
+    Kind.NAMESPACE: {"phase": "Active"},
 }
 
 
@@ -60,7 +64,8 @@ _ROLLOUT_TIMES = ("startedAt", "progressAt")
 
 
 def resource_object(r: ResourceRecord, used: dict[str, int] | None = None) -> dict:
-    """The user's view of a resource; ``used`` is a Node's slots in use per execution type."""
+    """The user's view of a resource; ``used`` is a Node's slots in use per execution type (a
+    Namespace's status is ``namespace_object``'s)."""
     status = {**_STATUS_DEFAULTS.get(r.kind, {}), **r.status}
     for key in _STATUS_TIMES:
         if isinstance(status.get(key), (int, float)):
@@ -75,30 +80,70 @@ def resource_object(r: ResourceRecord, used: dict[str, int] | None = None) -> di
         status["drainDeadline"] = iso(r.drain_deadline)
     if r.deleted_at is not None:
         status["terminating"] = True
+    metadata = {"name": r.name}
+    if r.namespace:
+        metadata["namespace"] = r.namespace
     return {
         "apiVersion": "broker/v1", "kind": r.kind.value,
-        "metadata": {"name": r.name, "labels": r.labels, "uid": r.uid, "generation": r.generation,
+        "metadata": {**metadata, "labels": r.labels, "uid": r.uid, "generation": r.generation,
                      "createdAt": iso(r.created_at), "updatedAt": iso(r.updated_at),
                      "deletedAt": iso(r.deleted_at)},
         "spec": r.spec, "status": status,
     }
 
 
-def node_used(node: str, tasks: list[TaskRecord], exec_types: dict[str, str]) -> dict[str, int]:
+def node_used(node: str, tasks: list[TaskRecord], exec_types: dict) -> dict[str, int]:
     """A Node's slots in use per execution type: its active tasks, by their owner's executionType
-    (``exec_types``: owner ref -> type; a missing owner counts as ``default``)."""
+    (``exec_types``: owner key (kind, namespace, name) -> type; a missing owner counts as ``default``)."""
     used: dict[str, int] = {}
     for t in tasks:
         if t.active and t.node == node:
-            key = exec_types.get(t.owner, "default")
+            key = exec_types.get(t.owner_key, "default")
             used[key] = used.get(key, 0) + 1
     return used
 
 
+class OwnerRequest(NamedTuple):
+    """What one task of an owner asks for, as a namespace's use counts it."""
+
+    cpus: float
+    memory: int
+    execution_type: str
+
+
+def namespace_usage(name: str, tasks: list[TaskRecord], requests: dict) -> dict:
+    """What namespace ``name``'s tasks use now: ``running`` (tasks Running) and ``used``, summed over its
+    active tasks that hold a node (cpus and memory as their owners request them, the tasks themselves,
+    and the slots per execution type). ``requests``: owner key -> ``OwnerRequest``; a missing owner asks for
+    nothing but a ``default`` slot."""
+    running, cpus, memory, held, slots = 0, 0.0, 0, 0, {}
+    for t in tasks:
+        if t.namespace != name or not t.active:
+            continue
+        running += t.phase._value_ == "Running"
+        if t.node is None:
+            continue  # waiting for a node: it uses nothing yet
+        req = requests.get(t.owner_key, _NOTHING)
+        cpus, memory, held = cpus + req.cpus, memory + req.memory, held + 1
+        slots[req.execution_type] = slots.get(req.execution_type, 0) + 1
+    return {"running": running, "used": {"cpus": round(cpus, 6), "memory": memory, "tasks": held, "slots": slots}}
+
+
+_NOTHING = OwnerRequest(0.0, 0, "default")
+
+
+def namespace_object(r: ResourceRecord, usage: dict) -> dict:
+    """A Namespace with its phase (Active, Terminating) and ``usage`` (``namespace_usage``) as status."""
+    obj = resource_object(r)
+    obj["status"] = {"phase": "Terminating" if r.deleted_at is not None else "Active", **usage}
+    return obj
+
+
 def event_object(e: dict) -> dict:
-    """One row of the store's events (``get events -o json``)."""
-    return {"time": iso(e["ts"]), "object": f"{e['kind']}/{e['name']}", "type": e["type"],
-            "reason": e["reason"], "message": e["message"], "task": e["task_id"]}
+    """One row of the store's events (``get events -o json``); ``namespace`` is null for a
+    cluster-scoped object (a Node, a Namespace, a synced directory)."""
+    return {"time": iso(e["ts"]), "object": f"{e['kind']}/{e['name']}", "namespace": e.get("namespace") or None,
+            "type": e["type"], "reason": e["reason"], "message": e["message"], "task": e["task_id"]}
 
 
 def revision_object(rev: dict, current: str) -> dict:

@@ -14,6 +14,7 @@ from pydantic import TypeAdapter
 
 from reconciler.engine.actions import Plan
 from reconciler.engine.plan import plan
+from reconciler.kinds import scope
 from reconciler.records import ContainerObs, NodeObs, ResourceRecord, Snapshot, TaskRecord, container_mark
 from reconciler.spec.models import Kind, Resource, TaskPhase, template_hash
 
@@ -37,6 +38,16 @@ def resource(doc: dict, *, uid: str | None = None, generation: int = 1, status: 
         labels=dict(model.metadata.labels), spec=model.spec.model_dump(mode="json"), generation=generation,
         created_at=0.0, updated_at=0.0, deleted_at=deleted_at, status=status or {},
     )
+
+
+def namespace_res(name: str, *, deleted_at: float | None = None, **spec) -> ResourceRecord:
+    return resource({"kind": "Namespace", "metadata": {"name": name}, "spec": spec}, deleted_at=deleted_at)
+
+
+def in_namespace(res: ResourceRecord, namespace: str) -> ResourceRecord:
+    """``res`` stored in ``namespace``, with a uid of its own there (as the store gives each resource;
+    task ids carry it)."""
+    return replace(res, namespace=namespace, uid=hashlib.sha1(f"{namespace}/{res.name}".encode()).hexdigest()[:10])
 
 
 def node_res(name: str, slots: dict | None = None, **spec) -> ResourceRecord:
@@ -64,7 +75,7 @@ def task(owner: ResourceRecord, index: int = 0, attempt: int = 1, phase: TaskPha
     kw.setdefault("template_hash", template_hash(owner.model.spec))
     return TaskRecord(
         id=f"{owner.name}-{owner.uid[:5]}-{index}-{attempt}", owner_kind=owner.kind, owner_name=owner.name,
-        owner_uid=owner.uid, index=index, attempt=attempt, phase=phase, **kw,
+        namespace=owner.namespace, owner_uid=owner.uid, index=index, attempt=attempt, phase=phase, **kw,
     )
 
 
@@ -107,8 +118,9 @@ def applied(p: Plan, tasks: list[TaskRecord]) -> dict[str, TaskRecord]:
     return out
 
 
-def status_of(p: Plan, kind: Kind, name: str) -> dict | None:
-    found = [s for k, n, s in p.statuses if (k, n) == (kind, name)]
+def status_of(p: Plan, kind: Kind, name: str, namespace: str | None = None) -> dict | None:
+    key = (kind, scope(kind, namespace), name)
+    found = [s for k, ns, n, s in p.statuses if (k, ns, n) == key]
     assert len(found) <= 1
     return found[0] if found else None
 

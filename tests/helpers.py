@@ -16,13 +16,14 @@ import docker
 LABEL_STORE = "brokerctl.store"
 
 
-def cli(db: Path | str, *args: str, input: str | None = None, timeout: float = 60, check: bool = False):
-    """Run ``brokerctl --db DB ARGS`` in a child process (``db``: a store path or URL); returns the
-    CompletedProcess."""
+def cli(db: Path | str, *args: str, input: str | None = None, timeout: float = 60, check: bool = False,
+        env: dict | None = None):
+    """Run ``brokerctl --db DB ARGS`` in a child process (``db``: a store path or URL; ``env``: added to
+    the environment); returns the CompletedProcess."""
     proc = subprocess.run(
         [sys.executable, "-m", "reconciler", "--db", str(db), *args],
         input=input, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})},
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"brokerctl {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")

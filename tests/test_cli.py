@@ -121,7 +121,7 @@ def test_label_selector_filters(db):
 @pytest.mark.parametrize(
     "args, code, message",
     [
-        (["get", "widgets"], 2, "unknown kind 'widgets'; use node, job or service"),
+        (["get", "widgets"], 2, "unknown kind 'widgets'; use node, job, service or namespace"),
         (["get", "jobs", "nope"], 1, "Job 'nope' not found"),
         (["get", "jobs", "-o", "xml"], 2, "unknown output format 'xml'"),
         (["delete", "job", "nope"], 1, "Job 'nope' not found"),
@@ -585,3 +585,194 @@ def test_run_checks_what_apply_checks_before_creating_anything(tmp_path, args, m
     proc = cli(db, "run", "one", *args, "--", "true")
     assert proc.returncode == 2 and proc.stderr.startswith(f"error: brokerctl run one: {message}")
     assert not db.exists()
+
+
+# -- namespaces ---------------------------------------------------------------------------------
+
+TEAMS = """\
+apiVersion: broker/v1
+kind: Namespace
+metadata: {name: team-a}
+spec: {quota: {cpus: 8, memory: 16g, tasks: 40}, share: 2, nodeSelector: {pool: shared}}
+---
+apiVersion: broker/v1
+kind: Namespace
+metadata: {name: team-b}
+"""
+
+
+def nightly(namespace: str | None = None, completions: int = 1) -> str:
+    ns = f", namespace: {namespace}" if namespace else ""
+    return (f"apiVersion: broker/v1\nkind: Job\nmetadata: {{name: nightly{ns}}}\n"
+            f"spec: {{completions: {completions}, template: {{image: busybox, resources: {{cpus: 0.5}}}}}}\n")
+
+
+def teams(db) -> None:
+    cli(db, "apply", "-f", "-", input=TEAMS + "---\n" + nightly("team-a") + "---\n" + nightly("team-b") + "---\n"
+        + nightly(), check=True)
+
+
+def table(db, *args) -> list[list[str]]:
+    return [line.split() for line in cli(db, *args, check=True).stdout.splitlines()]
+
+
+def test_get_namespaces_shows_status_tasks_share_and_quota(db):
+    teams(db)
+    s = Store(db)
+    from reconciler.kinds import Kind, TaskPhase
+    from reconciler.records import TaskRecord
+
+    with s.transaction() as tx:
+        s.insert_task(tx, TaskRecord(id="nightly-x-0-1", owner_kind=Kind.JOB, owner_name="nightly",
+                                     owner_uid="x", index=0, attempt=1, phase=TaskPhase.RUNNING, node="h1",
+                                     namespace="team-a"))
+    s.close()
+    lines = cli(db, "get", "namespaces", check=True).stdout.splitlines()
+    assert lines[0].split() == ["NAME", "STATUS", "TASKS", "SHARE", "QUOTA", "AGE"]
+    assert [line.split()[:4] for line in lines[1:]] == [["default", "Active", "0", "1"], ["team-a", "Active", "1", "2"],
+                                                        ["team-b", "Active", "0", "1"]]
+    assert "cpus 0.5/8, memory 0/16g, tasks 1/40" in lines[2] and lines[3].split()[4] == "-"
+    wide = cli(db, "get", "namespaces", "team-a", "-o", "wide", check=True).stdout.splitlines()
+    assert wide[0].split()[-3:] == ["NODE", "SELECTOR", "MOUNTS"] and "pool=shared" in wide[1]
+    [ns] = cli_json(db, "get", "namespace", "team-a")
+    assert ns["status"] == {"phase": "Active", "running": 1,
+                            "used": {"cpus": 0.5, "memory": 0, "tasks": 1, "slots": {"default": 1}}}
+    assert cli(db, "get", "namespaces", "-A", check=True).stdout.splitlines()[0].split()[0] == "NAME", \
+        "cluster-scoped: no NAMESPACE column"
+
+
+def test_one_namespace_by_default_every_one_with_a_namespace_column_under_all_namespaces(db):
+    """`get jobs` lists the default namespace as before (no NAMESPACE column); -n another; -A every one;
+    JSON says each object's namespace."""
+    teams(db)
+    assert table(db, "get", "jobs")[0] == ["NAME", "PHASE", "COMPLETIONS", "ACTIVE", "FAILED", "AGE"]
+    assert [r[0] for r in table(db, "get", "jobs")[1:]] == ["nightly"]
+    assert [j["metadata"]["namespace"] for j in cli_json(db, "get", "jobs", "-n", "team-b")] == ["team-b"]
+    rows = table(db, "get", "jobs", "-A")
+    assert rows[0][:2] == ["NAMESPACE", "NAME"] and [r[:2] for r in rows[1:]] == [
+        ["default", "nightly"], ["team-a", "nightly"], ["team-b", "nightly"]]
+    assert [j["metadata"]["namespace"] for j in cli_json(db, "get", "jobs", "--all-namespaces")] == [
+        "default", "team-a", "team-b"]
+    env = cli(db, "get", "jobs", "-o", "json", check=True, env={"BROKER_NAMESPACE": "team-a"}).stdout
+    assert [j["metadata"]["namespace"] for j in json.loads(env)] == ["team-a"]
+    assert cli(db, "get", "jobs", "nightly", "-n", "team-x").stderr.strip() == (
+        "error: Job 'nightly' not found in namespace 'team-x'; `brokerctl get jobs -n team-x` lists them")
+
+    from reconciler.kinds import Kind, TaskPhase
+    from reconciler.records import TaskRecord
+
+    s = Store(db)
+    with s.transaction() as tx:
+        for ns in ("default", "team-a"):
+            s.insert_task(tx, TaskRecord(id=f"nightly-{ns}-0-1", owner_kind=Kind.JOB, owner_name="nightly",
+                                         owner_uid="x", index=0, attempt=1, phase=TaskPhase.PENDING, namespace=ns))
+            s.add_event(tx, "Job", "nightly", "Scheduled", f"in {ns}", namespace=ns)
+        s.add_event(tx, "Node", "h1", "NodeReady", "ready")
+    s.close()
+    assert table(db, "get", "tasks")[0][0] == "ID" and [r[0] for r in table(db, "get", "tasks")[1:]] == [
+        "nightly-default-0-1"]
+    assert [r[:2] for r in table(db, "get", "tasks", "-A")] == [
+        ["NAMESPACE", "ID"], ["default", "nightly-default-0-1"], ["team-a", "nightly-team-a-0-1"]]
+    assert [t["namespace"] for t in cli_json(db, "get", "tasks", "-n", "team-a")] == ["team-a"]
+    assert [r[-1] for r in table(db, "get", "events", "-n", "team-a")[1:]] == ["team-a", "ready"]
+    assert table(db, "get", "events", "-A")[0][:2] == ["NAMESPACE", "AGE"]
+    events = cli_json(db, "get", "events", "-A")
+    assert [(e["namespace"], e["object"]) for e in events] == [
+        ("default", "Job/nightly"), ("team-a", "Job/nightly"), (None, "Node/h1")]
+    assert [e["message"] for e in cli_json(db, "get", "events", "--for", "job/nightly", "-n", "team-a")] == [
+        "in team-a"]
+
+
+def test_applying_into_a_missing_namespace_exits_1_naming_the_document_and_writes_nothing(db, tmp_path):
+    f = tmp_path / "job.yaml"
+    f.write_text(nightly() + "---\n" + nightly("team-x").replace("nightly", "other", 1))
+    proc = cli(db, "apply", "-f", str(f))
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr == (f"error: {f}: document 2 (Job/other): namespace 'team-x' does not exist; apply a "
+                           "Namespace named team-x first (kind: Namespace), or use -n/--namespace\n")
+    assert cli_json(db, "get", "jobs", "-A") == []
+    proc = cli(db, "apply", "-f", str(f), "-n", "team-y")
+    assert proc.returncode == 1 and f"{f}: document 1 (Job/nightly): namespace 'team-y' does not exist" in proc.stderr
+    bad = cli(db, "get", "jobs", "-n", "Team_A")
+    assert bad.returncode == 2 and "--namespace 'Team_A' is not a namespace name" in bad.stderr
+    mixed = cli(db, "get", "jobs", "nightly", "-A")
+    assert mixed.returncode == 2 and "use -n NAMESPACE, not -A" in mixed.stderr
+
+
+def test_apply_and_delete_say_the_namespace_outside_default_and_get_output_applies_back(db):
+    out = cli(db, "apply", "-f", "-", input=TEAMS + "---\n" + nightly("team-a") + "---\n" + nightly(), check=True)
+    assert out.stdout.splitlines() == ["namespace/team-a created", "namespace/team-b created",
+                                       "team-a/job/nightly created", "job/nightly created"]
+    for fmt in ("yaml", "json"):
+        text = cli(db, "get", "jobs", "-A", "-o", fmt, check=True).stdout
+        assert cli(db, "apply", "-f", "-", input=text, check=True).stdout.splitlines() == [
+            "job/nightly unchanged", "team-a/job/nightly unchanged"]
+        text = cli(db, "get", "namespaces", "-o", fmt, check=True).stdout
+        assert cli(db, "apply", "-f", "-", input=text, check=True).stdout.splitlines() == [
+            "namespace/default unchanged", "namespace/team-a unchanged", "namespace/team-b unchanged"]
+    changed = nightly(completions=3)
+    assert cli(db, "diff", "-f", "-", "-n", "team-a", input=changed).stdout.splitlines() == [
+        "team-a/job/nightly configured", "  ~ spec.completions: 1 -> 3"]
+    assert cli(db, "delete", "job", "nightly", "-n", "team-a", check=True).stdout == "team-a/job/nightly deleted\n"
+    assert [j["metadata"]["namespace"] for j in cli_json(db, "get", "jobs", "-A")] == ["default"]
+
+
+def test_deleting_a_namespace_lists_what_it_holds_and_needs_yes(db):
+    teams(db)
+    proc = cli(db, "delete", "namespace", "team-b")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr == ("error: namespace 'team-b' holds 1 job (nightly); pass --yes to delete namespace team-b "
+                           "and everything in it\n")
+    assert [j["metadata"]["namespace"] for j in cli_json(db, "get", "jobs", "-A")] == ["default", "team-a", "team-b"]
+    assert cli(db, "delete", "namespace", "team-b", "--yes", check=True).stdout == "namespace/team-b deleted\n"
+    assert [j["metadata"]["namespace"] for j in cli_json(db, "get", "jobs", "-A")] == ["default", "team-a"]
+    assert [n["metadata"]["name"] for n in cli_json(db, "get", "namespaces")] == ["default", "team-a"]
+    refused = cli(db, "delete", "namespace", "default", "-y")
+    assert refused.returncode == 1 and "namespace 'default' cannot be deleted" in refused.stderr
+
+
+def test_describe_a_namespace_shows_its_use_and_what_it_contains(db):
+    teams(db)
+    out = cli(db, "describe", "namespace", "team-a", check=True).stdout
+    assert out.startswith("Namespace: team-a\n") and "phase: Active" in out
+    assert out.endswith("contains:\n  job/nightly\n")
+    out = cli(db, "describe", "job", "nightly", "-n", "team-b", check=True).stdout
+    assert "namespace: team-b" in out
+
+
+def test_scale_wait_retry_and_rollout_take_the_namespace(db):
+    from reconciler.kinds import Kind
+
+    web = ("apiVersion: broker/v1\nkind: Service\nmetadata: {name: web, namespace: team-a}\n"
+           "spec: {replicas: 1, template: {image: busybox}}\n")
+    cli(db, "apply", "-f", "-", input=TEAMS + "---\n" + web + "---\n" + nightly("team-a"), check=True)
+    assert cli(db, "scale", "service", "web", "--replicas", "3", "-n", "team-a", check=True).stdout == \
+        "team-a/service/web scaled from 1 to 3\n"
+    assert cli(db, "scale", "service", "web", "--replicas", "3").returncode == 1, "no web in default"
+    cli(db, "apply", "-f", "-", input=web.replace("image: busybox", "image: 'busybox:1'"), check=True)
+    assert [r.split()[0] for r in cli(db, "rollout", "history", "service/web", "-n", "team-a",
+                                      check=True).stdout.splitlines()[1:]] == ["1", "2"]
+    assert cli(db, "rollout", "undo", "service/web", "-n", "team-a", check=True).stdout.startswith(
+        "team-a/service/web rolled back to template ")
+    assert cli(db, "rollout", "status", "service/web", "--no-watch").returncode == 1, "no web in default"
+    s = Store(db)
+    with s.transaction() as tx:
+        s.set_status(tx, Kind.JOB, "nightly", {"phase": "Failed"}, namespace="team-a")
+    s.close()
+    assert cli(db, "wait", "job/nightly", "--for", "condition=Failed", "-n", "team-a", "--timeout", "1",
+               check=True).stdout == "job/nightly condition met: Failed\n"
+    assert cli(db, "retry", "job", "nightly", "-n", "team-a", check=True).stdout == "team-a/job/nightly retried\n"
+    assert "Job 'nightly' not found" in cli(db, "logs", "job/nightly").stderr
+    assert cli(db, "logs", "job/nightly", "-n", "team-a", check=True).stdout == ""
+
+
+def test_the_two_teams_example_applies_with_its_namespaces(db):
+    out = cli(db, "apply", "-f", str(REPO / "examples" / "two-teams"), check=True).stdout
+    assert out.splitlines() == ["namespace/team-a created", "namespace/team-b created", "team-a/job/nightly created",
+                                "team-b/job/nightly created"]
+    assert [(j["metadata"]["namespace"], j["spec"]["completions"]) for j in cli_json(db, "get", "jobs", "-A")] == [
+        ("team-a", 4), ("team-b", 2)]
+    # What the files define goes, Namespaces last; nothing else is in them, so no --yes is needed.
+    out = cli(db, "delete", "-f", str(REPO / "examples" / "two-teams"), check=True).stdout
+    assert out.splitlines() == ["team-a/job/nightly deleted", "team-b/job/nightly deleted", "namespace/team-a deleted",
+                                "namespace/team-b deleted"]

@@ -15,6 +15,7 @@ from reconciler.docker.host import CallCounter
 from reconciler.docker.events import EventWatcher
 from reconciler.docker.probe import ProbeState
 from reconciler.spec.manifests import load_text
+from reconciler.kinds import Kind
 from reconciler.records import ContainerObs, NodeObs
 from reconciler.store.sqlite import NudgeListener
 from reconciler.store import Store
@@ -62,7 +63,7 @@ def test_a_second_listener_on_the_same_store_does_not_listen(tmp_path):
 def test_commits_without_a_listener_still_succeed(tmp_path):
     store = Store(tmp_path / "s.db")
     apply(store)
-    assert [r.name for r in store.resources()] == ["j"]
+    assert [r.name for r in store.resources(Kind.JOB)] == ["j"]
     store.close()
 
 

@@ -133,3 +133,21 @@ def test_diff_exit_codes_against_a_synced_directory(clean_hosts, db, repo):
     (repo / "bad.yaml").write_text("kind: [\n")
     assert cli(db, "diff", "-f", str(repo)).returncode == 2
     assert tasks_of(db, "Service/web") == []  # diff never changed anything
+
+
+def test_watch_with_a_namespace_puts_the_directorys_documents_without_one_there(clean_hosts, db, repo):
+    """`controller --watch DIR --namespace team-a`: the directory's Namespace is applied with what goes into
+    it; a Service naming no namespace runs in team-a (its container says so), one naming team-b in team-b."""
+    (repo / "ns.yaml").write_text("apiVersion: broker/v1\nkind: Namespace\nmetadata: {name: team-a}\n---\n"
+                                  "apiVersion: broker/v1\nkind: Namespace\nmetadata: {name: team-b}\n")
+    (repo / "web.yaml").write_text(service_yaml("web", SERVE.format(before=""), 1))
+    other = json.loads(service_yaml("web", SERVE.format(before=""), 1))
+    other["metadata"]["namespace"] = "team-b"
+    (repo / "web-b.yaml").write_text(json.dumps(other) + "\n")
+    with watch(db, repo, "--namespace", "team-a"):
+        wait_for(lambda: sorted(c["Labels"]["brokerctl.namespace"] for c in running(clean_hosts, "Service/web"))
+                 == ["team-a", "team-b"], 30, "web running in team-a and team-b")
+    assert cli_json(db, "get", "services") == []
+    assert [s["metadata"]["namespace"] for s in cli_json(db, "get", "services", "-A")] == ["team-a", "team-b"]
+    files = cli(db, "sync", "status", check=True).stdout
+    assert "team-a/Service/web" in files and "team-b/Service/web" in files

@@ -657,7 +657,7 @@ class Cluster:
         p = plan([*self.nodes.values(), *self.owners.values()], list(self.tasks.values()), self.observe(now),
                  now, STORE_ID, MARK_KEY)
         self.tasks = applied(p, list(self.tasks.values()))
-        for kind, name, status in p.statuses:
+        for kind, _, name, status in p.statuses:
             if kind is Kind.NODE:
                 self.nodes[name] = replace(self.nodes[name], status=status)
             else:

@@ -566,3 +566,91 @@ def test_diff_of_invalid_input_exits_2(db, src, case, message):
 
     assert proc.returncode == 2
     assert message in proc.stderr and proc.stdout == ""
+
+
+# -- namespaces -------------------------------------------------------------------------------
+
+
+def namespace(name: str) -> str:
+    return f"apiVersion: broker/v1\nkind: Namespace\nmetadata: {{name: {name}}}\n"
+
+
+def in_ns(text: str, ns: str) -> str:
+    return text.replace("metadata:\n  name: ", f"metadata:\n  namespace: {ns}\n  name: ", 1)
+
+
+def test_a_directory_with_its_namespaces_syncs_into_them_and_the_default_is_the_one_given(store, src):
+    """Documents without a namespace go into the one the sync is given; a document's own wins; the
+    directory's Namespaces are applied with what goes into them; refs outside default say their namespace."""
+    write(src, {"ns.yaml": namespace("team-a") + "---\n" + namespace("team-b"),
+                "a.yaml": job("nightly"), "b.yaml": in_ns(job("nightly", 2), "team-b")})
+
+    report = gitops.sync(store, src, namespace="team-a")
+
+    assert report["problems"] == {}
+    assert report["results"] == [("Namespace/team-a", "created"), ("Namespace/team-b", "created"),
+                                 ("team-a/Job/nightly", "created"), ("team-b/Job/nightly", "created")]
+    assert gitops.summary(report) == ["namespace/team-a created", "namespace/team-b created",
+                                      "team-a/job/nightly created", "team-b/job/nightly created"]
+    assert report["files"]["b.yaml"]["resources"] == ["team-b/Job/nightly"]
+    assert store.resource(Kind.JOB, "nightly", namespace="team-b").spec["completions"] == 2
+    assert job_names(store) == ["nightly", "nightly"] and store.resources(Kind.JOB, namespace="default") == []
+
+    (src / "b.yaml").unlink()
+    report = gitops.sync(store, src, namespace="team-a")
+    assert report["pruned"] == [("team-b/Job/nightly", "deleted")]
+    [pruned] = store.events("Job", "nightly", namespace="team-b")
+    assert pruned["reason"] == "Pruned" and store.events("Job", "nightly", namespace="team-a") == []
+
+
+def test_a_file_into_a_missing_namespace_is_held_back_and_the_rest_syncs(store, src):
+    write(src, {"a.yaml": job("a"), "x.yaml": in_ns(job("x"), "team-x")})
+    report = gitops.sync(store, src)
+    assert report["problems"] == {"x.yaml": (
+        "team-x/Job/x: namespace 'team-x' does not exist; apply a Namespace named team-x first (kind: Namespace), or "
+        "use -n/--namespace")}
+    assert report["results"] == [("Job/a", "created")] and job_names(store) == ["a"]
+
+    write(src, {"team-x.yaml": namespace("team-x")})  # the directory defines it: both sync now
+    report = gitops.sync(store, src)
+    assert report["problems"] == {} and ("team-x/Job/x", "created") in report["results"]
+
+
+def test_a_namespace_no_longer_defined_is_pruned_only_once_nothing_else_is_in_it(store, src):
+    """Pruning a Namespace deletes what is in it: a Job applied into it by hand keeps it (a problem of its
+    file); once that Job is gone the Namespace is pruned. Its own Jobs go in the same sync, Namespace last."""
+    write(src, {"ns.yaml": namespace("team-b"), "j.yaml": in_ns(job("mine"), "team-b")})
+    gitops.sync(store, src)
+    hand_apply(store, in_ns(job("theirs"), "team-b"))
+
+    for name in ("ns.yaml", "j.yaml"):
+        (src / name).unlink()
+    report = gitops.sync(store, src, allow_mass_prune=True)
+    assert report["pruned"] == [("team-b/Job/mine", "deleted")]
+    assert report["problems"] == {"ns.yaml": (
+        f"Namespace/team-b is no longer in {src} but still holds team-b/job/theirs; not pruned: delete those first, "
+        "or the namespace with everything in it (`brokerctl delete namespace team-b --yes`)")}
+    assert store.resource(Kind.NAMESPACE, "team-b").deleted_at is None
+
+    store.mark_deleted(Kind.JOB, "theirs", namespace="team-b")
+    report = gitops.sync(store, src, allow_mass_prune=True)
+    assert report["problems"] == {} and report["pruned"] == [("Namespace/team-b", "deleted")]
+    assert [r.name for r in store.resources(Kind.NAMESPACE)] == ["default"]
+
+
+def test_sync_takes_the_namespace_on_the_command_line(db, src):
+    write(src, {"ns.yaml": namespace("team-a"), "a.yaml": job("a")})
+    out = cli(db, "sync", str(src), "-n", "team-a", check=True).stdout
+    assert out.splitlines() == ["namespace/team-a created", "team-a/job/a created"]
+    write(src, {"a.yaml": job("a", 4)})
+    out = cli(db, "sync", str(src), check=True, env={"BROKER_NAMESPACE": "team-a"}).stdout
+    assert out.splitlines() == ["team-a/job/a configured"], "$BROKER_NAMESPACE is the default of -n"
+    bad = cli(db, "sync", str(src), "-n", "Team_A")
+    assert bad.returncode == 2 and "--namespace 'Team_A' is not a namespace name" in bad.stderr
+
+
+def test_the_watchers_step_syncs_into_the_namespace_the_controller_was_given(store, src):
+    write(src, {"ns.yaml": namespace("team-a"), "a.yaml": job("a")})
+    lines, trouble = gitops.watch_step(str(src), namespace="team-a")(store)
+    assert (lines, trouble) == (["namespace/team-a created", "team-a/job/a created"], False)
+    assert store.resource(Kind.JOB, "a", namespace="team-a").source == str(src)

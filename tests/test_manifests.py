@@ -221,12 +221,12 @@ ERROR_CASES = [
     ),
     pytest.param(
         JOB.replace("kind: Job", "kind: Foo"),
-        ["m.yaml: document 1, line 2: kind: unknown kind 'Foo'; expected one of Node, Job, Service"],
+        ["m.yaml: document 1, line 2: kind: unknown kind 'Foo'; expected one of Node, Job, Service, Namespace"],
         id="unknown-kind",
     ),
     pytest.param(
         JOB.replace("kind: Job\n", ""),
-        ["m.yaml: document 1, line 1: kind: missing required field; expected one of Node, Job, Service"],
+        ["m.yaml: document 1, line 1: kind: missing required field; expected one of Node, Job, Service, Namespace"],
         id="missing-kind",
     ),
     pytest.param(
@@ -359,7 +359,7 @@ def test_load_paths_reads_stdin_for_dash(tree):
     with pytest.raises(ManifestError) as info:
         load_paths(["-"], stdin=io.StringIO(JOB.replace("Job", "Jobb")))
     assert info.value.problems == [
-        "<stdin>: document 1, line 2: kind: unknown kind 'Jobb'; expected one of Node, Job, Service"
+        "<stdin>: document 1, line 2: kind: unknown kind 'Jobb'; expected one of Node, Job, Service, Namespace"
     ]
 
 
@@ -1021,3 +1021,113 @@ def test_allowed_networks_are_host_or_container():
     [message] = problems_of(NODE + "  allowedNetworks: [bridge]\n")
     assert message.startswith("m.yaml: document 1 (Node/host-a), line 7: spec.allowedNetworks.0: ")
     assert "'host'" in message and "'container'" in message
+
+
+# -- namespaces ----------------------------------------------------------------------------------
+
+NAMESPACE = """\
+apiVersion: broker/v1
+kind: Namespace
+metadata: {name: team-a}
+"""
+
+
+def test_a_namespace_is_a_name_with_every_field_optional():
+    """`kind: Namespace` with only a name loads, with no quota, budget or runAs, share 1, no mounts or selector."""
+    (loaded,) = load_text(NAMESPACE)
+    ns = loaded.resource
+    assert isinstance(ns, models.Namespace) and ns.key == (models.Kind.NAMESPACE, "", "team-a")
+    assert ns.spec.model_dump(mode="json") == {"quota": None, "budget": None, "share": 1, "runAs": None,
+                                                "mounts": [], "nodeSelector": {}}
+
+
+def test_a_namespace_spec_with_every_field():
+    (loaded,) = load_text(NAMESPACE + """\
+spec:
+  quota: {cpus: 8, memory: 16g, tasks: 40, slots: {gpu: 2}}
+  budget: {cpuHours: 500, window: 30d}
+  share: 2
+  runAs: {users: ["1000:1000", 1001, builder], default: "1000:1000", allowRoot: false}
+  mounts: [{source: /home/team-a, target: /home/team-a}]
+  nodeSelector: {pool: shared, ssd: true}
+""")
+    spec = loaded.resource.spec
+    assert (spec.quota.cpus, spec.quota.memory_bytes(), spec.quota.tasks, spec.quota.slots) == (8, 16 << 30, 40,
+                                                                                             {"gpu": 2})
+    assert (spec.budget.cpuHours, spec.budget.window_seconds()) == (500, 30 * 86400)
+    assert spec.share == 2
+    assert spec.runAs.users == ["1000:1000", "1001", "builder"] and spec.runAs.default == "1000:1000"
+    assert spec.runAs.allowRoot is False
+    assert [(m.source, m.target, m.readOnly) for m in spec.mounts] == [("/home/team-a", "/home/team-a", False)]
+    assert spec.nodeSelector == {"pool": "shared", "ssd": "true"}
+
+
+@pytest.mark.parametrize(("spec", "problem"), [
+    ("quota: {cpus: 0}", "line 5: spec.quota.cpus: Input should be greater than 0"),
+    ("quota: {cpus: '8'}", "line 5: spec.quota.cpus: expected a number, got a string"),
+    ("quota: {memory: lots}", "line 5: spec.quota.memory: memory 'lots' is not a size; write bytes or e.g. 256m, "
+                              "1g, 512Mi"),
+    ("quota: {tasks: -1}", "line 5: spec.quota.tasks: Input should be greater than or equal to 0"),
+    ("quota: {slots: {gpu: -2}}", "line 5: spec.quota.slots.gpu: Input should be greater than or equal to 0"),
+    ("quota: {storage: 2}", "line 5: spec.quota.storage: unknown field; expected one of cpus, memory, tasks, "
+                            "slots"),
+    ("budget: {cpuHours: 500}", "line 5: spec.budget.window: missing required field"),
+    ("budget: {cpuHours: 0, window: 30d}", "line 5: spec.budget.cpuHours: Input should be greater than 0"),
+    ("budget: {cpuHours: 5, window: 30 days}", "line 5: spec.budget.window: duration '30 days' is not a number "
+                                                "and a unit (s, m, h, d or w), e.g. 30d, 12h, 90m"),
+    ("budget: {cpuHours: 5, window: 0h}", "line 5: spec.budget.window: duration '0h' must be longer than 0"),
+    ("share: 0", "line 5: spec.share: Input should be greater than 0"),
+    ("share: true", "line 5: spec.share: expected a number, got a boolean"),
+    ("runAs: {users: []}", "line 5: spec.runAs.users: List should have at least 1 item after validation, not 0"),
+    ("runAs: {users: ['1000', '1000']}", "line 5: spec.runAs.users: a user is listed twice; keep one"),
+    ("runAs: {users: ['10 00']}", "line 5: spec.runAs.users: user '10 00' is not uid[:gid] or a name, e.g. "
+                                  "\"1000:1000\" or \"builder\""),
+    ("runAs: {users: ['1000'], default: '1001'}", "line 5: spec.runAs: default '1001' is not one of users (1000); "
+                                                  "add it to users or pick one of them"),
+    ("runAs: {users: ['1000', '0:0'], allowRoot: false}", "line 5: spec.runAs: users lists root (0:0) but "
+                                                          "allowRoot is false; remove it or allow root"),
+    ("mounts: [{source: ./home, target: /home}]", "line 5: spec.mounts.0.source: mount source './home' is neither"),
+    ("mounts: [{source: /a, target: /x}, {source: /b, target: /x}]", "line 5: spec.mounts: mount target /x is "
+                                                                      "listed twice; keep one"),
+    ("nodeSelector: [pool]", "line 5: spec.nodeSelector: expected a mapping, got a list"),
+])
+def test_namespace_spec_problems_name_the_field_and_the_fix(spec, problem):
+    (found,) = problems_of(NAMESPACE + "spec:\n  " + spec + "\n")
+    assert found.startswith(f"m.yaml: document 1 (Namespace/team-a), {problem}"), found
+
+
+@pytest.mark.parametrize("kind_doc", [NODE, NAMESPACE], ids=["Node", "Namespace"])
+def test_cluster_scoped_kinds_refuse_metadata_namespace(kind_doc):
+    text = kind_doc.replace("metadata:\n  name: host-a", "metadata:\n  name: host-a\n  namespace: team-a").replace(
+        "metadata: {name: team-a}", "metadata: {name: team-a, namespace: team-a}")
+    kind = "Node" if kind_doc is NODE else "Namespace"
+    (found,) = problems_of(text)
+    assert found.endswith(f"metadata.namespace: a {kind} is cluster-scoped: it belongs to no namespace; remove "
+                          "metadata.namespace"), found
+
+
+def test_a_namespace_name_must_be_a_dns_label():
+    assert problems_of(JOB.replace("  name: hello\n", "  name: hello\n  namespace: Team_A\n")) == [
+        "m.yaml: document 1 (Job/hello), line 5: metadata.namespace: 'Team_A' is not a lowercase DNS label (a-z, "
+        "0-9 and '-', starting and ending with a letter or digit, at most 63 characters)"]
+
+
+def test_documents_without_a_namespace_go_to_the_callers_and_their_own_wins():
+    """`-n team-b` is the default for Jobs and Services that name none; a document's own namespace wins;
+    Nodes and Namespaces stay cluster-scoped."""
+    own = JOB.replace("  name: hello\n", "  name: hello\n  namespace: team-a\n")
+    text = "---\n".join([own, SERVICE, NODE, NAMESPACE])
+    keys = [l.resource.key for l in load_text(text, namespace="team-b")]
+    assert keys == [(models.Kind.JOB, "team-a", "hello"), (models.Kind.SERVICE, "team-b", "web"),
+                    (models.Kind.NODE, "", "host-a"), (models.Kind.NAMESPACE, "", "team-a")]
+    assert [l.resource.key[1] for l in load_text(JOB + "---\n" + SERVICE)] == ["default", "default"]
+
+
+def test_one_name_in_two_namespaces_is_two_resources_but_twice_in_one_is_a_duplicate():
+    in_a = JOB.replace("  name: hello\n", "  name: hello\n  namespace: team-a\n")
+    assert len(load_text(JOB + "---\n" + in_a)) == 2
+    with pytest.raises(ManifestError) as info:
+        load_text(JOB + "---\n" + in_a, "m.yaml", namespace="team-a")
+    assert info.value.problems == [
+        "m.yaml: document 2 (Job/hello), line 13: metadata.name: duplicate resource team-a/Job/hello; first defined "
+        "in m.yaml: document 1, line 4"]

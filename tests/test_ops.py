@@ -326,7 +326,7 @@ def test_run_refuses_a_job_name_in_use(store):
 def test_apply_warns_of_an_execution_type_no_node_declares(store):
     applied = apply(store, job("gpu-job", executionType="gpu") + "---\n" + job("cpu-job", executionType="cpu"))
     assert applied.results == [("job/gpu-job", "created"), ("job/cpu-job", "created")]
-    assert applied.jobs == ["gpu-job", "cpu-job"]
+    assert applied.jobs == [("default", "gpu-job"), ("default", "cpu-job")]
     assert applied.warnings == ["Job 'gpu-job': executionType 'gpu' — no node declares slots for it; its tasks "
                                 "stay Pending until a Node adds such slots (or change the type)"]
 
@@ -377,3 +377,163 @@ def test_field_changes_walk_nested_objects_and_compare_lists_whole():
         "+ 2: 'int key'", "~ b.c: [1, 2] -> [1, 2, 3]", "- b.d: 'x'", "+ b.e: None", "- gone: True",
     ]
     assert resources.field_changes({"a": [1]}, {"a": [1]}) == []
+
+
+# -- namespaces ----------------------------------------------------------------------------------
+
+
+TEAMS = """\
+apiVersion: broker/v1
+kind: Namespace
+metadata: {name: team-a}
+spec: {quota: {cpus: 8, memory: 16g, tasks: 40, slots: {cpu: 2}}, share: 2}
+---
+apiVersion: broker/v1
+kind: Namespace
+metadata: {name: team-b}
+"""
+
+
+def in_team(name: str, namespace: str, **spec) -> str:
+    spec = {"executionType": "cpu", "template": {"image": "busybox", "resources": {"cpus": 0.5, "memory": "256m"}},
+            **spec}
+    return f"apiVersion: broker/v1\nkind: Job\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec: {spec}\n"
+
+
+def read(text: str, namespace: str = "default") -> list:
+    return resources.read_manifests(["-"], io.StringIO(text), namespace)
+
+
+def test_applying_into_a_missing_namespace_names_the_document_and_the_fix_and_writes_nothing(store):
+    with pytest.raises(NotFound) as raised:
+        resources.apply(store, read(job("ok") + "---\n" + job("nightly"), "team-x"))
+    assert str(raised.value) == (
+        "<stdin>: document 1 (Job/ok): namespace 'team-x' does not exist; apply a Namespace named team-x first "
+        "(kind: Namespace), or use -n/--namespace\n"
+        "<stdin>: document 2 (Job/nightly): namespace 'team-x' does not exist; apply a Namespace named team-x first "
+        "(kind: Namespace), or use -n/--namespace")
+    assert [r.name for r in store.resources(Kind.JOB, namespace=None)] == ["hello"]
+    applied = resources.apply(store, read(TEAMS + "---\n" + job("nightly") + "---\n" + in_team("nightly", "team-b"),
+                                          "team-a"))
+    assert applied.results == [("namespace/team-a", "created"), ("namespace/team-b", "created"),
+                               ("team-a/job/nightly", "created"), ("team-b/job/nightly", "created")]
+    assert applied.jobs == [("team-a", "nightly"), ("team-b", "nightly")]
+
+
+def test_listings_keep_to_a_namespace_or_cover_every_one(store):
+    apply(store, TEAMS + "---\n" + in_team("nightly", "team-a") + "---\n" + in_team("nightly", "team-b"))
+    add_task(store, "hello", 0)
+    with store.transaction() as tx:
+        store.insert_task(tx, TaskRecord(id="nightly-aaaaa-0-1", owner_kind=Kind.JOB, owner_name="nightly",
+                                         owner_uid="u", index=0, attempt=1, namespace="team-a", created_at=5.0))
+        store.add_event(tx, "Job", "nightly", "Scheduled", "in a", namespace="team-a", ts=1.0)
+        store.add_event(tx, "Node", "h1", "NodeReady", "ready", ts=2.0)
+        store.add_event(tx, "Job", "hello", "Scheduled", "in default", ts=3.0)
+
+    assert [j["metadata"]["name"] for j in resources.get_resources(store, Kind.JOB)] == ["hello"]
+    jobs = resources.get_resources(store, Kind.JOB, namespace=None)
+    assert [(j["metadata"]["namespace"], j["metadata"]["name"]) for j in jobs] == [
+        ("default", "hello"), ("team-a", "nightly"), ("team-b", "nightly")]
+    [b] = resources.get_resources(store, Kind.JOB, "nightly", namespace="team-b")
+    assert b["metadata"]["namespace"] == "team-b"
+    assert "namespace" not in resources.get_resources(store, Kind.NODE)[0]["metadata"]
+    assert [t.id for t in resources.get_tasks(store)] == ["hello-0-1"]
+    assert [t.id for t in resources.get_tasks(store, namespace="team-a")] == ["nightly-aaaaa-0-1"]
+    assert [o["namespace"] for o in resources.task_objects(resources.get_tasks(store, namespace=None))] == [
+        "default", "team-a"]
+    assert [t.id for t in resources.get_tasks(store, "nightly-aaaaa-0-1")] == ["nightly-aaaaa-0-1"], \
+        "a task id is found whatever its namespace"
+    assert [e["message"] for e in resources.get_events(store).rows] == ["ready", "in default"]
+    assert [e["message"] for e in resources.get_events(store, namespace="team-a").rows] == ["in a", "ready"]
+    assert [e["message"] for e in resources.get_events(store, namespace=None).rows] == ["in a", "ready", "in default"]
+    assert [e["message"] for e in resources.get_events(store, (Kind.JOB, "nightly"), namespace="team-a").rows] == [
+        "in a"]
+
+
+def test_a_namespace_shows_its_phase_and_what_its_tasks_use(store):
+    """Running tasks, and over the active tasks that hold a node: the cpus and memory their owners request,
+    the tasks and the slots per type. A task still waiting for a node uses nothing."""
+    apply(store, TEAMS + "---\n" + in_team("nightly", "team-a", completions=3))
+    with store.transaction() as tx:
+        for i, (phase, node) in enumerate([(TaskPhase.RUNNING, "h1"), (TaskPhase.PENDING, "h1"),
+                                           (TaskPhase.PENDING, None), (TaskPhase.SUCCEEDED, "h1")]):
+            store.insert_task(tx, TaskRecord(id=f"n-{i}", owner_kind=Kind.JOB, owner_name="nightly", owner_uid="u",
+                                             index=i, attempt=1, phase=phase, node=node, namespace="team-a"))
+    found = {o["metadata"]["name"]: o for o in resources.get_resources(store, Kind.NAMESPACE)}
+    assert list(found) == ["default", "team-a", "team-b"]
+    assert found["team-a"]["status"] == {"phase": "Active", "running": 1, "used": {
+        "cpus": 1.0, "memory": 2 * 256 * 1024 ** 2, "tasks": 2, "slots": {"cpu": 2}}}
+    assert found["team-b"]["status"] == {"phase": "Active", "running": 0,
+                                         "used": {"cpus": 0, "memory": 0, "tasks": 0, "slots": {}}}
+    assert found["team-a"]["spec"]["quota"] == {"cpus": 8, "memory": "16g", "tasks": 40, "slots": {"cpu": 2}}
+    assert "namespace" not in found["team-a"]["metadata"]
+
+    described = resources.describe(store, Kind.NAMESPACE, "team-a")
+    assert [(r["kind"], r["name"]) for r in described.contents] == [("Job", "nightly")]
+    assert [t.id for t in described.tasks] == ["n-0", "n-1", "n-2"]
+    assert described.object["status"]["running"] == 1
+
+
+def test_deleting_a_namespace_that_holds_resources_needs_yes_and_says_what_it_holds(store):
+    apply(store, TEAMS + "---\n" + "---\n".join(in_team(f"j{i}", "team-b") for i in range(7)))
+    with pytest.raises(BrokerError) as raised:
+        drive(resources.delete(store, [(Kind.JOB, "hello"), (Kind.NAMESPACE, "", "team-b")]))
+    assert str(raised.value) == ("namespace 'team-b' holds 7 jobs (j0, j1, j2, j3, j4 and 2 more); pass --yes to "
+                                 "delete namespace team-b and everything in it")
+    assert raised.value.exit_code == 1 and raised.value.step == "confirm"
+    assert store.resource(Kind.JOB, "hello") and len(store.resources(Kind.JOB, namespace="team-b")) == 7, \
+        "nothing deleted"
+
+    held = [(Kind.JOB, "team-b", f"j{i}") for i in range(6)]
+    with pytest.raises(BrokerError, match="^namespace 'team-b' holds 1 job \\(j6\\); pass --yes"):
+        drive(resources.delete(store, [*held, (Kind.NAMESPACE, "", "team-b")]))  # what is deleted anyway is not asked
+
+    seen, _ = drive(resources.delete(store, [(Kind.NAMESPACE, "", "team-b")], yes=True))
+    assert seen == [(Kind.NAMESPACE, "team-b", "deleted")]  # nothing of it could run
+    assert store.resources(Kind.JOB, namespace="team-b") == []
+    seen, _ = drive(resources.delete(store, [(Kind.NAMESPACE, "", "team-a")]))
+    assert seen == [(Kind.NAMESPACE, "team-a", "deleted")], "an empty namespace needs no --yes"
+    with pytest.raises(BrokerError, match="namespace 'default' cannot be deleted"):
+        drive(resources.delete(store, [(Kind.NAMESPACE, "", "default")], yes=True))
+
+
+def test_delete_targets_are_keys_in_the_namespace_given(store):
+    assert resources.delete_targets("job", "x", [], namespace="team-a") == [(Kind.JOB, "team-a", "x")]
+    assert resources.delete_targets("namespace", "team-a", [], namespace="team-b") == [(Kind.NAMESPACE, "", "team-a")]
+    assert resources.delete_targets(None, None, ["-"], io.StringIO(in_team("x", "team-c") + "---\n" + job("y")),
+                                    namespace="team-b") == [(Kind.JOB, "team-c", "x"), (Kind.JOB, "team-b", "y")]
+
+
+def test_the_task_and_service_verbs_take_the_namespace(store):
+    apply(store, TEAMS + "---\n" + in_team("nightly", "team-a"))
+    text = MANIFESTS[MANIFESTS.index("kind: Service") - len("apiVersion: broker/v1\n"):]
+    resources.apply(store, read(text, "team-a"))
+    assert rollout.scale(store, "web", 5, namespace="team-a") == (2, 5)
+    assert store.resource(Kind.SERVICE, "web").spec["replicas"] == 2
+    assert [r["revision"] for r in rollout.history(store, "web", namespace="team-a").revisions] == [1]
+
+    set_status(store, Kind.JOB, "hello", phase="Complete")
+    with store.transaction() as tx:
+        store.set_status(tx, Kind.JOB, "nightly", {"phase": "Failed", "message": "exit code 1"}, namespace="team-a")
+    seen = []
+    with pytest.raises(BrokerError) as raised:
+        for note in tasks.wait_jobs(store, ["hello", ("team-a", "nightly")], 0, FakeClock().clock):
+            seen.append(note.text)
+    assert seen == ["job/hello complete", "team-a/job/nightly failed: exit code 1"]
+    assert str(raised.value) == "1 job(s) failed: team-a/nightly; see `brokerctl describe job NAME`"
+    cond = tasks.condition("job/nightly", "condition=Failed", "team-a")
+    tasks.wait(store, cond, 1, FakeClock().clock)
+    with pytest.raises(NotFound, match="Job 'nightly' not found; "):
+        tasks.wait(store, tasks.condition("job/nightly", "condition=Failed"), 1, FakeClock().clock)
+    tasks.retry(store, "nightly", "team-a")
+    assert store.resource(Kind.JOB, "nightly", namespace="team-a").retried_at is not None
+
+    job = tasks.one_off_job("hello", "busybox", None, "cpu", {}, namespace="team-a")
+    assert job.key == (Kind.JOB, "team-a", "hello")
+    with pytest.raises(BrokerError, match="Job 'nightly' already exists in namespace 'team-a'; pick another name or "
+                                          "`brokerctl delete job nightly -n team-a`"):
+        drive(tasks.run(store, tasks.one_off_job("nightly", "busybox", None, "cpu", {}, namespace="team-a"),
+                        FakeClock().clock))
+    with pytest.raises(NotFound, match="namespace 'team-x' does not exist"):
+        drive(tasks.run(store, tasks.one_off_job("x", "busybox", None, "cpu", {}, namespace="team-x"),
+                        FakeClock().clock))

@@ -23,7 +23,7 @@ from factories import (
 from reconciler.engine.actions import STOP_GRACE_SECONDS, Remove
 from reconciler.engine.plan import plan
 from reconciler.records import (
-    LABEL_ATTEMPT, LABEL_INDEX, LABEL_MARK, LABEL_OWNER, LABEL_STORE, LABEL_TASK, LABEL_TEMPLATE,
+    LABEL_ATTEMPT, LABEL_INDEX, LABEL_MARK, LABEL_NAMESPACE, LABEL_OWNER, LABEL_STORE, LABEL_TASK, LABEL_TEMPLATE,
     ContainerObs, ResourceRecord, Snapshot, container_mark, container_name,
 )
 from reconciler.spec.models import Kind, TaskPhase
@@ -48,7 +48,8 @@ def test_start_carries_the_container_spec():
     assert (spec.image, spec.command, spec.working_dir, spec.user) == ("busybox", ["sh", "-c", "echo hi"], "/w", "1000")
     assert spec.env == {"A": "1", "BROKER_TASK_ID": t.id, "BROKER_TASK_INDEX": "0", "BROKER_ATTEMPT": "1",
                         "BROKER_OWNER": "Job/j"}
-    assert spec.labels == {"team": "x", LABEL_STORE: STORE_ID, LABEL_OWNER: "Job/j", LABEL_TASK: t.id,
+    assert spec.labels == {"team": "x", LABEL_STORE: STORE_ID, LABEL_OWNER: "Job/j", LABEL_NAMESPACE: "default",
+                           LABEL_TASK: t.id,
                            LABEL_INDEX: "0", LABEL_ATTEMPT: "1", LABEL_TEMPLATE: t.template_hash,
                            LABEL_MARK: container_mark(MARK_KEY, STORE_ID, t.id, "a")}
     assert spec.mounts == (("/data", "/d", True),)
@@ -246,7 +247,7 @@ def test_deleted_job_stops_its_tasks_then_is_purged():
     assert not lingering.purges and removed(lingering) == {"c0"}
 
     gone = run([node_res("a"), job], list(after.values()), snapshot(obs("a")))
-    assert gone.purges == [(Kind.JOB, "job")]
+    assert gone.purges == [(Kind.JOB, "default", "job")]
     assert [e.reason for e in gone.events] == ["Deleted"]
     assert not gone.task_updates and not gone.starts
 
@@ -278,7 +279,7 @@ def test_a_deleted_job_waits_for_the_node_of_a_recent_stop_to_be_listed(grace, c
 
     p = run([node_res("a"), job], [t], snapshot(node_obs))
 
-    assert p.purges == ([(Kind.JOB, "job")] if purged else [])
+    assert p.purges == ([(Kind.JOB, "default", "job")] if purged else [])
     if not purged:
         assert status_of(p, Kind.JOB, "job")["stoppingContainers"] == 1 and p.next_wake == NOW - 10 + grace
 
@@ -289,7 +290,7 @@ def test_deleted_service_with_nothing_left_is_purged_at_once():
 
     p = run([node_res("a"), svc], [])
 
-    assert p.purges == [(Kind.SERVICE, "web")] and not p.new_tasks
+    assert p.purges == [(Kind.SERVICE, "default", "web")] and not p.new_tasks
 
 
 # -- properties over random small worlds -----------------------------------------------------
@@ -390,7 +391,7 @@ def test_property_placements_never_overfill_a_node(world):
     p = plan(resources, tasks, snap, NOW, STORE_ID, MARK_KEY)
 
     owners = {r.name: r for r in resources if r.kind is Kind.JOB}
-    statuses = {name: s for kind, name, s in p.statuses if kind is Kind.NODE}
+    statuses = {name: s for kind, _, name, s in p.statuses if kind is Kind.NODE}
     after = applied(p, tasks)
     collected = {c.task_id for c in p.collects}  # their containers have exited: they hold no slot
     used = Counter((t.node, exec_type(owners[t.owner_name])) for t in after.values()

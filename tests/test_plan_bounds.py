@@ -48,7 +48,7 @@ def test_huge_job_creates_at_most_the_unplaced_bound_per_pass():
     assert len(first.starts) == 7
     tasks = applied(first, [])
     assert len(unplaced(tasks.values())) == MAX_UNPLACED - 7
-    status = [s for k, n, s in first.statuses if k is Kind.JOB][0]
+    status = [s for k, _, n, s in first.statuses if k is Kind.JOB][0]
     assert status["active"] == MAX_UNPLACED
 
     running = [replace(t, phase=R, container_id=f"c-{t.id}", started_at=NOW) for t in tasks.values() if t.node]

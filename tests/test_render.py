@@ -84,3 +84,20 @@ def test_yaml_output_quotes_strings_a_yaml_1_2_reader_would_not_read_as_strings(
     text = views.dump([{"spec": {"template": {"env": env}}, "n": 3, "f": 1.5, "b": True, "z": None}], "yaml")
     assert yaml.load(text, Loader) == [{"spec": {"template": {"env": env}}, "n": 3, "f": 1.5, "b": True, "z": None}]
     assert yaml.safe_load(text) == yaml.load(text, Loader)
+
+
+def test_namespaced_objects_say_their_namespace_and_cluster_scoped_ones_do_not():
+    """A Job's metadata.namespace and an event's namespace are in the JSON; a Node has no
+    metadata.namespace and its events have a null namespace; a Namespace's status is its phase and use."""
+    from dataclasses import replace
+
+    job = replace(_record("Job", {}), namespace="team-a")
+    assert views.resource_object(job)["metadata"]["namespace"] == "team-a"
+    assert "namespace" not in views.resource_object(_record("Node", {}))["metadata"]
+    row = {"ts": 1714557600.0, "kind": "Job", "namespace": "team-a", "name": "x", "type": "Normal",
+           "reason": "Scheduled", "message": "m", "task_id": "x-1"}
+    assert views.event_object(row)["namespace"] == "team-a"
+    assert views.event_object({**row, "kind": "Node", "namespace": ""})["namespace"] is None
+    ns = replace(_record("Namespace", {}), deleted_at=1714557601.0)
+    usage = {"running": 0, "used": {"cpus": 0, "memory": 0, "tasks": 0, "slots": {}}}
+    assert views.namespace_object(ns, usage)["status"] == {"phase": "Terminating", **usage}

@@ -46,6 +46,18 @@ spec:
   replicas: 2
   template: {image: nginx, command: [nginx, -g, daemon off;]}
 """,
+    models.Kind.NAMESPACE: """\
+apiVersion: broker/v1
+kind: Namespace
+metadata: {name: team-a, labels: {tier: 1}}
+spec:
+  quota: {cpus: 8, memory: 16g, tasks: 40, slots: {gpu: 2}}
+  budget: {cpuHours: 500, window: 30d}
+  share: 2
+  runAs: {users: ["1000:1000", 1001], default: "1000:1000", allowRoot: false}
+  mounts: [{source: /home/team-a, target: /home/team-a}]
+  nodeSelector: {pool: shared, ssd: true}
+""",
 }
 
 
@@ -65,7 +77,9 @@ def test_schema_identity_and_stable_text(kind):
     assert schema["$id"] == f"{kind.value.lower()}.json"
     assert schema["properties"]["kind"]["const"] == kind.value
     assert schema["properties"]["apiVersion"]["const"] == models.API_VERSION
-    assert set(schema["required"]) == {"apiVersion", "kind", "metadata", "spec"}
+    # A Namespace may be just a name (`kind: Namespace`, `metadata: {name: team-a}`).
+    spec = set() if kind is models.Kind.NAMESPACE else {"spec"}
+    assert set(schema["required"]) == {"apiVersion", "kind", "metadata"} | spec
     text = render_schema(kind)
     assert text.endswith("}\n") and json.loads(text) == schema
     assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
@@ -155,3 +169,20 @@ def test_schemas_show_the_caps_and_the_reserved_names():
     assert re.search(env["not"]["pattern"], "BROKER_TASK_ID") and not re.search(env["pattern"], "A=B")
     source = job["$defs"]["Mount"]["properties"]["source"]["pattern"]
     assert [bool(re.search(source, s)) for s in ("/srv/x", "vol_1", "./data", "data/x")] == [True, True, False, False]
+
+
+def test_namespaced_kinds_show_metadata_namespace_and_cluster_scoped_kinds_refuse_it():
+    """Jobs and Services take metadata.namespace (a DNS label); a Node or Namespace schema has no such
+    field, so an editor flags it as the loader does."""
+    import re
+
+    for kind in (models.Kind.JOB, models.Kind.SERVICE):
+        prop = schema_for(kind)["$defs"]["Metadata"]["properties"]["namespace"]["anyOf"][0]
+        assert re.search(prop["pattern"], "team-a") and not re.search(prop["pattern"], "Team_A")
+        assert prop["maxLength"] == 63
+    for kind in (models.Kind.NODE, models.Kind.NAMESPACE):
+        meta = schema_for(kind)["$defs"]["ClusterMetadata"]
+        assert "namespace" not in meta["properties"] and meta["additionalProperties"] is False
+        instance = yaml.load(SAMPLES[kind], _Loader)
+        instance["metadata"]["namespace"] = "team-a"
+        assert check(instance, schema_for(kind), schema_for(kind)) == ["metadata: unexpected namespace"]

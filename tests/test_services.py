@@ -337,7 +337,7 @@ def test_auto_rollback_returns_to_the_stable_revision(stable, rolls_back):
 
     message = status_of(p, Kind.SERVICE, "web")["rollout"]["message"]
     if rolls_back:
-        assert p.rollbacks == [("web", stable, f"autoRollback from {want}: {message}")]
+        assert p.rollbacks == [("web", stable, f"autoRollback from {want}: {message}", "default")]
         assert ("RollingBack", f"returning to template {stable}") in [(e.reason, e.message) for e in p.events]
     else:
         assert p.rollbacks == [] and "RollingBack" not in [e.reason for e in p.events]

@@ -150,10 +150,11 @@ def test_apply_is_all_or_none(store):
 
 
 def test_resources_are_listed_by_kind_then_name(store):
-    """resources() lists Jobs, Nodes and Services sorted by kind and name, optionally of one kind."""
+    """resources() lists Jobs, Nodes and Services sorted by kind and name, optionally of one kind (the
+    `default` Namespace is in every store)."""
     store.apply([manifest("Service", "web"), job("b"), manifest("Node", "n1"), job("a")])
 
-    assert [r.ref for r in store.resources()] == ["Job/a", "Job/b", "Node/n1", "Service/web"]
+    assert [r.ref for r in store.resources()] == ["Job/a", "Job/b", "Namespace/default", "Node/n1", "Service/web"]
     assert [r.ref for r in store.resources(Kind.JOB)] == ["Job/a", "Job/b"]
     assert store.resource(Kind.SERVICE, "web").model.spec.replicas == 1
 
@@ -264,7 +265,7 @@ def test_mark_deleted_node_and_unknown(store):
     store.apply([manifest("Node", "a")])
 
     assert store.mark_deleted(Kind.NODE, "a") == "deleted"
-    assert store.resources() == []
+    assert store.resources(Kind.NODE) == []
     with pytest.raises(NotFound, match="Node 'a' not found"):
         store.mark_deleted(Kind.NODE, "a")
 
@@ -1103,7 +1104,7 @@ def test_a_write_gives_up_after_the_lock_timeout_and_reads_do_not_wait(store, ot
     try:
         assert holding.wait(5)
         began = time.monotonic()
-        assert [r.name for r in store.resources()] == ["job"]  # a read takes no lock
+        assert [r.name for r in store.resources(Kind.JOB)] == ["job"]  # a read takes no lock
         assert store.release_lease("me", wait=0.3) is False
         store.set_busy_timeout(300)
         with pytest.raises(LockTimeout, match=rf"^store {re.escape(str(store.path))} is busy: another process "
@@ -1115,7 +1116,7 @@ def test_a_write_gives_up_after_the_lock_timeout_and_reads_do_not_wait(store, ot
         holder.join(10)
     store.apply([job("late")])
     assert store.release_lease("me", wait=0.3) is True and store.lease() is None
-    assert [r.name for r in store.resources()] == ["job", "late"]
+    assert [r.name for r in store.resources(Kind.JOB)] == ["job", "late"]
 
 
 def test_text_sorts_bytewise_on_both_backends(db_url, request):
@@ -1280,11 +1281,11 @@ def test_a_postgresql_store_outlives_a_restart_of_its_server(pg_cluster):
         before = subscription.version()
 
         cluster.restart()
-        assert [r.name for r in store.resources()] == ["before"]  # a read on a broken connection
+        assert [r.name for r in store.resources(Kind.JOB)] == ["before"]  # a read on a broken connection
 
         cluster.restart()
         store.apply([job("after")])  # a transaction begun on a broken connection
-        assert [r.name for r in store.resources()] == ["after", "before"]
+        assert [r.name for r in store.resources(Kind.JOB)] == ["after", "before"]
         deadline = time.monotonic() + 10
         while not (subscription.listening and subscription.version() != before):
             assert time.monotonic() < deadline, "the subscription did not listen again"
@@ -1299,3 +1300,239 @@ def test_a_postgresql_store_outlives_a_restart_of_its_server(pg_cluster):
         if store is not None:
             store.close()
         cluster.remove()
+
+
+# -- namespaces ---------------------------------------------------------------------------------
+
+
+def in_ns(model, namespace: str):
+    """``model`` put into ``namespace``, as the loader does for `-n NAMESPACE`."""
+    return model.in_namespace(namespace)
+
+
+def namespace(name: str, **spec):
+    return _RESOURCE.validate_python({"apiVersion": "broker/v1", "kind": "Namespace", "metadata": {"name": name},
+                                      "spec": spec})
+
+
+def test_a_new_store_has_the_default_namespace_stored_as_an_empty_namespace_manifest(store):
+    """`default` always exists; applying an empty Namespace named default is `unchanged`."""
+    [ns] = store.resources(Kind.NAMESPACE)
+    assert (ns.name, ns.namespace, ns.deleted_at) == ("default", "", None)
+    assert store.apply([namespace("default")]) == [("namespace/default", "unchanged")]
+
+
+def test_one_name_in_two_namespaces_is_two_resources(store):
+    """Identity is (kind, namespace, name): each namespace's Job/nightly has its own row, uid, tasks and
+    status; reading or deleting one leaves the other as it was."""
+    store.apply([namespace("team-a"), namespace("team-b")])
+    assert store.apply([in_ns(job("nightly", completions=2), "team-a"), in_ns(job("nightly"), "team-b")]) == [
+        ("team-a/job/nightly", "created"), ("team-b/job/nightly", "created")]
+    a, b = (store.resource(Kind.JOB, "nightly", namespace=ns) for ns in ("team-a", "team-b"))
+    assert (a.namespace, a.spec["completions"], b.namespace, b.spec["completions"]) == ("team-a", 2, "team-b", 1)
+    assert a.uid[:5] != b.uid[:5], "task ids carry the uid's first five digits"
+    with pytest.raises(NotFound, match=r"^Job 'nightly' not found in namespace 'team-x'; `brokerctl get jobs -n "
+                                       r"team-x` lists them$"):
+        store.resource(Kind.JOB, "nightly", namespace="team-x")
+    with pytest.raises(NotFound, match=r"^Job 'nightly' not found; `brokerctl get jobs` lists them$"):
+        store.resource(Kind.JOB, "nightly")
+
+    insert(store, replace(task("nightly"), id="nightly-aaaaa-0-1", namespace="team-a", phase=TaskPhase.SUCCEEDED),
+           replace(task("nightly"), id="nightly-bbbbb-0-1", namespace="team-b", phase=TaskPhase.RUNNING))
+    assert [t.id for t in store.tasks(namespace="team-a")] == ["nightly-aaaaa-0-1"]
+    assert [t.id for t in store.tasks((Kind.JOB, "nightly"), namespace="team-b")] == ["nightly-bbbbb-0-1"]
+    assert [t.namespace for t in store.tasks()] == ["team-a", "team-b"], "no namespace: every namespace's"
+    with store.transaction() as db:
+        store.set_status(db, Kind.JOB, "nightly", {"phase": "Running"}, namespace="team-b")
+    assert store.resource(Kind.JOB, "nightly", namespace="team-a").status == {}
+
+    assert store.mark_deleted(Kind.JOB, "nightly", namespace="team-a") == "deleted"
+    assert [t.id for t in store.tasks()] == ["nightly-bbbbb-0-1"]
+    assert store.resource(Kind.JOB, "nightly", namespace="team-b").status == {"phase": "Running"}
+    assert [(r.namespace, r.name) for r in store.resources(Kind.JOB)] == [("team-b", "nightly")]
+    assert [r.ref for r in store.resources(namespace="team-b")] == [
+        "Job/nightly", "Namespace/default", "Namespace/team-a", "Namespace/team-b"], \
+        "one namespace's resources, with the cluster-scoped ones"
+
+
+def test_applying_into_a_missing_namespace_names_each_resource_and_writes_nothing(store):
+    where = ["job.yaml: document 2 (Job/nightly)", "job.yaml: document 3 (Service/web)"]
+    with pytest.raises(NotFound) as info:
+        store.apply([in_ns(job("ok"), "default"), in_ns(job("nightly"), "team-x"),
+                     in_ns(manifest("Service", "web"), "team-y")], where=["job.yaml: document 1 (Job/ok)", *where])
+    assert str(info.value) == (
+        "job.yaml: document 2 (Job/nightly): namespace 'team-x' does not exist; apply a Namespace named team-x first "
+        "(kind: Namespace), or use -n/--namespace\n"
+        "job.yaml: document 3 (Service/web): namespace 'team-y' does not exist; apply a Namespace named team-y first "
+        "(kind: Namespace), or use -n/--namespace")
+    assert (info.value.step, info.value.about) == ("create-namespace", {"kind": "Namespace", "name": "team-x"})
+    assert store.resources(Kind.JOB) == [], "all or none"
+    with pytest.raises(NotFound, match=r"^Job/nightly: namespace 'team-x' does not exist; "):
+        store.apply([in_ns(job("nightly"), "team-x")])
+
+    # The Namespace may come in the same call, after what goes into it.
+    assert store.apply([in_ns(job("nightly"), "team-x"), namespace("team-x")]) == [
+        ("team-x/job/nightly", "created"), ("namespace/team-x", "created")]
+
+
+def test_deleting_a_namespace_deletes_what_is_in_it_and_refuses_new_resources_meanwhile(store):
+    store.apply([namespace("team-b"), in_ns(job("done"), "team-b"), in_ns(job("busy"), "team-b"), job("busy")])
+    insert(store, replace(task("busy"), id="busy-bbbbb-0-1", namespace="team-b", phase=TaskPhase.RUNNING,
+                          node="a", container_id="c1"),
+           replace(task("busy"), id="busy-ddddd-0-1", phase=TaskPhase.RUNNING, node="a", container_id="c2"))
+
+    assert store.mark_deleted(Kind.NAMESPACE, "team-b", now=50.0) == "deleting (1 job stopping first)"
+    with pytest.raises(NotFound):
+        store.resource(Kind.JOB, "done", namespace="team-b")  # nothing could run: gone at once
+    assert store.resource(Kind.JOB, "busy", namespace="team-b").deleted_at == 50.0
+    assert store.resource(Kind.NAMESPACE, "team-b").deleted_at == 50.0
+    assert store.resource(Kind.JOB, "busy").deleted_at is None, "the default namespace's busy is untouched"
+    with pytest.raises(Conflict, match=r"^Job/new: namespace 'team-b' is being deleted; wait until "):
+        store.apply([in_ns(job("new"), "team-b")])
+    assert store.mark_deleted(Kind.NAMESPACE, "team-b", now=60.0) == "still being deleted (1 job still stopping)"
+    assert store.resource(Kind.NAMESPACE, "team-b").deleted_at == 50.0
+
+    # What the controller does once the container is gone: purge the Job, then the empty Namespace.
+    store.purge(Kind.JOB, "busy", namespace="team-b")
+    assert store.mark_deleted(Kind.NAMESPACE, "team-b", now=70.0) == "deleted"
+    assert [r.name for r in store.resources(Kind.NAMESPACE)] == ["default"]
+    assert [t.id for t in store.tasks()] == ["busy-ddddd-0-1"]
+
+
+def test_force_deletes_a_namespace_and_everything_in_it_at_once(store):
+    store.apply([namespace("team-b"), in_ns(job("busy"), "team-b")])
+    insert(store, replace(task("busy"), namespace="team-b", phase=TaskPhase.RUNNING, node="a", container_id="c1"))
+    assert store.mark_deleted(Kind.NAMESPACE, "team-b", force=True) == "deleted"
+    assert store.resources(Kind.JOB) == [] and store.tasks() == []
+
+
+def test_the_default_namespace_cannot_be_deleted(store):
+    with pytest.raises(Conflict, match="^namespace 'default' cannot be deleted: it is where resources go when "
+                                       "none is named; delete what is in it instead$"):
+        store.mark_deleted(Kind.NAMESPACE, "default")
+    assert [r.name for r in store.resources(Kind.NAMESPACE)] == ["default"]
+
+
+def test_events_revisions_scale_and_retry_keep_to_their_namespace(store):
+    """Each noun takes the namespace: two Services named web roll, scale and undo on their own; events of
+    one namespace's Job are not another's; cluster-scoped events have namespace ''."""
+    store.apply([namespace("team-a"), in_ns(web("nginx:1"), "team-a"), web("nginx:1")], now=1.0)
+    store.apply([in_ns(web("nginx:2"), "team-a")], now=2.0)
+    assert [r["revision"] for r in store.revisions("web", namespace="team-a")] == [1, 2]
+    assert [r["revision"] for r in store.revisions("web")] == [1]
+    store.undo("web", namespace="team-a", now=3.0)
+    assert store.resource(Kind.SERVICE, "web", namespace="team-a").spec["template"]["image"] == "nginx:1"
+    assert store.scale("web", 3, namespace="team-a") == (1, 3)
+    assert store.resource(Kind.SERVICE, "web").spec["replicas"] == 1
+    with pytest.raises(NotFound, match="Service 'web' not found in namespace 'team-b'"):
+        store.scale("web", 2, namespace="team-b")
+
+    with store.transaction() as db:
+        store.add_event(db, "Job", "x", "Started", "in a", namespace="team-a")
+        store.add_event(db, "Job", "x", "Started", "in default")
+        store.add_event(db, "Node", "h1", "NodeReady", "ready", namespace="team-a")  # ignored: a Node has none
+    assert [e["message"] for e in store.events("Job", "x", namespace="team-a")] == ["in a"]
+    assert [e["message"] for e in store.events("Job", "x")] == ["in default"]
+    assert [(e["namespace"], e["message"]) for e in store.events(namespaces=["team-a", ""])] == [
+        ("team-a", "in a"), ("", "ready")]
+
+    store.apply([in_ns(job("j"), "team-a")])
+    with store.transaction() as db:
+        store.set_status(db, Kind.JOB, "j", {"phase": "Failed"}, namespace="team-a")
+    with pytest.raises(NotFound, match="Job 'j' not found; "):
+        store.retry_job("j")
+    store.retry_job("j", now=9.0, namespace="team-a")
+    assert store.resource(Kind.JOB, "j", namespace="team-a").retried_at == 9.0
+
+
+def test_a_new_resource_never_shares_the_uid_digits_in_task_ids_with_one_of_the_same_name(store, monkeypatch):
+    """Task ids are <name>-<uid[:5]>-<index>-<attempt>: two Job/nightly in two namespaces must not
+    make the same ids, so a uid whose first five digits another nightly has is drawn again."""
+    import uuid
+
+    store.apply([namespace("team-a")])
+    draws = iter(["aaaaa11111", "aaaaa22222", "bbbbb33333"])
+    monkeypatch.setattr(uuid, "uuid4", lambda: type("U", (), {"hex": next(draws) + "0" * 22})())
+    store.apply([in_ns(job("nightly"), "team-a")])  # draws aaaaa11111: no other nightly yet
+    store.apply([job("nightly")])  # draws aaaaa22222, taken by team-a's nightly, then bbbbb33333
+    assert store.resource(Kind.JOB, "nightly", namespace="team-a").uid == "aaaaa11111"
+    assert store.resource(Kind.JOB, "nightly").uid == "bbbbb33333"
+
+
+def old_store(path, migrations):
+    """A store made by an earlier brokerctl: ``migrations`` (a prefix of MIGRATIONS) applied by their own
+    runner, with the meta rows they made."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)")
+    for version, (name, sql) in enumerate(migrations, start=1):
+        for statement in filter(str.strip, sql.split(";")):
+            conn.execute(statement)
+        conn.execute("INSERT INTO migrations VALUES (?, ?, 0)", [version, name])
+    conn.execute("INSERT INTO meta VALUES ('store_id', 'abcdefabcdef')")
+    conn.execute("INSERT INTO meta VALUES ('mark_key', ?)", ["ab" * 32])
+    return conn
+
+
+def test_a_store_of_the_previous_schema_migrates_with_everything_in_default(tmp_path):
+    """The schema before namespaces (every migration up to `container marks`), with a Node, a Job and a
+    Service, their tasks, events and revisions: opened by this code, the Job and the Service are in
+    `default` and the Node is cluster-scoped, the task rows are intact (ids, containers, nodes, phases),
+    the `default` Namespace exists, and the store keeps its id and mark secret."""
+    from reconciler.store.migrations import MIGRATIONS
+
+    names = [name for name, _ in MIGRATIONS]
+    previous = MIGRATIONS[:names.index("namespaces")]
+    assert [name for name, _ in previous][-1] == "container marks"
+    path = tmp_path / "old.db"
+    conn = old_store(path, previous)
+    spec = '{"template": {"image": "busybox"}}'
+    for kind, name, uid in [("Job", "nightly", "aaaaa00001"), ("Service", "web", "bbbbb00002"),
+                            ("Node", "h1", "ccccc00003")]:
+        conn.execute("INSERT INTO resources (kind, name, uid, labels, spec, generation, created_at, updated_at, "
+                     "status, source) VALUES (?, ?, ?, '{\"team\": \"x\"}', ?, 3, 1.0, 2.0, '{\"phase\": \"Running\"}', "
+                     "'/srv/manifests')", [kind, name, uid, '{"address": "tcp://127.0.0.1:2375"}' if kind == "Node"
+                                          else spec])
+    conn.execute("INSERT INTO tasks (id, owner_kind, owner_name, owner_uid, idx, attempt, phase, node, container_id, "
+                 "created_at, started_at, labels, template_hash) VALUES ('web-bbbbb-0-1', 'Service', 'web', "
+                 "'bbbbb00002', 0, 1, 'Running', 'h1', 'c0ffee', 5.0, 6.0, '{\"team\": \"x\"}', '0123456789')")
+    conn.execute("INSERT INTO tasks (id, owner_kind, owner_name, owner_uid, idx, attempt, phase, exit_code, "
+                 "created_at, finished_at) VALUES ('nightly-aaaaa-0-1', 'Job', 'nightly', 'aaaaa00001', 0, 1, "
+                 "'Succeeded', 0, 5.0, 7.0)")
+    conn.execute("INSERT INTO task_logs VALUES ('nightly-aaaaa-0-1', x'6869', 0)")
+    conn.execute("INSERT INTO events (ts, kind, name, task_id, type, reason, message) VALUES "
+                 "(1.0, 'Service', 'web', NULL, 'Normal', 'Scheduled', 'm1'), "
+                 "(2.0, 'Node', 'h1', NULL, 'Normal', 'NodeReady', 'm2')")
+    conn.execute("INSERT INTO revisions (uid, kind, name, revision, hash, template, created_at, cause) VALUES "
+                 "('bbbbb00002', 'Service', 'web', 1, '0123456789', '{}', 1.0, 'apply')")
+    conn.commit()
+    before = conn.execute("SELECT * FROM tasks ORDER BY id").fetchall()
+    conn.close()
+
+    store = Store(path)
+    try:
+        assert (store.store_id, store.mark_key) == ("abcdefabcdef", "ab" * 32)
+        assert [(r.kind.value, r.namespace, r.name, r.uid, r.generation, r.labels, r.status, r.source)
+                for r in store.resources()] == [
+            ("Job", "default", "nightly", "aaaaa00001", 3, {"team": "x"}, {"phase": "Running"}, "/srv/manifests"),
+            ("Namespace", "", "default", store.resource(Kind.NAMESPACE, "default").uid, 1, {}, {}, None),
+            ("Node", "", "h1", "ccccc00003", 3, {"team": "x"}, {"phase": "Running"}, "/srv/manifests"),
+            ("Service", "default", "web", "bbbbb00002", 3, {"team": "x"}, {"phase": "Running"}, "/srv/manifests")]
+        after = store._rows("SELECT * FROM tasks ORDER BY id")
+        assert [tuple(v for k, v in r.items() if k != "namespace") for r in after] == before, "task rows intact"
+        assert [r["namespace"] for r in after] == ["default", "default"]
+        web = store.task("web-bbbbb-0-1")
+        assert (web.phase, web.node, web.container_id, web.owner_key) == (
+            TaskPhase.RUNNING, "h1", "c0ffee", (Kind.SERVICE, "default", "web"))
+        assert store.output("nightly-aaaaa-0-1") == (b"hi", False)
+        assert [(e["kind"], e["namespace"], e["message"]) for e in store.events(limit=None)] == [
+            ("Service", "default", "m1"), ("Node", "", "m2")]
+        assert [r["revision"] for r in store.revisions("web")] == [1]
+        assert store.apply([job("nightly", labels={"team": "x"})])[0][0] == "job/nightly", "same identity"
+        indexes = {r["name"] for r in store._rows("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"tasks_owner", "tasks_phase", "events_object", "revisions_owner", "resources_namespace"} <= indexes
+        assert [r["version"] for r in store._rows("SELECT version FROM migrations")] == list(
+            range(1, len(MIGRATIONS) + 1))
+    finally:
+        store.close()

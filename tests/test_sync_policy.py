@@ -142,14 +142,16 @@ def test_a_file_changing_an_owned_jobs_template_is_held_back_whole():
 
 def test_events_are_the_refusal_alone_or_prunes_drift_and_problems():
     report = {"refused": "too much", "pruned": [("Job/c", "deleted")], "drift": [], "problems": {"x.yaml": "bad"}}
-    assert [tuple(e) for e in sync_events(SRC, report)] == [("Directory", SRC, "SyncRefused", "too much", "Warning")]
+    assert [tuple(e) for e in sync_events(SRC, report)] == [("Directory", SRC, "SyncRefused", "too much", "Warning",
+                                                             "")]
 
     report.update(refused=None, drift=["Job/a"], problems={"y.yaml": "y.yaml: bad", "x.yaml": "worse"})
     assert [tuple(e) for e in sync_events(SRC, report)] == [
-        ("Job", "c", "Pruned", f"Job/c is no longer in {SRC}; deleted", "Normal"),
-        ("Job", "a", "DriftCorrected", f"Job/a was changed outside {SRC}; the directory's version is back", "Warning"),
-        ("Directory", SRC, "InvalidManifest", "x.yaml: worse", "Warning"),
-        ("Directory", SRC, "InvalidManifest", "y.yaml: bad", "Warning"),
+        ("Job", "c", "Pruned", f"Job/c is no longer in {SRC}; deleted", "Normal", "default"),
+        ("Job", "a", "DriftCorrected", f"Job/a was changed outside {SRC}; the directory's version is back", "Warning",
+         "default"),
+        ("Directory", SRC, "InvalidManifest", "x.yaml: worse", "Warning", ""),
+        ("Directory", SRC, "InvalidManifest", "y.yaml: bad", "Warning", ""),
     ]
 
 
@@ -173,3 +175,27 @@ def test_a_synced_file_changing_a_jobs_template_is_held_back_whole(db_url):
         assert store.resource(Kind.JOB, "b").spec["completions"] == 2
     finally:
         store.close()
+
+
+def namespace(name: str):
+    return _RESOURCE.validate_python({"apiVersion": "broker/v1", "kind": "Namespace", "metadata": {"name": name}})
+
+
+def test_jobs_go_only_into_namespaces_that_exist_or_that_a_valid_file_of_the_directory_defines():
+    """`default` always exists; team-a exists; team-b is defined by a file of the directory; team-c's file is
+    held back (invalid), so what goes into team-c is held back too; team-d is being deleted."""
+    jobs = [("a.yaml", job("a").in_namespace("team-a")), ("b.yaml", job("b").in_namespace("team-b")),
+            ("c.yaml", job("c").in_namespace("team-c")), ("d.yaml", job("d").in_namespace("team-d")),
+            ("e.yaml", job("e"))]
+    defined = [("ns-b.yaml", namespace("team-b")), ("ns-c.yaml", namespace("team-c"))]
+    rows = [row(namespace("team-a"), source=None), row(namespace("team-d"), source=None, deleted_at=5.0)]
+
+    decision = decide(SRC, [*defined, *jobs], {"ns-c.yaml": "ns-c.yaml: bad"}, rows)
+
+    assert [c.ref for c in decision.changes] == ["Namespace/team-b", "Job/e", "team-a/Job/a", "team-b/Job/b"]
+    assert decision.problems == {
+        "ns-c.yaml": "ns-c.yaml: bad",
+        "c.yaml": "team-c/Job/c: namespace 'team-c' does not exist; apply a Namespace named team-c first (kind: "
+                  "Namespace), or use -n/--namespace",
+        "d.yaml": "team-d/Job/d: namespace 'team-d' is being deleted; wait until `brokerctl get namespaces` no "
+                  "longer lists it, apply the Namespace again, then this"}

@@ -124,7 +124,7 @@ def test_a_target_holding_anything_is_refused_and_left_as_it_was(tmp_path, pg_ur
         copy_store(tmp_path / "s.db", pg_url)
     again = Store(pg_url)
     try:
-        assert [r.name for r in again.resources()] == ["theirs"] and again.store_id == other.store_id
+        assert [r.name for r in again.resources(Kind.JOB)] == ["theirs"] and again.store_id == other.store_id
     finally:
         again.close()
     source = Store(tmp_path / "s.db")
@@ -171,7 +171,9 @@ def test_a_copy_that_fails_midway_leaves_the_target_empty_and_can_be_run_again(t
 
     target = Store(pg_url, create=False)
     try:
-        assert all(not target._rows(f"SELECT * FROM {t}") for t in TABLES if t != "meta")
+        # as a new store is made: nothing but its meta rows and the `default` Namespace
+        assert all(not target._rows(f"SELECT * FROM {t}") for t in TABLES if t not in ("meta", "resources"))
+        assert [(r.kind, r.name) for r in target.resources()] == [(Kind.NAMESPACE, "default")]
     finally:
         target.close()
     assert copy_store(tmp_path / "s.db", pg_url).rows["events"] == 5
@@ -185,7 +187,7 @@ def test_the_cli_says_what_it_copied_and_what_to_run_next(tmp_path, pg_url):
     assert proc.returncode == 0, proc.stderr
     store_id = Store(pg_url, create=False).store_id
     assert proc.stdout == (
-        f"copied store {store_id} from {tmp_path / 's.db'} to {pg_url} (rows: meta 2, resources 3, tasks 3, "
+        f"copied store {store_id} from {tmp_path / 's.db'} to {pg_url} (rows: meta 2, resources 4, tasks 3, "
         "task_logs 3, events 5, revisions 2, lease 1, syncs 1; counts verified)\n"
         f"next: `brokerctl --db {pg_url} controller`\n")
     again = cli(tmp_path / "unused.db", "store", "migrate", "--from", str(tmp_path / "s.db"), "--to", pg_url)

@@ -18,6 +18,23 @@ OUTPUT_FORMATS = ("table", "wide", "json", "yaml")
 db_path: Optional[str] = None  # the global --db option (a path or URL); None: $BROKER_DB, else the per-user state file
 
 
+def namespace_option(help: str = "Namespace of the Job or Service named (default: default)."):
+    """``-n/--namespace NS`` of every namespaced command, read from ``$BROKER_NAMESPACE`` when not given."""
+    return typer.Option("default", "-n", "--namespace", envvar="BROKER_NAMESPACE", show_default=False,
+                        metavar="NAMESPACE", help=help)
+
+
+def namespace(text: str) -> str:
+    """The ``-n`` value, checked (a lowercase DNS label)."""
+    from ..ops.refs import namespace_name
+
+    return namespace_name(text)
+
+
+MANIFEST_NAMESPACE_HELP = ("Namespace of the Jobs and Services that name none (a document's own metadata.namespace "
+                           "wins; default: default).")
+
+
 def open_store(create: bool = False):
     """Open the store; only the commands that make one on purpose (apply, sync, run, controller)
     pass ``create``, and say on stderr when they did. Elsewhere a missing store is an error."""

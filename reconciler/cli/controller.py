@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from .common import open_store
+from .common import namespace, namespace_option, open_store
 
 
 def status() -> None:
@@ -67,6 +67,8 @@ def controller(
     poll: bool = typer.Option(False, "--poll", help="With --watch: poll for changes (network filesystems)."),
     sync_interval: float = typer.Option(10.0, help="With --watch: also sync this often, which undoes drift."),
     allow_mass_prune: bool = typer.Option(False, "--allow-mass-prune", help="With --watch: see `brokerctl sync`."),
+    namespace_: str = namespace_option("With --watch: namespace of the directory's Jobs and Services that name "
+                                       "none (a document's own metadata.namespace wins; default: default)."),
 ) -> None:
     """Run the reconcile loop until SIGINT/SIGTERM (containers keep running)."""
     import logging
@@ -76,5 +78,6 @@ def controller(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     settings = loop.Settings(resync=resync, probe_interval=probe_interval, probe_timeout=probe_timeout,
                              lost_after=lost_after, docker_timeout=docker_timeout, watch=watch, poll=poll,
-                             sync_interval=sync_interval, allow_mass_prune=allow_mass_prune)
+                             sync_interval=sync_interval, allow_mass_prune=allow_mass_prune,
+                             namespace=namespace(namespace_))
     loop.run(open_store(create=True), settings)

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from ..errors import UsageError
-from .common import follow, open_store
+from .common import follow, namespace, namespace_option, open_store
 
 rollout_app = typer.Typer(help="Rolling updates of a Service: status, history, undo.", no_args_is_help=True)
 
@@ -20,9 +20,10 @@ def scale(
     kind: str = typer.Argument(..., help="service (or service/NAME)"),
     name: Optional[str] = typer.Argument(None),
     replicas: int = typer.Option(..., "--replicas", min=0, help="How many replicas to keep running."),
+    namespace_: str = namespace_option(),
 ) -> None:
     """Set a Service's replica count (0 stops every replica and keeps the Service)."""
-    from ..kinds import Kind
+    from ..kinds import Kind, object_ref
     from ..ops import rollout
     from ..ops.refs import parse_kind, parse_ref
 
@@ -34,8 +35,10 @@ def scale(
         k = parse_kind(kind)
     if k is not Kind.SERVICE:
         raise UsageError("only services scale: `brokerctl scale service NAME --replicas N`")
-    old, new = rollout.scale(open_store(), name, replicas)
-    typer.echo(f"service/{name} scaled" + (f" from {old} to {new}" if old != new else f" (already {new})"))
+    ns = namespace(namespace_)
+    old, new = rollout.scale(open_store(), name, replicas, ns)
+    typer.echo(f"{object_ref(Kind.SERVICE, ns, name)} scaled"
+               + (f" from {old} to {new}" if old != new else f" (already {new})"))
 
 
 @rollout_app.command("status")
@@ -43,13 +46,14 @@ def status(
     target: str = typer.Argument(..., help="service/NAME"),
     watch: bool = typer.Option(True, "--watch/--no-watch", help="Wait until the rollout completes or pauses."),
     timeout: float = typer.Option(0, "--timeout", help="With --watch: give up after this many seconds (0: no limit)."),
+    namespace_: str = namespace_option(),
 ) -> None:
     """Exit 0 once every replica runs the current template; 1 if the rollout paused or rolled back."""
     from ..ops import rollout
     from ..ops.refs import service_name
 
     name = service_name(target)
-    if not follow(rollout.status(open_store(), name, watch, timeout)):
+    if not follow(rollout.status(open_store(), name, watch, timeout, namespace=namespace(namespace_))):
         raise typer.Exit(1)
 
 
@@ -58,6 +62,7 @@ def history(
     target: str = typer.Argument(..., help="service/NAME"),
     revision: Optional[int] = typer.Option(None, "--revision", help="Show this revision's template."),
     output: str = typer.Option("table", "-o", "--output", help="table, json or yaml"),
+    namespace_: str = namespace_option(),
 ) -> None:
     """Template revisions of a Service, oldest first; the current one is marked."""
     from .. import views
@@ -66,7 +71,7 @@ def history(
     from . import tables
 
     name = service_name(target)
-    found = rollout.history(open_store(), name, revision)
+    found = rollout.history(open_store(), name, revision, namespace(namespace_))
     if output in ("json", "yaml"):
         typer.echo(views.dump(found.objects, output), nl=False)
     elif revision is not None:
@@ -79,11 +84,15 @@ def history(
 def undo(
     target: str = typer.Argument(..., help="service/NAME"),
     to_revision: Optional[int] = typer.Option(None, "--to-revision", help="Revision to return to (default: the previous)."),
+    namespace_: str = namespace_option(),
 ) -> None:
     """Make an earlier template the desired one again; the controller rolls to it."""
+    from ..kinds import Kind, object_ref
     from ..ops import rollout
     from ..ops.refs import service_name
 
     name = service_name(target)
-    rev = rollout.undo(open_store(), name, to_revision)
-    typer.echo(f"service/{name} rolled back to template {rev['hash']} (now revision {rev['revision']})")
+    ns = namespace(namespace_)
+    rev = rollout.undo(open_store(), name, to_revision, ns)
+    typer.echo(f"{object_ref(Kind.SERVICE, ns, name)} rolled back to template {rev['hash']} "
+               f"(now revision {rev['revision']})")

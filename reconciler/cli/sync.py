@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from .common import open_store
+from .common import MANIFEST_NAMESPACE_HELP, namespace, namespace_option, open_store
 
 
 def sync(
@@ -18,6 +18,7 @@ def sync(
     directory: Optional[str] = typer.Argument(None, help="With `status`: only this directory."),
     allow_mass_prune: bool = typer.Option(False, "--allow-mass-prune",
                                           help="Allow pruning more than half (or all) of what the directory owns."),
+    namespace_: str = namespace_option(MANIFEST_NAMESPACE_HELP),
 ) -> None:
     """Apply a directory with prune (one transaction), or show `sync status`.
 
@@ -31,7 +32,7 @@ def sync(
         _show_status(gitops.status(open_store(), gitops.source_of(directory) if directory else None))
         return
     gitops.source_of(target)  # a usage error before a store is created for nothing
-    report = gitops.sync(open_store(create=True), target, allow_mass_prune)
+    report = gitops.sync(open_store(create=True), target, allow_mass_prune, namespace=namespace(namespace_))
     lines = gitops.summary(report)
     typer.echo("\n".join(lines) if lines else f"{report['source']}: in sync, nothing to change")
     if report["refused"] or report["problems"]:

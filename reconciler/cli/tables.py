@@ -1,6 +1,7 @@
 """Tables for people: the rows of tasks, resources, events, revisions and synced files, printed with
 rich on a terminal and as plain aligned text when piped. Called by the CLI commands, which hand it
-records and the objects of ``views``."""
+records and the objects of ``views``. A listing of every namespace (``namespaces=True``) has a
+NAMESPACE column first; one of a single namespace looks as it did before namespaces."""
 
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ def _print_plain(columns: list[str], rows: list[list[str]], out) -> None:
     out.write("\n".join(lines) + "\n")
 
 
-def task_rows(tasks: list[TaskRecord], wide: bool, now: float) -> tuple[list[str], list[list]]:
+def task_rows(tasks: list[TaskRecord], wide: bool, now: float,
+              namespaces: bool = False) -> tuple[list[str], list[list]]:
     cols = ["ID", "OWNER", "PHASE", "NODE", "EXIT", "AGE", "REASON"]
     if wide:
         cols += ["ATTEMPT", "CONTAINER", "MESSAGE"]
@@ -67,8 +69,8 @@ def task_rows(tasks: list[TaskRecord], wide: bool, now: float) -> tuple[list[str
         row = [t.id, t.owner, t.phase._value_, t.node, t.exit_code, age(t.created_at, now), _reason(t)]
         if wide:
             row += [t.attempt, (t.container_id or "")[:12], t.message]
-        rows.append(row)
-    return cols, rows
+        rows.append([t.namespace, *row] if namespaces else row)
+    return (["NAMESPACE", *cols] if namespaces else cols), rows
 
 
 def _reason(t: TaskRecord) -> str:
@@ -87,19 +89,24 @@ RESOURCE_COLUMNS = {
     "Job": (["NAME", "PHASE", "COMPLETIONS", "ACTIVE", "FAILED", "AGE"], ["IMAGE", "MESSAGE"]),
     "Service": (["NAME", "DESIRED", "RUNNING", "READY", "UP-TO-DATE", "RESTARTS", "BACKOFF", "ROLLOUT", "AGE"],
                 ["IMAGE", "TEMPLATE", "MESSAGE"]),
+    "Namespace": (["NAME", "STATUS", "TASKS", "SHARE", "QUOTA", "AGE"], ["NODE SELECTOR", "MOUNTS"]),
 }
 
 
-def resource_rows(kind: str, objects: list[dict], wide: bool, now: float) -> tuple[list[str], list[list]]:
-    """Columns and rows of `get nodes|jobs|services` from ``views.resource_object``s; ``wide`` adds
-    the columns of `-o wide`."""
-    row_of = {"Node": _node_row, "Job": _job_row, "Service": _service_row}[kind]
+def resource_rows(kind: str, objects: list[dict], wide: bool, now: float,
+                  namespaces: bool = False) -> tuple[list[str], list[list]]:
+    """Columns and rows of `get nodes|namespaces|jobs|services` from ``views.resource_object``s (a
+    Namespace's from ``views.namespace_object``); ``wide`` adds the columns of `-o wide`;
+    ``namespaces`` puts each one's namespace first."""
+    row_of = {"Node": _node_row, "Job": _job_row, "Service": _service_row, "Namespace": _namespace_row}[kind]
     columns, extra = RESOURCE_COLUMNS[kind]
     rows = []
     for o in objects:
         row, more = row_of(o, age(epoch(o["metadata"]["createdAt"]), now))
-        rows.append(row + (more if wide else []))
-    return columns + (extra if wide else []), rows
+        row = row + (more if wide else [])
+        rows.append([o["metadata"].get("namespace"), *row] if namespaces else row)
+    columns = columns + (extra if wide else [])
+    return (["NAMESPACE", *columns] if namespaces else columns), rows
 
 
 def _node_row(o: dict, created: str) -> tuple[list, list]:
@@ -127,12 +134,51 @@ def _service_row(o: dict, created: str) -> tuple[list, list]:
     return row, [spec["template"]["image"], st.get("revision"), rollout.get("message")]
 
 
-def event_rows(events: list[dict], now: float | None = None, *, objects: bool = True) -> tuple[list[str], list[list]]:
-    """`get events` (``objects``: with the OBJECT column) and `describe`'s events, from store rows."""
+def _namespace_row(o: dict, created: str) -> tuple[list, list]:
+    st, spec, meta = o["status"], o["spec"], o["metadata"]
+    selector = ",".join(f"{k}={v}" for k, v in spec.get("nodeSelector", {}).items())
+    mounts = ", ".join(f"{m['source']}:{m['target']}" + (":ro" if m.get("readOnly") else "")
+                       for m in spec.get("mounts", []))
+    row = [meta["name"], st["phase"], st["running"], f"{spec.get('share', 1):g}",
+           quota_text(spec.get("quota"), st["used"]), created]
+    return row, [selector, mounts]
+
+
+def quota_text(quota: dict | None, used: dict) -> str:
+    """Use against each cap of a namespace's quota: ``cpus 3/8, memory 1.5g/16g, tasks 5/40, gpu slots 1/2``
+    ("-": no cap)."""
+    if not quota:
+        return "-"
+    parts = []
+    if quota.get("cpus") is not None:
+        parts.append(f"cpus {used['cpus']:g}/{quota['cpus']:g}")
+    if quota.get("memory") is not None:
+        limit = quota["memory"]
+        parts.append(f"memory {size(used['memory'])}/{limit if isinstance(limit, str) else size(limit)}")
+    if quota.get("tasks") is not None:
+        parts.append(f"tasks {used['tasks']}/{quota['tasks']}")
+    for kind, limit in (quota.get("slots") or {}).items():
+        parts.append(f"{kind} slots {used['slots'].get(kind, 0)}/{limit}")
+    return ", ".join(parts) or "-"
+
+
+def size(n: int) -> str:
+    """Bytes as a manifest writes a size: 512m, 1.5g, 16g."""
+    for unit, scale in (("t", 1 << 40), ("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return str(n)
+
+
+def event_rows(events: list[dict], now: float | None = None, *, objects: bool = True,
+               namespaces: bool = False) -> tuple[list[str], list[list]]:
+    """`get events` (``objects``: with the OBJECT column; ``namespaces``: with NAMESPACE first) and
+    `describe`'s events, from store rows."""
     columns = ["AGE", "OBJECT", "TYPE", "REASON", "MESSAGE"] if objects else ["AGE", "TYPE", "REASON", "MESSAGE"]
-    rows = [[age(e["ts"], now)] + ([f"{e['kind']}/{e['name']}"] if objects else [])
+    rows = [([e.get("namespace")] if namespaces else []) + [age(e["ts"], now)]
+            + ([f"{e['kind']}/{e['name']}"] if objects else [])
             + [e["type"], e["reason"], e["message"]] for e in events]
-    return columns, rows
+    return (["NAMESPACE", *columns] if namespaces else columns), rows
 
 
 def revision_rows(objects: list[dict], now: float | None = None) -> tuple[list[str], list[list]]:

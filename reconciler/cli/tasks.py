@@ -13,24 +13,27 @@ from typing import Optional
 import typer
 
 from ..errors import UsageError
-from .common import follow, open_store
+from .common import follow, namespace, namespace_option, open_store
 
 
-def retry(kind: str = typer.Argument(..., help="job"), name: str = typer.Argument(...)) -> None:
+def retry(kind: str = typer.Argument(..., help="job"), name: str = typer.Argument(...),
+          namespace_: str = namespace_option()) -> None:
     """Re-run a Failed job's failed completions with a fresh backoffLimit (history is kept)."""
-    from ..kinds import Kind
+    from ..kinds import Kind, object_ref
     from ..ops import tasks
     from ..ops.refs import parse_kind
 
     if parse_kind(kind) is not Kind.JOB:
         raise UsageError("only jobs can be retried: `brokerctl retry job NAME`")
-    tasks.retry(open_store(), name)
-    typer.echo(f"job/{name} retried")
+    ns = namespace(namespace_)
+    tasks.retry(open_store(), name, ns)
+    typer.echo(f"{object_ref(Kind.JOB, ns, name)} retried")
 
 
 def logs(
     target: str = typer.Argument(..., help="A task id, or KIND/NAME for all of its tasks."),
     follow_: bool = typer.Option(False, "-f", "--follow", help="Keep streaming a running task's output."),
+    namespace_: str = namespace_option("Namespace of the KIND/NAME named (default: default; task ids need none)."),
 ) -> None:
     """Print task output (kept in the store after the container is gone)."""
     from ..ops import tasks
@@ -39,7 +42,7 @@ def logs(
     store = open_store()
     if "/" in target:
         kind, name = parse_ref(target)
-        chunks, prefix = tasks.owner_logs(store, kind, name, follow_), True
+        chunks, prefix = tasks.owner_logs(store, kind, name, follow_, namespace(namespace_)), True
     else:
         chunks, prefix = tasks.task_logs(store, target, follow_), False
     write = output_writer(prefix)
@@ -70,6 +73,7 @@ def run(
     image: str = typer.Option(..., "--image", help="Image to run."),
     slots_type: str = typer.Option("default", "--slots-type", help="Execution type (which slots it takes)."),
     env: list[str] = typer.Option([], "--env", "-e", help="KEY=VALUE (repeatable)."),
+    namespace_: str = namespace_option("Namespace to run the Job in (default: default)."),
 ) -> None:
     """Run a one-off Job, stream its output, and exit with the task's exit code (like `docker run`)."""
     from ..ops import tasks
@@ -80,7 +84,7 @@ def run(
         if not sep or not key:
             raise UsageError(f"--env {item!r} is not KEY=VALUE")
         pairs[key] = value
-    job = tasks.one_off_job(name, image, command, slots_type, pairs)
+    job = tasks.one_off_job(name, image, command, slots_type, pairs, namespace(namespace_))
     task = follow(tasks.run(open_store(create=True), job), output_writer(prefix=False))
     raise typer.Exit(task.exit_code)
 
@@ -89,10 +93,11 @@ def wait(
     target: str = typer.Argument(..., help="KIND/NAME, e.g. job/hello"),
     condition: str = typer.Option(..., "--for", help="condition=Complete|Failed|Ready"),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds before giving up."),
+    namespace_: str = namespace_option(),
 ) -> None:
     """Wait until a resource reaches a condition; non-zero on timeout or the opposite outcome."""
     from ..ops import tasks
 
-    cond = tasks.condition(target, condition)
+    cond = tasks.condition(target, condition, namespace(namespace_))
     tasks.wait(open_store(), cond, timeout)
     typer.echo(f"{target} condition met: {cond.want}")

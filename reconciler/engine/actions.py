@@ -53,6 +53,7 @@ class Event:
     message: str
     type: str = "Normal"
     task_id: str | None = None
+    namespace: str = ""  # of a Job's or Service's event; '' for a cluster-scoped object
 
 
 class Rollback(NamedTuple):
@@ -61,14 +62,18 @@ class Rollback(NamedTuple):
     service: str
     template: str  # the template hash to return to
     why: str
+    namespace: str
+
+
+Key = tuple[Kind, str, str]  # a resource's identity: (kind, namespace, name); namespace '' if cluster-scoped
 
 
 @dataclass
 class Plan:
     new_tasks: list[TaskRecord] = field(default_factory=list)
     task_updates: dict[str, dict] = field(default_factory=dict)
-    statuses: list[tuple[Kind, str, dict]] = field(default_factory=list)
-    purges: list[tuple[Kind, str]] = field(default_factory=list)
+    statuses: list[tuple[Kind, str, str, dict]] = field(default_factory=list)  # (kind, namespace, name, status)
+    purges: list[Key] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     starts: list[Start] = field(default_factory=list)
     collects: list[Collect] = field(default_factory=list)

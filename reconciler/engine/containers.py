@@ -1,21 +1,35 @@
-"""What a task's container is made of: image, command, environment, labels, limits, health check. Pure.
+"""What a task's container is made of: image, command, environment, labels, mounts, limits, health check. Pure.
 
-Called by ``placement`` for every Start it issues; ``docker.host`` creates the container from
-the ``ContainerSpec``. The labels let the world be rebuilt from observation alone, and the mark
-(``records.container_mark``) binds the container to its task and node.
+Called by ``placement`` for every Start it issues (and for the mounts a task asks a node to allow);
+``docker.host`` creates the container from the ``ContainerSpec``. The labels let the world be
+rebuilt from observation alone, and the mark (``records.container_mark``) binds the container to its
+task and node. A task's mounts are its template's and its namespace's (``task_mounts``).
 """
 
 from __future__ import annotations
 
+import posixpath
+
 from ..records import (
-    LABEL_ATTEMPT, LABEL_INDEX, LABEL_MARK, LABEL_OWNER, LABEL_STORE, LABEL_TASK, LABEL_TEMPLATE,
+    LABEL_ATTEMPT, LABEL_INDEX, LABEL_MARK, LABEL_NAMESPACE, LABEL_OWNER, LABEL_STORE, LABEL_TASK, LABEL_TEMPLATE,
     ContainerSpec, ResourceRecord, TaskRecord, container_mark, container_name,
 )
+from ..spec.models import Mount, NamespaceSpec, Template
+
+
+def task_mounts(template: Template, namespace: NamespaceSpec | None) -> list[Mount]:
+    """The template's mounts and its namespace's. The namespace's are the operator's (a team's home,
+    say), so one of them replaces a template mount on the same target rather than clash with it."""
+    if namespace is None or not namespace.mounts:
+        return list(template.mounts)
+    taken = {posixpath.normpath(m.target) for m in namespace.mounts}
+    return [m for m in template.mounts if posixpath.normpath(m.target) not in taken] + list(namespace.mounts)
 
 
 def container_spec(t: TaskRecord, res: ResourceRecord, store_id: str, mark_key: str,
-                   node: ResourceRecord) -> ContainerSpec:
-    """What ``Host.start`` creates for task ``t`` on ``node`` (the node it is placed on)."""
+                   node: ResourceRecord, namespace: NamespaceSpec | None = None) -> ContainerSpec:
+    """What ``Host.start`` creates for task ``t`` on ``node`` (the node it is placed on); ``namespace``:
+    the spec of the task's Namespace."""
     tpl = res.model.spec.template
     env = {
         **tpl.env,
@@ -28,6 +42,7 @@ def container_spec(t: TaskRecord, res: ResourceRecord, store_id: str, mark_key: 
         **res.labels,
         LABEL_STORE: store_id,
         LABEL_OWNER: t.owner,
+        LABEL_NAMESPACE: t.namespace,
         LABEL_TASK: t.id,
         LABEL_INDEX: str(t.index),
         LABEL_ATTEMPT: str(t.attempt),
@@ -42,7 +57,7 @@ def container_spec(t: TaskRecord, res: ResourceRecord, store_id: str, mark_key: 
         labels=labels,
         working_dir=tpl.workingDir,
         user=tpl.user,
-        mounts=tuple((m.source, m.target, m.readOnly) for m in tpl.mounts),
+        mounts=tuple((m.source, m.target, m.readOnly) for m in task_mounts(tpl, namespace)),
         nano_cpus=int(tpl.resources.cpus * 1e9) if tpl.resources.cpus else None,
         mem_limit=tpl.resources.memory_bytes(),
         ports=tuple(tpl.port_bindings()),

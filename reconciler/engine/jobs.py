@@ -196,7 +196,7 @@ class _JobPass:
             return
         expires = completed + ttl
         if self.now >= expires and not any(t.id in self.snapshot.by_task for t in self.tasks):
-            self.p.purges.append((self.res.kind, self.res.name))
+            self.p.purges.append(self.res.key)
             self.p.events.append(event(self.res, "Expired", f"ttlSecondsAfterFinished {ttl:g} passed; deleted"))
         else:
             self.p.wake_at(max(expires, self.now + 1.0))

@@ -10,7 +10,7 @@ takes no new work this pass. A container whose task the store does not know is a
 
 from __future__ import annotations
 
-from .actions import STOP_GRACE_SECONDS, Collect, Event, Plan, Remove
+from .actions import STOP_GRACE_SECONDS, Collect, Event, Key, Plan, Remove
 from .nodes import NodeStates
 from .tasks import set_task
 from ..kinds import Kind, TaskPhase, TaskReason
@@ -20,7 +20,7 @@ FENCE_SETTLE_SECONDS = 2.0  # a returning node's stale Job containers are killed
 
 
 def match_tasks(p: Plan, tasks: list[TaskRecord], by_id: dict[str, TaskRecord], nodes: NodeStates,
-                owners: dict[tuple[Kind, str], ResourceRecord], now: float) -> tuple[dict[str, TaskRecord], set[str]]:
+                owners: dict[Key, ResourceRecord], now: float) -> tuple[dict[str, TaskRecord], set[str]]:
     """The tasks as this pass sees them, and the nodes being fenced (containers of replaced tasks
     still there: no new work this pass)."""
     matcher = _Matcher(p, tasks, nodes, owners, now)
@@ -31,7 +31,7 @@ def match_tasks(p: Plan, tasks: list[TaskRecord], by_id: dict[str, TaskRecord], 
 
 class _Matcher:
     def __init__(self, p: Plan, tasks: list[TaskRecord], nodes: NodeStates,
-                 owners: dict[tuple[Kind, str], ResourceRecord], now: float):
+                 owners: dict[Key, ResourceRecord], now: float):
         self.p, self.tasks, self.nodes, self.owners, self.now = p, tasks, nodes, owners, now
         self.seen = nodes.snapshot.by_task
         self.fencing: set[str] = set()
@@ -40,7 +40,7 @@ class _Matcher:
     def see(self, t: TaskRecord) -> TaskRecord:
         """Task ``t`` as this pass sees it, with what that takes recorded in the plan."""
         seen = self.seen.get(t.id)
-        owner = self.owners.get((t.owner_kind, t.owner_name))
+        owner = self.owners.get(t.owner_key)
         if t.active and t.node and t.node not in self.nodes.records:
             return self.lose(t, TaskReason.NODE_DELETED, f"node {t.node} was deleted")
         if t.active and t.node in self.nodes.lost and (owner is None or owner.model.spec.onNodeLost == "reschedule"):
@@ -66,7 +66,8 @@ class _Matcher:
     def lose(self, t: TaskRecord, reason: TaskReason, message: str) -> TaskRecord:
         """Lost: the Job or Service replaces it without spending a retry."""
         t = set_task(self.p, t, phase=TaskPhase.LOST, reason=reason, finished_at=self.now, message=message)
-        self.p.events.append(Event(t.owner_kind.value, t.owner_name, "TaskLost", f"{t.id}: {t.message}", "Warning", t.id))
+        self.p.events.append(Event(t.owner_kind.value, t.owner_name, "TaskLost", f"{t.id}: {t.message}", "Warning",
+                                   t.id, t.namespace))
         return t
 
     def follow(self, t: TaskRecord, seen: Sighting) -> TaskRecord:
@@ -83,13 +84,13 @@ class _Matcher:
         """It ran on while its node could not be reached. A Job's success still counts if no other
         attempt of that index succeeded (the replacement is then stopped); its output is kept."""
         if self._succeeded is None:
-            self._succeeded = {(x.owner, x.index) for x in self.tasks if x.phase is TaskPhase.SUCCEEDED}
-        if t.owner_kind is Kind.JOB and seen.container.exit_code == 0 and (t.owner, t.index) not in self._succeeded:
-            self._succeeded.add((t.owner, t.index))
+            self._succeeded = {(x.owner_key, x.index) for x in self.tasks if x.phase is TaskPhase.SUCCEEDED}
+        if t.owner_kind is Kind.JOB and seen.container.exit_code == 0 and (t.owner_key, t.index) not in self._succeeded:
+            self._succeeded.add((t.owner_key, t.index))
             t = set_task(self.p, t, phase=TaskPhase.SUCCEEDED, exit_code=0, reason=TaskReason.SUCCEEDED_WHILE_LOST,
                          message=f"finished on node {seen.node} while it could not be reached; result kept")
             self.p.events.append(Event(t.owner_kind.value, t.owner_name, "SucceededWhileLost",
-                                       f"{t.id}: {t.message}", task_id=t.id))
+                                       f"{t.id}: {t.message}", task_id=t.id, namespace=t.namespace))
         self.p.collects.append(Collect(t.id, seen.node, seen.container.id))
         return t
 
@@ -111,7 +112,7 @@ class _Matcher:
             self.fencing.add(seen.node)
             self.p.events.append(Event(t.owner_kind.value, t.owner_name, "Fenced",
                                        f"{t.id}: stopping its container on {seen.node}, which answers again",
-                                       "Warning", t.id))
+                                       "Warning", t.id, t.namespace))
         self.p.removals.append(Remove(seen.node, c.id, t.id, f"task {t.id} is {t.phase.value}",
                                       grace=0 if c.finished or fence else grace_left(t, owner, self.now)))
 

@@ -63,7 +63,7 @@ def judge_nodes(p: Plan, nodes: dict[str, ResourceRecord], snapshot: Snapshot, b
         status = statuses[node.name] = node_status(node, obs, now, snapshot.lost_after, twin_of.get(node.name))
         report_untrusted(p, node, status, untrusted.get(node.name))
         if status != node.status:
-            p.statuses.append((Kind.NODE, node.name, status))
+            p.statuses.append((Kind.NODE, "", node.name, status))
             node_events(p, node, status)
         if (when := lost_at(node, obs, snapshot.lost_after)) is not None and when > now:
             p.wake_at(when)

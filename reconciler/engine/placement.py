@@ -5,7 +5,9 @@ node count against that node's capacity (``scheduler.NodeView``); a placed task 
 container gets its idempotent Start again; waiting tasks are queued (higher priority first, then
 first come first served) and handed to the ``scheduler`` as ``Request``s, which carry what earlier
 attempts taught: the sticky node of the last attempt, and the nodes where a host port was taken
-outside brokerctl. Each placement becomes a task update, an event and a Start.
+outside brokerctl. Each placement becomes a task update, an event and a Start. Owners are keyed by
+(kind, namespace, name); a task's namespace adds its ``nodeSelector`` and ``mounts`` to what the
+task asks of a node, and ``colocateWith`` names a resource of the task's own namespace.
 """
 
 from __future__ import annotations
@@ -13,27 +15,29 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from .actions import Event, Plan, Start
-from .containers import container_spec
+from .actions import Event, Key, Plan, Start
+from .containers import container_spec, task_mounts
 from .nodes import NodeStates
 from .scheduler import NodeView, Request, default_pipeline
 from .tasks import set_task
 from ..kinds import Kind, TaskPhase, TaskReason
 from ..records import ResourceRecord, TaskRecord
-from ..spec.models import template_hash
+from ..spec.models import NamespaceSpec, template_hash
 
 PORT_RETRY_SECONDS = 60.0  # a node whose host port was taken outside brokerctl is avoided this long
 
-Owner = tuple[Kind, str]
+Owner = Key  # (kind, namespace, name)
 Slot = tuple[Owner, int]  # (owner, index): one Job completion or Service replica, across its attempts
 
 
 def place(p: Plan, current: dict[str, TaskRecord], owners: dict[Owner, ResourceRecord], nodes: NodeStates,
-          now: float, store_id: str, mark_key: str, fencing: set[str] = frozenset()) -> None:
-    """Count what runs, restart placed tasks without a container, place the waiting ones."""
-    placer = _Placer(p, owners, nodes, now, store_id, mark_key, node_views(nodes, fencing))
+          now: float, store_id: str, mark_key: str, fencing: set[str] = frozenset(),
+          namespaces: dict[str, ResourceRecord] | None = None) -> None:
+    """Count what runs, restart placed tasks without a container, place the waiting ones.
+    ``namespaces``: the Namespace records by name, whose mounts and nodeSelector apply to their tasks."""
+    placer = _Placer(p, owners, nodes, now, store_id, mark_key, node_views(nodes, fencing), namespaces or {})
     history = _History.of(p, [t for t in current.values() if not t.active and t.node], placer.specs, now)
-    active = sorted((t for t in current.values() if t.active and (t.owner_kind, t.owner_name) in owners),
+    active = sorted((t for t in current.values() if t.active and t.owner_key in owners),
                     key=lambda t: (t.created_at, t.id))
     placer.count_usage(active)
     waiting = placer.restart_or_queue(active)
@@ -57,18 +61,28 @@ def node_views(nodes: NodeStates, fencing: set[str]) -> list[NodeView]:
 
 
 def request(t: TaskRecord, spec, sticky_node: str | None = None, colocate: frozenset | None = None,
-            avoid: frozenset = frozenset()) -> Request:
-    """What task ``t`` of a resource with ``spec`` asks of a node."""
+            avoid: frozenset = frozenset(), namespace: NamespaceSpec | None = None) -> Request:
+    """What task ``t`` of a resource with ``spec`` asks of a node; ``namespace``: its Namespace's spec,
+    whose nodeSelector must hold too (with the task's own: a key both name with two values matches no
+    node) and whose mounts the node must allow."""
     res = spec.template.resources
+    selector = set(spec.nodeSelector.items()) | set(namespace.nodeSelector.items() if namespace else ())
+    mounts = task_mounts(spec.template, namespace)
     return Request(
         t.id, spec.executionType, cpus=res.cpus, memory=res.memory_bytes(),
-        selector=tuple(sorted(spec.nodeSelector.items())), node_name=spec.nodeName, colocate=colocate,
+        selector=tuple(sorted(selector)), node_name=spec.nodeName, colocate=colocate,
         colocate_with=spec.colocateWith, sticky_node=sticky_node, placement=spec.placement.value,
-        bind_mounts=tuple((m.source, m.readOnly) for m in spec.template.mounts if m.source.startswith("/")),
+        bind_mounts=tuple((m.source, m.readOnly) for m in mounts if m.source.startswith("/")),
         network=spec.template.network,
-        owner=t.owner, max_per_node=getattr(spec, "maxPerNode", None), avoid=avoid,
+        owner=t.owner_key, max_per_node=getattr(spec, "maxPerNode", None), avoid=avoid,
         ports=tuple((b.ip, b.host_port, b.proto) for b in spec.template.port_bindings() if b.host_port),
     )
+
+
+def colocated(ref: str, namespace: str) -> Owner:
+    """The owner ``colocateWith: Job/NAME`` names: that resource of the task's own namespace."""
+    kind, _, name = ref.partition("/")
+    return Kind(kind), namespace, name
 
 
 @dataclass
@@ -84,7 +98,7 @@ class _History:
         out = cls()
         latest: dict[Slot, tuple] = {}  # (created_at, id) of the attempt in last_node
         for t in finished:
-            key = (t.owner_kind, t.owner_name)
+            key = t.owner_key
             spec = specs.get(key)
             if spec is not None and spec.sticky and latest.get((key, t.index), ()) < (t.created_at, t.id):
                 latest[(key, t.index)] = (t.created_at, t.id)
@@ -95,22 +109,23 @@ class _History:
         return out
 
 
-def _lost_here(p: Plan, current: dict[str, TaskRecord]) -> dict[tuple[str, int], tuple[str, str]]:
+def _lost_here(p: Plan, current: dict[str, TaskRecord]) -> dict[Slot, tuple[str, str]]:
     """(owner, index) -> (task, node) for tasks lost with their node this pass: their replacements say so."""
-    return {(current[tid].owner, current[tid].index): (tid, current[tid].node)
+    return {(current[tid].owner_key, current[tid].index): (tid, current[tid].node)
             for tid, ch in p.task_updates.items() if ch.get("reason") == TaskReason.NODE_LOST and tid in current}
 
 
 class _Placer:
     def __init__(self, p: Plan, owners: dict[Owner, ResourceRecord], nodes: NodeStates, now: float,
-                 store_id: str, mark_key: str, views: list[NodeView]):
+                 store_id: str, mark_key: str, views: list[NodeView], namespaces: dict[str, ResourceRecord]):
         self.p, self.owners, self.nodes, self.now = p, owners, nodes, now
         self.store_id, self.mark_key = store_id, mark_key
         self.specs = {key: res.model.spec for key, res in owners.items()}
         self.templates = {key: template_hash(spec) for key, spec in self.specs.items() if key[0] is Kind.SERVICE}
+        self.namespaces = {name: ns.model.spec for name, ns in namespaces.items()}
         self.views = views
         self.by_name = {v.name: v for v in views}
-        self.running_on: dict[str, set[str]] = defaultdict(set)  # "Job/x" -> nodes where its active tasks are
+        self.running_on: dict[Owner, set[str]] = defaultdict(set)  # owner -> nodes where its active tasks are
         self.collecting = {c.task_id for c in p.collects}
 
     def count_usage(self, active: list[TaskRecord]) -> None:
@@ -120,8 +135,8 @@ class _Placer:
         for t in active:
             if not t.node:
                 continue
-            key = (t.owner_kind, t.owner_name)
-            self.running_on[t.owner].add(t.node)
+            key = t.owner_key
+            self.running_on[key].add(t.node)
             if t.node in self.by_name and t.id not in self.collecting:
                 replaced = key in self.templates and t.template_hash != self.templates[key]
                 self.by_name[t.node].take(request(t, self.specs[key]), spread=not replaced)
@@ -134,7 +149,7 @@ class _Placer:
         stopped = {tid for tid, ch in self.p.task_updates.items() if "phase" in ch and not ch["phase"].active}
         waiting = []
         for t in active:
-            owner = self.owners[(t.owner_kind, t.owner_name)]
+            owner = self.owners[t.owner_key]
             if t.id in stopped:
                 continue
             if t.node:
@@ -145,7 +160,7 @@ class _Placer:
             elif owner.deleted_at is None:
                 waiting.append(t)
         # Higher priority first, then first come first served.
-        waiting.sort(key=lambda t: (-self.specs[(t.owner_kind, t.owner_name)].priority, t.created_at, t.id))
+        waiting.sort(key=lambda t: (-self.specs[t.owner_key].priority, t.created_at, t.id))
         return waiting
 
     def restart(self, t: TaskRecord, res: ResourceRecord) -> None:
@@ -159,18 +174,21 @@ class _Placer:
             want = template_hash(res.model.spec)
             if seen is None and t.template_hash and t.template_hash != want:  # no container yet: made from today's template
                 t = set_task(self.p, t, template_hash=want)
-            self.p.starts.append(Start(t.id, t.node, container_spec(t, res, self.store_id, self.mark_key, node)))
+            self.p.starts.append(Start(t.id, t.node, container_spec(t, res, self.store_id, self.mark_key, node,
+                                                                    self.namespaces.get(t.namespace))))
 
     def requests(self, waiting: list[TaskRecord], history: _History) -> list[Request]:
         ready = {v.name for v in self.views if v.ready and v.schedulable}
         out = []
         for t in waiting:
-            key = (t.owner_kind, t.owner_name)
+            key = t.owner_key
             spec = self.specs[key]
             sticky = history.last_node.get((key, t.index)) if spec.sticky else None
-            colocate = frozenset(self.running_on.get(spec.colocateWith, ())) if spec.colocateWith else None
+            colocate = frozenset(self.running_on.get(colocated(spec.colocateWith, t.namespace), ())) \
+                if spec.colocateWith else None
             out.append(request(t, spec, sticky_node=sticky if sticky in ready else None, colocate=colocate,
-                               avoid=frozenset(history.port_taken.get((key, t.index), ()))))
+                               avoid=frozenset(history.port_taken.get((key, t.index), ())),
+                               namespace=self.namespaces.get(t.namespace)))
         return out
 
     def place(self, waiting: list[TaskRecord], history: _History, lost_here: dict) -> None:
@@ -181,14 +199,16 @@ class _Placer:
                 if t.message != placed.reason:
                     set_task(self.p, t, reason=TaskReason.UNSCHEDULABLE, message=placed.reason)
                     self.p.events.append(Event(t.owner_kind.value, t.owner_name, "FailedScheduling",
-                                               f"{t.id}: {placed.reason}", "Warning", t.id))
+                                               f"{t.id}: {placed.reason}", "Warning", t.id, t.namespace))
                 continue
-            res = self.owners[(t.owner_kind, t.owner_name)]
+            res = self.owners[t.owner_key]
             t = set_task(self.p, t, node=placed.node, scheduled_at=self.now, reason=TaskReason.SCHEDULED,
                          message=placed.reason)
-            gone = lost_here.get((t.owner, t.index))
+            gone = lost_here.get((t.owner_key, t.index))
             moved = f"; replaces {gone[0]} from lost node {gone[1]}" if gone else ""
             self.p.events.append(Event(t.owner_kind.value, t.owner_name, "Scheduled",
-                                       f"{t.id} on {placed.node} ({placed.reason}{moved})", task_id=t.id))
-            start = container_spec(t, res, self.store_id, self.mark_key, self.nodes.records[placed.node])
+                                       f"{t.id} on {placed.node} ({placed.reason}{moved})", task_id=t.id,
+                                       namespace=t.namespace))
+            start = container_spec(t, res, self.store_id, self.mark_key, self.nodes.records[placed.node],
+                                   self.namespaces.get(t.namespace))
             self.p.starts.append(Start(t.id, placed.node, start))

@@ -5,7 +5,9 @@ reads: everything it needs is passed in, so the same inputs always give the same
 in order: judge the Nodes (``nodes``: conditions, twins, containers that are not ours set
 aside), match tasks with the containers seen (``matching``), ask each Job and Service what it
 needs (``jobs``, ``services``; a deleted one has its tasks stopped, then is purged), place the
-waiting tasks (``placement``, through the ``scheduler``), and return the changes for ``act``.
+waiting tasks (``placement``, through the ``scheduler``), purge Namespaces being deleted once
+nothing is left in them, and return the changes for ``act``. Jobs and Services are told apart by
+their key (kind, namespace, name): ``team-a``'s and ``team-b``'s Job/nightly are two owners.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import replace
 
-from .actions import STOP_GRACE_SECONDS, Plan
+from .actions import STOP_GRACE_SECONDS, Key, Plan
 from .jobs import reconcile_job
 from .matching import match_tasks
 from .nodes import NodeStates, judge_nodes
@@ -28,14 +30,15 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
          now: float, store_id: str, mark_key: str) -> Plan:
     """``mark_key``: the store's secret (hex) for ``records.container_mark``."""
     p = Plan()
-    owners = {(r.kind, r.name): r for r in resources if r.kind is not Kind.NODE}
+    owners = {r.key: r for r in resources if r.kind.namespaced}
+    namespaces = {r.name: r for r in resources if r.kind is Kind.NAMESPACE}
     by_id = {t.id: t for t in tasks}
     nodes = judge_nodes(p, {r.name: r for r in resources if r.kind is Kind.NODE}, snapshot, by_id, now,
                         store_id, mark_key)
     current, fencing = match_tasks(p, tasks, by_id, nodes, owners, now)
-    by_owner: dict[tuple[Kind, str], list[TaskRecord]] = defaultdict(list)
+    by_owner: dict[Key, list[TaskRecord]] = defaultdict(list)
     for t in current.values():
-        by_owner[(t.owner_kind, t.owner_name)].append(t)
+        by_owner[t.owner_key].append(t)
     for key, res in owners.items():
         reconcile(p, res, by_owner.get(key, []), nodes, now)
     for tid, changes in p.task_updates.items():  # e.g. a waiting replica switched to the new template
@@ -43,8 +46,20 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
             current[tid] = replace(current[tid], template_hash=changes["template_hash"])
     for t in p.new_tasks:
         current[t.id] = t
-    place(p, current, owners, nodes, now, store_id, mark_key, fencing)
+    place(p, current, owners, nodes, now, store_id, mark_key, fencing, namespaces)
+    purge_emptied_namespaces(p, namespaces.values(), owners)
     return p
+
+
+def purge_emptied_namespaces(p: Plan, namespaces, owners: dict[Key, ResourceRecord]) -> None:
+    """A Namespace being deleted goes once nothing is left in it (what was in it is purged in this
+    pass or was before: its resources were all marked deleted with it)."""
+    purged = set(p.purges)
+    left = {key[1] for key in owners if key not in purged}
+    for ns in namespaces:
+        if ns.deleted_at is not None and ns.name not in left:
+            p.purges.append(ns.key)
+            p.events.append(event(ns, "Deleted", f"{ns.ref} deleted; everything in it is gone"))
 
 
 def reconcile(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], nodes: NodeStates, now: float) -> None:
@@ -76,7 +91,7 @@ def delete(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snap
     hidden = [t for t in tasks if t.node in unlisted and t.container_id and t.exit_code is None
               and (t.active or (t.finished_at or now) + grace > now)]
     if not live and not stopping and not hidden:
-        p.purges.append((res.kind, res.name))
+        p.purges.append(res.key)
         p.events.append(event(res, "Deleted", f"{res.ref} deleted; its containers are gone"))
         return
     for t in hidden:

@@ -19,7 +19,7 @@ import heapq
 import posixpath
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable
+from typing import Callable, Hashable, Iterable
 
 from ..spec.models import MountRule, Placement as PlacementMode, guarded_network, path_below, ports_clash
 
@@ -40,7 +40,7 @@ class NodeView:
     allowed_mounts: tuple[MountRule, ...] = ()  # host paths tasks may bind-mount (allowedMounts)
     allowed_networks: frozenset[str] = frozenset()  # "host", "container" (allowedNetworks)
     fencing: bool = False  # stale containers are being stopped there this pass: no new work yet
-    owners: Counter = field(default_factory=Counter)  # "Service/web" -> its tasks on this node
+    owners: Counter = field(default_factory=Counter)  # owner (Request.owner) -> its tasks on this node
     ports: set = field(default_factory=set)  # (host ip, host port, proto) published by tasks here
 
     def free(self, execution_type: str) -> int:
@@ -72,7 +72,7 @@ class Request:
     placement: str = "spread"
     bind_mounts: tuple[tuple[str, bool], ...] = ()  # (host path, read-only) the task bind-mounts
     network: str | None = None  # template.network
-    owner: str = ""  # "Service/web": spread counts a resource's own tasks on a node first
+    owner: Hashable = ""  # the owner's key, (kind, namespace, name): spread counts its own tasks on a node first
     max_per_node: int | None = None
     ports: tuple[tuple[str, int, str], ...] = ()  # (host ip, host port, proto) the task publishes
     avoid: frozenset[str] = frozenset()  # nodes where a host port it publishes is taken outside brokerctl

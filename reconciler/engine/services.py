@@ -261,7 +261,8 @@ class _ServicePass:
             + (f"; {why}" if why else "")))
         self.p.events.append(event(self.res, "RolloutPaused", rollout["message"], "Warning"))
         if upd.autoRollback and stable and stable != want:
-            self.p.rollbacks.append(Rollback(self.res.name, stable, f"autoRollback from {want}: {rollout['message']}"))
+            self.p.rollbacks.append(Rollback(self.res.name, stable, f"autoRollback from {want}: {rollout['message']}",
+                                             self.res.namespace))
             self.p.events.append(event(self.res, "RollingBack", f"returning to template {stable}", "Warning"))
         return stable
 

@@ -97,7 +97,7 @@ def new_task(res: ResourceRecord, index: int, attempts: list[TaskRecord], now: f
             message = f"attempt {attempt} after {failures} failure(s); waiting {delay:g}s"
     return TaskRecord(
         id=f"{res.name}-{res.uid[:5]}-{index}-{attempt}", owner_kind=res.kind, owner_name=res.name,
-        owner_uid=res.uid, index=index, attempt=attempt, created_at=now, not_before=not_before,
+        namespace=res.namespace, owner_uid=res.uid, index=index, attempt=attempt, created_at=now, not_before=not_before,
         reason=reason, message=message, generation=res.generation, labels=dict(res.labels),
         template_hash=template or template_hash(res.model.spec),
     )
@@ -107,7 +107,7 @@ def set_status(p: Plan, res: ResourceRecord, status: dict) -> None:
     """Record a resource's new status (only if it changed); a Job's end is also an event."""
     if status == res.status:
         return
-    p.statuses.append((res.kind, res.name, status))
+    p.statuses.append((res.kind, res.namespace, res.name, status))
     old, phase = res.status.get("phase"), status.get("phase")
     if res.kind is Kind.JOB and phase != old and phase in (JobPhase.COMPLETE, JobPhase.FAILED):
         kind = "Normal" if phase == JobPhase.COMPLETE else "Warning"
@@ -117,4 +117,4 @@ def set_status(p: Plan, res: ResourceRecord, status: dict) -> None:
 
 def event(res: ResourceRecord, reason: str, message: str, type: str = "Normal", task_id: str | None = None) -> Event:
     """An event about resource ``res`` (and one of its tasks)."""
-    return Event(res.kind.value, res.name, reason, message, type, task_id)
+    return Event(res.kind.value, res.name, reason, message, type, task_id, res.namespace)

@@ -28,6 +28,7 @@ class Settings:
     poll: bool = False  # with watch: poll for changes (network filesystems)
     sync_interval: float = 10.0  # with watch: sync this often too, which undoes drift
     allow_mass_prune: bool = False
+    namespace: str = "default"  # with watch: where the directory's Jobs and Services that name none go
 
 
 def run(store, settings: Settings) -> None:
@@ -41,7 +42,7 @@ def run(store, settings: Settings) -> None:
         from .sync import source_of, watch_step
 
         source = source_of(settings.watch)
-        watcher = Watcher(store.location, source, watch_step(source, settings.allow_mass_prune),
+        watcher = Watcher(store.location, source, watch_step(source, settings.allow_mass_prune, settings.namespace),
                           interval=settings.sync_interval, poll=settings.poll)
     ctl = Controller(store, resync=settings.resync, probe_interval=settings.probe_interval,
                      probe_timeout=settings.probe_timeout, lost_after=settings.lost_after,

@@ -1,4 +1,5 @@
-"""The names users type for what a verb acts on: kinds, ``KIND/NAME``, label selectors, nodes, services.
+"""The names users type for what a verb acts on: kinds, ``KIND/NAME``, label selectors, nodes, services,
+namespaces.
 
 Called by the CLI (arguments) and by the verbs that take such names from manifests; an HTTP API
 parses its label selectors here too. Each bad name is a ``UsageError`` saying what to type instead.
@@ -7,7 +8,7 @@ parses its label selectors here too. Each bad name is a ``UsageError`` saying wh
 from __future__ import annotations
 
 from ..errors import UsageError
-from ..kinds import Kind
+from ..kinds import NAME_RE, Kind
 
 
 def parse_kind(text: str) -> Kind:
@@ -15,7 +16,7 @@ def parse_kind(text: str) -> Kind:
     try:
         return Kind.parse(text)
     except ValueError:
-        raise UsageError(f"unknown kind {text!r}; use node, job or service") from None
+        raise UsageError(f"unknown kind {text!r}; use node, job, service or namespace") from None
 
 
 def parse_ref(text: str) -> tuple[Kind, str]:
@@ -54,3 +55,11 @@ def service_name(target: str) -> str:
     if kind is not Kind.SERVICE:
         raise UsageError(f"{target!r}: rollouts are for services, e.g. service/web")
     return name
+
+
+def namespace_name(text: str) -> str:
+    """The namespace of ``-n/--namespace`` (or ``$BROKER_NAMESPACE``): a lowercase DNS label."""
+    if len(text) > 63 or not NAME_RE.match(text):
+        raise UsageError(f"--namespace {text!r} is not a namespace name: a lowercase DNS label (a-z, 0-9 and '-', "
+                         "starting and ending with a letter or digit, at most 63 characters)")
+    return text

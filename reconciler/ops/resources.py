@@ -5,6 +5,11 @@ and meant for the HTTP API's routes: each takes an open store and plain values a
 the stable objects of ``views`` where a front end shows them as they are. Manifests are read by
 ``read_manifests`` before a store is opened, so bad input never creates one.
 
+Namespaced verbs take ``namespace`` (the ``-n`` of the CLI, ``default`` unless given): where
+manifests without one go, or which namespace a name is looked up in; listings take None for every
+namespace (``-A``). A Namespace that holds resources is deleted only when the caller confirms
+(``yes``), since everything in it goes with it.
+
 The result types are NamedTuples rather than dataclasses: `get` imports this module on every call,
 and defining a frozen dataclass costs about 0.6 ms of start-up, a NamedTuple a tenth of that.
 """
@@ -15,18 +20,21 @@ from contextlib import contextmanager
 from typing import Iterator, NamedTuple, TextIO
 
 from .. import views
-from ..errors import NotFound, UsageError
-from ..kinds import Kind, TaskPhase
+from ..errors import Conflict, NotFound, UsageError
+from ..kinds import DEFAULT_NAMESPACE, Kind, TaskPhase, object_ref, scope
 from ..records import ResourceRecord, TaskRecord
 from .refs import parse_kind
 
+Key = tuple[Kind, str, str]  # (kind, namespace, name); namespace '' for Nodes and Namespaces
 
-def read_manifests(files: list[str], stdin: TextIO | None = None) -> list:
+
+def read_manifests(files: list[str], stdin: TextIO | None = None, namespace: str = DEFAULT_NAMESPACE) -> list:
     """Load and validate every document of ``files`` (``-``: ``stdin``) as one set: a list of
-    ``manifests.Loaded``, or a ``ManifestError`` naming file, document, line and field."""
+    ``manifests.Loaded``, or a ``ManifestError`` naming file, document, line and field. Jobs and
+    Services that name no namespace go into ``namespace``."""
     from ..spec import manifests
 
-    return manifests.load_paths(files, stdin=stdin)
+    return manifests.load_paths(files, stdin=stdin, namespace=namespace)
 
 
 # -- apply -----------------------------------------------------------------------------------------
@@ -35,15 +43,18 @@ def read_manifests(files: list[str], stdin: TextIO | None = None) -> list:
 class Applied(NamedTuple):
     results: list[tuple[str, str]]  # (kind/name, created | configured | unchanged), in manifest order
     warnings: list[str]  # what was applied but cannot run as it stands (see ``unplaceable``)
-    jobs: list[str]  # names of the Jobs applied, for a caller that waits for them
+    jobs: list[tuple[str, str]]  # (namespace, name) of the Jobs applied, for a caller that waits for them
 
 
 def apply(store, loaded: list) -> Applied:
-    """Write every loaded resource in one transaction (all or none)."""
+    """Write every loaded resource in one transaction (all or none). A Job or Service into a namespace
+    that does not exist (and that no Namespace of ``loaded`` creates) is refused, naming its file and
+    document."""
     resources = [item.resource for item in loaded]
-    results = store.apply(resources)
+    where = [f"{i.source}: document {i.document} ({i.resource.kind}/{i.resource.metadata.name})" for i in loaded]
+    results = store.apply(resources, where=where)
     return Applied(results, unplaceable(store, resources),
-                   [r.metadata.name for r in resources if r.kind == Kind.JOB.value])
+                   [(r.namespace, r.metadata.name) for r in resources if r.kind == Kind.JOB.value])
 
 
 def unplaceable(store, resources: list) -> list[str]:
@@ -64,25 +75,47 @@ def unplaceable(store, resources: list) -> list[str]:
 # -- get -------------------------------------------------------------------------------------------
 
 
-def get_resources(store, kind: Kind, name: str | None = None, selector: dict[str, str] | None = None) -> list[dict]:
-    """The resources of ``kind`` (or the one named) whose labels include ``selector``, as view objects."""
-    items = [store.resource(kind, name)] if name else store.resources(kind)
+def get_resources(store, kind: Kind, name: str | None = None, selector: dict[str, str] | None = None,
+                  namespace: str | None = DEFAULT_NAMESPACE) -> list[dict]:
+    """The resources of ``kind`` (or the one named) whose labels include ``selector``, as view objects;
+    of ``namespace`` (None: every namespace; cluster-scoped kinds have none)."""
+    if name:
+        items = [store.resource(kind, name, namespace=namespace)]
+    else:
+        items = store.resources(kind, namespace=namespace if kind.namespaced else None)
     items = [r for r in items if (selector or {}).items() <= r.labels.items()]
     if kind is Kind.NODE:
         return _node_objects(store, items)
+    if kind is Kind.NAMESPACE:
+        return namespace_objects(store, items)
     return [views.resource_object(r) for r in items]
 
 
 def _node_objects(store, nodes: list[ResourceRecord]) -> list[dict]:
     """Nodes with their slots in use, which needs each active task's execution type."""
     tasks = store.tasks(active_only=True)
-    types = {r.ref: r.spec.get("executionType", "default") for r in store.resources() if r.kind is not Kind.NODE}
+    types = {r.key: r.spec.get("executionType", "default") for r in store.resources() if r.kind.namespaced}
     return [views.resource_object(r, views.node_used(r.name, tasks, types)) for r in nodes]
 
 
-def get_tasks(store, task_id: str | None = None, selector: dict[str, str] | None = None) -> list[TaskRecord]:
-    """Every task (or the one named) whose labels include ``selector``, oldest first."""
-    tasks = [store.task(task_id)] if task_id else store.tasks()
+def namespace_objects(store, namespaces: list[ResourceRecord]) -> list[dict]:
+    """Namespaces with what their active tasks use (``views.namespace_usage``): the requests of each
+    task's owner, read through the models (a memory request may be written 256m)."""
+    tasks = store.tasks(active_only=True)
+    requests = {}
+    for r in store.resources():
+        if r.kind.namespaced:
+            spec = r.model.spec
+            res = spec.template.resources
+            requests[r.key] = views.OwnerRequest(res.cpus or 0.0, res.memory_bytes() or 0, spec.executionType)
+    return [views.namespace_object(r, views.namespace_usage(r.name, tasks, requests)) for r in namespaces]
+
+
+def get_tasks(store, task_id: str | None = None, selector: dict[str, str] | None = None,
+              namespace: str | None = DEFAULT_NAMESPACE) -> list[TaskRecord]:
+    """Every task of ``namespace`` (None: of every namespace), or the one named whatever its
+    namespace, whose labels include ``selector``, oldest first."""
+    tasks = [store.task(task_id)] if task_id else store.tasks(namespace=namespace)
     return [t for t in tasks if (selector or {}).items() <= t.labels.items()]
 
 
@@ -107,10 +140,15 @@ class Events(NamedTuple):
     older: bool  # there are older events than these
 
 
-def get_events(store, ref: tuple[Kind, str] | None = None, limit: int = 0) -> Events:
-    """The last ``limit`` events (0: all), only those of ``ref`` (kind, name) when given."""
+def get_events(store, ref: tuple[Kind, str] | None = None, limit: int = 0,
+               namespace: str | None = DEFAULT_NAMESPACE) -> Events:
+    """The last ``limit`` events (0: all): those of ``ref`` (kind, name) in ``namespace`` when given,
+    else those of ``namespace`` and of the cluster-scoped objects (Nodes, Namespaces, synced
+    directories); ``namespace`` None: every event."""
     kind, name = (ref[0].value, ref[1]) if ref else (None, None)
-    rows = store.events(kind, name, limit=limit + 1 if limit else None)  # one more: are there older ones?
+    namespaces = None if namespace is None else [namespace, ""]
+    rows = store.events(kind, name, limit=limit + 1 if limit else None,  # one more: are there older ones?
+                        namespace=namespace, namespaces=namespaces)
     older = bool(limit) and len(rows) > limit
     return Events(rows[1:] if older else rows, older)
 
@@ -120,9 +158,10 @@ def get_events(store, ref: tuple[Kind, str] | None = None, limit: int = 0) -> Ev
 
 class Description(NamedTuple):
     record: ResourceRecord
-    object: dict  # views.resource_object of the record
-    tasks: list[TaskRecord]  # a Node's active tasks; a Job's or Service's tasks, history included
+    object: dict  # views.resource_object of the record (a Namespace's: views.namespace_object)
+    tasks: list[TaskRecord]  # a Node's or Namespace's active tasks; a Job's or Service's tasks, history included
     events: list[dict]  # its last 20 events, oldest first
+    contents: tuple | list = ()  # a Namespace's resources: kind, name, deleted_at
 
     @property
     def pending(self) -> list[TaskRecord]:
@@ -130,33 +169,66 @@ class Description(NamedTuple):
         return [t for t in self.tasks if t.phase is TaskPhase.PENDING and t.message]
 
 
-def describe(store, kind: Kind, name: str) -> Description:
-    r = store.resource(kind, name)
+def describe(store, kind: Kind, name: str, namespace: str = DEFAULT_NAMESPACE) -> Description:
+    r = store.resource(kind, name, namespace=namespace)
+    events = store.events(kind.value, name, limit=20, namespace=r.namespace)
     if kind is Kind.NODE:
         tasks = [t for t in store.tasks(active_only=True) if t.node == name]
+    elif kind is Kind.NAMESPACE:
+        tasks = store.tasks(active_only=True, namespace=name)
+        return Description(r, namespace_objects(store, [r])[0], tasks, events, store.contents(None, name))
     else:
-        tasks = store.tasks(owner=(kind, name))
-    return Description(r, views.resource_object(r), tasks, store.events(kind.value, name, limit=20))
+        tasks = store.tasks(owner=(kind, name), namespace=r.namespace)
+    return Description(r, views.resource_object(r), tasks, events)
 
 
 # -- delete ----------------------------------------------------------------------------------------
 
 
-def delete_targets(kind: str | None, name: str | None, files: list[str],
-                   stdin: TextIO | None = None) -> list[tuple[Kind, str]]:
-    """What `delete` names: the resources ``files`` define, else KIND NAME."""
+def delete_targets(kind: str | None, name: str | None, files: list[str], stdin: TextIO | None = None,
+                   namespace: str = DEFAULT_NAMESPACE) -> list[Key]:
+    """What `delete` names: the resources ``files`` define (Namespaces last, after what may be in them),
+    else KIND NAME (in ``namespace``), as keys."""
     if files:
-        return [(parse_kind(i.resource.kind), i.resource.metadata.name) for i in read_manifests(files, stdin)]
+        keys = [i.resource.key for i in read_manifests(files, stdin, namespace)]
+        return sorted(keys, key=lambda key: key[0] is Kind.NAMESPACE)
     if kind and name:
-        return [(parse_kind(kind), name)]
+        k = parse_kind(kind)
+        return [(k, scope(k, namespace), name)]
     raise UsageError("name what to delete: `brokerctl delete job NAME` or `brokerctl delete -f FILE`")
 
 
-def delete(store, targets: list[tuple[Kind, str]], force: bool = False) -> Iterator[tuple[Kind, str, str]]:
-    """Mark each target deleted, one at a time, yielding (kind, name, outcome) as each is done, so a
-    failure part-way still reports what was deleted before it."""
-    for kind, name in targets:
-        yield kind, name, store.mark_deleted(kind, name, force=force)
+def delete(store, targets: list, force: bool = False, yes: bool = False) -> Iterator[tuple[Kind, str, str]]:
+    """Mark each target (a key, or (kind, name) in ``default``) deleted, one at a time, yielding (kind,
+    name, outcome) in target order as each is done, so a failure part-way still reports what was deleted
+    before it. A Namespace that holds resources other than targets needs ``yes``: without it nothing
+    is deleted and ``Conflict`` says what it holds (``namespace_contents``)."""
+    keys = [t if len(t) == 3 else (t[0], scope(t[0], None), t[1]) for t in targets]
+    if not yes:
+        for kind, _, name in keys:
+            if kind is Kind.NAMESPACE and (held := namespace_contents(store, name, besides=keys)):
+                raise Conflict.unconfirmed(name, held)
+    for kind, namespace, name in keys:
+        yield kind, name, store.mark_deleted(kind, name, force=force, namespace=namespace)
+
+
+SHOWN_NAMES = 5  # names per kind in what a namespace holds; the rest are counted
+
+
+def namespace_contents(store, name: str, besides=()) -> str:
+    """What deleting Namespace ``name`` deletes with it, for people: ``2 jobs (nightly, report), 1 service
+    (web)`` (at most ``SHOWN_NAMES`` names per kind); "" when it holds nothing (or does not exist) but
+    ``besides`` (keys deleted anyway)."""
+    by_kind: dict[str, list[str]] = {}
+    for r in store.contents(None, name):
+        if (Kind(r["kind"]), name, r["name"]) not in besides:
+            by_kind.setdefault(r["kind"], []).append(r["name"])
+    parts = []
+    for kind, names in by_kind.items():
+        shown = ", ".join(names[:SHOWN_NAMES]) + (f" and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES
+                                                 else "")
+        parts.append(f"{len(names)} {kind.lower()}{'' if len(names) == 1 else 's'} ({shown})")
+    return ", ".join(parts)
 
 
 # -- diff ------------------------------------------------------------------------------------------
@@ -173,8 +245,10 @@ class Change(NamedTuple):
     fields: tuple[str, ...] = ()  # configured: "+ path: new", "- path: old", "~ path: old -> new"
 
 
-def read_diff_inputs(files: list[str], stdin: TextIO | None = None) -> list[DiffInput]:
-    """Read every input before a store is opened; a directory loads as `sync` would load it."""
+def read_diff_inputs(files: list[str], stdin: TextIO | None = None,
+                     namespace: str = DEFAULT_NAMESPACE) -> list[DiffInput]:
+    """Read every input before a store is opened; a directory loads as `sync` would load it (Jobs and
+    Services without a namespace go into ``namespace``)."""
     from pathlib import Path
 
     from . import sync
@@ -182,13 +256,13 @@ def read_diff_inputs(files: list[str], stdin: TextIO | None = None) -> list[Diff
     inputs = []
     for given in files:
         if given != "-" and Path(given).is_dir():
-            state = sync.read_dir(given)
+            state = sync.read_dir(given, namespace)
             if state.held:
                 raise UsageError("\n".join(f"{state.source}/{p}" if p.startswith(f) else f"{state.source}/{f}: {p}"
                                             for f, p in sorted(state.held.items())))
             inputs.append(DiffInput(state, [m for _, m in state.items]))
         else:
-            inputs.append(DiffInput(None, [i.resource for i in read_manifests([given], stdin)]))
+            inputs.append(DiffInput(None, [i.resource for i in read_manifests([given], stdin, namespace)]))
     return inputs
 
 
@@ -206,19 +280,19 @@ def diff(store, inputs: list[DiffInput]) -> list[Change]:
 
 
 def _prunes(store, state) -> list[Change]:
-    from .sync import sync_items
+    from .sync import parse_ref, sync_items
 
     report = sync_items(store, state.source, state.items, {}, dry_run=True, allow_mass_prune=True)
     if report["problems"]:
         raise UsageError("\n".join(f"{f}: {p}" for f, p in sorted(report["problems"].items())))
-    return [Change(f"{ref.split('/')[0].lower()}/{ref.split('/', 1)[1]}", "pruned") for ref, _ in report["pruned"]]
+    return [Change(object_ref(*parse_ref(ref)), "pruned") for ref, _ in report["pruned"]]
 
 
 def _diff_one(store, model) -> Change | None:
-    ref = f"{model.kind.lower()}/{model.metadata.name}"
+    ref = object_ref(*model.key)
     new = {"metadata.labels": dict(model.metadata.labels), "spec": model.spec.model_dump(mode="json")}
     try:
-        r = store.resource(Kind(model.kind), model.metadata.name)
+        r = store.resource(Kind(model.kind), model.metadata.name, namespace=model.namespace)
     except NotFound:
         return Change(ref, "created")
     changes = field_changes({"metadata.labels": r.labels, "spec": r.spec}, new)

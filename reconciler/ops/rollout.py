@@ -11,7 +11,7 @@ from typing import Iterator
 
 from .. import views
 from ..errors import BrokerError
-from ..kinds import Kind
+from ..kinds import DEFAULT_NAMESPACE, Kind
 from ..records import ResourceRecord
 from .polling import SYSTEM, Clock, Note, ticks
 
@@ -23,25 +23,26 @@ def template_of(r: ResourceRecord) -> str:
     return template_hash(r.model.spec)
 
 
-def scale(store, name: str, replicas: int) -> tuple[int, int]:
+def scale(store, name: str, replicas: int, namespace: str = DEFAULT_NAMESPACE) -> tuple[int, int]:
     """Set a Service's replica count; returns (old, new)."""
-    return store.scale(name, replicas)
+    return store.scale(name, replicas, namespace=namespace)
 
 
 def status(store, name: str, watch: bool = True, timeout: float = 0,
-           clock: Clock = SYSTEM) -> Iterator[Note]:
+           clock: Clock = SYSTEM, namespace: str = DEFAULT_NAMESPACE) -> Iterator[Note]:
     """Follow the rollout of the template the Service wants now, yielding a line whenever where it
     stands changes. Returns True once every replica runs that template; without ``watch``, False
     after the first look if it is not done. BrokerError if it pauses, if the template changes
     meanwhile (a rollback, or another apply), or after ``timeout`` seconds (0: no limit)."""
-    started = template_of(store.resource(Kind.SERVICE, name))
+    started = template_of(store.resource(Kind.SERVICE, name, namespace=namespace))
     last = None
     for _ in ticks(0.2, clock.deadline(timeout or None), clock):
-        r = store.resource(Kind.SERVICE, name)
+        r = store.resource(Kind.SERVICE, name, namespace=namespace)
         want, st = template_of(r), r.status
         rollout = st.get("rollout") or {}
         if want != started:
-            raise BrokerError(f"service/{name}: rollout of template {started} ended: {_why_replaced(store, name)}")
+            raise BrokerError(f"service/{name}: rollout of template {started} ended: "
+                              f"{_why_replaced(store, name, namespace)}")
         if rollout.get("revision") != want:
             line = f"waiting for the controller to pick up template {want}"
         elif rollout.get("state") == "Complete":
@@ -60,8 +61,8 @@ def status(store, name: str, watch: bool = True, timeout: float = 0,
     raise BrokerError(f"timed out after {timeout:g}s: service/{name}: {line}")
 
 
-def _why_replaced(store, name: str) -> str:
-    return next((e["message"] for e in reversed(store.events("Service", name, limit=20))
+def _why_replaced(store, name: str, namespace: str) -> str:
+    return next((e["message"] for e in reversed(store.events("Service", name, limit=20, namespace=namespace))
                  if e["reason"] in ("RolledBack", "RollbackFailed")), "the template was changed again")
 
 
@@ -71,10 +72,10 @@ class History:
     objects: list[dict]  # views.revision_object of each
 
 
-def history(store, name: str, revision: int | None = None) -> History:
+def history(store, name: str, revision: int | None = None, namespace: str = DEFAULT_NAMESPACE) -> History:
     """A Service's template revisions (only ``revision`` when given), the current one marked."""
-    current = template_of(store.resource(Kind.SERVICE, name))
-    revs = store.revisions(name)
+    current = template_of(store.resource(Kind.SERVICE, name, namespace=namespace))
+    revs = store.revisions(name, namespace=namespace)
     if revision is not None:
         revs = [r for r in revs if r["revision"] == revision]
         if not revs:
@@ -82,7 +83,7 @@ def history(store, name: str, revision: int | None = None) -> History:
     return History(revs, [views.revision_object(r, current) for r in revs])
 
 
-def undo(store, name: str, to_revision: int | None = None) -> dict:
+def undo(store, name: str, to_revision: int | None = None, namespace: str = DEFAULT_NAMESPACE) -> dict:
     """Make an earlier template (default: the previous) the desired one again; returns the revision
     now current (``hash``, ``revision``)."""
-    return store.undo(name, to_revision)
+    return store.undo(name, to_revision, namespace=namespace)

@@ -9,6 +9,13 @@ directory's models and the stored rows in, a ``SyncDecision`` out) says what to 
 hold back and whether a mass prune is refused; the store's primitives carry it out
 (``apply_one``, ``claim``, ``delete``, ``record_sync``, ``add_event``). A directory owns what it
 created and nothing else: resources applied by hand or by another directory are never touched.
+
+Namespaces: a document's own ``metadata.namespace`` wins; the others go into the namespace the
+sync is given (``sync DIR -n N``, ``controller --watch DIR --namespace N``; default ``default``).
+A file whose Job or Service goes into a namespace that neither exists nor is defined in the
+directory is held back like an invalid one. The directory may define Namespaces; one it no longer
+defines is pruned only when nothing else is left in it (pruning it would delete what others made).
+Resources are written ``Job/name`` in the report, ``team-a/Job/name`` outside ``default``.
 """
 
 from __future__ import annotations
@@ -20,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import Conflict, ManifestError, UsageError
-from ..kinds import Kind
+from ..errors import Conflict, ManifestError, NotFound, UsageError
+from ..kinds import DEFAULT_NAMESPACE, NAMESPACED_KINDS, Kind, object_ref
 from ..spec import manifests
 from ..store.resources import template_changes
 from ..store.syncs import SourcedRow
@@ -45,8 +52,9 @@ def source_of(directory: str | Path) -> str:
     return str(path)
 
 
-def read_dir(directory: str | Path) -> DirState:
-    """Load each manifest file on its own; a resource defined twice holds back the later file."""
+def read_dir(directory: str | Path, namespace: str = DEFAULT_NAMESPACE) -> DirState:
+    """Load each manifest file on its own; a resource defined twice holds back the later file. Jobs and
+    Services that name no namespace go into ``namespace``."""
     state = DirState(source_of(directory))
     seen: dict[str, str] = {}
     for path in manifests.iter_manifest_files(Path(state.source)):
@@ -54,16 +62,18 @@ def read_dir(directory: str | Path) -> DirState:
         if name.endswith(manifests.EDITOR_TEMP):
             continue
         try:
-            loaded = manifests.load_paths([str(path)], allow_empty=True)  # a file all commented out is fine
+            loaded = manifests.load_paths([str(path)], allow_empty=True,  # a file all commented out is fine
+                                          namespace=namespace)
         except ManifestError as exc:
             state.held[name] = "; ".join(line.replace(str(path), name, 1) for line in exc.problems)
             continue
-        twice = [f"{i.resource.ref} is also defined in {seen[i.resource.ref]}" for i in loaded if i.resource.ref in seen]
+        twice = [f"{_ref(i.resource)} is also defined in {seen[i.resource.key]}" for i in loaded
+                 if i.resource.key in seen]
         if twice:
             state.held[name] = "; ".join(twice)
             continue
         for item in loaded:
-            seen[item.resource.ref] = name
+            seen[item.resource.key] = name
             state.items.append((name, item.resource))
     state.commit = git_commit(state.source)
     return state
@@ -79,9 +89,11 @@ def git_commit(directory: str) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def sync(store, directory: str | Path, allow_mass_prune: bool = False, dry_run: bool = False) -> dict:
-    """Read ``directory`` and make the store follow it (``sync_items``)."""
-    state = read_dir(directory)
+def sync(store, directory: str | Path, allow_mass_prune: bool = False, dry_run: bool = False,
+         namespace: str = DEFAULT_NAMESPACE) -> dict:
+    """Read ``directory`` and make the store follow it (``sync_items``); its Jobs and Services that
+    name no namespace go into ``namespace``."""
+    state = read_dir(directory, namespace)
     return sync_items(store, state.source, state.items, state.held, allow_mass_prune=allow_mass_prune,
                       commit=state.commit, dry_run=dry_run)
 
@@ -117,7 +129,7 @@ def sync_items(store, source: str, items: list[tuple[str, object]], held: dict[s
                 raise _Rollback
             store.record_sync(db, source, now, commit, report["files"], report["refused"], report["owned"])
             for e in sync_events(source, report):
-                store.add_event(db, e.kind, e.name, e.reason, e.message, e.type, ts=now)
+                store.add_event(db, e.kind, e.name, e.reason, e.message, e.type, ts=now, namespace=e.namespace)
     except _Rollback:
         pass
     return report
@@ -130,21 +142,24 @@ def _carry_out(store, db, source: str, decision: "SyncDecision", now: float, rep
             report["results"].append((change.ref, "waiting: being deleted"))
             continue
         outcome = store.apply_one(db, change.model, now, cause=f"sync {change.file}")
-        store.claim(db, change.kind, change.name, source, change.file, change.wanted)
+        store.claim(db, change.kind, change.namespace, change.name, source, change.file, change.wanted)
         if outcome == "configured" and change.drifted:
             outcome = "drift corrected"
             report["drift"].append(change.ref)
         report["results"].append((change.ref, outcome))
     for row in decision.prune:
         try:
-            outcome = store.delete(db, Kind(row.kind), row.name, now)
+            outcome = store.delete(db, Kind(row.kind), row.name, now, namespace=row.namespace)
         except Conflict as exc:  # e.g. a Node that still runs tasks: reported against its file
             _add_problem(report["problems"], row.source_file or source, str(exc))
             continue
-        report["pruned"].append((f"{row.kind}/{row.name}", outcome))
+        report["pruned"].append((object_ref(*row.key, lower=False), outcome))
 
 
 # -- the policy: pure, from the directory's models and the stored rows ------------------------------
+
+
+Key = tuple[str, str, str]  # (kind, namespace, name), the kind by value as the store keeps it
 
 
 @dataclass(frozen=True)
@@ -152,6 +167,7 @@ class Change:
     """A resource the directory defines, to be applied from ``file``."""
 
     kind: str
+    namespace: str
     name: str
     file: str
     model: object
@@ -161,14 +177,14 @@ class Change:
 
     @property
     def ref(self) -> str:
-        return f"{self.kind}/{self.name}"
+        return object_ref(self.kind, self.namespace, self.name, lower=False)
 
 
 @dataclass
 class SyncDecision:
     problems: dict[str, str]  # file -> why it (or one of its resources) is held back
     files: dict[str, dict]  # file -> {"state": ok|invalid, "message", "resources"}, as `sync status` shows them
-    changes: list[Change]  # by kind and name
+    changes: list[Change]  # Namespaces first, then by kind, namespace and name
     prune: list[SourcedRow]  # what the directory owns and no longer defines
     kept: list[str]  # refs owned and no longer defined whose file is held back: kept as they are
     owned: int  # how many resources the directory owns (not being deleted)
@@ -181,23 +197,79 @@ def decide(source: str, items: list[tuple[str, object]], held: dict[str, str], r
     problem) and the stored rows (``store.SourcedRow``: every resource with its source columns).
 
     A file that would change the template of a Job the directory owns is held back whole, like an
-    invalid file; a resource that exists but was not created by this directory is a problem of its
-    file. What the directory owns and no longer defines is pruned, unless its file is held back.
+    invalid file, and so is one whose Job or Service goes into a namespace that neither exists nor is
+    defined by the directory (or is being deleted); a resource that exists but was not created by
+    this directory is a problem of its file. What the directory owns and no longer defines is pruned,
+    unless its file is held back, or it is a Namespace with something else still in it.
     """
-    stored = {(r.kind, r.name): r for r in rows}
+    stored = {r.key: r for r in rows}
     held = _hold_template_changes(source, items, held, stored)
+    held = _hold_missing_namespaces(items, held, rows)
     problems = dict(held)
     files = {f: {"state": "invalid", "message": m, "resources": []} for f, m in held.items()}
     desired = _claim_files(source, [(f, m) for f, m in items if f not in held], stored, files, problems)
     live = [k for k, r in stored.items() if r.source == source and r.deleted_at is None]
     gone = [k for k in live if k not in desired]
-    prune = [stored[k] for k in gone if stored[k].source_file not in held]
+    prune = _keep_namespaces_in_use([stored[k] for k in gone if stored[k].source_file not in held], rows, desired,
+                                    source, problems)
     return SyncDecision(
         problems=problems, files=files, prune=prune, owned=len(live),
-        changes=[_change(key, *desired[key], stored.get(key)) for key in sorted(desired)],
-        kept=[f"{kind}/{name}" for kind, name in gone if stored[(kind, name)].source_file in held],
+        # Namespaces first, then by kind, namespace and name: a Namespace is there before what goes into it.
+        changes=[_change(key, *desired[key], stored.get(key))
+                 for key in sorted(desired, key=lambda k: (k[0] != Kind.NAMESPACE.value, k))],
+        kept=[object_ref(*k, lower=False) for k in gone if stored[k].source_file in held],
         refused=None if allow_mass_prune else _mass_prune_refusal(source, prune, len(live)),
     )
+
+
+def _key(model) -> Key:
+    return model.kind, model.namespace, model.metadata.name
+
+
+def _ref(model) -> str:
+    """``Job/x``, or ``team-a/Job/x`` outside ``default``: how the report names a resource."""
+    return object_ref(*_key(model), lower=False)
+
+
+def _hold_missing_namespaces(items, held: dict[str, str], rows: list[SourcedRow]) -> dict[str, str]:
+    """``held`` plus the files with a Job or Service going into a namespace that neither exists in the
+    store nor is defined by a file of the directory that is not held back, or that is being deleted."""
+    existing = {DEFAULT_NAMESPACE: None}  # always there (the store makes it and refuses to delete it)
+    existing.update({r.name: r.deleted_at for r in rows if r.kind == Kind.NAMESPACE.value})
+    defined = {m.metadata.name for f, m in items if m.kind == Kind.NAMESPACE.value and f not in held}
+    held = dict(held)
+    for file, model in items:
+        if file in held or model.kind not in NAMESPACED_KINDS:
+            continue
+        ns = model.namespace
+        if existing.get(ns) is not None:
+            _add_problem(held, file, str(Conflict.namespace_being_deleted(ns, _ref(model))))
+        elif ns not in existing and ns not in defined:
+            _add_problem(held, file, str(NotFound.namespace(ns, _ref(model))))
+    return held
+
+
+def _keep_namespaces_in_use(prune: list[SourcedRow], rows: list[SourcedRow], desired: dict, source: str,
+                            problems: dict[str, str]) -> list[SourcedRow]:
+    """What to prune, Namespaces last (pruning one deletes what is in it), without a Namespace that
+    still holds something this sync neither prunes nor deletes: that is a problem of its file."""
+    pruned = {r.key for r in prune}
+    staying = {r.key for r in rows if r.deleted_at is None and r.key not in pruned} | set(desired)
+    inside: dict[str, list[str]] = {}
+    for kind, namespace, name in sorted(staying):
+        if kind in NAMESPACED_KINDS:
+            inside.setdefault(namespace, []).append(object_ref(kind, namespace, name))
+    out = []
+    for r in sorted(prune, key=lambda r: r.kind == Kind.NAMESPACE.value):
+        if r.kind == Kind.NAMESPACE.value and inside.get(r.name):
+            held = inside[r.name]
+            _add_problem(problems, r.source_file or source,
+                         f"Namespace/{r.name} is no longer in {source} but still holds {', '.join(held[:5])}"
+                         f"{', ...' if len(held) > 5 else ''}; not pruned: delete those first, or the namespace "
+                         f"with everything in it (`brokerctl delete namespace {r.name} --yes`)")
+            continue
+        out.append(r)
+    return out
 
 
 def _hold_template_changes(source: str, items, held: dict[str, str],
@@ -205,7 +277,7 @@ def _hold_template_changes(source: str, items, held: dict[str, str],
     """``held`` plus the files that change the template of a Job this directory owns."""
     held = dict(held)
     for file, model in items:
-        row = stored.get((model.kind, model.metadata.name))
+        row = stored.get(_key(model))
         if (model.kind == Kind.JOB.value and row is not None and row.source == source and row.deleted_at is None
                 and (changed := template_changes(row.spec, model.spec.model_dump(mode="json")))):
             _add_problem(held, file, str(Conflict.immutable_template(model.metadata.name, changed)))
@@ -219,21 +291,21 @@ def _claim_files(source: str, items, stored: dict[tuple[str, str], SourcedRow], 
     desired = {}
     for file, model in items:
         entry = files.setdefault(file, {"state": "ok", "message": "", "resources": []})
-        key = (model.kind, model.metadata.name)
+        key = _key(model)
         row = stored.get(key)
         if row is not None and row.source != source:
             owner = f"directory {row.source}" if row.source else "hand (brokerctl apply)"
-            problem = (f"{model.kind}/{model.metadata.name} already exists, created by {owner}; this directory "
+            problem = (f"{_ref(model)} already exists, created by {owner}; this directory "
                        "only manages what it created: delete that one or rename this one")
             entry.update(state="invalid", message="; ".join(filter(None, [entry["message"], problem])))
             problems[file] = entry["message"]
             continue
-        entry["resources"].append(f"{model.kind}/{model.metadata.name}")
+        entry["resources"].append(_ref(model))
         desired[key] = (file, model)
     return desired
 
 
-def _change(key: tuple[str, str], file: str, model, row: SourcedRow | None) -> Change:
+def _change(key: Key, file: str, model, row: SourcedRow | None) -> Change:
     wanted = {"spec": model.spec.model_dump(mode="json"), "labels": dict(model.metadata.labels)}
     drifted = row is not None and row.synced == wanted and {"spec": row.spec, "labels": row.labels} != wanted
     return Change(*key, file, model, wanted, drifted, waiting=row is not None and row.deleted_at is not None)
@@ -243,7 +315,7 @@ def _mass_prune_refusal(source: str, prune: list[SourcedRow], live: int) -> str 
     """Pruning all, or more than half, of what a directory owns looks like a bad checkout."""
     if not prune or (len(prune) != live and 2 * len(prune) <= live):
         return None
-    names = ", ".join(f"{r.kind}/{r.name}" for r in prune[:5])
+    names = ", ".join(object_ref(*r.key, lower=False) for r in prune[:5])
     return (f"sync of {source} would prune {len(prune)} of the {live} resources it owns "
             f"({names}{', ...' if len(prune) > 5 else ''}); refused in case of a bad checkout. "
             "Restore the files, or pass --allow-mass-prune if this is intended")
@@ -259,6 +331,7 @@ class SyncEvent(NamedTuple):
     reason: str
     message: str
     type: str = "Normal"
+    namespace: str = ""  # of a pruned Job or Service
 
 
 def sync_events(source: str, report: dict) -> list[SyncEvent]:
@@ -268,12 +341,14 @@ def sync_events(source: str, report: dict) -> list[SyncEvent]:
         return [SyncEvent("Directory", source, "SyncRefused", report["refused"], "Warning")]
     events = []
     for ref, outcome in report["pruned"]:
-        kind, name = ref.split("/", 1)
-        events.append(SyncEvent(kind, name, "Pruned", f"{ref} is no longer in {source}; {outcome}"))
+        kind, namespace, name = parse_ref(ref)
+        events.append(SyncEvent(kind, name, "Pruned", f"{ref} is no longer in {source}; {outcome}",
+                                namespace=namespace))
     for ref in report["drift"]:
-        kind, name = ref.split("/", 1)
+        kind, namespace, name = parse_ref(ref)
         events.append(SyncEvent(kind, name, "DriftCorrected",
-                                f"{ref} was changed outside {source}; the directory's version is back", "Warning"))
+                                f"{ref} was changed outside {source}; the directory's version is back", "Warning",
+                                namespace))
     for file, problem in sorted(report["problems"].items()):
         text = problem if problem.startswith(file) else f"{file}: {problem}"
         events.append(SyncEvent("Directory", source, "InvalidManifest", text, "Warning"))
@@ -283,8 +358,7 @@ def sync_events(source: str, report: dict) -> list[SyncEvent]:
 def summary(report: dict) -> list[str]:
     """Lines for people: what changed, what was pruned, what was held back and why."""
     def low(ref: str) -> str:
-        kind, _, name = ref.partition("/")
-        return f"{kind.lower()}/{name}"
+        return object_ref(*parse_ref(ref))
 
     lines = [f"{low(ref)} {outcome}" for ref, outcome in report["results"] if outcome != "unchanged"]
     lines += [f"{low(ref)} pruned ({outcome})" for ref, outcome in report["pruned"]]
@@ -309,11 +383,21 @@ def status(store, source: str | None = None) -> list[dict]:
             for r in rows]
 
 
-def watch_step(source: str, allow_mass_prune: bool = False):
+def parse_ref(ref: str) -> Key:
+    """A report's ``Job/x`` or ``team-a/Job/x`` back into (kind, namespace, name) ('' when none is
+    written: ``default`` for a Job or Service, as ``object_ref`` leaves it out)."""
+    parts = ref.split("/")
+    if len(parts) == 3:
+        return parts[1], parts[0], parts[2]
+    kind, name = parts
+    return kind, DEFAULT_NAMESPACE if kind in NAMESPACED_KINDS else "", name
+
+
+def watch_step(source: str, allow_mass_prune: bool = False, namespace: str = DEFAULT_NAMESPACE):
     """What the GitOps watcher runs on each change: sync ``source`` and say what happened, as
     (lines for the log, whether something needs a person: an invalid file or a refused prune)."""
     def step(store) -> tuple[list[str], bool]:
-        report = sync(store, source, allow_mass_prune)
+        report = sync(store, source, allow_mass_prune, namespace=namespace)
         return summary(report), bool(report["problems"] or report["refused"])
 
     return step

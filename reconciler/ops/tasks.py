@@ -3,7 +3,8 @@ end), wait (until a resource reaches a condition), wait_jobs (`apply --wait`), r
 
 Called by the CLI's task commands (``cli/tasks.py``, ``cli/resources.py`` for ``apply --wait``)
 and meant for the HTTP API. Output comes back as ``Output`` chunks of bytes and progress as
-``polling.Note``s; the waiting loops run on a ``polling.Clock`` a test can replace.
+``polling.Note``s; the waiting loops run on a ``polling.Clock`` a test can replace. A Job or
+Service is named in a ``namespace`` (``default`` unless given); task ids are the same in every one.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from ..errors import BrokerError, UsageError
-from ..kinds import Kind, TaskPhase
+from ..kinds import DEFAULT_NAMESPACE, Kind, TaskPhase, object_ref
 from ..records import ResourceRecord, TaskRecord
 from .polling import SYSTEM, Clock, Note, ticks
 
@@ -31,9 +32,9 @@ class TaskDidNotExit(BrokerError):
     exit_code = 125  # what `docker run` exits with when the container could not run
 
 
-def retry(store, name: str) -> None:
+def retry(store, name: str, namespace: str = DEFAULT_NAMESPACE) -> None:
     """Re-run a Failed Job's failed completions with a fresh backoffLimit (history is kept)."""
-    store.retry_job(name)
+    store.retry_job(name, namespace=namespace)
 
 
 # -- logs ------------------------------------------------------------------------------------------
@@ -50,10 +51,11 @@ def task_logs(store, task_id: str, follow: bool = False) -> Iterator[Output]:
     yield from output(store, t, follow)
 
 
-def owner_logs(store, kind: Kind, name: str, follow: bool = False) -> Iterator[Output]:
+def owner_logs(store, kind: Kind, name: str, follow: bool = False,
+               namespace: str = DEFAULT_NAMESPACE) -> Iterator[Output]:
     """The output of every task of a Job or Service, oldest task first."""
-    store.resource(kind, name)
-    for t in store.tasks(owner=(kind, name)):
+    store.resource(kind, name, namespace=namespace)
+    for t in store.tasks(owner=(kind, name), namespace=namespace):
         yield from output(store, t, follow)
 
 
@@ -75,13 +77,14 @@ def output(store, t: TaskRecord, follow: bool, skip: int = 0) -> Iterator[Output
 # -- run -------------------------------------------------------------------------------------------
 
 
-def one_off_job(name: str, image: str, command: list[str] | None, slots_type: str, env: dict[str, str]):
+def one_off_job(name: str, image: str, command: list[str] | None, slots_type: str, env: dict[str, str],
+                namespace: str = DEFAULT_NAMESPACE):
     """The Job `run` creates (one completion, no retry), validated as `apply` validates a manifest."""
     from pydantic import ValidationError
 
     from ..spec.models import Job
 
-    doc = {"apiVersion": "broker/v1", "kind": "Job", "metadata": {"name": name},
+    doc = {"apiVersion": "broker/v1", "kind": "Job", "metadata": {"name": name, "namespace": namespace},
            "spec": {"executionType": slots_type, "backoffLimit": 0,
                     "template": {"image": image, "command": list(command) if command else None, "env": env}}}
     try:
@@ -95,40 +98,43 @@ def one_off_job(name: str, image: str, command: list[str] | None, slots_type: st
 def run(store, job, clock: Clock = SYSTEM) -> Iterator[Note | Output]:
     """Create the one-off ``job``, then yield its task's output, live while it runs and the rest from
     the store once it ended. Returns the finished task; ``TaskDidNotExit`` if it has no exit code."""
-    name = job.metadata.name
+    name, namespace = job.metadata.name, job.namespace
     try:
-        store.resource(Kind.JOB, name)
+        store.resource(Kind.JOB, name, namespace=namespace)
     except BrokerError:
         pass
     else:
-        raise UsageError(f"Job '{name}' already exists; pick another name or `brokerctl delete job {name}`")
+        where, flag = (("", "") if namespace == DEFAULT_NAMESPACE
+                       else (f" in namespace '{namespace}'", f" -n {namespace}"))
+        raise UsageError(f"Job '{name}' already exists{where}; pick another name or "
+                         f"`brokerctl delete job {name}{flag}`")
     store.apply([job])
     lease = store.lease()
     if not lease or clock.time() - lease["heartbeat"] > 10:
         yield Note("no controller is running; the job waits until `brokerctl controller` starts", warning=True)
-    t = yield from _follow_one_off(store, name, clock)
+    t = yield from _follow_one_off(store, name, namespace, clock)
     if t.exit_code is None:
         raise TaskDidNotExit(f"task {t.id} {t.phase.value}: {t.reason}: {t.message}")
     return t
 
 
-def _follow_one_off(store, name: str, clock: Clock) -> Iterator[Output]:
+def _follow_one_off(store, name: str, namespace: str, clock: Clock) -> Iterator[Output]:
     streamed: int | None = None  # bytes shown live; the stored output fills in what the stream missed
     for _ in ticks(0.1, clock=clock):
-        t = _last_task(store, name)
+        t = _last_task(store, name, namespace)
         if t is not None and t.phase is TaskPhase.RUNNING and streamed is None:
             streamed = 0
             for chunk in output(store, t, follow=True):
                 streamed += len(chunk.data)
                 yield chunk
-            t = _last_task(store, name)  # the stream ended: the task may be over already
+            t = _last_task(store, name, namespace)  # the stream ended: the task may be over already
         if t is not None and not t.active:
             yield from output(store, t, follow=False, skip=streamed or 0)
             return t
 
 
-def _last_task(store, name: str) -> TaskRecord | None:
-    tasks = store.tasks(owner=(Kind.JOB, name))
+def _last_task(store, name: str, namespace: str) -> TaskRecord | None:
+    tasks = store.tasks(owner=(Kind.JOB, name), namespace=namespace)
     return tasks[-1] if tasks else None
 
 
@@ -147,9 +153,10 @@ class Condition:
     kind: Kind
     name: str
     want: str
+    namespace: str = DEFAULT_NAMESPACE
 
 
-def condition(target: str, text: str) -> Condition:
+def condition(target: str, text: str, namespace: str = DEFAULT_NAMESPACE) -> Condition:
     """Read `wait`'s KIND/NAME and ``condition=X``; a condition the kind cannot reach is a UsageError."""
     from .refs import parse_ref
 
@@ -161,7 +168,7 @@ def condition(target: str, text: str) -> Condition:
     if want not in valid:
         raise UsageError(f"--for {text!r}: a {kind.value} has no {want} condition; use "
                          + " or ".join(f"condition={c}" for c in valid))
-    return Condition(target, kind, name, want)
+    return Condition(target, kind, name, want, namespace)
 
 
 @dataclass(frozen=True)
@@ -195,7 +202,7 @@ def wait(store, cond: Condition, timeout: float, clock: Clock = SYSTEM) -> None:
     """Return once the resource meets ``cond``; BrokerError when it reaches the opposite outcome or
     ``timeout`` seconds pass (with where it stands)."""
     for _ in ticks(0.2, clock.deadline(timeout), clock):
-        state = condition_state(store.resource(cond.kind, cond.name))
+        state = condition_state(store.resource(cond.kind, cond.name, namespace=cond.namespace))
         if cond.want in state.met:
             return
         opposite = OPPOSITE.get(cond.want)
@@ -205,21 +212,25 @@ def wait(store, cond: Condition, timeout: float, clock: Clock = SYSTEM) -> None:
                       f"({state.detail})")
 
 
-def wait_jobs(store, names: list[str], timeout: float, clock: Clock = SYSTEM) -> Iterator[Note]:
-    """Wait until every named Job is Complete or Failed, yielding a line as each ends; BrokerError if
-    any failed, or if ``timeout`` seconds (0: no limit) pass first."""
-    pending, failed = set(names), []
+def wait_jobs(store, jobs: list, timeout: float, clock: Clock = SYSTEM) -> Iterator[Note]:
+    """Wait until every Job of ``jobs`` (names in ``default``, or (namespace, name) pairs) is Complete or
+    Failed, yielding a line as each ends; BrokerError if any failed, or if ``timeout`` seconds (0: no
+    limit) pass first."""
+    pending = {(DEFAULT_NAMESPACE, j) if isinstance(j, str) else tuple(j) for j in jobs}
+    failed = []
     for _ in ticks(0.2, clock.deadline(timeout if timeout > 0 else None), clock):
-        for name in sorted(pending):
-            st = store.resource(Kind.JOB, name).status
+        for namespace, name in sorted(pending):
+            st = store.resource(Kind.JOB, name, namespace=namespace).status
             if st.get("phase") in ("Complete", "Failed"):
-                pending.discard(name)
-                yield Note(f"job/{name} {st['phase'].lower()}" + (f": {st['message']}" if st.get("message") else ""))
+                pending.discard((namespace, name))
+                yield Note(f"{object_ref(Kind.JOB, namespace, name)} {st['phase'].lower()}"
+                           + (f": {st['message']}" if st.get("message") else ""))
                 if st["phase"] == "Failed":
-                    failed.append(name)
+                    failed.append(name if namespace == DEFAULT_NAMESPACE else f"{namespace}/{name}")
         if not pending:
             break
     if pending:
-        raise BrokerError(f"timed out after {timeout:g}s waiting for {', '.join(f'job/{n}' for n in sorted(pending))}")
+        raise BrokerError(f"timed out after {timeout:g}s waiting for "
+                          f"{', '.join(object_ref(Kind.JOB, ns, n) for ns, n in sorted(pending))}")
     if failed:
         raise BrokerError(f"{len(failed)} job(s) failed: {', '.join(failed)}; see `brokerctl describe job NAME`")

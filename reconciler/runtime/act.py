@@ -103,21 +103,23 @@ class Actor:
                 self.store.insert_task(db, t)
             for task_id, changes in p.task_updates.items():
                 self.store.update_task(db, task_id, **changes)
-            for kind, name, status in p.statuses:
-                self.store.set_status(db, kind, name, status)
+            for kind, namespace, name, status in p.statuses:
+                self.store.set_status(db, kind, name, status, namespace)
             for e in p.events:
-                self.store.add_event(db, e.kind, e.name, e.reason, e.message, e.type, e.task_id, ts=now)
-            for kind, name in p.purges:
-                self.store.purge_rows(db, kind, name)
+                self.store.add_event(db, e.kind, e.name, e.reason, e.message, e.type, e.task_id, ts=now,
+                                     namespace=e.namespace)
+            for kind, namespace, name in p.purges:
+                self.store.purge_rows(db, kind, name, namespace)
             for back in p.rollbacks:
                 try:
-                    rev = self.store.rollback(db, back.service, back.template, now, "autoRollback")
+                    rev = self.store.rollback(db, back.service, back.template, now, "autoRollback", back.namespace)
                 except BrokerError as exc:  # deleted meanwhile, or its revision purged
-                    self.store.add_event(db, "Service", back.service, "RollbackFailed", str(exc), "Warning", ts=now)
+                    self.store.add_event(db, "Service", back.service, "RollbackFailed", str(exc), "Warning", ts=now,
+                                         namespace=back.namespace)
                 else:
                     self.store.add_event(db, "Service", back.service, "RolledBack",
                                          f"template {back.template} is desired again (revision {rev['revision']}); "
-                                         f"{back.why}", "Warning", ts=now)
+                                         f"{back.why}", "Warning", ts=now, namespace=back.namespace)
 
     def _run(self, host: Host, action, gated: bool = True) -> tuple[str, object]:
         """Runs in a worker thread; returns ("ok", result) or ("error", exception).
@@ -141,10 +143,10 @@ class Actor:
         now = self.clock()
         with self.store.transaction() as db:
             phase = self.store.task_state(db, action.task_id) if action.task_id else None
-            active = phase is not None and TaskPhase(phase[0]).active
-            owner = (phase[1], phase[2]) if phase else ("Node", action.node)
+            active = phase is not None and phase.phase.active
+            owner = (phase.owner_kind, phase.owner_name, phase.namespace) if phase else ("Node", action.node, "")
             event = lambda reason, msg, type="Normal": self.store.add_event(  # noqa: E731
-                db, owner[0], owner[1], reason, msg, type, action.task_id, ts=now)
+                db, owner[0], owner[1], reason, msg, type, action.task_id, ts=now, namespace=owner[2])
             if isinstance(action, Start):
                 if status == "ok" and active:
                     self.store.update_task(db, action.task_id, container_id=result, phase=TaskPhase.RUNNING,

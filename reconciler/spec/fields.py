@@ -21,10 +21,9 @@ from pydantic import (
     field_validator,
 )
 
+from ..kinds import NAME_RE  # noqa: F401  (re-exported: the models and schemas name it here)
+
 API_VERSION = "broker/v1"
-
-
-NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 DEFAULT_EXECUTION_TYPE = "default"
@@ -108,24 +107,43 @@ class SpecModel(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-class Metadata(SpecModel):
+def dns_label(v: str) -> str:
+    """``v`` if it is a lowercase DNS label (names of resources and namespaces), else ValueError."""
+    if len(v) > 63 or not NAME_RE.match(v):
+        raise ValueError(
+            f"{v!r} is not a lowercase DNS label (a-z, 0-9 and '-', starting and ending "
+            "with a letter or digit, at most 63 characters)"
+        )
+    return v
+
+
+# The metadata of a cluster-scoped kind (Node, Namespace): it belongs to no namespace. (Comments,
+# not docstrings, here: a model's docstring becomes its description in the JSON Schema.)
+class ClusterMetadata(SpecModel):
     name: str = Field(description="Lowercase DNS label, at most 63 characters.")
     labels: dict[LabelKey, str] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
     def _dns_label(cls, v: str) -> str:
-        if len(v) > 63 or not NAME_RE.match(v):
-            raise ValueError(
-                f"{v!r} is not a lowercase DNS label (a-z, 0-9 and '-', starting and ending "
-                "with a letter or digit, at most 63 characters)"
-            )
-        return v
+        return dns_label(v)
 
     @field_validator("labels", mode="before")
     @classmethod
     def _labels_as_text(cls, v):
         return scalars_as_text(v)
+
+
+# The metadata of a namespaced kind (Job, Service). ``namespace`` None: the namespace the caller
+# names (``-n``), else ``default``; ``manifests`` fills it in when loading.
+class Metadata(ClusterMetadata):
+    namespace: str | None = Field(
+        default=None, description="Lowercase DNS label; default: the -n/--namespace of the command, else `default`.")
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_label(cls, v: str | None) -> str | None:
+        return v if v is None else dns_label(v)
 
 
 def scalars_as_text(v):
@@ -140,6 +158,21 @@ def scalars_as_text(v):
             out[str(key)] = val
         return out
     return v
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(v: str) -> float:
+    """`30d`, `12h`, `90m`, `45s`, `2w` -> seconds; raises ValueError naming the value and the form."""
+    m = _DURATION_RE.match(v) if isinstance(v, str) else None
+    if not m:
+        raise ValueError(f"duration {v!r} is not a number and a unit (s, m, h, d or w), e.g. 30d, 12h, 90m")
+    seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"duration {v!r} must be longer than 0")
+    return seconds
 
 
 VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")  # Docker's rule for volume names

@@ -1,10 +1,12 @@
-"""Manifest loading: YAML/JSON text -> validated Node/Job/Service models.
+"""Manifest loading: YAML/JSON text -> validated Node/Job/Service/Namespace models.
 
 Called by the CLI's ``apply``, ``delete`` and ``diff`` (and later by a GitOps watcher) to turn
 files, directories or stdin into ``Loaded`` resources. No store access, no I/O beyond reading
 the named files. Every problem in every file is collected and raised as one ``ManifestError``
 whose lines read ``<file>: document <n> (<Kind>/<name>), line <l>: <field.path>: <message>``;
-nothing is returned when anything is wrong. What ``brokerctl get -o yaml|json`` prints loads too:
+nothing is returned when anything is wrong. A Job or Service that names no ``metadata.namespace``
+is put in the caller's ``namespace`` (``-n``; ``default`` unless given), so two documents are the
+same resource only when kind, namespace and name all match. What ``brokerctl get -o yaml|json`` prints loads too:
 a document may be a list of resources, and the read-only fields (``status``, ``metadata.uid``,
 ``generation``, ``createdAt``, ``updatedAt``, ``deletedAt``) are dropped, as kubectl does.
 """
@@ -25,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ManifestError
+from ..kinds import object_ref
 from . import models, yamlcore
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -40,23 +43,26 @@ _Loader = yamlcore.Loader
 
 @dataclass(frozen=True)
 class Loaded:
-    resource: models.Node | models.Job | models.Service
+    resource: models.Node | models.Job | models.Service | models.Namespace
     source: str  # file path as given, or "<stdin>"
     document: int  # 1-based document number within the source
     line: int  # line of the document start
 
 
-def load_text(text: str, source: str = "<string>") -> list[Loaded]:
-    """Parse and validate every document of ``text``; raise ManifestError listing all problems."""
-    return _finish(*_parse(text, source))
+def load_text(text: str, source: str = "<string>", namespace: str = models.DEFAULT_NAMESPACE) -> list[Loaded]:
+    """Parse and validate every document of ``text``; raise ManifestError listing all problems.
+    ``namespace``: where Jobs and Services that name none go."""
+    return _finish(*_parse(text, source), namespace)
 
 
-def load_paths(paths: list[str], stdin: TextIO | None = None, *, allow_empty: bool = False) -> list[Loaded]:
+def load_paths(paths: list[str], stdin: TextIO | None = None, *, allow_empty: bool = False,
+               namespace: str = models.DEFAULT_NAMESPACE) -> list[Loaded]:
     """Load files, directories (see ``iter_manifest_files``) and ``-`` (stdin) as one set.
 
     A file (or stdin) without a document is an error, and so is a directory whose files hold none;
     inside a directory an empty file is skipped. ``allow_empty``: a file without documents is
-    fine too (a synced directory loads its files one by one).
+    fine too (a synced directory loads its files one by one). ``namespace``: where Jobs and
+    Services that name none go (a valid namespace name; the caller checks it).
     """
     loaded, problems = [], []
     for given in paths:
@@ -83,7 +89,7 @@ def load_paths(paths: list[str], stdin: TextIO | None = None, *, allow_empty: bo
             problems += errs
         if not allow_empty and given != "-" and Path(given).is_dir() and (len(loaded), len(problems)) == in_dir:
             problems.append(f"{given}: no documents in its *.yaml, *.yml or *.json files")
-    return _finish(loaded, problems)
+    return _finish(loaded, problems, namespace)
 
 
 def iter_manifest_files(directory: Path) -> list[Path]:
@@ -98,19 +104,22 @@ def iter_manifest_files(directory: Path) -> list[Path]:
     return sorted(found)
 
 
-def _finish(loaded: list[tuple[Loaded, int]], problems: list[str]) -> list[Loaded]:
-    seen: dict[str, tuple[Loaded, int]] = {}
+def _finish(loaded: list[tuple[Loaded, int]], problems: list[str], namespace: str) -> list[Loaded]:
+    seen: dict[tuple, tuple[Loaded, int]] = {}
+    out = []
     for item, name_line in loaded:
-        res = item.resource
-        if res.ref in seen:
-            first, first_line = seen[res.ref]
+        res = item.resource.in_namespace(namespace)
+        item = Loaded(res, item.source, item.document, item.line)
+        if res.key in seen:
+            first, first_line = seen[res.key]
             problems.append(f"{_where(item.source, item.document, res.kind, res.name, name_line)}metadata.name: "
-                            f"duplicate resource {res.ref}; first defined in {first.source}: "
+                            f"duplicate resource {object_ref(*res.key, lower=False)}; first defined in {first.source}: "
                             f"document {first.document}, line {first_line}")
-        seen.setdefault(res.ref, (item, name_line))
+        seen.setdefault(res.key, (item, name_line))
+        out.append(item)
     if problems:
         raise ManifestError(problems)
-    return [item for item, _ in loaded]
+    return out
 
 
 def _where(source: str, doc: int, kind: Any, name: Any, line: int) -> str:
@@ -262,6 +271,9 @@ def _message(model: type[BaseModel], loc: tuple, err: dict) -> tuple[tuple, str]
         return loc[:-1], f"invalid key: {_plain(err['msg'])}"
     if kind == "missing":
         return loc, "missing required field"
+    if kind == "extra_forbidden" and loc[-2:] == ("metadata", "namespace"):
+        return loc, (f"a {model.__name__} is cluster-scoped: it belongs to no namespace; remove "
+                     "metadata.namespace")
     if kind == "extra_forbidden":
         fields = list(_model_at(model, loc[:-1]).model_fields)
         close = difflib.get_close_matches(str(loc[-1]), fields, n=1)

@@ -1,8 +1,8 @@
-"""Manifest models: the desired-state vocabulary of brokerctl (Node, Job, Service).
+"""Manifest models: the desired-state vocabulary of brokerctl (Node, Job, Service, Namespace).
 
 Pydantic v2 models with ``extra="forbid"`` and camelCase field names as they appear in YAML. The
-kinds' parts live in ``fields`` (shared field types and parsers), ``node`` (a Node's spec) and
-``workload`` (what Jobs and Services run); this module assembles the kinds and names their parts for
+kinds' parts live in ``fields`` (shared field types and parsers), ``node`` (a Node's spec),
+``workload`` (what Jobs and Services run) and ``namespace`` (a Namespace's spec); this module assembles the kinds and names their parts for
 callers. Called by ``manifests`` (to validate documents), the store (to round-trip specs) and the
 engine, which reads specs through these types. JSON Schemas in ``schemas/`` are generated from here
 (``brokerctl schema KIND``).
@@ -21,7 +21,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
-from ..kinds import JobPhase, Kind, TaskPhase
+from ..kinds import DEFAULT_NAMESPACE, JobPhase, Kind, TaskPhase, scope
 from .fields import (
     API_VERSION,
     DEFAULT_EXECUTION_TYPE,
@@ -34,13 +34,17 @@ from .fields import (
     RESERVED_LABEL_PREFIX,
     STORED,
     VOLUME_NAME_RE,
+    ClusterMetadata,
     Metadata,
     PortBinding,
     SpecModel,
+    dns_label,
+    parse_duration,
     parse_memory,
     parse_port,
     ports_clash,
 )
+from .namespace import Budget, NamespaceSpec, Quota, RunAs, is_root
 from .node import (
     TLS,
     AllowedMount,
@@ -68,7 +72,8 @@ from .workload import (
 __all__ = [
     "API_VERSION", "DEFAULT_EXECUTION_TYPE", "MAX_COMPLETIONS", "MAX_PARALLELISM", "MAX_REPLICAS", "MIN_MEMORY_BYTES",
     "NAME_RE", "RESERVED_ENV_PREFIX", "RESERVED_LABEL_PREFIX", "STORED", "VOLUME_NAME_RE", "Metadata", "PortBinding",
-    "parse_memory", "parse_port", "ports_clash", "TLS", "AllowedMount", "MountRule", "NodeSpec", "guarded_network",
+    "ClusterMetadata", "DEFAULT_NAMESPACE", "dns_label", "parse_duration", "Budget", "NamespaceSpec", "Quota", "RunAs",
+    "is_root", "Namespace", "parse_memory", "parse_port", "ports_clash", "TLS", "AllowedMount", "MountRule", "NodeSpec", "guarded_network",
     "mount_rules", "path_below", "Backoff", "HealthCheck", "JobSpec", "Mount", "Placement", "Resources", "Restart",
     "ServiceSpec", "Template", "Update", "template_hash", "JobPhase", "Kind", "TaskPhase", "Node", "Job", "Service",
     "Resource", "MODELS",
@@ -77,7 +82,7 @@ __all__ = [
 
 class _Resource(SpecModel):
     apiVersion: Literal["broker/v1"]
-    metadata: Metadata
+    metadata: ClusterMetadata
 
     @property
     def name(self) -> str:
@@ -87,6 +92,24 @@ class _Resource(SpecModel):
     def ref(self) -> str:
         return f"{self.kind}/{self.metadata.name}"
 
+    @property
+    def namespace(self) -> str:
+        """The namespace it is stored in: '' for a cluster-scoped kind; ``default`` when a namespaced
+        one names none and was not loaded with another default (see ``in_namespace``)."""
+        return scope(self.kind, getattr(self.metadata, "namespace", None))
+
+    @property
+    def key(self) -> tuple[Kind, str, str]:
+        """Its identity in the store: (kind, namespace, name)."""
+        return Kind(self.kind), self.namespace, self.metadata.name
+
+    def in_namespace(self, namespace: str) -> "_Resource":
+        """This resource with ``namespace`` filled in when it is namespaced and names none itself (a
+        document's own ``metadata.namespace`` wins, as with kubectl's ``-n``)."""
+        if not Kind(self.kind).namespaced or self.metadata.namespace is not None:
+            return self
+        return self.model_copy(update={"metadata": self.metadata.model_copy(update={"namespace": namespace})})
+
 
 class Node(_Resource):
     kind: Literal["Node"]
@@ -95,15 +118,23 @@ class Node(_Resource):
 
 class Job(_Resource):
     kind: Literal["Job"]
+    metadata: Metadata
     spec: JobSpec
 
 
 class Service(_Resource):
     kind: Literal["Service"]
+    metadata: Metadata
     spec: ServiceSpec
 
 
-Resource = Annotated[Union[Node, Job, Service], Field(discriminator="kind")]
+class Namespace(_Resource):
+    kind: Literal["Namespace"]
+    spec: NamespaceSpec = Field(default_factory=NamespaceSpec)
 
 
-MODELS: dict[Kind, type[_Resource]] = {Kind.NODE: Node, Kind.JOB: Job, Kind.SERVICE: Service}
+Resource = Annotated[Union[Node, Job, Service, Namespace], Field(discriminator="kind")]
+
+
+MODELS: dict[Kind, type[_Resource]] = {Kind.NODE: Node, Kind.JOB: Job, Kind.SERVICE: Service,
+                                       Kind.NAMESPACE: Namespace}

@@ -23,20 +23,29 @@ def schema_for(kind: models.Kind) -> dict:
     schema = models.MODELS[kind].model_json_schema()
     _drop_field_titles(schema)
     defs = schema["$defs"]
-    # The validator enforces these; pydantic cannot see inside a field_validator.
-    defs["Metadata"]["properties"]["name"].update(pattern=models.NAME_RE.pattern, maxLength=63)
+    # The validators enforce these; pydantic cannot see inside a field_validator.
+    dns = {"pattern": models.NAME_RE.pattern, "maxLength": 63}
     # The models turn `DEBUG: 1` and `tier: true` into strings, so the schema must not reject them.
     scalars = {"type": ["string", "number", "boolean"]}
-    defs["Metadata"]["properties"]["labels"]["additionalProperties"] = scalars
+    for meta in (defs[name] for name in ("Metadata", "ClusterMetadata") if name in defs):
+        meta["properties"]["name"].update(dns)
+        if "namespace" in meta["properties"]:
+            meta["properties"]["namespace"]["anyOf"][0].update(dns)
+        meta["properties"]["labels"]["additionalProperties"] = scalars
+        # Reserved names and Docker's rules, as far as a pattern can say them.
+        meta["properties"]["labels"]["propertyNames"] = {
+            "not": {"pattern": f"^{models.RESERVED_LABEL_PREFIX.replace('.', '[.]')}"}}
     if "Template" in defs:
         defs["Template"]["properties"]["env"]["additionalProperties"] = scalars
-    # Reserved names and Docker's rules, as far as a pattern can say them.
-    defs["Metadata"]["properties"]["labels"]["propertyNames"] = {
-        "not": {"pattern": f"^{models.RESERVED_LABEL_PREFIX.replace('.', '[.]')}"}}
-    if "Template" in defs:
         defs["Template"]["properties"]["env"]["propertyNames"] = {
             "pattern": "^[^=]+$", "not": {"pattern": f"^{models.RESERVED_ENV_PREFIX}"}}
+    if "Mount" in defs:
         defs["Mount"]["properties"]["source"]["pattern"] = f"^/|{models.VOLUME_NAME_RE.pattern}"
+    if "NamespaceSpec" in defs:
+        defs["NamespaceSpec"]["properties"]["nodeSelector"]["additionalProperties"] = scalars
+        # `- 1001` without quotes is a number in YAML; the model reads a user id as text.
+        defs["RunAs"]["properties"]["users"]["items"] = {"type": ["string", "integer"]}
+        defs["RunAs"]["properties"]["default"]["anyOf"][0] = {"type": ["string", "integer"]}
     return {
         "$schema": DIALECT,
         "$id": schema_file(kind),  # relative: resolves against wherever the file is served from

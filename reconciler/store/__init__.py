@@ -11,7 +11,8 @@ transaction (``apply``, ``mark_deleted``...) or a method taking ``db`` from the 
 
 from __future__ import annotations
 
-from .db import Connection, LockTimeout, Subscription, default_db_path, gc_paused
+from .db import Connection, LockTimeout, Subscription, gc_paused
+from .location import default_db_path
 from .events import EventStore
 from .lease import LeaseStore
 from .resources import ResourceStore

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol
 
 from ..errors import StoreError
-from .location import Location, default_db_path
+from .location import Location
 from .migrations import migrate
 
 BUSY_TIMEOUT_MS = 30_000  # how long a write waits for another process's write lock

@@ -90,6 +90,46 @@ MIGRATIONS: list[tuple[str, str | dict[str, str]]] = [
     ),
     ("controller stats", "ALTER TABLE lease ADD COLUMN stats TEXT NOT NULL DEFAULT '{}'"),
     ("container marks", ""),  # meta mark_key: the secret of records.container_mark, made by migrate()
+    (
+        # Identity becomes (kind, namespace, name). SQLite cannot change a primary key, so `resources`
+        # is rebuilt: Jobs and Services go to namespace 'default', Nodes get '' (cluster-scoped).
+        # Tasks, events and revisions get the column too; nothing else changes (task ids, container
+        # names and marks stay, so running containers are kept). migrate() then adds the row of the
+        # `default` Namespace, which always exists.
+        "namespaces",
+        """
+        CREATE TABLE resources_namespaced (
+            kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL, uid TEXT NOT NULL,
+            labels TEXT NOT NULL, spec TEXT NOT NULL, generation INTEGER NOT NULL,
+            created_at REAL NOT NULL, updated_at REAL NOT NULL, deleted_at REAL,
+            status TEXT NOT NULL DEFAULT '{}', retried_at REAL, drain_deadline REAL,
+            source TEXT, source_file TEXT, source_spec TEXT,
+            PRIMARY KEY (kind, namespace, name)
+        );
+        INSERT INTO resources_namespaced (kind, namespace, name, uid, labels, spec, generation, created_at,
+                                          updated_at, deleted_at, status, retried_at, drain_deadline, source,
+                                          source_file, source_spec)
+            SELECT kind, CASE WHEN kind IN ('Job', 'Service') THEN 'default' ELSE '' END, name, uid, labels, spec,
+                   generation, created_at, updated_at, deleted_at, status, retried_at, drain_deadline, source,
+                   source_file, source_spec
+            FROM resources;
+        DROP TABLE resources;
+        ALTER TABLE resources_namespaced RENAME TO resources;
+        CREATE INDEX resources_namespace ON resources (namespace);
+        ALTER TABLE tasks ADD COLUMN namespace TEXT NOT NULL DEFAULT '';
+        UPDATE tasks SET namespace = 'default';
+        DROP INDEX tasks_owner;
+        CREATE INDEX tasks_owner ON tasks (owner_kind, namespace, owner_name);
+        ALTER TABLE events ADD COLUMN namespace TEXT NOT NULL DEFAULT '';
+        UPDATE events SET namespace = 'default' WHERE kind IN ('Job', 'Service');
+        DROP INDEX events_object;
+        CREATE INDEX events_object ON events (kind, namespace, name);
+        ALTER TABLE revisions ADD COLUMN namespace TEXT NOT NULL DEFAULT '';
+        UPDATE revisions SET namespace = 'default';
+        DROP INDEX revisions_owner;
+        CREATE INDEX revisions_owner ON revisions (kind, namespace, name)
+        """,
+    ),
 ]
 
 
@@ -132,7 +172,22 @@ def migrate(db, dialect: str = "sqlite") -> list[int]:
             _set_meta(db, "store_id", uuid.uuid4().hex[:12])
         if name == "container marks":
             _set_meta(db, "mark_key", secrets.token_hex(32))
+        if name == "namespaces":
+            _add_default_namespace(db)
     return applied
+
+
+def _add_default_namespace(db) -> None:
+    """The row of the `default` Namespace, with the spec an empty Namespace manifest is stored with (so
+    applying `get namespace default -o yaml` back is `unchanged`)."""
+    from ..kinds import DEFAULT_NAMESPACE
+    from ..spec.namespace import NamespaceSpec  # once per store, when it is made or upgraded
+    from .db import dump
+
+    now = time.time()
+    db.execute("INSERT INTO resources (kind, namespace, name, uid, labels, spec, generation, created_at, updated_at) "
+               "VALUES ('Namespace', '', ?, ?, '{}', ?, 1, ?, ?)",
+               [DEFAULT_NAMESPACE, uuid.uuid4().hex[:10], dump(NamespaceSpec().model_dump(mode="json")), now, now])
 
 
 def _set_meta(db, key: str, value: str) -> None:

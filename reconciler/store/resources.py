@@ -1,4 +1,4 @@
-"""Resources: the Nodes, Jobs and Services as applied, and the status the controller writes.
+"""Resources: the Nodes, Namespaces, Jobs and Services as applied, and the status the controller writes.
 
 ``ResourceStore`` is mixed into ``Store`` (see the package): ``apply`` (all or none), ``resource``
 and ``resources`` (records), ``mark_deleted`` and its primitive ``delete``, ``purge``, ``retry_job``,
@@ -6,6 +6,11 @@ and ``resources`` (records), ``mark_deleted`` and its primitive ``delete``, ``pu
 (statuses, purges), act and ``ops.sync`` (``apply_one`` and ``delete`` inside its transaction).
 A Service's every new template is a revision (``revisions.record_revision``); a Job's template
 cannot change while the Job exists (``template_changes``).
+
+A resource is identified by (kind, namespace, name): Jobs and Services live in a namespace, which
+must exist when they are applied (``check_namespaces``); Nodes and Namespaces are stored under
+namespace ''. The ``namespace`` argument of the methods is ignored for cluster-scoped kinds and is
+``default`` when not given. Deleting a Namespace deletes everything in it; ``default`` cannot be.
 """
 
 from __future__ import annotations
@@ -14,71 +19,115 @@ import json
 import time
 import uuid
 
-from ..errors import Conflict, NotFound, UsageError
-from ..kinds import Kind
+from ..errors import BrokerError, Conflict, NotFound, UsageError
+from ..kinds import DEFAULT_NAMESPACE, NAMESPACED_KINDS, Kind, object_ref, scope
 from ..records import ResourceRecord
-from .db import dump, fetch_one, insert
+from .db import dump, fetch_all, fetch_one, insert
 from .revisions import delete_revisions_of, live_service, record_revision
 from .tasks import count_active_on, count_live, delete_tasks_of
+
+_KEY = "kind=? AND namespace=? AND name=?"  # one resource, by its identity
 
 
 class ResourceStore:
     """Reads and writes of the ``resources`` table (a mixin of ``Store``)."""
 
-    def apply(self, resources: list, now: float | None = None) -> list[tuple[str, str]]:
-        """Record validated models (all or none); returns (``kind/name``, created|configured|unchanged)."""
+    def apply(self, resources: list, now: float | None = None,
+              where: list[str] | None = None) -> list[tuple[str, str]]:
+        """Record validated models (all or none); returns (``kind/name``, created|configured|unchanged),
+        the ref prefixed with its namespace outside ``default`` (``team-a/job/nightly``). ``where``:
+        how the caller names each resource in an error (``job.yaml: document 2 (Job/nightly)``)."""
         now = time.time() if now is None else now
         with self.transaction() as db:
-            return [(f"{res.kind.lower()}/{res.metadata.name}", self.apply_one(db, res, now)) for res in resources]
+            self.check_namespaces(db, resources, where)
+            return [(object_ref(*res.key), self.apply_one(db, res, now)) for res in resources]
+
+    def check_namespaces(self, db, resources: list, where: list[str] | None = None) -> None:
+        """Every namespaced resource goes into a namespace that exists and is not being deleted, or that
+        a Namespace among ``resources`` creates; else one error naming each resource and its namespace
+        (NotFound when a namespace is missing, Conflict when one is being deleted)."""
+        wanted = {res.namespace for res in resources if res.kind in NAMESPACED_KINDS}
+        if not wanted:
+            return
+        stored = {r["name"]: r["deleted_at"] for r in fetch_all(db, "SELECT name, deleted_at FROM resources "
+                                                                    "WHERE kind='Namespace'")}
+        created = {res.metadata.name for res in resources if res.kind == Kind.NAMESPACE.value}
+        problems: list[BrokerError] = []
+        for i, res in enumerate(resources):
+            if res.kind not in NAMESPACED_KINDS:
+                continue
+            what = where[i] if where else res.ref
+            if stored.get(res.namespace) is not None:
+                problems.append(Conflict.namespace_being_deleted(res.namespace, what))
+            elif res.namespace not in stored and res.namespace not in created:
+                problems.append(NotFound.namespace(res.namespace, what))
+        if len(problems) == 1:
+            raise problems[0]
+        if problems:
+            first = problems[0]
+            raise type(first)("\n".join(map(str, problems)), subject="\n".join(p.subject for p in problems),
+                              step=first.step, **first.about)
 
     def apply_one(self, db, res, now: float, cause: str = "apply") -> str:
         """Write one model inside the caller's transaction; returns created, configured or unchanged.
-        ``cause``: what a Service's new revision says made it (``apply``, ``sync FILE``)."""
-        kind, name = res.kind, res.metadata.name
+        ``cause``: what a Service's new revision says made it (``apply``, ``sync FILE``). The caller
+        has checked its namespace (``check_namespaces``)."""
+        kind, namespace, name = res.kind, res.namespace, res.metadata.name
         spec = res.spec.model_dump(mode="json", exclude_unset=False)
         labels = dict(res.metadata.labels)
-        row = fetch_one(db, "SELECT spec, labels, generation, deleted_at, uid FROM resources WHERE kind=? AND name=?",
-                        [kind, name])
+        row = fetch_one(db, f"SELECT spec, labels, generation, deleted_at, uid FROM resources WHERE {_KEY}",
+                        [kind, namespace, name])
         if row is None:
-            uid = uuid.uuid4().hex[:10]
-            insert(db, "resources", {"kind": kind, "name": name, "uid": uid, "labels": dump(labels),
-                                     "spec": dump(spec), "generation": 1, "created_at": now, "updated_at": now,
-                                     "deleted_at": None, "status": "{}"})
+            uid = _new_uid(db, name)
+            insert(db, "resources", {"kind": kind, "namespace": namespace, "name": name, "uid": uid,
+                                     "labels": dump(labels), "spec": dump(spec), "generation": 1, "created_at": now,
+                                     "updated_at": now, "deleted_at": None, "status": "{}"})
             if kind == Kind.SERVICE.value:
-                record_revision(db, uid, name, spec, now, cause)
+                record_revision(db, uid, name, spec, now, cause, namespace)
             return "created"
         if row["deleted_at"] is not None:
-            raise Conflict.being_deleted(kind, name)
+            raise Conflict.being_deleted(kind, name, namespace)
         stored = json.loads(row["spec"])
         if kind == Kind.JOB.value and (changed := template_changes(stored, spec)):
             raise Conflict.immutable_template(name, changed)
         if stored == spec and json.loads(row["labels"]) == labels:
             return "unchanged"
-        db.execute("UPDATE resources SET spec=?, labels=?, generation=?, updated_at=? WHERE kind=? AND name=?",
-                   [dump(spec), dump(labels), row["generation"] + (stored != spec), now, kind, name])
+        db.execute(f"UPDATE resources SET spec=?, labels=?, generation=?, updated_at=? WHERE {_KEY}",
+                   [dump(spec), dump(labels), row["generation"] + (stored != spec), now, kind, namespace, name])
         if kind == Kind.SERVICE.value:
-            record_revision(db, row["uid"], name, spec, now, cause)
+            record_revision(db, row["uid"], name, spec, now, cause, namespace)
         return "configured"
 
-    def resources(self, kind: Kind | None = None) -> list[ResourceRecord]:
-        sql, params = "SELECT * FROM resources", []
+    def resources(self, kind: Kind | None = None, namespace: str | None = None) -> list[ResourceRecord]:
+        """Every resource (of ``kind``), by kind, namespace and name; ``namespace``: only those in it
+        (cluster-scoped kinds are never left out by it)."""
+        sql, where, params = "SELECT * FROM resources", [], []
         if kind is not None:
-            sql, params = sql + " WHERE kind = ?", [kind.value]
-        return [resource_record(r) for r in self._rows(sql + " ORDER BY kind, name", params)]
+            where, params = ["kind = ?"], [kind.value]
+        if namespace is not None:
+            where.append("namespace IN (?, '')")
+            params.append(namespace)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [resource_record(r) for r in self._rows(sql + " ORDER BY kind, namespace, name", params)]
 
-    def resource(self, kind: Kind, name: str) -> ResourceRecord:
-        rows = self._rows("SELECT * FROM resources WHERE kind=? AND name=?", [kind.value, name])
+    def resource(self, kind: Kind, name: str, namespace: str | None = None) -> ResourceRecord:
+        """The resource ``kind``/``name`` (of ``namespace``, default ``default``, if namespaced)."""
+        namespace = scope(kind, namespace)
+        rows = self._rows(f"SELECT * FROM resources WHERE {_KEY}", [kind.value, namespace, name])
         if not rows:
-            raise NotFound.resource(kind.value, name)
+            raise NotFound.resource(kind.value, name, namespace)
         return resource_record(rows[0])
 
-    def set_status(self, db, kind: Kind, name: str, status: dict) -> None:
+    def set_status(self, db, kind: Kind, name: str, status: dict, namespace: str | None = None) -> None:
         """Within a transaction opened by the caller (see ``record``)."""
-        db.execute("UPDATE resources SET status=? WHERE kind=? AND name=?", [dump(status), kind.value, name])
+        db.execute(f"UPDATE resources SET status=? WHERE {_KEY}",
+                   [dump(status), kind.value, scope(kind, namespace), name])
 
     # -- deletion ---------------------------------------------------------------------------
 
-    def mark_deleted(self, kind: Kind, name: str, now: float | None = None, force: bool = False) -> str:
+    def mark_deleted(self, kind: Kind, name: str, now: float | None = None, force: bool = False,
+                     namespace: str | None = None) -> str:
         """Delete at once when nothing of it may still run; otherwise leave it to the controller.
 
         Returns what happened, for ``brokerctl delete`` to print after the resource's ref:
@@ -87,24 +136,28 @@ class ResourceStore:
         containers may be in their grace period). ``force`` purges at once whatever may run; the
         containers are then no longer tracked (a running controller removes them as orphans).
         A Node with active tasks is refused unless ``force``: the controller could no longer
-        reach its containers to stop them.
+        reach its containers to stop them. A Namespace takes everything in it along
+        (``_delete_namespace``).
         """
         now = time.time() if now is None else now
         with self.transaction() as db:
-            return self.delete(db, kind, name, now, force)
+            return self.delete(db, kind, name, now, force, namespace)
 
-    def delete(self, db, kind: Kind, name: str, now: float, force: bool = False) -> str:
+    def delete(self, db, kind: Kind, name: str, now: float, force: bool = False, namespace: str | None = None) -> str:
         """``mark_deleted`` inside the caller's transaction (``ops.sync`` prunes with it)."""
-        row = fetch_one(db, "SELECT deleted_at, spec, status FROM resources WHERE kind=? AND name=?",
-                        [kind.value, name])
+        namespace = scope(kind, namespace)
+        row = fetch_one(db, f"SELECT deleted_at, spec, status FROM resources WHERE {_KEY}",
+                        [kind.value, namespace, name])
         if row is None:
-            raise NotFound.resource(kind.value, name)
+            raise NotFound.resource(kind.value, name, namespace)
         if kind is Kind.NODE:
             return self._delete_node(db, name, force)
+        if kind is Kind.NAMESPACE:
+            return self._delete_namespace(db, name, row["deleted_at"], now, force)
         grace = json.loads(row["spec"]).get("terminationGracePeriodSeconds", 10)
-        active, placed = count_live(db, kind.value, name, stopped_after=now - grace)
+        active, placed = count_live(db, kind.value, namespace, name, stopped_after=now - grace)
         if force:
-            self.purge_rows(db, kind, name)
+            self.purge_rows(db, kind, name, namespace)
             if not placed:
                 return "deleted"
             return (f"deleted (--force); {_containers(placed)} may still run, no longer tracked: a running "
@@ -116,10 +169,10 @@ class ResourceStore:
                         "(`brokerctl status` shows whether one is running)")
             return f"still stopping ({_containers(seen)}); pass --force to abandon them"
         if not active:
-            self.purge_rows(db, kind, name)
+            self.purge_rows(db, kind, name, namespace)
             return "deleted"
-        db.execute("UPDATE resources SET deleted_at=?, updated_at=? WHERE kind=? AND name=?",
-                   [now, now, kind.value, name])
+        db.execute(f"UPDATE resources SET deleted_at=?, updated_at=? WHERE {_KEY}",
+                   [now, now, kind.value, namespace, name])
         return "deleting"
 
     def _delete_node(self, db, name: str, force: bool) -> str:
@@ -130,30 +183,60 @@ class ResourceStore:
         self.purge_rows(db, Kind.NODE, name)
         return "deleted"
 
-    def purge(self, kind: Kind, name: str) -> None:
+    def _delete_namespace(self, db, name: str, deleted_at: float | None, now: float, force: bool) -> str:
+        """Mark the Namespace deleting and delete everything in it, each as ``delete`` would (what may
+        still run is left to the controller, which stops it and purges the Namespace once it is
+        empty). Nothing can be applied into it meanwhile."""
+        if name == DEFAULT_NAMESPACE:
+            raise Conflict.default_namespace()
+        if deleted_at is None:
+            db.execute("UPDATE resources SET deleted_at=?, updated_at=? WHERE kind='Namespace' AND namespace='' "
+                       "AND name=?", [now, now, name])
+        for r in self.contents(db, name):
+            self.delete(db, Kind(r["kind"]), r["name"], now, force, name)
+        left = self.contents(db, name)
+        if not left:
+            self.purge_rows(db, Kind.NAMESPACE, name)
+            return "deleted"
+        what = _count_of(left)
+        if deleted_at is not None:
+            return f"still being deleted ({what} still stopping)"
+        return f"deleting ({what} stopping first)"
+
+    def contents(self, db, namespace: str) -> list[dict]:
+        """The kind, name and deleted_at of every resource in ``namespace``, by kind and name (the
+        caller's transaction; None: outside one)."""
+        sql = ("SELECT kind, name, deleted_at FROM resources WHERE namespace = ? AND kind IN ('Job', 'Service') "
+               "ORDER BY kind, name")
+        return fetch_all(db, sql, [namespace]) if db is not None else self._rows(sql, [namespace])
+
+    def purge(self, kind: Kind, name: str, namespace: str | None = None) -> None:
         with self.transaction() as db:
-            self.purge_rows(db, kind, name)
+            self.purge_rows(db, kind, name, namespace)
 
     @staticmethod
-    def purge_rows(db, kind: Kind, name: str) -> None:
+    def purge_rows(db, kind: Kind, name: str, namespace: str | None = None) -> None:
         """Forget a resource with its tasks, their output and its revisions (the caller's transaction)."""
-        delete_tasks_of(db, kind.value, name)
-        delete_revisions_of(db, kind.value, name)
-        db.execute("DELETE FROM resources WHERE kind=? AND name=?", [kind.value, name])
+        namespace = scope(kind, namespace)
+        delete_tasks_of(db, kind.value, namespace, name)
+        delete_revisions_of(db, kind.value, namespace, name)
+        db.execute(f"DELETE FROM resources WHERE {_KEY}", [kind.value, namespace, name])
 
     # -- verbs on one kind: retry a Job, cordon a Node, scale a Service -----------------------
 
-    def retry_job(self, name: str, now: float | None = None) -> None:
+    def retry_job(self, name: str, now: float | None = None, namespace: str | None = None) -> None:
         """Give a Failed Job a fresh failure budget; earlier attempts stay in its history."""
         now = time.time() if now is None else now
+        namespace = namespace or DEFAULT_NAMESPACE
         with self.transaction() as db:
-            row = fetch_one(db, "SELECT status FROM resources WHERE kind='Job' AND name=?", [name])
+            row = fetch_one(db, f"SELECT status FROM resources WHERE {_KEY}", ["Job", namespace, name])
             if row is None:
-                raise NotFound.resource("Job", name)
+                raise NotFound.resource("Job", name, namespace)
             phase = json.loads(row["status"]).get("phase", "Pending")
             if phase != "Failed":
                 raise Conflict(f"Job '{name}' is {phase}, not Failed; only a Failed job can be retried")
-            db.execute("UPDATE resources SET retried_at=?, updated_at=? WHERE kind='Job' AND name=?", [now, now, name])
+            db.execute(f"UPDATE resources SET retried_at=?, updated_at=? WHERE {_KEY}",
+                       [now, now, "Job", namespace, name])
 
     def cordon(self, name: str, on: bool, drain_timeout: float | None = None, now: float | None = None) -> bool:
         """Set a Node unschedulable (``on``) or schedulable again; with ``drain_timeout`` also drain it.
@@ -164,7 +247,8 @@ class ResourceStore:
         """
         now = time.time() if now is None else now
         with self.transaction() as db:
-            row = fetch_one(db, "SELECT spec, drain_deadline FROM resources WHERE kind='Node' AND name=?", [name])
+            row = fetch_one(db, "SELECT spec, drain_deadline FROM resources WHERE kind='Node' AND namespace='' "
+                                "AND name=?", [name])
             if row is None:
                 raise NotFound.resource("Node", name)
             spec = json.loads(row["spec"])
@@ -174,15 +258,17 @@ class ResourceStore:
                 return False
             spec["unschedulable"] = on
             db.execute("UPDATE resources SET spec=?, drain_deadline=?, updated_at=?, "
-                       "generation=generation+? WHERE kind='Node' AND name=?",
+                       "generation=generation+? WHERE kind='Node' AND namespace='' AND name=?",
                        [dump(spec), deadline, now, int(was != on), name])
             return True
 
-    def scale(self, name: str, replicas: int, now: float | None = None) -> tuple[int, int]:
+    def scale(self, name: str, replicas: int, now: float | None = None,
+              namespace: str | None = None) -> tuple[int, int]:
         """Set a Service's replicas; returns (old, new)."""
         now = time.time() if now is None else now
+        namespace = namespace or DEFAULT_NAMESPACE
         with self.transaction() as db:
-            spec = live_service(db, name)["spec"]
+            spec = live_service(db, name, namespace)["spec"]
             old = spec.get("replicas", 1)
             if old != replicas:
                 from ..spec.models import MAX_REPLICAS  # the cap a manifest's replicas has at apply
@@ -190,10 +276,8 @@ class ResourceStore:
                 if not 0 <= replicas <= MAX_REPLICAS:
                     raise UsageError.out_of_range("replicas", replicas, f"a Service has 0 to {MAX_REPLICAS:,} replicas")
                 spec["replicas"] = replicas
-                db.execute(
-                    "UPDATE resources SET spec=?, generation=generation+1, updated_at=? WHERE kind='Service' AND name=?",
-                    [dump(spec), now, name],
-                )
+                db.execute(f"UPDATE resources SET spec=?, generation=generation+1, updated_at=? WHERE {_KEY}",
+                           [dump(spec), now, "Service", namespace, name])
         return old, replicas
 
 
@@ -204,6 +288,7 @@ def resource_record(row: dict) -> ResourceRecord:
         spec=json.loads(row["spec"]), generation=row["generation"], created_at=row["created_at"],
         updated_at=row["updated_at"], deleted_at=row["deleted_at"], status=json.loads(row["status"]),
         retried_at=row.get("retried_at"), drain_deadline=row.get("drain_deadline"), source=row.get("source"),
+        namespace=row["namespace"],
     )
 
 
@@ -220,3 +305,22 @@ def template_changes(old_spec: dict, new_spec: dict) -> list[str]:
 
 def _containers(n: int) -> str:
     return f"{n} container" + ("" if n == 1 else "s")
+
+
+def _count_of(rows: list[dict]) -> str:
+    """``1 job, 2 services``: what is left in a namespace."""
+    kinds: dict[str, int] = {}
+    for r in rows:
+        kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
+    return ", ".join(f"{n} {kind.lower()}{'' if n == 1 else 's'}" for kind, n in kinds.items())
+
+
+def _new_uid(db, name: str) -> str:
+    """A new resource's uid. Task ids are ``<name>-<uid[:5]>-<index>-<attempt>`` (unique across
+    namespaces through the uid), so the uid's first five digits differ from those of every other
+    resource of that name, in any kind and namespace."""
+    while True:
+        uid = uuid.uuid4().hex[:10]
+        if fetch_one(db, "SELECT 1 AS taken FROM resources WHERE name = ? AND substr(uid, 1, 5) = ?",
+                     [name, uid[:5]]) is None:
+            return uid

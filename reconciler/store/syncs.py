@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 
+from ..kinds import scope
 from ..records import ResourceRecord
 from .db import dump, fetch_all, upsert
 from .resources import resource_record
@@ -33,6 +34,15 @@ class SourcedRow:
     spec_json: str
     labels_json: str
     deleted_at: float | None
+    namespace: str | None = None  # '' for cluster-scoped kinds; None is read as `default` for namespaced ones
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "namespace", scope(self.kind, self.namespace))
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(kind, namespace, name), as ``ops.sync`` keys what a directory defines."""
+        return self.kind, self.namespace, self.name
 
     @cached_property
     def synced(self) -> dict | None:
@@ -54,14 +64,14 @@ class SyncStore:
     def sourced_rows(self, db) -> list[SourcedRow]:
         """Every resource with its source columns, read in the caller's transaction."""
         return [SourcedRow(r["kind"], r["name"], r["source"], r["source_file"], r["source_spec"], r["spec"],
-                           r["labels"], r["deleted_at"])
-                for r in fetch_all(db, "SELECT kind, name, source, source_file, source_spec, spec, labels, "
+                           r["labels"], r["deleted_at"], r["namespace"])
+                for r in fetch_all(db, "SELECT kind, namespace, name, source, source_file, source_spec, spec, labels, "
                                        "deleted_at FROM resources")]
 
-    def claim(self, db, kind: str, name: str, source: str, source_file: str, synced: dict) -> None:
+    def claim(self, db, kind: str, namespace: str, name: str, source: str, source_file: str, synced: dict) -> None:
         """Mark a resource as the directory ``source``'s, last synced from ``source_file`` as ``synced``."""
-        db.execute("UPDATE resources SET source=?, source_file=?, source_spec=? WHERE kind=? AND name=?",
-                   [source, source_file, dump(synced), kind, name])
+        db.execute("UPDATE resources SET source=?, source_file=?, source_spec=? "
+                   "WHERE kind=? AND namespace=? AND name=?", [source, source_file, dump(synced), kind, namespace, name])
 
     def record_sync(self, db, source: str, now: float, commit: str | None, files: dict, refused: str | None,
                     owned: int) -> None:
@@ -80,5 +90,5 @@ class SyncStore:
         return rows
 
     def owned_by(self, source: str) -> list[ResourceRecord]:
-        return [resource_record(r) for r in self._rows("SELECT * FROM resources WHERE source = ? ORDER BY kind, name",
-                                                       [source])]
+        return [resource_record(r) for r in self._rows("SELECT * FROM resources WHERE source = ? "
+                                                       "ORDER BY kind, namespace, name", [source])]

@@ -18,7 +18,7 @@ from dataclasses import fields
 from typing import NamedTuple
 
 from ..errors import NotFound
-from ..kinds import Kind, TaskPhase
+from ..kinds import DEFAULT_NAMESPACE, Kind, TaskPhase
 from ..records import TaskRecord
 from .db import encode, fetch_one, gc_paused, upsert
 
@@ -38,17 +38,24 @@ class TaskState(NamedTuple):
     phase: TaskPhase
     owner_kind: str
     owner_name: str
+    namespace: str
 
 
 class TaskStore:
     """Reads and writes of the ``tasks`` and ``task_logs`` tables (a mixin of ``Store``)."""
 
-    def tasks(self, owner: tuple[Kind, str] | None = None, active_only: bool = False) -> list[TaskRecord]:
-        """Tasks in creation order; only ``owner``'s, only the active ones, if asked."""
+    def tasks(self, owner: tuple[Kind, str] | None = None, active_only: bool = False,
+              namespace: str | None = None) -> list[TaskRecord]:
+        """Tasks in creation order; only ``namespace``'s (None: every namespace's, unless ``owner``
+        is given: then ``default``), only ``owner``'s (kind, name), only the active ones, if asked."""
         params, where = [], []
         if owner is not None:
+            namespace = namespace or DEFAULT_NAMESPACE
             where.append("owner_kind = ? AND owner_name = ?")
             params += [owner[0].value, owner[1]]
+        if namespace is not None:
+            where.append("namespace = ?")
+            params.append(namespace)
         if active_only:
             where.append(ACTIVE)
         return self._select_tasks(where, params)
@@ -70,7 +77,8 @@ class TaskStore:
         with gc_paused():
             # Tasks created in one pass share created_at: then by owner, index and attempt as
             # numbers (by id text, job-x-10-1 would come before job-x-2-1).
-            rows = self._tuples(sql + " ORDER BY created_at, owner_kind, owner_name, idx, attempt, id", params)
+            order = " ORDER BY created_at, owner_kind, namespace, owner_name, idx, attempt, id"
+            rows = self._tuples(sql + order, params)
             return [_task_from_tuple(r) for r in rows]
 
     def insert_task(self, db, task: TaskRecord) -> None:
@@ -84,8 +92,9 @@ class TaskStore:
 
     def task_state(self, db, task_id: str) -> TaskState | None:
         """The task's phase and owner (None: purged meanwhile), read in the caller's transaction."""
-        row = fetch_one(db, "SELECT phase, owner_kind, owner_name FROM tasks WHERE id = ?", [task_id])
-        return None if row is None else TaskState(TaskPhase(row["phase"]), row["owner_kind"], row["owner_name"])
+        row = fetch_one(db, "SELECT phase, owner_kind, owner_name, namespace FROM tasks WHERE id = ?", [task_id])
+        return None if row is None else TaskState(TaskPhase(row["phase"]), row["owner_kind"], row["owner_name"],
+                                                  row["namespace"])
 
     def save_output(self, db, task_id: str, output: bytes, truncated: bool) -> None:
         """Keep a container's output, at most ``LOG_LIMIT_BYTES`` of its tail."""
@@ -102,16 +111,16 @@ class TaskStore:
 # -- a resource's tasks, for resources.py ----------------------------------------------------
 
 
-def count_live(db, kind: str, name: str, stopped_after: float) -> tuple[int, int]:
+def count_live(db, kind: str, namespace: str, name: str, stopped_after: float) -> tuple[int, int]:
     """(how many of the resource's tasks may still have a container running, how many of those
     were placed on a node): the active ones, and those stopped after ``stopped_after`` (within
     their grace period) whose container was not collected (no exit code)."""
     row = fetch_one(
         db,
-        "SELECT count(*) AS live, count(node) AS placed FROM tasks WHERE owner_kind=? AND owner_name=? AND "
-        f"({ACTIVE} OR (container_id IS NOT NULL AND finished_at IS NULL) "
+        "SELECT count(*) AS live, count(node) AS placed FROM tasks WHERE owner_kind=? AND namespace=? AND "
+        f"owner_name=? AND ({ACTIVE} OR (container_id IS NOT NULL AND finished_at IS NULL) "
         " OR (container_id IS NOT NULL AND exit_code IS NULL AND finished_at > ?))",
-        [kind, name, stopped_after],
+        [kind, namespace, name, stopped_after],
     )
     return row["live"], row["placed"]
 
@@ -120,11 +129,11 @@ def count_active_on(db, node: str) -> int:
     return fetch_one(db, f"SELECT count(*) AS n FROM tasks WHERE node=? AND {ACTIVE}", [node])["n"]
 
 
-def delete_tasks_of(db, kind: str, name: str) -> None:
+def delete_tasks_of(db, kind: str, namespace: str, name: str) -> None:
     """Forget a resource's tasks and their output."""
-    db.execute("DELETE FROM task_logs WHERE task_id IN (SELECT id FROM tasks WHERE owner_kind=? AND owner_name=?)",
-               [kind, name])
-    db.execute("DELETE FROM tasks WHERE owner_kind=? AND owner_name=?", [kind, name])
+    owner = "owner_kind=? AND namespace=? AND owner_name=?"
+    db.execute(f"DELETE FROM task_logs WHERE task_id IN (SELECT id FROM tasks WHERE {owner})", [kind, namespace, name])
+    db.execute(f"DELETE FROM tasks WHERE {owner}", [kind, namespace, name])
 
 
 # -- the hot reader: positional rows straight into records ---------------------------------------

@@ -70,6 +70,7 @@ def _copy(src, dst) -> Copied:
             raise StoreError(f"{src.path} and {dst.path} are at different schema versions; open both with "
                              "the same brokerctl and try again")
         write.execute("DELETE FROM meta")  # the new store's own id and secret give way to the source's
+        write.execute("DELETE FROM resources")  # and its `default` Namespace to the source's (the only row left)
         rows = {table: _copy_table(src, dst, read, write, table) for table in TABLES}
     with src.transaction() as db:
         db.execute("DELETE FROM meta WHERE key = ?", [MOVED_TO])
@@ -120,9 +121,14 @@ def _refuse_foreign_tables(target: str | Path) -> None:
                          "migrate into an empty database")
 
 
+# What a new store is made with (its id and secret in meta, the `default` Namespace): the copy replaces them.
+_NEW_STORE_ROWS = {"resources": " WHERE NOT (kind = 'Namespace' AND namespace = '' AND name = 'default')"}
+
+
 def _refuse_a_store_with_rows(dst, write) -> None:
-    """A store already in the target (its tables are ours) must hold nothing but its new meta rows."""
-    counts = {t: fetch_one(write, f"SELECT count(*) AS n FROM {t}")["n"] for t in TABLES if t != "meta"}
+    """A store already in the target (its tables are ours) must hold nothing but what a new store is made with."""
+    counts = {t: fetch_one(write, f"SELECT count(*) AS n FROM {t}{_NEW_STORE_ROWS.get(t, '')}")["n"]
+              for t in TABLES if t != "meta"}
     held = [f"{n} {t}" for t, n in counts.items() if n]
     if held:
         raise StoreError(f"{dst.path} already holds a store ({', '.join(held)}); migrate into an empty database")

@@ -1,0 +1,213 @@
+"""Namespaces on real dockerd hosts: one Job name in two namespaces, deleting a namespace with what is in
+it, a namespace's mounts and nodeSelector on the containers, and a store made before namespaces upgraded
+under a running Service without restarting it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import io
+import subprocess
+import sys
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from helpers import SERVE, ControllerProcess, broker_containers, cli, cli_json, job_yaml, service_yaml, wait_for
+
+pytestmark = pytest.mark.timeout(240)
+
+REPO = Path(__file__).resolve().parent.parent
+# The last commit before namespaces: its code makes the stores that the namespaces migration upgrades.
+BEFORE_NAMESPACES = "eee8261ec7f1b2f7e4685359690ce9ec8a197359"
+
+
+def namespaces(*names: str, **spec) -> str:
+    return "\n---\n".join(json.dumps({"apiVersion": "broker/v1", "kind": "Namespace", "metadata": {"name": n},
+                                      "spec": spec}) for n in names) + "\n"
+
+
+def ours(hosts, all: bool = False) -> list[dict]:
+    """The containers of this test's store on ``hosts`` (running ones unless ``all``)."""
+    return [c for h in hosts for c in broker_containers(h, all=all)]
+
+
+def by_namespace(hosts, owner: str) -> Counter:
+    """How many running containers of ``owner`` (``Job/nightly``) each namespace label has."""
+    return Counter(c["Labels"].get("brokerctl.namespace") for c in ours(hosts)
+                   if c["Labels"].get("brokerctl.owner") == owner)
+
+
+def test_one_job_name_in_two_namespaces_runs_side_by_side(three_nodes, db):
+    """team-a and team-b both have job/nightly: each runs its own tasks (their containers say their
+    namespace), completes on its own, and keeps its own output; `get jobs -A` shows both. Applying into a
+    namespace that does not exist writes nothing."""
+    hosts = three_nodes
+    cli(db, "apply", "-f", "-", input=namespaces("team-a", "team-b"), check=True)
+    for ns in ("team-a", "team-b"):
+        cli(db, "apply", "-n", ns, "-f", "-", check=True,
+            input=job_yaml("nightly", f"sleep 2; echo from $BROKER_TASK_ID in {ns}", completions=2, parallelism=2))
+    missing = cli(db, "apply", "-n", "team-x", "-f", "-", input=job_yaml("nightly", "true"))
+    assert missing.returncode == 1 and "namespace 'team-x' does not exist" in missing.stderr
+
+    with ControllerProcess(db):
+        wait_for(lambda: by_namespace(hosts, "Job/nightly") == {"team-a": 2, "team-b": 2}, 30,
+                 "both namespaces' nightly running at once")
+        for ns in ("team-a", "team-b"):
+            cli(db, "wait", "job/nightly", "-n", ns, "--for", "condition=Complete", "--timeout", "60", check=True)
+
+    rows = [line.split() for line in cli(db, "get", "jobs", "-A", check=True).stdout.splitlines()]
+    assert rows[0][:3] == ["NAMESPACE", "NAME", "PHASE"]
+    assert [r[:4] for r in rows[1:]] == [["team-a", "nightly", "Complete", "2/2"],
+                                         ["team-b", "nightly", "Complete", "2/2"]]
+    tasks = cli_json(db, "get", "tasks", "-A")
+    assert Counter((t["namespace"], t["owner"], t["phase"]) for t in tasks) == {
+        ("team-a", "Job/nightly", "Succeeded"): 2, ("team-b", "Job/nightly", "Succeeded"): 2}
+    assert len({t["id"] for t in tasks}) == 4
+    logs = cli(db, "logs", "job/nightly", "-n", "team-b", check=True).stdout
+    assert logs.count("in team-b") == 2 and "team-a" not in logs
+    assert cli_json(db, "get", "jobs") == [] and cli_json(db, "get", "tasks", "-n", "team-x") == []
+    scheduled = [e for e in cli_json(db, "get", "events", "-n", "team-a") if e["reason"] == "Scheduled"]
+    assert len(scheduled) == 2 and {e["namespace"] for e in scheduled} == {"team-a"}
+
+
+def test_deleting_a_namespace_asks_then_stops_its_containers_and_purges_it(three_nodes, db):
+    """Without --yes the deletion is refused with what would go; with it, team-b's Service and Job are
+    stopped (graceful stops) and purged, then the namespace itself, while team-a's Service of the same
+    name keeps its container."""
+    hosts = three_nodes
+    serve = SERVE.format(before="")
+    cli(db, "apply", "-f", "-", input=namespaces("team-a", "team-b"), check=True)
+    cli(db, "apply", "-n", "team-a", "-f", "-", input=service_yaml("web", serve, 1), check=True)
+    cli(db, "apply", "-n", "team-b", "-f", "-", check=True,
+        input=service_yaml("web", serve, 2) + "---\n" + job_yaml("long", serve))
+
+    with ControllerProcess(db):
+        wait_for(lambda: by_namespace(hosts, "Service/web") == {"team-a": 1, "team-b": 2}
+                 and by_namespace(hosts, "Job/long") == {"team-b": 1}, 30, "both namespaces running")
+        [kept] = [c["Id"] for c in ours(hosts) if c["Labels"]["brokerctl.namespace"] == "team-a"]
+
+        refused = cli(db, "delete", "namespace", "team-b")
+        assert refused.returncode == 1
+        assert refused.stderr == ("error: namespace 'team-b' holds 1 job (long), 1 service (web); pass --yes to "
+                                  "delete namespace team-b and everything in it\n")
+        assert by_namespace(hosts, "Service/web")["team-b"] == 2, "nothing stopped"
+
+        out = cli(db, "delete", "namespace", "team-b", "--yes", check=True).stdout
+        assert out == "namespace/team-b deleting (1 job, 1 service stopping first)\n"
+        assert cli(db, "apply", "-n", "team-b", "-f", "-", input=job_yaml("late", "true")).returncode == 1
+        wait_for(lambda: [n["metadata"]["name"] for n in cli_json(db, "get", "namespaces")] == ["default", "team-a"],
+                 30, "team-b purged once its containers are gone")
+        assert not [c for c in ours(hosts, all=True) if c["Labels"]["brokerctl.namespace"] == "team-b"]
+        assert [c["Id"] for c in ours(hosts)] == [kept], "team-a's web untouched"
+    reasons = {(e["object"], e["reason"]) for e in cli_json(db, "get", "events", "-A")}
+    assert {("Namespace/team-b", "Deleted"), ("Service/web", "Deleted"), ("Job/long", "Deleted")} <= reasons
+    assert {t["namespace"] for t in cli_json(db, "get", "tasks", "-A")} == {"team-a"}, "team-b's tasks purged"
+
+
+def test_a_namespaces_mounts_and_node_selector_reach_its_containers(clean_hosts, db, tmp_path):
+    """team-a mounts its home into every task and keeps its tasks on nodes labelled pool=shared: the
+    containers run only on that node, with the bind mount (read from inside); the default namespace's
+    Job is held to neither."""
+    home = tmp_path / "home-a"
+    home.mkdir()
+    (home / "hello.txt").write_text("hello team-a\n")
+    nodes = [{"apiVersion": "broker/v1", "kind": "Node",
+              "metadata": {"name": h.name, "labels": {"pool": "shared"} if i == 1 else {}},
+              "spec": {"address": h.address, "slots": {"default": 4}, "allowedMounts": [str(home)]}}
+             for i, h in enumerate(clean_hosts)]
+    cli(db, "apply", "-f", "-", input="\n---\n".join(map(json.dumps, nodes)), check=True)
+    cli(db, "apply", "-f", "-", check=True, input=namespaces(
+        "team-a", nodeSelector={"pool": "shared"}, mounts=[{"source": str(home), "target": "/home/team"}]))
+    cli(db, "apply", "-n", "team-a", "-f", "-", check=True,
+        input=job_yaml("read", "cat /home/team/hello.txt; sleep 1", completions=3, parallelism=3))
+    cli(db, "apply", "-f", "-", check=True, input=job_yaml("plain", "ls /home/team || echo none; sleep 1",
+                                                        completions=3, parallelism=3, placement="spread"))
+
+    with ControllerProcess(db):
+        wait_for(lambda: len([c for c in ours(clean_hosts) if c["Labels"]["brokerctl.owner"] == "Job/read"]) >= 1,
+                 30, "a team-a container running")
+        [running] = [c for c in ours(clean_hosts) if c["Labels"]["brokerctl.owner"] == "Job/read"][:1]
+        assert [(m["Source"], m["Destination"], m["RW"]) for m in running["Mounts"] if m["Type"] == "bind"] == [
+            (str(home), "/home/team", True)]
+        for name, ns in (("read", "team-a"), ("plain", "default")):
+            cli(db, "wait", f"job/{name}", "-n", ns, "--for", "condition=Complete", "--timeout", "60", check=True)
+
+    nodes_of = {t["owner"]: set() for t in cli_json(db, "get", "tasks", "-A")}
+    for t in cli_json(db, "get", "tasks", "-A"):
+        nodes_of[t["owner"]].add(t["node"])
+    assert nodes_of["Job/read"] == {clean_hosts[1].name}
+    assert len(nodes_of["Job/plain"]) > 1, "spread over the nodes: the default namespace has no selector"
+    assert cli(db, "logs", "job/read", "-n", "team-a", check=True).stdout.count("hello team-a") == 3
+    assert cli(db, "logs", "job/plain", check=True).stdout.count("none") == 3
+
+
+# -- a store made before namespaces -------------------------------------------------------------
+
+
+def old_code(tmp_path: Path) -> Path:
+    """The package as it was before namespaces, unpacked from git into a directory of its own."""
+    if subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{BEFORE_NAMESPACES}^{{commit}}"],
+                      capture_output=True).returncode != 0:
+        pytest.skip(f"commit {BEFORE_NAMESPACES[:7]} is not in this checkout's history")
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", BEFORE_NAMESPACES, "reconciler"],
+                             capture_output=True, check=True).stdout
+    root = tmp_path / "before-namespaces"
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(root, filter="data")
+    return root
+
+
+def old_cli(code: Path, db: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+    """The old `brokerctl`: run from its own directory, so `-m reconciler` is the old package."""
+    return subprocess.run([sys.executable, "-m", "reconciler", "--db", str(db), *args], cwd=code, input=input,
+                          capture_output=True, text=True, timeout=60, check=True,
+                          env={**os.environ, "NO_COLOR": "1"})
+
+
+def test_a_store_made_before_namespaces_is_upgraded_under_a_running_service(clean_hosts, db, tmp_path):
+    """The previous code applies Nodes and a Service and its controller starts two replicas; it is
+    stopped; the new controller opens the store (the migration runs) and adopts the same containers: none
+    is restarted, the Service and its tasks are in `default`, and the store works on (a scale-up starts a
+    third replica, which carries the namespace label the old two do not have)."""
+    code = old_code(tmp_path)
+    assert "namespace" not in (code / "reconciler" / "store" / "migrations.py").read_text()
+    nodes = "\n---\n".join(json.dumps({"apiVersion": "broker/v1", "kind": "Node", "metadata": {"name": h.name},
+                                       "spec": {"address": h.address, "slots": {"default": 4}}}) for h in clean_hosts)
+    old_cli(code, db, "apply", "-f", "-", input=nodes + "\n---\n" + service_yaml("web", SERVE.format(before=""), 2))
+    log = open(tmp_path / "old-controller.log", "w")
+    old = subprocess.Popen([sys.executable, "-m", "reconciler", "--db", str(db), "controller"], cwd=code,
+                           stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"})
+    try:
+        wait_for(lambda: len(ours(clean_hosts)) == 2, 30, "two replicas started by the old controller")
+        before = {c["Id"]: c["Labels"] for c in ours(clean_hosts)}
+        tasks_before = json.loads(old_cli(code, db, "get", "tasks", "-o", "json").stdout)
+    finally:
+        old.send_signal(signal.SIGTERM)
+        old.wait(30)
+        log.close()
+    assert all("brokerctl.namespace" not in labels for labels in before.values())
+    assert {c["Id"] for c in ours(clean_hosts)} == set(before), "containers outlive their controller"
+
+    with ControllerProcess(db) as ctl:
+        wait_for(lambda: cli_json(db, "get", "services", "web")[0]["status"].get("ready") == 2
+                 and "passes" in cli(db, "status", check=True).stdout, 30, "the new controller following web")
+        tasks_after = cli_json(db, "get", "tasks")
+        assert [(t["id"], t["containerId"], t["phase"]) for t in tasks_after] == [
+            (t["id"], t["containerId"], t["phase"]) for t in tasks_before]
+        assert {t["namespace"] for t in tasks_after} == {"default"}
+        assert {c["Id"] for c in ours(clean_hosts)} == set(before), "nothing restarted"
+        assert [n["metadata"]["name"] for n in cli_json(db, "get", "namespaces")] == ["default"]
+        assert cli_json(db, "get", "services", "web")[0]["metadata"]["namespace"] == "default"
+
+        cli(db, "scale", "service", "web", "--replicas", "3", check=True)
+        wait_for(lambda: len(ours(clean_hosts)) == 3, 30, "a third replica")
+        new = {c["Id"]: c["Labels"] for c in ours(clean_hosts)}
+        assert set(before) < set(new)
+        [added] = set(new) - set(before)
+        assert new[added]["brokerctl.namespace"] == "default"
+        assert "Stopped" not in {t["phase"] for t in cli_json(db, "get", "tasks")}
+        assert "Traceback" not in ctl.output()
