@@ -117,6 +117,8 @@ def sync_items(store, source: str, items: list[tuple[str, object]], held: dict[s
     Returns a report: results per resource, pruned, kept, problems, refused, drift, files, owned.
     """
     now = time.time() if now is None else now
+    # Secrets are compared and recorded sealed: neither the spec nor the last-synced copy holds a value.
+    items = list(zip([f for f, _ in items], store.seal([m for _, m in items], create=not dry_run)))
     try:
         with store.transaction() as db:
             decision = decide(source, items, held, store.sourced_rows(db), allow_mass_prune)
