@@ -512,3 +512,24 @@ def test_a_refused_pull_names_the_registry_and_says_unauthorized():
                               "check its username and password)")
     assert pull_failure(spec, "h2", "manifest unknown") == (f"image {image!r} could not be pulled on node h2: "
                                                            "manifest unknown")
+
+
+def test_a_store_moved_to_postgresql_keeps_its_secrets_under_the_old_key(tmp_path, pg_url, keyless):
+    """`store migrate` copies Secrets encrypted: the new store reads them with the old key file, and
+    refuses to seal with a key of its own default path."""
+    from reconciler.store.transfer import copy_store
+
+    old = Store(tmp_path / "s.db")
+    old.apply(models(secret_yaml()))
+    key = old.secrets_key_path
+    old.close()
+    copy_store(tmp_path / "s.db", pg_url)
+    moved = Store(pg_url, secrets_key=key)
+    assert moved.secret_values("default", "db").values["password"] == VALUE
+    assert moved.apply(models(secret_yaml())) == [("secret/db", "unchanged")]
+    moved.close()
+    default = Store(pg_url)
+    with pytest.raises(StoreError, match=r"secrets key .*/xdg/brokerctl/secrets.key is missing; this store's "
+                                         r"Secrets are sealed with key id"):
+        default.apply(models(secret_yaml("other")))
+    default.close()
