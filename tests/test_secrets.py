@@ -402,6 +402,26 @@ def test_a_placed_task_is_not_started_while_its_secret_is_missing_or_unreadable(
     assert [s.task_id for s in p.starts] == [placed.id]
 
 
+def test_changing_or_deleting_a_secret_rolls_no_service_replica():
+    """As in Kubernetes: replicas keep the values they started with; only a template change rolls them."""
+    from dataclasses import replace
+    from factories import container, service_res
+
+    node = node_res("a", {"default": 4})
+    web = service_res("web", replicas=2, template={"image": "nginx", "env": {
+        "P": {"secretKeyRef": {"name": "db", "key": "password"}}}})
+    replicas = [task(web, i, 1, TaskPhase.RUNNING, node="a", container_id=f"c{i}", started_at=NOW - 100,
+                     created_at=NOW - 101) for i in (0, 1)]
+    seen = snapshot(obs("a", *(container(t) for t in replicas)))
+    before = secret_res("db", "password")
+    changed = replace(before, generation=2, spec={**before.spec, "data": {
+        "password": {"bytes": 9, "digest": "1" * 16}, "token": {"bytes": 2, "digest": "2" * 16}}})
+    for secrets in ([before], [changed], []):
+        p = run([node, web, *secrets], replicas, seen)
+        assert (p.starts, p.removals, p.new_tasks) == ([], [], []), secrets
+        assert not any(u.get("phase") for u in p.task_updates.values())
+
+
 # -- the runtime: values in just before the start ----------------------------------------------------
 
 
