@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from pydantic import TypeAdapter
 
+from factories import in_namespace, job_res, namespace_res, node_res, run
 from reconciler.errors import Forbidden
 from reconciler.ops.sync import decide
 from reconciler.spec import manifests
@@ -221,3 +222,19 @@ def test_a_sync_holds_back_a_namespace_whose_new_run_as_strands_what_stays_and_c
     # Without the Job made by hand, the directory's new runAs and its Job go in together.
     decision = decide("/src", items, {}, [row(stored)])
     assert ([c.ref for c in decision.changes], decision.problems) == (["Namespace/team-a", "team-a/Job/j"], {})
+
+
+# -- the planner: the user a container is created with -------------------------------------------
+
+
+def test_a_task_without_a_user_runs_as_its_namespaces_default_and_root_is_checked_only_where_forbidden():
+    team_a = namespace_res("team-a", runAs=TEAM_A)
+    team_b = namespace_res("team-b", runAs={"users": ["7"]})  # root allowed, no default
+    named = in_namespace(job_res("named", template={"image": "busybox", "user": "1001"}), "team-a")
+    plain = in_namespace(job_res("plain"), "team-a")
+    other = in_namespace(job_res("other"), "team-b")
+    elsewhere = job_res("elsewhere")
+    p = run([node_res("a", {"default": 8}), team_a, team_b, named, plain, other, elsewhere], [])
+    created = {s.task_id.split("-")[0]: (s.spec.user, s.spec.non_root) for s in p.starts}
+    assert created == {"named": ("1001", True), "plain": ("1000:1000", True), "other": (None, False),
+                       "elsewhere": (None, False)}
