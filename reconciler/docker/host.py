@@ -38,6 +38,12 @@ _EXITED = re.compile(r"^Exited \((-?\d+)\)")
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)\s*$")
 _PORT_TAKEN = re.compile(r"port is already allocated|address already in use", re.I)
 _ID_SEGMENT = re.compile(r"^/(containers|images|networks|volumes|exec)/(?!json$|create$|prune$)[^/]+")
+# Every task container: never privileged, no capabilities beyond Docker's default set, no gaining
+# privileges through setuid binaries, its own IPC namespace whatever the daemon's default-ipc-mode,
+# no devices, and its own PID namespace (pid_mode is never set). The network mode is the task's, which
+# the scheduler allowed on this node (host or container:X only where the Node's allowedNetworks says).
+HARDENING = {"privileged": False, "cap_add": None, "security_opt": ["no-new-privileges"], "ipc_mode": "private",
+             "devices": None}
 # What a failed call raises when the host is down, hung or refusing.
 TRANSPORT_ERRORS = (requests.exceptions.RequestException, derr.DockerException, OSError)
 
@@ -128,8 +134,8 @@ class Host:
         """Create (pulling the image if missing) and start; idempotent by container name.
 
         Named volumes are checked (and made) first; a container already holding the name is
-        adopted only if it carries this task's mark. Where the namespace forbids root, a container
-        without a user is refused if its image runs as root.
+        adopted only if it carries this task's mark. Containers are made with ``HARDENING``; where
+        the namespace forbids root, one without a user is refused if its image runs as root.
         """
         api = self.client.api
         self._ensure_volumes(spec)
@@ -219,8 +225,8 @@ class Host:
         ]
         bindings = {f"{c}/{proto}": ((ip, h or None) if ip else h) for ip, h, c, proto in spec.ports}
         host_config = api.create_host_config(mounts=mounts or None, nano_cpus=spec.nano_cpus,
-                                             mem_limit=spec.mem_limit, privileged=False,
-                                             port_bindings=bindings or None, network_mode=spec.network)
+                                             mem_limit=spec.mem_limit, port_bindings=bindings or None,
+                                             network_mode=spec.network, **HARDENING)
         created = api.create_container(
             spec.image, command=spec.command, name=spec.name, environment=spec.env, labels=spec.labels,
             working_dir=spec.working_dir, user=spec.user or "", host_config=host_config, detach=True,
