@@ -44,6 +44,7 @@ class Kind(str, Enum):
 
 
 NAMESPACED_KINDS = ("Job", "Service", "Secret")  # Kind.namespaced, by value (as the store keeps kinds)
+WORKLOAD_KINDS = ("Job", "Service")  # Kind.workload, by value: the kinds with a template
 
 
 def scope(kind: "Kind | str", namespace: str | None) -> str:
@@ -128,6 +129,7 @@ class TaskReason(StrEnum):
     VOLUME_NOT_ALLOWED = "VolumeNotAllowed"
     NAME_TAKEN = "NameTaken"
     SECRET_UNAVAILABLE = "SecretUnavailable"  # a Secret it names is missing, lacks the key, or cannot be read: waits
+    RUN_AS_ROOT = "RunAsRoot"  # the image runs as root where the namespace forbids it
     # stopped by the controller
     DELETED = "Deleted"
     DRAINED = "Drained"

@@ -243,6 +243,7 @@ class ContainerSpec:
     network: str | None = None
     healthcheck: dict | None = None  # Docker's shape: test, interval/timeout/start_period (ns), retries
     allowed_volumes: tuple[str, ...] = ()  # existing named volumes the node allows though brokerctl did not make them
+    non_root: bool = False  # its namespace forbids root: without a user, an image that runs as root is refused
     secrets: SecretRefs | None = None  # what the runtime resolves before the start (None: no Secret)
     pull_auth: dict | None = field(default=None, repr=False)  # the registry login, resolved: the SDK's auth_config
 

@@ -269,6 +269,36 @@ def test_deleting_a_secret_or_its_namespace_removes_it(store):
         store.secret_values("team-a", "db")
 
 
+RUN_AS_NAMESPACE = ("apiVersion: broker/v1\nkind: Namespace\nmetadata: {name: team-a}\n"
+                    "spec: {runAs: {users: ['1000:1000'], default: '1000:1000', allowRoot: false}}\n")
+
+
+def test_a_secret_goes_into_a_namespace_that_limits_who_runs_and_its_runas_can_change_around_it(store):
+    """A Secret has no template, so no user to check against the namespace's runAs."""
+    team_a = RUN_AS_NAMESPACE
+    assert [r for _, r in store.apply(models(team_a + "---\n" + secret_yaml("db", "team-a")))] == \
+        ["created", "created"]
+    assert store.apply(models(secret_yaml("db", "team-a", password="other")))[0][1] == "configured"
+    tighter = team_a.replace("['1000:1000']", "['2000']").replace("default: '1000:1000'", "default: '2000'")
+    assert store.apply(models(tighter))[0][1] == "configured"
+    assert store.secret_values("team-a", "db").values == {"password": "other"}
+
+
+def test_a_sync_applies_a_secret_into_a_namespace_that_limits_who_runs(tmp_path, keyless):
+    src = tmp_path / "manifests"
+    src.mkdir()
+    (src / "ns.yaml").write_text(RUN_AS_NAMESPACE)
+    (src / "db.yaml").write_text(secret_yaml("db", "team-a"))
+    store = Store(tmp_path / "broker.db")
+    assert sorted(gitops.sync(store, src)["results"]) == [("Namespace/team-a", "created"),
+                                                         ("team-a/Secret/db", "created")]
+    (src / "ns.yaml").write_text(RUN_AS_NAMESPACE.replace("allowRoot: false", "allowRoot: true"))
+    report = gitops.sync(store, src)
+    assert sorted(report["results"]) == [("Namespace/team-a", "configured"), ("team-a/Secret/db", "unchanged")]
+    assert not report.get("problems")
+    store.close()
+
+
 # -- what people see: sizes, never values -------------------------------------------------------
 
 

@@ -50,6 +50,8 @@ def schema_for(kind: models.Kind) -> dict:
             "anyOf": [{"type": "string", **dns},
                       {"type": "object", "properties": {"name": {"type": "string", **dns}}, "required": ["name"],
                        "additionalProperties": False}]}
+        # `user: 1000` without quotes is a number in YAML; the model reads it as text.
+        template["user"]["anyOf"][0] = {"type": ["string", "integer"]}
     if "SecretSpec" in defs:
         secret = defs["SecretSpec"]["properties"]
         secret["stringData"]["additionalProperties"] = scalars
@@ -62,7 +64,7 @@ def schema_for(kind: models.Kind) -> dict:
     if "NamespaceSpec" in defs:
         defs["NamespaceSpec"]["properties"]["nodeSelector"]["additionalProperties"] = scalars
         # `- 1001` without quotes is a number in YAML; the model reads a user id as text.
-        defs["RunAs"]["properties"]["users"]["items"] = {"type": ["string", "integer"]}
+        defs["RunAs"]["properties"]["users"]["anyOf"][0]["items"] = {"type": ["string", "integer"]}
         defs["RunAs"]["properties"]["default"]["anyOf"][0] = {"type": ["string", "integer"]}
     return {
         "$schema": DIALECT,

@@ -37,11 +37,13 @@ from .fields import (
     applying,
     at_most,
     dns_label,
+    ids_as_text,
     image_problem,
     parse_memory,
     parse_port,
     ports_clash,
     scalars_as_text,
+    user_problem,
 )
 from .secret import secret_key
 
@@ -140,7 +142,8 @@ class Template(SpecModel):
     imagePullSecret: str | None = Field(default=None, description="A registry Secret of the task's namespace to "
                                                                   "pull the image with.")
     workingDir: str | None = None
-    user: str | None = None
+    user: str | None = Field(default=None, description='User to run as: "uid[:gid]" or names (default: the '
+                                                       "namespace's runAs.default, else the image's user).")
     mounts: list[Mount] = Field(default_factory=list)
     resources: Resources = Field(default_factory=Resources)
     ports: list[str] = Field(
@@ -166,6 +169,18 @@ class Template(SpecModel):
     @classmethod
     def _image(cls, v: str, info: ValidationInfo) -> str:
         if applying(info) and (problem := image_problem(v)):
+            raise ValueError(problem)
+        return v
+
+    @field_validator("user", mode="before")
+    @classmethod
+    def _user_as_text(cls, v):
+        return ids_as_text(v)
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and applying(info) and (problem := user_problem(v)):
             raise ValueError(problem)
         return v
 
