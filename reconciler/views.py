@@ -132,6 +132,14 @@ def namespace_usage(name: str, tasks: list[TaskRecord], requests: dict) -> dict:
 _NOTHING = OwnerRequest(0.0, 0, "default")
 
 
+def size_text(n: int) -> str:
+    """Bytes as a manifest writes a size: 512m, 1.5g, 16g (`get namespaces`, quota reasons)."""
+    for unit, scale in (("t", 1 << 40), ("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return str(n)
+
+
 def namespace_object(r: ResourceRecord, usage: dict) -> dict:
     """A Namespace with its phase (Active, Terminating) and ``usage`` (``namespace_usage``) as status."""
     obj = resource_object(r)

@@ -604,7 +604,7 @@ metadata: {name: team-b}
 def nightly(namespace: str | None = None, completions: int = 1) -> str:
     ns = f", namespace: {namespace}" if namespace else ""
     return (f"apiVersion: broker/v1\nkind: Job\nmetadata: {{name: nightly{ns}}}\n"
-            f"spec: {{completions: {completions}, template: {{image: busybox, resources: {{cpus: 0.5}}}}}}\n")
+            f"spec: {{completions: {completions}, template: {{image: busybox, resources: {{cpus: 0.5, memory: 64m}}}}}}\n")
 
 
 def teams(db) -> None:
@@ -631,12 +631,12 @@ def test_get_namespaces_shows_status_tasks_share_and_quota(db):
     assert lines[0].split() == ["NAME", "STATUS", "TASKS", "SHARE", "QUOTA", "AGE"]
     assert [line.split()[:4] for line in lines[1:]] == [["default", "Active", "0", "1"], ["team-a", "Active", "1", "2"],
                                                         ["team-b", "Active", "0", "1"]]
-    assert "cpus 0.5/8, memory 0/16g, tasks 1/40" in lines[2] and lines[3].split()[4] == "-"
+    assert "cpus 0.5/8, memory 64m/16g, tasks 1/40" in lines[2] and lines[3].split()[4] == "-"
     wide = cli(db, "get", "namespaces", "team-a", "-o", "wide", check=True).stdout.splitlines()
     assert wide[0].split()[-3:] == ["NODE", "SELECTOR", "MOUNTS"] and "pool=shared" in wide[1]
     [ns] = cli_json(db, "get", "namespace", "team-a")
     assert ns["status"] == {"phase": "Active", "running": 1,
-                            "used": {"cpus": 0.5, "memory": 0, "tasks": 1, "slots": {"default": 1}}}
+                            "used": {"cpus": 0.5, "memory": 64 << 20, "tasks": 1, "slots": {"default": 1}}}
     assert cli(db, "get", "namespaces", "-A", check=True).stdout.splitlines()[0].split()[0] == "NAME", \
         "cluster-scoped: no NAMESPACE column"
 
@@ -744,7 +744,7 @@ def test_scale_wait_retry_and_rollout_take_the_namespace(db):
     from reconciler.kinds import Kind
 
     web = ("apiVersion: broker/v1\nkind: Service\nmetadata: {name: web, namespace: team-a}\n"
-           "spec: {replicas: 1, template: {image: busybox}}\n")
+           "spec: {replicas: 1, template: {image: busybox, resources: {cpus: 1, memory: 64m}}}\n")
     cli(db, "apply", "-f", "-", input=TEAMS + "---\n" + web + "---\n" + nightly("team-a"), check=True)
     assert cli(db, "scale", "service", "web", "--replicas", "3", "-n", "team-a", check=True).stdout == \
         "team-a/service/web scaled from 1 to 3\n"

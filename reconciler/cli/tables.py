@@ -11,6 +11,7 @@ from datetime import datetime
 
 from ..kinds import TaskPhase
 from ..records import TaskRecord
+from ..views import size_text
 
 
 def age(ts: float | None, now: float | None = None) -> str:
@@ -154,20 +155,12 @@ def quota_text(quota: dict | None, used: dict) -> str:
         parts.append(f"cpus {used['cpus']:g}/{quota['cpus']:g}")
     if quota.get("memory") is not None:
         limit = quota["memory"]
-        parts.append(f"memory {size(used['memory'])}/{limit if isinstance(limit, str) else size(limit)}")
+        parts.append(f"memory {size_text(used['memory'])}/{limit if isinstance(limit, str) else size_text(limit)}")
     if quota.get("tasks") is not None:
         parts.append(f"tasks {used['tasks']}/{quota['tasks']}")
     for kind, limit in (quota.get("slots") or {}).items():
         parts.append(f"{kind} slots {used['slots'].get(kind, 0)}/{limit}")
     return ", ".join(parts) or "-"
-
-
-def size(n: int) -> str:
-    """Bytes as a manifest writes a size: 512m, 1.5g, 16g."""
-    for unit, scale in (("t", 1 << 40), ("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.3g}{unit}"
-    return str(n)
 
 
 def event_rows(events: list[dict], now: float | None = None, *, objects: bool = True,

@@ -1,4 +1,4 @@
-"""The pure planner: ``plan(resources, tasks, snapshot, now, store_id, mark_key) -> Plan``.
+"""The pure planner: ``plan(resources, tasks, snapshot, now, store_id, mark_key, queue) -> Plan``.
 
 Called by the controller once per reconcile pass, after observing the hosts. No I/O, no clock
 reads: everything it needs is passed in, so the same inputs always give the same plan. One pass,
@@ -16,6 +16,7 @@ from collections import defaultdict
 from dataclasses import replace
 
 from .actions import STOP_GRACE_SECONDS, Key, Plan
+from .fairshare import QueuePolicy
 from .jobs import reconcile_job
 from .matching import match_tasks
 from .nodes import NodeStates, judge_nodes
@@ -27,8 +28,9 @@ from ..records import ResourceRecord, Snapshot, TaskRecord
 
 
 def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Snapshot,
-         now: float, store_id: str, mark_key: str) -> Plan:
-    """``mark_key``: the store's secret (hex) for ``records.container_mark``."""
+         now: float, store_id: str, mark_key: str, queue: QueuePolicy = QueuePolicy()) -> Plan:
+    """``mark_key``: the store's secret (hex) for ``records.container_mark``; ``queue``: the order of
+    waiting tasks (``fairshare.QueuePolicy``: fair share by default, or FIFO)."""
     p = Plan()
     owners = {r.key: r for r in resources if r.kind.namespaced}
     namespaces = {r.name: r for r in resources if r.kind is Kind.NAMESPACE}
@@ -46,7 +48,7 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
             current[tid] = replace(current[tid], template_hash=changes["template_hash"])
     for t in p.new_tasks:
         current[t.id] = t
-    place(p, current, owners, nodes, now, store_id, mark_key, fencing, namespaces)
+    place(p, current, owners, nodes, now, store_id, mark_key, fencing, namespaces, queue)
     purge_emptied_namespaces(p, namespaces.values(), owners)
     return p
 

@@ -11,6 +11,13 @@ resource, then least busy; ``binpack``: most busy first).
 Starvation: a task refused on some nodes only for want of free capacity (a ``Shortage``)
 reserves those nodes for this pass: later tasks of the same execution type may not take them
 (``Pipeline.place``), so a stream of small tasks cannot keep a large or early one waiting forever.
+
+Namespace limits (``quotas.NamespaceLimits``: quota caps and a spent budget) are the last check,
+asked once a node fits, as Nomad's quota iterator: a task no node can take keeps its node summary
+(followed by the quota's refusal when there is one), and a task refused by its namespace's limits
+waits with their reason (``quota: team-a uses 8/8 cpus``) and reserves no node, since free capacity
+would not let it run. The order requests come in is the caller's: priority then first come, or the
+fair-share queue (``fairshare.FairQueue``), told of each placement through ``on_placed``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, Hashable, Iterable
 
+from .quotas import NamespaceLimits
 from ..spec.models import MountRule, Placement as PlacementMode, guarded_network, path_below, ports_clash
 
 @dataclass
@@ -76,6 +84,8 @@ class Request:
     max_per_node: int | None = None
     ports: tuple[tuple[str, int, str], ...] = ()  # (host ip, host port, proto) the task publishes
     avoid: frozenset[str] = frozenset()  # nodes where a host port it publishes is taken outside brokerctl
+    namespace: str = ""  # whose quota and budget it counts against (``quotas.NamespaceLimits``)
+    priority: int = 0  # the owner's; the queue's first key
 
 
 @dataclass(frozen=True)
@@ -213,8 +223,10 @@ class Pipeline:
     dynamic: list[Check]
     scorers: dict[str, Scorer]
 
-    def place_one(self, req: Request, nodes: Iterable[NodeView], reserved: dict[str, str] | None = None) -> Placement:
-        """Best feasible node for ``req`` by a full scan; ``reserved``: node -> earlier task holding it."""
+    def place_one(self, req: Request, nodes: Iterable[NodeView], reserved: dict[str, str] | None = None,
+                  limits: dict[str, NamespaceLimits] | None = None) -> Placement:
+        """Best feasible node for ``req`` by a full scan; ``reserved``: node -> earlier task holding it;
+        ``limits``: namespace -> its quota and budget, checked last (see the module)."""
         rejections: Counter = Counter()
         waits_on = []
         scorer = self.scorers.get(req.placement, self.scorers["spread"])
@@ -236,20 +248,30 @@ class Pipeline:
             key = (scorer(req, node), node.name, node)
             if best is None or key[:2] < best[:2]:
                 best = key
+        ns = limits.get(req.namespace) if limits else None
+        refused = ns.refusal(req) if ns is not None else None
         if best is None:
-            return Placement(req.task_id, None, summarise(count, rejections), frozenset(waits_on))
+            return _no_node(req, summarise(count, rejections), frozenset(waits_on), refused)
+        if refused:
+            return Placement(req.task_id, None, refused)
         node = best[2]
         node.take(req)
+        if ns is not None:
+            ns.take(req)
         return Placement(req.task_id, node.name, _why(req, eligible))
 
-    def place(self, requests: Iterable[Request], nodes: list[NodeView]) -> list[Placement]:
-        """Place in queue order; each placement consumes capacity seen by the next request.
+    def place(self, requests: Iterable[Request], nodes: list[NodeView],
+              limits: dict[str, NamespaceLimits] | None = None,
+              on_placed: Callable[[Request], None] | None = None) -> list[Placement]:
+        """Place in queue order; each placement consumes capacity (and its namespace's quota) seen
+        by the next request. Returns the placements in the order the requests came.
 
         Gives the same answers as ``place_one`` per request, but keeps, per distinct request
         shape, a heap of the nodes that pass the static checks, so a placement costs O(log n)
         instead of a scan. A request refused only for want of capacity reserves the nodes that
         refused it against later requests of its execution type, so it is first in line when
-        they free up.
+        they free up. ``on_placed`` hears of each placement before the next request is drawn (a
+        fair-share queue charges the namespace with it).
         """
         by_name = {n.name: n for n in nodes}
         reserved: dict[str, dict[str, str]] = {}
@@ -268,19 +290,29 @@ class Pipeline:
             if heap.failed is not None:
                 out.append(replace(heap.failed, task_id=req.task_id))
                 continue
-            node = heap.pop_best(req, by_name, held)
+            node = heap.best(req, by_name, held)
+            ns = limits.get(req.namespace) if limits else None
             if node is None:
-                heap.failed = self.place_one(req, nodes, held)
+                heap.failed = self.place_one(req, nodes, held, limits)
                 for name in heap.failed.waits_on:
                     held.setdefault(name, req.task_id)
                 out.append(heap.failed)
                 continue
+            if ns is not None and (refused := ns.refusal(req)):
+                # Its namespace's use only grows during a pass: the shape stays refused, like a node refusal.
+                heap.failed = Placement(req.task_id, None, refused)
+                out.append(heap.failed)
+                continue
             node.take(req)
-            heap.push(req, node)
+            if ns is not None:
+                ns.take(req)
+            heap.took(req, node)
             for other in binpack_heaps.get(node.name, ()):
                 if other is not heap:  # its score for this node just improved
                     other.push(other.req, node)
             out.append(Placement(req.task_id, node.name, _why(req, heap.size)))
+            if on_placed is not None:
+                on_placed(req)
         return out
 
 
@@ -302,7 +334,12 @@ class _Heap:
     def push(self, req: Request, node: NodeView) -> None:
         heapq.heappush(self.entries, (self.scorer(req, node), node.name))
 
-    def pop_best(self, req: Request, by_name: dict[str, NodeView], held: dict[str, str]) -> NodeView | None:
+    def took(self, req: Request, node: NodeView) -> None:
+        """``node``, on top of the heap (``best``), took ``req``: it goes back in at its new score."""
+        heapq.heapreplace(self.entries, (self.scorer(req, node), node.name))
+
+    def best(self, req: Request, by_name: dict[str, NodeView], held: dict[str, str]) -> NodeView | None:
+        """The best feasible node, left on top of the heap (a namespace limit may still refuse the request)."""
         while self.entries:
             key, name = self.entries[0]
             node = by_name[name]
@@ -313,9 +350,16 @@ class _Heap:
             if actual != key:
                 heapq.heapreplace(self.entries, (actual, name))
                 continue
-            heapq.heappop(self.entries)
             return node
         return None
+
+
+def _no_node(req: Request, summary: str, waits_on: frozenset[str], refused: str | None) -> Placement:
+    """No node fits. A request its namespace's limits refuse too says both and waits on no node: free
+    capacity would not let it run, so it must not hold nodes back from other namespaces."""
+    if refused:
+        return Placement(req.task_id, None, f"{summary}; {refused}")
+    return Placement(req.task_id, None, summary, waits_on)
 
 
 def _why(req: Request, eligible: int) -> str:
