@@ -109,6 +109,7 @@ class OwnerRequest(NamedTuple):
     cpus: float
     memory: int
     execution_type: str
+    requested_cpus: float | None = None  # as the template says (None: no request; a budget counts 1 cpu)
 
 
 def namespace_usage(name: str, tasks: list[TaskRecord], requests: dict) -> dict:
@@ -141,7 +142,8 @@ def size_text(n: int) -> str:
 
 
 def namespace_object(r: ResourceRecord, usage: dict) -> dict:
-    """A Namespace with its phase (Active, Terminating) and ``usage`` (``namespace_usage``) as status."""
+    """A Namespace with its phase (Active, Terminating) and ``usage`` (``namespace_usage``, with the
+    cpu-hours consumed in its budget's window as ``used.cpuHours`` when it has a budget) as status."""
     obj = resource_object(r)
     obj["status"] = {"phase": "Terminating" if r.deleted_at is not None else "Active", **usage}
     return obj

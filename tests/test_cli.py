@@ -593,7 +593,8 @@ TEAMS = """\
 apiVersion: broker/v1
 kind: Namespace
 metadata: {name: team-a}
-spec: {quota: {cpus: 8, memory: 16g, tasks: 40}, share: 2, nodeSelector: {pool: shared}}
+spec: {quota: {cpus: 8, memory: 16g, tasks: 40}, budget: {cpuHours: 500, window: 30d}, share: 2,
+       nodeSelector: {pool: shared}}
 ---
 apiVersion: broker/v1
 kind: Namespace
@@ -622,21 +623,29 @@ def test_get_namespaces_shows_status_tasks_share_and_quota(db):
     from reconciler.kinds import Kind, TaskPhase
     from reconciler.records import TaskRecord
 
+    hour = 3600.0
     with s.transaction() as tx:
         s.insert_task(tx, TaskRecord(id="nightly-x-0-1", owner_kind=Kind.JOB, owner_name="nightly",
                                      owner_uid="x", index=0, attempt=1, phase=TaskPhase.RUNNING, node="h1",
                                      namespace="team-a"))
+        # Half an hour at 0.5 cpus inside the 30-day window (0.25 cpu-hours of the budget), and a run before it
+        for i, (start, end) in enumerate([(2 * hour, 1.5 * hour), (31 * 24 * hour, 31 * 24 * hour - 1)], 1):
+            s.insert_task(tx, TaskRecord(id=f"nightly-x-{i}-1", owner_kind=Kind.JOB, owner_name="nightly",
+                                         owner_uid="x", index=i, attempt=1, phase=TaskPhase.SUCCEEDED, node="h1",
+                                         namespace="team-a", started_at=time.time() - start,
+                                         finished_at=time.time() - end))
     s.close()
     lines = cli(db, "get", "namespaces", check=True).stdout.splitlines()
-    assert lines[0].split() == ["NAME", "STATUS", "TASKS", "SHARE", "QUOTA", "AGE"]
+    assert lines[0].split() == ["NAME", "STATUS", "TASKS", "SHARE", "QUOTA", "BUDGET", "AGE"]
     assert [line.split()[:4] for line in lines[1:]] == [["default", "Active", "0", "1"], ["team-a", "Active", "1", "2"],
                                                         ["team-b", "Active", "0", "1"]]
-    assert "cpus 0.5/8, memory 64m/16g, tasks 1/40" in lines[2] and lines[3].split()[4] == "-"
+    assert "cpus 0.5/8, memory 64m/16g, tasks 1/40  0.25/500 cpu-hours in 30d" in lines[2]
+    assert lines[3].split()[4:6] == ["-", "-"]
     wide = cli(db, "get", "namespaces", "team-a", "-o", "wide", check=True).stdout.splitlines()
     assert wide[0].split()[-3:] == ["NODE", "SELECTOR", "MOUNTS"] and "pool=shared" in wide[1]
     [ns] = cli_json(db, "get", "namespace", "team-a")
-    assert ns["status"] == {"phase": "Active", "running": 1,
-                            "used": {"cpus": 0.5, "memory": 64 << 20, "tasks": 1, "slots": {"default": 1}}}
+    assert ns["status"] == {"phase": "Active", "running": 1, "used": {
+        "cpus": 0.5, "memory": 64 << 20, "tasks": 1, "slots": {"default": 1}, "cpuHours": 0.25}}
     assert cli(db, "get", "namespaces", "-A", check=True).stdout.splitlines()[0].split()[0] == "NAME", \
         "cluster-scoped: no NAMESPACE column"
 

@@ -275,3 +275,83 @@ def test_another_namespaces_quota_does_not_hold_a_task_back():
     job = in_namespace(job_res("x"), "team-b")
     p = run([node_res("n", {"default": 8}), ns, job], [])
     assert len(p.starts) == 1 and not unschedulable(p)
+
+
+# -- budgets: cpu-hours consumed over a rolling window ------------------------------------------------
+
+HOUR = 3600.0
+
+
+def ran(owner, index: int, start: float | None, end: float | None, phase: TaskPhase = S, **kw):
+    """A task of ``owner`` that ran from ``start`` to ``end`` (None: still running)."""
+    return task(owner, index, phase=phase, node="n", container_id=f"c{index}", started_at=start, finished_at=end,
+                created_at=(start or NOW) - 1, **kw)
+
+
+@pytest.mark.parametrize(
+    "start, end, cpus, since, expected",
+    [
+        (NOW - 100, NOW - 40, 2.0, NOW - 1000, 120.0),  # inside the window: cpus x run time
+        (NOW - 100, NOW - 40, None, NOW - 1000, 60.0),  # no request: one cpu
+        (NOW - 100, NOW - 40, 0.5, NOW - 70, 15.0),  # only the part inside the window
+        (NOW - 100, NOW - 80, 2.0, NOW - 70, 0.0),  # over before the window began
+        (NOW - 100, None, 2.0, NOW - 1000, 200.0),  # still running: up to now
+        (None, None, 2.0, NOW - 1000, 0.0),  # never started
+    ],
+)
+def test_a_tasks_share_of_the_budget_is_its_cpus_times_its_run_time_in_the_window(start, end, cpus, since, expected):
+    from reconciler.engine.quotas import cpu_seconds
+
+    t = ran(job_res("x"), 0, start, end, phase=R if end is None else S)
+    assert cpu_seconds(t, cpus, since, NOW) == pytest.approx(expected)
+
+
+def test_budget_use_sums_each_namespaces_tasks_over_its_own_window():
+    from reconciler.engine.quotas import budget_use
+
+    a = in_namespace(job_res("x"), "team-a")
+    b = in_namespace(job_res("x"), "team-b")
+    c = in_namespace(job_res("x"), "team-c")
+    rows = [ran(a, 0, NOW - 3 * HOUR, NOW - 2 * HOUR), ran(a, 1, NOW - HOUR, None, R),
+            ran(b, 0, NOW - 3 * HOUR, NOW - 2 * HOUR), ran(c, 0, NOW - HOUR, None, R)]
+
+    use = budget_use(rows, {"team-a": 4 * HOUR, "team-b": HOUR}, {a.key: 2.0}, NOW)
+
+    assert use == {"team-a": pytest.approx(2 * 2 * HOUR), "team-b": 0.0}, "team-c has no budget: not summed"
+
+
+def budgeted(cpu_hours: float, window: str = "1h", **spec):
+    return namespace_res("team-a", budget={"cpuHours": cpu_hours, "window": window}, **spec)
+
+
+def test_past_its_budget_a_namespace_starts_nothing_new_and_its_running_tasks_go_on():
+    """team-a may use 1 cpu-hour an hour. Two 1-cpu tasks have run for 30 minutes each: the budget is spent, so
+    the third waits with the budget's reason and the running ones are not stopped. An hour later the window
+    holds only what still runs (the running one counts up to now), and with a larger budget the third starts."""
+    job = in_namespace(job_res("x", completions=3, parallelism=3,
+                               template={"image": "busybox", "resources": {"cpus": 1}}), "team-a")
+    node = node_res("n", {"default": 8})
+    rows = [ran(job, 0, NOW - 1800, NOW), ran(job, 1, NOW - 1800, None, R)]
+    snap = snapshot(obs("n", container(rows[1])))
+
+    p = run([node, budgeted(1), job], rows, snap)
+    assert not p.starts and not p.removals
+    assert list(unschedulable(p).values()) == ["budget: team-a used 1/1 cpu-hours in 1h"]
+    assert rows[1].id not in p.task_updates, "the running task is left alone"
+
+    later = NOW + HOUR
+    p = run([node, budgeted(1), job], rows, snapshot(obs("n", container(rows[1])), at=later), now=later)
+    assert list(unschedulable(p).values()) == ["budget: team-a used 1/1 cpu-hours in 1h"], \
+        "the running task alone has used the last hour"
+    p = run([node, budgeted(1.5), job], rows, snapshot(obs("n", container(rows[1])), at=later), now=later)
+    assert len(p.starts) == 1
+
+
+def test_a_budget_counts_tasks_without_a_cpu_request_as_one_cpu_and_other_namespaces_are_not_held():
+    job = in_namespace(job_res("x", completions=2, parallelism=2), "team-a")
+    other = in_namespace(job_res("y"), "team-b")
+    rows = [ran(job, 0, NOW - 1800, NOW - 900)]  # a quarter of a cpu-hour at one cpu
+    node = node_res("n", {"default": 8})
+
+    assert len(run([node, budgeted(0.25), job, other], rows).starts) == 1, "team-b's task only"
+    assert len(run([node, budgeted(0.3), job, other], rows).starts) == 2

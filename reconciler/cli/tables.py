@@ -90,7 +90,7 @@ RESOURCE_COLUMNS = {
     "Job": (["NAME", "PHASE", "COMPLETIONS", "ACTIVE", "FAILED", "AGE"], ["IMAGE", "MESSAGE"]),
     "Service": (["NAME", "DESIRED", "RUNNING", "READY", "UP-TO-DATE", "RESTARTS", "BACKOFF", "ROLLOUT", "AGE"],
                 ["IMAGE", "TEMPLATE", "MESSAGE"]),
-    "Namespace": (["NAME", "STATUS", "TASKS", "SHARE", "QUOTA", "AGE"], ["NODE SELECTOR", "MOUNTS"]),
+    "Namespace": (["NAME", "STATUS", "TASKS", "SHARE", "QUOTA", "BUDGET", "AGE"], ["NODE SELECTOR", "MOUNTS"]),
 }
 
 
@@ -141,8 +141,15 @@ def _namespace_row(o: dict, created: str) -> tuple[list, list]:
     mounts = ", ".join(f"{m['source']}:{m['target']}" + (":ro" if m.get("readOnly") else "")
                        for m in spec.get("mounts", []))
     row = [meta["name"], st["phase"], st["running"], f"{spec.get('share', 1):g}",
-           quota_text(spec.get("quota"), st["used"]), created]
+           quota_text(spec.get("quota"), st["used"]), budget_text(spec.get("budget"), st["used"]), created]
     return row, [selector, mounts]
+
+
+def budget_text(budget: dict | None, used: dict) -> str:
+    """Cpu-hours consumed in the budget's window against the budget: ``12.5/500 cpu-hours in 30d`` ("-": none)."""
+    if not budget:
+        return "-"
+    return f"{used.get('cpuHours', 0):g}/{budget['cpuHours']:g} cpu-hours in {budget['window']}"
 
 
 def quota_text(quota: dict | None, used: dict) -> str:
