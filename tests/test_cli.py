@@ -166,6 +166,18 @@ def test_status_without_controller(db):
     assert "controller: not running" in out
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--queue", "lifo"], "--queue lifo: use fair (fair share between namespaces within a priority) or fifo "
+                          "(priority, then first come)"),
+    (["--fair-share-half-life", "0h"], "--fair-share-half-life 0h: duration '0h' must be longer than 0"),
+    (["--fair-share-half-life", "3600"], "--fair-share-half-life 3600: duration '3600' is not a number and a unit"),
+])
+def test_controller_refuses_a_bad_queue_or_half_life_before_opening_the_store(tmp_path, args, message):
+    proc = cli(tmp_path / "new.db", "controller", *args)
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: {message}")
+    assert not (tmp_path / "new.db").exists()
+
+
 def test_schema_command_matches_generated_file(db):
     """`brokerctl schema job` prints the same JSON Schema as schemas/job.json."""
     out = cli(db, "schema", "job", check=True).stdout

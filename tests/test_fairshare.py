@@ -151,6 +151,30 @@ def test_the_planner_interleaves_namespaces_and_fifo_keeps_first_come():
         "team-b's last hour (4 slot-hours, weighing a quarter: one slot's commitment) puts it one slot behind"
 
 
+# -- the controller's settings reach the planner ---------------------------------------------------------
+
+
+def test_the_controllers_queue_settings_reach_every_pass(tmp_path, monkeypatch):
+    """`controller --queue fifo --fair-share-half-life 30m` makes a Controller whose passes plan with that policy."""
+    from reconciler.ops.controller import Settings, controller_for, queue_settings
+    from reconciler.runtime import controller as runtime
+    from reconciler.store import Store
+
+    order, half_life = queue_settings("fifo", "30m")
+    store = Store(tmp_path / "s.db")
+    ctl = controller_for(store, Settings(queue=order, fair_share_half_life=half_life))
+    seen = []
+    monkeypatch.setattr(runtime, "plan", lambda *args: seen.append(args[-1]) or runtime.Plan())
+    try:
+        ctl.reconcile_once()
+        assert seen == [QueuePolicy(FIFO, 1800.0)]
+        assert controller_for(store, Settings()).queue == QueuePolicy("fair", 3600.0)
+    finally:
+        ctl.executor.shutdown()
+        ctl.stopper.shutdown()
+        store.close()
+
+
 # -- a pure simulation of passes ------------------------------------------------------------------------
 
 
