@@ -116,14 +116,15 @@ def test_a_quota_refusal_reserves_no_node_against_other_namespaces():
 
 def test_a_shape_refused_for_quota_stays_refused_for_the_pass_and_a_smaller_one_still_fits():
     """After 7 of 8 cpus are held, 2-cpu tasks are refused (and stay refused: use only grows in a pass), while a
-    1-cpu task of the same namespace takes the last cpu."""
+    1-cpu task of the same namespace takes the last cpu; each refusal gives the use at its turn."""
     reqs = [ask(2, task_id="a1"), ask(2, task_id="a2"), ask(1, task_id="a3"), ask(2, task_id="a4")]
     lim = {"team-a": used(limits(cpus=8), ask(5))}
 
     placed = default_pipeline().place(reqs, nodes("n1"), lim)
 
     assert [p.node for p in placed] == ["n1", None, "n1", None]
-    assert [p.reason for p in placed if p.node is None] == ["quota: team-a uses 7/8 cpus, a task asks 2"] * 2
+    assert [p.reason for p in placed if p.node is None] == ["quota: team-a uses 7/8 cpus, a task asks 2",
+                                                            "quota: team-a uses 8/8 cpus"]
     assert lim["team-a"].cpus_used == 8
 
 
@@ -162,6 +163,17 @@ def _full_scan(reqs, views, lim) -> list[Placement]:
     return out
 
 
+def _parts(reason: str) -> tuple[str | None, str | None]:
+    """A refusal as (node summary, namespace refusal): either may be missing."""
+    for word in ("quota:", "budget:"):
+        if reason.startswith(word):
+            return None, reason
+        if f"; {word}" in reason:
+            nodes, limit = reason.split(f"; {word}", 1)
+            return nodes, word + limit
+    return reason, None
+
+
 @settings(max_examples=150, deadline=None)
 @given(quota_nodes, quota_requests, st.fixed_dictionaries({ns: namespace_caps for ns in NAMESPACES[:2]}))
 def test_property_indexed_placement_equals_the_full_scan_with_quotas_and_never_breaks_one(node_specs, specs, caps):
@@ -180,9 +192,15 @@ def test_property_indexed_placement_equals_the_full_scan_with_quotas_and_never_b
     slow = _full_scan(reqs, views(), slow_limits)
 
     assert [p.node for p in fast] == [p.node for p in slow]
-    first_refusal: dict = {}  # a refused shape keeps its first refusal's reason for the rest of the pass
+    first_summary: dict = {}  # a shape no node fits keeps its first node summary for the rest of the pass
     for r, f, s in zip(reqs, fast, slow):
-        assert f.reason == (first_refusal.setdefault(replace(r, task_id=""), s.reason) if s.node is None else s.reason)
+        if s.node is not None:
+            assert f.reason == s.reason
+            continue
+        (f_nodes, f_limit), (s_nodes, s_limit) = _parts(f.reason), _parts(s.reason)
+        assert f_limit == s_limit, "a namespace's refusal gives its use at the request's turn"
+        shape = replace(r, task_id="", namespace="", owner="")
+        assert f_nodes == (first_summary.setdefault(shape, s_nodes) if s_nodes else None)
         if s.node is None and "quota:" in s.reason:
             assert not s.waits_on, "a quota refusal reserves nothing"
     for ns, lim in fast_limits.items():
