@@ -793,6 +793,9 @@ def test_the_two_teams_example_applies_with_its_namespaces(db):
                                 "team-b/job/nightly created"]
     assert [(j["metadata"]["namespace"], j["spec"]["completions"]) for j in cli_json(db, "get", "jobs", "-A")] == [
         ("team-a", 4), ("team-b", 2)]
+    rows = {line.split()[0]: line for line in cli(db, "get", "namespaces", check=True).stdout.splitlines()[1:]}
+    assert "2      cpus 0/4, memory 0/2g, tasks 0/8  0/100 cpu-hours in 7d" in rows["team-a"]
+    assert "1      cpus 0/2, tasks 0/4               -" in rows["team-b"]
     # What the files define goes, Namespaces last; nothing else is in them, so no --yes is needed.
     out = cli(db, "delete", "-f", str(REPO / "examples" / "two-teams"), check=True).stdout
     assert out.splitlines() == ["team-a/job/nightly deleted", "team-b/job/nightly deleted", "namespace/team-a deleted",
