@@ -121,6 +121,7 @@ class TaskReason(StrEnum):
     PORT_IN_USE = "PortInUse"  # a host port taken outside brokerctl: the next attempt avoids that node
     VOLUME_NOT_ALLOWED = "VolumeNotAllowed"
     NAME_TAKEN = "NameTaken"
+    RUN_AS_ROOT = "RunAsRoot"  # the image runs as root where the namespace forbids it
     # stopped by the controller
     DELETED = "Deleted"
     DRAINED = "Drained"

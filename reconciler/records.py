@@ -227,6 +227,7 @@ class ContainerSpec:
     network: str | None = None
     healthcheck: dict | None = None  # Docker's shape: test, interval/timeout/start_period (ns), retries
     allowed_volumes: tuple[str, ...] = ()  # existing named volumes the node allows though brokerctl did not make them
+    non_root: bool = False  # its namespace forbids root: without a user, an image that runs as root is refused
 
 
 @dataclass(frozen=True)

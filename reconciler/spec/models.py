@@ -44,7 +44,7 @@ from .fields import (
     parse_port,
     ports_clash,
 )
-from .namespace import Budget, NamespaceSpec, Quota, RunAs, is_root
+from .namespace import Budget, NamespaceSpec, Quota, RunAs, is_root, user_refusal
 from .node import (
     TLS,
     AllowedMount,
@@ -73,7 +73,8 @@ __all__ = [
     "API_VERSION", "DEFAULT_EXECUTION_TYPE", "MAX_COMPLETIONS", "MAX_PARALLELISM", "MAX_REPLICAS", "MIN_MEMORY_BYTES",
     "NAME_RE", "RESERVED_ENV_PREFIX", "RESERVED_LABEL_PREFIX", "STORED", "VOLUME_NAME_RE", "Metadata", "PortBinding",
     "ClusterMetadata", "DEFAULT_NAMESPACE", "dns_label", "parse_duration", "Budget", "NamespaceSpec", "Quota", "RunAs",
-    "is_root", "Namespace", "parse_memory", "parse_port", "ports_clash", "TLS", "AllowedMount", "MountRule", "NodeSpec", "guarded_network",
+    "is_root", "user_refusal", "Namespace", "parse_memory", "parse_port", "ports_clash", "TLS", "AllowedMount",
+    "MountRule", "NodeSpec", "guarded_network",
     "mount_rules", "path_below", "Backoff", "HealthCheck", "JobSpec", "Mount", "Placement", "Resources", "Restart",
     "ServiceSpec", "Template", "Update", "template_hash", "JobPhase", "Kind", "TaskPhase", "Node", "Job", "Service",
     "Resource", "MODELS",

@@ -39,12 +39,14 @@ def schema_for(kind: models.Kind) -> dict:
         defs["Template"]["properties"]["env"]["additionalProperties"] = scalars
         defs["Template"]["properties"]["env"]["propertyNames"] = {
             "pattern": "^[^=]+$", "not": {"pattern": f"^{models.RESERVED_ENV_PREFIX}"}}
+        # `user: 1000` without quotes is a number in YAML; the model reads it as text.
+        defs["Template"]["properties"]["user"]["anyOf"][0] = {"type": ["string", "integer"]}
     if "Mount" in defs:
         defs["Mount"]["properties"]["source"]["pattern"] = f"^/|{models.VOLUME_NAME_RE.pattern}"
     if "NamespaceSpec" in defs:
         defs["NamespaceSpec"]["properties"]["nodeSelector"]["additionalProperties"] = scalars
         # `- 1001` without quotes is a number in YAML; the model reads a user id as text.
-        defs["RunAs"]["properties"]["users"]["items"] = {"type": ["string", "integer"]}
+        defs["RunAs"]["properties"]["users"]["anyOf"][0]["items"] = {"type": ["string", "integer"]}
         defs["RunAs"]["properties"]["default"]["anyOf"][0] = {"type": ["string", "integer"]}
     return {
         "$schema": DIALECT,

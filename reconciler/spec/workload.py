@@ -30,11 +30,13 @@ from .fields import (
     SpecModel,
     applying,
     at_most,
+    ids_as_text,
     image_problem,
     parse_memory,
     parse_port,
     ports_clash,
     scalars_as_text,
+    user_problem,
 )
 
 
@@ -90,7 +92,8 @@ class Template(SpecModel):
     )
     env: dict[EnvName, str] = Field(default_factory=dict)
     workingDir: str | None = None
-    user: str | None = None
+    user: str | None = Field(default=None, description='User to run as: "uid[:gid]" or names (default: the '
+                                                       "namespace's runAs.default, else the image's user).")
     mounts: list[Mount] = Field(default_factory=list)
     resources: Resources = Field(default_factory=Resources)
     ports: list[str] = Field(
@@ -103,6 +106,18 @@ class Template(SpecModel):
     @classmethod
     def _image(cls, v: str, info: ValidationInfo) -> str:
         if applying(info) and (problem := image_problem(v)):
+            raise ValueError(problem)
+        return v
+
+    @field_validator("user", mode="before")
+    @classmethod
+    def _user_as_text(cls, v):
+        return ids_as_text(v)
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and applying(info) and (problem := user_problem(v)):
             raise ValueError(problem)
         return v
 

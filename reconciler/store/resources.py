@@ -19,11 +19,12 @@ import json
 import time
 import uuid
 
-from ..errors import BrokerError, Conflict, NotFound, UsageError
+from ..errors import BrokerError, Conflict, NotFound, UsageError, combined
 from ..kinds import DEFAULT_NAMESPACE, NAMESPACED_KINDS, Kind, object_ref, scope
 from ..records import ResourceRecord
 from .db import dump, fetch_all, fetch_one, insert
 from .revisions import delete_revisions_of, live_service, record_revision
+from .runas import check_run_as
 from .tasks import count_active_on, count_live, delete_tasks_of
 
 _KEY = "kind=? AND namespace=? AND name=?"  # one resource, by its identity
@@ -40,6 +41,7 @@ class ResourceStore:
         now = time.time() if now is None else now
         with self.transaction() as db:
             self.check_namespaces(db, resources, where)
+            check_run_as(db, resources, where)
             return [(object_ref(*res.key), self.apply_one(db, res, now)) for res in resources]
 
     def check_namespaces(self, db, resources: list, where: list[str] | None = None) -> None:
@@ -69,12 +71,8 @@ class ResourceStore:
                 problems.append(NotFound.namespace(res.namespace, what))
             for field, cap in unrequested(quotas.get(res.namespace), res.spec.template.resources):
                 problems.append(Conflict.quota_needs_request(res.namespace, field, cap, what))
-        if len(problems) == 1:
-            raise problems[0]
         if problems:
-            first = problems[0]
-            raise type(first)("\n".join(map(str, problems)), subject="\n".join(p.subject for p in problems),
-                              step=first.step, **first.about)
+            raise combined(problems)
 
     def apply_one(self, db, res, now: float, cause: str = "apply") -> str:
         """Write one model inside the caller's transaction; returns created, configured or unchanged.
