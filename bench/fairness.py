@@ -6,9 +6,9 @@ Run: `python bench/fairness.py [--backlog 200] [--late 50] [--seconds 2] [--slot
 
 On 3 hosts of ``--slots`` slots, `team-a` submits ``--backlog`` tasks of ``--seconds`` each; once they
 hold every slot, `team-b` (equal share) submits ``--late``. The figure is team-b's part of the
-slot-seconds run from its first task's start until its last task's start (from the tasks' start and
-finish times): fair share should give it half. (Until its first start every slot is team-a's, held
-by tasks started before team-b arrived: no queue order could change that.) Target: within 10% of the weights, that is team-b's part
+slot-seconds run from the first start after its arrival (the queue's first choice; until then every
+slot is held by tasks started before, which no queue order could change) until its last task's
+start, from the tasks' start and finish times: fair share should give it half. Target: within 10% of the weights, that is team-b's part
 over its fair part (1/2) between 0.9 and 1.1. Baseline, interleaved with it: the same submissions
 to a controller run with `--queue fifo` (priority, then first come), where team-b waits behind
 the backlog.
@@ -56,19 +56,19 @@ def wait(what: str, done, timeout: float) -> None:
         time.sleep(0.25)
 
 
-def split(tasks) -> tuple[float, int, int]:
-    """team-b's part of the slot-seconds run from its first start until its last, and its and everyone's starts
-    in that time."""
-    late = [t.started_at for t in tasks if t.namespace == "team-b"]
-    arrived, until = min(late), max(late)
+def split(tasks, arrived: float) -> tuple[float, int, int]:
+    """team-b's part of the slot-seconds run from the first start after ``arrived`` until team-b's last start,
+    and its and everyone's starts in that time."""
+    since = min(t.started_at for t in tasks if t.started_at is not None and t.started_at >= arrived)
+    until = max(t.started_at for t in tasks if t.namespace == "team-b")
     use = {"team-a": 0.0, "team-b": 0.0}
     starts = {"team-a": 0, "team-b": 0}
     for t in tasks:
         if t.started_at is None:
             continue
         end = until if t.finished_at is None else min(t.finished_at, until)
-        use[t.namespace] += max(0.0, end - max(t.started_at, arrived))
-        starts[t.namespace] += arrived <= t.started_at <= until
+        use[t.namespace] += max(0.0, end - max(t.started_at, since))
+        starts[t.namespace] += since <= t.started_at <= until
     total = use["team-a"] + use["team-b"]
     return (use["team-b"] / total if total else 0.0), starts["team-b"], starts["team-a"] + starts["team-b"]
 
@@ -82,11 +82,12 @@ def run(addresses: list[str], args, workdir: Path, tag: str, queue: str, alarms:
         timeout = 60 + 4 * args.seconds * (args.backlog + args.late) / slots
         wait("team-a on every slot", lambda: sum(t.phase is TaskPhase.RUNNING
                                                  for t in store.tasks(namespace="team-a")) >= slots, timeout)
+        arrived = time.time()
         apply(db, job("team-b", "late", args.late, args.seconds))
         wait("team-b's tasks all started", lambda: (late := store.tasks(namespace="team-b")) and len(late) == args.late
              and all(t.started_at is not None for t in late), timeout)
-        share, b_starts, starts = split(store.tasks())
-    print(f"    {queue}: team-b {share:.1%} of the slot-seconds from its first start to its last "
+        share, b_starts, starts = split(store.tasks(), arrived)
+    print(f"    {queue}: team-b {share:.1%} of the slot-seconds from the first start after its arrival to its last start "
           f"({b_starts} of {starts} starts)", flush=True)
     return share
 
