@@ -125,6 +125,7 @@ class OwnerRequest(NamedTuple):
     cpus: float
     memory: int
     execution_type: str
+    requested_cpus: float | None = None  # as the template says (None: no request; a budget counts 1 cpu)
 
 
 def namespace_usage(name: str, tasks: list[TaskRecord], requests: dict) -> dict:
@@ -148,8 +149,17 @@ def namespace_usage(name: str, tasks: list[TaskRecord], requests: dict) -> dict:
 _NOTHING = OwnerRequest(0.0, 0, "default")
 
 
+def size_text(n: int) -> str:
+    """Bytes as a manifest writes a size: 512m, 1.5g, 16g (`get namespaces`, quota reasons)."""
+    for unit, scale in (("t", 1 << 40), ("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return str(n)
+
+
 def namespace_object(r: ResourceRecord, usage: dict) -> dict:
-    """A Namespace with its phase (Active, Terminating) and ``usage`` (``namespace_usage``) as status."""
+    """A Namespace with its phase (Active, Terminating) and ``usage`` (``namespace_usage``, with the
+    cpu-hours consumed in its budget's window as ``used.cpuHours`` when it has a budget) as status."""
     obj = resource_object(r)
     obj["status"] = {"phase": "Terminating" if r.deleted_at is not None else "Active", **usage}
     return obj

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from ..kinds import TaskPhase
 from ..records import TaskRecord
+from ..views import size_text
 
 
 def age(ts: float | None, now: float | None = None) -> str:
@@ -89,7 +90,7 @@ RESOURCE_COLUMNS = {
     "Job": (["NAME", "PHASE", "COMPLETIONS", "ACTIVE", "FAILED", "AGE"], ["IMAGE", "MESSAGE"]),
     "Service": (["NAME", "DESIRED", "RUNNING", "READY", "UP-TO-DATE", "RESTARTS", "BACKOFF", "ROLLOUT", "AGE"],
                 ["IMAGE", "TEMPLATE", "MESSAGE"]),
-    "Namespace": (["NAME", "STATUS", "TASKS", "SHARE", "QUOTA", "AGE"], ["NODE SELECTOR", "MOUNTS"]),
+    "Namespace": (["NAME", "STATUS", "TASKS", "SHARE", "QUOTA", "BUDGET", "AGE"], ["NODE SELECTOR", "MOUNTS"]),
     "Secret": (["NAME", "TYPE", "DATA", "AGE"], ["KEYS", "SERVER"]),
 }
 
@@ -142,7 +143,7 @@ def _namespace_row(o: dict, created: str) -> tuple[list, list]:
     mounts = ", ".join(f"{m['source']}:{m['target']}" + (":ro" if m.get("readOnly") else "")
                        for m in spec.get("mounts", []))
     row = [meta["name"], st["phase"], st["running"], f"{spec.get('share', 1):g}",
-           quota_text(spec.get("quota"), st["used"]), created]
+           quota_text(spec.get("quota"), st["used"]), budget_text(spec.get("budget"), st["used"]), created]
     return row, [selector, mounts]
 
 
@@ -151,6 +152,13 @@ def _secret_row(o: dict, created: str) -> tuple[list, list]:
     spec = o["spec"]
     keys = ", ".join(f"{k} {v}" for k, v in spec["data"].items())
     return [o["metadata"]["name"], spec["type"], len(spec["data"]), created], [keys, spec.get("server")]
+
+
+def budget_text(budget: dict | None, used: dict) -> str:
+    """Cpu-hours consumed in the budget's window against the budget: ``12.5/500 cpu-hours in 30d`` ("-": none)."""
+    if not budget:
+        return "-"
+    return f"{used.get('cpuHours', 0):g}/{budget['cpuHours']:g} cpu-hours in {budget['window']}"
 
 
 def quota_text(quota: dict | None, used: dict) -> str:
@@ -163,20 +171,12 @@ def quota_text(quota: dict | None, used: dict) -> str:
         parts.append(f"cpus {used['cpus']:g}/{quota['cpus']:g}")
     if quota.get("memory") is not None:
         limit = quota["memory"]
-        parts.append(f"memory {size(used['memory'])}/{limit if isinstance(limit, str) else size(limit)}")
+        parts.append(f"memory {size_text(used['memory'])}/{limit if isinstance(limit, str) else size_text(limit)}")
     if quota.get("tasks") is not None:
         parts.append(f"tasks {used['tasks']}/{quota['tasks']}")
     for kind, limit in (quota.get("slots") or {}).items():
         parts.append(f"{kind} slots {used['slots'].get(kind, 0)}/{limit}")
     return ", ".join(parts) or "-"
-
-
-def size(n: int) -> str:
-    """Bytes as a manifest writes a size: 512m, 1.5g, 16g."""
-    for unit, scale in (("t", 1 << 40), ("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.3g}{unit}"
-    return str(n)
 
 
 def event_rows(events: list[dict], now: float | None = None, *, objects: bool = True,

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UsageError
 from ..kinds import Kind
 from .polling import SYSTEM, Clock
 
@@ -29,12 +30,30 @@ class Settings:
     sync_interval: float = 10.0  # with watch: sync this often too, which undoes drift
     allow_mass_prune: bool = False
     namespace: str = "default"  # with watch: where the directory's Jobs and Services that name none go
+    queue: str = "fair"  # the order of waiting tasks: fair (fair share within a priority) or fifo
+    fair_share_half_life: float = 3600.0  # seconds for a namespace's past use to weigh half
+
+
+def queue_settings(queue: str, half_life: str) -> tuple[str, float]:
+    """``--queue`` and ``--fair-share-half-life`` (a duration: 1h, 30m, 2d) checked: (order, seconds)."""
+    from ..engine.fairshare import FAIR, FIFO
+    from ..spec.fields import parse_duration
+
+    if queue not in (FAIR, FIFO):
+        raise UsageError(f"--queue {queue}: use fair (fair share between namespaces within a priority) or fifo "
+                         "(priority, then first come)", option="queue", value=queue)
+    try:
+        seconds = parse_duration(half_life)
+    except ValueError as exc:
+        raise UsageError(f"--fair-share-half-life {half_life}: {exc}", option="fair-share-half-life",
+                         value=half_life) from None
+    return queue, seconds
 
 
 def run(store, settings: Settings) -> None:
     """Run the reconcile loop until SIGINT/SIGTERM (containers keep running), with the watcher when
     ``settings.watch`` names a directory."""
-    from ..runtime.controller import Controller, SignalShutdown
+    from ..runtime.controller import SignalShutdown
 
     watcher = None
     if settings.watch is not None:
@@ -44,9 +63,7 @@ def run(store, settings: Settings) -> None:
         source = source_of(settings.watch)
         watcher = Watcher(store.location, source, watch_step(source, settings.allow_mass_prune, settings.namespace),
                           interval=settings.sync_interval, poll=settings.poll, secrets_key=store.secrets_key_path)
-    ctl = Controller(store, resync=settings.resync, probe_interval=settings.probe_interval,
-                     probe_timeout=settings.probe_timeout, lost_after=settings.lost_after,
-                     docker_timeout=settings.docker_timeout)
+    ctl = controller_for(store, settings)
     shutdown = SignalShutdown(ctl.stop, ctl.wake, release=lambda: ctl.release_lease(wait=0.2)).install()
     if watcher is not None:
         watcher.start()
@@ -56,6 +73,17 @@ def run(store, settings: Settings) -> None:
         if watcher is not None:
             watcher.stop()
     shutdown.finish()
+
+
+def controller_for(store, settings: Settings):
+    """The reconcile loop ``settings`` describe, on ``store`` (not started)."""
+    from ..engine.fairshare import QueuePolicy
+    from ..runtime.controller import Controller
+
+    return Controller(store, resync=settings.resync, probe_interval=settings.probe_interval,
+                      probe_timeout=settings.probe_timeout, lost_after=settings.lost_after,
+                      docker_timeout=settings.docker_timeout,
+                      queue=QueuePolicy(settings.queue, settings.fair_share_half_life))
 
 
 @dataclass(frozen=True)

@@ -122,17 +122,37 @@ def _node_objects(store, nodes: list[ResourceRecord]) -> list[dict]:
     return [views.resource_object(r, views.node_used(r.name, tasks, types)) for r in nodes]
 
 
-def namespace_objects(store, namespaces: list[ResourceRecord]) -> list[dict]:
+def namespace_objects(store, namespaces: list[ResourceRecord], now: float | None = None) -> list[dict]:
     """Namespaces with what their active tasks use (``views.namespace_usage``): the requests of each
-    task's owner, read through the models (a memory request may be written 256m)."""
+    task's owner, read through the models (a memory request may be written 256m); and, for one with a
+    budget, the cpu-hours consumed in its window up to ``now`` (``engine.quotas.budget_use``, over the
+    namespace's tasks, history included: the figure the scheduler holds the budget to)."""
     tasks = store.tasks(active_only=True)
     requests = {}
     for r in store.resources():
         if r.kind.workload:
             spec = r.model.spec
             res = spec.template.resources
-            requests[r.key] = views.OwnerRequest(res.cpus or 0.0, res.memory_bytes() or 0, spec.executionType)
-    return [views.namespace_object(r, views.namespace_usage(r.name, tasks, requests)) for r in namespaces]
+            requests[r.key] = views.OwnerRequest(res.cpus or 0.0, res.memory_bytes() or 0, spec.executionType,
+                                                 res.cpus)
+    objects = []
+    for r in namespaces:
+        usage = views.namespace_usage(r.name, tasks, requests)
+        if (budget := r.model.spec.budget) is not None:
+            usage["used"]["cpuHours"] = _budget_use(store, r.name, budget.window_seconds(), requests, now)
+        objects.append(views.namespace_object(r, usage))
+    return objects
+
+
+def _budget_use(store, namespace: str, window: float, requests: dict, now: float | None) -> float:
+    """Cpu-hours namespace ``namespace`` consumed over the last ``window`` seconds."""
+    import time
+
+    from ..engine.quotas import budget_use
+
+    cpus = {key: req.requested_cpus for key, req in requests.items() if key[1] == namespace}
+    used = budget_use(store.tasks(namespace=namespace), {namespace: window}, cpus, time.time() if now is None else now)
+    return round(used[namespace] / 3600, 3)
 
 
 def get_tasks(store, task_id: str | None = None, selector: dict[str, str] | None = None,

@@ -13,14 +13,16 @@ created and nothing else: resources applied by hand or by another directory are 
 Namespaces: a document's own ``metadata.namespace`` wins; the others go into the namespace the
 sync is given (``sync DIR -n N``, ``controller --watch DIR --namespace N``; default ``default``).
 A file whose Job or Service goes into a namespace that neither exists nor is defined in the
-directory is held back like an invalid one, and so is one that breaks a namespace's ``runAs``. The
-directory may define Namespaces; one it no longer defines is pruned only when nothing else is left
-in it (pruning it would delete what others made).
+directory, or does not request the cpus or memory that namespace's quota caps, is held back like an
+invalid one, and so is one that breaks a namespace's ``runAs``. The directory may define Namespaces;
+one it no longer defines is pruned only when nothing else is left in it (pruning it would delete
+what others made).
 Resources are written ``Job/name`` in the report, ``team-a/Job/name`` outside ``default``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import time
@@ -211,6 +213,7 @@ def decide(source: str, items: list[tuple[str, object]], held: dict[str, str], r
     stored = {r.key: r for r in rows}
     held = _hold_template_changes(source, items, held, stored)
     held = _hold_missing_namespaces(items, held, rows)
+    held = _hold_unrequested(items, held, rows)
     held = _hold_run_as_refusals(items, held, rows)
     problems = dict(held)
     files = {f: {"state": "invalid", "message": m, "resources": []} for f, m in held.items()}
@@ -253,6 +256,23 @@ def _hold_missing_namespaces(items, held: dict[str, str], rows: list[SourcedRow]
             _add_problem(held, file, str(Conflict.namespace_being_deleted(ns, _ref(model))))
         elif ns not in existing and ns not in defined:
             _add_problem(held, file, str(NotFound.namespace(ns, _ref(model))))
+    return held
+
+
+def _hold_unrequested(items, held: dict[str, str], rows: list[SourcedRow]) -> dict[str, str]:
+    """``held`` plus the files with a Job or Service that does not request what its namespace's quota caps
+    (``namespace.unrequested``): the quota the directory defines for it, else the stored one."""
+    from ..spec.namespace import unrequested
+
+    quotas = {r.name: r.spec.get("quota") for r in rows if r.kind == Kind.NAMESPACE.value}
+    quotas.update({m.metadata.name: m.spec.quota and m.spec.quota.model_dump(mode="json") for f, m in items
+                   if m.kind == Kind.NAMESPACE.value and f not in held})
+    held = dict(held)
+    for file, model in items:
+        if file in held or model.kind not in WORKLOAD_KINDS:
+            continue
+        for field_name, cap in unrequested(quotas.get(model.namespace), model.spec.template.resources):
+            _add_problem(held, file, str(Conflict.quota_needs_request(model.namespace, field_name, cap, _ref(model))))
     return held
 
 

@@ -34,6 +34,7 @@ from typing import Callable
 
 from .act import Actor, wait_or_stop
 from ..engine.actions import Plan
+from ..engine.fairshare import QueuePolicy
 from ..errors import StoreError
 from ..docker.host import CALLS, Host, HostPool
 from ..docker.events import EventWatcher
@@ -70,8 +71,9 @@ class Controller:
     def __init__(self, store: Store, *, resync: float = 5.0, busy_resync: float = 1.0,
                  probe_interval: float = 1.0, probe_timeout: float = 1.0, lost_after: float = 3.0,
                  docker_timeout: float = 10.0, list_wait: float = 2.0,
-                 clock: Callable[[], float] = time.time, workers: int = 32):
+                 clock: Callable[[], float] = time.time, workers: int = 32, queue: QueuePolicy = QueuePolicy()):
         self.store, self.clock = store, clock
+        self.queue = queue  # the order of waiting tasks: fair share (and its half-life) or FIFO
         store.nudge = False  # our own commits must not wake us
         self.resync, self.busy_resync = resync, busy_resync
         self.lost_after, self.list_wait = lost_after, list_wait
@@ -135,7 +137,8 @@ class Controller:
         if self.stop.is_set():
             return Plan()
         unreadable = self.store.secrets_problem() if any(r.kind is Kind.SECRET for r in resources) else None
-        p = plan(resources, tasks, snapshot, snapshot.taken_at, self.store.store_id, self.store.mark_key, unreadable)
+        p = plan(resources, tasks, snapshot, snapshot.taken_at, self.store.store_id, self.store.mark_key,
+                 unreadable, self.queue)
         if self.stop.is_set():  # acting is safe to skip: the next controller plans it again
             return Plan()
         answering = {n: h for n, h in hosts.items() if snapshot.nodes[n].ready}

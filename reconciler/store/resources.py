@@ -20,7 +20,7 @@ import time
 import uuid
 
 from ..errors import BrokerError, Conflict, NotFound, UsageError, combined
-from ..kinds import DEFAULT_NAMESPACE, NAMESPACED_KINDS, Kind, object_ref, scope
+from ..kinds import DEFAULT_NAMESPACE, NAMESPACED_KINDS, WORKLOAD_KINDS, Kind, object_ref, scope
 from ..records import ResourceRecord
 from .db import dump, fetch_all, fetch_one, insert
 from .revisions import delete_revisions_of, live_service, record_revision
@@ -47,14 +47,20 @@ class ResourceStore:
 
     def check_namespaces(self, db, resources: list, where: list[str] | None = None) -> None:
         """Every namespaced resource goes into a namespace that exists and is not being deleted, or that
-        a Namespace among ``resources`` creates; else one error naming each resource and its namespace
-        (NotFound when a namespace is missing, Conflict when one is being deleted)."""
+        a Namespace among ``resources`` creates, and requests the cpus and memory its quota caps
+        (``namespace.unrequested``); else one error naming each resource and its namespace (NotFound
+        when a namespace is missing, Conflict when one is being deleted or a request is missing)."""
         wanted = {res.namespace for res in resources if res.kind in NAMESPACED_KINDS}
         if not wanted:
             return
-        stored = {r["name"]: r["deleted_at"] for r in fetch_all(db, "SELECT name, deleted_at FROM resources "
-                                                                    "WHERE kind='Namespace'")}
+        from ..spec.namespace import unrequested  # the models are loaded when applying; `get` never needs them
+
+        rows = fetch_all(db, "SELECT name, deleted_at, spec FROM resources WHERE kind='Namespace'")
+        stored = {r["name"]: r["deleted_at"] for r in rows}
+        quotas = {r["name"]: json.loads(r["spec"]).get("quota") for r in rows}
         created = {res.metadata.name for res in resources if res.kind == Kind.NAMESPACE.value}
+        quotas.update({res.metadata.name: res.spec.quota and res.spec.quota.model_dump(mode="json")
+                       for res in resources if res.kind == Kind.NAMESPACE.value})
         problems: list[BrokerError] = []
         for i, res in enumerate(resources):
             if res.kind not in NAMESPACED_KINDS:
@@ -64,6 +70,10 @@ class ResourceStore:
                 problems.append(Conflict.namespace_being_deleted(res.namespace, what))
             elif res.namespace not in stored and res.namespace not in created:
                 problems.append(NotFound.namespace(res.namespace, what))
+            if res.kind not in WORKLOAD_KINDS:  # a Secret requests nothing
+                continue
+            for field, cap in unrequested(quotas.get(res.namespace), res.spec.template.resources):
+                problems.append(Conflict.quota_needs_request(res.namespace, field, cap, what))
         if problems:
             raise combined(problems)
 
