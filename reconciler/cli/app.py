@@ -3,8 +3,8 @@
 Entry point ``main`` (console script): the one place that catches ``BrokerError`` (one red line on
 stderr and the error's exit code) and click's usage errors. The global ``--db`` option is kept in
 ``common.db_path`` for the commands' store opener. The commands live in one module per group
-(``resources``, ``tasks``, ``nodes``, ``rollout``, ``sync``, ``controller``, ``stores``) and are registered
-here, in the order ``--help`` lists them. A command module imports nothing heavy at its top
+(``resources``, ``tasks``, ``nodes``, ``rollout``, ``sync``, ``controller``, ``stores``, ``tokens``) and
+are registered here, in the order ``--help`` lists them. A command module imports nothing heavy at its top
 (typer, the errors, ``common``), so ``brokerctl --help`` stays fast; each command imports its verbs
 when it runs.
 """
@@ -17,7 +17,7 @@ from typing import Optional
 import typer
 
 from ..errors import BrokerError
-from . import common, controller, nodes, resources, rollout, stores, sync, tasks
+from . import common, controller, nodes, resources, rollout, stores, sync, tasks, tokens
 
 app = typer.Typer(
     name="brokerctl",
@@ -48,6 +48,7 @@ for command in COMMANDS:
     app.command()(command)
 app.add_typer(rollout.rollout_app, name="rollout")
 app.add_typer(stores.store_app, name="store")
+app.add_typer(tokens.token_app, name="token")
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from ..errors import BrokerError, UsageError
 from ..kinds import DEFAULT_NAMESPACE, Kind, TaskPhase, object_ref
 from ..records import ResourceRecord, TaskRecord
 from .polling import SYSTEM, Clock, Note, ticks
+from .tokens import author
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,9 @@ class TaskDidNotExit(BrokerError):
     exit_code = 125  # what `docker run` exits with when the container could not run
 
 
-def retry(store, name: str, namespace: str = DEFAULT_NAMESPACE) -> None:
+def retry(store, name: str, namespace: str = DEFAULT_NAMESPACE, by: str | None = None) -> None:
     """Re-run a Failed Job's failed completions with a fresh backoffLimit (history is kept)."""
-    store.retry_job(name, namespace=namespace)
+    store.retry_job(name, namespace=namespace, by=author(by))
 
 
 # -- logs ------------------------------------------------------------------------------------------
@@ -95,7 +96,7 @@ def one_off_job(name: str, image: str, command: list[str] | None, slots_type: st
         raise UsageError(f"brokerctl run {name}: {problems}") from None
 
 
-def run(store, job, clock: Clock = SYSTEM) -> Iterator[Note | Output]:
+def run(store, job, clock: Clock = SYSTEM, by: str | None = None) -> Iterator[Note | Output]:
     """Create the one-off ``job``, then yield its task's output, live while it runs and the rest from
     the store once it ended. Returns the finished task; ``TaskDidNotExit`` if it has no exit code."""
     name, namespace = job.metadata.name, job.namespace
@@ -108,7 +109,7 @@ def run(store, job, clock: Clock = SYSTEM) -> Iterator[Note | Output]:
                        else (f" in namespace '{namespace}'", f" -n {namespace}"))
         raise UsageError(f"Job '{name}' already exists{where}; pick another name or "
                          f"`brokerctl delete job {name}{flag}`")
-    store.apply([job])
+    store.apply([job], by=author(by))
     lease = store.lease()
     if not lease or clock.time() - lease["heartbeat"] > 10:
         yield Note("no controller is running; the job waits until `brokerctl controller` starts", warning=True)

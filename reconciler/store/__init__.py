@@ -2,11 +2,12 @@
 
 ``Store`` is one connection (``db.Connection``: open, transactions, migrations, wake-ups) to a
 SQLite file (``sqlite``) or a PostgreSQL database (``postgres``), with the methods of every noun of
-the store, each in its own module: ``resources``, ``tasks``, ``events``, ``revisions``, ``lease``
-and ``syncs``. ``transfer`` copies a whole store into an empty one (``brokerctl store migrate``). Callers (the CLI, ``ops``, the controller,
-act) use one ``Store``: reads open no transaction; writes are either a method that runs its own
-transaction (``apply``, ``mark_deleted``...) or a method taking ``db`` from the caller's
-``with store.transaction() as db:`` so that several writes commit together.
+the store, each in its own module: ``resources``, ``tasks``, ``events``, ``revisions``, ``lease``,
+``syncs`` and ``tokens``. ``transfer`` copies a whole store into an empty one (``brokerctl store
+migrate``). Callers (the CLI, ``ops``, the controller, act) use one ``Store``: reads open no
+transaction; writes are either a method that runs its own transaction (``apply``,
+``mark_deleted``...) or a method taking ``db`` from the caller's ``with store.transaction() as db:``
+so that several writes commit together.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from .resources import ResourceStore
 from .revisions import RevisionStore
 from .syncs import SourcedRow, SyncStore
 from .tasks import LOG_LIMIT_BYTES, TaskState, TaskStore
+from .tokens import TokenStore
 
 
-class Store(ResourceStore, TaskStore, EventStore, RevisionStore, LeaseStore, SyncStore, Connection):
+class Store(ResourceStore, TaskStore, EventStore, RevisionStore, LeaseStore, SyncStore, TokenStore,
+            Connection):
     """One connection to a store (a SQLite file or a PostgreSQL database), thread-safe, with every
     noun's reads and writes."""
 

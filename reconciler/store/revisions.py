@@ -34,18 +34,21 @@ class RevisionStore:
             r["template"] = json.loads(r["template"])
         return rows
 
-    def undo(self, name: str, to: int | None = None, now: float | None = None, namespace: str | None = None) -> dict:
+    def undo(self, name: str, to: int | None = None, now: float | None = None, namespace: str | None = None,
+             by: str = "") -> dict:
         """``rollout undo``: the previous revision (or ``to``) becomes the desired template again."""
         now = time.time() if now is None else now
         with self.transaction() as db:
-            return self.rollback(db, name, to, now, f"rollout undo{f' --to-revision {to}' if to else ''}", namespace)
+            return self.rollback(db, name, to, now, f"rollout undo{f' --to-revision {to}' if to else ''}", namespace,
+                                 by)
 
     def rollback(self, db, name: str, to: int | str | None, now: float, cause: str,
-                 namespace: str | None = None) -> dict:
+                 namespace: str | None = None, by: str = "") -> dict:
         """Within the caller's transaction: put an earlier revision's template back into the spec.
 
         ``to``: a revision number, a template hash, or None for the revision before the current
-        one. Returns that revision; raises NotFound/Conflict naming what exists.
+        one; ``by``: who asks (``updatedBy``). Returns that revision; raises NotFound/Conflict
+        naming what exists.
         """
         namespace = namespace or DEFAULT_NAMESPACE
         service = live_service(db, name, namespace)
@@ -54,8 +57,8 @@ class RevisionStore:
                          [service["uid"]])
         target = _target(name, revs, to, current=_spec_hash(spec))
         spec.update({"healthCheck": None, **json.loads(target["template"])})
-        db.execute(f"UPDATE resources SET spec=?, generation=generation+1, updated_at=? WHERE {_SERVICE}",
-                   [dump(spec), now, namespace, name])
+        db.execute(f"UPDATE resources SET spec=?, generation=generation+1, updated_at=?, updated_by=? WHERE {_SERVICE}",
+                   [dump(spec), now, by, namespace, name])
         return record_revision(db, service["uid"], name, spec, now, cause, namespace)
 
 
