@@ -149,6 +149,20 @@ def test_the_cli_reaches_the_store_docker_and_the_engine_only_through_ops(module
     assert not beside | drivers, f"{module} imports {sorted(beside | drivers)}"
 
 
+@pytest.mark.parametrize("module", sorted(m for m in all_modules() if _under(m, "reconciler.api")))
+def test_the_api_reaches_the_store_docker_and_the_engine_only_through_ops(module):
+    """The HTTP API is a front end like the CLI: a handler calls the verb the CLI command calls, so
+    nothing is written twice; it imports the verbs and the vocabulary, never the store, Docker, the
+    runtime, the engine or the manifest models."""
+    names = imported_modules(module) - {"reconciler.__version__"}
+    ours = {n for n in names if _under(n, "reconciler") and n != "reconciler"}
+    allowed = ("reconciler.api", "reconciler.ops", "reconciler.views", "reconciler.errors", "reconciler.kinds",
+               "reconciler.records")
+    beside = {n for n in ours if not _under(n, *allowed)}
+    drivers = {n for n in names if _under(n, "docker", "sqlite_utils", "sqlite3", "psycopg", "reconciler.spec")}
+    assert not beside | drivers, f"{module} imports {sorted(beside | drivers)}"
+
+
 @pytest.mark.parametrize("module", sorted(all_modules()))
 def test_every_module_has_a_docstring(module):
     """Each module opens by saying what it is and who calls it."""

@@ -20,8 +20,9 @@ from reconciler.errors import NotFound, UsageError
 from reconciler.kinds import Kind, TaskPhase
 from reconciler.ops import tokens
 from reconciler.ops.tokens import READ, WRITE, Forbidden, Identity, Unauthenticated
+from reconciler.records import TaskRecord
+from reconciler.spec.manifests import load_text
 from reconciler.store import Store
-from test_store import insert, job, manifest, task
 
 
 @pytest.fixture
@@ -29,6 +30,18 @@ def store(db_url):
     s = Store(db_url)
     yield s
     s.close()
+
+
+def manifest(kind: str, name: str, **spec):
+    """A validated model, as ``ops.resources.apply`` hands it to the store."""
+    body = {"address": "tcp://127.0.0.1:2375"} if kind == "Node" else {"template": {"image": "busybox"}}
+    doc = {"apiVersion": "broker/v1", "kind": kind, "metadata": {"name": name}, "spec": {**body, **spec}}
+    (loaded,) = load_text(json.dumps(doc), f"{name}.json")
+    return loaded.resource
+
+
+def job(name: str):
+    return manifest("Job", name)
 
 
 # -- the tokens noun and the verbs ---------------------------------------------------------------
@@ -190,7 +203,9 @@ def test_each_write_records_who_made_it(store):
         store.set_status(db, Kind.JOB, "j", {"phase": "Failed"})
     store.retry_job("j", by="frank")
     assert store.resource(Kind.JOB, "j").updated_by == "frank"
-    insert(store, task("j", phase=TaskPhase.RUNNING, node="n1"))
+    with store.transaction() as db:
+        store.insert_task(db, TaskRecord(id="j-abcde-0-1", owner_kind=Kind.JOB, owner_name="j", owner_uid="u",
+                                         index=0, attempt=1, phase=TaskPhase.RUNNING, node="n1", created_at=3.0))
     assert store.mark_deleted(Kind.JOB, "j", by="grace") == "deleting"
     record = store.resource(Kind.JOB, "j")
     assert (record.created_by, record.updated_by) == ("alice", "grace")

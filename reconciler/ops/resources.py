@@ -38,6 +38,14 @@ def read_manifests(files: list[str], stdin: TextIO | None = None, namespace: str
     return manifests.load_paths(files, stdin=stdin, namespace=namespace)
 
 
+def read_manifest_text(text: str, source: str = "<request>", namespace: str = DEFAULT_NAMESPACE) -> list:
+    """``read_manifests`` of text a front end received (an HTTP request's body): ``source`` names it in
+    the messages, as a file's path does."""
+    from ..spec import manifests
+
+    return manifests.load_text(text, source, namespace)
+
+
 # -- apply -----------------------------------------------------------------------------------------
 
 
@@ -266,6 +274,11 @@ def read_diff_inputs(files: list[str], stdin: TextIO | None = None,
         else:
             inputs.append(DiffInput(None, [i.resource for i in read_manifests([given], stdin, namespace)]))
     return inputs
+
+
+def read_diff_text(text: str, source: str = "<request>", namespace: str = DEFAULT_NAMESPACE) -> list[DiffInput]:
+    """``read_diff_inputs`` of text a front end received: a set of manifests (no directory, so no prunes)."""
+    return [DiffInput(None, [i.resource for i in read_manifest_text(text, source, namespace)])]
 
 
 def diff(store, inputs: list[DiffInput]) -> list[Change]:

@@ -43,21 +43,33 @@ def retry(store, name: str, namespace: str = DEFAULT_NAMESPACE, by: str | None =
 
 def task_logs(store, task_id: str, follow: bool = False) -> Iterator[Output]:
     """One task's output: kept in the store once its container is gone, else streamed from its node
-    (``follow``: until the container stops)."""
+    (``follow``: until the container stops). A missing or Pending task is refused at the call, before
+    any output (a front end can still answer with an error rather than an empty stream)."""
     t = store.task(task_id)
     if t.phase is TaskPhase.PENDING and store.output(t.id) is None:
         why = ": ".join(filter(None, [t.reason, t.message]))
         raise BrokerError(f"task {t.id} is Pending: it has not started yet, so it has no output"
                           + (f" ({why})" if why else ""))
-    yield from output(store, t, follow)
+    return output(store, t, follow)
 
 
 def owner_logs(store, kind: Kind, name: str, follow: bool = False,
                namespace: str = DEFAULT_NAMESPACE) -> Iterator[Output]:
-    """The output of every task of a Job or Service, oldest task first."""
+    """The output of every task of a Job or Service, oldest task first (a missing one is refused at
+    the call)."""
     store.resource(kind, name, namespace=namespace)
-    for t in store.tasks(owner=(kind, name), namespace=namespace):
+    return _each_output(store, store.tasks(owner=(kind, name), namespace=namespace), follow)
+
+
+def _each_output(store, tasks: list[TaskRecord], follow: bool) -> Iterator[Output]:
+    for t in tasks:
         yield from output(store, t, follow)
+
+
+def prefixed(chunk: Output) -> bytes:
+    """A chunk of output with each line starting ``[TASK-ID] ``: how the output of several tasks is shown."""
+    tag = f"[{chunk.task}] ".encode()
+    return b"".join(tag + line for line in chunk.data.splitlines(keepends=True))
 
 
 def output(store, t: TaskRecord, follow: bool, skip: int = 0) -> Iterator[Output]:

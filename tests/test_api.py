@@ -1,0 +1,339 @@
+"""The HTTP API's routes in process (``reconciler.api``, through Starlette's test client), on a real store:
+tokens and roles, the verbs each route calls, and the JSON of errors. No Docker: tasks and their output
+are written into the store as the controller would. The server over real HTTP, against real daemons,
+is tests/test_e2e_server.py; every route's 401/403 and the schema checks are tests/test_api_schema.py.
+
+Tests on ``api`` run on both backends (``db_url``)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+
+from reconciler.kinds import Kind, TaskPhase
+from reconciler.ops import tokens
+from reconciler.records import TaskRecord
+from reconciler.store import Store
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # starlette's note about httpx's successor
+    from fastapi.testclient import TestClient
+
+from reconciler.api.app import Settings, create_app
+
+NODE = {"apiVersion": "broker/v1", "kind": "Node", "metadata": {"name": "h1"},
+        "spec": {"address": "tcp://127.0.0.1:2375", "slots": {"default": 2}}}
+TEAMS = """\
+apiVersion: broker/v1
+kind: Namespace
+metadata: {name: team-a}
+---
+apiVersion: broker/v1
+kind: Namespace
+metadata: {name: team-b}
+"""
+
+
+def job(name: str, namespace: str | None = None, **spec) -> str:
+    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
+    return json.dumps({"apiVersion": "broker/v1", "kind": "Job", "metadata": meta,
+                       "spec": {"template": {"image": "busybox", "command": "echo hi"}, **spec}}) + "\n"
+
+
+def service(name: str, namespace: str = "team-a", **spec) -> str:
+    return json.dumps({"apiVersion": "broker/v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
+                       "spec": {"replicas": 1, "template": {"image": "busybox"}, **spec}}) + "\n"
+
+
+class Api:
+    """The app on a store, with a token per role: ``admin``, ``edit`` and ``view`` (team-a), ``other``
+    (edit in team-b). ``call(token, method, path, ...)`` sends a request with that token."""
+
+    def __init__(self, db_url):
+        self.store = Store(db_url)
+        self.client = TestClient(create_app(Settings(db=str(db_url), controller=False)))
+        self.client.__enter__()
+        self.tokens: dict[str, str] = {}
+
+    def token(self, role: str, user: str, namespaces: list[str]) -> str:
+        return tokens.create(self.store, user, role, namespaces).text
+
+    def call(self, who: str | None, method: str, path: str, body: str | None = None,
+             content_type: str = "application/yaml", **kw):
+        headers = {"Content-Type": content_type} if body is not None else {}
+        if who is not None:
+            headers["Authorization"] = f"Bearer {self.tokens[who]}"
+        return self.client.request(method, path, content=body, headers=headers, **kw)
+
+    def close(self):
+        self.client.__exit__(None, None, None)
+        self.store.close()
+
+
+@pytest.fixture
+def api(db_url):
+    a = Api(db_url)
+    a.tokens = {"admin": a.token("admin", "root", []), "edit": a.token("edit", "alice", ["team-a"]),
+                "view": a.token("view", "bob", ["team-a"]), "other": a.token("edit", "carol", ["team-b"])}
+    assert a.call("admin", "POST", "/api/v1/apply", TEAMS).status_code == 200
+    yield a
+    a.close()
+
+
+def add_task(store: Store, owner: str, index: int = 0, namespace: str = "team-a", phase=TaskPhase.SUCCEEDED,
+             output: bytes | None = None, **kw) -> str:
+    tid = f"{owner}-abcde-{index}-1"
+    with store.transaction() as db:
+        store.insert_task(db, TaskRecord(id=tid, owner_kind=Kind.JOB, owner_name=owner, owner_uid="u", index=index,
+                                         attempt=1, phase=phase, created_at=10.0 + index, namespace=namespace, **kw))
+        if output is not None:
+            store.save_output(db, tid, output, truncated=False)
+    return tid
+
+
+def error(response) -> tuple[int, str, str]:
+    body = response.json()
+    assert set(body) == {"error", "message", "details"}, body
+    return response.status_code, body["error"], body["message"]
+
+
+# -- tokens ------------------------------------------------------------------------------------------
+
+
+def test_a_request_without_a_valid_token_is_401_and_says_how_to_get_one(api):
+    for headers in ({}, {"Authorization": "Basic dXNlcjpwdw=="}, {"Authorization": "Bearer nonsense"},
+                    {"Authorization": f"Bearer {api.tokens['admin'][:-2]}xx"}):
+        response = api.client.get("/api/v1/namespaces/team-a/jobs", headers=headers)
+        assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+        assert response.json()["error"] == "Unauthorized"
+    assert error(api.client.get("/api/v1/namespaces/team-a/jobs"))[2] == (
+        "this API needs a token: send `Authorization: Bearer bk_...` (`brokerctl token create` makes one)")
+
+
+def test_a_revoked_token_is_refused_from_its_next_request(api):
+    assert api.call("edit", "GET", "/api/v1/namespaces/team-a/jobs").status_code == 200
+    tokens.revoke(api.store, api.tokens["edit"][3:15])
+    assert error(api.call("edit", "GET", "/api/v1/namespaces/team-a/jobs")) == (
+        401, "Unauthorized", "the token is not valid: unknown, revoked or mistyped")
+
+
+# -- apply, diff, get, delete ------------------------------------------------------------------------
+
+
+def test_apply_get_list_and_delete_a_job_as_the_cli_does(api):
+    applied = api.call("edit", "POST", "/api/v1/apply?namespace=team-a", job("nightly"))
+    assert applied.status_code == 200
+    assert applied.json() == {"results": [{"kind": "Job", "namespace": "team-a", "name": "nightly",
+                                           "ref": "team-a/job/nightly", "outcome": "created"}], "warnings": []}
+    assert api.call("edit", "POST", "/api/v1/apply", job("nightly", "team-a")).json()["results"][0]["outcome"] == (
+        "unchanged")
+
+    got = api.call("view", "GET", "/api/v1/namespaces/team-a/jobs/nightly").json()
+    assert (got["kind"], got["metadata"]["namespace"], got["metadata"]["createdBy"]) == ("Job", "team-a", "alice")
+    listed = api.call("view", "GET", "/api/v1/namespaces/team-a/jobs").json()
+    assert (listed["kind"], [o["metadata"]["name"] for o in listed["items"]]) == ("JobList", ["nightly"])
+    assert api.call("view", "GET", "/api/v1/namespaces/team-b/jobs").status_code == 403
+
+    deleted = api.call("edit", "DELETE", "/api/v1/namespaces/team-a/jobs/nightly")
+    assert deleted.json() == {"kind": "Job", "namespace": "team-a", "name": "nightly", "outcome": "deleted"}
+    again = api.call("edit", "DELETE", "/api/v1/namespaces/team-a/jobs/nightly")
+    assert error(again) == (404, "NotFound", "Job 'nightly' not found in namespace 'team-a'; "
+                                             "`brokerctl get jobs -n team-a` lists them")
+
+
+def test_a_job_whose_tasks_still_run_is_deleting_and_a_second_delete_says_what_is_left(api):
+    api.call("edit", "POST", "/api/v1/apply", job("long", "team-a"))
+    add_task(api.store, "long", phase=TaskPhase.RUNNING, node="h1", container_id="c1")
+    first = api.call("edit", "DELETE", "/api/v1/namespaces/team-a/jobs/long")
+    assert first.json()["outcome"] == "deleting"
+    second = api.call("edit", "DELETE", "/api/v1/namespaces/team-a/jobs/long")
+    assert second.json()["outcome"] == "still stopping (1 container); pass --force to abandon them"
+    assert api.store.resource(Kind.JOB, "long", "team-a").updated_by == "alice"
+    forced = api.call("edit", "DELETE", "/api/v1/namespaces/team-a/jobs/long?force=true")
+    assert forced.json()["outcome"].startswith("deleted (--force); 1 container may still run")
+
+
+def test_invalid_manifests_are_422_with_the_cli_lines_and_write_nothing(api):
+    bad = "apiVersion: broker/v1\nkind: Job\nmetadata: {name: x, namespace: team-a}\nspec:\n  template: {imagee: b}\n"
+    status, code, message = error(api.call("edit", "POST", "/api/v1/apply?filename=jobs.yaml", bad))
+    assert (status, code) == (422, "Invalid")
+    details = api.call("edit", "POST", "/api/v1/apply?filename=jobs.yaml", bad).json()["details"]
+    assert "jobs.yaml: document 1 (Job/x), line 5: spec.template.imagee: unknown field (did you mean 'image'?)" in details
+    assert message == "\n".join(details)
+
+    broken = api.call("edit", "POST", "/api/v1/apply", "kind: Job\nmetadata: {name: [\n")
+    assert broken.status_code == 422 and broken.json()["details"][0].startswith("<request>: line ")
+    assert error(api.call("edit", "POST", "/api/v1/apply", ""))[:2] == (422, "Invalid")
+    assert api.call("admin", "GET", "/api/v1/namespaces/team-a/jobs").json()["items"] == []
+
+
+def test_apply_reads_json_and_refuses_a_body_it_cannot_read(api):
+    doc = json.loads(job("j", "team-a"))
+    assert api.call("edit", "POST", "/api/v1/apply", json.dumps([doc]), "application/json").status_code == 200
+    assert error(api.call("edit", "POST", "/api/v1/apply", "x", "image/png"))[:2] == (400, "BadRequest")
+    assert api.call("edit", "POST", "/api/v1/apply", "").json()["details"] == ["<request>: no documents"]
+    raw = api.client.post("/api/v1/apply", content=b"kind: \xff\n", headers={
+        "Authorization": f"Bearer {api.tokens['edit']}", "Content-Type": "application/yaml"})
+    assert error(raw)[:2] == (400, "BadRequest")
+
+
+def test_apply_into_a_missing_namespace_is_404_naming_the_fix(api):
+    status, code, message = error(api.call("admin", "POST", "/api/v1/apply", job("j", "team-x")))
+    assert (status, code) == (404, "NotFound")
+    assert message == ("<request>: document 1 (Job/j): namespace 'team-x' does not exist; apply a Namespace named "
+                       "team-x first (kind: Namespace), or use -n/--namespace")
+
+
+def test_roles_are_checked_for_every_document_before_anything_is_written(api):
+    mixed = job("mine", "team-a") + "---\n" + job("theirs", "team-b")
+    assert error(api.call("edit", "POST", "/api/v1/apply", mixed)) == (
+        403, "Forbidden", "user alice (role edit in team-a) may not apply job/theirs in namespace team-b: the token "
+                          "reaches only team-a")
+    assert error(api.call("view", "POST", "/api/v1/apply", job("mine", "team-a")))[2].endswith(
+        "in namespace team-a: the view role only reads")
+    assert error(api.call("edit", "POST", "/api/v1/apply", json.dumps(NODE)))[2] == (
+        "user alice (role edit in team-a) may not apply node/h1: only an admin token may (nodes, namespaces and "
+        "tokens are cluster-wide)")
+    assert api.call("admin", "GET", "/api/v1/jobs").json()["items"] == []
+
+
+def test_diff_says_what_apply_would_change_and_writes_nothing(api):
+    api.call("edit", "POST", "/api/v1/apply", job("j", "team-a", parallelism=1))
+    diffed = api.call("view", "POST", "/api/v1/diff", job("j", "team-a", parallelism=3) + "---\n" + job("k", "team-a"))
+    assert diffed.json() == {"changes": [
+        {"ref": "team-a/job/j", "outcome": "configured", "fields": ["~ spec.parallelism: 1 -> 3"]},
+        {"ref": "team-a/job/k", "outcome": "created", "fields": []}]}
+    assert [o["metadata"]["name"] for o in api.call("view", "GET", "/api/v1/namespaces/team-a/jobs").json()["items"]] == [
+        "j"]
+    assert api.call("view", "POST", "/api/v1/diff", job("j", "team-b")).status_code == 403
+
+
+def test_lists_of_every_namespace_show_a_token_what_it_reaches(api):
+    api.call("admin", "POST", "/api/v1/apply", job("a1", "team-a") + "---\n" + job("b1", "team-b"))
+    names = lambda who, path: [o["metadata"]["name"] for o in api.call(who, "GET", path).json()["items"]]  # noqa: E731
+    assert names("admin", "/api/v1/jobs") == ["a1", "b1"]
+    assert names("view", "/api/v1/jobs") == ["a1"] and names("other", "/api/v1/jobs") == ["b1"]
+    assert names("view", "/api/v1/namespaces") == ["team-a"]
+    assert names("admin", "/api/v1/namespaces") == ["default", "team-a", "team-b"]
+    team = api.call("view", "GET", "/api/v1/namespaces/team-a").json()
+    assert (team["kind"], team["status"]["phase"]) == ("Namespace", "Active")
+    assert api.call("view", "GET", "/api/v1/namespaces/team-b").status_code == 403
+
+
+# -- tasks and logs ----------------------------------------------------------------------------------
+
+
+def test_tasks_and_their_output_are_read_only_under_their_own_namespace(api):
+    api.call("admin", "POST", "/api/v1/apply", job("j", "team-a") + "---\n" + job("k", "team-b"))
+    mine = add_task(api.store, "j", 0, output=b"hello\nworld\n")
+    add_task(api.store, "j", 1, output=b"second\n")
+    theirs = add_task(api.store, "k", 0, namespace="team-b", output=b"secret\n")
+
+    listed = api.call("view", "GET", "/api/v1/namespaces/team-a/tasks").json()
+    assert [t["id"] for t in listed["items"]] == [mine, "j-abcde-1-1"]
+    assert api.call("view", "GET", f"/api/v1/namespaces/team-a/tasks/{mine}").json()["phase"] == "Succeeded"
+    logs = api.call("view", "GET", f"/api/v1/namespaces/team-a/tasks/{mine}/logs")
+    assert (logs.status_code, logs.content) == (200, b"hello\nworld\n")
+    owner = api.call("view", "GET", "/api/v1/namespaces/team-a/jobs/j/logs")
+    assert owner.content == (f"[{mine}] hello\n[{mine}] world\n[j-abcde-1-1] second\n").encode()
+
+    for path in (f"/api/v1/namespaces/team-a/tasks/{theirs}", f"/api/v1/namespaces/team-a/tasks/{theirs}/logs"):
+        assert error(api.call("view", "GET", path)) == (404, "NotFound", f"task '{theirs}' not found; "
+                                                                         "`brokerctl get tasks` lists them")
+    assert api.call("view", "GET", f"/api/v1/namespaces/team-b/tasks/{theirs}/logs").status_code == 403
+    assert [t["id"] for t in api.call("view", "GET", "/api/v1/tasks").json()["items"]] == [mine, "j-abcde-1-1"]
+
+
+def test_logs_of_a_pending_task_are_refused_with_the_cli_message(api):
+    api.call("edit", "POST", "/api/v1/apply", job("j", "team-a"))
+    tid = add_task(api.store, "j", phase=TaskPhase.PENDING, reason="Unschedulable", message="0/0 nodes")
+    assert error(api.call("view", "GET", f"/api/v1/namespaces/team-a/tasks/{tid}/logs")) == (
+        409, "Failed", f"task {tid} is Pending: it has not started yet, so it has no output (Unschedulable: 0/0 nodes)")
+
+
+# -- the other verbs ---------------------------------------------------------------------------------
+
+
+def test_retry_scale_and_rollouts(api):
+    api.call("edit", "POST", "/api/v1/apply", job("j", "team-a") + "---\n" + service("web"))
+    assert error(api.call("edit", "POST", "/api/v1/namespaces/team-a/jobs/j/retry"))[:2] == (409, "Conflict")
+    with api.store.transaction() as db:
+        api.store.set_status(db, Kind.JOB, "j", {"phase": "Failed"}, "team-a")
+    assert api.call("view", "POST", "/api/v1/namespaces/team-a/jobs/j/retry").status_code == 403
+    assert api.call("edit", "POST", "/api/v1/namespaces/team-a/jobs/j/retry").json()["outcome"] == "retried"
+
+    scaled = api.call("edit", "PUT", "/api/v1/namespaces/team-a/services/web/scale", json.dumps({"replicas": 3}),
+                      "application/json")
+    assert scaled.json() == {"namespace": "team-a", "name": "web", "previous": 1, "replicas": 3}
+    assert api.store.resource(Kind.SERVICE, "web", "team-a").updated_by == "alice"
+    assert api.call("edit", "PUT", "/api/v1/namespaces/team-a/services/web/scale", json.dumps({"replicas": -1}),
+                    "application/json").status_code == 422
+
+    api.call("edit", "POST", "/api/v1/apply", service("web", replicas=3, template={"image": "busybox:2"}))
+    history = api.call("view", "GET", "/api/v1/namespaces/team-a/services/web/rollout/history").json()
+    assert [(r["revision"], r["image"], r["current"]) for r in history["items"]] == [
+        (1, "busybox", False), (2, "busybox:2", True)]
+    status = api.call("view", "GET", "/api/v1/namespaces/team-a/services/web/rollout").json()
+    assert status["result"] is False and status["notes"][0]["text"].startswith("waiting for service/web: ")
+    undone = api.call("edit", "POST", "/api/v1/namespaces/team-a/services/web/rollout/undo").json()
+    assert undone["revision"] == 3
+    assert api.call("view", "POST", "/api/v1/namespaces/team-a/services/web/rollout/undo").status_code == 403
+
+
+def test_nodes_are_the_admins(api):
+    api.call("admin", "POST", "/api/v1/apply", json.dumps(NODE))
+    assert api.call("edit", "GET", "/api/v1/nodes").status_code == 403
+    assert [n["metadata"]["name"] for n in api.call("admin", "GET", "/api/v1/nodes").json()["items"]] == ["h1"]
+    assert api.call("admin", "POST", "/api/v1/nodes/h1/cordon").json()["outcome"] == "cordoned"
+    assert api.call("admin", "POST", "/api/v1/nodes/h1/cordon").json()["outcome"] == "already cordoned"
+    assert api.call("admin", "POST", "/api/v1/nodes/h1/uncordon").json()["outcome"] == "uncordoned"
+    drained = api.call("admin", "POST", "/api/v1/nodes/h1/drain").json()
+    assert drained == {"notes": [{"text": "node/h1 cordoned; draining", "warning": False}], "result": None}
+    api.call("admin", "POST", "/api/v1/apply", job("j", "team-a"))
+    add_task(api.store, "j", phase=TaskPhase.RUNNING, node="h1")
+    assert error(api.call("admin", "DELETE", "/api/v1/nodes/h1"))[:2] == (409, "Conflict")
+    assert api.call("admin", "DELETE", "/api/v1/nodes/h1?force=true").json()["outcome"] == "deleted"
+    assert error(api.call("admin", "GET", "/api/v1/nodes/h1"))[:2] == (404, "NotFound")
+
+
+def test_a_namespace_that_holds_anything_is_deleted_only_when_confirmed(api):
+    api.call("edit", "POST", "/api/v1/apply", job("j", "team-a"))
+    assert api.call("edit", "DELETE", "/api/v1/namespaces/team-a").status_code == 403
+    assert error(api.call("admin", "DELETE", "/api/v1/namespaces/team-a")) == (
+        409, "Conflict", "namespace 'team-a' holds 1 job (j); pass --yes to delete namespace team-a and everything "
+                         "in it")
+    assert api.call("admin", "DELETE", "/api/v1/namespaces/team-a?confirm=true").json()["outcome"] == "deleted"
+    assert error(api.call("admin", "DELETE", "/api/v1/namespaces/default"))[:2] == (409, "Conflict")
+
+
+def test_events_of_a_namespace_and_of_the_cluster(api):
+    with api.store.transaction() as db:
+        api.store.add_event(db, "Job", "j", "Scheduled", "task j-0 on h1", namespace="team-a")
+        api.store.add_event(db, "Job", "k", "Scheduled", "task k-0 on h1", namespace="team-b")
+        api.store.add_event(db, "Node", "h1", "NodeReady", "node h1 ready")
+    mine = api.call("view", "GET", "/api/v1/namespaces/team-a/events").json()
+    assert [(e["object"], e["namespace"]) for e in mine["items"]] == [("Job/j", "team-a")]
+    assert mine["metadata"]["older"] is False
+    ours = api.call("admin", "GET", "/api/v1/namespaces/team-a/events").json()
+    assert [e["object"] for e in ours["items"]] == ["Job/j", "Node/h1"]  # as `get events -n team-a`
+    assert len(api.call("admin", "GET", "/api/v1/events?limit=2").json()["items"]) == 2
+    assert api.call("admin", "GET", "/api/v1/events?limit=2").json()["metadata"]["older"] is True
+    assert api.call("view", "GET", "/api/v1/events").status_code == 403
+    assert [e["object"] for e in api.call("view", "GET", "/api/v1/namespaces/team-a/events?for=job/j").json()[
+        "items"]] == ["Job/j"]
+
+
+# -- errors ------------------------------------------------------------------------------------------
+
+
+def test_every_error_is_json_with_a_code_and_the_message(api):
+    assert error(api.call("admin", "GET", "/api/v1/nope")) == (404, "NotFound", "no such route: GET /api/v1/nope")
+    assert error(api.call("admin", "PATCH", "/api/v1/nodes")) == (405, "MethodNotAllowed",
+                                                                  "PATCH is not allowed on /api/v1/nodes")
+    assert error(api.call("admin", "GET", "/api/v1/nodes?limit=0")) == (
+        422, "Invalid", "invalid request: query.limit: Input should be greater than or equal to 1")
+    assert error(api.call("admin", "GET", "/api/v1/namespaces/Team_A/jobs"))[:2] == (422, "Invalid")
+    assert error(api.call("admin", "GET", "/api/v1/namespaces/team-a/events?for=job"))[2] == (
+        "'job' is not KIND/NAME, e.g. job/hello")
