@@ -160,3 +160,30 @@ class FakeClock:
         self.now += seconds
         if self.on_sleep is not None:
             self.on_sleep(len(self.sleeps))
+
+
+class ServedApp:
+    """An ASGI app served by uvicorn on a free port of 127.0.0.1, on a thread of the test process:
+    real HTTP (streams arrive as they are sent) without a process of its own. ``url`` is its base."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                                    lifespan="on", timeout_graceful_shutdown=1))
+        self.thread = None
+        self.url = ""
+
+    def __enter__(self) -> "ServedApp":
+        import threading
+
+        self.thread = threading.Thread(target=self.server.run, daemon=True, name="served-app")
+        self.thread.start()
+        wait_for(lambda: self.server.started or not self.thread.is_alive(), 10, "uvicorn to start")
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)

@@ -1,6 +1,7 @@
-"""The HTTP API's routes in process (``reconciler.api``, through Starlette's test client), on a real store:
-tokens and roles, the verbs each route calls, and the JSON of errors. No Docker: tasks and their output
-are written into the store as the controller would. The server over real HTTP, against real daemons,
+"""The HTTP API's routes (``reconciler.api``, served by uvicorn on a thread of the test process, over
+real HTTP), on a real store: tokens and roles, the verbs each route calls, the JSON of errors, pages,
+label selectors, watches and progress streams. No Docker: tasks and their output are written into
+the store as the controller would. The server over real HTTP, against real daemons,
 is tests/test_e2e_server.py; every route's 401/403 and the schema checks are tests/test_api_schema.py.
 
 Tests on ``api`` run on both backends (``db_url``)."""
@@ -8,20 +9,16 @@ Tests on ``api`` run on both backends (``db_url``)."""
 from __future__ import annotations
 
 import json
-import warnings
 
+import httpx
 import pytest
 
+from helpers import ServedApp
+from reconciler.api.app import Settings, create_app
 from reconciler.kinds import Kind, TaskPhase
 from reconciler.ops import tokens
 from reconciler.records import TaskRecord
 from reconciler.store import Store
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # starlette's note about httpx's successor
-    from fastapi.testclient import TestClient
-
-from reconciler.api.app import Settings, create_app
 
 NODE = {"apiVersion": "broker/v1", "kind": "Node", "metadata": {"name": "h1"},
         "spec": {"address": "tcp://127.0.0.1:2375", "slots": {"default": 2}}}
@@ -53,8 +50,8 @@ class Api:
 
     def __init__(self, db_url):
         self.store = Store(db_url)
-        self.client = TestClient(create_app(Settings(db=str(db_url), controller=False)))
-        self.client.__enter__()
+        self.served = ServedApp(create_app(Settings(db=str(db_url), controller=False))).__enter__()
+        self.client = httpx.Client(base_url=self.served.url, timeout=10)
         self.tokens: dict[str, str] = {}
 
     def token(self, role: str, user: str, namespaces: list[str]) -> str:
@@ -68,7 +65,8 @@ class Api:
         return self.client.request(method, path, content=body, headers=headers, **kw)
 
     def close(self):
-        self.client.__exit__(None, None, None)
+        self.client.close()
+        self.served.__exit__()
         self.store.close()
 
 
@@ -337,3 +335,128 @@ def test_every_error_is_json_with_a_code_and_the_message(api):
     assert error(api.call("admin", "GET", "/api/v1/namespaces/Team_A/jobs"))[:2] == (422, "Invalid")
     assert error(api.call("admin", "GET", "/api/v1/namespaces/team-a/events?for=job"))[2] == (
         "'job' is not KIND/NAME, e.g. job/hello")
+
+
+# -- pages, label selectors, watches and progress ----------------------------------------------------
+
+
+def test_pages_follow_the_list_order_and_neither_repeat_nor_skip(api):
+    api.call("admin", "POST", "/api/v1/apply", "---\n".join(job(f"j{i}", "team-a") for i in range(5)))
+    first = api.call("view", "GET", "/api/v1/namespaces/team-a/jobs?limit=2").json()
+    assert [o["metadata"]["name"] for o in first["items"]] == ["j0", "j1"] and first["metadata"]["continue"]
+    api.call("admin", "POST", "/api/v1/apply", job("j00", "team-a"))  # sorts before the token: not shown later
+    api.call("admin", "DELETE", "/api/v1/namespaces/team-a/jobs/j2")
+    token = first["metadata"]["continue"]
+    second = api.call("view", "GET", f"/api/v1/namespaces/team-a/jobs?limit=2&continue={token}").json()
+    assert [o["metadata"]["name"] for o in second["items"]] == ["j3", "j4"]
+    assert second["metadata"]["continue"] is None  # nothing after it: the last page
+
+    for i in range(5):
+        add_task(api.store, "j0", i)
+    seen, token = [], None
+    while True:
+        page = api.call("view", "GET", "/api/v1/namespaces/team-a/tasks?limit=2"
+                        + (f"&continue={token}" if token else "")).json()
+        seen += [t["id"] for t in page["items"]]
+        token = page["metadata"]["continue"]
+        if token is None:
+            break
+    assert seen == [f"j0-abcde-{i}-1" for i in range(5)]
+    assert error(api.call("view", "GET", "/api/v1/namespaces/team-a/tasks?continue=bm90IGEgbGlzdA"))[:2] == (
+        400, "BadRequest")
+
+
+def test_label_selectors_keep_the_objects_whose_labels_all_match(api):
+    labelled = [json.loads(job(n, "team-a")) for n in ("a", "b", "c")]
+    for doc, labels in zip(labelled, ({"tier": "web", "env": "prod"}, {"tier": "web"}, {})):
+        doc["metadata"]["labels"] = labels
+    api.call("edit", "POST", "/api/v1/apply", json.dumps(labelled), "application/json")
+    names = lambda query: [o["metadata"]["name"] for o in api.call(  # noqa: E731
+        "view", "GET", f"/api/v1/namespaces/team-a/jobs?labelSelector={query}").json()["items"]]
+    assert names("tier=web") == ["a", "b"] and names("tier=web,env=prod") == ["a"] and names("env=dev") == []
+    add_task(api.store, "a", 0, labels={"tier": "web"})
+    add_task(api.store, "c", 1)
+    assert [t["id"] for t in api.call("view", "GET", "/api/v1/namespaces/team-a/tasks?labelSelector=tier%3Dweb")
+            .json()["items"]] == ["a-abcde-0-1"]
+    assert error(api.call("view", "GET", "/api/v1/namespaces/team-a/jobs?labelSelector=tier"))[1:] == (
+        "Invalid", "label selector 'tier' is not key=value")
+
+
+def watch_lines(api, who: str, path: str):
+    """The NDJSON lines of a watch, read as they come (the caller closes the stream)."""
+    stream = api.client.stream("GET", path, headers={"Authorization": f"Bearer {api.tokens[who]}"})
+    response = stream.__enter__()
+    assert response.status_code == 200 and response.headers["content-type"] == "application/x-ndjson"
+    return stream, (json.loads(line) for line in response.iter_lines() if line)
+
+
+def test_a_watch_streams_added_then_modified_then_deleted(api):
+    assert api.call("admin", "POST", "/api/v1/apply", job("j", "team-a") + "---\n" + job("other", "team-b")).is_success
+    stream, events = watch_lines(api, "view", "/api/v1/namespaces/team-a/jobs?watch=true")
+    try:
+        first = next(events)
+        assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "j")
+        api.call("edit", "POST", "/api/v1/apply", job("j", "team-a", parallelism=4))
+        changed = next(events)
+        assert (changed["type"], changed["object"]["spec"]["parallelism"]) == ("MODIFIED", 4)
+        api.call("edit", "POST", "/api/v1/apply", job("k", "team-a"))
+        assert (lambda e: (e["type"], e["object"]["metadata"]["name"]))(next(events)) == ("ADDED", "k")
+        api.call("edit", "DELETE", "/api/v1/namespaces/team-a/jobs/j")
+        gone = next(events)
+        assert (gone["type"], gone["object"]["metadata"]["name"]) == ("DELETED", "j")
+    finally:
+        stream.__exit__(None, None, None)
+
+
+def test_a_task_watch_of_every_namespace_shows_only_what_the_token_reaches_and_ends_after_its_timeout(api):
+    api.call("admin", "POST", "/api/v1/apply", job("j", "team-a") + "---\n" + job("k", "team-b"))
+    add_task(api.store, "k", 0, namespace="team-b", phase=TaskPhase.RUNNING)
+    mine = add_task(api.store, "j", 0, phase=TaskPhase.RUNNING)
+    stream, events = watch_lines(api, "view", "/api/v1/tasks?watch=true&timeoutSeconds=3")
+    try:
+        assert [(e["type"], e["object"]["id"]) for e in [next(events)]] == [("ADDED", mine)]
+        with api.store.transaction() as db:
+            api.store.update_task(db, mine, phase=TaskPhase.SUCCEEDED, exit_code=0)
+            api.store.update_task(db, "k-abcde-0-1", phase=TaskPhase.FAILED)
+        changed = next(events)
+        assert (changed["type"], changed["object"]["id"], changed["object"]["phase"]) == ("MODIFIED", mine, "Succeeded")
+        assert list(events) == []  # nothing of team-b, and the stream ends at its timeout
+    finally:
+        stream.__exit__(None, None, None)
+
+
+def test_a_watch_with_a_page_or_of_a_namespace_not_reached_is_refused(api):
+    assert api.call("view", "GET", "/api/v1/namespaces/team-b/jobs?watch=true").status_code == 403
+    assert api.call("view", "GET", "/api/v1/namespaces/team-a/jobs?watch=true&timeoutSeconds=0").status_code == 422
+
+
+def progress_lines(api, who: str, method: str, path: str) -> list[dict]:
+    response = api.call(who, method, path)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/x-ndjson"
+    return [json.loads(line) for line in response.text.splitlines()]
+
+
+def test_a_drain_that_waits_streams_its_notes_then_its_result(api):
+    api.call("admin", "POST", "/api/v1/apply", json.dumps({**NODE, "spec": {"address": "tcp://127.0.0.1:9"}}))
+    lines = progress_lines(api, "admin", "POST", "/api/v1/nodes/h1/drain?wait=true")
+    assert lines[0] == {"type": "NOTE", "text": "node/h1 cordoned; draining", "warning": False}
+    assert lines[1]["type"] == "NOTE" and lines[1]["warning"] and "node/h1 did not answer" in lines[1]["text"]
+    assert lines[2:] == [{"type": "NOTE", "text": "node/h1 drained", "warning": False},
+                         {"type": "RESULT", "result": None}]
+
+
+def test_a_rollout_status_that_gives_up_ends_its_stream_with_the_error(api):
+    api.call("edit", "POST", "/api/v1/apply", service("web"))
+    lines = progress_lines(api, "view", "GET", "/api/v1/namespaces/team-a/services/web/rollout?watch=true&timeout=0.5")
+    assert lines[0]["type"] == "NOTE" and lines[0]["text"].startswith("waiting for service/web: ")
+    assert lines[-1]["type"] == "ERROR" and lines[-1]["error"] == "Failed"
+    assert lines[-1]["message"].startswith("timed out after 0.5s: service/web: ")
+    assert error(api.call("view", "GET", "/api/v1/namespaces/team-a/services/nope/rollout?watch=true")) == (
+        404, "NotFound", "Service 'nope' not found in namespace 'team-a'; `brokerctl get services -n team-a` lists them")
+
+
+def test_following_a_finished_tasks_logs_gives_its_stored_output(api):
+    api.call("edit", "POST", "/api/v1/apply", job("j", "team-a"))
+    tid = add_task(api.store, "j", output=b"done\n")
+    response = api.call("view", "GET", f"/api/v1/namespaces/team-a/tasks/{tid}/logs?follow=true")
+    assert (response.status_code, response.content) == (200, b"done\n")

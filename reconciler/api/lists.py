@@ -15,16 +15,18 @@ progress streams.
   ``{"type": "ERROR", "error", "message", "details"}`` (the status line was sent before it ended).
 * ``chunks``: bytes (a task's output) streamed as they come.
 
-Streams run their blocking steps on threads of their own (``STREAMS``), not on the pool that
+Streams run their blocking steps on threads of their own (``streams``), not on the pool that
 serves requests, so a hundred followers of a log cannot starve the API. Called by the route modules.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import logging
+import weakref
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import anyio
@@ -40,7 +42,17 @@ log = logging.getLogger("brokerctl.api")
 
 NDJSON = "application/x-ndjson"
 WATCH_INTERVAL = 0.5  # seconds between two reads of a watched list
-STREAMS = anyio.CapacityLimiter(256)  # threads for the blocking steps of streams
+STREAM_THREADS = 256  # threads for the blocking steps of streams, beside the pool that serves requests
+_limiters: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter]" = weakref.WeakKeyDictionary()
+
+
+def streams() -> anyio.CapacityLimiter:
+    """The limiter of stream threads of the running event loop (one per loop: a limiter belongs to the
+    loop that first used it)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _limiters:
+        _limiters[loop] = anyio.CapacityLimiter(STREAM_THREADS)
+    return _limiters[loop]
 
 
 class Json(Response):
@@ -111,7 +123,7 @@ def watch(request: Request, read: Callable[[], dict], timeout: float | None = No
         seen: dict = {}
         deadline = None if timeout is None else anyio.current_time() + timeout
         while True:
-            now = await anyio.to_thread.run_sync(read, limiter=STREAMS)
+            now = await anyio.to_thread.run_sync(read, limiter=streams())
             for event in changes(seen, now):
                 yield ndjson(event)
             seen = now
@@ -143,7 +155,7 @@ def _next(iterator: Iterator):
 
 
 async def _pull(iterator: Iterator):
-    return await anyio.to_thread.run_sync(_next, iterator, limiter=STREAMS)
+    return await anyio.to_thread.run_sync(_next, iterator, limiter=streams())
 
 
 def collect(events: Iterator) -> tuple[list[dict], Any]:
@@ -189,7 +201,7 @@ async def progress(events: Iterator, result: Callable[[Any], Any] = lambda value
 
 
 def chunks(data: Iterable[bytes], media_type: str = "text/plain; charset=utf-8") -> StreamingResponse:
-    """Bytes as they come (a followed log), each step on a thread of ``STREAMS``. A failure once the
+    """Bytes as they come (a followed log), each step on a thread of ``streams``. A failure once the
     output has begun ends the stream (the status line was sent)."""
     iterator = iter(data)
 
