@@ -9,6 +9,7 @@ Tests on ``api`` run on both backends (``db_url``)."""
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -460,3 +461,121 @@ def test_following_a_finished_tasks_logs_gives_its_stored_output(api):
     tid = add_task(api.store, "j", output=b"done\n")
     response = api.call("view", "GET", f"/api/v1/namespaces/team-a/tasks/{tid}/logs?follow=true")
     assert (response.status_code, response.content) == (200, b"done\n")
+
+
+# -- health, readiness, metrics, body limit ----------------------------------------------------------
+
+
+def served(db, **settings) -> ServedApp:
+    return ServedApp(create_app(Settings(db=str(db), **{"controller": False, **settings})))
+
+
+def test_health_needs_no_token_and_readiness_wants_the_store_and_a_fresh_controller(db_url):
+    store = Store(db_url)
+    try:
+        with served(db_url, controller=True) as app, httpx.Client(base_url=app.url) as client:
+            assert client.get("/healthz").json() == {"status": "ok", "checks": {"process": "ok"}}
+            response = client.get("/readyz")
+            assert response.status_code == 503 and response.json() == {"status": "failing", "checks": {
+                "store": "ok", "controller": "no controller holds the store's lease"}}
+            store.acquire_lease("ctl", 10, now=time.time() - 30)
+            assert client.get("/readyz").json()["checks"]["controller"].startswith("no heartbeat for 3")
+            with store.transaction() as db:
+                store.heartbeat(db, "ctl", time.time())
+            ready = client.get("/readyz")
+            assert ready.status_code == 200 and ready.json()["checks"]["controller"].startswith("heartbeat 0.")
+        with served(db_url, controller=False) as app, httpx.Client(base_url=app.url) as client:
+            store.release_lease("ctl")
+            assert client.get("/readyz").json() == {"status": "ok", "checks": {"store": "ok"}}
+    finally:
+        store.close()
+
+
+def test_readiness_names_a_store_that_cannot_be_opened(tmp_path):
+    with served(tmp_path / "gone" / "broker.db") as app, httpx.Client(base_url=app.url) as client:
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["checks"]["store"].startswith(f"no store at {tmp_path / 'gone' / 'broker.db'}: ")
+        assert client.get("/healthz").status_code == 200
+        metrics = client.get("/metrics")
+        assert metrics.status_code == 200 and "brokerctl_store_up 0.0" in metrics.text
+
+
+def samples(text: str) -> dict[tuple, float]:
+    """The samples of a Prometheus exposition: (name, sorted labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_report_the_store_the_controller_and_the_api_itself(api):
+    quota = {"apiVersion": "broker/v1", "kind": "Namespace", "metadata": {"name": "team-a"},
+             "spec": {"quota": {"cpus": 8, "memory": "1g", "slots": {"gpu": 2}}}}
+    api.call("admin", "POST", "/api/v1/apply", json.dumps(quota) + "\n---\n" + json.dumps(NODE) + "\n---\n"
+             + job("j", "team-a", template={"image": "busybox", "resources": {"cpus": 0.5, "memory": "256m"}}))
+    add_task(api.store, "j", 0, phase=TaskPhase.RUNNING, node="h1")
+    add_task(api.store, "j", 1)
+    add_task(api.store, "j", 2)
+    api.store.acquire_lease("ctl", 10)
+    stats = {"passes": 3, "passSeconds": 0.75, "passBuckets": {"0.1": 1, "0.5": 2, "1": 3},
+             "dockerCalls": {"GET /containers/json": 7}}
+    with api.store.transaction() as db:
+        api.store.heartbeat(db, "ctl", time.time(), stats)
+    api.call("view", "GET", "/api/v1/namespaces/team-a/jobs")
+    api.call("view", "GET", "/api/v1/namespaces/team-a/jobs")
+    api.call("view", "GET", "/api/v1/nodes")
+
+    response = api.client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain; version=")
+    found = samples(response.text)
+    assert found[("brokerctl_store_up", ())] == 1
+    assert found[("brokerctl_tasks", (("namespace", "team-a"), ("phase", "Succeeded")))] == 2
+    assert found[("brokerctl_tasks", (("namespace", "team-a"), ("phase", "Running")))] == 1
+    assert found[("brokerctl_node_condition", (("condition", "Unknown"), ("node", "h1")))] == 1
+    assert found[("brokerctl_node_slots", (("execution_type", "default"), ("node", "h1")))] == 2
+    assert found[("brokerctl_node_slots_used", (("execution_type", "default"), ("node", "h1")))] == 1
+    assert found[("brokerctl_namespace_used", (("namespace", "team-a"), ("resource", "cpus")))] == 0.5
+    assert found[("brokerctl_namespace_used", (("namespace", "team-a"), ("resource", "memory_bytes")))] == 256 << 20
+    assert found[("brokerctl_namespace_quota", (("namespace", "team-a"), ("resource", "memory_bytes")))] == 1 << 30
+    assert found[("brokerctl_namespace_slots_quota", (("execution_type", "gpu"), ("namespace", "team-a")))] == 2
+    assert ("brokerctl_namespace_quota", (("namespace", "team-b"), ("resource", "cpus"))) not in found
+    assert found[("brokerctl_reconcile_pass_seconds_bucket", (("le", "0.5"),))] == 2
+    assert found[("brokerctl_reconcile_pass_seconds_bucket", (("le", "+Inf"),))] == 3
+    assert found[("brokerctl_reconcile_pass_seconds_sum", ())] == 0.75
+    assert found[("brokerctl_docker_api_calls_total", (("endpoint", "GET /containers/json"),))] == 7
+    assert found[("brokerctl_controller_heartbeat_age_seconds", ())] < 10
+    route = "/api/v1/namespaces/{namespace}/jobs"
+    assert found[("brokerctl_api_requests_total", (("method", "GET"), ("route", route), ("status", "200")))] == 2
+    assert found[("brokerctl_api_requests_total", (("method", "GET"), ("route", "/api/v1/nodes"), ("status",
+                                                                                                  "403")))] == 1
+    assert found[("brokerctl_api_request_duration_seconds_count", (("method", "GET"), ("route", route)))] == 2
+
+
+def test_metrics_need_a_token_when_the_server_says_so(db_url):
+    store = Store(db_url)
+    try:
+        text = tokens.create(store, "scraper", "view", ["default"]).text
+        with served(db_url, metrics_token=True) as app, httpx.Client(base_url=app.url) as client:
+            assert error(client.get("/metrics"))[:2] == (401, "Unauthorized")
+            assert client.get("/metrics", headers={"Authorization": f"Bearer {text}"}).status_code == 200
+            assert client.get("/healthz").status_code == 200
+    finally:
+        store.close()
+
+
+def test_a_body_over_the_limit_is_refused_with_413_before_it_is_read(api, tmp_path):
+    big = "# " + "x" * (10 * 1024 * 1024) + "\n" + job("j", "team-a")
+    refused = api.call("edit", "POST", "/api/v1/apply", big)
+    assert error(refused) == (413, "TooLarge", "request body over 10 MiB; split the manifests into several requests")
+
+    def chunks():  # no Content-Length: counted as it comes
+        for _ in range(11):
+            yield b"#" * (1024 * 1024)
+
+    chunked = api.client.post("/api/v1/apply", content=chunks(), headers={
+        "Authorization": f"Bearer {api.tokens['edit']}", "Content-Type": "application/yaml"})
+    assert chunked.status_code == 413 and chunked.json()["error"] == "TooLarge"
+    assert api.call("admin", "GET", "/api/v1/jobs").json()["items"] == []
+    assert api.call("edit", "POST", "/api/v1/apply", "# " + "x" * (9 * 1024 * 1024) + "\n" + job("j", "team-a")
+                    ).status_code == 200

@@ -2,8 +2,8 @@
 
 Called by ``server`` (and by tests, which serve it the same way). The app holds its settings and
 its pool of store connections (``app.state``); the routes are those of the route modules, under
-``/api/v1/``, plus ``/openapi.json`` and ``/docs`` (public: they describe the API and hold no
-data). Handlers are plain functions run on worker threads, so a slow store or Docker host holds one
+``/api/v1/``, plus ``/healthz``, ``/readyz`` and ``/metrics`` (``health``, ``metrics``), and
+``/openapi.json`` and ``/docs`` (public: they describe the API and hold no data). Handlers are plain functions run on worker threads, so a slow store or Docker host holds one
 request, never the server. Bodies over the limit are refused first (``limits.BodyLimit``).
 """
 
@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 
 from .. import __version__
-from . import errors, namespaces, nodes, resources, services, tasks
+from . import errors, health, metrics, namespaces, nodes, resources, services, tasks
 from .limits import MAX_BODY, BodyLimit
+from .metrics import Metrics, RequestMetrics
 from .stores import Stores
 
 
@@ -48,9 +49,10 @@ def create_app(settings: Settings) -> FastAPI:
         stores.close()
 
     app = FastAPI(title="brokerctl", version=__version__, description=DESCRIPTION, lifespan=lifespan)
-    app.state.settings, app.state.stores = settings, stores
+    app.state.settings, app.state.stores, app.state.metrics = settings, stores, Metrics(stores)
     errors.install(app)
-    for module in (resources, services, tasks, namespaces, nodes):
+    for module in (resources, services, tasks, namespaces, nodes, health, metrics):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body)
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # outermost: a 413 is counted too
     return app

@@ -1,5 +1,6 @@
 """The process verbs: run the reconcile loop (and the GitOps watcher) until a signal, and report the
-store's status (is a controller running, how busy, node and task counts).
+store's status (is a controller running, how busy, node and task counts), its controller's heartbeat
+(the server's readiness) and the figures of the server's ``/metrics``.
 
 Called by the CLI's ``controller`` and ``status`` commands (``cli/controller.py``); an API server
 will start the same loop in its own process.
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ..kinds import Kind
 from .polling import SYSTEM, Clock
@@ -58,6 +60,41 @@ def run(store, settings: Settings) -> None:
     shutdown.finish()
 
 
+LIVE_HEARTBEAT = 10.0  # seconds: a controller whose heartbeat is younger is running
+
+
+def heartbeat_age(store, clock: Clock = SYSTEM) -> float | None:
+    """Seconds since the controller's last heartbeat; None when no controller holds the store's lease
+    (a read of one row: the server's readiness asks it often)."""
+    lease = store.lease()
+    return None if lease is None else clock.time() - lease["heartbeat"]
+
+
+class Figures(NamedTuple):
+    """What the server's ``/metrics`` reports, read at each scrape."""
+
+    tasks: dict[tuple[str, str], int]  # (namespace, phase) -> tasks, history included
+    nodes: list[dict]  # node view objects: condition, slots, slotsUsed
+    namespaces: list[tuple[dict, dict]]  # (namespace view object with its use, its quota: cpus, memory, tasks, slots)
+    lease: dict | None  # the controller's lease with its stats (passes, pass histogram, Docker calls)
+    heartbeat_age: float | None
+
+
+def figures(store, clock: Clock = SYSTEM) -> Figures:
+    from .resources import get_resources, namespace_objects
+
+    records = store.resources(Kind.NAMESPACE)
+    quotas = []
+    for r in records:
+        quota = r.model.spec.quota
+        quotas.append({} if quota is None else {"cpus": quota.cpus, "memory": quota.memory_bytes(),
+                                                "tasks": quota.tasks, "slots": dict(quota.slots)})
+    lease = store.lease()
+    return Figures(store.task_counts(), get_resources(store, Kind.NODE),
+                   list(zip(namespace_objects(store, records), quotas)), lease,
+                   None if lease is None else clock.time() - lease["heartbeat"])
+
+
 @dataclass(frozen=True)
 class Status:
     path: Path | str  # the store as messages name it (a PostgreSQL URL without its password)
@@ -73,7 +110,7 @@ def status(store, clock: Clock = SYSTEM) -> Status:
     """A controller counts as running while its heartbeat is under 10 s old."""
     lease = store.lease()
     age = clock.time() - lease["heartbeat"] if lease else None
-    running = lease if age is not None and age < 10 else None
+    running = lease if age is not None and age < LIVE_HEARTBEAT else None
     nodes = store.resources(Kind.NODE)
     ready = sum(n.status.get("condition") == "Ready" for n in nodes)
     counts = Counter(t.phase.value for t in store.tasks())
