@@ -4,11 +4,13 @@ Called by ``server`` (and by tests, which serve it the same way). The app holds 
 its pool of store connections (``app.state``); the routes are those of the route modules, under
 ``/api/v1/``, plus ``/healthz``, ``/readyz`` and ``/metrics`` (``health``, ``metrics``), and
 ``/openapi.json`` and ``/docs`` (public: they describe the API and hold no data). Handlers are plain functions run on worker threads, so a slow store or Docker host holds one
-request, never the server. Bodies over the limit are refused first (``limits.BodyLimit``).
+request, never the server. Bodies over the limit are refused first (``limits.BodyLimit``). The server
+sets ``app.state.closing`` when it stops, so open watches end at once instead of holding the exit.
 """
 
 from __future__ import annotations
 
+import threading
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -50,6 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="brokerctl", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings, app.state.stores, app.state.metrics = settings, stores, Metrics(stores)
+    app.state.closing = threading.Event()
     errors.install(app)
     for module in (resources, services, tasks, namespaces, nodes, health, metrics):
         app.include_router(module.router)

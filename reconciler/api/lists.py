@@ -116,8 +116,10 @@ def changes(before: dict, now: dict) -> Iterator[dict]:
 
 def watch(request: Request, read: Callable[[], dict], timeout: float | None = None,
           interval: float = WATCH_INTERVAL) -> StreamingResponse:
-    """Stream the changes of the list ``read`` returns (key -> object), until the client leaves or
-    ``timeout`` seconds pass."""
+    """Stream the changes of the list ``read`` returns (key -> object), until the client leaves,
+    ``timeout`` seconds pass or the server stops (``app.state.closing``: the stream then ends as a
+    timeout does, and the client lists again from where it was)."""
+    closing = request.app.state.closing
 
     async def lines():
         seen: dict = {}
@@ -131,7 +133,7 @@ def watch(request: Request, read: Callable[[], dict], timeout: float | None = No
                 return
             left = interval if deadline is None else max(0.0, deadline - anyio.current_time())
             await anyio.sleep(min(interval, left))
-            if await request.is_disconnected():
+            if closing.is_set() or await request.is_disconnected():
                 return
 
     return StreamingResponse(lines(), media_type=NDJSON)

@@ -31,7 +31,8 @@ Filename = Annotated[str, Query(max_length=255, pattern=r"^[^\x00-\x1f]*$",
                                 description="How error messages name the body, as a file's path (default <request>)")]
 ManifestNamespace = Annotated[str, Query(description="Namespace of the Jobs and Services that name none")]
 Selector = Annotated[str | None, Query(description="key=value[,key=value]: every label must match")]
-Limit = Annotated[int | None, Query(ge=1, description="At most this many items; `metadata.continue` fetches more")]
+MAX_INT = 2**31 - 1  # bounds every integer a request passes: the store's columns and SQLite's take no more
+Limit = Annotated[int | None, Query(ge=1, le=MAX_INT, description="At most this many items; `metadata.continue` fetches more")]
 Continue = Annotated[str | None, Query(alias="continue", description="The `metadata.continue` of the page before")]
 Watch = Annotated[bool, Query(description="Stream changes as NDJSON (ADDED, MODIFIED, DELETED) instead of a list")]
 WatchTimeout = Annotated[float | None, Query(alias="timeoutSeconds", gt=0, description="End a watch after this long")]
@@ -119,7 +120,7 @@ def diff(who: Caller, store: Store, text: Annotated[str, Depends(manifest_text)]
 
 # -- events ------------------------------------------------------------------------------------------
 
-EventsLimit = Annotated[int, Query(ge=0, description="The last this many (0: all)")]
+EventsLimit = Annotated[int, Query(ge=0, le=MAX_INT, description="The last this many (0: all)")]
 
 
 @router.get("/namespaces/{namespace}/events", responses=schemas.responses(schemas.EventList))

@@ -137,7 +137,7 @@ class Outcome(Strict):
 
 
 class Scale(Strict):
-    replicas: int = Field(ge=0, description="How many replicas to keep running")
+    replicas: int = Field(ge=0, le=2**31 - 1, description="How many replicas to keep running")
 
 
 class Scaled(Strict):
@@ -196,5 +196,7 @@ def responses(model: type[BaseModel] | None = None, *, stream: str | None = None
     return {**out, **(extra or {})}
 
 
-ERRORS = {401: "No valid token", 403: "The token's role does not allow this here", 404: "Not found",
-          409: "Refused by the store's state", 422: "Invalid input", 503: "The store cannot be reached"}
+ERRORS = {400: "The request cannot be read (a body that is not YAML or JSON, a continue token this server did "
+               "not give)", 401: "No valid token", 403: "The token's role does not allow this here", 404: "Not found",
+          409: "Refused by the store's state", 413: "A body over 10 MiB", 422: "Invalid input",
+          502: "A Docker host failed", 503: "The store cannot be reached"}

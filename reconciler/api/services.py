@@ -18,6 +18,7 @@ from ..ops.tokens import READ, WRITE, allow
 from . import schemas
 from .auth import Caller, Store
 from .lists import Json, collect, list_body, progress
+from .resources import MAX_INT
 
 router = APIRouter(prefix="/api/v1/namespaces/{namespace}/services/{name}")
 
@@ -49,7 +50,7 @@ async def rollout_status(namespace: str, name: str, who: Caller, store: Store,
 
 @router.get("/rollout/history", responses=schemas.responses(schemas.RevisionList))
 def history(namespace: str, name: str, who: Caller, store: Store,
-            revision: Annotated[int | None, Query(description="Only this revision")] = None) -> Json:
+            revision: Annotated[int | None, Query(le=MAX_INT, description="Only this revision")] = None) -> Json:
     """The Service's template revisions, oldest first, the current one marked, as `brokerctl rollout history`."""
     ns = namespace_name(namespace)
     allow(who, READ, ns, f"read the rollout history of service {name}")
@@ -58,8 +59,8 @@ def history(namespace: str, name: str, who: Caller, store: Store,
 
 @router.post("/rollout/undo", responses=schemas.responses(schemas.Undone))
 def undo(namespace: str, name: str, who: Caller, store: Store,
-         toRevision: Annotated[int | None, Query(description="The revision to return to (default: the "
-                                                             "previous)")] = None) -> Json:
+         toRevision: Annotated[int | None, Query(le=MAX_INT, description="The revision to return to (default: "
+                                                                        "the previous)")] = None) -> Json:
     """Make an earlier template the desired one again, as `brokerctl rollout undo`."""
     ns = namespace_name(namespace)
     allow(who, WRITE, ns, f"undo the rollout of service {name}")

@@ -96,6 +96,13 @@ def create(store, user: str, role: str, namespaces: list[str], by: str | None = 
     return Created(record, text, warnings)
 
 
+def default_admin_token_path() -> Path:
+    """Where `brokerctl server` writes the first admin token: ``$XDG_STATE_HOME/brokerctl/admin.token``
+    (``~/.local/state/brokerctl/admin.token``), beside the default store."""
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
+    return Path(state) / "brokerctl" / "admin.token"
+
+
 def create_first_admin(store, path: Path, now: float | None = None) -> Path | None:
     """On a store without any token, make an admin token and write it to ``path`` (mode 0600, its
     directory 0700 if made); return ``path``, or None when the store has tokens already. The token

@@ -329,6 +329,12 @@ class SignalShutdown:
         if release:
             self.release()
         log.warning("exiting: %s; containers keep running", why)
+        self.end()
+
+    @staticmethod
+    def end() -> None:
+        """End the process now, its logs flushed. `brokerctl server` ends so once everything has
+        stopped: the interpreter's own finalisation, after uvicorn and anyio, can take a second more."""
         logging.shutdown()  # flushes every handler
         for stream in (sys.stdout, sys.stderr):
             try:
