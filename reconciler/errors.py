@@ -13,7 +13,8 @@ Steps: ``list`` (list the objects of ``kind``), ``wait-gone`` (wait until it is 
 apply again), ``recreate`` (delete the Job, apply it again), ``drain`` (drain the node first),
 ``history`` (list a Service's revisions), ``create-store``, ``choose-store``, ``check-database`` (start the
 PostgreSQL server or correct its URL), ``stop-controller``, ``use-moved-store`` (the store the data moved to),
-``create-namespace`` (apply the Namespace first), ``confirm`` (repeat with --yes). A resource outside
+``create-namespace`` (apply the Namespace first), ``confirm`` (repeat with --yes), ``run-as`` (run as a
+user the namespace's ``runAs`` allows). A resource outside
 the ``default`` namespace has its ``namespace`` in ``about`` too.
 """
 
@@ -36,6 +37,15 @@ class BrokerError(Exception):
     def _with_step(cls, subject: str, command_line: str, step: str, sep: str = "; ", **about):
         """The CLI's message: the fault, then the next step as the command line says it."""
         return cls(f"{subject}{sep}{command_line}", subject=subject, step=step, **about)
+
+
+def combined(problems: list[BrokerError]) -> BrokerError:
+    """Several errors of one request as one: the first's type and step, every message on its own line."""
+    if len(problems) == 1:
+        return problems[0]
+    first = problems[0]
+    return type(first)("\n".join(map(str, problems)), subject="\n".join(p.subject for p in problems),
+                       step=first.step, **first.about)
 
 
 class ManifestError(BrokerError):
@@ -141,6 +151,28 @@ class Conflict(BrokerError):
         return cls._with_step(f"Service '{name}' has no earlier revision to roll back to",
                               f"`brokerctl rollout history service/{name}` lists them", "history",
                               kind="Service", name=name)
+
+
+class Forbidden(BrokerError):
+    """A namespace's policy refuses what was asked (a user its ``runAs`` does not allow)."""
+
+    @classmethod
+    def run_as(cls, what: str, namespace: str, user: str, fault: str, fix: str) -> "Forbidden":
+        """A Job or Service whose template user ``runAs`` refuses; ``fault`` and ``fix`` from
+        ``spec.namespace.user_refusal``, ``what`` as for ``NotFound.namespace``."""
+        return cls._with_step(f"{what + ': ' if what else ''}{fault}", fix, "run-as",
+                              kind="Namespace", name=namespace, user=user)
+
+    @classmethod
+    def run_as_strands(cls, what: str, namespace: str, refused: list[tuple[str, str]]) -> "Forbidden":
+        """A Namespace's new ``runAs`` would refuse the users of what it holds: ``refused`` is
+        (``job/x``, user) of each."""
+        named = ", ".join(f"{ref} runs as {user!r}" for ref, user in refused[:5])
+        named += ", ..." if len(refused) > 5 else ""
+        return cls._with_step(
+            f"{what + ': ' if what else ''}spec.runAs of namespace '{namespace}' would refuse what it holds ({named})",
+            "delete those first (a Job's template cannot change; a Service's can), or keep allowing their users",
+            "run-as", kind="Namespace", name=namespace, refused=[ref for ref, _ in refused])
 
 
 class StoreError(BrokerError):

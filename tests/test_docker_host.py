@@ -1,9 +1,11 @@
 """reconciler.docker.host against a real daemon: how a task's log stream ends when its container cannot
-give one (`brokerctl logs -f` and `run` read through ``Host.logs``)."""
+give one (`brokerctl logs -f` and `run` read through ``Host.logs``), and the image-user check of a start
+where the task's namespace forbids root."""
 
 from __future__ import annotations
 
 import subprocess
+import uuid
 from pathlib import Path
 
 import docker.errors
@@ -12,6 +14,7 @@ import pytest
 from helpers import wait_for
 
 from reconciler.docker import host as dockerhost
+from reconciler.records import LABEL_MARK, LABEL_NAMESPACE, LABEL_STORE, ContainerSpec
 
 
 @pytest.fixture
@@ -103,3 +106,65 @@ def test_other_log_errors_still_raise(h1, monkeypatch):
         assert len(closed) == 1
     finally:
         client.api.remove_container(c.id, force=True)
+
+
+# -- a namespace that forbids root -------------------------------------------------------------------
+
+
+def image_running_as(client, user: str) -> str:
+    """busybox with its default user set to ``user`` (``docker commit --change USER``), made on this daemon."""
+    c = client.api.create_container("busybox:latest", ["true"])
+    try:
+        tag = f"runas-{uuid.uuid4().hex[:8]}"
+        client.api.commit(c["Id"], repository="runas", tag=tag, conf={"User": user})
+        return f"runas:{tag}"
+    finally:
+        client.api.remove_container(c["Id"], force=True)
+
+
+def non_root_spec(image: str, user: str | None = None, non_root: bool = True) -> ContainerSpec:
+    name = f"bk-test-{uuid.uuid4().hex[:8]}"
+    return ContainerSpec(name=name, image=image, command=["sleep", "60"], env={}, user=user, non_root=non_root,
+                         labels={LABEL_STORE: "test", LABEL_MARK: name, LABEL_NAMESPACE: "team-a"})
+
+
+def test_where_root_is_forbidden_a_task_without_a_user_starts_only_if_its_image_runs_as_a_uid_other_than_0(h1):
+    """busybox runs as root: refused (RunAsRoot, saying how to fix it) and its container removed; an image
+    whose user is a name is refused too (only the image's /etc/passwd knows that uid); one running as
+    uid 1234 starts. A user set on the task, or a namespace that allows root, skips the check."""
+    host, client = h1
+    numeric, named = image_running_as(client, "1234"), image_running_as(client, "nobody")
+    target = dockerhost.Host("h1", host.address)
+    try:
+        for image, runs in (("busybox:latest", "as root"), (named, "as user 'nobody', a name that may be root,")):
+            spec = non_root_spec(image)
+            with pytest.raises(dockerhost.StartError) as refused:
+                target.start(spec)
+            assert (refused.value.reason, refused.value.message) == (
+                "RunAsRoot", f"image {image} runs {runs} and namespace team-a forbids root; set template.user")
+            assert client.api.containers(all=True, filters={"name": spec.name}) == []
+        started = [target.start(non_root_spec(numeric)), target.start(non_root_spec("busybox:latest", user="1001")),
+                   target.start(non_root_spec("busybox:latest", non_root=False))]
+        assert [client.api.inspect_container(c)["Config"]["User"] for c in started] == ["1234", "1001", ""]
+        assert all(client.api.inspect_container(c)["State"]["Running"] for c in started)
+    finally:
+        target.close()
+        for c in client.api.containers(all=True, filters={"label": f"{LABEL_STORE}=test"}):
+            client.api.remove_container(c["Id"], force=True)
+        for image in (numeric, named):
+            client.api.remove_image(image, force=True)
+
+
+def test_a_container_created_before_a_crash_is_checked_before_it_is_adopted_and_started(h1):
+    """A controller that died between create and start left the task's container (with its mark): the
+    next start adopts it only after the same check, so it never runs as root either."""
+    host, client = h1
+    target = dockerhost.Host("h1", host.address)
+    spec = non_root_spec("busybox:latest")
+    try:
+        target._create(spec)  # what the first controller did before it died
+        with pytest.raises(dockerhost.StartError, match="^RunAsRoot: image busybox:latest runs as root"):
+            target.start(spec)
+        assert client.api.containers(all=True, filters={"name": spec.name}) == []
+    finally:
+        target.close()

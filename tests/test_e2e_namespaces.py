@@ -211,3 +211,90 @@ def test_a_store_made_before_namespaces_is_upgraded_under_a_running_service(clea
         assert new[added]["brokerctl.namespace"] == "default"
         assert "Stopped" not in {t["phase"] for t in cli_json(db, "get", "tasks")}
         assert "Traceback" not in ctl.output()
+
+
+# -- who a task runs as, and a namespace's mounts a node does not allow ----------------------------------
+
+
+def test_a_task_runs_as_its_namespaces_default_or_an_allowed_user_and_never_as_root_where_forbidden(clean_hosts, db):
+    """team-a lists 1000:1000 (its default) and 1001 and forbids root; team-b only forbids root. A team-a
+    task that names no user runs as 1000:1000, one naming 1001 as 1001; 1002 and 0 are refused at apply
+    with the list and nothing is stored. In team-b, busybox (which runs as root) fails its attempt with
+    RunAsRoot and leaves no container, an image whose user is uid 1234 runs as it, and a task naming 4242
+    runs as 4242. The default namespace, without runAs, runs busybox as root as before."""
+    h1 = clean_hosts[0]
+    client = h1.client()
+    try:
+        c = client.api.create_container("busybox:latest", ["true"])
+        client.api.commit(c["Id"], repository="runas-e2e", tag="uid1234", conf={"User": "1234"})
+        client.api.remove_container(c["Id"], force=True)
+        cli(db, "apply", "-f", "-", check=True, input=json.dumps(
+            {"apiVersion": "broker/v1", "kind": "Node", "metadata": {"name": h1.name},
+             "spec": {"address": h1.address, "slots": {"default": 4}}}) + "\n---\n" + namespaces(
+            "team-a", runAs={"users": ["1000:1000", "1001"], "default": "1000:1000", "allowRoot": False}) + "---\n"
+            + namespaces("team-b", runAs={"allowRoot": False}))
+        ids = "echo uid=$(id -u) gid=$(id -g)"
+        cli(db, "apply", "-n", "team-a", "-f", "-", check=True,
+            input=job_yaml("plain", ids) + "---\n" + job_yaml("listed", ids, template={"user": "1001"}))
+        refused = {user: cli(db, "apply", "-n", "team-a", "-f", "-",
+                             input=job_yaml("other", ids, template={"user": user})) for user in ("1002", "0")}
+        cli(db, "apply", "-n", "team-b", "-f", "-", check=True, input="---\n".join([
+            job_yaml("rooted", ids, backoffLimit=0), job_yaml("image-user", ids, image="runas-e2e:uid1234"),
+            job_yaml("numeric", ids, template={"user": "4242"})]))
+        cli(db, "apply", "-f", "-", check=True, input=job_yaml("root-as-before", ids))
+
+        with ControllerProcess(db):
+            for name, ns in (("plain", "team-a"), ("listed", "team-a"), ("image-user", "team-b"),
+                             ("numeric", "team-b"), ("root-as-before", "default")):
+                cli(db, "wait", f"job/{name}", "-n", ns, "--for", "condition=Complete", "--timeout", "60", check=True)
+            cli(db, "wait", "job/rooted", "-n", "team-b", "--for", "condition=Failed", "--timeout", "60", check=True)
+    finally:
+        client.api.remove_image("runas-e2e:uid1234", force=True)
+        client.close()
+
+    def ran_as(name: str, ns: str) -> str:
+        return cli(db, "logs", f"job/{name}", "-n", ns, check=True).stdout.split("] ", 1)[1].strip()
+
+    assert ran_as("plain", "team-a") == "uid=1000 gid=1000"
+    assert ran_as("listed", "team-a") == "uid=1001 gid=0", "a uid without a group: Docker's gid 0"
+    assert ran_as("image-user", "team-b") == "uid=1234 gid=0"
+    assert ran_as("numeric", "team-b") == "uid=4242 gid=0"
+    assert ran_as("root-as-before", "default") == "uid=0 gid=0"
+    assert (refused["1002"].returncode, refused["1002"].stderr) == (1, (
+        "error: <stdin>: document 1 (Job/other): spec.template.user '1002' is not allowed in namespace 'team-a' "
+        "(runAs.users: 1000:1000, 1001); use one of those users, or leave user out to run as the default 1000:1000\n"))
+    assert refused["0"].returncode == 1 and "spec.template.user '0' is root and namespace 'team-a' forbids root " \
+                                           "(runAs.allowRoot: false)" in refused["0"].stderr
+    assert [j["metadata"]["name"] for j in cli_json(db, "get", "jobs", "-n", "team-a")] == ["listed", "plain"]
+    [rooted] = [t for t in cli_json(db, "get", "tasks", "-n", "team-b") if t["owner"] == "Job/rooted"]
+    assert (rooted["phase"], rooted["reason"], rooted["message"]) == (
+        "Failed", "RunAsRoot", "image busybox runs as root and namespace team-b forbids root; set template.user")
+    assert not [c for c in ours(clean_hosts, all=True) if c["Labels"]["brokerctl.owner"] == "Job/rooted"]
+
+
+def test_a_namespace_mount_a_node_does_not_allow_keeps_its_tasks_pending_until_one_does(clean_hosts, db, tmp_path):
+    """team-a mounts its home into every task, but no node lists it in allowedMounts: the task waits
+    Pending with the scheduler's usual reason and no container; once the Node allows the path it runs
+    and reads the file through the mount."""
+    h1 = clean_hosts[0]
+    home = tmp_path / "home-a"
+    home.mkdir()
+    (home / "hello.txt").write_text("hello team-a\n")
+
+    def node(allowed: list[str]) -> str:
+        return json.dumps({"apiVersion": "broker/v1", "kind": "Node", "metadata": {"name": h1.name},
+                           "spec": {"address": h1.address, "slots": {"default": 4}, "allowedMounts": allowed}})
+
+    cli(db, "apply", "-f", "-", check=True, input=node([]) + "\n---\n" + namespaces(
+        "team-a", mounts=[{"source": str(home), "target": "/home/team"}]))
+    cli(db, "apply", "-n", "team-a", "-f", "-", check=True, input=job_yaml("read", "cat /home/team/hello.txt"))
+    with ControllerProcess(db):
+        [waiting] = wait_for(lambda: [t for t in cli_json(db, "get", "tasks", "-n", "team-a") if t["message"]], 30,
+                             "a scheduling reason")
+        assert (waiting["phase"], waiting["node"]) == ("Pending", None)
+        assert waiting["message"] == (f"0/1 nodes: 1 bind mount {home} not in allowedMounts (exact paths; a subpath "
+                                      "needs {path, subpaths: true} and readOnly)")
+        assert not ours(clean_hosts, all=True)
+        cli(db, "apply", "-f", "-", check=True, input=node([str(home)]))
+        cli(db, "wait", "job/read", "-n", "team-a", "--for", "condition=Complete", "--timeout", "60", check=True)
+    assert cli(db, "logs", "job/read", "-n", "team-a", check=True).stdout.endswith("] hello team-a\n")

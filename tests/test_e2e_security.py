@@ -227,3 +227,69 @@ def test_forged_containers_are_reported_not_adopted(clean_hosts, db):
             client.close()
     logs = cli(db, "logs", "job/victim", check=True).stdout
     assert "real-output" in logs and "forged-output" not in logs
+
+
+# What Docker gives a container that asks for no devices (docker's default /dev).
+DEFAULT_DEV = {"console", "core", "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin",
+               "stdout", "tty", "urandom", "zero"}
+CAP_SYS_ADMIN = 1 << 21
+
+
+def seen_inside(logs: str) -> tuple[dict[str, str], set[str]]:
+    """What a probe task printed (``brokerctl logs``, each line after its ``[task]`` prefix): its
+    NoNewPrivs and CapEff lines of /proc/self/status, and the names in its /dev."""
+    lines = [line.split("] ", 1)[-1] for line in logs.splitlines()]
+    status = dict(line.split(":\t", 1) for line in lines if line.startswith(("NoNewPrivs:", "CapEff:")))
+    [dev] = [line.removeprefix("dev: ") for line in lines if line.startswith("dev: ")]
+    return status, set(dev.split())
+
+
+def test_task_containers_are_hardened_as_created(clean_hosts, db):
+    """Every task container, inspected on the daemon: not privileged, no added capabilities,
+    no-new-privileges, its own PID and IPC namespaces, no devices; the network is the daemon's default
+    unless the task asks for host on a Node that allows it (which changes nothing else). Seen from
+    inside: NoNewPrivs 1, no CAP_SYS_ADMIN, only Docker's default /dev. A manifest cannot set a
+    brokerctl.* label, and its own labels never replace brokerctl's."""
+    h1, h2 = clean_hosts[:2]
+    apply(db, node(h1), node(h2, allowedNetworks=["host"]))
+    forged = cli(db, "apply", "-f", "-", input=json.dumps(
+        {"apiVersion": "broker/v1", "kind": "Job", "metadata": {"name": "forge", "labels": {"brokerctl.owner": "x"}},
+         "spec": {"template": {"image": "busybox"}}}))
+    assert forged.returncode == 2 and "label keys starting with 'brokerctl.' are reserved" in forged.stderr
+    look = "grep -E '^(NoNewPrivs|CapEff):' /proc/self/status; echo dev: $(ls /dev); sleep 60"
+    probe = json.loads(job_yaml("probe", look, nodeName=h1.name, terminationGracePeriodSeconds=0))
+    probe["metadata"]["labels"] = {"team": "a"}
+    apply(db, json.dumps(probe) + "\n",
+          job_yaml("hostnet", look, template={"network": "host"}, terminationGracePeriodSeconds=0))
+    sid = store_id(db)
+    with ControllerProcess(db):
+        tasks = {}
+        for name in ("probe", "hostnet"):
+            [tasks[name]] = wait_for(lambda: [t for t in tasks_of(db, f"Job/{name}") if t["phase"] == "Running"], 30,
+                                     f"{name} running")
+        wait_for(lambda: all("dev:" in cli(db, "logs", f"job/{n}").stdout for n in tasks), 30, "what the tasks saw")
+        seen = {n: cli(db, "logs", f"job/{n}", check=True).stdout for n in tasks}
+        created = {}
+        for name, t in tasks.items():
+            client = (h1 if t["node"] == h1.name else h2).client()
+            try:
+                created[name] = client.api.inspect_container(f"bk-{sid}-{t['id']}")
+            finally:
+                client.close()
+        for name in tasks:
+            cli(db, "delete", "job", name, check=True)
+    assert (tasks["probe"]["node"], tasks["hostnet"]["node"]) == (h1.name, h2.name)
+    for name, c in created.items():
+        hc = c["HostConfig"]
+        assert hc["Privileged"] is False and not hc["CapAdd"], name
+        assert "no-new-privileges" in hc["SecurityOpt"], name
+        assert hc["PidMode"] in ("", "private") and hc["IpcMode"] == "private", name
+        assert not hc["Devices"] and not hc["DeviceRequests"], name
+        status, dev = seen_inside(seen[name])
+        assert status["NoNewPrivs"] == "1", seen[name]
+        assert not int(status["CapEff"], 16) & CAP_SYS_ADMIN, seen[name]
+        assert dev <= DEFAULT_DEV, dev - DEFAULT_DEV
+    assert created["probe"]["HostConfig"]["NetworkMode"] != "host"
+    assert created["hostnet"]["HostConfig"]["NetworkMode"] == "host"
+    labels = created["probe"]["Config"]["Labels"]
+    assert labels["team"] == "a" and labels["brokerctl.owner"] == "Job/probe" and labels["brokerctl.store"] == sid

@@ -25,7 +25,8 @@ from docker.types import Mount
 from ..errors import HostError
 from ..kinds import TaskReason
 from ..records import (
-    LABEL_MARK, LABEL_OWNER, LABEL_STORE, LABEL_TASK, ContainerExit, ContainerObs, ContainerSpec, NodeObs,
+    LABEL_MARK, LABEL_NAMESPACE, LABEL_OWNER, LABEL_STORE, LABEL_TASK, ContainerExit, ContainerObs, ContainerSpec,
+    NodeObs,
 )
 
 API_VERSION = "1.41"  # Docker 20.10+; newer daemons accept it
@@ -37,6 +38,12 @@ _EXITED = re.compile(r"^Exited \((-?\d+)\)")
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)\s*$")
 _PORT_TAKEN = re.compile(r"port is already allocated|address already in use", re.I)
 _ID_SEGMENT = re.compile(r"^/(containers|images|networks|volumes|exec)/(?!json$|create$|prune$)[^/]+")
+# Every task container: never privileged, no capabilities beyond Docker's default set, no gaining
+# privileges through setuid binaries, its own IPC namespace whatever the daemon's default-ipc-mode,
+# no devices, and its own PID namespace (pid_mode is never set). The network mode is the task's, which
+# the scheduler allowed on this node (host or container:X only where the Node's allowedNetworks says).
+HARDENING = {"privileged": False, "cap_add": None, "security_opt": ["no-new-privileges"], "ipc_mode": "private",
+             "devices": None}
 # What a failed call raises when the host is down, hung or refusing.
 TRANSPORT_ERRORS = (requests.exceptions.RequestException, derr.DockerException, OSError)
 
@@ -127,7 +134,8 @@ class Host:
         """Create (pulling the image if missing) and start; idempotent by container name.
 
         Named volumes are checked (and made) first; a container already holding the name is
-        adopted only if it carries this task's mark.
+        adopted only if it carries this task's mark. Containers are made with ``HARDENING``; where
+        the namespace forbids root, one without a user is refused if its image runs as root.
         """
         api = self.client.api
         self._ensure_volumes(spec)
@@ -142,6 +150,8 @@ class Host:
                                  f"node {self.name}: a container named {spec.name} exists that brokerctl did not "
                                  f"make for this task (its {LABEL_MARK} label does not match); it is left alone") from exc
             cid = found["Id"]
+        if spec.non_root and not spec.user:
+            self._refuse_root_image(cid, spec)
         try:
             api.start(cid)
         except derr.APIError as exc:
@@ -152,6 +162,23 @@ class Host:
                 raise StartError(TaskReason.PORT_IN_USE, f"node {self.name}: {text}") from exc
             raise StartError(TaskReason.START_FAILED, f"node {self.name}: {text}") from exc
         return cid
+
+    def _refuse_root_image(self, cid: str, spec: ContainerSpec) -> None:
+        """The task's namespace forbids root and the task names no user, so the container runs as its
+        image's user, which Docker copied into its config: refuse (and remove) it when that is root,
+        or a name, which only the image's /etc/passwd resolves (as Kubernetes' runAsNonRoot does).
+        Checked before every start, so a container created by a controller that died before starting
+        it is checked too."""
+        from ..spec.fields import is_numeric_user, is_root
+
+        user = self.client.api.inspect_container(cid)["Config"].get("User") or ""
+        if user and is_numeric_user(user) and not is_root(user):
+            return
+        self.remove(cid, grace=0)
+        namespace = spec.labels.get(LABEL_NAMESPACE, "")
+        runs_as = "as root" if not user or is_root(user) else f"as user {user!r}, a name that may be root,"
+        raise StartError(TaskReason.RUN_AS_ROOT, f"image {spec.image} runs {runs_as} and namespace {namespace} "
+                                                 "forbids root; set template.user")
 
     def _ensure_volumes(self, spec: ContainerSpec) -> None:
         """Each named volume the task mounts must be one brokerctl made for this store (labelled), or
@@ -184,10 +211,9 @@ class Host:
             pass
         try:
             repo, _, tag = spec.image.rpartition(":") if ":" in spec.image.split("/")[-1] else (spec.image, "", "latest")
-            self.client.api.pull(repo, tag=tag or "latest")
+            self.client.api.pull(repo, tag=tag or "latest", auth_config=spec.pull_auth)
         except derr.APIError as exc:
-            raise StartError(TaskReason.IMAGE_PULL_FAILED,
-                             f"image {spec.image!r} could not be pulled on node {self.name}: {_explain(exc)}") from exc
+            raise StartError(TaskReason.IMAGE_PULL_FAILED, pull_failure(spec, self.name, _explain(exc))) from exc
         return self._create_once(spec)
 
     def _create_once(self, spec: ContainerSpec) -> str:
@@ -198,8 +224,8 @@ class Host:
         ]
         bindings = {f"{c}/{proto}": ((ip, h or None) if ip else h) for ip, h, c, proto in spec.ports}
         host_config = api.create_host_config(mounts=mounts or None, nano_cpus=spec.nano_cpus,
-                                             mem_limit=spec.mem_limit, privileged=False,
-                                             port_bindings=bindings or None, network_mode=spec.network)
+                                             mem_limit=spec.mem_limit, port_bindings=bindings or None,
+                                             network_mode=spec.network, **HARDENING)
         created = api.create_container(
             spec.image, command=spec.command, name=spec.name, environment=spec.env, labels=spec.labels,
             working_dir=spec.working_dir, user=spec.user or "", host_config=host_config, detach=True,
@@ -344,6 +370,26 @@ def _describe_volume(volume: dict) -> str:
 
 
 _OPTION_ORDER = {"type": 0, "o": 1, "device": 2}
+
+
+_NO_CREDENTIALS = re.compile(r"no basic auth credentials|may require 'docker login'", re.I)
+_REFUSED = re.compile(r"unauthorized|authentication required|access to the resource is denied", re.I)
+
+
+def pull_failure(spec: ContainerSpec, node: str, text: str) -> str:
+    """Why a pull failed, naming the registry when it refused the pull: dockerd says "no basic auth
+    credentials" to a pull without any and "unauthorized: authentication required" to wrong ones."""
+    where = f"image {spec.image!r} could not be pulled on node {node}: {text}"
+    secret = spec.secrets.pull if spec.secrets else None
+    if not (_NO_CREDENTIALS.search(text) or _REFUSED.search(text)):
+        return where
+    from ..spec.fields import image_registry  # on a failed pull only: the manifest models are not loaded here
+
+    registry = image_registry(spec.image)
+    if secret is None:
+        return f"registry {registry}: unauthorized (no credentials; set template.imagePullSecret); {where}"
+    return (f"registry {registry}: unauthorized (it refused the credentials of secret {secret}; check its "
+            f"username and password); {where}")
 
 
 def _explain(exc: derr.APIError) -> str:

@@ -3,7 +3,9 @@
 Called by ``placement`` for every Start it issues (and for the mounts a task asks a node to allow);
 ``docker.host`` creates the container from the ``ContainerSpec``. The labels let the world be
 rebuilt from observation alone, and the mark (``records.container_mark``) binds the container to its
-task and node. A task's mounts are its template's and its namespace's (``task_mounts``).
+task and node. A task's mounts are its template's and its namespace's (``task_mounts``); a task that
+names no user runs as its namespace's ``runAs.default`` (``default_user``). Env values
+taken from Secrets are named, not given (``ContainerSpec.secrets``): the runtime resolves them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ..records import (
     ContainerSpec, ResourceRecord, TaskRecord, container_mark, container_name,
 )
 from ..spec.models import Mount, NamespaceSpec, Template
+from .secrets import secret_refs
 
 
 def task_mounts(template: Template, namespace: NamespaceSpec | None) -> list[Mount]:
@@ -32,7 +35,7 @@ def container_spec(t: TaskRecord, res: ResourceRecord, store_id: str, mark_key: 
     the spec of the task's Namespace."""
     tpl = res.model.spec.template
     env = {
-        **tpl.env,
+        **{k: v for k, v in tpl.env.items() if isinstance(v, str)},  # the others name a Secret's key
         "BROKER_TASK_ID": t.id,
         "BROKER_TASK_INDEX": str(t.index),
         "BROKER_ATTEMPT": str(t.attempt),
@@ -56,7 +59,7 @@ def container_spec(t: TaskRecord, res: ResourceRecord, store_id: str, mark_key: 
         env=env,
         labels=labels,
         working_dir=tpl.workingDir,
-        user=tpl.user,
+        user=tpl.user or default_user(namespace),
         mounts=tuple((m.source, m.target, m.readOnly) for m in task_mounts(tpl, namespace)),
         nano_cpus=int(tpl.resources.cpus * 1e9) if tpl.resources.cpus else None,
         mem_limit=tpl.resources.memory_bytes(),
@@ -64,7 +67,15 @@ def container_spec(t: TaskRecord, res: ResourceRecord, store_id: str, mark_key: 
         network=tpl.network,
         allowed_volumes=tuple(node.model.spec.allowedVolumes),
         healthcheck=_healthcheck(getattr(res.model.spec, "healthCheck", None)),
+        secrets=secret_refs(tpl, t.namespace),
+        non_root=namespace is not None and namespace.runAs is not None and not namespace.runAs.allowRoot,
     )
+
+
+def default_user(namespace: NamespaceSpec | None) -> str | None:
+    """The user of a task whose template names none: its namespace's ``runAs.default`` (None: the
+    image's user, which ``Host.start`` refuses where the namespace forbids root and it is root)."""
+    return namespace.runAs.default if namespace is not None and namespace.runAs is not None else None
 
 
 def _healthcheck(health) -> dict | None:

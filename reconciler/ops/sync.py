@@ -13,8 +13,9 @@ created and nothing else: resources applied by hand or by another directory are 
 Namespaces: a document's own ``metadata.namespace`` wins; the others go into the namespace the
 sync is given (``sync DIR -n N``, ``controller --watch DIR --namespace N``; default ``default``).
 A file whose Job or Service goes into a namespace that neither exists nor is defined in the
-directory is held back like an invalid one. The directory may define Namespaces; one it no longer
-defines is pruned only when nothing else is left in it (pruning it would delete what others made).
+directory is held back like an invalid one, and so is one that breaks a namespace's ``runAs``. The
+directory may define Namespaces; one it no longer defines is pruned only when nothing else is left
+in it (pruning it would delete what others made).
 Resources are written ``Job/name`` in the report, ``team-a/Job/name`` outside ``default``.
 """
 
@@ -27,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import Conflict, ManifestError, NotFound, UsageError
-from ..kinds import DEFAULT_NAMESPACE, NAMESPACED_KINDS, Kind, object_ref
+from ..errors import Conflict, Forbidden, ManifestError, NotFound, UsageError
+from ..kinds import DEFAULT_NAMESPACE, NAMESPACED_KINDS, WORKLOAD_KINDS, Kind, object_ref
 from ..spec import manifests
+from ..spec.models import STORED, RunAs, user_refusal
 from ..store.resources import template_changes
 from ..store.syncs import SourcedRow
 from .tokens import author
@@ -119,6 +121,8 @@ def sync_items(store, source: str, items: list[tuple[str, object]], held: dict[s
     ``by``: who syncs (``metadata.createdBy``/``updatedBy``; the watcher's is ``gitops:DIR``).
     """
     now = time.time() if now is None else now
+    # Secrets are compared and recorded sealed: neither the spec nor the last-synced copy holds a value.
+    items = list(zip([f for f, _ in items], store.seal([m for _, m in items], create=not dry_run)))
     try:
         with store.transaction() as db:
             decision = decide(source, items, held, store.sourced_rows(db), allow_mass_prune)
@@ -200,13 +204,16 @@ def decide(source: str, items: list[tuple[str, object]], held: dict[str, str], r
 
     A file that would change the template of a Job the directory owns is held back whole, like an
     invalid file, and so is one whose Job or Service goes into a namespace that neither exists nor is
-    defined by the directory (or is being deleted); a resource that exists but was not created by
-    this directory is a problem of its file. What the directory owns and no longer defines is pruned,
-    unless its file is held back, or it is a Namespace with something else still in it.
+    defined by the directory (or is being deleted), or runs as a user its namespace's ``runAs`` refuses,
+    and one whose Namespace's new ``runAs`` would refuse a user of what stays in it; a resource that
+    exists but was not created by this directory is a problem of its file. What the directory owns and
+    no longer defines is pruned, unless its file is held back, or it is a Namespace with something else
+    still in it.
     """
     stored = {r.key: r for r in rows}
     held = _hold_template_changes(source, items, held, stored)
     held = _hold_missing_namespaces(items, held, rows)
+    held = _hold_run_as_refusals(items, held, rows)
     problems = dict(held)
     files = {f: {"state": "invalid", "message": m, "resources": []} for f, m in held.items()}
     desired = _claim_files(source, [(f, m) for f, m in items if f not in held], stored, files, problems)
@@ -249,6 +256,44 @@ def _hold_missing_namespaces(items, held: dict[str, str], rows: list[SourcedRow]
         elif ns not in existing and ns not in defined:
             _add_problem(held, file, str(NotFound.namespace(ns, _ref(model))))
     return held
+
+
+def _hold_run_as_refusals(items, held: dict[str, str], rows: list[SourcedRow]) -> dict[str, str]:
+    """``held`` plus the files with a Job or Service whose template user its namespace's ``runAs`` (as
+    the sync leaves it) refuses, and the files with a Namespace whose new ``runAs`` would refuse the
+    user of a Job or Service that stays in it. Holding a file back may hold back a Namespace the
+    others were checked against, so this repeats until nothing more is held."""
+    stored = {r.name: r.spec.get("runAs") for r in rows if r.kind == Kind.NAMESPACE.value}
+    stored = {name: None if v is None else RunAs.model_validate(v, context=STORED) for name, v in stored.items()}
+    held = dict(held)
+    inside: dict[str, list[SourcedRow]] = {}  # the Jobs and Services of a namespace whose runAs changes
+    while True:
+        applied = [(f, m) for f, m in items if f not in held]
+        coming = {_key(m): m for _, m in applied}
+        policy = {**stored, **{m.metadata.name: m.spec.runAs for _, m in applied if m.kind == Kind.NAMESPACE.value}}
+        newly: dict[str, str] = {}
+        for file, model in applied:
+            if model.kind in WORKLOAD_KINDS:
+                user = model.spec.template.user
+                if refusal := user_refusal(policy.get(model.namespace), user, model.namespace):
+                    _add_problem(newly, file, str(Forbidden.run_as(_ref(model), model.namespace, user, *refusal)))
+            elif model.kind == Kind.NAMESPACE.value and model.spec.runAs not in (None, stored.get(model.metadata.name)):
+                name = model.metadata.name
+                if name not in inside:
+                    inside[name] = _live_workloads_in(rows, name)
+                refused = [(object_ref(r.kind, "", r.name), r.spec.get("template", {}).get("user"))
+                           for r in inside[name] if r.key not in coming]
+                refused = [(ref, user) for ref, user in refused if user_refusal(model.spec.runAs, user, name)]
+                if refused:
+                    _add_problem(newly, file, str(Forbidden.run_as_strands(_ref(model), name, refused)))
+        if not newly:
+            return held
+        for file, problem in newly.items():
+            _add_problem(held, file, problem)
+
+
+def _live_workloads_in(rows: list[SourcedRow], namespace: str) -> list[SourcedRow]:
+    return [r for r in rows if r.kind in WORKLOAD_KINDS and r.namespace == namespace and r.deleted_at is None]
 
 
 def _keep_namespaces_in_use(prune: list[SourcedRow], rows: list[SourcedRow], desired: dict, source: str,

@@ -268,3 +268,58 @@ def image_problem(ref: str) -> str | None:
     if m is not None:
         return f"image {ref!r}: the repository name is longer than 255 characters"
     return f"image {ref!r} is not an image reference; expected {IMAGE_SHAPE}"
+
+
+def image_registry(ref: str) -> str:
+    """The registry an image reference pulls from: its first component when that is a host (it has a
+    '.' or a ':', or is localhost), else Docker Hub, ``docker.io`` (Docker's own rule)."""
+    first, sep, _ = ref.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+_REGISTRY_RE = re.compile(rf"(?:[a-z]+://)?(?P<host>{_REGISTRY})/?")
+
+
+def registry_problem(server: str) -> str | None:
+    """Why ``server`` does not name a registry (``host[:port]``, as an image reference starts); None if it does."""
+    if _REGISTRY_RE.fullmatch(server.strip()):
+        return None
+    return (f"server {server!r} is not a registry host[:port] as image references name it, e.g. "
+            "registry.example.com:5000 or docker.io")
+
+
+# Docker's `user` form: a user and optionally a group, each a numeric id or a name (ASCII digits: a
+# user of other digits would be taken for a name).
+_ID_OR_NAME = r"(?:[0-9]+|[A-Za-z_][A-Za-z0-9_.-]*\$?)"
+USER_RE = re.compile(rf"^{_ID_OR_NAME}(?::{_ID_OR_NAME})?$")
+
+
+def user_problem(user: str) -> str | None:
+    """Why ``user`` is not Docker's ``uid[:gid]`` form (numbers or names), or None."""
+    if USER_RE.match(user):
+        return None
+    return f"user {user!r} is not uid[:gid] or a name, e.g. \"1000:1000\" or \"builder\""
+
+
+def is_root(user: str) -> bool:
+    """``0``, ``00``, ``root``, ``0:0``, ``root:wheel``...: the user part is root (Docker reads a
+    numeric user as a number, so ``00`` is uid 0 too)."""
+    name = user.partition(":")[0]
+    return name == "root" or (name.isascii() and name.isdigit() and int(name) == 0)
+
+
+def is_numeric_user(user: str) -> bool:
+    """``1000`` or ``1000:1000``: the user part is a uid, which needs no lookup in the image."""
+    name = user.partition(":")[0]
+    return name.isascii() and name.isdigit()
+
+
+def ids_as_text(v):
+    """`1001` written without quotes is a number in YAML; a user id is text to Docker."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    if isinstance(v, list):
+        return [ids_as_text(x) for x in v]
+    return v

@@ -10,12 +10,14 @@ and starts a task.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from pydantic import Field, Strict, field_validator, model_validator
 
-from .fields import Bool, Float, Int, SpecModel, parse_duration, parse_memory, scalars_as_text
+from .fields import (
+    Bool, Float, Int, SpecModel, ids_as_text, is_numeric_user, is_root, parse_duration, parse_memory, scalars_as_text,
+    user_problem,
+)
 from .workload import Mount
 
 
@@ -57,29 +59,13 @@ class Budget(SpecModel):
         return parse_duration(self.window)
 
 
-# Docker's `user` form: a user and optionally a group, each a numeric id or a name.
-_ID_OR_NAME = r"(?:\d+|[A-Za-z_][A-Za-z0-9_.-]*\$?)"
-RUN_AS_USER_RE = re.compile(rf"^{_ID_OR_NAME}(?::{_ID_OR_NAME})?$")
-
-
-def is_root(user: str) -> bool:
-    """``0``, ``root``, ``0:0``, ``root:wheel``...: the user part is root."""
-    return user.partition(":")[0] in ("0", "root")
-
-
-def _ids_as_text(v):
-    """`1001` written without quotes is a number in YAML; a user id is text to Docker."""
-    if isinstance(v, int) and not isinstance(v, bool):
-        return str(v)
-    if isinstance(v, list):
-        return [_ids_as_text(x) for x in v]
-    return v
-
-
 class RunAs(SpecModel):
-    """Users the namespace's tasks may run as (``template.user``)."""
+    """Users the namespace's tasks may run as (``template.user``), checked at apply
+    (``user_refusal``); ``default`` is the user of a task that names none."""
 
-    users: list[str] = Field(min_length=1, description='Allowed users: "uid[:gid]" or names, e.g. "1000:1000".')
+    users: Annotated[list[str], Field(min_length=1)] | None = Field(
+        default=None, description='Allowed users: "uid[:gid]" or names, e.g. "1000:1000" (omitted: any user, '
+                                  'root only if allowRoot).')
     default: str | None = Field(default=None, description="The user of a task that names none; one of users.")
     allowRoot: Bool = Field(default=True, description="false: refuse uid 0, and images that default to root "
                                                       "unless a user is set.")
@@ -87,26 +73,67 @@ class RunAs(SpecModel):
     @field_validator("users", "default", mode="before")
     @classmethod
     def _as_text(cls, v):
-        return _ids_as_text(v)
+        return ids_as_text(v)
 
     @field_validator("users")
     @classmethod
-    def _users(cls, v: list[str]) -> list[str]:
-        for user in v:
-            if not RUN_AS_USER_RE.match(user):
-                raise ValueError(f"user {user!r} is not uid[:gid] or a name, e.g. \"1000:1000\" or \"builder\"")
-        if len(set(v)) != len(v):
+    def _users(cls, v: list[str] | None) -> list[str] | None:
+        for user in v or ():
+            if problem := user_problem(user):
+                raise ValueError(problem)
+        if v is not None and len(set(v)) != len(v):
             raise ValueError("a user is listed twice; keep one")
+        return v
+
+    @field_validator("default")
+    @classmethod
+    def _default(cls, v: str | None) -> str | None:
+        if v is not None and (problem := user_problem(v)):
+            raise ValueError(problem)
         return v
 
     @model_validator(mode="after")
     def _consistent(self) -> "RunAs":
-        if self.default is not None and self.default not in self.users:
+        if self.default is not None and self.users is not None and self.default not in self.users:
             raise ValueError(f"default {self.default!r} is not one of users ({', '.join(self.users)}); "
                              "add it to users or pick one of them")
-        if not self.allowRoot and (root := [u for u in self.users if is_root(u)]):
+        if not self.allowRoot and (root := [u for u in self.users or () if is_root(u)]):
             raise ValueError(f"users lists root ({', '.join(root)}) but allowRoot is false; remove it or allow root")
+        if not self.allowRoot and self.default is not None and self.users is None and not _non_root_uid(self.default):
+            raise ValueError(f"default {self.default!r} may be root (a name, or uid 0) but allowRoot is false; "
+                             "set a numeric uid other than 0, or list it in users")
         return self
+
+
+def _non_root_uid(user: str) -> bool:
+    return is_numeric_user(user) and not is_root(user)
+
+
+def user_refusal(run_as: RunAs | None, user: str | None, namespace: str) -> tuple[str, str] | None:
+    """Why a task of ``namespace`` may not run as its template's ``user``: (the fault, the fix), or None
+    when it may. The store asks at apply, ``ops.sync`` when it decides what a directory may apply.
+
+    Without ``runAs`` any user goes; a task that names no user runs as ``default`` (always allowed)
+    or as its image's user, which ``Host.start`` checks when root is forbidden. A name outside
+    ``users`` could be root in some image, so where root is forbidden and no list is given only
+    numeric uids go.
+    """
+    if run_as is None or user is None:
+        return None
+    listed = ", ".join(run_as.users or ())
+    leave_out = f", or leave user out to run as the default {run_as.default}" if run_as.default is not None else ""
+    subject = f"spec.template.user {user!r}"
+    choose = f"use one of runAs.users ({listed})" if listed else "set a numeric uid[:gid] other than 0"
+    if not run_as.allowRoot and is_root(user):
+        return (f"{subject} is root and namespace '{namespace}' forbids root (runAs.allowRoot: false)",
+                choose + leave_out)
+    if run_as.users is not None and user not in run_as.users:
+        return (f"{subject} is not allowed in namespace '{namespace}' (runAs.users: {listed})",
+                f"use one of those users{leave_out}")
+    if run_as.users is None and not run_as.allowRoot and not is_numeric_user(user):
+        return (f"{subject} is a name, which an image may map to root, and namespace '{namespace}' forbids root "
+                "(runAs.allowRoot: false)", choose + leave_out)
+    return None
 
 
 class NamespaceSpec(SpecModel):

@@ -1,4 +1,4 @@
-"""Resources: the Nodes, Namespaces, Jobs and Services as applied, and the status the controller writes.
+"""Resources: the Nodes, Namespaces, Jobs, Services and Secrets as applied, and the status the controller writes.
 
 ``ResourceStore`` is mixed into ``Store`` (see the package): ``apply`` (all or none), ``resource``
 and ``resources`` (records), ``mark_deleted`` and its primitive ``delete``, ``purge``, ``retry_job``,
@@ -19,11 +19,12 @@ import json
 import time
 import uuid
 
-from ..errors import BrokerError, Conflict, NotFound, UsageError
+from ..errors import BrokerError, Conflict, NotFound, UsageError, combined
 from ..kinds import DEFAULT_NAMESPACE, NAMESPACED_KINDS, Kind, object_ref, scope
 from ..records import ResourceRecord
 from .db import dump, fetch_all, fetch_one, insert
 from .revisions import delete_revisions_of, live_service, record_revision
+from .runas import check_run_as
 from .tasks import count_active_on, count_live, delete_tasks_of
 
 _KEY = "kind=? AND namespace=? AND name=?"  # one resource, by its identity
@@ -39,8 +40,10 @@ class ResourceStore:
         how the caller names each resource in an error (``job.yaml: document 2 (Job/nightly)``);
         ``by``: who applies them (``metadata.createdBy``/``updatedBy``)."""
         now = time.time() if now is None else now
+        resources = self.seal(resources)  # before the transaction: the first Secret makes the key
         with self.transaction() as db:
             self.check_namespaces(db, resources, where)
+            check_run_as(db, resources, where)
             return [(object_ref(*res.key), self.apply_one(db, res, now, by=by)) for res in resources]
 
     def check_namespaces(self, db, resources: list, where: list[str] | None = None) -> None:
@@ -62,18 +65,17 @@ class ResourceStore:
                 problems.append(Conflict.namespace_being_deleted(res.namespace, what))
             elif res.namespace not in stored and res.namespace not in created:
                 problems.append(NotFound.namespace(res.namespace, what))
-        if len(problems) == 1:
-            raise problems[0]
         if problems:
-            first = problems[0]
-            raise type(first)("\n".join(map(str, problems)), subject="\n".join(p.subject for p in problems),
-                              step=first.step, **first.about)
+            raise combined(problems)
 
     def apply_one(self, db, res, now: float, cause: str = "apply", by: str = "") -> str:
         """Write one model inside the caller's transaction; returns created, configured or unchanged.
         ``cause``: what a Service's new revision says made it (``apply``, ``sync FILE``); ``by``: who
-        writes it. The caller has checked its namespace (``check_namespaces``)."""
+        writes it. The caller has checked its namespace (``check_namespaces``). A Secret comes sealed
+        (``seal``): its spec holds no value, its encrypted values go to the row's ``sealed`` column."""
         kind, namespace, name = res.kind, res.namespace, res.metadata.name
+        if kind == Kind.SECRET.value and not getattr(res.spec, "sealed", ""):
+            raise TypeError(f"{res.ref}: a Secret is written sealed; Store.seal() it first")  # a caller's mistake
         spec = res.spec.model_dump(mode="json", exclude_unset=False)
         labels = dict(res.metadata.labels)
         row = fetch_one(db, f"SELECT spec, labels, generation, deleted_at, uid FROM resources WHERE {_KEY}",
@@ -86,6 +88,8 @@ class ResourceStore:
                                      "updated_by": by})
             if kind == Kind.SERVICE.value:
                 record_revision(db, uid, name, spec, now, cause, namespace)
+            if kind == Kind.SECRET.value:
+                self.write_sealed(db, res)
             return "created"
         if row["deleted_at"] is not None:
             raise Conflict.being_deleted(kind, name, namespace)
@@ -98,6 +102,8 @@ class ResourceStore:
                    [dump(spec), dump(labels), row["generation"] + (stored != spec), now, by, kind, namespace, name])
         if kind == Kind.SERVICE.value:
             record_revision(db, row["uid"], name, spec, now, cause, namespace)
+        if kind == Kind.SECRET.value:
+            self.write_sealed(db, res)
         return "configured"
 
     def resources(self, kind: Kind | None = None, namespace: str | None = None) -> list[ResourceRecord]:
@@ -209,8 +215,8 @@ class ResourceStore:
     def contents(self, db, namespace: str) -> list[dict]:
         """The kind, name and deleted_at of every resource in ``namespace``, by kind and name (the
         caller's transaction; None: outside one)."""
-        sql = ("SELECT kind, name, deleted_at FROM resources WHERE namespace = ? AND kind IN ('Job', 'Service') "
-               "ORDER BY kind, name")
+        sql = ("SELECT kind, name, deleted_at FROM resources WHERE namespace = ? "
+               "AND kind IN ('Job', 'Secret', 'Service') ORDER BY kind, name")
         return fetch_all(db, sql, [namespace]) if db is not None else self._rows(sql, [namespace])
 
     def purge(self, kind: Kind, name: str, namespace: str | None = None) -> None:

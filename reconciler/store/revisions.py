@@ -15,6 +15,7 @@ import time
 from ..errors import Conflict, NotFound
 from ..kinds import DEFAULT_NAMESPACE
 from .db import dump, fetch_all, fetch_one, insert
+from .runas import check_template_user
 
 _SERVICE = "kind='Service' AND namespace=? AND name=?"
 
@@ -47,8 +48,8 @@ class RevisionStore:
         """Within the caller's transaction: put an earlier revision's template back into the spec.
 
         ``to``: a revision number, a template hash, or None for the revision before the current
-        one; ``by``: who asks (``updatedBy``). Returns that revision; raises NotFound/Conflict
-        naming what exists.
+        one; ``by``: who asks (``updatedBy``). Returns that revision; raises NotFound/Conflict naming
+        what exists, Forbidden when the namespace's ``runAs`` no longer allows that template's user.
         """
         namespace = namespace or DEFAULT_NAMESPACE
         service = live_service(db, name, namespace)
@@ -56,7 +57,9 @@ class RevisionStore:
         revs = fetch_all(db, "SELECT revision, hash, template FROM revisions WHERE uid=? ORDER BY revision",
                          [service["uid"]])
         target = _target(name, revs, to, current=_spec_hash(spec))
-        spec.update({"healthCheck": None, **json.loads(target["template"])})
+        template = json.loads(target["template"])
+        check_template_user(db, namespace, template["template"].get("user"), f"Service/{name}")
+        spec.update({"healthCheck": None, **template})
         db.execute(f"UPDATE resources SET spec=?, generation=generation+1, updated_at=?, updated_by=? WHERE {_SERVICE}",
                    [dump(spec), now, by, namespace, name])
         return record_revision(db, service["uid"], name, spec, now, cause, namespace)
