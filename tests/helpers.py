@@ -239,11 +239,13 @@ class ServerProcess:
         return (self.state / "brokerctl" / "admin.token").read_text().strip()
 
     def client(self, token: str | None = None, timeout: float = 10):
+        import ssl
+
         import httpx
 
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
-                            verify=str(self.ca) if self.ca else True)
+                            verify=ssl.create_default_context(cafile=str(self.ca)) if self.ca else True)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc and self.proc.poll() is None:

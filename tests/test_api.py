@@ -198,6 +198,15 @@ def test_roles_are_checked_for_every_document_before_anything_is_written(api):
     assert api.call("admin", "GET", "/api/v1/jobs").json()["items"] == []
 
 
+def test_an_edit_token_writes_the_secrets_of_its_namespaces_only(api, tmp_path, monkeypatch):
+    monkeypatch.setenv("BROKER_SECRETS_KEY", str(tmp_path / "secrets.key"))
+    secret = "apiVersion: broker/v1\nkind: Secret\nmetadata: {{name: db, namespace: {ns}}}\nspec: {{stringData: {{pw: x}}}}\n"
+    made = api.call("edit", "POST", "/api/v1/apply", secret.format(ns="team-a"))
+    assert made.status_code == 200 and made.json()["results"][0]["outcome"] == "created"
+    assert error(api.call("edit", "POST", "/api/v1/apply", secret.format(ns="team-b")))[:2] == (403, "Forbidden")
+    assert api.call("view", "POST", "/api/v1/apply", secret.format(ns="team-a")).status_code == 403
+
+
 def test_diff_says_what_apply_would_change_and_writes_nothing(api):
     api.call("edit", "POST", "/api/v1/apply", job("j", "team-a", parallelism=1))
     diffed = api.call("view", "POST", "/api/v1/diff", job("j", "team-a", parallelism=3) + "---\n" + job("k", "team-a"))

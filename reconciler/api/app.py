@@ -32,6 +32,7 @@ class Settings:
     metrics_token: bool = False  # /metrics needs a token too
     max_body: int = MAX_BODY
     connections: int = 8  # store connections the handlers share (``stores.Stores``)
+    secrets_key: str | None = None  # the key file of the store's Secrets (None: $BROKER_SECRETS_KEY, else the default)
 
 
 DESCRIPTION = """The HTTP API of brokerctl: the verbs of the command line, over HTTP.
@@ -43,7 +44,7 @@ message being what the CLI prints."""
 
 
 def create_app(settings: Settings) -> FastAPI:
-    stores = Stores(settings.db, settings.connections)
+    stores = Stores(settings.db, settings.connections, settings.secrets_key)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

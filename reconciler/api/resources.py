@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from .. import views
-from ..kinds import Kind
+from ..kinds import NAMESPACED_KINDS, Kind
 from ..ops import resources, tasks
 from ..ops.refs import namespace_name, parse_ref
 from ..ops.tokens import READ, WRITE, Identity, allow
@@ -97,7 +97,7 @@ def apply(who: Caller, store: Store, text: Annotated[str, Depends(manifest_text)
     loaded = resources.read_manifest_text(text, filename, namespace_name(namespace))
     for item in loaded:
         res = item.resource
-        allow(who, WRITE, res.namespace if res.kind in ("Job", "Service") else None,
+        allow(who, WRITE, res.namespace if res.kind in NAMESPACED_KINDS else None,
               f"apply {res.kind.lower()}/{res.metadata.name}")
     applied = resources.apply(store, loaded, by=who.user)
     results = [{"kind": item.resource.kind, "namespace": item.resource.namespace or None,
@@ -112,7 +112,7 @@ def diff(who: Caller, store: Store, text: Annotated[str, Depends(manifest_text)]
     """What `apply` would change (nothing is written), as `brokerctl diff -f`."""
     inputs = resources.read_diff_text(text, filename, namespace_name(namespace))
     for model in inputs[0].models:
-        allow(who, READ, model.namespace if model.kind in ("Job", "Service") else None,
+        allow(who, READ, model.namespace if model.kind in NAMESPACED_KINDS else None,
               f"diff {model.kind.lower()}/{model.metadata.name}")
     changes = resources.diff(store, inputs)
     return Json({"changes": [{"ref": c.ref, "outcome": c.outcome, "fields": list(c.fields)} for c in changes]})

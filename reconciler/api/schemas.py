@@ -39,7 +39,7 @@ class Metadata(Strict):
 
 class Resource(Strict):
     apiVersion: Literal["broker/v1"]
-    kind: Literal["Node", "Namespace", "Job", "Service"]
+    kind: Literal["Node", "Namespace", "Job", "Service", "Secret"]
     metadata: Metadata
     spec: dict[str, Any]
     status: dict[str, Any]

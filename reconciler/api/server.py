@@ -42,6 +42,7 @@ class ServerSettings:
     tls_key: Path | None = None
     controller: bool = True
     metrics_token: bool = False
+    secrets_key: str | None = None  # the global --secrets-key (None: $BROKER_SECRETS_KEY, else the default)
     admin_token: Path | None = None  # where the first admin token goes (default: tokens.default_admin_token_path)
     loop: LoopSettings = field(default_factory=LoopSettings)  # the controller's options
 
@@ -49,7 +50,7 @@ class ServerSettings:
 def serve(settings: ServerSettings, say: Callable[[str], None]) -> None:
     """Serve until SIGTERM/SIGINT; ``say`` tells the operator what happens (stderr)."""
     check_tls(settings.tls_cert, settings.tls_key)
-    store = ops.open_store(settings.db, create=True)
+    store = ops.open_store(settings.db, create=True, secrets_key=settings.secrets_key)
     if store.created:
         say(f"created store {store.path}")
     sock, url = bind(settings.listen, tls=settings.tls_cert is not None)
@@ -59,7 +60,7 @@ def serve(settings: ServerSettings, say: Callable[[str], None]) -> None:
             say(f"no API token existed: made an admin token and wrote it to {written} (mode 0600); it is not shown "
                 "again (`brokerctl token create` makes more)")
         app = create_app(Settings(db=str(store.location), controller=settings.controller,
-                                  metrics_token=settings.metrics_token))
+                                  metrics_token=settings.metrics_token, secrets_key=settings.secrets_key))
         server = Server(uvicorn.Config(app, ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key,
                                        log_level="info", timeout_graceful_shutdown=1, lifespan="on"))
 

@@ -22,8 +22,8 @@ from .. import ops
 
 
 class Stores:
-    def __init__(self, location: str, size: int = 8):
-        self.location, self.size = location, size
+    def __init__(self, location: str, size: int = 8, secrets_key: str | None = None):
+        self.location, self.size, self.secrets_key = location, size, secrets_key
         self._lock = threading.Lock()
         self._users: dict[int, int] = {}  # id(store) -> requests using it now
         self._all: list = []
@@ -49,7 +49,8 @@ class Stores:
                 return idle
             self._opening += 1
         try:
-            store = ops.open_store(self.location)  # outside the lock: opening waits for the store's write lock
+            # outside the lock: opening waits for the store's write lock
+            store = ops.open_store(self.location, secrets_key=self.secrets_key)
         finally:
             with self._lock:
                 self._opening -= 1

@@ -56,7 +56,8 @@ def server(
     loop = Settings(resync=resync, probe_interval=probe_interval, probe_timeout=probe_timeout, lost_after=lost_after,
                     docker_timeout=docker_timeout, watch=watch, poll=poll, sync_interval=sync_interval,
                     allow_mass_prune=allow_mass_prune, namespace=namespace(namespace_))
-    settings = ServerSettings(db=common.db_path, listen=listen, tls_cert=tls_cert, tls_key=tls_key,
+    settings = ServerSettings(db=common.db_path, secrets_key=common.secrets_key, listen=listen, tls_cert=tls_cert,
+                              tls_key=tls_key,
                               controller=not no_controller, metrics_token=metrics_token, admin_token=admin_token,
                               loop=loop)
     serve(settings, lambda text: typer.echo(text, err=True))
