@@ -88,7 +88,8 @@ def resource_object(r: ResourceRecord, used: dict[str, int] | None = None) -> di
         "apiVersion": "broker/v1", "kind": r.kind.value,
         "metadata": {**metadata, "labels": r.labels, "uid": r.uid, "generation": r.generation,
                      "createdAt": iso(r.created_at), "updatedAt": iso(r.updated_at),
-                     "deletedAt": iso(r.deleted_at)},
+                     "deletedAt": iso(r.deleted_at), "createdBy": r.created_by or None,
+                     "updatedBy": r.updated_by or None},
         "spec": secret_spec(r.spec) if r.kind is Kind.SECRET else r.spec, "status": status,
     }
 
@@ -185,6 +186,14 @@ def sync_status_object(row: dict, owned: int) -> dict:
     was refused, how many live resources the directory owns, and each file's state."""
     return {"source": row["source"], "syncedAt": iso(row["synced_at"]), "commit": row["commit_id"],
             "refused": row["refused"], "resources": owned, "files": row["files"]}
+
+
+def token_object(t) -> dict:
+    """An API token (``token list -o json``): who, which role where, and when it was made, last used and
+    revoked; never its secret nor the secret's hash."""
+    return {"id": t.id, "user": t.user, "role": t.role, "namespaces": list(t.namespaces),
+            "createdAt": iso(t.created_at), "createdBy": t.created_by or None, "lastUsedAt": iso(t.last_used_at),
+            "revokedAt": iso(t.revoked_at)}
 
 
 LARGE_OUTPUT = 500  # objects; see dump

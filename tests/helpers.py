@@ -160,3 +160,109 @@ class FakeClock:
         self.now += seconds
         if self.on_sleep is not None:
             self.on_sleep(len(self.sleeps))
+
+
+class ServedApp:
+    """An ASGI app served by uvicorn on a free port of 127.0.0.1, on a thread of the test process:
+    real HTTP (streams arrive as they are sent) without a process of its own. ``url`` is its base."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                                    lifespan="on", timeout_graceful_shutdown=1))
+        self.thread = None
+        self.url = ""
+
+    def __enter__(self) -> "ServedApp":
+        import threading
+
+        self.thread = threading.Thread(target=self.server.run, daemon=True, name="served-app")
+        self.thread.start()
+        wait_for(lambda: self.server.started or not self.thread.is_alive(), 10, "uvicorn to start")
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+class ServerProcess:
+    """``brokerctl server`` as a child process on a free port of 127.0.0.1 (``--listen 127.0.0.1:0``),
+    with ``$XDG_STATE_HOME`` in ``state`` (where it writes its first admin token); stopped with SIGTERM
+    (or killed) on exit. ``url`` is its base (https with ``--tls-cert``), ``admin`` the admin token it
+    wrote, ``client(token)`` an httpx client of it."""
+
+    def __init__(self, db: Path | str, state: Path, *extra: str, ca: Path | None = None):
+        self.db, self.state, self.extra, self.ca = db, Path(state), extra, ca
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+        self.log = self.state / f"server-{time.monotonic_ns()}.log"
+
+    def start(self) -> "ServerProcess":
+        import re
+
+        self.state.mkdir(parents=True, exist_ok=True)
+        self._out = open(self.log, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "--db", str(self.db), "server", "--listen", "127.0.0.1:0",
+             *self.extra],
+            stdout=self._out, stderr=subprocess.STDOUT,
+            env={**os.environ, "NO_COLOR": "1", "XDG_STATE_HOME": str(self.state)},
+        )
+
+        def serving():
+            found = re.search(r"serving the API on (\S+)/api/v1/", self.log.read_text())
+            return found or self.proc.poll() is not None
+
+        found = wait_for(serving, 30, "the server to bind")
+        if self.proc.poll() is not None:
+            raise AssertionError(f"server exited at start:\n{self.log.read_text()}")
+        self.url = found.group(1)
+        wait_for(lambda: self._answers() or self.proc.poll() is not None, 20, "the server to answer")
+        if self.proc.poll() is not None:
+            raise AssertionError(f"server exited at start:\n{self.log.read_text()}")
+        return self
+
+    def _answers(self) -> bool:
+        import httpx
+
+        try:
+            return self.client().get("/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    @property
+    def admin(self) -> str:
+        return (self.state / "brokerctl" / "admin.token").read_text().strip()
+
+    def client(self, token: str | None = None, timeout: float = 10):
+        import ssl
+
+        import httpx
+
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
+                            verify=ssl.create_default_context(cafile=str(self.ca)) if self.ca else True)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._out.close()
+        return self.proc.returncode
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def __enter__(self) -> "ServerProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -3,8 +3,9 @@
 Entry point ``main`` (console script): the one place that catches ``BrokerError`` (one red line on
 stderr and the error's exit code) and click's usage errors. The global ``--db`` and ``--secrets-key``
 options are kept in ``common`` for the commands' store opener. The commands live in one module per group
-(``resources``, ``tasks``, ``nodes``, ``rollout``, ``sync``, ``controller``, ``stores``) and are registered
-here, in the order ``--help`` lists them. A command module imports nothing heavy at its top
+(``resources``, ``tasks``, ``nodes``, ``rollout``, ``sync``, ``controller``, ``server``, ``stores``,
+``tokens``) and are registered here, in the order ``--help`` lists them. A command module imports nothing
+heavy at its top
 (typer, the errors, ``common``), so ``brokerctl --help`` stays fast; each command imports its verbs
 when it runs.
 """
@@ -17,7 +18,7 @@ from typing import Optional
 import typer
 
 from ..errors import BrokerError
-from . import common, controller, nodes, resources, rollout, stores, sync, tasks
+from . import common, controller, nodes, resources, rollout, server, stores, sync, tasks, tokens
 
 app = typer.Typer(
     name="brokerctl",
@@ -46,12 +47,13 @@ def _options(
 # Every command, in the order `brokerctl --help` lists them (typer lists the `rollout` group last).
 COMMANDS = (resources.apply, resources.get, resources.describe, resources.delete, tasks.retry, tasks.logs, tasks.run,
             tasks.wait, rollout.scale, nodes.cordon, nodes.uncordon, nodes.drain, sync.sync, resources.diff,
-            controller.status, controller.schema, controller.controller)
+            controller.status, controller.schema, controller.controller, server.server)
 
 for command in COMMANDS:
     app.command()(command)
 app.add_typer(rollout.rollout_app, name="rollout")
 app.add_typer(stores.store_app, name="store")
+app.add_typer(tokens.token_app, name="token")
 
 
 def main() -> None:

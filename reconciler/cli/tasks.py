@@ -53,15 +53,12 @@ def logs(
 def output_writer(prefix: bool):
     """Write ``ops.tasks.Output`` chunks to stdout as they come; ``prefix``: each line starts with
     ``[TASK-ID] ``, for the output of several tasks."""
+    from ..ops.tasks import prefixed
+
     out = sys.stdout.buffer
 
     def write(chunk) -> None:
-        if not prefix:
-            out.write(chunk.data)
-        else:
-            tag = f"[{chunk.task}] ".encode()
-            for line in chunk.data.splitlines(keepends=True):
-                out.write(tag + line)
+        out.write(prefixed(chunk) if prefix else chunk.data)
         out.flush()
 
     return write

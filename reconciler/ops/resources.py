@@ -25,6 +25,7 @@ from ..errors import Conflict, ManifestError, NotFound, UsageError
 from ..kinds import DEFAULT_NAMESPACE, Kind, TaskPhase, object_ref, scope
 from ..records import ResourceRecord, TaskRecord
 from .refs import parse_kind
+from .tokens import author
 
 Key = tuple[Kind, str, str]  # (kind, namespace, name); namespace '' for Nodes and Namespaces
 
@@ -61,6 +62,14 @@ def unreadable_tls_files(loaded: list) -> list[str]:
     return problems
 
 
+def read_manifest_text(text: str, source: str = "<request>", namespace: str = DEFAULT_NAMESPACE) -> list:
+    """``read_manifests`` of text a front end received (an HTTP request's body): ``source`` names it in
+    the messages, as a file's path does."""
+    from ..spec import manifests
+
+    return manifests.load_text(text, source, namespace)
+
+
 # -- apply -----------------------------------------------------------------------------------------
 
 
@@ -70,13 +79,13 @@ class Applied(NamedTuple):
     jobs: list[tuple[str, str]]  # (namespace, name) of the Jobs applied, for a caller that waits for them
 
 
-def apply(store, loaded: list) -> Applied:
+def apply(store, loaded: list, by: str | None = None) -> Applied:
     """Write every loaded resource in one transaction (all or none). A Job or Service into a namespace
     that does not exist (and that no Namespace of ``loaded`` creates) is refused, naming its file and
-    document."""
+    document. ``by``: who applies (``ops.tokens.author``)."""
     resources = [item.resource for item in loaded]
     where = [f"{i.source}: document {i.document} ({i.resource.kind}/{i.resource.metadata.name})" for i in loaded]
-    results = store.apply(resources, where=where)
+    results = store.apply(resources, where=where, by=author(by))
     return Applied(results, unplaceable(store, resources),
                    [(r.namespace, r.metadata.name) for r in resources if r.kind == Kind.JOB.value])
 
@@ -242,7 +251,8 @@ def delete_targets(kind: str | None, name: str | None, files: list[str], stdin: 
     raise UsageError("name what to delete: `brokerctl delete job NAME` or `brokerctl delete -f FILE`")
 
 
-def delete(store, targets: list, force: bool = False, yes: bool = False) -> Iterator[tuple[Kind, str, str]]:
+def delete(store, targets: list, force: bool = False, yes: bool = False,
+           by: str | None = None) -> Iterator[tuple[Kind, str, str]]:
     """Mark each target (a key, or (kind, name) in ``default``) deleted, one at a time, yielding (kind,
     name, outcome) in target order as each is done, so a failure part-way still reports what was deleted
     before it. A Namespace that holds resources other than targets needs ``yes``: without it nothing
@@ -253,7 +263,7 @@ def delete(store, targets: list, force: bool = False, yes: bool = False) -> Iter
             if kind is Kind.NAMESPACE and (held := namespace_contents(store, name, besides=keys)):
                 raise Conflict.unconfirmed(name, held)
     for kind, namespace, name in keys:
-        yield kind, name, store.mark_deleted(kind, name, force=force, namespace=namespace)
+        yield kind, name, store.mark_deleted(kind, name, force=force, namespace=namespace, by=author(by))
 
 
 SHOWN_NAMES = 5  # names per kind in what a namespace holds; the rest are counted
@@ -308,6 +318,11 @@ def read_diff_inputs(files: list[str], stdin: TextIO | None = None,
         else:
             inputs.append(DiffInput(None, [i.resource for i in read_manifests([given], stdin, namespace)]))
     return inputs
+
+
+def read_diff_text(text: str, source: str = "<request>", namespace: str = DEFAULT_NAMESPACE) -> list[DiffInput]:
+    """``read_diff_inputs`` of text a front end received: a set of manifests (no directory, so no prunes)."""
+    return [DiffInput(None, [i.resource for i in read_manifest_text(text, source, namespace)])]
 
 
 def diff(store, inputs: list[DiffInput]) -> list[Change]:

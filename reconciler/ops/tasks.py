@@ -16,6 +16,7 @@ from ..errors import BrokerError, UsageError
 from ..kinds import DEFAULT_NAMESPACE, Kind, TaskPhase, object_ref
 from ..records import ResourceRecord, TaskRecord
 from .polling import SYSTEM, Clock, Note, ticks
+from .tokens import author
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,9 @@ class TaskDidNotExit(BrokerError):
     exit_code = 125  # what `docker run` exits with when the container could not run
 
 
-def retry(store, name: str, namespace: str = DEFAULT_NAMESPACE) -> None:
+def retry(store, name: str, namespace: str = DEFAULT_NAMESPACE, by: str | None = None) -> None:
     """Re-run a Failed Job's failed completions with a fresh backoffLimit (history is kept)."""
-    store.retry_job(name, namespace=namespace)
+    store.retry_job(name, namespace=namespace, by=author(by))
 
 
 # -- logs ------------------------------------------------------------------------------------------
@@ -42,21 +43,33 @@ def retry(store, name: str, namespace: str = DEFAULT_NAMESPACE) -> None:
 
 def task_logs(store, task_id: str, follow: bool = False) -> Iterator[Output]:
     """One task's output: kept in the store once its container is gone, else streamed from its node
-    (``follow``: until the container stops)."""
+    (``follow``: until the container stops). A missing or Pending task is refused at the call, before
+    any output (a front end can still answer with an error rather than an empty stream)."""
     t = store.task(task_id)
     if t.phase is TaskPhase.PENDING and store.output(t.id) is None:
         why = ": ".join(filter(None, [t.reason, t.message]))
         raise BrokerError(f"task {t.id} is Pending: it has not started yet, so it has no output"
                           + (f" ({why})" if why else ""))
-    yield from output(store, t, follow)
+    return output(store, t, follow)
 
 
 def owner_logs(store, kind: Kind, name: str, follow: bool = False,
                namespace: str = DEFAULT_NAMESPACE) -> Iterator[Output]:
-    """The output of every task of a Job or Service, oldest task first."""
+    """The output of every task of a Job or Service, oldest task first (a missing one is refused at
+    the call)."""
     store.resource(kind, name, namespace=namespace)
-    for t in store.tasks(owner=(kind, name), namespace=namespace):
+    return _each_output(store, store.tasks(owner=(kind, name), namespace=namespace), follow)
+
+
+def _each_output(store, tasks: list[TaskRecord], follow: bool) -> Iterator[Output]:
+    for t in tasks:
         yield from output(store, t, follow)
+
+
+def prefixed(chunk: Output) -> bytes:
+    """A chunk of output with each line starting ``[TASK-ID] ``: how the output of several tasks is shown."""
+    tag = f"[{chunk.task}] ".encode()
+    return b"".join(tag + line for line in chunk.data.splitlines(keepends=True))
 
 
 def output(store, t: TaskRecord, follow: bool, skip: int = 0) -> Iterator[Output]:
@@ -95,7 +108,7 @@ def one_off_job(name: str, image: str, command: list[str] | None, slots_type: st
         raise UsageError(f"brokerctl run {name}: {problems}") from None
 
 
-def run(store, job, clock: Clock = SYSTEM) -> Iterator[Note | Output]:
+def run(store, job, clock: Clock = SYSTEM, by: str | None = None) -> Iterator[Note | Output]:
     """Create the one-off ``job``, then yield its task's output, live while it runs and the rest from
     the store once it ended. Returns the finished task; ``TaskDidNotExit`` if it has no exit code."""
     name, namespace = job.metadata.name, job.namespace
@@ -108,7 +121,7 @@ def run(store, job, clock: Clock = SYSTEM) -> Iterator[Note | Output]:
                        else (f" in namespace '{namespace}'", f" -n {namespace}"))
         raise UsageError(f"Job '{name}' already exists{where}; pick another name or "
                          f"`brokerctl delete job {name}{flag}`")
-    store.apply([job])
+    store.apply([job], by=author(by))
     lease = store.lease()
     if not lease or clock.time() - lease["heartbeat"] > 10:
         yield Note("no controller is running; the job waits until `brokerctl controller` starts", warning=True)

@@ -20,6 +20,8 @@ after the signal.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import os
 import signal
@@ -48,6 +50,8 @@ log = logging.getLogger("brokerctl.controller")
 
 LEASE_STALE_SECONDS = 10.0
 EXIT_DEADLINE = 1.5  # seconds from SIGTERM/SIGINT to the end of the process, whatever it is doing
+# Upper bounds (seconds) of the pass-duration histogram published with the stats (`/metrics` of the server).
+PASS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ class Controller:
         self._listing: dict[str, _Listing] = {}
         self._listed: dict[str, _Listed] = {}
         self.passes, self.lists, self.pass_seconds, self.last_pass = 0, 0, 0.0, 0.0
+        self.pass_counts = [0] * (len(PASS_BUCKETS) + 1)  # passes per bucket of PASS_BUCKETS, the last one over them
         self.changes: Subscription | None = None
         self.stop = threading.Event()
         self._twins: set[str] = set()
@@ -151,9 +156,13 @@ class Controller:
         p.wake_at(snapshot.taken_at + (self.busy_resync if busy else self.resync))
         if done:  # what we just did changes the world: look again at once
             p.wake_at(self.clock())
-        self.last_pass = time.perf_counter() - began
-        self.pass_seconds += self.last_pass
+        self._count_pass(time.perf_counter() - began)
         return p
+
+    def _count_pass(self, seconds: float) -> None:
+        self.last_pass = seconds
+        self.pass_seconds += seconds
+        self.pass_counts[bisect.bisect_left(PASS_BUCKETS, seconds)] += 1
 
     def _forget_lists(self, p: Plan) -> None:
         """A node this pass acts on must be listed again next pass (not every change makes an event)."""
@@ -161,8 +170,12 @@ class Controller:
             self._listed.pop(a.node, None)
 
     def stats(self) -> dict:
-        """Published with each heartbeat (``brokerctl status``): passes, lists, Docker calls, CPU."""
+        """Published with each heartbeat (``brokerctl status``, the server's ``/metrics``): passes, lists,
+        Docker calls, CPU, and ``passBuckets``: passes that took at most each bound of ``PASS_BUCKETS``
+        (cumulative, as a Prometheus histogram counts)."""
+        cumulative = list(itertools.accumulate(self.pass_counts[:-1]))
         return {"passes": self.passes, "lists": self.lists, "passSeconds": round(self.pass_seconds, 4),
+                "passBuckets": {f"{bound:g}": n for bound, n in zip(PASS_BUCKETS, cumulative)},
                 "lastPassSeconds": round(self.last_pass, 4), "cpuSeconds": round(time.process_time(), 3),
                 "dockerCalls": CALLS.snapshot(), "nudges": bool(self.changes and self.changes.listening)}
 
@@ -320,6 +333,12 @@ class SignalShutdown:
         if release:
             self.release()
         log.warning("exiting: %s; containers keep running", why)
+        self.end()
+
+    @staticmethod
+    def end() -> None:
+        """End the process now, its logs flushed. `brokerctl server` ends so once everything has
+        stopped: the interpreter's own finalisation, after uvicorn and anyio, can take a second more."""
         logging.shutdown()  # flushes every handler
         for stream in (sys.stdout, sys.stderr):
             try:

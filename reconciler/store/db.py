@@ -155,10 +155,11 @@ class Connection:
         self.backend.close()
 
     @contextmanager
-    def transaction(self) -> Iterator:
+    def transaction(self, wake_controller: bool = True) -> Iterator:
         """A write transaction holding the store's write lock from its start. Any exception rolls
-        it back; a commit wakes the store's controller (unless ``nudge`` is off)."""
-        wake = self.store_id if self.nudge else None
+        it back; a commit wakes the store's controller (unless ``nudge`` is off, or the caller
+        writes what no controller acts on: ``wake_controller=False``)."""
+        wake = self.store_id if self.nudge and wake_controller else None
         with self._lock:
             self.backend.begin(wake)  # LockTimeout once the lock timeout passed
             try:

@@ -1,7 +1,7 @@
 """Tasks: one row per attempt to run one container, kept as history, and their bounded output.
 
 ``TaskStore`` is mixed into ``Store`` (see the package): ``tasks``/``task``/``tasks_on`` read
-records, ``insert_task``/``update_task``/``task_state``/``save_output`` work inside the caller's
+records, ``task_counts`` counts them by namespace and phase, ``insert_task``/``update_task``/``task_state``/``save_output`` work inside the caller's
 transaction (act records a pass's decisions and each outcome that way), ``output`` reads what a
 finished container printed. The module functions count and delete a resource's tasks for
 ``resources`` (deletion, purge). Called by the controller, act and the CLI.
@@ -65,6 +65,11 @@ class TaskStore:
         if not rows:
             raise NotFound.task(task_id)
         return rows[0]
+
+    def task_counts(self) -> dict[tuple[str, str], int]:
+        """How many tasks (history included) each namespace has in each phase: (namespace, phase) -> n."""
+        rows = self._tuples("SELECT namespace, phase, count(*) FROM tasks GROUP BY namespace, phase")
+        return {(namespace, phase): n for namespace, phase, n in rows}
 
     def tasks_on(self, node: str) -> list[TaskRecord]:
         """Active tasks bound to a node."""
