@@ -30,11 +30,22 @@ app = typer.Typer(
 )
 
 
+def _print_version(wanted: bool) -> None:
+    """``--version``: print the release and stop before any command runs."""
+    if wanted:
+        from .. import __version__
+
+        typer.echo(f"brokerctl {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _options(
     db: Optional[str] = typer.Option(None, "--db", help="Store: a file path, sqlite:///PATH or "
                                      "postgresql://USER@HOST:PORT/DB (default: $BROKER_DB, else the per-user state file).",
                                      envvar=None),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the version and exit."),
 ) -> None:
     common.db_path = db
 
