@@ -3,7 +3,7 @@
 Entry point ``main`` (console script): the one place that catches ``BrokerError`` (one red line on
 stderr and the error's exit code) and click's usage errors. The global ``--db`` option is kept in
 ``common.db_path`` for the commands' store opener. The commands live in one module per group
-(``resources``, ``tasks``, ``nodes``, ``rollout``, ``sync``, ``controller``, ``stores``) and are registered
+(``resources``, ``tasks``, ``nodes``, ``rollout``, ``sync``, ``controller``, ``stores``, ``shell``) and are registered
 here, in the order ``--help`` lists them. A command module imports nothing heavy at its top
 (typer, the errors, ``common``), so ``brokerctl --help`` stays fast; each command imports its verbs
 when it runs.
@@ -17,7 +17,7 @@ from typing import Optional
 import typer
 
 from ..errors import BrokerError
-from . import common, controller, nodes, resources, rollout, stores, sync, tasks
+from . import common, controller, nodes, resources, rollout, shell, stores, sync, tasks
 
 app = typer.Typer(
     name="brokerctl",
@@ -33,9 +33,9 @@ app = typer.Typer(
 def _print_version(wanted: bool) -> None:
     """``--version``: print the release and stop before any command runs."""
     if wanted:
-        from .. import __version__
+        from ..ops import version
 
-        typer.echo(f"brokerctl {__version__}")
+        typer.echo(f"brokerctl {version()}")
         raise typer.Exit()
 
 
@@ -53,7 +53,7 @@ def _options(
 # Every command, in the order `brokerctl --help` lists them (typer lists the `rollout` group last).
 COMMANDS = (resources.apply, resources.get, resources.describe, resources.delete, tasks.retry, tasks.logs, tasks.run,
             tasks.wait, rollout.scale, nodes.cordon, nodes.uncordon, nodes.drain, sync.sync, resources.diff,
-            controller.status, controller.schema, controller.controller)
+            controller.status, controller.schema, controller.controller, shell.completion)
 
 for command in COMMANDS:
     app.command()(command)
@@ -67,6 +67,8 @@ def main() -> None:
     except ImportError:
         import click
 
+    if shell.completion_requested():  # a completion script asking; answered before any command runs
+        shell.register_completion_classes()
     try:
         code = app(prog_name="brokerctl", standalone_mode=False)
     except BrokerError as exc:

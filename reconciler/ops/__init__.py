@@ -22,3 +22,10 @@ def open_store(path: str | Path | None = None, create: bool = False):
     from ..store import Store, default_db_path
 
     return Store(path or default_db_path(), create=create)
+
+
+def version() -> str:
+    """The release of brokerctl (``--version``; an API's version route)."""
+    from .. import __version__
+
+    return __version__
