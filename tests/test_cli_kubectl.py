@@ -79,3 +79,159 @@ def test_zsh_and_fish_scripts_ask_brokerctl_and_get_answers_in_their_format(db, 
 def test_completion_for_an_unknown_shell_is_a_usage_error(db):
     done = cli(db, "completion", "tcsh")
     assert done.returncode == 2 and "use bash, zsh or fish" in done.stderr and not done.stdout
+
+
+# -- listings --------------------------------------------------------------------------------------
+
+MANIFESTS = """\
+apiVersion: broker/v1
+kind: Node
+metadata: {name: h1}
+spec: {address: "tcp://127.0.0.1:2375"}
+---
+apiVersion: broker/v1
+kind: Namespace
+metadata: {name: team-a}
+---
+apiVersion: broker/v1
+kind: Job
+metadata: {name: hello, labels: {app: demo}}
+spec: {completions: 2, template: {image: busybox, command: "echo hi"}}
+---
+apiVersion: broker/v1
+kind: Job
+metadata: {name: big}
+spec: {completions: 9, template: {image: busybox, command: "echo hi"}}
+---
+apiVersion: broker/v1
+kind: Job
+metadata: {name: mid, namespace: team-a, labels: {app: demo}}
+spec: {completions: 5, template: {image: busybox, command: "echo hi"}}
+---
+apiVersion: broker/v1
+kind: Service
+metadata: {name: web, labels: {app: demo}}
+spec: {replicas: 1, template: {image: busybox, command: "sleep 9"}}
+"""
+
+
+@pytest.fixture
+def filled(db):
+    """Nodes, a namespace, Jobs in two namespaces, a Service, and tasks in several phases (written
+    to the store as a controller would)."""
+    from reconciler.kinds import Kind, TaskPhase
+    from reconciler.records import TaskRecord
+
+    cli(db, "apply", "-f", "-", input=MANIFESTS, check=True)
+    s = Store(db)
+    rows = [("hello", "default", 0, TaskPhase.SUCCEEDED), ("hello", "default", 1, TaskPhase.RUNNING),
+            ("big", "default", 0, TaskPhase.RUNNING), ("big", "default", 1, TaskPhase.PENDING),
+            ("mid", "team-a", 0, TaskPhase.RUNNING)]
+    with s.transaction() as tx:
+        for i, (job, ns, index, phase) in enumerate(rows):
+            s.insert_task(tx, TaskRecord(id=f"{job}-{index}-1", owner_kind=Kind.JOB, owner_name=job, owner_uid="u",
+                                         index=index, attempt=1, phase=phase, created_at=10.0 + i, namespace=ns))
+    s.close()
+    return db
+
+
+def test_several_kinds_at_once_each_with_its_table_and_names_prefixed(filled):
+    """`get jobs,svc`: a table per kind in the order asked, a blank line between, each name with its kind."""
+    out = cli(filled, "get", "jobs,svc", check=True).stdout
+    jobs, services = out.split("\n\n")
+    assert jobs.splitlines()[0].split()[:2] == ["NAME", "PHASE"]
+    assert [line.split()[0] for line in jobs.splitlines()[1:]] == ["job/big", "job/hello"]
+    assert services.splitlines()[0].split()[:2] == ["NAME", "DESIRED"]
+    assert [line.split()[0] for line in services.splitlines()[1:]] == ["service/web"]
+
+
+def test_get_all_lists_jobs_services_and_tasks_of_the_namespace(filled):
+    out = cli(filled, "get", "all", "-o", "name", check=True).stdout
+    assert out == ("job/big\njob/hello\nservice/web\n"
+                   "task/hello-0-1\ntask/hello-1-1\ntask/big-0-1\ntask/big-1-1\n")
+    every = cli(filled, "get", "all", "-A", "-o", "name", check=True).stdout.splitlines()
+    assert "job/mid" in every and "task/mid-0-1" in every
+    empty = cli(filled, "get", "all", "-n", "team-b")
+    assert empty.returncode == 0 and empty.stdout == "" and "No resources found in namespace team-b." in empty.stderr
+
+
+@pytest.mark.parametrize("short, long", [("svc", "services"), ("ns", "namespaces"), ("no", "nodes"),
+                                         ("job", "jobs"), ("ev", "events"), ("task", "tasks")])
+def test_short_names_list_what_the_long_names_list(filled, short, long):
+    assert cli(filled, "get", short, "-o", "json", check=True).stdout == \
+        cli(filled, "get", long, "-o", "json", check=True).stdout
+
+
+def test_short_names_work_wherever_a_kind_is_typed(filled):
+    assert cli(filled, "describe", "svc", "web", check=True).stdout.startswith("Service: web")
+    assert cli(filled, "describe", "ns", "team-a", check=True).stdout.startswith("Namespace: team-a")
+    assert cli(filled, "describe", "no", "h1", check=True).stdout.startswith("Node: h1")
+
+
+def test_an_unknown_kind_names_the_kinds_and_short_names(filled):
+    done = cli(filled, "get", "jobs,pods")
+    assert done.returncode == 2
+    assert "unknown kind 'pods'" in done.stderr and "services (svc)" in done.stderr and "all" in done.stderr
+
+
+def test_output_name_prints_kind_slash_name(filled):
+    assert cli(filled, "get", "nodes,ns", "-o", "name", check=True).stdout == \
+        "node/h1\nnamespace/default\nnamespace/team-a\n"
+    assert cli(filled, "get", "jobs", "-l", "app=demo", "-o", "name", check=True).stdout == "job/hello\n"
+    events = cli(filled, "get", "events", "-o", "name")
+    assert events.returncode == 2 and "events have no names" in events.stderr
+
+
+@pytest.mark.parametrize("sort_by", [".spec.completions", "{.spec.completions}", "spec.completions"])
+def test_sort_by_a_field_path(filled, sort_by):
+    """Numbers sort as numbers: 2 < 5 < 9 (as text, "9" would not come last)."""
+    out = cli(filled, "get", "jobs", "-A", "--sort-by", sort_by, "-o", "name", check=True).stdout
+    assert out == "job/hello\njob/mid\njob/big\n"
+
+
+def test_sort_by_a_column_name_sorts_by_the_field_it_shows(filled):
+    """PHASE sorts tasks by phase; AGE by creation time, oldest first."""
+    by_phase = cli(filled, "get", "tasks", "--sort-by", "PHASE", "-o", "name", check=True).stdout.splitlines()
+    assert by_phase == ["task/big-1-1", "task/hello-1-1", "task/big-0-1", "task/hello-0-1"]  # Pending, Running, Succeeded
+    by_age = cli(filled, "get", "tasks", "--sort-by", "age", "-o", "name", check=True).stdout.splitlines()
+    assert by_age == ["task/hello-0-1", "task/hello-1-1", "task/big-0-1", "task/big-1-1"]
+
+
+def test_sort_by_a_field_no_item_has_is_a_usage_error(filled):
+    done = cli(filled, "get", "jobs", "--sort-by", ".spec.complections")
+    assert done.returncode == 2
+    assert "no job has the field .spec.complections" in done.stderr and "COMPLETIONS" in done.stderr
+
+
+def test_limit_keeps_the_first_n_after_sorting_and_says_so(filled):
+    done = cli(filled, "get", "jobs", "-A", "--sort-by", ".spec.completions", "--limit", "2", "-o", "name",
+               check=True)
+    assert done.stdout == "job/hello\njob/mid\n"
+    assert "showing the first 2 of 3 jobs; --limit 0 for all" in done.stderr
+    assert cli(filled, "get", "jobs", "-A", "--limit", "0", "-o", "name", check=True).stdout.count("\n") == 3
+
+
+def test_task_filters_by_phase_and_owner(filled):
+    def names(*args):
+        return cli(filled, "get", "tasks", *args, "-o", "name", check=True).stdout.splitlines()
+
+    assert names("--phase", "Running") == ["task/hello-1-1", "task/big-0-1"]
+    assert names("--phase", "running,pending") == ["task/hello-1-1", "task/big-0-1", "task/big-1-1"]
+    assert names("--phase", "Running", "--phase", "Succeeded", "--owner", "job/hello") == \
+        ["task/hello-0-1", "task/hello-1-1"]
+    assert names("--owner", "job/mid") == []
+    assert names("--owner", "job/mid", "-n", "team-a") == ["task/mid-0-1"]
+    assert names("--owner", "job/mid", "-A") == ["task/mid-0-1"]
+    assert names("-A", "--phase", "Running") == ["task/hello-1-1", "task/big-0-1", "task/mid-0-1"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["tasks", "--phase", "Done"], "--phase 'Done' is not a task phase; use Pending, Running"),
+    (["tasks", "--owner", "node/h1"], "tasks belong to a job or a service"),
+    (["jobs", "--phase", "Running"], "--phase and --owner filter tasks"),
+    (["jobs,services", "hello"], "a name is looked up in one kind"),
+])
+def test_task_filters_and_names_refuse_what_means_nothing(filled, args, message):
+    done = cli(filled, "get", *args)
+    assert done.returncode == 2 and message in done.stderr and not done.stdout
+

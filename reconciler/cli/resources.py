@@ -14,10 +14,9 @@ from typing import Optional
 import typer
 
 from ..errors import UsageError
-from .common import MANIFEST_NAMESPACE_HELP, check_output, follow, namespace, namespace_option, open_store, warn
-
-EVENTS_LIMIT = 500  # `get events` shows the last this many unless --limit says otherwise
-
+from .common import (
+    MANIFEST_NAMESPACE_HELP, OUTPUT_FORMATS, check_output, follow, namespace, namespace_option, open_store, warn,
+)
 
 def apply(
     files: list[str] = typer.Option(..., "-f", "--filename", help="File, directory (its *.yaml|*.yml|*.json) or - for stdin. Repeatable."),
@@ -40,74 +39,113 @@ def apply(
 
 
 def get(
-    kind: str = typer.Argument(..., help="nodes, namespaces, jobs, services, tasks or events"),
+    kind: str = typer.Argument(..., help="nodes (no), namespaces (ns), jobs, services (svc), tasks, events (ev), "
+                               "or all (jobs, services and tasks); several separated by commas: jobs,svc"),
     name: Optional[str] = typer.Argument(None),
-    output: str = typer.Option("table", "-o", "--output", help="table, wide, json or yaml"),
+    output: str = typer.Option("table", "-o", "--output", help="table, wide, json, yaml or name (kind/name)"),
     selector: list[str] = typer.Option([], "-l", "--selector", help="Label filter key=value (repeatable)."),
     for_: Optional[str] = typer.Option(None, "--for", help="With `get events`: only this KIND/NAME."),
-    limit: int = typer.Option(EVENTS_LIMIT, "--limit", min=0,
-                              help=f"With `get events`: show the last N (default {EVENTS_LIMIT}; 0: all)."),
+    sort_by: Optional[str] = typer.Option(None, "--sort-by", help="Sort by a field of -o json (.metadata.name, "
+                                          ".status.phase) or a column (PHASE; AGE: oldest first)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=0,
+                                        help="Show the first N (after --sort-by); events: the last N "
+                                        "(default 500). 0: all."),
+    phase: list[str] = typer.Option([], "--phase", help="With `get tasks`: only these phases (Running,Pending; "
+                                    "repeatable)."),
+    owner: Optional[str] = typer.Option(None, "--owner", help="With `get tasks`: only the tasks of this job/NAME "
+                                        "or service/NAME."),
     namespace_: str = namespace_option("List this namespace's jobs, services, tasks or events (default: default)."),
     all_namespaces: bool = typer.Option(False, "-A", "--all-namespaces",
                                         help="List every namespace's, with a NAMESPACE column."),
 ) -> None:
-    """List nodes, namespaces, jobs, services, tasks or events."""
-    from ..ops.refs import parse_kind, parse_ref, parse_selector
+    """List nodes, namespaces, jobs, services, tasks or events (several kinds at once, or all)."""
+    from ..ops import listing
+    from ..ops.refs import parse_listed_kinds, parse_owner, parse_phases, parse_ref, parse_selector
 
-    check_output(output)
+    check_output(output, OUTPUT_FORMATS + ("name",))
+    kinds = parse_listed_kinds(kind)
     ns = None if all_namespaces else namespace(namespace_)
-    if all_namespaces and name and kind.strip().lower() not in ("task", "tasks"):
-        raise UsageError(f"get {kind} {name}: a name is looked up in one namespace; use -n NAMESPACE, not -A")
+    filters = listing.Filters(parse_selector(selector), parse_phases(phase), parse_owner(owner) if owner else None,
+                              parse_ref(for_) if for_ else None)
+    listing.check(kinds, name, filters, ns)
+    if output == "name" and listing.EVENTS in kinds:
+        raise UsageError("events have no names: use -o table, json or yaml")
     store = open_store()
-    want = parse_selector(selector)
-    what = kind.strip().lower()
-    if what in ("event", "events"):
-        _show_events(store, parse_ref(for_) if for_ else None, output, limit, ns)
-    elif what in ("task", "tasks"):
-        _show_tasks(store, name, want, output, ns)
-    else:
-        _show_resources(store, parse_kind(kind), name, want, output, ns)
+    found = listing.get(store, kinds, name, filters, ns, sort_by, limit)
+    _show_listings(found, output, ns, several=len(kinds) > 1)
 
 
-def _show_resources(store, kind, name: str | None, want: dict, output: str, ns: str | None) -> None:
+def _show_listings(found: list, output: str, ns: str | None, several: bool) -> None:
     from .. import views
+    from ..ops import listing
+
+    for one in found:
+        if one.older:
+            typer.echo(f"showing the last {len(one.items)} events; --limit N for more (0: all)", err=True)
+        elif one.total > len(one.items):
+            typer.echo(f"showing the first {len(one.items)} of {one.total} {one.kind.lower()}s; --limit 0 for all",
+                       err=True)
+    if output == "name":
+        typer.echo("".join(f"{listing.item_name(one.kind, item)}\n" for one in found for item in one.items), nl=False)
+    elif output in ("json", "yaml"):
+        with _bulk():
+            objects = [obj for one in found for obj in _objects(one)]
+            typer.echo(views.dump(objects, output), nl=False)
+    elif several:
+        shown = [one for one in found if one.items]
+        for i, one in enumerate(shown):
+            if i:
+                typer.echo()
+            _print_table(one, output == "wide", ns, prefix=True)
+        if not shown:
+            where = "in any namespace" if ns is None else f"in namespace {ns}"
+            typer.echo(f"No resources found {where}.", err=True)
+    else:
+        _print_table(found[0], output == "wide", ns)
+
+
+def _bulk():
     from ..ops import resources
+
+    return resources.bulk()
+
+
+def _objects(one) -> list[dict]:
+    """The JSON objects of a listing's items, as `-o json` prints them."""
+    from .. import views
+    from ..ops import listing
+
+    if one.kind == listing.TASKS:
+        return [views.task_object(t) for t in one.items]
+    if one.kind == listing.EVENTS:
+        return [views.event_object(e) for e in one.items]
+    return one.items
+
+
+def _print_table(one, wide: bool, ns: str | None, prefix: bool = False) -> None:
+    from ..ops import listing
     from . import tables
 
-    objects = resources.get_resources(store, kind, name, want, ns)
-    if output in ("json", "yaml"):
-        typer.echo(views.dump(objects, output), nl=False)
-    else:
-        tables.print_table(*tables.resource_rows(kind.value, objects, output == "wide", time.time(),
-                                                 namespaces=ns is None and kind.namespaced))
+    columns, rows = table_rows(one, wide, ns)
+    if prefix and one.kind != listing.EVENTS:  # several kinds: name each row's kind, as kubectl does
+        at = 1 if ns is None and one.kind in listing.NAMESPACED else 0
+        for row in rows:
+            row[at] = f"{one.kind.lower()}/{row[at]}"
+    tables.print_table(columns, rows)
 
 
-def _show_tasks(store, task_id: str | None, want: dict, output: str, ns: str | None) -> None:
-    from .. import views
-    from ..ops import resources
+def table_rows(one, wide: bool, ns: str | None) -> tuple[list[str], list[list]]:
+    """Columns and rows of one listing's table."""
+    from ..kinds import Kind
+    from ..ops import listing
     from . import tables
 
-    tasks = resources.get_tasks(store, task_id, want, ns)
-    if output in ("json", "yaml"):
-        with resources.bulk():
-            text = views.dump(resources.task_objects(tasks), output)
-        typer.echo(text, nl=False)
-    else:
-        tables.print_table(*tables.task_rows(tasks, output == "wide", time.time(), namespaces=ns is None))
-
-
-def _show_events(store, ref, output: str, limit: int, ns: str | None) -> None:
-    from .. import views
-    from ..ops import resources
-    from . import tables
-
-    events = resources.get_events(store, ref, limit, ns)
-    if events.older:
-        typer.echo(f"showing the last {limit} events; --limit N for more (0: all)", err=True)
-    if output in ("json", "yaml"):
-        typer.echo(views.dump([views.event_object(e) for e in events.rows], output), nl=False)
-    else:
-        tables.print_table(*tables.event_rows(events.rows, namespaces=ns is None))
+    now = time.time()
+    if one.kind == listing.TASKS:
+        return tables.task_rows(one.items, wide, now, namespaces=ns is None)
+    if one.kind == listing.EVENTS:
+        return tables.event_rows(one.items, namespaces=ns is None)
+    return tables.resource_rows(one.kind, one.items, wide, now, namespaces=ns is None and Kind(one.kind).namespaced)
 
 
 def describe(kind: str = typer.Argument(...), name: str = typer.Argument(...),
