@@ -235,3 +235,49 @@ def test_task_filters_and_names_refuse_what_means_nothing(filled, args, message)
     done = cli(filled, "get", *args)
     assert done.returncode == 2 and message in done.stderr and not done.stdout
 
+
+# -- logs --tail --since (stored output; live containers: tests/test_e2e_cli.py) ----------------------
+
+
+@pytest.fixture
+def finished(db):
+    """Two finished tasks of job/hello with stored output: one ended an hour ago, one a minute ago."""
+    import time
+
+    from reconciler.kinds import Kind, TaskPhase
+    from reconciler.records import TaskRecord
+
+    cli(db, "apply", "-f", "-", input=MANIFESTS, check=True)
+    s = Store(db)
+    now = time.time()
+    with s.transaction() as tx:
+        for index, ended in ((0, now - 3600), (1, now - 60)):
+            tid = f"hello-{index}-1"
+            s.insert_task(tx, TaskRecord(id=tid, owner_kind=Kind.JOB, owner_name="hello", owner_uid="u", index=index,
+                                         attempt=1, phase=TaskPhase.SUCCEEDED, exit_code=0, created_at=ended - 5,
+                                         started_at=ended - 5, finished_at=ended))
+            s.save_output(tx, tid, b"".join(b"%d-line%d\n" % (index, i) for i in range(1, 6)), False)
+    s.close()
+    return db
+
+
+def test_logs_tail_prints_the_last_lines_of_each_task(finished):
+    assert cli(finished, "logs", "hello-0-1", "--tail", "2", check=True).stdout == "0-line4\n0-line5\n"
+    assert cli(finished, "logs", "job/hello", "--tail", "1", check=True).stdout == \
+        "[hello-0-1] 0-line5\n[hello-1-1] 1-line5\n"
+    assert cli(finished, "logs", "hello-0-1", "--tail", "0", check=True).stdout == ""
+
+
+def test_logs_since_keeps_the_output_of_tasks_that_ran_in_that_while(finished):
+    """Stored output has no time per line: --since 10m shows the task that ended a minute ago, whole,
+    and not the one that ended an hour ago."""
+    assert cli(finished, "logs", "job/hello", "--since", "10m", check=True).stdout == \
+        "".join(f"[hello-1-1] 1-line{i}\n" for i in range(1, 6))
+    assert cli(finished, "logs", "hello-0-1", "--since", "10m", check=True).stdout == ""
+    assert cli(finished, "logs", "hello-0-1", "--since", "1h30m", "--tail", "1", check=True).stdout == "0-line5\n"
+
+
+def test_logs_since_refuses_what_is_not_a_duration(finished):
+    done = cli(finished, "logs", "job/hello", "--since", "10 minutes")
+    assert done.returncode == 2 and "--since '10 minutes' is not a duration: write e.g. 30s, 10m" in done.stderr
+

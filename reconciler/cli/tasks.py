@@ -33,18 +33,23 @@ def retry(kind: str = typer.Argument(..., help="job"), name: str = typer.Argumen
 def logs(
     target: str = typer.Argument(..., help="A task id, or KIND/NAME for all of its tasks."),
     follow_: bool = typer.Option(False, "-f", "--follow", help="Keep streaming a running task's output."),
+    tail: Optional[int] = typer.Option(None, "--tail", min=0, help="Only the last N lines (of each task)."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only what was written in this last while: 30s, "
+                                        "10m, 1h (stored output, which has no time per line: a task's whole output "
+                                        "if it ran then)."),
     namespace_: str = namespace_option("Namespace of the KIND/NAME named (default: default; task ids need none)."),
 ) -> None:
     """Print task output (kept in the store after the container is gone)."""
     from ..ops import tasks
-    from ..ops.refs import parse_ref
+    from ..ops.refs import parse_duration, parse_ref
 
+    window = tasks.log_window(tail, parse_duration(since) if since is not None else None)
     store = open_store()
     if "/" in target:
         kind, name = parse_ref(target)
-        chunks, prefix = tasks.owner_logs(store, kind, name, follow_, namespace(namespace_)), True
+        chunks, prefix = tasks.owner_logs(store, kind, name, follow_, namespace(namespace_), window), True
     else:
-        chunks, prefix = tasks.task_logs(store, target, follow_), False
+        chunks, prefix = tasks.task_logs(store, target, follow_, window), False
     write = output_writer(prefix)
     for chunk in chunks:
         write(chunk)

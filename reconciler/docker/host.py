@@ -269,11 +269,16 @@ class Host:
             pass
         return output
 
-    def logs(self, container_id: str, follow: bool) -> Iterator[bytes]:
-        """Stream output; a separate client without a read timeout so ``-f`` can wait."""
+    def logs(self, container_id: str, follow: bool, tail: int | None = None,
+             since: float | None = None) -> Iterator[bytes]:
+        """Stream output (the last ``tail`` lines, those written after ``since``, epoch seconds, if
+        given); a separate client without a read timeout so ``-f`` can wait."""
         client = connect(self.address, self.tls, timeout=None)
+        window = {"tail": "all" if tail is None else tail}
+        if since is not None:
+            window["since"] = max(since, 0.001)  # the SDK drops 0, which would mean "from the start"
         try:
-            yield from client.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=follow)
+            yield from client.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=follow, **window)
         except derr.NotFound:
             return
         except derr.APIError as exc:

@@ -7,6 +7,8 @@ parses its label selectors here too. Each bad name is a ``UsageError`` saying wh
 
 from __future__ import annotations
 
+import re
+
 from ..errors import UsageError
 from ..kinds import NAME_RE, Kind, TaskPhase
 
@@ -120,3 +122,16 @@ def namespace_name(text: str) -> str:
         raise UsageError(f"--namespace {text!r} is not a namespace name: a lowercase DNS label (a-z, 0-9 and '-', "
                          "starting and ending with a letter or digit, at most 63 characters)")
     return text
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, option: str = "--since") -> float:
+    """``10m``, ``1h30m``, ``45s``, ``2d`` -> seconds (Go's duration units, and days)."""
+    words = text.strip()
+    parts = _DURATION.findall(words)
+    if not words or "".join(n + u for n, u in parts) != words:
+        raise UsageError(f"{option} {text!r} is not a duration: write e.g. 30s, 10m, 1h30m or 2d")
+    return sum(float(n) * _SECONDS[u] for n, u in parts)
