@@ -281,3 +281,55 @@ def test_logs_since_refuses_what_is_not_a_duration(finished):
     done = cli(finished, "logs", "job/hello", "--since", "10 minutes")
     assert done.returncode == 2 and "--since '10 minutes' is not a duration: write e.g. 30s, 10m" in done.stderr
 
+
+# -- delete -l / --all ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def applied(db):
+    cli(db, "apply", "-f", "-", input=MANIFESTS, check=True)
+    return db
+
+
+def _names(db, kinds="jobs,services"):
+    return cli(db, "get", kinds, "-A", "-o", "name", check=True).stdout.split()
+
+
+def test_delete_by_label_deletes_the_matching_ones_of_the_namespace(applied):
+    done = cli(applied, "delete", "jobs,svc", "-l", "app=demo", check=True)
+    assert done.stdout.splitlines() == ["job/hello deleted", "service/web deleted"]
+    assert _names(applied) == ["job/big", "job/mid"]  # team-a's job/mid matches too, but is not in -n default
+
+
+def test_delete_by_label_in_every_namespace_with_A(applied):
+    done = cli(applied, "delete", "jobs", "-l", "app=demo", "-A", check=True)
+    assert sorted(done.stdout.splitlines()) == ["job/hello deleted", "team-a/job/mid deleted"]
+    assert _names(applied) == ["job/big", "service/web"]
+
+
+def test_delete_all_of_a_kind_in_a_namespace(applied):
+    assert cli(applied, "delete", "jobs", "--all", "-n", "team-a", check=True).stdout == "team-a/job/mid deleted\n"
+    assert _names(applied) == ["job/big", "job/hello", "service/web"]
+    done = cli(applied, "delete", "all", "--all", check=True)
+    assert sorted(done.stdout.splitlines()) == ["job/big deleted", "job/hello deleted", "service/web deleted"]
+    assert _names(applied) == []
+
+
+def test_delete_by_label_that_matches_nothing_says_so_and_changes_nothing(applied):
+    done = cli(applied, "delete", "jobs", "-l", "app=other")
+    assert (done.returncode, done.stdout) == (0, "") and "No resources found in namespace default." in done.stderr
+    assert len(_names(applied)) == 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["jobs", "hello", "--all"], "--all deletes every one of a kind"),
+    (["-l", "app=demo"], "-l deletes every one of a kind"),
+    (["tasks", "--all"], "tasks go with their job or service"),
+    (["jobs", "hello", "-A"], "-A deletes by -l or --all"),
+    (["jobs", "-l", "app"], "label selector 'app' is not key=value"),
+])
+def test_delete_by_label_or_all_refuses_what_means_nothing(applied, args, message):
+    done = cli(applied, "delete", *args)
+    assert done.returncode == 2 and message in done.stderr and not done.stdout
+    assert len(_names(applied)) == 4
+

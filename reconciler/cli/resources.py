@@ -179,14 +179,20 @@ def describe(kind: str = typer.Argument(...), name: str = typer.Argument(...),
 
 
 def delete(
-    kind: Optional[str] = typer.Argument(None),
+    kind: Optional[str] = typer.Argument(None, help="node (no), namespace (ns), job or service (svc); with -l or "
+                                         "--all several, jobs,svc, or all (jobs and services)"),
     name: Optional[str] = typer.Argument(None),
     files: list[str] = typer.Option([], "-f", "--filename", help="Delete the resources these manifests define."),
+    selector: list[str] = typer.Option([], "-l", "--selector", help="Delete those of KIND whose labels match "
+                                       "key=value (repeatable)."),
+    all_: bool = typer.Option(False, "--all", help="Delete every one of KIND (in the namespace; -A: in all)."),
     force: bool = typer.Option(False, "--force", help="Remove the record now: a Node even though tasks are active "
                                "on it; a Job or Service without waiting for its containers to stop (they are no "
                                "longer tracked: a running controller removes them as orphans, 10 s grace)."),
     namespace_: str = namespace_option("Namespace of the Job or Service named, or of the documents of -f that name "
                                        "none (default: default)."),
+    all_namespaces: bool = typer.Option(False, "-A", "--all-namespaces",
+                                        help="With -l or --all: the Jobs and Services of every namespace."),
     yes: bool = typer.Option(False, "-y", "--yes", help="Delete a namespace with everything in it without asking."),
 ) -> None:
     """Delete resources; the controller stops and removes their containers, then the record.
@@ -195,12 +201,36 @@ def delete(
     from ..kinds import object_ref
     from ..ops import resources
 
-    targets = resources.delete_targets(kind, name, files, sys.stdin, namespace(namespace_))
-    store = open_store()
+    ns = namespace(namespace_)
+    if selector or all_:
+        targets, store = _selected(kind, name, files, selector, all_, None if all_namespaces else ns)
+        if not targets:
+            where = "in any namespace" if all_namespaces else f"in namespace {ns}"
+            typer.echo(f"No resources found {where}.", err=True)
+            return
+    else:
+        if all_namespaces:
+            raise UsageError("-A deletes by -l or --all: `brokerctl delete jobs --all -A`")
+        targets = resources.delete_targets(kind, name, files, sys.stdin, ns)
+        store = open_store()
     if not yes and "-" not in files and sys.stdin.isatty():
         yes = _confirm_namespaces(store, targets)
     for (k, ns, n), (_, _, outcome) in zip(targets, resources.delete(store, targets, force=force, yes=yes)):
         typer.echo(f"{object_ref(k, ns, n)} {outcome}")
+
+
+def _selected(kind, name, files, selector, all_: bool, ns: str | None):
+    """`delete KINDS -l key=value` / `--all`: what they name, and the store."""
+    from ..ops import resources
+    from ..ops.refs import parse_deleted_kinds, parse_selector
+
+    flag = "--all" if all_ else "-l"
+    if files or name or not kind:
+        raise UsageError(f"{flag} deletes every one of a kind (that matches): `brokerctl delete jobs {flag}"
+                         f"{'' if all_ else ' key=value'}`, without a name or -f")
+    kinds, want = parse_deleted_kinds(kind), parse_selector(selector)
+    store = open_store()
+    return resources.selected_targets(store, kinds, want, ns), store
 
 
 def _confirm_namespaces(store, targets: list) -> bool:

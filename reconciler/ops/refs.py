@@ -57,6 +57,23 @@ def parse_listed_kinds(text: str) -> list[str]:
     return out
 
 
+def parse_deleted_kinds(text: str) -> list[Kind]:
+    """What `delete KINDS -l ...|--all` deletes: ``jobs,svc`` -> [JOB, SERVICE]; ``all``: jobs and services
+    (tasks go with their Job or Service; events with what they are about)."""
+    out: list[Kind] = []
+    for word in text.split(","):
+        if word.strip().lower() == "all":
+            found = [Kind.JOB, Kind.SERVICE]
+        else:
+            listed = parse_listed_kinds(word)
+            if listed[0] in (TASKS, EVENTS):
+                raise UsageError(f"delete {word.strip()!r}: tasks go with their job or service, events with what they "
+                                 "are about; delete jobs, services, namespaces or nodes")
+            found = [Kind(k) for k in listed]
+        out += [k for k in found if k not in out]
+    return out
+
+
 def parse_phases(phases: list[str]) -> frozenset[TaskPhase]:
     """``["running,pending", "Failed"]`` -> those task phases (any case)."""
     by_name = {p.value.lower(): p for p in TaskPhase}
