@@ -333,3 +333,91 @@ def test_delete_by_label_or_all_refuses_what_means_nothing(applied, args, messag
     assert done.returncode == 2 and message in done.stderr and not done.stdout
     assert len(_names(applied)) == 4
 
+
+# -- edit -------------------------------------------------------------------------------------------
+
+
+def editor(tmp_path, body: str) -> dict:
+    """An $EDITOR that runs ``body`` (Python, with ``text`` the file's text and ``seen`` a list of the texts
+    it was opened with so far, kept in a file) and saves ``text``; returns the env that names it."""
+    import json
+    import sys
+
+    log = tmp_path / "editor-seen.json"
+    script = tmp_path / "editor.py"
+    script.write_text(
+        "import json, sys\n"
+        f"log = {str(log)!r}\n"
+        "path = sys.argv[1]\n"
+        "text = open(path).read()\n"
+        "try:\n    seen = json.load(open(log))\nexcept FileNotFoundError:\n    seen = []\n"
+        "seen.append(text)\n"
+        "json.dump(seen, open(log, 'w'))\n"
+        f"{body}\n"
+        "open(path, 'w').write(text)\n")
+    return {"EDITOR": f"{sys.executable} {script}", "BROKER_EDITOR": "", "_seen": str(log)}
+
+
+def seen(env) -> list[str]:
+    import json
+
+    return json.loads(Path(env["_seen"]).read_text())
+
+
+def test_edit_opens_get_yaml_and_applies_the_saved_change(applied, tmp_path):
+    env = editor(tmp_path, "text = text.replace('completions: 2', 'completions: 7')")
+    done = cli(applied, "edit", "job/hello", env=env, check=True)
+    assert done.stdout == "job/hello edited\n"
+    [opened] = seen(env)
+    assert "kind: Job" in opened and "name: hello" in opened and opened.startswith("# Edit the object below")
+    [job] = json_of(applied, "jobs", "hello")
+    assert job["spec"]["completions"] == 7 and job["metadata"]["generation"] == 2
+
+
+def test_edit_of_a_namespaced_resource_and_short_names(applied, tmp_path):
+    env = editor(tmp_path, "text = text.replace('completions: 5', 'completions: 6')")
+    assert cli(applied, "edit", "job", "mid", "-n", "team-a", env=env, check=True).stdout == "team-a/job/mid edited\n"
+    assert json_of(applied, "jobs", "mid", "-n", "team-a")[0]["spec"]["completions"] == 6
+    env = editor(tmp_path, "text = text.replace('replicas: 1', 'replicas: 3')")
+    assert cli(applied, "edit", "svc/web", env=env, check=True).stdout == "service/web edited\n"
+    assert json_of(applied, "services", "web")[0]["spec"]["replicas"] == 3
+
+
+def test_edit_saved_unchanged_or_empty_is_cancelled(applied, tmp_path):
+    before = cli(applied, "get", "jobs", "-o", "json", check=True).stdout
+    env = editor(tmp_path, "text = text + '# a comment changes nothing\\n'")
+    assert cli(applied, "edit", "job/hello", env=env, check=True).stdout == "Edit cancelled, no changes made.\n"
+    env = editor(tmp_path, "text = ''")
+    assert cli(applied, "edit", "job/hello", env=env, check=True).stdout == "Edit cancelled, saved file was empty.\n"
+    assert cli(applied, "get", "jobs", "-o", "json", check=True).stdout == before
+
+
+def test_a_bad_edit_reopens_with_the_error_and_the_fix_is_applied(applied, tmp_path):
+    """First save: an invalid value (nothing applied); the file comes back with the error as comments
+    above the person's text; the second save fixes it and is applied."""
+    env = editor(tmp_path, "if 'could not be applied' in text:\n"
+                           "    text = text.replace('completions: -1', 'completions: 4')\n"
+                           "else:\n"
+                           "    text = text.replace('completions: 2', 'completions: -1')")
+    done = cli(applied, "edit", "job/hello", env=env, check=True)
+    assert done.stdout == "job/hello edited\n"
+    first, second = seen(env)
+    error_lines = second.split("completions: -1")[0].splitlines()
+    assert any(line.startswith("# ") and "spec.completions" in line for line in error_lines), second
+    assert "completions: -1" in second  # the person's edit is kept
+    assert json_of(applied, "jobs", "hello")[0]["spec"]["completions"] == 4
+
+
+def test_a_bad_edit_saved_again_unchanged_gives_up_and_applies_nothing(applied, tmp_path):
+    env = editor(tmp_path, "if 'could not be applied' not in text:\n"
+                           "    text = text.replace('name: hello', 'name: other')")
+    done = cli(applied, "edit", "job/hello", env=env)
+    assert done.returncode == 1 and len(seen(env)) == 2
+    assert "is job/other, not job/hello" in done.stderr and "nothing was applied" in done.stderr
+    assert _names(applied, "jobs") == ["job/big", "job/hello", "job/mid"]
+
+
+def json_of(db, *args):
+    import json
+
+    return json.loads(cli(db, "get", *args, "-o", "json", check=True).stdout)

@@ -51,7 +51,7 @@ def _options(
 
 
 # Every command, in the order `brokerctl --help` lists them (typer lists the `rollout` group last).
-COMMANDS = (resources.apply, resources.get, resources.describe, resources.delete, tasks.retry, tasks.logs, tasks.run,
+COMMANDS = (resources.apply, resources.get, resources.describe, resources.delete, resources.edit, tasks.retry, tasks.logs, tasks.run,
             tasks.wait, rollout.scale, nodes.cordon, nodes.uncordon, nodes.drain, sync.sync, resources.diff,
             controller.status, controller.schema, controller.controller, shell.completion)
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ..errors import UsageError
+from ..errors import BrokerError, Conflict, Forbidden, ManifestError, UsageError
 from .common import (
     MANIFEST_NAMESPACE_HELP, OUTPUT_FORMATS, check_output, follow, namespace, namespace_option, open_store, warn,
 )
@@ -244,6 +245,59 @@ def _confirm_namespaces(store, targets: list) -> bool:
                 typer.echo("nothing deleted", err=True)
                 raise typer.Exit(1)
     return True
+
+
+def edit(
+    target: str = typer.Argument(..., help="KIND/NAME, e.g. job/hello (or KIND NAME)"),
+    name: Optional[str] = typer.Argument(None, hidden=True),
+    namespace_: str = namespace_option(),
+) -> None:
+    """Open a resource in $EDITOR as `get -o yaml` shows it and apply it when saved. A file that cannot be
+    applied is reopened with the error on top; an unchanged or empty file changes nothing."""
+    from ..ops import edit as editing
+    from ..ops.refs import parse_kind, parse_ref
+
+    kind, name = (parse_kind(target), name) if name else parse_ref(target)
+    ns = namespace(namespace_)
+    store = open_store()
+    original = text = editing.document(store, kind, name, ns)
+    while True:
+        saved, path = _run_editor(text, kind.value.lower(), name)
+        try:
+            edited = editing.apply_edit(store, kind, name, ns, original, saved, path)
+        except (ManifestError, Conflict, Forbidden, UsageError) as exc:
+            if saved == text:  # reopened and saved as it was: the person gave up
+                raise BrokerError(f"{exc}\nedit cancelled: the file still has this error; nothing was applied "
+                                  f"(your changes are kept in {path})") from None
+            text = editing.with_error(saved, str(exc))
+            continue
+        Path(path).unlink()
+        if edited.outcome is None:
+            typer.echo(edited.message)
+        else:
+            typer.echo(f"{edited.ref} {'edited' if edited.outcome == 'configured' else edited.outcome}")
+        return
+
+
+def _run_editor(text: str, kind: str, name: str) -> tuple[str, str]:
+    """Write ``text`` to a private temporary file, run ``$BROKER_EDITOR`` (else ``$EDITOR``, else vi) on
+    it, and return what was saved and the file's path (kept until the edit is applied)."""
+    import os
+    import shlex
+    import subprocess
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix=f"brokerctl-edit-{kind}-{name}-", suffix=".yaml")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    editor = shlex.split(os.environ.get("BROKER_EDITOR") or os.environ.get("EDITOR") or "vi")
+    try:
+        code = subprocess.call([*editor, path])
+    except OSError as exc:
+        raise UsageError(f"cannot run the editor {editor[0]!r} ({exc}); set $EDITOR") from None
+    if code != 0:
+        raise BrokerError(f"the editor {editor[0]!r} exited {code}; nothing was applied (the file is {path})")
+    return Path(path).read_text(), path
 
 
 def diff(
