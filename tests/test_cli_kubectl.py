@@ -421,3 +421,34 @@ def json_of(db, *args):
     import json
 
     return json.loads(cli(db, "get", *args, "-o", "json", check=True).stdout)
+
+
+# -- schema headers of the shipped manifests -------------------------------------------------------
+
+SHIPPED = sorted(p for d in ("examples", "manifests") for p in (REPO / d).rglob("*.y*ml"))
+
+
+@pytest.mark.parametrize("path", [str(p.relative_to(REPO)) for p in SHIPPED])
+def test_each_shipped_manifest_names_the_schema_of_its_kind_for_editors(path):
+    """The first line is `# yaml-language-server: $schema=REL`, REL relative to the file and naming
+    the schemas/ file of the kind every one of its documents is."""
+    import yaml
+
+    from reconciler.kinds import Kind
+    from reconciler.spec.schema import schema_file
+
+    file = REPO / path
+    first = file.read_text().splitlines()[0]
+    prefix = "# yaml-language-server: $schema="
+    assert first.startswith(prefix), f"{path} starts with {first!r}"
+    target = (file.parent / first.removeprefix(prefix)).resolve()
+    kinds = {doc["kind"] for doc in yaml.safe_load_all(file.read_text()) if doc}
+    assert len(kinds) == 1, f"{path} mixes kinds {kinds}: one schema per file"
+    assert target == REPO / "schemas" / schema_file(Kind(kinds.pop())) and target.is_file()
+
+
+def test_the_shipped_manifests_still_apply_with_their_headers(db):
+    assert SHIPPED
+    done = cli(db, "apply", "-f", str(REPO / "examples"), "-f", str(REPO / "manifests"), check=True)
+    assert done.stdout.count(" created\n") == sum(
+        1 for p in SHIPPED for line in p.read_text().splitlines() if line.startswith("kind: "))
