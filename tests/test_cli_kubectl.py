@@ -452,3 +452,69 @@ def test_the_shipped_manifests_still_apply_with_their_headers(db):
     done = cli(db, "apply", "-f", str(REPO / "examples"), "-f", str(REPO / "manifests"), check=True)
     assert done.stdout.count(" created\n") == sum(
         1 for p in SHIPPED for line in p.read_text().splitlines() if line.startswith("kind: "))
+
+
+# -- get -w (with a controller: tests/test_e2e_cli.py) ---------------------------------------------
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_watch_prints_the_table_then_each_changed_row_and_ends_on_a_signal_with_0(applied, sig):
+    """`get jobs,svc -w`: the tables, then a row for a Job applied by another process, a row for a
+    scaled Service; nothing for what did not change; SIGTERM or Ctrl-C ends it with exit 0."""
+    import signal
+
+    from helpers import Watching
+
+    watching = Watching(applied, "get", "jobs,svc", "-w")
+    try:
+        watching.wait_line(lambda line: line.startswith("service/web"), 60, "the first listing")
+        cli(applied, "apply", "-f", "-", input=MANIFESTS.split("---\n")[3].replace("name: big", "name: newer"),
+            check=True)
+        row = watching.wait_line(lambda line: line.startswith("job/newer"), 30, "the new job's row")
+        assert row.split()[1:3] == ["Pending", "0/9"]
+        cli(applied, "scale", "service", "web", "--replicas", "3", check=True)
+        row = watching.wait_line(lambda line: line.startswith("service/web") and line.split()[1] == "3", 30,
+                                 "the scaled service's row")
+    finally:
+        code = watching.stop(getattr(signal, sig))
+    assert code == 0, watching.proc.stderr.read()
+    after_first = watching.lines[watching.lines.index(next(x for x in watching.lines if x.startswith("job/newer"))):]
+    assert not any(line.startswith(("job/big", "job/hello")) for line in after_first)  # unchanged: not printed
+
+
+def test_watch_with_output_name_and_json_prints_each_change_once(applied):
+    import json
+
+    from helpers import Watching
+
+    watching = Watching(applied, "get", "jobs", "-w", "-o", "json")
+    try:
+        watching.wait_line(lambda line: line == "]", 60, "the first listing")
+        cli(applied, "delete", "job", "big", check=True)
+        line = watching.wait_line(lambda line: line.startswith("{"), 30, "the deleted job as a JSON line")
+    finally:
+        assert watching.stop() == 0
+    assert json.loads(line)["metadata"]["name"] == "big"
+
+
+def test_the_store_change_counter_moves_on_another_connections_commit(db_url):
+    """``Store.changes`` (what `get -w` polls): its version moves once another connection commits."""
+    from reconciler.spec.manifests import load_text
+    from reconciler.store import Store
+
+    reader, writer = Store(db_url, create=True), Store(db_url)
+    counter = reader.changes()
+    try:
+        before = counter.version()
+        assert counter.version() == before
+        writer.apply([load_text("apiVersion: broker/v1\nkind: Namespace\nmetadata: {name: team-z}\n")[0].resource])
+        import time
+
+        deadline = time.monotonic() + 10
+        while counter.version() == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert counter.version() != before
+    finally:
+        counter.stop()
+        reader.close()
+        writer.close()

@@ -42,3 +42,22 @@ def test_logs_tail_and_since_of_a_running_task_ask_the_container(one_node, db):
         last = cli(db, "logs", "job/talk", "--since", "3s", "--tail", "1", check=True).stdout
         assert last == f"[{task}] tick\n"
         cli(db, "delete", "job", "talk", check=True)
+
+
+def test_get_watch_follows_a_job_and_its_tasks_as_the_controller_runs_them(one_node, db):
+    """`get jobs,tasks -w` with a controller: the task's row as it starts running, then as it succeeds, and
+    the Job's row once it is Complete; Ctrl-C ends it with exit 0."""
+    import signal
+
+    from helpers import Watching
+
+    with ControllerProcess(db):
+        watching = Watching(db, "get", "jobs,tasks", "-w")
+        try:
+            cli(db, "apply", "-f", "-", input=job_yaml("brief", "sleep 2"), check=True)
+            watching.wait_line(lambda line: line.startswith("task/brief-") and " Running " in line, 60, "Running")
+            watching.wait_line(lambda line: line.startswith("task/brief-") and " Succeeded " in line, 60, "Succeeded")
+            watching.wait_line(lambda line: line.startswith("job/brief ") and " Complete " in line, 60, "Complete")
+        finally:
+            code = watching.stop(signal.SIGINT)
+    assert code == 0

@@ -55,6 +55,8 @@ def get(
                                     "repeatable)."),
     owner: Optional[str] = typer.Option(None, "--owner", help="With `get tasks`: only the tasks of this job/NAME "
                                         "or service/NAME."),
+    watch: bool = typer.Option(False, "-w", "--watch", help="After the listing, print each row again whenever it "
+                               "changes, until Ctrl-C (or SIGTERM)."),
     namespace_: str = namespace_option("List this namespace's jobs, services, tasks or events (default: default)."),
     all_namespaces: bool = typer.Option(False, "-A", "--all-namespaces",
                                         help="List every namespace's, with a NAMESPACE column."),
@@ -74,6 +76,44 @@ def get(
     store = open_store()
     found = listing.get(store, kinds, name, filters, ns, sort_by, limit)
     _show_listings(found, output, ns, several=len(kinds) > 1)
+    if watch:
+        _watch(store, kinds, name, filters, ns, output, several=len(kinds) > 1)
+
+
+class _Stopped(Exception):
+    """SIGTERM during `get -w`: end the watch as Ctrl-C does."""
+
+
+def _watch(store, kinds: list[str], name, filters, ns: str | None, output: str, several: bool) -> None:
+    """`get -w`: print each changed item as it changes (a row under the table, a JSON object a line, a
+    YAML document, a name) until Ctrl-C or SIGTERM, then exit 0."""
+    import json
+    import signal
+
+    from .. import views
+    from ..ops import listing
+    from ..ops.watch import changes
+
+    def stop(signum, frame):
+        raise _Stopped
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        for found in changes(store, kinds, name, filters, ns):
+            for kind in dict.fromkeys(change.kind for change in found):
+                items = [c.item for c in found if c.kind == kind]
+                one = listing.Listing(kind, items, len(items))
+                if output == "name":
+                    typer.echo("".join(f"{listing.item_name(kind, item)}\n" for item in items), nl=False)
+                elif output == "json":
+                    typer.echo("".join(f"{json.dumps(obj)}\n" for obj in _objects(one)), nl=False)
+                elif output == "yaml":
+                    typer.echo("".join(f"---\n{views.dump(obj, 'yaml')}" for obj in _objects(one)), nl=False)
+                else:
+                    _print_table(one, output == "wide", ns, prefix=several, header=False)
+            sys.stdout.flush()
+    except (KeyboardInterrupt, _Stopped):
+        return
 
 
 def _show_listings(found: list, output: str, ns: str | None, several: bool) -> None:
@@ -123,7 +163,7 @@ def _objects(one) -> list[dict]:
     return one.items
 
 
-def _print_table(one, wide: bool, ns: str | None, prefix: bool = False) -> None:
+def _print_table(one, wide: bool, ns: str | None, prefix: bool = False, header: bool = True) -> None:
     from ..ops import listing
     from . import tables
 
@@ -132,7 +172,7 @@ def _print_table(one, wide: bool, ns: str | None, prefix: bool = False) -> None:
         at = 1 if ns is None and one.kind in listing.NAMESPACED else 0
         for row in rows:
             row[at] = f"{one.kind.lower()}/{row[at]}"
-    tables.print_table(columns, rows)
+    tables.print_table(columns, rows, header=header)
 
 
 def table_rows(one, wide: bool, ns: str | None) -> tuple[list[str], list[list]]:
