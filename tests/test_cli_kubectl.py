@@ -518,3 +518,16 @@ def test_the_store_change_counter_moves_on_another_connections_commit(db_url):
         counter.stop()
         reader.close()
         writer.close()
+
+
+# -- exec (against a running task: tests/test_e2e_cli.py) ------------------------------------------
+
+
+def test_exec_in_a_task_that_is_not_running_says_so(filled):
+    done = cli(filled, "exec", "hello-0-1", "--", "sh")
+    assert done.returncode == 1 and "task hello-0-1 is Succeeded, not Running" in done.stderr
+
+
+def test_exec_without_a_command_is_a_usage_error(filled):
+    done = cli(filled, "exec", "hello-1-1")
+    assert done.returncode == 2 and "name the command after --" in done.stderr

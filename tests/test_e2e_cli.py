@@ -61,3 +61,67 @@ def test_get_watch_follows_a_job_and_its_tasks_as_the_controller_runs_them(one_n
         finally:
             code = watching.stop(signal.SIGINT)
     assert code == 0
+
+
+@pytest.fixture
+def sleeper(one_node, db):
+    """A running task whose container sleeps, with a controller; yields its id."""
+    with ControllerProcess(db):
+        cli(db, "apply", "-f", "-", input=job_yaml("sleeper", "sleep 300", terminationGracePeriodSeconds=0),
+            check=True)
+        yield running_task(db, "sleeper")
+        cli(db, "delete", "job", "sleeper", check=True)
+
+
+def test_exec_runs_a_command_in_the_task_container_and_passes_its_exit_code_back(sleeper, db):
+    """stdout and stderr come back apart, the command's exit code is brokerctl's; the command runs in
+    the task's own container (it sees the task's environment)."""
+    done = cli(db, "exec", sleeper, "--", "sh", "-c", 'echo out-$BROKER_TASK_ID; echo err >&2; exit 3')
+    assert (done.returncode, done.stdout, done.stderr) == (3, f"out-{sleeper}\n", "err\n")
+    assert cli(db, "exec", sleeper, "--", "true").returncode == 0
+    missing = cli(db, "exec", sleeper, "--", "no-such-command")
+    assert missing.returncode in (126, 127) and "no-such-command" in missing.stdout + missing.stderr
+
+
+def test_exec_with_i_pipes_stdin_to_the_command_until_it_ends(sleeper, db):
+    done = cli(db, "exec", "-i", sleeper, "--", "tr", "a-z", "A-Z", input="hello\nworld\n")
+    assert (done.returncode, done.stdout) == (0, "HELLO\nWORLD\n")
+    big = "x" * 300_000
+    done = cli(db, "exec", "-i", sleeper, "--", "wc", "-c", input=big)
+    assert (done.returncode, done.stdout.strip()) == (0, "300000")
+    without = cli(db, "exec", sleeper, "--", "sh", "-c", "cat; echo done", input="ignored\n")
+    assert (without.returncode, without.stdout) == (0, "done\n")  # no -i: the command's stdin is empty
+
+
+def test_exec_t_without_a_terminal_warns_and_runs_without_one(sleeper, db):
+    done = cli(db, "exec", "-t", sleeper, "--", "sh", "-c", "[ -t 1 ] && echo tty || echo no-tty")
+    assert (done.returncode, done.stdout) == (0, "no-tty\n")
+    assert "stdin is not a terminal" in done.stderr
+
+
+def test_exec_it_on_a_terminal_gives_the_command_one(sleeper, db):
+    """Run from a terminal (a pty), -it gives the command a terminal of its own: it reads the keys typed
+    and its exit code comes back."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler", "--db", str(db), "exec", "-it", sleeper, "--",
+                             "sh", "-c", '[ -t 0 ] && echo has-tty; read x; echo "got-$x"; exit 4'],
+                            stdin=slave, stdout=slave, stderr=slave, env={**os.environ, "NO_COLOR": "1"})
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"has-tty" not in seen and time.monotonic() < deadline:
+        seen += os.read(master, 4096)
+    os.write(master, b"abc\r")
+    while b"got-abc" not in seen and time.monotonic() < deadline:
+        try:
+            seen += os.read(master, 4096)
+        except OSError:
+            break
+    assert proc.wait(60) == 4, seen
+    assert b"has-tty" in seen and b"got-abc" in seen
+    os.close(master)

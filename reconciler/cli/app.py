@@ -51,12 +51,12 @@ def _options(
 
 
 # Every command, in the order `brokerctl --help` lists them (typer lists the `rollout` group last).
-COMMANDS = (resources.apply, resources.get, resources.describe, resources.delete, resources.edit, tasks.retry, tasks.logs, tasks.run,
+COMMANDS = (resources.apply, resources.get, resources.describe, resources.delete, resources.edit, tasks.retry, tasks.logs, tasks.exec_, tasks.run,
             tasks.wait, rollout.scale, nodes.cordon, nodes.uncordon, nodes.drain, sync.sync, resources.diff,
             controller.status, controller.schema, controller.controller, shell.completion)
 
 for command in COMMANDS:
-    app.command()(command)
+    app.command(name=command.__name__.rstrip("_").replace("_", "-"))(command)  # exec_ is `exec`
 app.add_typer(rollout.rollout_app, name="rollout")
 app.add_typer(stores.store_app, name="store")
 

@@ -1,5 +1,6 @@
-"""The task verbs: logs (stored output, else the live stream), run (a one-off Job, followed to its
-end), wait (until a resource reaches a condition), wait_jobs (`apply --wait`), retry.
+"""The task verbs: logs (stored output, else the live stream), exec (a command in a running task's
+container), run (a one-off Job, followed to its end), wait (until a resource reaches a condition),
+wait_jobs (`apply --wait`), retry.
 
 Called by the CLI's task commands (``cli/tasks.py``, ``cli/resources.py`` for ``apply --wait``)
 and meant for the HTTP API. Output comes back as ``Output`` chunks of bytes and progress as
@@ -10,7 +11,7 @@ Service is named in a ``namespace`` (``default`` unless given); task ids are the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, NamedTuple
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 from ..errors import BrokerError, UsageError
 from ..kinds import DEFAULT_NAMESPACE, Kind, TaskPhase, object_ref
@@ -97,6 +98,25 @@ def output(store, t: TaskRecord, follow: bool, skip: int = 0, window: LogWindow 
         host = node_host(store, t.node)
         for chunk in host.logs(t.container_id, follow=follow, tail=window.tail, since=window.since):
             yield Output(t.id, chunk)
+
+
+# -- exec ------------------------------------------------------------------------------------------
+
+
+def exec_in(store, task_id: str, command: list[str], stdin: Iterable[bytes] | None,
+            write: Callable[[int, bytes], None], tty: bool = False, size: tuple[int, int] | None = None) -> int:
+    """Run ``command`` in a Running task's container (Go-Docker's interactive jobs) and return its exit
+    code; ``stdin``, ``write``, ``tty`` and ``size`` as ``docker.host.Host.exec`` takes them."""
+    if not command:
+        raise UsageError(f"exec {task_id}: name the command after --, e.g. `brokerctl exec {task_id} -- sh`")
+    t = store.task(task_id)
+    if t.phase is not TaskPhase.RUNNING or not t.container_id or not t.node:
+        why = ": ".join(filter(None, [t.reason, t.message]))
+        raise BrokerError(f"task {t.id} is {t.phase.value}, not Running: there is no container to run a command in"
+                          + (f" ({why})" if why else ""))
+    from .nodes import node_host
+
+    return node_host(store, t.node).exec(t.container_id, list(command), stdin, write, tty=tty, size=size)
 
 
 # -- run -------------------------------------------------------------------------------------------
