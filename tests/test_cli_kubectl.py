@@ -531,3 +531,10 @@ def test_exec_in_a_task_that_is_not_running_says_so(filled):
 def test_exec_without_a_command_is_a_usage_error(filled):
     done = cli(filled, "exec", "hello-1-1")
     assert done.returncode == 2 and "name the command after --" in done.stderr
+
+
+def test_edit_of_a_secret_is_refused_since_its_values_are_never_shown(applied, tmp_path):
+    env = editor(tmp_path, "pass")
+    done = cli(applied, "edit", "secret/creds", env=env)
+    assert done.returncode == 2 and "a Secret's values are never shown" in done.stderr
+    assert not Path(env["_seen"]).exists()  # no editor was opened

@@ -28,7 +28,7 @@ def apply(
     """Create or update resources from manifests (all documents or none)."""
     from ..ops import resources, tasks
 
-    loaded = resources.read_manifests(files, sys.stdin, namespace(namespace_))
+    loaded = resources.read_manifests(files, sys.stdin, namespace(namespace_), applying=True)
     store = open_store(create=True)
     applied = resources.apply(store, loaded)
     for ref, outcome in applied.results:
@@ -40,8 +40,8 @@ def apply(
 
 
 def get(
-    kind: str = typer.Argument(..., help="nodes (no), namespaces (ns), jobs, services (svc), tasks, events (ev), "
-                               "or all (jobs, services and tasks); several separated by commas: jobs,svc"),
+    kind: str = typer.Argument(..., help="nodes (no), namespaces (ns), jobs, services (svc), secrets, tasks, events "
+                               "(ev), or all (jobs, services and tasks); several separated by commas: jobs,svc"),
     name: Optional[str] = typer.Argument(None),
     output: str = typer.Option("table", "-o", "--output", help="table, wide, json, yaml or name (kind/name)"),
     selector: list[str] = typer.Option([], "-l", "--selector", help="Label filter key=value (repeatable)."),
@@ -57,11 +57,13 @@ def get(
                                         "or service/NAME."),
     watch: bool = typer.Option(False, "-w", "--watch", help="After the listing, print each row again whenever it "
                                "changes, until Ctrl-C (or SIGTERM)."),
-    namespace_: str = namespace_option("List this namespace's jobs, services, tasks or events (default: default)."),
+    namespace_: str = namespace_option("List this namespace's jobs, services, secrets, tasks or events "
+                                       "(default: default)."),
     all_namespaces: bool = typer.Option(False, "-A", "--all-namespaces",
                                         help="List every namespace's, with a NAMESPACE column."),
 ) -> None:
-    """List nodes, namespaces, jobs, services, tasks or events (several kinds at once, or all)."""
+    """List nodes, namespaces, jobs, services, secrets (values shown as their sizes), tasks or events (several
+    kinds at once, or all)."""
     from ..ops import listing
     from ..ops.refs import parse_listed_kinds, parse_owner, parse_phases, parse_ref, parse_selector
 
@@ -220,7 +222,7 @@ def describe(kind: str = typer.Argument(...), name: str = typer.Argument(...),
 
 
 def delete(
-    kind: Optional[str] = typer.Argument(None, help="node (no), namespace (ns), job or service (svc); with -l or "
+    kind: Optional[str] = typer.Argument(None, help="node (no), namespace (ns), job, service (svc) or secret; with -l or "
                                          "--all several, jobs,svc, or all (jobs and services)"),
     name: Optional[str] = typer.Argument(None),
     files: list[str] = typer.Option([], "-f", "--filename", help="Delete the resources these manifests define."),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .. import views
-from ..errors import ManifestError
+from ..errors import ManifestError, UsageError
 from ..kinds import DEFAULT_NAMESPACE, Kind, object_ref
 
 HEADER = ("# Edit the object below and save; lines beginning with '#' are ignored, and an empty file\n"
@@ -29,6 +29,9 @@ def document(store, kind: Kind, name: str, namespace: str = DEFAULT_NAMESPACE) -
     """The text to edit: the header, then the resource as `get -o yaml` shows it (one document)."""
     from .resources import get_resources
 
+    if kind is Kind.SECRET:  # `get` shows a Secret's values as their sizes: saving that back would lose them
+        raise UsageError(f"edit secret/{name}: a Secret's values are never shown, so it cannot be edited here; "
+                         "change its manifest and `brokerctl apply -f FILE`")
     [obj] = get_resources(store, kind, name, None, namespace)
     return HEADER + views.dump(obj, "yaml")
 

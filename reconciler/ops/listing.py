@@ -22,7 +22,7 @@ from ..errors import UsageError
 from ..kinds import DEFAULT_NAMESPACE, Kind, TaskPhase
 from .refs import EVENTS, TASKS
 
-NAMESPACED = (Kind.JOB.value, Kind.SERVICE.value, TASKS)  # listed with a NAMESPACE column under -A
+NAMESPACED = (Kind.JOB.value, Kind.SERVICE.value, Kind.SECRET.value, TASKS)  # listed with a NAMESPACE column under -A
 EVENTS_LIMIT = 500  # `get events` shows the last this many unless --limit says otherwise
 
 _META = {"NAME": ".metadata.name", "AGE": ".metadata.createdAt", "NAMESPACE": ".metadata.namespace",
@@ -37,6 +37,8 @@ COLUMN_FIELDS = {
                          "ROLLOUT": ".status.rollout.state", "TEMPLATE": ".status.revision",
                          "BACKOFF": ".status.restartBackoffSeconds"},
     Kind.NAMESPACE.value: {**_META, "STATUS": ".status.phase", "TASKS": ".status.running", "SHARE": ".spec.share"},
+    Kind.SECRET.value: {"NAME": ".metadata.name", "AGE": ".metadata.createdAt", "NAMESPACE": ".metadata.namespace",
+                        "TYPE": ".spec.type", "SERVER": ".spec.server"},
     TASKS: {"ID": ".id", "NAME": ".id", "OWNER": ".owner", "PHASE": ".phase", "NODE": ".node", "EXIT": ".exitCode",
             "AGE": ".createdAt", "REASON": ".reason", "ATTEMPT": ".attempt", "CONTAINER": ".containerId",
             "MESSAGE": ".message", "NAMESPACE": ".namespace"},

@@ -25,7 +25,8 @@ def parse_kind(text: str) -> Kind:
     try:
         return Kind.parse(text)
     except ValueError:
-        raise UsageError(f"unknown kind {text!r}; use node (no), job, service (svc) or namespace (ns)") from None
+        raise UsageError(f"unknown kind {text!r}; use node (no), job, service (svc), secret or namespace (ns)"
+                         ) from None
 
 
 # What `get` lists besides the resource kinds, and what `get all` means: the namespaced workloads and
@@ -52,7 +53,7 @@ def parse_listed_kinds(text: str) -> list[str]:
                 found = [parse_kind(word).value]
             except UsageError:
                 raise UsageError(f"unknown kind {word!r}; use nodes (no), namespaces (ns), jobs, services (svc), "
-                                 "tasks, events (ev) or all, several separated by commas") from None
+                                 "secrets, tasks, events (ev) or all, several separated by commas") from None
         out += [k for k in found if k not in out]
     return out
 
@@ -90,7 +91,7 @@ def parse_phases(phases: list[str]) -> frozenset[TaskPhase]:
 def parse_owner(text: str) -> tuple[Kind, str]:
     """``--owner job/x`` (or ``svc/web``): the Job or Service whose tasks are wanted."""
     kind, name = parse_ref(text)
-    if not kind.namespaced:
+    if not kind.workload:
         raise UsageError(f"--owner {text!r}: tasks belong to a job or a service, e.g. --owner job/hello")
     return kind, name
 
