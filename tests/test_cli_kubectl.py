@@ -447,9 +447,22 @@ def test_each_shipped_manifest_names_the_schema_of_its_kind_for_editors(path):
     assert target == REPO / "schemas" / schema_file(Kind(kinds.pop())) and target.is_file()
 
 
-def test_the_shipped_manifests_still_apply_with_their_headers(db):
+def test_the_shipped_manifests_still_apply_with_their_headers(db, tmp_path):
+    """Every shipped file applies, header included. `apply` reads the PEM files a Node's tls names, which
+    live on the controller's machine: copies of the files name stand-ins for them, nothing else changed."""
+    import re
+    import shutil
+
     assert SHIPPED
-    done = cli(db, "apply", "-f", str(REPO / "examples"), "-f", str(REPO / "manifests"), check=True)
+    for d in ("examples", "manifests"):
+        shutil.copytree(REPO / d, tmp_path / d)
+    for copy in (tmp_path / "examples").rglob("*.y*ml"):
+        text = copy.read_text()
+        for pem in set(re.findall(r"/etc/brokerctl/\w+\.pem", text)):
+            (tmp_path / Path(pem).name).write_text("stand-in\n")
+            text = text.replace(pem, str(tmp_path / Path(pem).name))
+        copy.write_text(text)
+    done = cli(db, "apply", "-f", str(tmp_path / "examples"), "-f", str(tmp_path / "manifests"), check=True)
     assert done.stdout.count(" created\n") == sum(
         1 for p in SHIPPED for line in p.read_text().splitlines() if line.startswith("kind: "))
 
