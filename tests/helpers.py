@@ -266,3 +266,50 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class Watching:
+    """``brokerctl --db DB ARGS`` left running (`get -w`), its stdout read line by line on a thread."""
+
+    def __init__(self, db: Path | str, *args: str):
+        import queue
+        import threading
+
+        self.lines: list[str] = []
+        self._queue: queue.Queue = queue.Queue()
+        self.proc = subprocess.Popen([sys.executable, "-m", "reconciler", "--db", str(db), *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"})
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+
+    def wait_line(self, predicate, timeout: float, what: str) -> str:
+        """The first line from now on (or already read) for which ``predicate`` is true."""
+        import queue
+
+        for line in self.lines:
+            if predicate(line):
+                return line
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}; printed:\n"
+                                     + "\n".join(self.lines)) from None
+            self.lines.append(line)
+            if predicate(line):
+                return line
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        """Send ``sig``; the exit code (the process is killed if it outlives ``timeout``)."""
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"still running {timeout}s after signal {sig}") from None

@@ -121,7 +121,7 @@ def test_label_selector_filters(db):
 @pytest.mark.parametrize(
     "args, code, message",
     [
-        (["get", "widgets"], 2, "unknown kind 'widgets'; use node, job, service or namespace"),
+        (["get", "widgets"], 2, "unknown kind 'widgets'; use nodes (no), namespaces (ns), jobs, services (svc), secrets"),
         (["get", "jobs", "nope"], 1, "Job 'nope' not found"),
         (["get", "jobs", "-o", "xml"], 2, "unknown output format 'xml'"),
         (["delete", "job", "nope"], 1, "Job 'nope' not found"),

@@ -24,18 +24,19 @@ def age(ts: float | None, now: float | None = None) -> str:
     return f"{s}s"
 
 
-def print_table(columns: list[str], rows: list[list], *, file=None) -> None:
+def print_table(columns: list[str], rows: list[list], *, file=None, header: bool = True) -> None:
     """A table for people. On a terminal rich fits it to the width (folding long cells); piped,
-    each row is one line however long, so `grep`, `awk` and `sort` see whole rows."""
+    each row is one line however long, so `grep`, `awk` and `sort` see whole rows. Without
+    ``header``: the rows alone (`get -w` printing a changed row under the first table)."""
     out = file or sys.stdout
     cells = [["-" if v is None or v == "" else str(v) for v in row] for row in rows]
     if not out.isatty():
-        _print_plain(columns, cells, out)
+        _print_plain(columns, cells, out, header)
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold", show_header=header)
     for c in columns:
         table.add_column(c, overflow="fold")
     for row in cells:
@@ -43,7 +44,7 @@ def print_table(columns: list[str], rows: list[list], *, file=None) -> None:
     Console(file=out, soft_wrap=True).print(table)
 
 
-def _print_plain(columns: list[str], rows: list[list[str]], out) -> None:
+def _print_plain(columns: list[str], rows: list[list[str]], out, header: bool = True) -> None:
     """Columns padded to their widest cell and two spaces apart, as rich lays them out, never wrapped.
 
     A newline inside a cell would start a false row: it is shown as a space."""
@@ -56,7 +57,7 @@ def _print_plain(columns: list[str], rows: list[list[str]], out) -> None:
     widths = [max([width(c)] + [width(row[i]) for row in rows]) for i, c in enumerate(columns)]
     last = len(columns) - 1
     lines = ["  ".join(cell if i == last else cell + " " * (widths[i] - width(cell)) for i, cell in enumerate(row))
-             for row in [columns, *rows]]
+             for row in ([columns] if header else []) + rows]
     out.write("\n".join(lines) + "\n")
 
 

@@ -3,7 +3,8 @@
 One ``Host`` per Node wraps a Docker SDK client with a request timeout on every call and a
 connection pool sized for parallel work. It observes (ping, info, one sparse label-filtered
 container list) and acts (ensure a container is started, collect a finished one, stop and
-remove). Called by ``observe`` and ``act`` in the controller, and by the CLI for ``logs -f``.
+remove). Called by ``observe`` and ``act`` in the controller, and by the verbs for ``logs -f`` and
+``exec`` (a command in a running task's container).
 Errors come back as ``HostError`` (unreachable or refused) or ``StartError`` (the task cannot
 start here: image pull failed, bad mount...).
 """
@@ -13,16 +14,18 @@ from __future__ import annotations
 import math
 import os
 import re
+import socket
 import threading
 import time
 from datetime import datetime
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 import docker
 import docker.tls
 import requests
 from docker import errors as derr
 from docker.types import Mount
+from docker.utils.socket import frames_iter
 
 from ..errors import HostError
 from ..kinds import TaskReason
@@ -274,11 +277,16 @@ class Host:
             pass
         return output
 
-    def logs(self, container_id: str, follow: bool) -> Iterator[bytes]:
-        """Stream output; a separate client without a read timeout so ``-f`` can wait."""
+    def logs(self, container_id: str, follow: bool, tail: int | None = None,
+             since: float | None = None) -> Iterator[bytes]:
+        """Stream output (the last ``tail`` lines, those written after ``since``, epoch seconds, if
+        given); a separate client without a read timeout so ``-f`` can wait."""
         client = connect(self.address, self.tls, timeout=None)
+        window = {"tail": "all" if tail is None else tail}
+        if since is not None:
+            window["since"] = max(since, 0.001)  # the SDK drops 0, which would mean "from the start"
         try:
-            yield from client.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=follow)
+            yield from client.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=follow, **window)
         except derr.NotFound:
             return
         except derr.APIError as exc:
@@ -287,6 +295,60 @@ class Host:
                 raise
         finally:
             client.close()
+
+
+    def exec(self, container_id: str, command: list[str], stdin: Iterable[bytes] | None,
+             write: Callable[[int, bytes], None], tty: bool = False,
+             size: tuple[int, int] | None = None) -> int:
+        """Run ``command`` in the running container through Docker's exec API and return its exit code.
+        ``stdin``: chunks sent to the command's input (its end closes that input), None for none;
+        ``write(stream, data)`` gets its output as it comes, stream 1 (stdout) or 2 (stderr; with
+        ``tty`` everything is 1, as a terminal mixes them); ``size``: the terminal's (rows, columns).
+        A separate client without a read timeout, since the command may run for long."""
+        client = connect(self.address, self.tls, timeout=None)
+        try:
+            api = client.api
+            try:
+                exec_id = api.exec_create(container_id, command, stdin=stdin is not None, tty=tty)["Id"]
+            except derr.NotFound:
+                raise HostError(f"the container {container_id[:12]} is gone from node {self.name}") from None
+            except derr.APIError as exc:  # 409: not running (it stopped meanwhile)
+                raise HostError(f"cannot run a command in container {container_id[:12]} on node {self.name}: "
+                                f"{_explain(exc)}") from None
+            conn = api.exec_start(exec_id, tty=tty, socket=True)
+            raw = getattr(conn, "_sock", conn)  # the SDK hands a SocketIO over the hijacked connection
+            if tty and size:
+                api.exec_resize(exec_id, height=size[0], width=size[1])
+            if stdin is not None:
+                threading.Thread(target=_send_input, args=(raw, stdin), daemon=True, name="exec-stdin").start()
+            for stream, data in frames_iter(conn, tty):
+                if data:
+                    write(stream, data)
+            return _exit_code(api, exec_id)
+        finally:
+            client.close()
+
+
+def _send_input(raw, chunks: Iterable[bytes]) -> None:
+    """Copy ``chunks`` to the exec's input, then close our writing half: the command reads end of file."""
+    try:
+        for chunk in chunks:
+            raw.sendall(chunk)
+        raw.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # the command ended (and the connection with it) before reading all its input
+
+
+def _exit_code(api, exec_id: str) -> int:
+    """The exec's exit code; its output can end a moment before Docker records the process's end."""
+    deadline = time.monotonic() + COLLECT_SETTLE_SECONDS
+    while True:
+        state = api.exec_inspect(exec_id)
+        if not state.get("Running") and state.get("ExitCode") is not None:
+            return state["ExitCode"]
+        if time.monotonic() > deadline:
+            raise HostError(f"Docker did not report how the command ended (exec {exec_id[:12]})")
+        time.sleep(0.02)
 
 
 class HostPool:

@@ -251,6 +251,17 @@ def delete_targets(kind: str | None, name: str | None, files: list[str], stdin: 
     raise UsageError("name what to delete: `brokerctl delete job NAME` or `brokerctl delete -f FILE`")
 
 
+def selected_targets(store, kinds: list[Kind], selector: dict[str, str] | None = None,
+                     namespace: str | None = DEFAULT_NAMESPACE) -> list[Key]:
+    """`delete KINDS -l key=value` and `delete KINDS --all`: the keys of the resources of ``kinds`` whose
+    labels include ``selector`` (empty: every one), Jobs and Services of ``namespace`` (None: of every
+    namespace); not those already being deleted; Namespaces last, after what may be in them."""
+    want = (selector or {}).items()
+    keys = [r.key for kind in kinds for r in store.resources(kind, namespace=namespace if kind.namespaced else None)
+            if want <= r.labels.items() and r.deleted_at is None]
+    return sorted(keys, key=lambda key: key[0] is Kind.NAMESPACE)
+
+
 def delete(store, targets: list, force: bool = False, yes: bool = False,
            by: str | None = None) -> Iterator[tuple[Kind, str, str]]:
     """Mark each target (a key, or (kind, name) in ``default``) deleted, one at a time, yielding (kind,

@@ -175,6 +175,14 @@ class Connection:
         controller's way of sleeping until something changes (``runtime.controller``)."""
         return self.backend.subscribe(self.store_id, wake, self._lock)
 
+    def changes(self) -> Subscription:
+        """A change counter for a reader that polls (`get -w`): ``version()`` moves once another process
+        committed. Unlike ``subscribe`` it takes nothing a controller needs: on SQLite it binds no nudge
+        address (``PRAGMA data_version`` alone), on PostgreSQL it is one more ``LISTEN``."""
+        if self.dialect == "sqlite":
+            return _DataVersion(self)
+        return self.backend.subscribe(self.store_id, lambda: None, self._lock)
+
     def set_busy_timeout(self, ms: float) -> None:
         """How long a write waits for another process's write lock (the default: ``BUSY_TIMEOUT_MS``)."""
         with self._lock:
@@ -202,6 +210,21 @@ class Connection:
 
 
 # -- row helpers: the nouns read rows by column name and write them as dicts ----------------------
+
+
+class _DataVersion:
+    """``Connection.changes`` on SQLite: ``PRAGMA data_version`` of the reader's own connection."""
+
+    listening = False
+
+    def __init__(self, connection: "Connection"):
+        self._connection = connection
+
+    def version(self) -> int:
+        return self._connection.data_version()
+
+    def stop(self) -> None:
+        pass
 
 
 def _columns(cursor) -> list[str]:

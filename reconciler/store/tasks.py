@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import fields
-from typing import NamedTuple
+from typing import Iterable, NamedTuple
 
 from ..errors import NotFound
 from ..kinds import DEFAULT_NAMESPACE, Kind, TaskPhase
@@ -45,10 +45,15 @@ class TaskStore:
     """Reads and writes of the ``tasks`` and ``task_logs`` tables (a mixin of ``Store``)."""
 
     def tasks(self, owner: tuple[Kind, str] | None = None, active_only: bool = False,
-              namespace: str | None = None) -> list[TaskRecord]:
+              namespace: str | None = None, phases: Iterable[TaskPhase] | None = None) -> list[TaskRecord]:
         """Tasks in creation order; only ``namespace``'s (None: every namespace's, unless ``owner``
-        is given: then ``default``), only ``owner``'s (kind, name), only the active ones, if asked."""
+        is given: then ``default``), only ``owner``'s (kind, name), only the active ones, only those
+        in ``phases``, if asked."""
         params, where = [], []
+        if phases is not None:
+            phases = sorted(p.value for p in phases)
+            where.append(f"phase IN ({', '.join('?' * len(phases))})" if phases else "1 = 0")
+            params += phases
         if owner is not None:
             namespace = namespace or DEFAULT_NAMESPACE
             where.append("owner_kind = ? AND owner_name = ?")
