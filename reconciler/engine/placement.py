@@ -132,6 +132,9 @@ class _Placer:
         """Active tasks with a node hold its capacity (a replica being replaced no longer counts
         toward its Service's spread). A container seen exited holds none: its slot goes to the next
         task in this pass, while the old one is collected."""
+        # What a task holds (slot type, cpus, memory, owner, host ports) is its owner's: one request
+        # per owner, not one per active task, which at 10,000 running tasks was most of a pass.
+        holds: dict[Owner, Request] = {}
         for t in active:
             if not t.node:
                 continue
@@ -139,7 +142,10 @@ class _Placer:
             self.running_on[key].add(t.node)
             if t.node in self.by_name and t.id not in self.collecting:
                 replaced = key in self.templates and t.template_hash != self.templates[key]
-                self.by_name[t.node].take(request(t, self.specs[key]), spread=not replaced)
+                held = holds.get(key)
+                if held is None:
+                    held = holds[key] = request(t, self.specs[key])
+                self.by_name[t.node].take(held, spread=not replaced)
 
     def restart_or_queue(self, active: list[TaskRecord]) -> list[TaskRecord]:
         """Start placed tasks again where needed; return those waiting for a node, in queue order."""
