@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
+import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
-from ..errors import HostError
-from .host import TRANSPORT_ERRORS, Host, brief, connect
+
+from .host import Host
 from .threads import PerHost
 
 
@@ -55,24 +58,14 @@ class Prober(PerHost):
             time.sleep(0.01)
 
     def _loop(self, host: "Host", quit_: threading.Event) -> None:
-        client = None
+        pinger = Pinger(host.address, host.tls, self.timeout)
         while not quit_.is_set():
             began = self.clock()
-            try:
-                if client is None:
-                    client = connect(host.address, host.tls, timeout=self.timeout)
-                client.api.ping()
-                ok, message = True, ""
-            except (*TRANSPORT_ERRORS, HostError) as exc:
-                ok, message = False, brief(exc)
-                if client is not None:  # start afresh: a restarted daemon needs new connections
-                    client.close()
-                    client = None
+            message = pinger.ping()
             if not quit_.is_set():
-                self._record(host.name, ok, message, self.clock())
+                self._record(host.name, message is None, message or "", self.clock())
             quit_.wait(max(0.0, self.interval - (self.clock() - began)))
-        if client is not None:
-            client.close()
+        pinger.close()
 
     def _record(self, name: str, ok: bool, message: str, now: float) -> None:
         with self._lock:
@@ -86,3 +79,83 @@ class Prober(PerHost):
         if new.ok != old.ok or new.failures == 2:
             self.on_change()
 
+
+
+class Pinger:
+    """``GET /_ping`` on one kept-alive connection, with the standard library's HTTP client.
+
+    Every node is pinged every second; through the Docker SDK (requests) a ping costs about 1 ms of
+    CPU, which at 1,000 nodes is a whole core; this costs a seventh of that. TLS is the Node's
+    (client certificate; its CA verifies the daemon, as the SDK's client does); ``unix://`` goes
+    through the socket file. A failed ping drops the connection: a restarted daemon needs a new one.
+    """
+
+    def __init__(self, address: str, tls: dict | None, timeout: float):
+        self.address, self.tls, self.timeout = address, tls, timeout
+        self._conn: http.client.HTTPConnection | None = None
+
+    def ping(self) -> str | None:
+        """None if the daemon answered ``OK``; else why not, briefly."""
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            self._conn.request("GET", "/_ping", headers={"Host": "docker"})
+            response = self._conn.getresponse()
+            body = response.read()
+            if response.status == 200:
+                return None
+            message = f"ping answered HTTP {response.status}: {body[:200].decode(errors='replace').strip()}"
+        except (TimeoutError, socket.timeout):
+            message = "Docker API timed out"
+        except ssl.SSLError as exc:
+            message = f"TLS: {exc}"[:200]
+        except (ConnectionError, socket.gaierror):
+            message = "connection refused or unreachable"
+        except (OSError, http.client.HTTPException) as exc:
+            message = (str(exc).strip() or type(exc).__name__)[:200]
+        self.close()
+        return message
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connect(self) -> http.client.HTTPConnection:
+        scheme, _, rest = self.address.partition("://")
+        if scheme == "unix":
+            return _UnixConnection("/" + rest.lstrip("/"), self.timeout)
+        host, _, port = rest.rpartition(":")
+        host = host.strip("[]")
+        if not self.tls:
+            return http.client.HTTPConnection(host, int(port), timeout=self.timeout)
+        return http.client.HTTPSConnection(host, int(port), timeout=self.timeout, context=tls_context(self.tls))
+
+
+def tls_context(tls: dict) -> ssl.SSLContext:
+    """The Node's TLS as the Docker SDK applies it: its CA (when given) verifies the daemon, its
+    certificate and key identify us."""
+    if tls.get("caFile"):
+        context = ssl.create_default_context(cafile=tls["caFile"])
+    else:  # no CA named: like the SDK's TLSConfig(verify=False)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    if tls.get("certFile") and tls.get("keyFile"):
+        context.load_cert_chain(tls["certFile"], tls["keyFile"])
+    return context
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
