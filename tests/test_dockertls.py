@@ -162,4 +162,4 @@ def test_the_prober_pings_a_tls_daemon_with_the_nodes_certificates(tls_host, oth
            "keyFile": str(tls_host.tls.client_key)}
     assert Pinger(tls_host.address, tls, 5.0).ping() is None
     assert "CERTIFICATE_VERIFY_FAILED" in Pinger(tls_host.address, {**tls, "caFile": str(other_ca.cert)}, 5.0).ping()
-    assert Pinger(tls_host.address, None, 5.0).ping().startswith("ping answered HTTP 400")
+    assert Pinger(tls_host.address, None, 5.0).ping().startswith("/_ping answered HTTP 400")
