@@ -130,6 +130,8 @@ MIGRATIONS: list[tuple[str, str | dict[str, str]]] = [
         CREATE INDEX revisions_owner ON revisions (kind, namespace, name)
         """,
     ),
+    # A Secret's values, encrypted (a Fernet token; ``secrets``): a column of their own, so no spec holds them.
+    ("secrets", "ALTER TABLE resources ADD COLUMN sealed TEXT"),
 ]
 
 
