@@ -169,10 +169,11 @@ def job_doc(name: str, completions: int) -> dict:
                      "template": {"image": "busybox", "command": COMMAND}}}
 
 
-def apply(store_path: Path, doc: dict) -> None:
+def apply(store_path: Path, *docs: dict) -> None:
+    """``brokerctl apply -f -`` of ``docs``, as a user would run it."""
     env = {**os.environ, "PYTHONPATH": str(common.ROOT)}
     subprocess.run([sys.executable, "-m", "reconciler", "--db", str(store_path), "apply", "-f", "-"],
-                   input=json.dumps(doc), text=True, check=True, capture_output=True, env=env)
+                   input="\n---\n".join(map(json.dumps, docs)), text=True, check=True, capture_output=True, env=env)
 
 
 def steady_window(store, pid: int, seconds: float) -> dict:
@@ -259,9 +260,7 @@ def main() -> int:
                           f"poller CPU {fig['poller'][-1]:.1f}%", flush=True)
                 if sim.stats()["running"] != total:
                     raise AssertionError("the steady state did not hold: containers changed during the windows")
-                apply_nodes = common.node_docs([address[n] for n in spare], slots, spare)
-                for doc in apply_nodes:
-                    apply(workdir / "hollow.db", doc)
+                apply(workdir / "hollow.db", *common.node_docs([address[n] for n in spare], slots, spare))
                 poll(lambda: ready_nodes(store, set(spare)) == fail, 120, f"{fail} spare Nodes Ready", every=0.5)
                 time.sleep(2)
                 killed_at = time.time()
