@@ -41,6 +41,10 @@ def server(
     probe_timeout: float = typer.Option(1.0, help="Timeout of one health probe."),
     lost_after: float = typer.Option(3.0, help="A node without a successful probe for this long is Lost."),
     docker_timeout: float = typer.Option(10.0, help="Timeout of every other Docker API call."),
+    cb_namespace: str = typer.Option("default", "--cb-namespace", help="Namespace of the Jobs that Container "
+                                     "Broker's POST /tasks creates."),
+    storage_mount: list[str] = typer.Option([], "--storage-mount", help="NAME=PATH: Container Broker's storage "
+                                            "mount NAME is the host path PATH (repeatable)."),
 ) -> None:
     """Serve the HTTP API, with the controller loop in the same process (until SIGINT/SIGTERM).
 
@@ -50,7 +54,9 @@ def server(
     import logging
 
     from ..api.server import ServerSettings, serve
+    from ..ops.containerbroker import parse_storage_mount
     from ..ops.controller import Settings
+    from ..ops.refs import namespace_name
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     loop = Settings(resync=resync, probe_interval=probe_interval, probe_timeout=probe_timeout, lost_after=lost_after,
@@ -59,5 +65,6 @@ def server(
     settings = ServerSettings(db=common.db_path, secrets_key=common.secrets_key, listen=listen, tls_cert=tls_cert,
                               tls_key=tls_key,
                               controller=not no_controller, metrics_token=metrics_token, admin_token=admin_token,
-                              loop=loop)
+                              loop=loop, cb_namespace=namespace_name(cb_namespace),
+                              storage_mounts=tuple(parse_storage_mount(m) for m in storage_mount))
     serve(settings, lambda text: typer.echo(text, err=True))
