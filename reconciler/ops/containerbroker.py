@@ -342,7 +342,8 @@ def task_object(task_uuid: str, job: ResourceRecord, attempts: list[TaskRecord],
     if started is None:
         seconds = None
     else:
-        seconds = math.floor((finished if finished is not None else now) - started)
+        # never below 0: started_at is the controller's clock, finished_at the daemon's
+        seconds = max(0, math.floor((finished if finished is not None else now) - started))
     return {
         "uuid": task_uuid, "status": status,
         "exit_code": last.exit_code if last else None,
