@@ -146,6 +146,18 @@ MIGRATIONS: list[tuple[str, str | dict[str, str]]] = [
         ALTER TABLE resources ADD COLUMN updated_by TEXT NOT NULL DEFAULT ''
         """,
     ),
+    (
+        # The first answer to a POST carrying an idempotency key (``idempotency``), per caller and route,
+        # so a retried request returns it instead of creating a twin, on any server of the store.
+        "idempotency keys",
+        """
+        CREATE TABLE idempotency_keys (
+            scope TEXT NOT NULL, key TEXT NOT NULL, answer TEXT NOT NULL, created_at REAL NOT NULL,
+            PRIMARY KEY (scope, key)
+        );
+        CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at)
+        """,
+    ),
 ]
 
 

@@ -27,7 +27,8 @@ from .location import Location
 
 # The tables a store's data lives in (every table but ``migrations``, which each store keeps for
 # itself and which must agree), in an order that copies a resource before what refers to it.
-TABLES = ("meta", "resources", "tasks", "task_logs", "events", "revisions", "lease", "syncs", "tokens")
+TABLES = ("meta", "resources", "tasks", "task_logs", "events", "revisions", "lease", "syncs", "tokens",
+          "idempotency_keys")
 MOVED_TO = "moved_to"  # meta key of a store copied elsewhere: where to
 LIVE_LEASE_SECONDS = 10.0  # a heartbeat younger than this is a running controller (as `brokerctl status` says)
 BATCH = 1000  # rows read from the source at a time
