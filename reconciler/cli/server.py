@@ -49,6 +49,7 @@ def server(
     """
     import logging
 
+    common.store_command("server")
     from ..api.server import ServerSettings, serve
     from ..ops.controller import Settings
 

@@ -70,6 +70,17 @@ def read_manifest_text(text: str, source: str = "<request>", namespace: str = DE
     return manifests.load_text(text, source, namespace)
 
 
+def read_manifest_sources(sources: list, namespace: str = DEFAULT_NAMESPACE, applying: bool = False) -> list:
+    """``read_manifests`` of files read elsewhere (``spec.sources.Source``s a remote CLI sent): the
+    messages name them as that command line did."""
+    from ..spec import manifests
+
+    loaded = manifests.load_sources(sources, namespace=namespace)
+    if applying and (problems := unreadable_tls_files(loaded)):
+        raise ManifestError(problems)
+    return loaded
+
+
 # -- apply -----------------------------------------------------------------------------------------
 
 
