@@ -126,17 +126,17 @@ def read_body(request: Request, text: str, filename: str, namespace: str, applyi
     return loaded
 
 
-def _sources(text: str) -> list:
+def _sources(text: str) -> list[dict]:
     import json
 
-    from ..spec.sources import Source
-
     try:
-        body = json.loads(text)
-        return [Source.from_json(item) for item in body["sources"]]
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise BadRequest(f'a {FILES_TYPE} body is {{"sources": [{{"given", "name", "text", "inDirectory", '
-                         '"problem"}, ...]}') from None
+        sources = json.loads(text)["sources"]
+        if isinstance(sources, list) and all(isinstance(item, dict) for item in sources):
+            return sources
+    except (ValueError, KeyError, TypeError):
+        pass
+    raise BadRequest(f'a {FILES_TYPE} body is {{"sources": [{{"given", "name", "text", "inDirectory", '
+                     '"problem"}, ...]}')
 
 
 @router.post("/apply", responses=schemas.responses(schemas.Applied), openapi_extra=MANIFEST_BODY)

@@ -193,6 +193,19 @@ class RunRequest(Strict):
     env: dict[str, str] = {}
 
 
+def run_request(body: dict) -> RunRequest:
+    """The body of `run`, read after the caller's role is checked (a 422 naming each bad field)."""
+    from pydantic import ValidationError
+
+    from ..errors import UsageError
+
+    try:
+        return RunRequest.model_validate(body)
+    except ValidationError as exc:
+        raise UsageError("invalid request: " + "; ".join(f"body.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                                          for e in exc.errors())) from None
+
+
 class Scale(Strict):
     replicas: int = Field(ge=0, le=2**31 - 1, description="How many replicas to keep running")
 
