@@ -189,7 +189,8 @@ def delete_manifests(request: Request, who: Caller, store: Store, text: Annotate
 def describe(kind: str, name: str, who: Caller, store: Store, namespace: ManifestNamespace = "default") -> Json:
     """Spec, status, tasks, recent events (and a namespace's contents), as `brokerctl describe KIND NAME`."""
     k, ns = parse_kind(kind), namespace_name(namespace)
-    allow(who, READ, name if k is Kind.NAMESPACE else ns if k.namespaced else None, f"describe {k.value.lower()} {name}")
+    where = name if k is Kind.NAMESPACE else ns if k.namespaced else None
+    allow(who, READ, where, f"describe {k.value.lower()} {name}")
     found = resources.describe(store, k, name, ns)
     return Json({"kind": found.record.kind.value, "object": found.object,
                  "tasks": resources.task_objects(found.tasks),

@@ -13,7 +13,9 @@ from typing import Optional
 
 import typer
 
-from .common import half_life_option, namespace, namespace_option, open_store, queue_option, remote, store_command
+from .common import (
+    half_life_option, namespace, namespace_option, open_store, queue_option, remote, store_command,
+)
 
 
 def status() -> None:

@@ -65,7 +65,8 @@ def _loopback(target) -> bool:
         return False
 
 
-def logout(name: Optional[str] = typer.Argument(None, help="The context to forget (default: the current one).")) -> None:
+def logout(name: Optional[str] = typer.Argument(None, help="The context to forget (default: the current one).")
+           ) -> None:
     """Forget a context and its token (the token stays valid on the server: `token revoke` ends it)."""
     from ..client import config
 

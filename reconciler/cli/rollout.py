@@ -37,7 +37,10 @@ def scale(
         raise UsageError("only services scale: `brokerctl scale service NAME --replicas N`")
     ns = namespace(namespace_)
     server = remote()
-    old, new = server.scale(name, replicas, ns) if server is not None else rollout.scale(open_store(), name, replicas, ns)
+    if server is not None:
+        old, new = server.scale(name, replicas, ns)
+    else:
+        old, new = rollout.scale(open_store(), name, replicas, ns)
     typer.echo(f"{object_ref(Kind.SERVICE, ns, name)} scaled"
                + (f" from {old} to {new}" if old != new else f" (already {new})"))
 
@@ -101,6 +104,9 @@ def undo(
     name = service_name(target)
     ns = namespace(namespace_)
     server = remote()
-    rev = server.undo(name, to_revision, ns) if server is not None else rollout.undo(open_store(), name, to_revision, ns)
+    if server is not None:
+        rev = server.undo(name, to_revision, ns)
+    else:
+        rev = rollout.undo(open_store(), name, to_revision, ns)
     typer.echo(f"{object_ref(Kind.SERVICE, ns, name)} rolled back to template {rev['hash']} "
                f"(now revision {rev['revision']})")

@@ -19,7 +19,7 @@ from typing import Iterator, TextIO
 
 from .. import views
 from ..errors import UsageError
-from ..kinds import Kind, object_ref
+from ..kinds import Kind
 from ..ops import listing
 from ..ops.listing import Filters, Listing
 from ..ops.polling import Note
@@ -308,7 +308,3 @@ class Remote:
 
 def _flag(value: bool) -> str:
     return "true" if value else "false"
-
-
-def applied_ref(item: dict) -> str:
-    return item.get("ref") or object_ref(Kind(item["kind"]), item.get("namespace") or "", item["name"])

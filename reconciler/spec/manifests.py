@@ -30,7 +30,8 @@ from pydantic import BaseModel, ValidationError
 from ..errors import ManifestError
 from ..kinds import object_ref
 from . import models, yamlcore
-from .sources import MANIFEST_SUFFIXES, Source, iter_manifest_files, read_sources  # noqa: F401 (callers use these names here)
+# Callers name these here too (the runtime's watcher, GitOps, tests).
+from .sources import MANIFEST_SUFFIXES, Source, iter_manifest_files, read_sources  # noqa: F401
 
 EDITOR_TEMP = ("~", ".swp", ".swx", ".tmp", ".part", ".bak")  # an editor's save in progress, not a manifest
 _KINDS = [k.value for k in models.Kind]
