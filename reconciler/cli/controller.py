@@ -17,7 +17,7 @@ from .common import namespace, namespace_option, open_store
 
 
 def status() -> None:
-    """Store path, whether a controller is running, node and task counts."""
+    """Store path, the leading controller (epoch, lease expiry) and the standbys, node and task counts."""
     from ..ops import controller
 
     st = controller.status(open_store())
@@ -26,9 +26,18 @@ def status() -> None:
         lease = st.controller
         typer.echo(f"controller: running (pid {lease['pid']} on {lease['hostname']}, "
                    f"heartbeat {st.heartbeat_age:.1f}s ago)")
+        typer.echo(f"leader:     epoch {st.epoch}, lease expires in {st.expires_in:.1f}s")
         _show_stats(lease)
+    elif st.expired:
+        typer.echo(f"controller: none leads (the lease of pid {st.expired['pid']} on {st.expired['hostname']}, "
+                   f"epoch {st.epoch}, expired {-st.expires_in:.1f}s ago; a standby takes it over)")
     else:
         typer.echo("controller: not running (start one with `brokerctl controller`)")
+    if st.standbys:
+        typer.echo("standbys:   " + ", ".join(f"pid {c['pid']} on {c['hostname']} (seen {c['seen']:.1f}s ago)"
+                                              for c in st.standbys))
+    elif st.controller:
+        typer.echo("standbys:   none (each `brokerctl controller` on this store beside the leader is one)")
     typer.echo(f"nodes:      {st.nodes} ({st.ready} ready)")
     typer.echo("tasks:      " + (", ".join(f"{n} {p}" for p, n in sorted(st.tasks.items())) or "0"))
 
@@ -69,15 +78,24 @@ def controller(
     allow_mass_prune: bool = typer.Option(False, "--allow-mass-prune", help="With --watch: see `brokerctl sync`."),
     namespace_: str = namespace_option("With --watch: namespace of the directory's Jobs and Services that name "
                                        "none (a document's own metadata.namespace wins; default: default)."),
+    lease_duration: float = typer.Option(3.0, help="Seconds the leader's lease outlives its last renewal (renewed "
+                                                   "every second): how soon a standby takes over from a leader "
+                                                   "that stopped."),
 ) -> None:
-    """Run the reconcile loop until SIGINT/SIGTERM (containers keep running)."""
+    """Run the reconcile loop until SIGINT/SIGTERM (containers keep running). Several on one store:
+    one leads, the others stand by and take over within --lease-duration when it stops."""
     import logging
 
+    from ..errors import UsageError
     from ..ops import controller as loop
+
+    if not loop.LEASE_MIN <= lease_duration <= loop.LEASE_MAX:
+        raise UsageError.out_of_range("lease-duration", lease_duration,
+                                      f"must be between {loop.LEASE_MIN:g} and {loop.LEASE_MAX:g} seconds")
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     settings = loop.Settings(resync=resync, probe_interval=probe_interval, probe_timeout=probe_timeout,
                              lost_after=lost_after, docker_timeout=docker_timeout, watch=watch, poll=poll,
                              sync_interval=sync_interval, allow_mass_prune=allow_mass_prune,
-                             namespace=namespace(namespace_))
+                             namespace=namespace(namespace_), lease_duration=lease_duration)
     loop.run(open_store(create=True), settings)

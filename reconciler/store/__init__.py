@@ -14,7 +14,7 @@ from __future__ import annotations
 from .db import Connection, LockTimeout, Subscription, gc_paused
 from .location import default_db_path
 from .events import EventStore
-from .lease import LeaseStore
+from .lease import Fenced, LeaseStore
 from .resources import ResourceStore
 from .revisions import RevisionStore
 from .syncs import SourcedRow, SyncStore
@@ -26,5 +26,5 @@ class Store(ResourceStore, TaskStore, EventStore, RevisionStore, LeaseStore, Syn
     noun's reads and writes."""
 
 
-__all__ = ["Store", "SourcedRow", "Subscription", "TaskState", "LockTimeout", "default_db_path", "gc_paused",
+__all__ = ["Store", "Fenced", "SourcedRow", "Subscription", "TaskState", "LockTimeout", "default_db_path", "gc_paused",
            "LOG_LIMIT_BYTES"]

@@ -127,6 +127,9 @@ class Connection:
         self._lock = threading.RLock()
         self.store_id: str | None = None
         self.nudge = True  # the controller turns this off for its own connection
+        # While this connection's controller leads: checks, first in each write transaction, that it
+        # still does (``lease.LeaseStore.fence``); raising rolls the transaction back.
+        self.fence_check: Callable[[object], None] | None = None
         self.backend: Backend = open_backend(where, create)
         self.db = self.backend.db
         try:
@@ -157,11 +160,15 @@ class Connection:
     @contextmanager
     def transaction(self) -> Iterator:
         """A write transaction holding the store's write lock from its start. Any exception rolls
-        it back; a commit wakes the store's controller (unless ``nudge`` is off)."""
+        it back; a commit wakes the store's controller (unless ``nudge`` is off). On a leader's
+        connection it first checks the fence (``fence_check``), under the lock, so the check and the
+        writes are one atomic step."""
         wake = self.store_id if self.nudge else None
         with self._lock:
             self.backend.begin(wake)  # LockTimeout once the lock timeout passed
             try:
+                if self.fence_check is not None:
+                    self.fence_check(self.db)
                 yield self.db
             except BaseException:
                 self.backend.rollback()
