@@ -246,3 +246,27 @@ def test_a_lease_duration_out_of_bounds_is_refused_before_the_store_is_opened(tm
     assert out.returncode == 2
     assert "--lease-duration 0.1: must be between 0.5 and 600 seconds" in out.stderr
     assert not db.exists()
+
+
+def test_a_gated_host_withholds_every_request_that_would_change_it():
+    """The controller's hosts ask the lease before each request that changes a host (each step of a stop
+    then remove, of a create then start): with the gate shut, such a request is not sent (Withheld)
+    while reads still are (here refused: nothing listens on the address)."""
+    import requests
+
+    from reconciler.docker.host import Host, Withheld
+
+    allowed = [False]
+    host = Host("n1", "tcp://127.0.0.1:9", timeout=2, gate=lambda: allowed[0])
+    try:
+        for change in (lambda api: api.remove_container("x", force=True), lambda api: api.stop("x", timeout=1),
+                       lambda api: api.start("x"), lambda api: api.create_container("busybox", name="x")):
+            with pytest.raises(Withheld, match="not sent: this controller no longer surely leads"):
+                change(host.client.api)
+        with pytest.raises(requests.exceptions.ConnectionError):
+            host.client.api.inspect_container("x")
+        allowed[0] = True
+        with pytest.raises(requests.exceptions.ConnectionError):  # sent now, and refused
+            host.client.api.remove_container("x", force=True)
+    finally:
+        host.close()

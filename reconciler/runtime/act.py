@@ -26,7 +26,7 @@ from typing import Callable, Iterable
 
 from ..engine.actions import Collect, Plan, Remove, Start
 from ..errors import BrokerError
-from ..docker.host import TRANSPORT_ERRORS, Host, StartError
+from ..docker.host import TRANSPORT_ERRORS, Host, StartError, Withheld
 from ..kinds import TaskPhase, TaskReason
 from ..store import LOG_LIMIT_BYTES, Fenced, Store
 
@@ -154,6 +154,8 @@ class Actor:
                 return "ok", host.remove(action.container_id, action.grace, action.keep_output)
             except StartError as exc:
                 return "error", exc
+            except Withheld:  # a step after a pause, when the lease may have passed on: the new leader's to make
+                return SKIPPED, None
             except TRANSPORT_ERRORS as exc:
                 return "error", exc
 

@@ -72,9 +72,10 @@ class _Listed:
 
 class Companion(Protocol):
     """What runs beside the loop only while this controller leads (the GitOps watcher): started with
-    the leader's holder and epoch (to fence its own store connection), stopped when it steps down."""
+    the leader's holder and epoch (to fence its own store connection) and the lease's duration (the
+    longest a transaction of it may idle), stopped when it steps down."""
 
-    def start(self, holder: str, epoch: int) -> object: ...
+    def start(self, holder: str, epoch: int, idle_limit: float) -> object: ...
 
     def stop(self) -> None: ...
 
@@ -93,13 +94,14 @@ class Controller:
         self.lost_after, self.list_wait = lost_after, list_wait
         self.holder = uuid.uuid4().hex
         self.companions = companions
-        self.pool = HostPool(timeout=docker_timeout)
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="act")
-        self.stopper = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stop")
         self.wake = threading.Event()
         self.fatal: BaseException | None = None
         self.leadership = Leadership(store, self.holder, duration=lease_duration, clock=clock, stats=self.stats,
                                      on_change=self.wake.set, on_fatal=self._fatal)
+        # Every request that changes a host asks first whether the lease is surely still ours.
+        self.pool = HostPool(timeout=docker_timeout, gate=self.leadership.holds)
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="act")
+        self.stopper = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stop")
         self.actor = Actor(store, self.executor, clock, stopper=self.stopper, on_stopped=self.wake.set,
                            leading=self.leadership.holds, on_fenced=self._fenced)
         self.watcher = EventWatcher(store.store_id, self.wake)
@@ -162,7 +164,7 @@ class Controller:
         self.took_over_at, self.first_pass_at = self.clock(), None
         self.changes = self.store.subscribe(self.wake.set)
         for companion in self.companions:
-            companion.start(self.holder, epoch)
+            companion.start(self.holder, epoch, self.leadership.duration)
         try:
             while not stop.is_set() and self.leadership.epoch == epoch:
                 seen_version = self.changes.version()
@@ -232,12 +234,14 @@ class Controller:
             self._listed.pop(a.node, None)
 
     def stats(self) -> dict:
-        """Published with each renewal of the lease (``brokerctl status``): passes, lists, Docker calls,
-        CPU, and when this term began and its first pass ended (takeover times)."""
+        """Published with each renewal of the lease, and by a standby with its heartbeat (``brokerctl
+        status``): passes, lists, Docker calls, CPU, when the last term began and its first pass ended
+        (takeover times), and when the last request that changes a host was sent."""
         return {"passes": self.passes, "lists": self.lists, "passSeconds": round(self.pass_seconds, 4),
                 "lastPassSeconds": round(self.last_pass, 4), "cpuSeconds": round(time.process_time(), 3),
                 "dockerCalls": CALLS.snapshot(), "nudges": bool(self.changes and self.changes.listening),
-                "tookOverAt": self.took_over_at, "firstPassAt": self.first_pass_at}
+                "tookOverAt": self.took_over_at, "firstPassAt": self.first_pass_at,
+                "lastChangeAt": CALLS.last_change_at}
 
     def _hosts(self, resources) -> dict[str, Host]:
         hosts = self._track(resources)

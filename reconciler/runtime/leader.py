@@ -70,6 +70,8 @@ class Leadership:
 
     def start(self) -> "Leadership":
         """Try once now (a moved store raises here, before the thread), then keep trying in the thread."""
+        # A leader paused inside a transaction would hold the write lock, and no standby could claim.
+        self.store.set_idle_limit(self.duration)
         self._step()
         self._thread = threading.Thread(target=self._run, daemon=True, name="leader")
         self._thread.start()
@@ -160,7 +162,7 @@ class Leadership:
         if row is not None and row["holder"] != self.holder and live(row, now, self._host):
             self._show_standby(row, now)
             if now - self._beat_at >= STANDBY_BEAT:
-                self.store.beat_candidate(self.holder, self.started_at, now)
+                self.store.beat_candidate(self.holder, self.started_at, now, self.stats())
                 self._beat_at = now
             # Look again at the lease's expiry if that comes sooner.
             return max(0.01, min(self.renew_every, row["expires_at"] - now + 0.005))

@@ -52,9 +52,11 @@ class Watcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self, holder: str | None = None, epoch: int | None = None) -> "Watcher":
+    def start(self, holder: str | None = None, epoch: int | None = None, idle_limit: float | None = None) -> "Watcher":
+        """``idle_limit``: seconds a transaction of the watcher may idle before the server ends it (the
+        lease's duration: a paused process must not keep the write lock from the next leader)."""
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(holder, epoch, self._stop), daemon=True,
+        self._thread = threading.Thread(target=self._run, args=(holder, epoch, idle_limit, self._stop), daemon=True,
                                         name="gitops")
         self._thread.start()
         return self
@@ -64,12 +66,14 @@ class Watcher:
         if self._thread is not None:
             self._thread.join(timeout=10)
 
-    def _run(self, holder: str | None, epoch: int | None, stop: threading.Event) -> None:
+    def _run(self, holder: str | None, epoch: int | None, idle_limit: float | None, stop: threading.Event) -> None:
         import watchfiles
 
         from ..store import Store
 
         store = Store(self.db)
+        if idle_limit is not None:
+            store.set_idle_limit(idle_limit)
         if holder is not None and epoch is not None:
             store.fence(holder, epoch)
         try:

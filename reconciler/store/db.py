@@ -85,6 +85,9 @@ class Backend(Protocol):
 
     def set_lock_timeout(self, ms: float) -> None: ...
 
+    def set_idle_limit(self, ms: float) -> None:
+        """End a transaction of this connection left idle longer than ``ms`` (where the backend can)."""
+
     def tuples(self, sql: str, params: list) -> list[tuple]:
         """The fastest fetch of a bulk read, rows as tuples."""
 
@@ -185,6 +188,13 @@ class Connection:
         """How long a write waits for another process's write lock (the default: ``BUSY_TIMEOUT_MS``)."""
         with self._lock:
             self.backend.set_lock_timeout(ms)
+
+    def set_idle_limit(self, seconds: float) -> None:
+        """A transaction of this connection left idle longer than this is ended by the server,
+        freeing the write lock (PostgreSQL; SQLite cannot). A leader paused inside a transaction
+        would otherwise keep every other process, its successor included, from writing."""
+        with self._lock:
+            self.backend.set_idle_limit(seconds * 1000)
 
     def _meta(self, key: str) -> str:
         return fetch_one(self.db, "SELECT value FROM meta WHERE key = ?", [key])["value"]

@@ -68,6 +68,7 @@ class LeaseStore:
             upsert(db, "lease", {"id": 1, "holder": holder, "pid": os.getpid(), "hostname": host, "started_at": now,
                                  "heartbeat": now, "expires_at": now + duration, "epoch": epoch, "stats": "{}"},
                    key="id")
+            db.execute("DELETE FROM candidates WHERE holder = ?", [holder])  # the lease row speaks for the leader
             return epoch
 
     def renew_lease(self, holder: str, epoch: int, duration: float, now: float | None = None,
@@ -107,12 +108,15 @@ class LeaseStore:
                     self.set_busy_timeout(BUSY_TIMEOUT_MS)
             self._lock.release()
 
-    def beat_candidate(self, holder: str, started_at: float, now: float | None = None) -> None:
-        """Record that candidate ``holder`` (this process) is alive; forget candidates long silent."""
+    def beat_candidate(self, holder: str, started_at: float, now: float | None = None,
+                       stats: dict | None = None) -> None:
+        """Record that candidate ``holder`` (this process) is alive, with its ``stats``; forget
+        candidates long silent."""
         now = time.time() if now is None else now
         with self.transaction() as db:
             upsert(db, "candidates", {"holder": holder, "pid": os.getpid(), "hostname": socket.gethostname(),
-                                      "started_at": started_at, "heartbeat": now}, key="holder")
+                                      "started_at": started_at, "heartbeat": now, "stats": json.dumps(stats or {})},
+                   key="holder")
             db.execute("DELETE FROM candidates WHERE heartbeat < ?", [now - CANDIDATE_FORGET_SECONDS])
 
     # -- fencing -------------------------------------------------------------------------------
@@ -147,8 +151,11 @@ class LeaseStore:
         return rows[0] if rows else None
 
     def candidates(self) -> list[dict]:
-        """Every candidate's heartbeat row (holder, pid, hostname, started_at, heartbeat), oldest first."""
-        return self._rows("SELECT * FROM candidates ORDER BY started_at, holder")
+        """Every candidate's heartbeat row (holder, pid, hostname, started_at, heartbeat, stats), oldest first."""
+        rows = self._rows("SELECT * FROM candidates ORDER BY started_at, holder")
+        for row in rows:
+            row["stats"] = json.loads(row["stats"] or "{}")
+        return rows
 
 
 def live(row: dict, now: float, this_host: str) -> bool:

@@ -133,7 +133,7 @@ MIGRATIONS: list[tuple[str, str | dict[str, str]]] = [
     (
         # Several controllers on one store, one leader: the lease gains the leader's epoch (one more at
         # each takeover, never reset: a released lease keeps its row) and its expiry; each controller
-        # records its own heartbeat in `candidates` (`brokerctl status` lists the standbys). A lease
+        # records its own heartbeat and figures in `candidates` (`brokerctl status` lists the standbys). A lease
         # written before this keeps the old rule's 10 s from its last heartbeat.
         "leader election",
         """
@@ -142,7 +142,7 @@ MIGRATIONS: list[tuple[str, str | dict[str, str]]] = [
         UPDATE lease SET expires_at = heartbeat + 10;
         CREATE TABLE candidates (
             holder TEXT PRIMARY KEY, pid INTEGER NOT NULL, hostname TEXT NOT NULL,
-            started_at REAL NOT NULL, heartbeat REAL NOT NULL
+            started_at REAL NOT NULL, heartbeat REAL NOT NULL, stats TEXT NOT NULL DEFAULT '{}'
         )
         """,
     ),
