@@ -11,7 +11,7 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-@pytest.mark.timeout(540)  # the subprocess's own limit: nine benchmarks, slow on a loaded machine
+@pytest.mark.timeout(540)  # the subprocess's own limit: ten benchmarks, slow on a loaded machine
 def test_bench_run_quick_writes_the_results_page(docker_hosts, clean_hosts, tmp_path):
     """`bench/run --quick` runs every benchmark (on the test daemons where it can) and writes the page and chart."""
     first_ip = int(docker_hosts[0].ip.rsplit(".", 1)[1])
@@ -25,8 +25,9 @@ def test_bench_run_quick_writes_the_results_page(docker_hosts, clean_hosts, tmp_
                    "controller resident memory", "Placement rate", "GitOps: file write", "Batch makespan",
                    "Scale 1 -> 10 replicas", "Failover (SIGKILL", "Failover (SIGSTOP", "Apply -> running, controller side",
                    "Apply -> running, user's view", "Steady state, 6 containers: Docker API calls per pass",
-                   "Steady state, 6 containers: controller CPU", "controller pass time"):
+                   "Steady state, 6 containers: controller CPU", "controller pass time",
+                   "Leader takeover (SIGKILL", "Leader takeover (SIGSTOP"):
         assert figure in page, page
     rows = [line for line in page.splitlines() if line.startswith("| ") and not line.startswith(("| figure", "| ---"))]
-    assert len(rows) == 16 and all(row.count("|") == 8 for row in rows)
+    assert len(rows) == 18 and all(row.count("|") == 8 for row in rows)
     assert (tmp_path / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

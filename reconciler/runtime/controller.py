@@ -128,7 +128,7 @@ class Controller:
                     break
                 self._lead(epoch, stop)
         finally:
-            self.leadership.stop()
+            self.leadership.stop(wait=0.5)
             self.watcher.stop()
             self.prober.stop()
             # Calls still under way are not waited for: a graceful stop can take its whole grace

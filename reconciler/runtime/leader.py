@@ -154,7 +154,9 @@ class Leadership:
                     self._valid_until = began + self.duration
         else:
             self.step_down(epoch, "another controller holds the lease")
-        return self.renew_every
+        # A steady cadence from the start of each renewal: a slow renewal must not stretch the
+        # interval, since the lease expires ``duration`` after the last one.
+        return max(0.0, began + self.renew_every - time.monotonic())
 
     def _stand_by(self) -> float:
         now = self.clock()
