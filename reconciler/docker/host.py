@@ -11,6 +11,7 @@ start here: image pull failed, bad mount...).
 from __future__ import annotations
 
 import math
+import os
 import re
 import threading
 import time
@@ -18,6 +19,7 @@ from datetime import datetime
 from typing import Callable, Iterator
 
 import docker
+import docker.tls
 import requests
 from docker import errors as derr
 from docker.types import Mount
@@ -52,6 +54,12 @@ READ_METHODS = ("GET", "HEAD")  # requests that change nothing on a host: never 
 class Withheld(Exception):
     """A request that would change a host (create, start, stop, kill, remove) was not sent: the
     pool's ``gate`` said no (the controller no longer surely leads; ``runtime.leader``)."""
+
+
+TLS_FILES = ("caFile", "certFile", "keyFile")
+# "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: ... (_ssl.c:1006)" -> code, words
+_HUNG_UP = re.compile(r"EOF occurred in violation of protocol")
+_SSL_REASON = re.compile(r"\[(?:SSL|X509)(?:: ([A-Z0-9_]+))?\] (.+?)(?: \(_ssl\.c:\d+\)|(?<!\\)['\"]\))")
 
 
 class CallCounter:
@@ -133,7 +141,7 @@ class Host:
             raw = self.client.api.containers(all=True, filters={"label": f"{LABEL_STORE}={store_id}"}) \
                 if list_containers else None
         except TRANSPORT_ERRORS as exc:
-            return NodeObs(self.name, ready=False, message=brief(exc))
+            return NodeObs(self.name, ready=False, message=brief(exc, self.tls))
         containers = tuple(_container_obs(c) for c in raw) if raw is not None else None
         return NodeObs(self.name, ready=True, docker_version=info.get("ServerVersion"),
                        cpus=info.get("NCPU"), memory=info.get("MemTotal"), containers=containers,
@@ -227,10 +235,9 @@ class Host:
             pass
         try:
             repo, _, tag = spec.image.rpartition(":") if ":" in spec.image.split("/")[-1] else (spec.image, "", "latest")
-            self.client.api.pull(repo, tag=tag or "latest")
+            self.client.api.pull(repo, tag=tag or "latest", auth_config=spec.pull_auth)
         except derr.APIError as exc:
-            raise StartError(TaskReason.IMAGE_PULL_FAILED,
-                             f"image {spec.image!r} could not be pulled on node {self.name}: {_explain(exc)}") from exc
+            raise StartError(TaskReason.IMAGE_PULL_FAILED, pull_failure(spec, self.name, _explain(exc))) from exc
         return self._create_once(spec)
 
     def _create_once(self, spec: ContainerSpec) -> str:
@@ -323,16 +330,24 @@ class HostPool:
 
 def connect(address: str, tls: dict | None, timeout: float | None,
             gate: Callable[[], bool] | None = None) -> docker.DockerClient:
+    """A client for one Docker address; with ``tls`` (a Node's ``tls``: caFile, certFile, keyFile) over
+    HTTPS, the daemon's certificate checked against caFile (the default CA bundle without one).
+
+    The client ignores the environment: requests would let ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``
+    replace the Node's caFile (and proxies or .netrc reroute or sign its calls), so what the
+    controller trusts would depend on how it was started rather than on the Node. With ``gate``,
+    each request that would change the host asks it first (``_gate_changes``).
+    """
     tls_config = False
     if tls:
-        cert = (tls["certFile"], tls["keyFile"]) if tls.get("certFile") and tls.get("keyFile") else None
-        tls_config = docker.tls.TLSConfig(client_cert=cert, ca_cert=tls.get("caFile"), verify=bool(tls.get("caFile")))
+        tls_config = _tls_config(tls)
         address = address.replace("tcp://", "https://", 1)
     try:
         client = docker.DockerClient(base_url=address, version=API_VERSION, timeout=timeout,
                                      tls=tls_config, max_pool_size=POOL_SIZE)
     except derr.DockerException as exc:
         raise HostError(f"cannot use Docker address {address!r}: {exc}") from exc
+    client.api.trust_env = False
     if address.startswith(("tcp://", "http://", "https://")):
         # The SDK ignores max_pool_size for tcp: mount a larger pool so parallel calls don't queue.
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
@@ -357,6 +372,19 @@ def _gate_changes(session: requests.Session, gate: Callable[[], bool]) -> None:
         return send(request, **kwargs)
 
     session.send = send_if_allowed  # requests.Session.request calls self.send
+
+
+def _tls_config(tls: dict) -> docker.tls.TLSConfig:
+    """The SDK's TLS settings for a Node's ``tls``; HostError naming the field if a file cannot be read
+    (the files are read where the controller runs, and may have gone since apply checked them)."""
+    for field in TLS_FILES:
+        path = tls.get(field)
+        if path and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+            why = "no such file" if not os.path.exists(path) else f"not a file this process (uid {os.getuid()}) can read"
+            raise HostError(f"tls.{field} {path}: {why}")
+    cert = (tls["certFile"], tls["keyFile"]) if tls.get("certFile") else None
+    # verify=True without a CA checks against the default bundle, never nothing.
+    return docker.tls.TLSConfig(client_cert=cert, ca_cert=tls.get("caFile"), verify=True)
 
 
 def daemon_identity(info: dict) -> str | None:
@@ -408,17 +436,68 @@ def _describe_volume(volume: dict) -> str:
 _OPTION_ORDER = {"type": 0, "o": 1, "device": 2}
 
 
+_NO_CREDENTIALS = re.compile(r"no basic auth credentials|may require 'docker login'", re.I)
+_REFUSED = re.compile(r"unauthorized|authentication required|access to the resource is denied", re.I)
+
+
+def pull_failure(spec: ContainerSpec, node: str, text: str) -> str:
+    """Why a pull failed, naming the registry when it refused the pull: dockerd says "no basic auth
+    credentials" to a pull without any and "unauthorized: authentication required" to wrong ones."""
+    where = f"image {spec.image!r} could not be pulled on node {node}: {text}"
+    secret = spec.secrets.pull if spec.secrets else None
+    if not (_NO_CREDENTIALS.search(text) or _REFUSED.search(text)):
+        return where
+    from ..spec.fields import image_registry  # on a failed pull only: the manifest models are not loaded here
+
+    registry = image_registry(spec.image)
+    if secret is None:
+        return f"registry {registry}: unauthorized (no credentials; set template.imagePullSecret); {where}"
+    return (f"registry {registry}: unauthorized (it refused the credentials of secret {secret}; check its "
+            f"username and password); {where}")
+
+
 def _explain(exc: derr.APIError) -> str:
     return str(exc.explanation or exc).strip()
 
 
-def brief(exc: BaseException) -> str:
+def brief(exc: BaseException, tls: dict | None = None) -> str:
+    """One line saying why a call to a host failed; with the Node's ``tls``, TLS failures say which
+    side refused and which file is to blame."""
     text = str(exc).strip() or type(exc).__name__
+    if "HTTP request to an HTTPS server" in getattr(getattr(exc, "response", None), "text", ""):
+        return "the daemon speaks TLS on this address: give the Node tls: (caFile, certFile, keyFile)"
+    if tls is not None and isinstance(exc, requests.exceptions.ConnectionError) and (why := tls_failure(text, tls)):
+        return why
     if "timed out" in text.lower() or isinstance(exc, requests.exceptions.Timeout):
         return "Docker API timed out"
     if isinstance(exc, requests.exceptions.ConnectionError):
         return "connection refused or unreachable"
     return text[:200]
+
+
+def tls_failure(text: str, tls: dict) -> str | None:
+    """Why a TLS connection failed, from the error's text: the daemon's certificate not verified
+    (naming the CA file), the client's certificate refused by the daemon, or no TLS at the address;
+    None if the text shows no TLS failure (the host is down or unreachable)."""
+    m = _SSL_REASON.search(text)
+    code, reason = (m.group(1) or "", m.group(2).replace("\\'", "'")) if m else ("", text[:200])
+    if code == "CERTIFICATE_VERIFY_FAILED":
+        against = f"tls.caFile {tls['caFile']}" if tls.get("caFile") else "the default CA bundle (tls names no caFile)"
+        return f"TLS: the daemon's certificate could not be verified with {against} ({reason})"
+    # The daemon ends the handshake with an alert, or (TLS 1.3, where the client's certificate is
+    # checked after the client thinks the handshake is done) just closes the connection.
+    hung_up = _HUNG_UP.search(text)
+    if "ALERT" in code or hung_up:
+        reason = hung_up.group(0) if hung_up and "ALERT" not in code else reason
+        if not tls.get("certFile"):
+            return (f"TLS: the daemon refused the handshake ({reason}): it requires a client certificate and tls "
+                    "names none; set tls.certFile and tls.keyFile to a pair signed by the CA the daemon trusts")
+        return (f"TLS: the daemon refused the handshake ({reason}): it does not accept the client certificate "
+                f"tls.certFile {tls['certFile']}; it needs one signed by the CA the daemon trusts (its --tlscacert)")
+    if code == "WRONG_VERSION_NUMBER":
+        return (f"TLS: the address does not answer in TLS ({reason}); drop tls: or use the daemon's TLS port "
+                "(2376 by convention, dockerd --tlsverify)")
+    return f"TLS: {reason}" if m else None
 
 
 

@@ -20,6 +20,7 @@ from .jobs import reconcile_job
 from .matching import match_tasks
 from .nodes import NodeStates, judge_nodes
 from .placement import place
+from .secrets import secret_index
 from .services import reconcile_service
 from .tasks import event, set_status, stop_task
 from ..kinds import Kind, TaskReason
@@ -27,10 +28,11 @@ from ..records import ResourceRecord, Snapshot, TaskRecord
 
 
 def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Snapshot,
-         now: float, store_id: str, mark_key: str) -> Plan:
-    """``mark_key``: the store's secret (hex) for ``records.container_mark``."""
+         now: float, store_id: str, mark_key: str, secrets_unreadable: str | None = None) -> Plan:
+    """``mark_key``: the store's secret (hex) for ``records.container_mark``; ``secrets_unreadable``:
+    why the controller cannot decrypt the store's Secrets (None: it can, or there are none)."""
     p = Plan()
-    owners = {r.key: r for r in resources if r.kind.namespaced}
+    owners = {r.key: r for r in resources if r.kind.workload}
     namespaces = {r.name: r for r in resources if r.kind is Kind.NAMESPACE}
     by_id = {t.id: t for t in tasks}
     nodes = judge_nodes(p, {r.name: r for r in resources if r.kind is Kind.NODE}, snapshot, by_id, now,
@@ -46,7 +48,8 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
             current[tid] = replace(current[tid], template_hash=changes["template_hash"])
     for t in p.new_tasks:
         current[t.id] = t
-    place(p, current, owners, nodes, now, store_id, mark_key, fencing, namespaces)
+    place(p, current, owners, nodes, now, store_id, mark_key, fencing, namespaces, secret_index(resources),
+          secrets_unreadable)
     purge_emptied_namespaces(p, namespaces.values(), owners)
     return p
 

@@ -16,11 +16,12 @@ and defining a frozen dataclass costs about 0.6 ms of start-up, a NamedTuple a t
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Iterator, NamedTuple, TextIO
 
 from .. import views
-from ..errors import Conflict, NotFound, UsageError
+from ..errors import Conflict, ManifestError, NotFound, UsageError
 from ..kinds import DEFAULT_NAMESPACE, Kind, TaskPhase, object_ref, scope
 from ..records import ResourceRecord, TaskRecord
 from .refs import parse_kind
@@ -28,13 +29,36 @@ from .refs import parse_kind
 Key = tuple[Kind, str, str]  # (kind, namespace, name); namespace '' for Nodes and Namespaces
 
 
-def read_manifests(files: list[str], stdin: TextIO | None = None, namespace: str = DEFAULT_NAMESPACE) -> list:
+def read_manifests(files: list[str], stdin: TextIO | None = None, namespace: str = DEFAULT_NAMESPACE,
+                   applying: bool = False) -> list:
     """Load and validate every document of ``files`` (``-``: ``stdin``) as one set: a list of
     ``manifests.Loaded``, or a ``ManifestError`` naming file, document, line and field. Jobs and
-    Services that name no namespace go into ``namespace``."""
+    Services that name no namespace go into ``namespace``. ``applying``: the files a Node's ``tls``
+    names must also be readable here (see ``unreadable_tls_files``)."""
     from ..spec import manifests
 
-    return manifests.load_paths(files, stdin=stdin, namespace=namespace)
+    loaded = manifests.load_paths(files, stdin=stdin, namespace=namespace)
+    if applying and (problems := unreadable_tls_files(loaded)):
+        raise ManifestError(problems)
+    return loaded
+
+
+def unreadable_tls_files(loaded: list) -> list[str]:
+    """A Node whose ``tls`` names a file that is not there would only ever be NotReady: refuse it at
+    apply, naming the file. The controller reads these files, so this holds where it runs the apply;
+    the controller reports a file it cannot read in the Node's status all the same."""
+    problems = []
+    for item in loaded:
+        res = item.resource
+        if res.kind != Kind.NODE.value or res.spec.tls is None:
+            continue
+        for field, path in res.spec.tls.files():
+            if not os.path.isfile(path) or not os.access(path, os.R_OK):
+                why = "no such file" if not os.path.exists(path) else "not a readable file"
+                problems.append(f"{item.source}: document {item.document} (Node/{res.metadata.name}): "
+                                f"spec.tls.{field}: {path}: {why}; the controller reads it to reach the daemon: "
+                                "give the path of the PEM file there")
+    return problems
 
 
 # -- apply -----------------------------------------------------------------------------------------
@@ -94,7 +118,7 @@ def get_resources(store, kind: Kind, name: str | None = None, selector: dict[str
 def _node_objects(store, nodes: list[ResourceRecord]) -> list[dict]:
     """Nodes with their slots in use, which needs each active task's execution type."""
     tasks = store.tasks(active_only=True)
-    types = {r.key: r.spec.get("executionType", "default") for r in store.resources() if r.kind.namespaced}
+    types = {r.key: r.spec.get("executionType", "default") for r in store.resources() if r.kind.workload}
     return [views.resource_object(r, views.node_used(r.name, tasks, types)) for r in nodes]
 
 
@@ -104,7 +128,7 @@ def namespace_objects(store, namespaces: list[ResourceRecord]) -> list[dict]:
     tasks = store.tasks(active_only=True)
     requests = {}
     for r in store.resources():
-        if r.kind.namespaced:
+        if r.kind.workload:
             spec = r.model.spec
             res = spec.template.resources
             requests[r.key] = views.OwnerRequest(res.cpus or 0.0, res.memory_bytes() or 0, spec.executionType)
@@ -290,13 +314,36 @@ def _prunes(store, state) -> list[Change]:
 
 def _diff_one(store, model) -> Change | None:
     ref = object_ref(*model.key)
-    new = {"metadata.labels": dict(model.metadata.labels), "spec": model.spec.model_dump(mode="json")}
     try:
         r = store.resource(Kind(model.kind), model.metadata.name, namespace=model.namespace)
     except NotFound:
         return Change(ref, "created")
-    changes = field_changes({"metadata.labels": r.labels, "spec": r.spec}, new)
+    if model.kind == Kind.SECRET.value:  # compared sealed: sizes and keyed digests, never a value
+        (model,) = store.seal([model], create=False)
+        changes = field_changes({"metadata.labels": r.labels}, {"metadata.labels": dict(model.metadata.labels)})
+        changes += secret_changes(r.spec, model.spec.model_dump(mode="json"))
+    else:
+        new = {"metadata.labels": dict(model.metadata.labels), "spec": model.spec.model_dump(mode="json")}
+        changes = field_changes({"metadata.labels": r.labels, "spec": r.spec}, new)
     return Change(ref, "configured", tuple(changes)) if changes else None
+
+
+def secret_changes(old: dict, new: dict) -> list[str]:
+    """What changes between two sealed Secret specs, each value shown as its size: ``~ spec.data.password:
+    <8 bytes> -> <9 bytes>`` (a value of the same size that changed says so)."""
+    out = field_changes({k: v for k, v in old.items() if k != "data"}, {k: v for k, v in new.items() if k != "data"},
+                        "spec")
+    before, after = old.get("data", {}), new.get("data", {})
+    for key in sorted(set(before) | set(after)):
+        path = f"spec.data.{key}"
+        if key not in before:
+            out.append(f"+ {path}: {views.secret_size(after[key])}")
+        elif key not in after:
+            out.append(f"- {path}: {views.secret_size(before[key])}")
+        elif before[key] != after[key]:
+            out.append(f"~ {path}: {views.secret_size(before[key])} -> {views.secret_size(after[key])}"
+                       + (" (another value)" if before[key]["bytes"] == after[key]["bytes"] else ""))
+    return sorted(out, key=lambda line: line[2:])
 
 
 def field_changes(old, new, path: str = "") -> list[str]:

@@ -208,7 +208,8 @@ class Controller:
         snapshot = self.observe(hosts)
         if self.stop.is_set():
             return Plan()
-        p = plan(resources, tasks, snapshot, snapshot.taken_at, self.store.store_id, self.store.mark_key)
+        unreadable = self.store.secrets_problem() if any(r.kind is Kind.SECRET for r in resources) else None
+        p = plan(resources, tasks, snapshot, snapshot.taken_at, self.store.store_id, self.store.mark_key, unreadable)
         if self.stop.is_set():  # acting is safe to skip: the next controller plans it again
             return Plan()
         answering = {n: h for n, h in hosts.items() if snapshot.nodes[n].ready}

@@ -130,6 +130,8 @@ MIGRATIONS: list[tuple[str, str | dict[str, str]]] = [
         CREATE INDEX revisions_owner ON revisions (kind, namespace, name)
         """,
     ),
+    # A Secret's values, encrypted (a Fernet token; ``secrets``): a column of their own, so no spec holds them.
+    ("secrets", "ALTER TABLE resources ADD COLUMN sealed TEXT"),
     (
         # Several controllers on one store, one leader: the lease gains the leader's epoch (one more at
         # each takeover, never reset: a released lease keeps its row) and its expiry; each controller
