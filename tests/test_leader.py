@@ -63,7 +63,11 @@ def test_a_standby_takes_over_an_expired_lease_and_the_old_leader_steps_down(sto
         assert a_store.events() == []
 
         a._step()  # its next renewal: refused, it steps down
-        assert a.epoch is None and a_store.fence_check is None
+        assert a.epoch is None and not a.holds()
+        with pytest.raises(Fenced):  # a pass of its term still under way cannot write either
+            with a_store.transaction() as db:
+                a_store.add_event(db, "Job", "j", "Late", "written after stepping down")
+        assert a_store.events() == []
         a._step()  # as standby: the lease is B's and live
         assert a.epoch is None and "a" in [c["holder"] for c in b_store.candidates()]
         assert "stepped down from epoch 1: another controller holds the lease; standby" in caplog.text

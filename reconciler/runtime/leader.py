@@ -104,7 +104,7 @@ class Leadership:
                 return
             self.epoch = None
             self._leading.clear()
-            self.store.unfence()
+            # The fence stays: a pass of the old term still under way must find its writes refused.
             self._shown, self._beat_at = None, float("-inf")
         log.warning("stepped down from epoch %d: %s; standby", epoch, why)
         self.on_change()

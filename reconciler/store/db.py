@@ -161,16 +161,17 @@ class Connection:
         self.backend.close()
 
     @contextmanager
-    def transaction(self) -> Iterator:
+    def transaction(self, fenced: bool = True) -> Iterator:
         """A write transaction holding the store's write lock from its start. Any exception rolls
         it back; a commit wakes the store's controller (unless ``nudge`` is off). On a leader's
         connection it first checks the fence (``fence_check``), under the lock, so the check and the
-        writes are one atomic step."""
+        writes are one atomic step; only the lease's own writes (``fenced=False``: a claim, a
+        renewal that checks the epoch itself, a candidate's heartbeat, a release) go without it."""
         wake = self.store_id if self.nudge else None
         with self._lock:
             self.backend.begin(wake)  # LockTimeout once the lock timeout passed
             try:
-                if self.fence_check is not None:
+                if fenced and self.fence_check is not None:
                     self.fence_check(self.db)
                 yield self.db
             except BaseException:

@@ -13,7 +13,8 @@ transactions first check that the lease row still names that holder and epoch; t
 under the store's write lock (``db.Connection.transaction``), which a takeover needs too, so it
 cannot be overtaken between the check and the commit. A leader that was paused past its expiry
 and overtaken gets ``Fenced`` from its next write: the transaction is rolled back, nothing of it is
-committed. Each candidate records a heartbeat row (``beat_candidate``); ``leadership`` reads the
+committed; the fence stays until the next claim, so nothing still under way in a stepped-down
+leader can write. Each candidate records a heartbeat row (``beat_candidate``); ``leadership`` reads the
 lease and the standbys for ``brokerctl status``. A store that ``brokerctl store migrate`` copied
 elsewhere refuses every claim.
 """
@@ -56,7 +57,7 @@ class LeaseStore:
         the new epoch; None while another holder's lease is live. StoreError for a moved store."""
         now = time.time() if now is None else now
         host = socket.gethostname()
-        with self.transaction() as db:
+        with self.transaction(fenced=False) as db:
             moved = fetch_one(db, "SELECT value FROM meta WHERE key = 'moved_to'")  # by transfer.copy_store
             if moved is not None:
                 raise StoreError.moved(self.path, moved["value"])
@@ -76,14 +77,11 @@ class LeaseStore:
         """Extend the lease ``duration`` seconds from ``now`` and publish the leader's ``stats``; False
         (nothing written) unless ``holder`` holds it at ``epoch``."""
         now = time.time() if now is None else now
-        try:
-            with self.transaction() as db:
-                cur = db.execute("UPDATE lease SET heartbeat = ?, expires_at = ?, stats = ? "
-                                 "WHERE id = 1 AND holder = ? AND epoch = ?",
-                                 [now, now + duration, json.dumps(stats or {}), holder, epoch])
-                return cur.rowcount == 1
-        except Fenced:
-            return False
+        with self.transaction(fenced=False) as db:
+            cur = db.execute("UPDATE lease SET heartbeat = ?, expires_at = ?, stats = ? "
+                             "WHERE id = 1 AND holder = ? AND epoch = ?",
+                             [now, now + duration, json.dumps(stats or {}), holder, epoch])
+            return cur.rowcount == 1
 
     def release_lease(self, holder: str, wait: float | None = None) -> bool:
         """Give up the lease (a standby may claim it at once; the epoch stays) and the candidate row.
@@ -95,8 +93,7 @@ class LeaseStore:
         try:
             if wait is not None:
                 self.set_busy_timeout(wait * 1000)
-            self.unfence()  # a leader already overtaken still removes its candidate row
-            with self.transaction() as db:
+            with self.transaction(fenced=False) as db:
                 db.execute("UPDATE lease SET holder = '', expires_at = 0 WHERE id = 1 AND holder = ?", [holder])
                 db.execute("DELETE FROM candidates WHERE holder = ?", [holder])
             return True
@@ -113,7 +110,7 @@ class LeaseStore:
         """Record that candidate ``holder`` (this process) is alive, with its ``stats``; forget
         candidates long silent."""
         now = time.time() if now is None else now
-        with self.transaction() as db:
+        with self.transaction(fenced=False) as db:
             upsert(db, "candidates", {"holder": holder, "pid": os.getpid(), "hostname": socket.gethostname(),
                                       "started_at": started_at, "heartbeat": now, "stats": json.dumps(stats or {})},
                    key="holder")
@@ -122,8 +119,10 @@ class LeaseStore:
     # -- fencing -------------------------------------------------------------------------------
 
     def fence(self, holder: str, epoch: int) -> None:
-        """From now on every write transaction of this connection checks, under the write lock, that
-        ``holder`` still leads at ``epoch``; ``Fenced`` (and a rollback) otherwise."""
+        """From now on every write transaction of this connection (but the lease's own) checks, under
+        the write lock, that ``holder`` still leads at ``epoch``; ``Fenced`` (and a rollback) otherwise.
+        A leader that steps down keeps its fence (a pass still under way must not write unfenced);
+        the next claim moves it to the new epoch."""
         def check(db) -> None:
             row = fetch_one(db, "SELECT holder, pid, hostname, epoch FROM lease WHERE id = 1")
             if row is None or row["holder"] != holder or row["epoch"] != epoch:
