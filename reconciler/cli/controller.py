@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from .common import namespace, namespace_option, open_store
+from .common import half_life_option, lease_duration_option, namespace, namespace_option, open_store, queue_option
 
 
 def status() -> None:
@@ -78,24 +78,23 @@ def controller(
     allow_mass_prune: bool = typer.Option(False, "--allow-mass-prune", help="With --watch: see `brokerctl sync`."),
     namespace_: str = namespace_option("With --watch: namespace of the directory's Jobs and Services that name "
                                        "none (a document's own metadata.namespace wins; default: default)."),
-    lease_duration: float = typer.Option(3.0, help="Seconds the leader's lease outlives its last renewal (renewed "
-                                                   "every second): how soon a standby takes over from a leader "
-                                                   "that stopped."),
+    queue: str = queue_option(),
+    fair_share_half_life: str = half_life_option(),
+    lease_duration: float = lease_duration_option(),
 ) -> None:
     """Run the reconcile loop until SIGINT/SIGTERM (containers keep running). Several on one store:
     one leads, the others stand by and take over within --lease-duration when it stops."""
     import logging
 
-    from ..errors import UsageError
     from ..ops import controller as loop
 
-    if not loop.LEASE_MIN <= lease_duration <= loop.LEASE_MAX:
-        raise UsageError.out_of_range("lease-duration", lease_duration,
-                                      f"must be between {loop.LEASE_MIN:g} and {loop.LEASE_MAX:g} seconds")
+    lease_duration = loop.lease_setting(lease_duration)
+    order, half_life = loop.queue_settings(queue, fair_share_half_life)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     settings = loop.Settings(resync=resync, probe_interval=probe_interval, probe_timeout=probe_timeout,
                              lost_after=lost_after, docker_timeout=docker_timeout, watch=watch, poll=poll,
                              sync_interval=sync_interval, allow_mass_prune=allow_mass_prune,
-                             namespace=namespace(namespace_), lease_duration=lease_duration)
+                             namespace=namespace(namespace_), queue=order, fair_share_half_life=half_life,
+                             lease_duration=lease_duration)
     loop.run(open_store(create=True), settings)

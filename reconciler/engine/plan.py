@@ -1,4 +1,4 @@
-"""The pure planner: ``plan(resources, tasks, snapshot, now, store_id, mark_key) -> Plan``.
+"""The pure planner: ``plan(resources, tasks, snapshot, now, store_id, mark_key, ...) -> Plan``.
 
 Called by the controller once per reconcile pass, after observing the hosts. No I/O, no clock
 reads: everything it needs is passed in, so the same inputs always give the same plan. One pass,
@@ -16,6 +16,7 @@ from collections import defaultdict
 from dataclasses import replace
 
 from .actions import STOP_GRACE_SECONDS, Key, Plan
+from .fairshare import QueuePolicy
 from .jobs import reconcile_job
 from .matching import match_tasks
 from .nodes import NodeStates, judge_nodes
@@ -28,9 +29,11 @@ from ..records import ResourceRecord, Snapshot, TaskRecord
 
 
 def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Snapshot,
-         now: float, store_id: str, mark_key: str, secrets_unreadable: str | None = None) -> Plan:
+         now: float, store_id: str, mark_key: str, secrets_unreadable: str | None = None,
+         queue: QueuePolicy = QueuePolicy()) -> Plan:
     """``mark_key``: the store's secret (hex) for ``records.container_mark``; ``secrets_unreadable``:
-    why the controller cannot decrypt the store's Secrets (None: it can, or there are none)."""
+    why the controller cannot decrypt the store's Secrets (None: it can, or there are none); ``queue``:
+    the order of waiting tasks (``fairshare.QueuePolicy``: fair share by default, or FIFO)."""
     p = Plan()
     owners = {r.key: r for r in resources if r.kind.workload}
     namespaces = {r.name: r for r in resources if r.kind is Kind.NAMESPACE}
@@ -49,7 +52,7 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
     for t in p.new_tasks:
         current[t.id] = t
     place(p, current, owners, nodes, now, store_id, mark_key, fencing, namespaces, secret_index(resources),
-          secrets_unreadable)
+          secrets_unreadable, queue)
     purge_emptied_namespaces(p, namespaces.values(), owners)
     return p
 

@@ -69,7 +69,10 @@ class Leadership:
     # -- the controller's side -----------------------------------------------------------------
 
     def start(self) -> "Leadership":
-        """Try once now (a moved store raises here, before the thread), then keep trying in the thread."""
+        """Try once now (a moved store raises here, before the thread), then keep trying in the thread.
+        Once started, a second call does nothing (a server makes the first before its API serves)."""
+        if self._thread is not None:
+            return self
         # A leader paused inside a transaction would hold the write lock, and no standby could claim.
         self.store.set_idle_limit(self.duration)
         self._step()

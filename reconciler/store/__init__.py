@@ -3,7 +3,7 @@
 ``Store`` is one connection (``db.Connection``: open, transactions, migrations, wake-ups) to a
 SQLite file (``sqlite``) or a PostgreSQL database (``postgres``), with the methods of every noun of
 the store, each in its own module: ``resources``, ``tasks``, ``events``, ``revisions``, ``lease``,
-``syncs`` and ``secrets``. ``transfer`` copies a whole store into an empty one (``brokerctl store
+``syncs``, ``secrets`` and ``tokens``. ``transfer`` copies a whole store into an empty one (``brokerctl store
 migrate``). Callers (the CLI, ``ops``, the controller, act) use one ``Store``: reads open no
 transaction; writes are either a method that runs its own transaction (``apply``,
 ``mark_deleted``...) or a method taking ``db`` from the caller's ``with store.transaction() as db:``
@@ -23,9 +23,11 @@ from .revisions import RevisionStore
 from .secrets import SecretStore, SecretValues
 from .syncs import SourcedRow, SyncStore
 from .tasks import LOG_LIMIT_BYTES, TaskState, TaskStore
+from .tokens import TokenStore
 
 
-class Store(ResourceStore, TaskStore, EventStore, RevisionStore, LeaseStore, SyncStore, SecretStore, Connection):
+class Store(ResourceStore, TaskStore, EventStore, RevisionStore, LeaseStore, SyncStore, SecretStore, TokenStore,
+            Connection):
     """One connection to a store (a SQLite file or a PostgreSQL database), thread-safe, with every
     noun's reads and writes. ``secrets_key``: the file of the key its Secrets are sealed with
     (default: see ``secrets``)."""

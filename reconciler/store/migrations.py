@@ -133,6 +133,20 @@ MIGRATIONS: list[tuple[str, str | dict[str, str]]] = [
     # A Secret's values, encrypted (a Fernet token; ``secrets``): a column of their own, so no spec holds them.
     ("secrets", "ALTER TABLE resources ADD COLUMN sealed TEXT"),
     (
+        # API tokens (``tokens``: only a SHA-256 of each secret is kept; ``user_name``, since ``user``
+        # is a reserved word in PostgreSQL), and who created and last changed each resource.
+        "tokens and authors",
+        """
+        CREATE TABLE tokens (
+            id TEXT PRIMARY KEY, user_name TEXT NOT NULL, role TEXT NOT NULL, namespaces TEXT NOT NULL,
+            hash TEXT NOT NULL, created_at REAL NOT NULL, created_by TEXT NOT NULL DEFAULT '',
+            last_used_at REAL, revoked_at REAL
+        );
+        ALTER TABLE resources ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
+        ALTER TABLE resources ADD COLUMN updated_by TEXT NOT NULL DEFAULT ''
+        """,
+    ),
+    (
         # Several controllers on one store, one leader: the lease gains the leader's epoch (one more at
         # each takeover, never reset: a released lease keeps its row) and its expiry; each controller
         # records its own heartbeat and figures in `candidates` (`brokerctl status` lists the standbys). A lease
