@@ -229,7 +229,8 @@ class Controller:
         self.passes += 1
         if self.first_pass_at is None:
             self.first_pass_at = self.clock()
-            log.info("first pass as leader done %.2fs after taking over", self.first_pass_at - self.took_over_at)
+            if self.took_over_at is not None:
+                log.info("first pass as leader done %.2fs after taking over", self.first_pass_at - self.took_over_at)
         busy = any(t.active for t in tasks) or bool(p.new_tasks) or p.docker_actions > 0
         p.wake_at(snapshot.taken_at + (self.busy_resync if busy else self.resync))
         if done:  # what we just did changes the world: look again at once
