@@ -147,6 +147,18 @@ MIGRATIONS: list[tuple[str, str | dict[str, str]]] = [
         """,
     ),
     (
+        # The first answer to a POST carrying an idempotency key (``idempotency``), per caller and route,
+        # so a retried request returns it instead of creating a twin, on any server of the store.
+        "idempotency keys",
+        """
+        CREATE TABLE idempotency_keys (
+            scope TEXT NOT NULL, key TEXT NOT NULL, answer TEXT NOT NULL, created_at REAL NOT NULL,
+            PRIMARY KEY (scope, key)
+        );
+        CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at)
+        """,
+    ),
+    (
         # Several controllers on one store, one leader: the lease gains the leader's epoch (one more at
         # each takeover, never reset: a released lease keeps its row) and its expiry; each controller
         # records its own heartbeat and figures in `candidates` (`brokerctl status` lists the standbys). A lease

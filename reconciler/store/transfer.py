@@ -27,7 +27,8 @@ from .location import Location
 
 # The tables a store's data lives in (every table but ``migrations``, which each store keeps for
 # itself and which must agree), in an order that copies a resource before what refers to it.
-TABLES = ("meta", "resources", "tasks", "task_logs", "events", "revisions", "lease", "syncs", "tokens")
+TABLES = ("meta", "resources", "tasks", "task_logs", "events", "revisions", "lease", "syncs", "tokens",
+          "idempotency_keys")
 # Tables of a store not copied: which controllers run on a store is that store's own.
 LOCAL_TABLES = ("candidates",)
 MOVED_TO = "moved_to"  # meta key of a store copied elsewhere: where to
