@@ -2,7 +2,7 @@
 
 ``Store`` is one connection (``db.Connection``: open, transactions, migrations, wake-ups) to a
 SQLite file (``sqlite``) or a PostgreSQL database (``postgres``), with the methods of every noun of
-the store, each in its own module: ``resources``, ``tasks``, ``events``, ``revisions``, ``lease``
+the store, each in its own module: ``resources``, ``tasks``, ``changes`` (what changed since a rev), ``events``, ``revisions``, ``lease``
 and ``syncs``. ``transfer`` copies a whole store into an empty one (``brokerctl store migrate``). Callers (the CLI, ``ops``, the controller,
 act) use one ``Store``: reads open no transaction; writes are either a method that runs its own
 transaction (``apply``, ``mark_deleted``...) or a method taking ``db`` from the caller's
@@ -11,6 +11,7 @@ transaction (``apply``, ``mark_deleted``...) or a method taking ``db`` from the 
 
 from __future__ import annotations
 
+from .changes import Changes, ChangeStore, Marks
 from .db import Connection, LockTimeout, Subscription, gc_paused
 from .location import default_db_path
 from .events import EventStore
@@ -21,10 +22,10 @@ from .syncs import SourcedRow, SyncStore
 from .tasks import LOG_LIMIT_BYTES, TaskState, TaskStore
 
 
-class Store(ResourceStore, TaskStore, EventStore, RevisionStore, LeaseStore, SyncStore, Connection):
+class Store(ResourceStore, TaskStore, ChangeStore, EventStore, RevisionStore, LeaseStore, SyncStore, Connection):
     """One connection to a store (a SQLite file or a PostgreSQL database), thread-safe, with every
     noun's reads and writes."""
 
 
-__all__ = ["Store", "SourcedRow", "Subscription", "TaskState", "LockTimeout", "default_db_path", "gc_paused",
+__all__ = ["Store", "Changes", "Marks", "SourcedRow", "Subscription", "TaskState", "LockTimeout", "default_db_path", "gc_paused",
            "LOG_LIMIT_BYTES"]
