@@ -1,4 +1,4 @@
-"""The pure planner: ``plan(resources, tasks, snapshot, now, store_id, mark_key) -> Plan``.
+"""The pure planner: ``plan(resources, tasks, snapshot, now, store_id, mark_key, settled) -> Plan``.
 
 Called by the controller once per reconcile pass, after observing the hosts. No I/O, no clock
 reads: everything it needs is passed in, so the same inputs always give the same plan. One pass,
@@ -8,6 +8,11 @@ needs (``jobs``, ``services``; a deleted one has its tasks stopped, then is purg
 waiting tasks (``placement``, through the ``scheduler``), purge Namespaces being deleted once
 nothing is left in them, and return the changes for ``act``. Jobs and Services are told apart by
 their key (kind, namespace, name): ``team-a``'s and ``team-b``'s Job/nightly are two owners.
+
+``tasks`` are the tasks of every owner except the ``settled`` ones: Jobs an earlier pass found over
+and left untouched (``Plan.settled``, ``jobs.settles``), whose tasks the controller stops reading
+until something about them changes; such a Job keeps its stored status and only its TTL purge is
+left. Finished history costs a pass nothing once its Job is over.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections import defaultdict
 from dataclasses import replace
 
 from .actions import STOP_GRACE_SECONDS, Key, Plan
-from .jobs import reconcile_job
+from .jobs import keep_settled, reconcile_job, settles
 from .matching import match_tasks
 from .nodes import NodeStates, judge_nodes
 from .placement import place
@@ -27,8 +32,9 @@ from ..records import ResourceRecord, Snapshot, TaskRecord
 
 
 def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Snapshot,
-         now: float, store_id: str, mark_key: str) -> Plan:
-    """``mark_key``: the store's secret (hex) for ``records.container_mark``."""
+         now: float, store_id: str, mark_key: str, settled: frozenset[Key] = frozenset()) -> Plan:
+    """``mark_key``: the store's secret (hex) for ``records.container_mark``; ``settled``: the Jobs
+    whose tasks are not given (see above; a deleted one is not settled: give its tasks)."""
     p = Plan()
     owners = {r.key: r for r in resources if r.kind.namespaced}
     namespaces = {r.name: r for r in resources if r.kind is Kind.NAMESPACE}
@@ -40,6 +46,10 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
     for t in current.values():
         by_owner[t.owner_key].append(t)
     for key, res in owners.items():
+        if key in settled and res.kind is Kind.JOB and res.deleted_at is None:
+            keep_settled(p, res, now)
+            p.settled.add(key)
+            continue
         reconcile(p, res, by_owner.get(key, []), nodes, now)
     for tid, changes in p.task_updates.items():  # e.g. a waiting replica switched to the new template
         if "template_hash" in changes and tid in current:
@@ -48,7 +58,20 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
         current[t.id] = t
     place(p, current, owners, nodes, now, store_id, mark_key, fencing, namespaces)
     purge_emptied_namespaces(p, namespaces.values(), owners)
+    settle_jobs(p, owners, by_owner, current, snapshot)
     return p
+
+
+def settle_jobs(p: Plan, owners: dict[Key, ResourceRecord], by_owner: dict[Key, list[TaskRecord]],
+                current: dict[str, TaskRecord], snapshot: Snapshot) -> None:
+    """Add to ``p.settled`` the Jobs this pass found over and left untouched (``jobs.settles``)."""
+    touched = {(kind, namespace, name) for kind, namespace, name, _ in p.statuses} | set(p.purges)
+    touched |= {t.owner_key for t in p.new_tasks}
+    touched |= {current[tid].owner_key for tid in p.task_updates if tid in current}
+    for key, res in owners.items():
+        if res.kind is Kind.JOB and key not in p.settled and settles(res, by_owner.get(key, []), snapshot, touched):
+            p.settled.add(key)
+    p.settled -= set(p.purges)  # purged (a TTL passed): nothing left to settle
 
 
 def purge_emptied_namespaces(p: Plan, namespaces, owners: dict[Key, ResourceRecord]) -> None:
