@@ -58,7 +58,7 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
         current[t.id] = t
     place(p, current, owners, nodes, now, store_id, mark_key, fencing, namespaces)
     purge_emptied_namespaces(p, namespaces.values(), owners)
-    settle_jobs(p, owners, by_owner, current, snapshot)
+    settle_jobs(p, owners, by_owner, current, nodes.snapshot)  # our containers only
     return p
 
 

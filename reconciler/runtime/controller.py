@@ -10,7 +10,9 @@ stayed open and reported nothing since the list, for at most ``resync`` seconds 
 acting on that node; so a commit is acted on without waiting for a round of lists. A container
 the list shows running after the event stream reported its ``die`` is taken as exited (the
 daemon's list lags its events by a few milliseconds).
-One dead host or one bad resource never stops the loop for the others. On SIGINT/SIGTERM
+A pass reads from the store only what changed since the last one (``ledger.Ledger``; the first
+pass of a controller reads everything), so its cost follows what is active and what changed, not
+the history kept. One dead host or one bad resource never stops the loop for the others. On SIGINT/SIGTERM
 (``SignalShutdown``) it stops between the steps of a pass, abandons the Docker calls still under
 way (graceful stops included: the daemon goes on with a stop it was sent, and the next
 controller re-issues it with what is left of its grace period) and releases its lease,
@@ -33,6 +35,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from .act import Actor, wait_or_stop
+from .ledger import Ledger
 from ..engine.actions import Plan
 from ..errors import StoreError
 from ..docker.host import CALLS, Host, HostPool
@@ -89,12 +92,14 @@ class Controller:
         self.changes: Subscription | None = None
         self.stop = threading.Event()
         self._twins: set[str] = set()
+        self.ledger = Ledger(store)  # what a pass needs of the store, kept between passes
 
     def run(self, stop: threading.Event | None = None) -> None:
         self.stop = stop = stop or self.stop
         self.store.acquire_lease(self.holder, LEASE_STALE_SECONDS)
         log.info("controller started on store %s (id %s)", self.store.path, self.store.store_id)
         self.changes = self.store.subscribe(self.wake.set)
+        self.ledger.reset()  # a controller that (again) holds the lease reads the whole store first
         try:
             while not stop.is_set():
                 seen_version = self.changes.version()
@@ -102,6 +107,7 @@ class Controller:
                     p = self.reconcile_once()
                 except Exception:  # one bad pass must not end the loop
                     log.exception("reconcile pass failed; retrying")
+                    self.ledger.reset()  # it may have stopped half-way through taking changes in
                     p = Plan(next_wake=self.clock() + 1.0)
                 if not self._wait(stop, p, seen_version):
                     log.error("lost the store lease to another controller; stopping")
@@ -128,13 +134,14 @@ class Controller:
 
     def reconcile_once(self) -> Plan:
         began = time.perf_counter()
-        resources = self.store.resources()
-        tasks = self.store.tasks()
-        hosts = self._hosts(resources)
+        self.ledger.refresh()  # only what changed since the last pass (everything on the first)
+        hosts = self._hosts(list(self.ledger.resources.values()))
         snapshot = self.observe(hosts)
         if self.stop.is_set():
             return Plan()
-        p = plan(resources, tasks, snapshot, snapshot.taken_at, self.store.store_id, self.store.mark_key)
+        self.ledger.see(snapshot)  # the tasks of containers seen that it does not hold
+        resources, tasks, settled = self.ledger.planner_input()
+        p = plan(resources, tasks, snapshot, snapshot.taken_at, self.store.store_id, self.store.mark_key, settled)
         if self.stop.is_set():  # acting is safe to skip: the next controller plans it again
             return Plan()
         answering = {n: h for n, h in hosts.items() if snapshot.nodes[n].ready}
@@ -142,6 +149,7 @@ class Controller:
         done = self.actor.execute(p, answering, self.stop)  # a host that does not answer gets no calls this pass
         for e in p.events:
             log.info("%s/%s %s: %s", e.kind, e.name, e.reason, e.message)
+        self.ledger.settle(p.settled)
         self.passes += 1
         busy = any(t.active for t in tasks) or bool(p.new_tasks) or p.docker_actions > 0
         p.wake_at(snapshot.taken_at + (self.busy_resync if busy else self.resync))
@@ -160,6 +168,7 @@ class Controller:
         """Published with each heartbeat (``brokerctl status``): passes, lists, Docker calls, CPU."""
         return {"passes": self.passes, "lists": self.lists, "passSeconds": round(self.pass_seconds, 4),
                 "lastPassSeconds": round(self.last_pass, 4), "cpuSeconds": round(time.process_time(), 3),
+                "lastPassRowsRead": self.ledger.rows_read, "tasksHeld": len(self.ledger.tasks),
                 "dockerCalls": CALLS.snapshot(), "nudges": bool(self.changes and self.changes.listening)}
 
     def _hosts(self, resources) -> dict[str, Host]:
