@@ -108,21 +108,24 @@ def measure(url: str, rows: int, args, workdir: Path, tag: str) -> dict:
                 time.sleep(0.5)
             time.sleep(3)  # the last starts recorded; nothing left to do
             first = memory_mb(ctl.pid)
-            windows, read = [], []
+            windows, read, cpu = [], [], []
             for _ in range(args.reps):
                 before = store.lease()["stats"]
                 time.sleep(args.window)
                 after = store.lease()["stats"]
                 passes = after["passes"] - before["passes"]
                 windows.append(1000 * (after["passSeconds"] - before["passSeconds"]) / max(passes, 1))
+                cpu.append(1000 * (after["passCpuSeconds"] - before["passCpuSeconds"]) / max(passes, 1))
                 read.append(after["lastPassRowsRead"])
             mem = memory_mb(ctl.pid)
             if running(store) != args.replicas:
                 raise AssertionError(f"{tag}: the replicas did not stay running")
-        print(f"  {tag}: mean pass {statistics.median(windows):.1f} ms (windows {', '.join(f'{w:.1f}' for w in windows)}),"
+        print(f"  {tag}: mean pass {statistics.median(windows):.1f} ms (windows {', '.join(f'{w:.1f}' for w in windows)}; "
+              f"CPU of the loop's thread {statistics.median(cpu):.1f} ms), load average {os.getloadavg()[0]:.1f},"
               f" rows read by the last pass {read[-1]}, RSS {mem['VmRSS']:.0f} MB (peak {first['VmHWM']:.0f} MB)",
               flush=True)
-        return {"pass_ms": windows, "rss": mem["VmRSS"], "peak": mem["VmHWM"], "read": read}
+        return {"pass_ms": windows, "cpu_ms": cpu, "rss": mem["VmRSS"], "peak": mem["VmHWM"], "read": read,
+                "load": os.getloadavg()[0]}
     finally:
         if ctl is not None:
             ctl.terminate()
@@ -161,7 +164,8 @@ def main() -> int:
                 f"Controller pass, {args.replicas} active tasks, {args.rows:,} finished task rows ({backend})",
                 full["pass_ms"], base["pass_ms"], "ms", f"<= {RATIO_TARGET:g}x the 0-row pass and < {PASS_TARGET_MS:g} ms",
                 met, note=f"baseline: the same at 0 finished rows; rows read per pass {full['read'][-1]} "
-                          f"(0 rows: {base['read'][-1]})"))
+                          f"(0 rows: {base['read'][-1]}); CPU of the pass {statistics.median(full['cpu_ms']):.1f} ms "
+                          f"(0 rows: {statistics.median(base['cpu_ms']):.1f} ms); load average {full['load']:.1f}"))
             figures.append(common.figure(
                 f"Controller memory, {args.replicas} active tasks, {args.rows:,} finished task rows ({backend})",
                 [full["rss"]], [base["rss"]], "MB", "< 300 MB", full["rss"] < 300,

@@ -142,3 +142,34 @@ def test_a_store_copy_keeps_the_counter_working(db_url, tmp_path):
         assert [t.id for t in dst.changes(full.marks).tasks] == ["a-abcde-1-1"]
     finally:
         dst.close()
+
+
+def test_claiming_a_resource_again_as_it_is_writes_nothing(store):
+    """A GitOps sync claims every resource of its directory on each sync: claiming one already so
+    claimed must not count as a change (the controller would read the row, and a settled Job's
+    tasks, again at every sync)."""
+    store.apply([job("a")])
+    with store.transaction() as db:
+        store.claim(db, "Job", DEFAULT_NAMESPACE, "a", "/srv/m", "a.yaml", {"spec": 1})
+    claimed = revs(store, "resources")["a"]
+    with store.transaction() as db:
+        store.claim(db, "Job", DEFAULT_NAMESPACE, "a", "/srv/m", "a.yaml", {"spec": 1})
+    assert revs(store, "resources")["a"] == claimed
+    with store.transaction() as db:
+        store.claim(db, "Job", DEFAULT_NAMESPACE, "a", "/srv/m", "b.yaml", {"spec": 1})
+    assert revs(store, "resources")["a"] > claimed
+    assert store.resource(Kind.JOB, "a").source == "/srv/m"
+
+
+def test_changes_are_read_in_pages_and_none_is_missed(store, monkeypatch):
+    """Changed tasks are read in rev order, a page at a time (the rev index, on both backends)."""
+    from reconciler.store import changes
+
+    monkeypatch.setattr(changes, "CHANGES_PAGE", 3)
+    store.apply([job("a")])
+    marks = store.changes().marks
+    insert(store, *(task("a", i) for i in range(8)))
+    read = store.changes(marks)
+    assert sorted(t.id for t in read.tasks) == sorted(f"a-abcde-{i}-1" for i in range(8))
+    assert read.marks.tasks == max(revs(store, "tasks").values())
+    assert store.changes(read.marks).tasks == []

@@ -77,14 +77,19 @@ class TaskStore:
         """The tasks, and the highest change-counter rev among them (0: none), read in one statement."""
         return self._read_tasks(_COLUMNS + ", rev", where, params)
 
-    def _read_tasks(self, columns: str, where: list[str], params: list) -> tuple[list[TaskRecord], int]:
+    def _read_tasks_by_rev(self, since: int, limit: int) -> tuple[list[TaskRecord], int]:
+        """At most ``limit`` tasks above rev ``since``, in rev order, and the highest rev among them."""
+        return self._read_tasks(_COLUMNS + ", rev", ["rev > ?"], [since, limit], order=" ORDER BY rev LIMIT ?")
+
+    def _read_tasks(self, columns: str, where: list[str], params: list,
+                    order: str = "") -> tuple[list[TaskRecord], int]:
         sql = f"SELECT {columns} FROM tasks"
         if where:
             sql += " WHERE " + " AND ".join(where)
         with gc_paused():
             # Tasks created in one pass share created_at: then by owner, index and attempt as
             # numbers (by id text, job-x-10-1 would come before job-x-2-1).
-            order = " ORDER BY created_at, owner_kind, namespace, owner_name, idx, attempt, id"
+            order = order or " ORDER BY created_at, owner_kind, namespace, owner_name, idx, attempt, id"
             rows = self._tuples(sql + order, params)
             rev = max((r[_REV_AT] for r in rows), default=0) if columns != _COLUMNS else 0
             return [_task_from_tuple(r) for r in rows], rev  # zip() in _task_from_tuple leaves a trailing rev out
