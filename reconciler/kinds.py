@@ -21,10 +21,16 @@ class Kind(str, Enum):
     JOB = "Job"
     SERVICE = "Service"
     NAMESPACE = "Namespace"
+    SECRET = "Secret"
 
     @property
     def namespaced(self) -> bool:
-        """Jobs and Services live in a namespace; Nodes and Namespaces are cluster-scoped."""
+        """Jobs, Services and Secrets live in a namespace; Nodes and Namespaces are cluster-scoped."""
+        return self is Kind.JOB or self is Kind.SERVICE or self is Kind.SECRET
+
+    @property
+    def workload(self) -> bool:
+        """Jobs and Services: the kinds that own tasks."""
         return self is Kind.JOB or self is Kind.SERVICE
 
     @classmethod
@@ -37,7 +43,8 @@ class Kind(str, Enum):
         raise ValueError(text)
 
 
-NAMESPACED_KINDS = ("Job", "Service")  # Kind.namespaced, by value (as the store keeps kinds)
+NAMESPACED_KINDS = ("Job", "Service", "Secret")  # Kind.namespaced, by value (as the store keeps kinds)
+WORKLOAD_KINDS = ("Job", "Service")  # Kind.workload, by value: the kinds with a template
 
 
 def scope(kind: "Kind | str", namespace: str | None) -> str:
@@ -121,6 +128,7 @@ class TaskReason(StrEnum):
     PORT_IN_USE = "PortInUse"  # a host port taken outside brokerctl: the next attempt avoids that node
     VOLUME_NOT_ALLOWED = "VolumeNotAllowed"
     NAME_TAKEN = "NameTaken"
+    SECRET_UNAVAILABLE = "SecretUnavailable"  # a Secret it names is missing, lacks the key, or cannot be read: waits
     RUN_AS_ROOT = "RunAsRoot"  # the image runs as root where the namespace forbids it
     # stopped by the controller
     DELETED = "Deleted"

@@ -60,15 +60,15 @@ class ResourceRecord:
 
     @cached_property
     def model(self):
-        """The validated pydantic model (Node, Job, Service or Namespace) of this row.
+        """The validated pydantic model (Node, Job, Service, Namespace, or a Secret as sealed) of this row.
 
         Validated as stored (``models.STORED``): the checks made at apply are not repeated."""
-        from .spec.models import MODELS, STORED  # imported on use: read-only commands never load pydantic
+        from .spec.models import STORED, STORED_MODELS  # imported on use: read-only commands never load pydantic
 
         metadata = {"name": self.name, "labels": self.labels}
         if self.namespace:
             metadata["namespace"] = self.namespace
-        return MODELS[self.kind].model_validate(
+        return STORED_MODELS[self.kind].model_validate(
             {"apiVersion": "broker/v1", "kind": self.kind.value, "metadata": metadata, "spec": self.spec},
             context=STORED,
         )
@@ -210,13 +210,29 @@ def distrust(c: ContainerObs, node: str, task: TaskRecord | None, key: str, stor
 
 
 @dataclass(frozen=True)
+class SecretRefs:
+    """The Secrets a container's environment and image pull read, by name (never their values)."""
+
+    namespace: str  # of the task, and so of every Secret it names
+    env_from: tuple[str, ...] = ()  # Secrets whose every key becomes a variable, in order (a later one wins)
+    key_refs: tuple[tuple[str, str, str], ...] = ()  # (variable, secret, key)
+    pull: str | None = None  # the registry Secret to pull the image with
+
+    def names(self) -> set[str]:
+        return {*self.env_from, *(secret for _, secret, _ in self.key_refs), *([self.pull] if self.pull else [])}
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
-    """What a task's container is made of: the planner builds it, ``docker.host`` creates it."""
+    """What a task's container is made of: the planner builds it, ``docker.host`` creates it.
+
+    The planner names Secrets (``secrets``); the runtime puts their values into ``env`` and
+    ``pull_auth`` just before ``Host.start``, so a Plan never holds one. Neither is in the repr."""
 
     name: str
     image: str
     command: list[str] | None
-    env: dict[str, str]
+    env: dict[str, str] = field(repr=False)
     labels: dict[str, str]
     working_dir: str | None = None
     user: str | None = None
@@ -228,6 +244,8 @@ class ContainerSpec:
     healthcheck: dict | None = None  # Docker's shape: test, interval/timeout/start_period (ns), retries
     allowed_volumes: tuple[str, ...] = ()  # existing named volumes the node allows though brokerctl did not make them
     non_root: bool = False  # its namespace forbids root: without a user, an image that runs as root is refused
+    secrets: SecretRefs | None = None  # what the runtime resolves before the start (None: no Secret)
+    pull_auth: dict | None = field(default=None, repr=False)  # the registry login, resolved: the SDK's auth_config
 
 
 @dataclass(frozen=True)

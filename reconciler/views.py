@@ -4,8 +4,9 @@ will return later.
 ``*_object`` functions turn store records and rows into objects with the field names tests pin
 (every time ISO 8601); ``dump`` writes a list of them as JSON or YAML. Called by the CLI's
 commands and by the ``ops`` verbs that hand objects back. No store access and no clock here.
-Namespaced objects say their namespace: ``metadata.namespace`` of a Job or Service, ``namespace``
-of a task and of an event (null for a cluster-scoped object's event).
+Namespaced objects say their namespace: ``metadata.namespace`` of a Job, Service or Secret,
+``namespace`` of a task and of an event (null for a cluster-scoped object's event). A Secret shows
+no value: each is ``<N bytes>``.
 """
 
 from __future__ import annotations
@@ -88,8 +89,23 @@ def resource_object(r: ResourceRecord, used: dict[str, int] | None = None) -> di
         "metadata": {**metadata, "labels": r.labels, "uid": r.uid, "generation": r.generation,
                      "createdAt": iso(r.created_at), "updatedAt": iso(r.updated_at),
                      "deletedAt": iso(r.deleted_at)},
-        "spec": r.spec, "status": status,
+        "spec": secret_spec(r.spec) if r.kind is Kind.SECRET else r.spec, "status": status,
     }
+
+
+def secret_spec(spec: dict) -> dict:
+    """A Secret's spec as shown: its type, a registry's server, and each value as its size
+    (``<8 bytes>``). The store keeps no value in a spec; this also leaves out the digests."""
+    shown = {"type": spec.get("type", "opaque")}
+    if spec.get("server"):
+        shown["server"] = spec["server"]
+    shown["data"] = {key: secret_size(value) for key, value in spec.get("data", {}).items()}
+    return shown
+
+
+def secret_size(value: dict) -> str:
+    """``<N bytes>``: how a Secret's value is shown."""
+    return f"<{value['bytes']} bytes>"
 
 
 def node_used(node: str, tasks: list[TaskRecord], exec_types: dict) -> dict[str, int]:

@@ -208,3 +208,30 @@ def test_sqlite_commands_and_help_do_not_load_the_postgresql_driver(tmp_path):
     Store(tmp_path / "s.db").close()
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.db")], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_help_and_get_nodes_do_not_load_cryptography(tmp_path):
+    """The cipher of Secrets is imported only when a Secret is sealed or read: `--help` and `get nodes` on a
+    store that holds Secrets start without it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom reconciler.cli import app\n"
+        "for argv in (['brokerctl', '--help'], ['brokerctl', '--db', sys.argv[1], 'get', 'nodes'],\n"
+        "             ['brokerctl', '--db', sys.argv[1], 'get', 'secrets']):\n"
+        "    sys.argv = argv\n"
+        "    try:\n        app.main()\n    except SystemExit as e:\n        assert not e.code, e.code\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'cryptography')\n"
+        "assert not loaded, loaded\n"
+    )
+    from reconciler.spec.manifests import load_text
+    from reconciler.store import Store
+
+    store = Store(tmp_path / "s.db")
+    store.apply([i.resource for i in load_text(
+        "apiVersion: broker/v1\nkind: Secret\nmetadata: {name: db}\nspec: {stringData: {password: pw}}\n")])
+    store.close()
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.db")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "db" in done.stdout  # `get secrets` listed it

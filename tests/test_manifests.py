@@ -221,12 +221,13 @@ ERROR_CASES = [
     ),
     pytest.param(
         JOB.replace("kind: Job", "kind: Foo"),
-        ["m.yaml: document 1, line 2: kind: unknown kind 'Foo'; expected one of Node, Job, Service, Namespace"],
+        ["m.yaml: document 1, line 2: kind: unknown kind 'Foo'; expected one of Node, Job, Service, Namespace, Secret"],
         id="unknown-kind",
     ),
     pytest.param(
         JOB.replace("kind: Job\n", ""),
-        ["m.yaml: document 1, line 1: kind: missing required field; expected one of Node, Job, Service, Namespace"],
+        ["m.yaml: document 1, line 1: kind: missing required field; expected one of Node, Job, Service, Namespace, "
+         "Secret"],
         id="missing-kind",
     ),
     pytest.param(
@@ -359,7 +360,7 @@ def test_load_paths_reads_stdin_for_dash(tree):
     with pytest.raises(ManifestError) as info:
         load_paths(["-"], stdin=io.StringIO(JOB.replace("Job", "Jobb")))
     assert info.value.problems == [
-        "<stdin>: document 1, line 2: kind: unknown kind 'Jobb'; expected one of Node, Job, Service, Namespace"
+        "<stdin>: document 1, line 2: kind: unknown kind 'Jobb'; expected one of Node, Job, Service, Namespace, Secret"
     ]
 
 
@@ -412,7 +413,8 @@ def test_all_problems_of_all_sources_are_reported_together(tree):
     assert info.value.problems == [
         "manifests/bad.yaml: document 1 (Service/api), line 5: spec.replicas: "
         "Input should be greater than or equal to 0",
-        "manifests/bad.yaml: document 1 (Service/api), line 6: spec.template.env.A: expected a string, got null",
+        "manifests/bad.yaml: document 1 (Service/api), line 6: spec.template.env.A: expected a string "
+            "or a mapping {secretKeyRef: {name, key}}, got null",
         "missing.yaml: no such file or directory",
         "<stdin>: line 2, column 1: invalid YAML: did not find expected node content "
         "(while parsing a flow node at line 2)",

@@ -34,7 +34,9 @@ spec:
   template:
     image: busybox
     command: echo hi
-    env: {DEBUG: 1, MODE: fast}
+    env: {DEBUG: 1, MODE: fast, DB_PASSWORD: {secretKeyRef: {name: db, key: password}}}
+    envFrom: [{secretRef: db}, {secretRef: {name: more}}]
+    imagePullSecret: regcred
     mounts: [{source: /data, target: /data, readOnly: true}]
     resources: {cpus: 0.5, memory: 256m}
 """,
@@ -57,6 +59,13 @@ spec:
   runAs: {users: ["1000:1000", 1001], default: "1000:1000", allowRoot: false}
   mounts: [{source: /home/team-a, target: /home/team-a}]
   nodeSelector: {pool: shared, ssd: true}
+""",
+    models.Kind.SECRET: """\
+apiVersion: broker/v1
+kind: Secret
+metadata: {name: db, namespace: team-a}
+spec:
+  stringData: {password: s3cret, PORT: 5432, tls.crt: x}
 """,
 }
 
@@ -172,11 +181,11 @@ def test_schemas_show_the_caps_and_the_reserved_names():
 
 
 def test_namespaced_kinds_show_metadata_namespace_and_cluster_scoped_kinds_refuse_it():
-    """Jobs and Services take metadata.namespace (a DNS label); a Node or Namespace schema has no such
-    field, so an editor flags it as the loader does."""
+    """Jobs, Services and Secrets take metadata.namespace (a DNS label); a Node or Namespace schema has no
+    such field, so an editor flags it as the loader does."""
     import re
 
-    for kind in (models.Kind.JOB, models.Kind.SERVICE):
+    for kind in (models.Kind.JOB, models.Kind.SERVICE, models.Kind.SECRET):
         prop = schema_for(kind)["$defs"]["Metadata"]["properties"]["namespace"]["anyOf"][0]
         assert re.search(prop["pattern"], "team-a") and not re.search(prop["pattern"], "Team_A")
         assert prop["maxLength"] == 63

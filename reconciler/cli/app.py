@@ -1,8 +1,8 @@
 """``brokerctl``: the root of the command line, a thin front end over ``ops``.
 
 Entry point ``main`` (console script): the one place that catches ``BrokerError`` (one red line on
-stderr and the error's exit code) and click's usage errors. The global ``--db`` option is kept in
-``common.db_path`` for the commands' store opener. The commands live in one module per group
+stderr and the error's exit code) and click's usage errors. The global ``--db`` and ``--secrets-key``
+options are kept in ``common`` for the commands' store opener. The commands live in one module per group
 (``resources``, ``tasks``, ``nodes``, ``rollout``, ``sync``, ``controller``, ``stores``) and are registered
 here, in the order ``--help`` lists them. A command module imports nothing heavy at its top
 (typer, the errors, ``common``), so ``brokerctl --help`` stays fast; each command imports its verbs
@@ -35,8 +35,12 @@ def _options(
     db: Optional[str] = typer.Option(None, "--db", help="Store: a file path, sqlite:///PATH or "
                                      "postgresql://USER@HOST:PORT/DB (default: $BROKER_DB, else the per-user state file).",
                                      envvar=None),
+    secrets_key: Optional[str] = typer.Option(None, "--secrets-key", metavar="FILE", help="The key Secrets are "
+                                              "encrypted with (default: $BROKER_SECRETS_KEY, else STORE.key beside a "
+                                              "store file, else secrets.key in the per-user state directory)."),
 ) -> None:
     common.db_path = db
+    common.secrets_key = secrets_key
 
 
 # Every command, in the order `brokerctl --help` lists them (typer lists the `rollout` group last).

@@ -2,8 +2,8 @@
 progress a waiting verb yields.
 
 Called by the command modules (``resources``, ``tasks``, ``nodes``, ``rollout``, ``sync``,
-``controller``); ``app`` sets ``db_path`` from the global option. Imports nothing heavy: the
-verbs are imported inside the functions that use them.
+``controller``); ``app`` sets ``db_path`` and ``secrets_key`` from the global options. Imports
+nothing heavy: the verbs are imported inside the functions that use them.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ..errors import UsageError
 
 OUTPUT_FORMATS = ("table", "wide", "json", "yaml")
 db_path: Optional[str] = None  # the global --db option (a path or URL); None: $BROKER_DB, else the per-user state file
+secrets_key: Optional[str] = None  # the global --secrets-key option; None: $BROKER_SECRETS_KEY, else the default
 
 
 def namespace_option(help: str = "Namespace of the Job or Service named (default: default)."):
@@ -40,7 +41,7 @@ def open_store(create: bool = False):
     pass ``create``, and say on stderr when they did. Elsewhere a missing store is an error."""
     from .. import ops
 
-    store = ops.open_store(db_path, create=create)
+    store = ops.open_store(db_path, create=create, secrets_key=secrets_key)
     if store.created:
         typer.echo(f"created store {store.path}", err=True)
     return store

@@ -40,18 +40,19 @@ def apply(
 
 
 def get(
-    kind: str = typer.Argument(..., help="nodes, namespaces, jobs, services, tasks or events"),
+    kind: str = typer.Argument(..., help="nodes, namespaces, jobs, services, secrets, tasks or events"),
     name: Optional[str] = typer.Argument(None),
     output: str = typer.Option("table", "-o", "--output", help="table, wide, json or yaml"),
     selector: list[str] = typer.Option([], "-l", "--selector", help="Label filter key=value (repeatable)."),
     for_: Optional[str] = typer.Option(None, "--for", help="With `get events`: only this KIND/NAME."),
     limit: int = typer.Option(EVENTS_LIMIT, "--limit", min=0,
                               help=f"With `get events`: show the last N (default {EVENTS_LIMIT}; 0: all)."),
-    namespace_: str = namespace_option("List this namespace's jobs, services, tasks or events (default: default)."),
+    namespace_: str = namespace_option("List this namespace's jobs, services, secrets, tasks or events "
+                                       "(default: default)."),
     all_namespaces: bool = typer.Option(False, "-A", "--all-namespaces",
                                         help="List every namespace's, with a NAMESPACE column."),
 ) -> None:
-    """List nodes, namespaces, jobs, services, tasks or events."""
+    """List nodes, namespaces, jobs, services, secrets (values shown as their sizes), tasks or events."""
     from ..ops.refs import parse_kind, parse_ref, parse_selector
 
     check_output(output)

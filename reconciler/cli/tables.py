@@ -90,15 +90,17 @@ RESOURCE_COLUMNS = {
     "Service": (["NAME", "DESIRED", "RUNNING", "READY", "UP-TO-DATE", "RESTARTS", "BACKOFF", "ROLLOUT", "AGE"],
                 ["IMAGE", "TEMPLATE", "MESSAGE"]),
     "Namespace": (["NAME", "STATUS", "TASKS", "SHARE", "QUOTA", "AGE"], ["NODE SELECTOR", "MOUNTS"]),
+    "Secret": (["NAME", "TYPE", "DATA", "AGE"], ["KEYS", "SERVER"]),
 }
 
 
 def resource_rows(kind: str, objects: list[dict], wide: bool, now: float,
                   namespaces: bool = False) -> tuple[list[str], list[list]]:
-    """Columns and rows of `get nodes|namespaces|jobs|services` from ``views.resource_object``s (a
+    """Columns and rows of `get nodes|namespaces|jobs|services|secrets` from ``views.resource_object``s (a
     Namespace's from ``views.namespace_object``); ``wide`` adds the columns of `-o wide`;
     ``namespaces`` puts each one's namespace first."""
-    row_of = {"Node": _node_row, "Job": _job_row, "Service": _service_row, "Namespace": _namespace_row}[kind]
+    row_of = {"Node": _node_row, "Job": _job_row, "Service": _service_row, "Namespace": _namespace_row,
+              "Secret": _secret_row}[kind]
     columns, extra = RESOURCE_COLUMNS[kind]
     rows = []
     for o in objects:
@@ -142,6 +144,13 @@ def _namespace_row(o: dict, created: str) -> tuple[list, list]:
     row = [meta["name"], st["phase"], st["running"], f"{spec.get('share', 1):g}",
            quota_text(spec.get("quota"), st["used"]), created]
     return row, [selector, mounts]
+
+
+def _secret_row(o: dict, created: str) -> tuple[list, list]:
+    """A Secret: how many values it holds (DATA, as kubectl says it) and, wide, their keys and sizes."""
+    spec = o["spec"]
+    keys = ", ".join(f"{k} {v}" for k, v in spec["data"].items())
+    return [o["metadata"]["name"], spec["type"], len(spec["data"]), created], [keys, spec.get("server")]
 
 
 def quota_text(quota: dict | None, used: dict) -> str:

@@ -211,10 +211,9 @@ class Host:
             pass
         try:
             repo, _, tag = spec.image.rpartition(":") if ":" in spec.image.split("/")[-1] else (spec.image, "", "latest")
-            self.client.api.pull(repo, tag=tag or "latest")
+            self.client.api.pull(repo, tag=tag or "latest", auth_config=spec.pull_auth)
         except derr.APIError as exc:
-            raise StartError(TaskReason.IMAGE_PULL_FAILED,
-                             f"image {spec.image!r} could not be pulled on node {self.name}: {_explain(exc)}") from exc
+            raise StartError(TaskReason.IMAGE_PULL_FAILED, pull_failure(spec, self.name, _explain(exc))) from exc
         return self._create_once(spec)
 
     def _create_once(self, spec: ContainerSpec) -> str:
@@ -371,6 +370,26 @@ def _describe_volume(volume: dict) -> str:
 
 
 _OPTION_ORDER = {"type": 0, "o": 1, "device": 2}
+
+
+_NO_CREDENTIALS = re.compile(r"no basic auth credentials|may require 'docker login'", re.I)
+_REFUSED = re.compile(r"unauthorized|authentication required|access to the resource is denied", re.I)
+
+
+def pull_failure(spec: ContainerSpec, node: str, text: str) -> str:
+    """Why a pull failed, naming the registry when it refused the pull: dockerd says "no basic auth
+    credentials" to a pull without any and "unauthorized: authentication required" to wrong ones."""
+    where = f"image {spec.image!r} could not be pulled on node {node}: {text}"
+    secret = spec.secrets.pull if spec.secrets else None
+    if not (_NO_CREDENTIALS.search(text) or _REFUSED.search(text)):
+        return where
+    from ..spec.fields import image_registry  # on a failed pull only: the manifest models are not loaded here
+
+    registry = image_registry(spec.image)
+    if secret is None:
+        return f"registry {registry}: unauthorized (no credentials; set template.imagePullSecret); {where}"
+    return (f"registry {registry}: unauthorized (it refused the credentials of secret {secret}; check its "
+            f"username and password); {where}")
 
 
 def _explain(exc: derr.APIError) -> str:

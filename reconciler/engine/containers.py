@@ -4,7 +4,8 @@ Called by ``placement`` for every Start it issues (and for the mounts a task ask
 ``docker.host`` creates the container from the ``ContainerSpec``. The labels let the world be
 rebuilt from observation alone, and the mark (``records.container_mark``) binds the container to its
 task and node. A task's mounts are its template's and its namespace's (``task_mounts``); a task that
-names no user runs as its namespace's ``runAs.default`` (``default_user``).
+names no user runs as its namespace's ``runAs.default`` (``default_user``). Env values
+taken from Secrets are named, not given (``ContainerSpec.secrets``): the runtime resolves them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ..records import (
     ContainerSpec, ResourceRecord, TaskRecord, container_mark, container_name,
 )
 from ..spec.models import Mount, NamespaceSpec, Template
+from .secrets import secret_refs
 
 
 def task_mounts(template: Template, namespace: NamespaceSpec | None) -> list[Mount]:
@@ -33,7 +35,7 @@ def container_spec(t: TaskRecord, res: ResourceRecord, store_id: str, mark_key: 
     the spec of the task's Namespace."""
     tpl = res.model.spec.template
     env = {
-        **tpl.env,
+        **{k: v for k, v in tpl.env.items() if isinstance(v, str)},  # the others name a Secret's key
         "BROKER_TASK_ID": t.id,
         "BROKER_TASK_INDEX": str(t.index),
         "BROKER_ATTEMPT": str(t.attempt),
@@ -65,6 +67,7 @@ def container_spec(t: TaskRecord, res: ResourceRecord, store_id: str, mark_key: 
         network=tpl.network,
         allowed_volumes=tuple(node.model.spec.allowedVolumes),
         healthcheck=_healthcheck(getattr(res.model.spec, "healthCheck", None)),
+        secrets=secret_refs(tpl, t.namespace),
         non_root=namespace is not None and namespace.runAs is not None and not namespace.runAs.allowRoot,
     )
 

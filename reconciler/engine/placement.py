@@ -7,7 +7,9 @@ first come first served) and handed to the ``scheduler`` as ``Request``s, which 
 attempts taught: the sticky node of the last attempt, and the nodes where a host port was taken
 outside brokerctl. Each placement becomes a task update, an event and a Start. Owners are keyed by
 (kind, namespace, name); a task's namespace adds its ``nodeSelector`` and ``mounts`` to what the
-task asks of a node, and ``colocateWith`` names a resource of the task's own namespace.
+task asks of a node, and ``colocateWith`` names a resource of the task's own namespace. A task
+whose Secrets are not all there (``secrets.secret_problem``) is neither queued nor started: it
+waits Pending with the reason.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .actions import Event, Key, Plan, Start
 from .containers import container_spec, task_mounts
 from .nodes import NodeStates
 from .scheduler import NodeView, Request, default_pipeline
+from .secrets import SecretIndex, secret_problem
 from .tasks import set_task
 from ..kinds import Kind, TaskPhase, TaskReason
 from ..records import ResourceRecord, TaskRecord
@@ -32,10 +35,14 @@ Slot = tuple[Owner, int]  # (owner, index): one Job completion or Service replic
 
 def place(p: Plan, current: dict[str, TaskRecord], owners: dict[Owner, ResourceRecord], nodes: NodeStates,
           now: float, store_id: str, mark_key: str, fencing: set[str] = frozenset(),
-          namespaces: dict[str, ResourceRecord] | None = None) -> None:
+          namespaces: dict[str, ResourceRecord] | None = None, secrets: SecretIndex | None = None,
+          secrets_unreadable: str | None = None) -> None:
     """Count what runs, restart placed tasks without a container, place the waiting ones.
-    ``namespaces``: the Namespace records by name, whose mounts and nodeSelector apply to their tasks."""
+    ``namespaces``: the Namespace records by name, whose mounts and nodeSelector apply to their tasks;
+    ``secrets``: the Secrets that exist (``secrets.secret_index``); ``secrets_unreadable``: why the
+    controller cannot decrypt them, if it cannot."""
     placer = _Placer(p, owners, nodes, now, store_id, mark_key, node_views(nodes, fencing), namespaces or {})
+    placer.secrets, placer.secrets_unreadable = secrets or {}, secrets_unreadable
     history = _History.of(p, [t for t in current.values() if not t.active and t.node], placer.specs, now)
     active = sorted((t for t in current.values() if t.active and t.owner_key in owners),
                     key=lambda t: (t.created_at, t.id))
@@ -127,6 +134,9 @@ class _Placer:
         self.by_name = {v.name: v for v in views}
         self.running_on: dict[Owner, set[str]] = defaultdict(set)  # owner -> nodes where its active tasks are
         self.collecting = {c.task_id for c in p.collects}
+        self.secrets: SecretIndex = {}
+        self.secrets_unreadable: str | None = None
+        self._secret_problems: dict[Owner, str | None] = {}  # per owner: its tasks share one template
 
     def count_usage(self, active: list[TaskRecord]) -> None:
         """Active tasks with a node hold its capacity (a replica being replaced no longer counts
@@ -171,11 +181,29 @@ class _Placer:
             return
         seen = self.nodes.snapshot.by_task.get(t.id)
         if seen is None or seen.container.state == "created":
+            if self.waits_for_secrets(t):
+                return
             want = template_hash(res.model.spec)
             if seen is None and t.template_hash and t.template_hash != want:  # no container yet: made from today's template
                 t = set_task(self.p, t, template_hash=want)
             self.p.starts.append(Start(t.id, t.node, container_spec(t, res, self.store_id, self.mark_key, node,
                                                                     self.namespaces.get(t.namespace))))
+
+    def waits_for_secrets(self, t: TaskRecord) -> bool:
+        """Whether ``t`` names a Secret or key that is not there (or cannot be read): it then stays
+        Pending with the reason, told once in an event."""
+        key = t.owner_key
+        if key not in self._secret_problems:
+            self._secret_problems[key] = secret_problem(self.specs[key].template, t.namespace, self.secrets,
+                                                        self.secrets_unreadable)
+        problem = self._secret_problems[key]
+        if problem is None:
+            return False
+        if t.message != problem:
+            set_task(self.p, t, reason=TaskReason.SECRET_UNAVAILABLE, message=problem)
+            self.p.events.append(Event(t.owner_kind.value, t.owner_name, TaskReason.SECRET_UNAVAILABLE.value,
+                                       f"{t.id}: {problem}", "Warning", t.id, t.namespace))
+        return True
 
     def requests(self, waiting: list[TaskRecord], history: _History) -> list[Request]:
         ready = {v.name for v in self.views if v.ready and v.schedulable}
@@ -193,6 +221,7 @@ class _Placer:
 
     def place(self, waiting: list[TaskRecord], history: _History, lost_here: dict) -> None:
         """Ask the scheduler for a node for each waiting task; record where it goes, or why nowhere."""
+        waiting = [t for t in waiting if not self.waits_for_secrets(t)]
         placements = default_pipeline().place(self.requests(waiting, history), self.views)
         for t, placed in zip(waiting, placements):
             if placed.node is None:

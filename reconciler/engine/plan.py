@@ -25,6 +25,7 @@ from .jobs import keep_settled, reconcile_job, settles
 from .matching import match_tasks
 from .nodes import NodeStates, judge_nodes
 from .placement import place
+from .secrets import secret_index
 from .services import reconcile_service
 from .tasks import event, set_status, stop_task
 from ..kinds import Kind, TaskReason
@@ -32,11 +33,13 @@ from ..records import ResourceRecord, Snapshot, TaskRecord
 
 
 def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Snapshot,
-         now: float, store_id: str, mark_key: str, settled: frozenset[Key] = frozenset()) -> Plan:
-    """``mark_key``: the store's secret (hex) for ``records.container_mark``; ``settled``: the Jobs
-    whose tasks are not given (see above; a deleted one is not settled: give its tasks)."""
+         now: float, store_id: str, mark_key: str, secrets_unreadable: str | None = None,
+         settled: frozenset[Key] = frozenset()) -> Plan:
+    """``mark_key``: the store's secret (hex) for ``records.container_mark``; ``secrets_unreadable``:
+    why the controller cannot decrypt the store's Secrets (None: it can, or there are none);
+    ``settled``: the Jobs whose tasks are not given (see above; a deleted one is not settled: give its tasks)."""
     p = Plan()
-    owners = {r.key: r for r in resources if r.kind.namespaced}
+    owners = {r.key: r for r in resources if r.kind.workload}
     namespaces = {r.name: r for r in resources if r.kind is Kind.NAMESPACE}
     by_id = {t.id: t for t in tasks}
     nodes = judge_nodes(p, {r.name: r for r in resources if r.kind is Kind.NODE}, snapshot, by_id, now,
@@ -56,7 +59,8 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
             current[tid] = replace(current[tid], template_hash=changes["template_hash"])
     for t in p.new_tasks:
         current[t.id] = t
-    place(p, current, owners, nodes, now, store_id, mark_key, fencing, namespaces)
+    place(p, current, owners, nodes, now, store_id, mark_key, fencing, namespaces, secret_index(resources),
+          secrets_unreadable)
     purge_emptied_namespaces(p, namespaces.values(), owners)
     settle_jobs(p, owners, by_owner, current, nodes.snapshot)  # our containers only
     return p

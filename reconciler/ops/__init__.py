@@ -14,11 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def open_store(path: str | Path | None = None, create: bool = False):
+def open_store(path: str | Path | None = None, create: bool = False, secrets_key: str | Path | None = None):
     """The store at ``path``: a file path, ``sqlite:///PATH`` or ``postgresql://USER@HOST:PORT/DB``
     (default: $BROKER_DB, else the per-user state file). Only the verbs that make one on purpose
     (apply, sync, run, controller) pass ``create``: elsewhere a missing store is a ``StoreError``
-    naming it and the fix. ``store.created`` says whether this call made it."""
+    naming it and the fix. ``store.created`` says whether this call made it. ``secrets_key``: the
+    file of the key its Secrets are sealed with (default: ``$BROKER_SECRETS_KEY``, else beside a
+    store file, else the per-user state directory's ``secrets.key``)."""
     from ..store import Store, default_db_path
 
-    return Store(path or default_db_path(), create=create)
+    return Store(path or default_db_path(), create=create, secrets_key=secrets_key)

@@ -43,7 +43,7 @@ def run(store, settings: Settings) -> None:
 
         source = source_of(settings.watch)
         watcher = Watcher(store.location, source, watch_step(source, settings.allow_mass_prune, settings.namespace),
-                          interval=settings.sync_interval, poll=settings.poll)
+                          interval=settings.sync_interval, poll=settings.poll, secrets_key=store.secrets_key_path)
     ctl = Controller(store, resync=settings.resync, probe_interval=settings.probe_interval,
                      probe_timeout=settings.probe_timeout, lost_after=settings.lost_after,
                      docker_timeout=settings.docker_timeout)

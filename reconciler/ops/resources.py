@@ -94,7 +94,7 @@ def get_resources(store, kind: Kind, name: str | None = None, selector: dict[str
 def _node_objects(store, nodes: list[ResourceRecord]) -> list[dict]:
     """Nodes with their slots in use, which needs each active task's execution type."""
     tasks = store.tasks(active_only=True)
-    types = {r.key: r.spec.get("executionType", "default") for r in store.resources() if r.kind.namespaced}
+    types = {r.key: r.spec.get("executionType", "default") for r in store.resources() if r.kind.workload}
     return [views.resource_object(r, views.node_used(r.name, tasks, types)) for r in nodes]
 
 
@@ -104,7 +104,7 @@ def namespace_objects(store, namespaces: list[ResourceRecord]) -> list[dict]:
     tasks = store.tasks(active_only=True)
     requests = {}
     for r in store.resources():
-        if r.kind.namespaced:
+        if r.kind.workload:
             spec = r.model.spec
             res = spec.template.resources
             requests[r.key] = views.OwnerRequest(res.cpus or 0.0, res.memory_bytes() or 0, spec.executionType)
@@ -290,13 +290,36 @@ def _prunes(store, state) -> list[Change]:
 
 def _diff_one(store, model) -> Change | None:
     ref = object_ref(*model.key)
-    new = {"metadata.labels": dict(model.metadata.labels), "spec": model.spec.model_dump(mode="json")}
     try:
         r = store.resource(Kind(model.kind), model.metadata.name, namespace=model.namespace)
     except NotFound:
         return Change(ref, "created")
-    changes = field_changes({"metadata.labels": r.labels, "spec": r.spec}, new)
+    if model.kind == Kind.SECRET.value:  # compared sealed: sizes and keyed digests, never a value
+        (model,) = store.seal([model], create=False)
+        changes = field_changes({"metadata.labels": r.labels}, {"metadata.labels": dict(model.metadata.labels)})
+        changes += secret_changes(r.spec, model.spec.model_dump(mode="json"))
+    else:
+        new = {"metadata.labels": dict(model.metadata.labels), "spec": model.spec.model_dump(mode="json")}
+        changes = field_changes({"metadata.labels": r.labels, "spec": r.spec}, new)
     return Change(ref, "configured", tuple(changes)) if changes else None
+
+
+def secret_changes(old: dict, new: dict) -> list[str]:
+    """What changes between two sealed Secret specs, each value shown as its size: ``~ spec.data.password:
+    <8 bytes> -> <9 bytes>`` (a value of the same size that changed says so)."""
+    out = field_changes({k: v for k, v in old.items() if k != "data"}, {k: v for k, v in new.items() if k != "data"},
+                        "spec")
+    before, after = old.get("data", {}), new.get("data", {})
+    for key in sorted(set(before) | set(after)):
+        path = f"spec.data.{key}"
+        if key not in before:
+            out.append(f"+ {path}: {views.secret_size(after[key])}")
+        elif key not in after:
+            out.append(f"- {path}: {views.secret_size(before[key])}")
+        elif before[key] != after[key]:
+            out.append(f"~ {path}: {views.secret_size(before[key])} -> {views.secret_size(after[key])}"
+                       + (" (another value)" if before[key]["bytes"] == after[key]["bytes"] else ""))
+    return sorted(out, key=lambda line: line[2:])
 
 
 def field_changes(old, new, path: str = "") -> list[str]:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import Conflict, Forbidden, ManifestError, NotFound, UsageError
-from ..kinds import DEFAULT_NAMESPACE, NAMESPACED_KINDS, Kind, object_ref
+from ..kinds import DEFAULT_NAMESPACE, NAMESPACED_KINDS, WORKLOAD_KINDS, Kind, object_ref
 from ..spec import manifests
 from ..spec.models import STORED, RunAs, user_refusal
 from ..store.resources import template_changes
@@ -119,6 +119,8 @@ def sync_items(store, source: str, items: list[tuple[str, object]], held: dict[s
     Returns a report: results per resource, pruned, kept, problems, refused, drift, files, owned.
     """
     now = time.time() if now is None else now
+    # Secrets are compared and recorded sealed: neither the spec nor the last-synced copy holds a value.
+    items = list(zip([f for f, _ in items], store.seal([m for _, m in items], create=not dry_run)))
     try:
         with store.transaction() as db:
             decision = decide(source, items, held, store.sourced_rows(db), allow_mass_prune)
@@ -269,7 +271,7 @@ def _hold_run_as_refusals(items, held: dict[str, str], rows: list[SourcedRow]) -
         policy = {**stored, **{m.metadata.name: m.spec.runAs for _, m in applied if m.kind == Kind.NAMESPACE.value}}
         newly: dict[str, str] = {}
         for file, model in applied:
-            if model.kind in NAMESPACED_KINDS:
+            if model.kind in WORKLOAD_KINDS:
                 user = model.spec.template.user
                 if refusal := user_refusal(policy.get(model.namespace), user, model.namespace):
                     _add_problem(newly, file, str(Forbidden.run_as(_ref(model), model.namespace, user, *refusal)))
@@ -289,7 +291,7 @@ def _hold_run_as_refusals(items, held: dict[str, str], rows: list[SourcedRow]) -
 
 
 def _live_workloads_in(rows: list[SourcedRow], namespace: str) -> list[SourcedRow]:
-    return [r for r in rows if r.kind in NAMESPACED_KINDS and r.namespace == namespace and r.deleted_at is None]
+    return [r for r in rows if r.kind in WORKLOAD_KINDS and r.namespace == namespace and r.deleted_at is None]
 
 
 def _keep_namespaces_in_use(prune: list[SourcedRow], rows: list[SourcedRow], desired: dict, source: str,

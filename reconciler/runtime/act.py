@@ -5,7 +5,8 @@ placements, phase changes) are committed first, so a container never exists for 
 store does not know; then the Docker calls run, at most ``per_node`` at a time on each host,
 with no transaction held; each outcome is committed as it arrives. Every Docker action is
 idempotent (containers have deterministic names and labels), so re-running a half-applied plan
-converges instead of creating twins.
+converges instead of creating twins. A Start's Secrets are resolved (``secrets.resolve``) in the
+worker, just before the container is created, so nothing committed or logged holds a value.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..errors import BrokerError
 from ..docker.host import TRANSPORT_ERRORS, Host, StartError
 from ..kinds import TaskPhase, TaskReason
 from ..store import LOG_LIMIT_BYTES, Store
+from .secrets import Unresolved, resolve
 
 log = logging.getLogger("brokerctl.act")
 
@@ -130,11 +132,11 @@ class Actor:
         with self._gates[host.name] if gated else nullcontext():
             try:
                 if isinstance(action, Start):
-                    return "ok", host.start(action.spec)
+                    return "ok", host.start(resolve(self.store, action.spec))
                 if isinstance(action, Collect):
                     return "ok", host.collect(action.container_id, LOG_LIMIT_BYTES)
                 return "ok", host.remove(action.container_id, action.grace, action.keep_output)
-            except StartError as exc:
+            except (StartError, Unresolved) as exc:
                 return "error", exc
             except TRANSPORT_ERRORS as exc:
                 return "error", exc
@@ -152,6 +154,12 @@ class Actor:
                     self.store.update_task(db, action.task_id, container_id=result, phase=TaskPhase.RUNNING,
                                            started_at=now, reason="", message="")
                     event("Started", f"{action.task_id} started on {action.node} (container {result[:12]})")
+                elif isinstance(result, Unresolved) and active:
+                    # Not a failed attempt: it waits, placed, until the planner sees its Secrets again.
+                    if self.store.task(action.task_id).message != result.message:
+                        self.store.update_task(db, action.task_id, reason=TaskReason.SECRET_UNAVAILABLE,
+                                               message=result.message)
+                        event(TaskReason.SECRET_UNAVAILABLE.value, f"{action.task_id}: {result.message}", "Warning")
                 elif isinstance(result, StartError) and active:
                     self.store.update_task(db, action.task_id, phase=TaskPhase.FAILED, reason=result.reason,
                                            message=result.message, finished_at=now)

@@ -142,7 +142,9 @@ class Controller:
             return Plan()
         self.ledger.see(snapshot)  # the tasks of containers seen that it does not hold
         resources, tasks, settled = self.ledger.planner_input()
-        p = plan(resources, tasks, snapshot, snapshot.taken_at, self.store.store_id, self.store.mark_key, settled)
+        unreadable = self.store.secrets_problem() if any(r.kind is Kind.SECRET for r in resources) else None
+        p = plan(resources, tasks, snapshot, snapshot.taken_at, self.store.store_id, self.store.mark_key, unreadable,
+                 settled=settled)
         if self.stop.is_set():  # acting is safe to skip: the next controller plans it again
             return Plan()
         answering = {n: h for n, h in hosts.items() if snapshot.nodes[n].ready}

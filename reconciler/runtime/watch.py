@@ -40,8 +40,9 @@ class Watcher:
     and every ``interval`` s. ``step(store)`` returns the lines to log and whether they are a warning."""
 
     def __init__(self, db: str | Path, source: str, step: Callable[[object], tuple[list[str], bool]], *,
-                 interval: float = 10.0, poll: bool = False, quiet_ms: int = 100):
+                 interval: float = 10.0, poll: bool = False, quiet_ms: int = 100, secrets_key: Path | None = None):
         self.db, self.source, self.step = db, source, step
+        self.secrets_key = secrets_key  # the controller's: the watcher seals the directory's Secrets with it
         self.interval, self.poll, self.quiet_ms = interval, poll, quiet_ms
         self.syncs = 0
         self._stop = threading.Event()
@@ -60,7 +61,7 @@ class Watcher:
 
         from ..store import Store
 
-        store = Store(self.db)
+        store = Store(self.db, secrets_key=self.secrets_key)
         try:
             self._sync(store, "start")
             for changes in watchfiles.watch(

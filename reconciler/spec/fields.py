@@ -270,6 +270,26 @@ def image_problem(ref: str) -> str | None:
     return f"image {ref!r} is not an image reference; expected {IMAGE_SHAPE}"
 
 
+def image_registry(ref: str) -> str:
+    """The registry an image reference pulls from: its first component when that is a host (it has a
+    '.' or a ':', or is localhost), else Docker Hub, ``docker.io`` (Docker's own rule)."""
+    first, sep, _ = ref.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+_REGISTRY_RE = re.compile(rf"(?:[a-z]+://)?(?P<host>{_REGISTRY})/?")
+
+
+def registry_problem(server: str) -> str | None:
+    """Why ``server`` does not name a registry (``host[:port]``, as an image reference starts); None if it does."""
+    if _REGISTRY_RE.fullmatch(server.strip()):
+        return None
+    return (f"server {server!r} is not a registry host[:port] as image references name it, e.g. "
+            "registry.example.com:5000 or docker.io")
+
+
 # Docker's `user` form: a user and optionally a group, each a numeric id or a name (ASCII digits: a
 # user of other digits would be taken for a name).
 _ID_OR_NAME = r"(?:[0-9]+|[A-Za-z_][A-Za-z0-9_.-]*\$?)"

@@ -1,4 +1,4 @@
-"""Manifest loading: YAML/JSON text -> validated Node/Job/Service/Namespace models.
+"""Manifest loading: YAML/JSON text -> validated Node/Job/Service/Namespace/Secret models.
 
 Called by the CLI's ``apply``, ``delete`` and ``diff`` (and later by a GitOps watcher) to turn
 files, directories or stdin into ``Loaded`` resources. No store access, no I/O beyond reading
@@ -43,7 +43,7 @@ _Loader = yamlcore.Loader
 
 @dataclass(frozen=True)
 class Loaded:
-    resource: models.Node | models.Job | models.Service | models.Namespace
+    resource: models.Node | models.Job | models.Service | models.Namespace | models.Secret
     source: str  # file path as given, or "<stdin>"
     document: int  # 1-based document number within the source
     line: int  # line of the document start
@@ -353,4 +353,5 @@ _WRONG_TYPE = {"model_type": "a mapping", "dict_type": "a mapping", "list_type":
 # Python type names and pydantic's union member tags, as a message says them.
 _ARTICLED = {"bool": "a boolean", "int": "an integer", "float": "a number", "str": "a string", "dict": "a mapping",
              "list": "a list", "NoneType": "null", "list[str]": "a list of strings",
-             "AllowedMount": "a mapping {path, subpaths, readOnly}"}
+             "AllowedMount": "a mapping {path, subpaths, readOnly}",
+             "EnvSecret": "a mapping {secretKeyRef: {name, key}}"}

@@ -1,9 +1,11 @@
-"""Manifest models: the desired-state vocabulary of brokerctl (Node, Job, Service, Namespace).
+"""Manifest models: the desired-state vocabulary of brokerctl (Node, Job, Service, Namespace, Secret).
 
 Pydantic v2 models with ``extra="forbid"`` and camelCase field names as they appear in YAML. The
 kinds' parts live in ``fields`` (shared field types and parsers), ``node`` (a Node's spec),
-``workload`` (what Jobs and Services run) and ``namespace`` (a Namespace's spec); this module assembles the kinds and names their parts for
-callers. Called by ``manifests`` (to validate documents), the store (to round-trip specs) and the
+``workload`` (what Jobs and Services run), ``namespace`` (a Namespace's spec) and ``secret`` (a Secret's,
+as written and as sealed); this module assembles the kinds and names their parts for callers. A
+stored Secret reads back as a ``SealedSecret`` (``STORED_MODELS``): the store keeps no value in a
+spec. Called by ``manifests`` (to validate documents), the store (to round-trip specs) and the
 engine, which reads specs through these types. JSON Schemas in ``schemas/`` are generated from here
 (``brokerctl schema KIND``).
 
@@ -45,6 +47,7 @@ from .fields import (
     ports_clash,
 )
 from .namespace import Budget, NamespaceSpec, Quota, RunAs, is_root, user_refusal
+from .secret import SealedSecretSpec, SealedValue, SecretSpec
 from .node import (
     TLS,
     AllowedMount,
@@ -56,6 +59,8 @@ from .node import (
 )
 from .workload import (
     Backoff,
+    EnvFrom,
+    EnvSecret,
     HealthCheck,
     JobSpec,
     Mount,
@@ -77,7 +82,8 @@ __all__ = [
     "MountRule", "NodeSpec", "guarded_network",
     "mount_rules", "path_below", "Backoff", "HealthCheck", "JobSpec", "Mount", "Placement", "Resources", "Restart",
     "ServiceSpec", "Template", "Update", "template_hash", "JobPhase", "Kind", "TaskPhase", "Node", "Job", "Service",
-    "Resource", "MODELS",
+    "Resource", "MODELS", "Secret", "SealedSecret", "SecretSpec", "SealedSecretSpec", "SealedValue", "EnvFrom",
+    "EnvSecret", "STORED_MODELS",
 ]
 
 
@@ -134,8 +140,25 @@ class Namespace(_Resource):
     spec: NamespaceSpec = Field(default_factory=NamespaceSpec)
 
 
-Resource = Annotated[Union[Node, Job, Service, Namespace], Field(discriminator="kind")]
+class Secret(_Resource):
+    kind: Literal["Secret"]
+    metadata: Metadata
+    spec: SecretSpec
+
+
+class SealedSecret(_Resource):
+    """A Secret as the store keeps it: sizes and digests of its values, the values encrypted beside."""
+
+    kind: Literal["Secret"]
+    metadata: Metadata
+    spec: SealedSecretSpec
+
+
+Resource = Annotated[Union[Node, Job, Service, Namespace, Secret], Field(discriminator="kind")]
 
 
 MODELS: dict[Kind, type[_Resource]] = {Kind.NODE: Node, Kind.JOB: Job, Kind.SERVICE: Service,
-                                       Kind.NAMESPACE: Namespace}
+                                       Kind.NAMESPACE: Namespace, Kind.SECRET: Secret}
+
+# What a stored spec is read back as (``ResourceRecord.model``): a Secret's holds no value.
+STORED_MODELS: dict[Kind, type[_Resource]] = {**MODELS, Kind.SECRET: SealedSecret}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from . import models
+from .secret import SECRET_KEY_RE
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -36,11 +37,28 @@ def schema_for(kind: models.Kind) -> dict:
         meta["properties"]["labels"]["propertyNames"] = {
             "not": {"pattern": f"^{models.RESERVED_LABEL_PREFIX.replace('.', '[.]')}"}}
     if "Template" in defs:
-        defs["Template"]["properties"]["env"]["additionalProperties"] = scalars
-        defs["Template"]["properties"]["env"]["propertyNames"] = {
+        template = defs["Template"]["properties"]
+        template["env"]["additionalProperties"] = {"anyOf": [scalars, {"$ref": "#/$defs/EnvSecret"}]}
+        template["env"]["propertyNames"] = {
             "pattern": "^[^=]+$", "not": {"pattern": f"^{models.RESERVED_ENV_PREFIX}"}}
+        template["imagePullSecret"]["anyOf"][0].update(dns)
+        defs["SecretKeyRef"]["properties"]["name"].update(dns)
+        defs["SecretKeyRef"]["properties"]["key"]["pattern"] = SECRET_KEY_RE.pattern
+        # Also Kubernetes' spelling, {name: NAME}.
+        defs["EnvFrom"]["properties"]["secretRef"] = {
+            "description": defs["EnvFrom"]["properties"]["secretRef"]["description"],
+            "anyOf": [{"type": "string", **dns},
+                      {"type": "object", "properties": {"name": {"type": "string", **dns}}, "required": ["name"],
+                       "additionalProperties": False}]}
         # `user: 1000` without quotes is a number in YAML; the model reads it as text.
-        defs["Template"]["properties"]["user"]["anyOf"][0] = {"type": ["string", "integer"]}
+        template["user"]["anyOf"][0] = {"type": ["string", "integer"]}
+    if "SecretSpec" in defs:
+        secret = defs["SecretSpec"]["properties"]
+        secret["stringData"]["additionalProperties"] = scalars
+        secret["stringData"]["propertyNames"] = {"pattern": SECRET_KEY_RE.pattern,
+                                                 "not": {"pattern": f"^{models.RESERVED_ENV_PREFIX}"}}
+        for name in ("username", "password"):
+            secret[name]["anyOf"][0] = scalars
     if "Mount" in defs:
         defs["Mount"]["properties"]["source"]["pattern"] = f"^/|{models.VOLUME_NAME_RE.pattern}"
     if "NamespaceSpec" in defs:

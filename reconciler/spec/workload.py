@@ -1,6 +1,12 @@
 """What Jobs and Services run and how: the container template (image, command, env, mounts,
-resources, ports, network), scheduling fields, Job and Service specs, health checks, rolling updates,
-and ``template_hash``. Used by ``spec.models``, the engine and the store (revisions).
+resources, ports, network, the Secrets it reads), scheduling fields, Job and Service specs, health
+checks, rolling updates, and ``template_hash``. Used by ``spec.models``, the engine and the store
+(revisions).
+
+A template names Secrets of its namespace, never their values: an env variable may come from one
+key of a Secret (``{secretKeyRef: {name, key}}``), ``envFrom`` takes every key of a Secret, and
+``imagePullSecret`` pulls the image with a registry Secret. The values are put in only when the
+container is created.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from .fields import (
     SpecModel,
     applying,
     at_most,
+    dns_label,
     ids_as_text,
     image_problem,
     parse_memory,
@@ -38,6 +45,7 @@ from .fields import (
     scalars_as_text,
     user_problem,
 )
+from .secret import secret_key
 
 
 class Mount(SpecModel):
@@ -85,12 +93,54 @@ class Resources(SpecModel):
         return None if self.memory is None else parse_memory(self.memory)
 
 
+class SecretKeyRef(SpecModel):
+    name: str = Field(description="A Secret of the task's namespace.")
+    key: str = Field(description="The key of the value in that Secret.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return dns_label(v)
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: str) -> str:
+        return secret_key(v)
+
+
+# An environment variable whose value is one key of a Secret.
+class EnvSecret(SpecModel):
+    secretKeyRef: SecretKeyRef
+
+
+# Every key of a Secret as an environment variable (an `env` entry of the same name wins).
+class EnvFrom(SpecModel):
+    secretRef: str = Field(description="A Secret of the task's namespace (also written {name: NAME}).")
+
+    @field_validator("secretRef", mode="before")
+    @classmethod
+    def _name_mapping(cls, v):
+        if isinstance(v, dict) and set(v) == {"name"}:  # Kubernetes' spelling
+            return v["name"]
+        return v
+
+    @field_validator("secretRef")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return dns_label(v)
+
+
 class Template(SpecModel):
     image: str = Field(min_length=1, description=f"Image reference: {IMAGE_SHAPE}.")
     command: list[str] | str | None = Field(
         default=None, description="Argument list, or a string run with `sh -c`."
     )
-    env: dict[EnvName, str] = Field(default_factory=dict)
+    env: dict[EnvName, str | EnvSecret] = Field(
+        default_factory=dict, description="NAME -> value, or {secretKeyRef: {name, key}} for a Secret's value.")
+    envFrom: list[EnvFrom] = Field(default_factory=list, description="Secrets whose every key becomes a variable "
+                                                                      "(env wins; a later Secret over an earlier).")
+    imagePullSecret: str | None = Field(default=None, description="A registry Secret of the task's namespace to "
+                                                                  "pull the image with.")
     workingDir: str | None = None
     user: str | None = Field(default=None, description='User to run as: "uid[:gid]" or names (default: the '
                                                        "namespace's runAs.default, else the image's user).")
@@ -101,6 +151,19 @@ class Template(SpecModel):
         description='Published ports: "8080:80", "127.0.0.1:8080:80/udp", or "80" for a random host port.',
     )
     network: str | None = Field(default=None, description="Docker network to join (default: the daemon's default).")
+
+    @field_validator("imagePullSecret")
+    @classmethod
+    def _pull_secret(cls, v: str | None) -> str | None:
+        return v if v is None else dns_label(v)
+
+    def secret_names(self) -> set[str]:
+        """The Secrets it reads (env, envFrom, imagePullSecret)."""
+        names = {v.secretKeyRef.name for v in self.env.values() if isinstance(v, EnvSecret)}
+        names |= {f.secretRef for f in self.envFrom}
+        if self.imagePullSecret:
+            names.add(self.imagePullSecret)
+        return names
 
     @field_validator("image")
     @classmethod
@@ -293,12 +356,20 @@ class ServiceSpec(_Scheduling):
     template: Template
 
 
+# Template fields added after Services were first rolled by hash, with their defaults.
+_ADDED_SINCE = {"envFrom": [], "imagePullSecret": None}
+
+
 def template_hash(spec: JobSpec | ServiceSpec) -> str:
     """What makes a replica's container: the normalised template (and health check). Ten hex digits.
 
     Defaults are filled in before hashing, so spelling out a default does not roll a Service.
     """
-    what = {"template": spec.template.model_dump(mode="json")}
+    template = spec.template.model_dump(mode="json")
+    for name, default in _ADDED_SINCE.items():  # a template without them hashes as it did before they existed
+        if template.get(name) == default:
+            del template[name]
+    what = {"template": template}
     health = getattr(spec, "healthCheck", None)
     if health is not None:
         what["healthCheck"] = health.model_dump(mode="json")

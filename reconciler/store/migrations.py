@@ -132,6 +132,8 @@ MIGRATIONS: list[tuple[str, Statements | dict[str, Statements]]] = [
         CREATE INDEX revisions_owner ON revisions (kind, namespace, name)
         """,
     ),
+    # A Secret's values, encrypted (a Fernet token; ``secrets``): a column of their own, so no spec holds them.
+    ("secrets", "ALTER TABLE resources ADD COLUMN sealed TEXT"),
     (
         # The change counter (a pass reads only what changed, see store.changes): every insert or
         # update of a task or resource row sets its `rev` to the next value of one store-wide

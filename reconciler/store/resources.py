@@ -1,4 +1,4 @@
-"""Resources: the Nodes, Namespaces, Jobs and Services as applied, and the status the controller writes.
+"""Resources: the Nodes, Namespaces, Jobs, Services and Secrets as applied, and the status the controller writes.
 
 ``ResourceStore`` is mixed into ``Store`` (see the package): ``apply`` (all or none), ``resource``
 and ``resources`` (records), ``mark_deleted`` and its primitive ``delete``, ``purge``, ``retry_job``,
@@ -39,6 +39,7 @@ class ResourceStore:
         the ref prefixed with its namespace outside ``default`` (``team-a/job/nightly``). ``where``:
         how the caller names each resource in an error (``job.yaml: document 2 (Job/nightly)``)."""
         now = time.time() if now is None else now
+        resources = self.seal(resources)  # before the transaction: the first Secret makes the key
         with self.transaction() as db:
             self.check_namespaces(db, resources, where)
             check_run_as(db, resources, where)
@@ -69,8 +70,11 @@ class ResourceStore:
     def apply_one(self, db, res, now: float, cause: str = "apply") -> str:
         """Write one model inside the caller's transaction; returns created, configured or unchanged.
         ``cause``: what a Service's new revision says made it (``apply``, ``sync FILE``). The caller
-        has checked its namespace (``check_namespaces``)."""
+        has checked its namespace (``check_namespaces``). A Secret comes sealed (``seal``): its spec
+        holds no value, its encrypted values go to the row's ``sealed`` column."""
         kind, namespace, name = res.kind, res.namespace, res.metadata.name
+        if kind == Kind.SECRET.value and not getattr(res.spec, "sealed", ""):
+            raise TypeError(f"{res.ref}: a Secret is written sealed; Store.seal() it first")  # a caller's mistake
         spec = res.spec.model_dump(mode="json", exclude_unset=False)
         labels = dict(res.metadata.labels)
         row = fetch_one(db, f"SELECT spec, labels, generation, deleted_at, uid FROM resources WHERE {_KEY}",
@@ -82,6 +86,8 @@ class ResourceStore:
                                      "updated_at": now, "deleted_at": None, "status": "{}"})
             if kind == Kind.SERVICE.value:
                 record_revision(db, uid, name, spec, now, cause, namespace)
+            if kind == Kind.SECRET.value:
+                self.write_sealed(db, res)
             return "created"
         if row["deleted_at"] is not None:
             raise Conflict.being_deleted(kind, name, namespace)
@@ -94,6 +100,8 @@ class ResourceStore:
                    [dump(spec), dump(labels), row["generation"] + (stored != spec), now, kind, namespace, name])
         if kind == Kind.SERVICE.value:
             record_revision(db, row["uid"], name, spec, now, cause, namespace)
+        if kind == Kind.SECRET.value:
+            self.write_sealed(db, res)
         return "configured"
 
     def resources(self, kind: Kind | None = None, namespace: str | None = None) -> list[ResourceRecord]:
@@ -204,8 +212,8 @@ class ResourceStore:
     def contents(self, db, namespace: str) -> list[dict]:
         """The kind, name and deleted_at of every resource in ``namespace``, by kind and name (the
         caller's transaction; None: outside one)."""
-        sql = ("SELECT kind, name, deleted_at FROM resources WHERE namespace = ? AND kind IN ('Job', 'Service') "
-               "ORDER BY kind, name")
+        sql = ("SELECT kind, name, deleted_at FROM resources WHERE namespace = ? "
+               "AND kind IN ('Job', 'Secret', 'Service') ORDER BY kind, name")
         return fetch_all(db, sql, [namespace]) if db is not None else self._rows(sql, [namespace])
 
     def purge(self, kind: Kind, name: str, namespace: str | None = None) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from ..errors import Forbidden, combined
-from ..kinds import NAMESPACED_KINDS, Kind, object_ref
+from ..kinds import NAMESPACED_KINDS, WORKLOAD_KINDS, Kind, object_ref
 from .db import fetch_all
 
 
@@ -32,7 +32,7 @@ def check_run_as(db, resources: list, where: list[str] | None = None) -> None:
     problems = []
     for i, res in enumerate(resources):
         what = where[i] if where else res.ref
-        if res.kind in NAMESPACED_KINDS:
+        if res.kind in WORKLOAD_KINDS:
             user = res.spec.template.user
             if refusal := user_refusal(policy.get(res.namespace), user, res.namespace):
                 problems.append(Forbidden.run_as(what, res.namespace, user, *refusal))
