@@ -1211,6 +1211,13 @@ def test_both_backends_have_the_same_tables_and_columns(tmp_path, pg_url):
 
     on_postgresql = _pg_columns(pg_url)
 
+    # The change counter is a one-row table on SQLite and a sequence on PostgreSQL (nextval in the trigger).
+    assert on_sqlite.pop("store_rev") == ["id", "value"]
+    import psycopg
+
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM information_schema.sequences "
+                            "WHERE sequence_name = 'store_rev'").fetchone()[0] == 1
     assert {t: [c[0] for c in cols] for t, cols in on_postgresql.items()} == on_sqlite
     types = {(t, c[0]): c[1:] for t, cols in on_postgresql.items() for c in cols}
     assert types[("tasks", "created_at")] == ("double precision", "", "NO")
