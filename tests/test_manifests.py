@@ -285,12 +285,12 @@ ERROR_CASES = [
     ),
     pytest.param(
         NODE.replace("unix:///var/run/docker.sock", "tcp://10.0.0.1:2376")
-        + "  tls: {caFile: ca.pem}\n  slots: {gpu: -1}\n",
+        + "  tls: {caFile: /etc/brokerctl/ca.pem}\n  slots: {gpu: -1}\n",
         ["m.yaml: document 1 (Node/host-a), line 8: spec.slots.gpu: Input should be greater than or equal to 0"],
         id="nested-dict-value",
     ),
     pytest.param(
-        NODE + "  tls: {caFile: ca.pem}\n",
+        NODE + "  tls: {caFile: /etc/brokerctl/ca.pem}\n",
         ["m.yaml: document 1 (Node/host-a), line 5: spec: tls applies only to tcp:// addresses"],
         id="model-validator-on-spec",
     ),

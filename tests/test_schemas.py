@@ -21,7 +21,7 @@ kind: Node
 metadata: {name: host-a, labels: {zone: "1", gpu: true}}
 spec:
   address: tcp://10.0.0.1:2376
-  tls: {caFile: ca.pem}
+  tls: {caFile: /etc/brokerctl/ca.pem}
   slots: {default: 4, gpu: 1}
 """,
     models.Kind.JOB: """\

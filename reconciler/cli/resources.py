@@ -28,7 +28,7 @@ def apply(
     """Create or update resources from manifests (all documents or none)."""
     from ..ops import resources, tasks
 
-    loaded = resources.read_manifests(files, sys.stdin, namespace(namespace_))
+    loaded = resources.read_manifests(files, sys.stdin, namespace(namespace_), applying=True)
     store = open_store(create=True)
     applied = resources.apply(store, loaded)
     for ref, outcome in applied.results:

@@ -11,6 +11,7 @@ start here: image pull failed, bad mount...).
 from __future__ import annotations
 
 import math
+import os
 import re
 import threading
 import time
@@ -18,6 +19,7 @@ from datetime import datetime
 from typing import Iterator
 
 import docker
+import docker.tls
 import requests
 from docker import errors as derr
 from docker.types import Mount
@@ -46,6 +48,10 @@ HARDENING = {"privileged": False, "cap_add": None, "security_opt": ["no-new-priv
              "devices": None}
 # What a failed call raises when the host is down, hung or refusing.
 TRANSPORT_ERRORS = (requests.exceptions.RequestException, derr.DockerException, OSError)
+TLS_FILES = ("caFile", "certFile", "keyFile")
+# "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: ... (_ssl.c:1006)" -> code, words
+_HUNG_UP = re.compile(r"EOF occurred in violation of protocol")
+_SSL_REASON = re.compile(r"\[(?:SSL|X509)(?:: ([A-Z0-9_]+))?\] (.+?)(?: \(_ssl\.c:\d+\)|(?<!\\)['\"]\))")
 
 
 class CallCounter:
@@ -117,7 +123,7 @@ class Host:
             raw = self.client.api.containers(all=True, filters={"label": f"{LABEL_STORE}={store_id}"}) \
                 if list_containers else None
         except TRANSPORT_ERRORS as exc:
-            return NodeObs(self.name, ready=False, message=brief(exc))
+            return NodeObs(self.name, ready=False, message=brief(exc, self.tls))
         containers = tuple(_container_obs(c) for c in raw) if raw is not None else None
         return NodeObs(self.name, ready=True, docker_version=info.get("ServerVersion"),
                        cpus=info.get("NCPU"), memory=info.get("MemTotal"), containers=containers,
@@ -304,16 +310,23 @@ class HostPool:
 
 
 def connect(address: str, tls: dict | None, timeout: float | None) -> docker.DockerClient:
+    """A client for one Docker address; with ``tls`` (a Node's ``tls``: caFile, certFile, keyFile) over
+    HTTPS, the daemon's certificate checked against caFile (the default CA bundle without one).
+
+    The client ignores the environment: requests would let ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``
+    replace the Node's caFile (and proxies or .netrc reroute or sign its calls), so what the
+    controller trusts would depend on how it was started rather than on the Node.
+    """
     tls_config = False
     if tls:
-        cert = (tls["certFile"], tls["keyFile"]) if tls.get("certFile") and tls.get("keyFile") else None
-        tls_config = docker.tls.TLSConfig(client_cert=cert, ca_cert=tls.get("caFile"), verify=bool(tls.get("caFile")))
+        tls_config = _tls_config(tls)
         address = address.replace("tcp://", "https://", 1)
     try:
         client = docker.DockerClient(base_url=address, version=API_VERSION, timeout=timeout,
                                      tls=tls_config, max_pool_size=POOL_SIZE)
     except derr.DockerException as exc:
         raise HostError(f"cannot use Docker address {address!r}: {exc}") from exc
+    client.api.trust_env = False
     if address.startswith(("tcp://", "http://", "https://")):
         # The SDK ignores max_pool_size for tcp: mount a larger pool so parallel calls don't queue.
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
@@ -321,6 +334,19 @@ def connect(address: str, tls: dict | None, timeout: float | None) -> docker.Doc
         client.api.mount("https://", adapter)
     client.api.hooks["response"].append(CALLS.hook)
     return client
+
+
+def _tls_config(tls: dict) -> docker.tls.TLSConfig:
+    """The SDK's TLS settings for a Node's ``tls``; HostError naming the field if a file cannot be read
+    (the files are read where the controller runs, and may have gone since apply checked them)."""
+    for field in TLS_FILES:
+        path = tls.get(field)
+        if path and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+            why = "no such file" if not os.path.exists(path) else f"not a file this process (uid {os.getuid()}) can read"
+            raise HostError(f"tls.{field} {path}: {why}")
+    cert = (tls["certFile"], tls["keyFile"]) if tls.get("certFile") else None
+    # verify=True without a CA checks against the default bundle, never nothing.
+    return docker.tls.TLSConfig(client_cert=cert, ca_cert=tls.get("caFile"), verify=True)
 
 
 def daemon_identity(info: dict) -> str | None:
@@ -396,13 +422,44 @@ def _explain(exc: derr.APIError) -> str:
     return str(exc.explanation or exc).strip()
 
 
-def brief(exc: BaseException) -> str:
+def brief(exc: BaseException, tls: dict | None = None) -> str:
+    """One line saying why a call to a host failed; with the Node's ``tls``, TLS failures say which
+    side refused and which file is to blame."""
     text = str(exc).strip() or type(exc).__name__
+    if "HTTP request to an HTTPS server" in getattr(getattr(exc, "response", None), "text", ""):
+        return "the daemon speaks TLS on this address: give the Node tls: (caFile, certFile, keyFile)"
+    if tls is not None and isinstance(exc, requests.exceptions.ConnectionError) and (why := tls_failure(text, tls)):
+        return why
     if "timed out" in text.lower() or isinstance(exc, requests.exceptions.Timeout):
         return "Docker API timed out"
     if isinstance(exc, requests.exceptions.ConnectionError):
         return "connection refused or unreachable"
     return text[:200]
+
+
+def tls_failure(text: str, tls: dict) -> str | None:
+    """Why a TLS connection failed, from the error's text: the daemon's certificate not verified
+    (naming the CA file), the client's certificate refused by the daemon, or no TLS at the address;
+    None if the text shows no TLS failure (the host is down or unreachable)."""
+    m = _SSL_REASON.search(text)
+    code, reason = (m.group(1) or "", m.group(2).replace("\\'", "'")) if m else ("", text[:200])
+    if code == "CERTIFICATE_VERIFY_FAILED":
+        against = f"tls.caFile {tls['caFile']}" if tls.get("caFile") else "the default CA bundle (tls names no caFile)"
+        return f"TLS: the daemon's certificate could not be verified with {against} ({reason})"
+    # The daemon ends the handshake with an alert, or (TLS 1.3, where the client's certificate is
+    # checked after the client thinks the handshake is done) just closes the connection.
+    hung_up = _HUNG_UP.search(text)
+    if "ALERT" in code or hung_up:
+        reason = hung_up.group(0) if hung_up and "ALERT" not in code else reason
+        if not tls.get("certFile"):
+            return (f"TLS: the daemon refused the handshake ({reason}): it requires a client certificate and tls "
+                    "names none; set tls.certFile and tls.keyFile to a pair signed by the CA the daemon trusts")
+        return (f"TLS: the daemon refused the handshake ({reason}): it does not accept the client certificate "
+                f"tls.certFile {tls['certFile']}; it needs one signed by the CA the daemon trusts (its --tlscacert)")
+    if code == "WRONG_VERSION_NUMBER":
+        return (f"TLS: the address does not answer in TLS ({reason}); drop tls: or use the daemon's TLS port "
+                "(2376 by convention, dockerd --tlsverify)")
+    return f"TLS: {reason}" if m else None
 
 
 

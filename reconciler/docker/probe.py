@@ -64,7 +64,7 @@ class Prober(PerHost):
                 client.api.ping()
                 ok, message = True, ""
             except (*TRANSPORT_ERRORS, HostError) as exc:
-                ok, message = False, brief(exc)
+                ok, message = False, brief(exc, host.tls)
                 if client is not None:  # start afresh: a restarted daemon needs new connections
                     client.close()
                     client = None

@@ -16,11 +16,12 @@ and defining a frozen dataclass costs about 0.6 ms of start-up, a NamedTuple a t
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Iterator, NamedTuple, TextIO
 
 from .. import views
-from ..errors import Conflict, NotFound, UsageError
+from ..errors import Conflict, ManifestError, NotFound, UsageError
 from ..kinds import DEFAULT_NAMESPACE, Kind, TaskPhase, object_ref, scope
 from ..records import ResourceRecord, TaskRecord
 from .refs import parse_kind
@@ -28,13 +29,36 @@ from .refs import parse_kind
 Key = tuple[Kind, str, str]  # (kind, namespace, name); namespace '' for Nodes and Namespaces
 
 
-def read_manifests(files: list[str], stdin: TextIO | None = None, namespace: str = DEFAULT_NAMESPACE) -> list:
+def read_manifests(files: list[str], stdin: TextIO | None = None, namespace: str = DEFAULT_NAMESPACE,
+                   applying: bool = False) -> list:
     """Load and validate every document of ``files`` (``-``: ``stdin``) as one set: a list of
     ``manifests.Loaded``, or a ``ManifestError`` naming file, document, line and field. Jobs and
-    Services that name no namespace go into ``namespace``."""
+    Services that name no namespace go into ``namespace``. ``applying``: the files a Node's ``tls``
+    names must also be readable here (see ``unreadable_tls_files``)."""
     from ..spec import manifests
 
-    return manifests.load_paths(files, stdin=stdin, namespace=namespace)
+    loaded = manifests.load_paths(files, stdin=stdin, namespace=namespace)
+    if applying and (problems := unreadable_tls_files(loaded)):
+        raise ManifestError(problems)
+    return loaded
+
+
+def unreadable_tls_files(loaded: list) -> list[str]:
+    """A Node whose ``tls`` names a file that is not there would only ever be NotReady: refuse it at
+    apply, naming the file. The controller reads these files, so this holds where it runs the apply;
+    the controller reports a file it cannot read in the Node's status all the same."""
+    problems = []
+    for item in loaded:
+        res = item.resource
+        if res.kind != Kind.NODE.value or res.spec.tls is None:
+            continue
+        for field, path in res.spec.tls.files():
+            if not os.path.isfile(path) or not os.access(path, os.R_OK):
+                why = "no such file" if not os.path.exists(path) else "not a readable file"
+                problems.append(f"{item.source}: document {item.document} (Node/{res.metadata.name}): "
+                                f"spec.tls.{field}: {path}: {why}; the controller reads it to reach the daemon: "
+                                "give the path of the PEM file there")
+    return problems
 
 
 # -- apply -----------------------------------------------------------------------------------------

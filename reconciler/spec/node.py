@@ -16,9 +16,36 @@ from .fields import Bool, Float, Int, SpecModel, applying
 
 
 class TLS(SpecModel):
-    caFile: str | None = None
-    certFile: str | None = None
-    keyFile: str | None = None
+    """How the controller reaches a daemon that serves TLS (dockerd --tlsverify, port 2376 by convention).
+
+    The files are read by the controller (and by ``logs -f`` and ``drain``), so paths are absolute;
+    ``apply`` checks that they exist where it runs.
+    """
+
+    caFile: str | None = Field(
+        default=None, description="PEM file of the CA that signed the daemon's certificate (default: the "
+                                  "default CA bundle).")
+    certFile: str | None = Field(default=None, description="PEM client certificate the daemon's CA signed.")
+    keyFile: str | None = Field(default=None, description="PEM private key of certFile.")
+
+    @field_validator("caFile", "certFile", "keyFile")
+    @classmethod
+    def _absolute(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and applying(info) and not v.startswith("/"):
+            raise ValueError(f"{v!r} must be an absolute path: the controller reads it, and a relative one would "
+                             "depend on the directory it was started in")
+        return v
+
+    @model_validator(mode="after")
+    def _pair(self, info: ValidationInfo) -> "TLS":
+        if applying(info) and bool(self.certFile) != bool(self.keyFile):
+            given, missing = ("certFile", "keyFile") if self.certFile else ("keyFile", "certFile")
+            raise ValueError(f"{given} needs {missing}: a client certificate and its key go together")
+        return self
+
+    def files(self) -> list[tuple[str, str]]:
+        """(field, path) of each file named."""
+        return [(f, getattr(self, f)) for f in ("caFile", "certFile", "keyFile") if getattr(self, f)]
 
 
 class AllowedMount(SpecModel):
