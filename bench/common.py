@@ -28,8 +28,12 @@ def node_docs(addresses: list[str], slots: int, names: list[str] | None = None) 
 
 @contextmanager
 def controller(workdir: Path, tag: str, docs: list[dict], alarms: list | None = None,
-               watch: Path | None = None) -> Iterator:
-    """Apply ``docs`` to a fresh store, run ``brokerctl controller`` on it (``--watch`` it given), yield the Store.
+               watch: Path | None = None, options: tuple[str, ...] = (), launcher: list[str] | None = None) -> Iterator:
+    """Apply ``docs`` to a fresh store, run ``brokerctl controller`` on it (``--watch`` it given, then
+    ``options``; through ``launcher`` instead of the interpreter when given), yield the Store.
+
+    ``launcher`` runs the controller's module in place of ``python -m`` (a profiler, say): it is
+    given ``--db STORE controller ...``.
 
     On exit the controller is stopped; node health events it raised (NodeNotReady/NodeLost) are
     added to ``alarms``, since under benchmark load they would be false alarms.
@@ -44,7 +48,8 @@ def controller(workdir: Path, tag: str, docs: list[dict], alarms: list | None = 
                        check=True, capture_output=True, env=env)
     extra = ["--watch", str(watch)] if watch is not None else []
     with open(workdir / f"{tag}-controller.log", "w") as log:
-        ctl = subprocess.Popen([*cli, "controller", *extra], stdout=log, stderr=subprocess.STDOUT, env=env)
+        argv = [*launcher, *cli[3:]] if launcher else cli
+        ctl = subprocess.Popen([*argv, "controller", *extra, *options], stdout=log, stderr=subprocess.STDOUT, env=env)
         store = Store(db)
         try:
             yield store

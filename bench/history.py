@@ -3,7 +3,10 @@
 100,000 finished task rows, on SQLite and on PostgreSQL.
 
 Run: `python bench/history.py [--rows 100000] [--replicas 300] [--window 10] [--reps 3] [--first-ip 201]
-[--backends sqlite,postgresql] [--quick] [--json FILE]`.
+[--backends sqlite,postgresql] [--budgets] [--quick] [--json FILE]`.
+`--budgets`: the history is split between two Namespaces, each with a budget (too large to be spent)
+and a Job whose tasks wait every pass (a nodeSelector no node has), its tasks finished in the last
+hour: each pass asks both budgets and both namespaces' fair-share usage, history included.
 The active tasks are a Service's replicas on three hollow Docker hosts (bench/hollow.py, in a child
 process, on 127.0.0.FIRST_IP and the next two, each on a free port); the history is finished Jobs (1,000 succeeded
 completions each), written before the controller starts. PostgreSQL is a throwaway cluster
@@ -37,17 +40,28 @@ from reconciler.store.db import encode  # noqa: E402
 from reconciler.store.tasks import _COLUMN_OF, _FIELDS  # noqa: E402
 
 PER_JOB = 1000  # finished completions per Job of the history
+TEAMS = ("team-a", "team-b")  # the Namespaces of --budgets
 RATIO_TARGET, PASS_TARGET_MS = 1.5, 50.0
 
 
-def docs(addresses: list[str], replicas: int, jobs: int) -> str:
+def docs(addresses: list[str], replicas: int, jobs: int, budgets: bool = False) -> str:
     nodes = common.node_docs(addresses, -(-replicas // len(addresses)) + 10)
     service = {"apiVersion": "broker/v1", "kind": "Service", "metadata": {"name": "active"},
                "spec": {"replicas": replicas, "template": {"image": "busybox", "command": ["sleep", "1d"]}}}
-    history = [{"apiVersion": "broker/v1", "kind": "Job", "metadata": {"name": f"done-{i:04d}"},
-                "spec": {"completions": PER_JOB, "parallelism": 10, "template": {"image": "busybox"}}}
+    history = [{"apiVersion": "broker/v1", "kind": "Job",
+                "metadata": {"name": f"done-{i:04d}"} | ({"namespace": TEAMS[i % 2]} if budgets else {}),
+                "spec": {"completions": PER_JOB, "parallelism": 10,
+                         "template": {"image": "busybox", "resources": {"cpus": 0.5}}}}
                for i in range(jobs)]
-    return "\n---\n".join(json.dumps(d) for d in [*nodes, service, *history])
+    teams = []
+    if budgets:
+        for team in TEAMS:
+            teams.append({"apiVersion": "broker/v1", "kind": "Namespace", "metadata": {"name": team},
+                          "spec": {"budget": {"cpuHours": 1_000_000, "window": "30d"}}})
+            teams.append({"apiVersion": "broker/v1", "kind": "Job", "metadata": {"name": "waits", "namespace": team},
+                          "spec": {"completions": 5, "parallelism": 5, "nodeSelector": {"pool": "none"},
+                                   "template": {"image": "busybox"}}})
+    return "\n---\n".join(json.dumps(d) for d in [*nodes, *teams, service, *history])
 
 
 def fill_history(store: Store, rows: int) -> None:
@@ -55,14 +69,20 @@ def fill_history(store: Store, rows: int) -> None:
     jobs = [r for r in store.resources(Kind.JOB) if r.name.startswith("done-")]
     columns = [_COLUMN_OF.get(name, name) for name in _FIELDS]
 
+    jobs.sort(key=lambda r: r.name)
+    # Finished in the hour before now (inside a budget's window), one a few tens of milliseconds after another.
+    t0, step = time.time() - 3600, 3000 / max(rows, 1)
+
     def tasks():
         for i in range(rows):
             res = jobs[i // PER_JOB]
             index = i % PER_JOB
+            start = t0 + i * step
             t = TaskRecord(id=f"{res.name}-{res.uid[:5]}-{index}-1", owner_kind=Kind.JOB, owner_name=res.name,
-                           owner_uid=res.uid, index=index, attempt=1, phase=TaskPhase.SUCCEEDED, node="h1",
-                           container_id=f"{i:064x}", exit_code=0, reason="Completed", message="exit code 0",
-                           created_at=1.0 + i * 1e-3, started_at=2.0 + i * 1e-3, finished_at=3.0 + i * 1e-3)
+                           namespace=res.namespace, owner_uid=res.uid, index=index, attempt=1,
+                           phase=TaskPhase.SUCCEEDED, node="h1", container_id=f"{i:064x}", exit_code=0,
+                           reason="Completed", message="exit code 0", created_at=start - 1, started_at=start,
+                           finished_at=start + 30)
             yield tuple(encode(getattr(t, name)) for name in _FIELDS)
 
     with store.transaction():
@@ -90,7 +110,8 @@ def measure(url: str, rows: int, args, workdir: Path, tag: str) -> dict:
     ctl = None
     try:
         jobs = -(-rows // PER_JOB)
-        store.apply([m.resource for m in load_text(docs(hollow.addresses, args.replicas, jobs), "bench.yaml")])
+        store.apply([m.resource for m in load_text(docs(hollow.addresses, args.replicas, jobs, args.budgets),
+                                                   "bench.yaml")])
         filled = time.monotonic()
         fill_history(store, rows)
         print(f"  {tag}: {rows:,} finished rows written in {time.monotonic() - filled:.1f}s", flush=True)
@@ -101,7 +122,8 @@ def measure(url: str, rows: int, args, workdir: Path, tag: str) -> dict:
             while True:
                 lease = store.lease()
                 held = lease and lease["stats"].get("tasksHeld")
-                if held is not None and held <= args.replicas + 10 and running(store) == args.replicas:
+                waiting = 5 * len(TEAMS) if args.budgets else 0
+                if held is not None and held <= args.replicas + waiting + 10 and running(store) == args.replicas:
                     break
                 if time.time() > deadline or ctl.poll() is not None:
                     raise TimeoutError(f"{tag}: {args.replicas} replicas not running in time (see {log.name})")
@@ -137,12 +159,13 @@ def measure(url: str, rows: int, args, workdir: Path, tag: str) -> dict:
 def main() -> int:
     args = common.arguments(__doc__, reps=3, options=(
         ("--rows", int, 100_000), ("--replicas", int, 300), ("--window", float, 10.0), ("--first-ip", int, 201),
-        ("--backends", str, "sqlite,postgresql")),
+        ("--backends", str, "sqlite,postgresql"), ("--budgets", bool, False)),
         quick={"rows": 5_000, "replicas": 30, "window": 3.0, "reps": 1},
         quick_help="5,000 rows, 30 replicas, one 3 s window")
     import pgcluster
 
     figures = []
+    variant = ", two namespaces with budgets and tasks waiting" if args.budgets else ""
     with tempfile.TemporaryDirectory(prefix="bkhistory-") as tmp:
         for backend in args.backends.split(","):
             cluster = pgcluster.start_cluster(fast=True) if backend == "postgresql" else None
@@ -161,13 +184,13 @@ def main() -> int:
             med, base_med = statistics.median(full["pass_ms"]), statistics.median(base["pass_ms"])
             met = med <= RATIO_TARGET * base_med and med < PASS_TARGET_MS
             figures.append(common.figure(
-                f"Controller pass, {args.replicas} active tasks, {args.rows:,} finished task rows ({backend})",
+                f"Controller pass, {args.replicas} active tasks, {args.rows:,} finished task rows{variant} ({backend})",
                 full["pass_ms"], base["pass_ms"], "ms", f"<= {RATIO_TARGET:g}x the 0-row pass and < {PASS_TARGET_MS:g} ms",
                 met, note=f"baseline: the same at 0 finished rows; rows read per pass {full['read'][-1]} "
                           f"(0 rows: {base['read'][-1]}); CPU of the pass {statistics.median(full['cpu_ms']):.1f} ms "
                           f"(0 rows: {statistics.median(base['cpu_ms']):.1f} ms); load average {full['load']:.1f}"))
             figures.append(common.figure(
-                f"Controller memory, {args.replicas} active tasks, {args.rows:,} finished task rows ({backend})",
+                f"Controller memory, {args.replicas} active tasks, {args.rows:,} finished task rows{variant} ({backend})",
                 [full["rss"]], [base["rss"]], "MB", "< 300 MB", full["rss"] < 300,
                 note=f"VmRSS in the steady state; baseline: the same at 0 finished rows; peak (VmHWM, the first pass "
                      f"reads every row) {full['peak']:.0f} MB, {base['peak']:.0f} MB at 0 rows"))

@@ -38,7 +38,7 @@ The control endpoint (default FIRST:2376) takes ``POST /hosts/{name|ip}/freeze|t
 
     hollow = start_hollow(1000, first="127.1.0.1")      # an event loop thread in this process
     hollow = start_hollow(1000, subprocess=True)         # or a child process, driven the same way
-    hollow.addresses; hollow.freeze("h3"); hollow.thaw("h3"); hollow.stats(); hollow.stop()
+    hollow.addresses; hollow.freeze("h3"); hollow.thaw("h3"); hollow.stats(); hollow.hosts(); hollow.stop()
 
 Stdlib only: the HTTP/1.1 server is an ``asyncio.Protocol`` (requests from the docker SDK are
 simple: Content-Length bodies, keep-alive, no pipelining), which costs a fraction of a web
@@ -1091,7 +1091,8 @@ class Hollow:
 
     def describe(self) -> list[dict]:
         return [{"name": h.name, "address": h.address, "ip": h.ip, "state": h.condition,
-                 "containers": len(h.containers)} for h in self.hosts]
+                 "containers": len(h.containers), "running": sum(c.running for c in h.containers.values())}
+                for h in self.hosts]
 
 
 class Control(Site):
@@ -1211,6 +1212,9 @@ class HollowThread:
     def stats(self) -> dict:
         return self._call(self.hollow.stats)
 
+    def hosts(self) -> list[dict]:
+        return self._call(self.hollow.describe)
+
     def stop(self) -> None:
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
@@ -1266,6 +1270,9 @@ class HollowProcess:
 
     def stats(self) -> dict:
         return self._request("GET", "/stats")
+
+    def hosts(self) -> list[dict]:
+        return self._request("GET", "/hosts")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -13,8 +13,8 @@ Steps: ``list`` (list the objects of ``kind``), ``wait-gone`` (wait until it is 
 apply again), ``recreate`` (delete the Job, apply it again), ``drain`` (drain the node first),
 ``history`` (list a Service's revisions), ``create-store``, ``choose-store``, ``check-database`` (start the
 PostgreSQL server or correct its URL), ``stop-controller``, ``use-moved-store`` (the store the data moved to),
-``create-namespace`` (apply the Namespace first), ``confirm`` (repeat with --yes), ``run-as`` (run as a
-user the namespace's ``runAs`` allows). A resource outside
+``create-namespace`` (apply the Namespace first), ``confirm`` (repeat with --yes), ``set-request`` (request
+what the namespace's quota caps), ``run-as`` (run as a user the namespace's ``runAs`` allows). A resource outside
 the ``default`` namespace has its ``namespace`` in ``about`` too.
 """
 
@@ -117,6 +117,16 @@ class Conflict(BrokerError):
             f"{what + ': ' if what else ''}namespace '{name}' is being deleted",
             "wait until `brokerctl get namespaces` no longer lists it, apply the Namespace again, then this",
             "wait-gone", kind="Namespace", name=name)
+
+    @classmethod
+    def quota_needs_request(cls, namespace: str, field: str, cap, what: str = "") -> "Conflict":
+        """A Job or Service without a ``field`` (cpus, memory) request goes into a namespace whose quota
+        caps it, so its tasks could not be counted; ``what`` as for ``NotFound.namespace``."""
+        return cls._with_step(
+            f"{what + ': ' if what else ''}spec.template.resources.{field}: namespace '{namespace}' caps {field} "
+            f"(quota.{field}: {f'{cap:g}' if isinstance(cap, float) else cap}), so every task in it must request {field}",
+            f"set spec.template.resources.{field}, or remove quota.{field} from Namespace {namespace}",
+            "set-request", kind="Namespace", name=namespace, field=field)
 
     @classmethod
     def default_namespace(cls) -> "Conflict":

@@ -5,7 +5,7 @@
 a task's container was seen); ``ContainerExit`` is what collecting a finished container read. All are
 immutable so that ``plan`` can be a pure function of them. ``container_mark`` and
 ``distrust`` decide which containers carrying our store label are really ours (the planner and
-``brokerctl drain`` ask). No I/O here.
+``brokerctl drain`` ask). ``TokenRecord`` is an API token's row. No I/O here.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ class ResourceRecord:
     drain_deadline: float | None = None  # a Node being drained: Job tasks there are moved after this
     source: str | None = None  # the synced directory that created it (None: applied by hand)
     namespace: str | None = None  # '' for cluster-scoped kinds; None is read as `default` for namespaced ones
+    created_by: str = ""  # who applied it first: a token's user, or ``local:<OS user>``; '' before this was kept
+    updated_by: str = ""  # who changed it last (spec, labels, deletion, cordon, scale, retry, undo)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "namespace", scope(self.kind, self.namespace))
@@ -246,6 +248,20 @@ class ContainerSpec:
     non_root: bool = False  # its namespace forbids root: without a user, an image that runs as root is refused
     secrets: SecretRefs | None = None  # what the runtime resolves before the start (None: no Secret)
     pull_auth: dict | None = field(default=None, repr=False)  # the registry login, resolved: the SDK's auth_config
+
+
+class TokenRecord(NamedTuple):
+    """An API token as the store keeps it: never its secret, only the secret's SHA-256 (``hash``)."""
+
+    id: str
+    user: str
+    role: str  # admin | edit | view
+    namespaces: tuple[str, ...]  # where an edit or view token reaches; () for admin
+    hash: str
+    created_at: float
+    created_by: str = ""
+    last_used_at: float | None = None
+    revoked_at: float | None = None
 
 
 @dataclass(frozen=True)

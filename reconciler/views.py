@@ -88,7 +88,8 @@ def resource_object(r: ResourceRecord, used: dict[str, int] | None = None) -> di
         "apiVersion": "broker/v1", "kind": r.kind.value,
         "metadata": {**metadata, "labels": r.labels, "uid": r.uid, "generation": r.generation,
                      "createdAt": iso(r.created_at), "updatedAt": iso(r.updated_at),
-                     "deletedAt": iso(r.deleted_at)},
+                     "deletedAt": iso(r.deleted_at), "createdBy": r.created_by or None,
+                     "updatedBy": r.updated_by or None},
         "spec": secret_spec(r.spec) if r.kind is Kind.SECRET else r.spec, "status": status,
     }
 
@@ -125,6 +126,7 @@ class OwnerRequest(NamedTuple):
     cpus: float
     memory: int
     execution_type: str
+    requested_cpus: float | None = None  # as the template says (None: no request; a budget counts 1 cpu)
 
 
 def namespace_usage(name: str, tasks: list[TaskRecord], requests: dict) -> dict:
@@ -148,8 +150,17 @@ def namespace_usage(name: str, tasks: list[TaskRecord], requests: dict) -> dict:
 _NOTHING = OwnerRequest(0.0, 0, "default")
 
 
+def size_text(n: int) -> str:
+    """Bytes as a manifest writes a size: 512m, 1.5g, 16g (`get namespaces`, quota reasons)."""
+    for unit, scale in (("t", 1 << 40), ("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return str(n)
+
+
 def namespace_object(r: ResourceRecord, usage: dict) -> dict:
-    """A Namespace with its phase (Active, Terminating) and ``usage`` (``namespace_usage``) as status."""
+    """A Namespace with its phase (Active, Terminating) and ``usage`` (``namespace_usage``, with the
+    cpu-hours consumed in its budget's window as ``used.cpuHours`` when it has a budget) as status."""
     obj = resource_object(r)
     obj["status"] = {"phase": "Terminating" if r.deleted_at is not None else "Active", **usage}
     return obj
@@ -175,6 +186,14 @@ def sync_status_object(row: dict, owned: int) -> dict:
     was refused, how many live resources the directory owns, and each file's state."""
     return {"source": row["source"], "syncedAt": iso(row["synced_at"]), "commit": row["commit_id"],
             "refused": row["refused"], "resources": owned, "files": row["files"]}
+
+
+def token_object(t) -> dict:
+    """An API token (``token list -o json``): who, which role where, and when it was made, last used and
+    revoked; never its secret nor the secret's hash."""
+    return {"id": t.id, "user": t.user, "role": t.role, "namespaces": list(t.namespaces),
+            "createdAt": iso(t.created_at), "createdBy": t.created_by or None, "lastUsedAt": iso(t.last_used_at),
+            "revokedAt": iso(t.revoked_at)}
 
 
 LARGE_OUTPUT = 500  # objects; see dump

@@ -160,3 +160,156 @@ class FakeClock:
         self.now += seconds
         if self.on_sleep is not None:
             self.on_sleep(len(self.sleeps))
+
+
+class ServedApp:
+    """An ASGI app served by uvicorn on a free port of 127.0.0.1, on a thread of the test process:
+    real HTTP (streams arrive as they are sent) without a process of its own. ``url`` is its base."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                                    lifespan="on", timeout_graceful_shutdown=1))
+        self.thread = None
+        self.url = ""
+
+    def __enter__(self) -> "ServedApp":
+        import threading
+
+        self.thread = threading.Thread(target=self.server.run, daemon=True, name="served-app")
+        self.thread.start()
+        wait_for(lambda: self.server.started or not self.thread.is_alive(), 10, "uvicorn to start")
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+class ServerProcess:
+    """``brokerctl server`` as a child process on a free port of 127.0.0.1 (``--listen 127.0.0.1:0``),
+    with ``$XDG_STATE_HOME`` in ``state`` (where it writes its first admin token); stopped with SIGTERM
+    (or killed) on exit. ``url`` is its base (https with ``--tls-cert``), ``admin`` the admin token it
+    wrote, ``client(token)`` an httpx client of it."""
+
+    def __init__(self, db: Path | str, state: Path, *extra: str, ca: Path | None = None):
+        self.db, self.state, self.extra, self.ca = db, Path(state), extra, ca
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+        self.log = self.state / f"server-{time.monotonic_ns()}.log"
+
+    def start(self) -> "ServerProcess":
+        import re
+
+        self.state.mkdir(parents=True, exist_ok=True)
+        self._out = open(self.log, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "--db", str(self.db), "server", "--listen", "127.0.0.1:0",
+             *self.extra],
+            stdout=self._out, stderr=subprocess.STDOUT,
+            env={**os.environ, "NO_COLOR": "1", "XDG_STATE_HOME": str(self.state)},
+        )
+
+        def serving():
+            found = re.search(r"serving the API on (\S+)/api/v1/", self.log.read_text())
+            return found or self.proc.poll() is not None
+
+        found = wait_for(serving, 30, "the server to bind")
+        if self.proc.poll() is not None:
+            raise AssertionError(f"server exited at start:\n{self.log.read_text()}")
+        self.url = found.group(1)
+        wait_for(lambda: self._answers() or self.proc.poll() is not None, 20, "the server to answer")
+        if self.proc.poll() is not None:
+            raise AssertionError(f"server exited at start:\n{self.log.read_text()}")
+        return self
+
+    def _answers(self) -> bool:
+        import httpx
+
+        try:
+            return self.client().get("/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    @property
+    def admin(self) -> str:
+        return (self.state / "brokerctl" / "admin.token").read_text().strip()
+
+    def client(self, token: str | None = None, timeout: float = 10):
+        import ssl
+
+        import httpx
+
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
+                            verify=ssl.create_default_context(cafile=str(self.ca)) if self.ca else True)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._out.close()
+        return self.proc.returncode
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def __enter__(self) -> "ServerProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class Watching:
+    """``brokerctl --db DB ARGS`` left running (`get -w`), its stdout read line by line on a thread."""
+
+    def __init__(self, db: Path | str, *args: str):
+        import queue
+        import threading
+
+        self.lines: list[str] = []
+        self._queue: queue.Queue = queue.Queue()
+        self.proc = subprocess.Popen([sys.executable, "-m", "reconciler", "--db", str(db), *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"})
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+
+    def wait_line(self, predicate, timeout: float, what: str) -> str:
+        """The first line from now on (or already read) for which ``predicate`` is true."""
+        import queue
+
+        for line in self.lines:
+            if predicate(line):
+                return line
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}; printed:\n"
+                                     + "\n".join(self.lines)) from None
+            self.lines.append(line)
+            if predicate(line):
+                return line
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        """Send ``sig``; the exit code (the process is killed if it outlives ``timeout``)."""
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"still running {timeout}s after signal {sig}") from None

@@ -121,7 +121,7 @@ def test_label_selector_filters(db):
 @pytest.mark.parametrize(
     "args, code, message",
     [
-        (["get", "widgets"], 2, "unknown kind 'widgets'; use node, job, service or namespace"),
+        (["get", "widgets"], 2, "unknown kind 'widgets'; use nodes (no), namespaces (ns), jobs, services (svc), secrets"),
         (["get", "jobs", "nope"], 1, "Job 'nope' not found"),
         (["get", "jobs", "-o", "xml"], 2, "unknown output format 'xml'"),
         (["delete", "job", "nope"], 1, "Job 'nope' not found"),
@@ -164,6 +164,18 @@ def test_status_without_controller(db):
     out = cli(db, "status", check=True).stdout
     assert f"store:      {db}" in out
     assert "controller: not running" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--queue", "lifo"], "--queue lifo: use fair (fair share between namespaces within a priority) or fifo "
+                          "(priority, then first come)"),
+    (["--fair-share-half-life", "0h"], "--fair-share-half-life 0h: duration '0h' must be longer than 0"),
+    (["--fair-share-half-life", "3600"], "--fair-share-half-life 3600: duration '3600' is not a number and a unit"),
+])
+def test_controller_refuses_a_bad_queue_or_half_life_before_opening_the_store(tmp_path, args, message):
+    proc = cli(tmp_path / "new.db", "controller", *args)
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: {message}")
+    assert not (tmp_path / "new.db").exists()
 
 
 def test_schema_command_matches_generated_file(db):
@@ -593,7 +605,8 @@ TEAMS = """\
 apiVersion: broker/v1
 kind: Namespace
 metadata: {name: team-a}
-spec: {quota: {cpus: 8, memory: 16g, tasks: 40}, share: 2, nodeSelector: {pool: shared}}
+spec: {quota: {cpus: 8, memory: 16g, tasks: 40}, budget: {cpuHours: 500, window: 30d}, share: 2,
+       nodeSelector: {pool: shared}}
 ---
 apiVersion: broker/v1
 kind: Namespace
@@ -604,7 +617,7 @@ metadata: {name: team-b}
 def nightly(namespace: str | None = None, completions: int = 1) -> str:
     ns = f", namespace: {namespace}" if namespace else ""
     return (f"apiVersion: broker/v1\nkind: Job\nmetadata: {{name: nightly{ns}}}\n"
-            f"spec: {{completions: {completions}, template: {{image: busybox, resources: {{cpus: 0.5}}}}}}\n")
+            f"spec: {{completions: {completions}, template: {{image: busybox, resources: {{cpus: 0.5, memory: 64m}}}}}}\n")
 
 
 def teams(db) -> None:
@@ -622,21 +635,29 @@ def test_get_namespaces_shows_status_tasks_share_and_quota(db):
     from reconciler.kinds import Kind, TaskPhase
     from reconciler.records import TaskRecord
 
+    hour = 3600.0
     with s.transaction() as tx:
         s.insert_task(tx, TaskRecord(id="nightly-x-0-1", owner_kind=Kind.JOB, owner_name="nightly",
                                      owner_uid="x", index=0, attempt=1, phase=TaskPhase.RUNNING, node="h1",
                                      namespace="team-a"))
+        # Half an hour at 0.5 cpus inside the 30-day window (0.25 cpu-hours of the budget), and a run before it
+        for i, (start, end) in enumerate([(2 * hour, 1.5 * hour), (31 * 24 * hour, 31 * 24 * hour - 1)], 1):
+            s.insert_task(tx, TaskRecord(id=f"nightly-x-{i}-1", owner_kind=Kind.JOB, owner_name="nightly",
+                                         owner_uid="x", index=i, attempt=1, phase=TaskPhase.SUCCEEDED, node="h1",
+                                         namespace="team-a", started_at=time.time() - start,
+                                         finished_at=time.time() - end))
     s.close()
     lines = cli(db, "get", "namespaces", check=True).stdout.splitlines()
-    assert lines[0].split() == ["NAME", "STATUS", "TASKS", "SHARE", "QUOTA", "AGE"]
+    assert lines[0].split() == ["NAME", "STATUS", "TASKS", "SHARE", "QUOTA", "BUDGET", "AGE"]
     assert [line.split()[:4] for line in lines[1:]] == [["default", "Active", "0", "1"], ["team-a", "Active", "1", "2"],
                                                         ["team-b", "Active", "0", "1"]]
-    assert "cpus 0.5/8, memory 0/16g, tasks 1/40" in lines[2] and lines[3].split()[4] == "-"
+    assert "cpus 0.5/8, memory 64m/16g, tasks 1/40  0.25/500 cpu-hours in 30d" in lines[2]
+    assert lines[3].split()[4:6] == ["-", "-"]
     wide = cli(db, "get", "namespaces", "team-a", "-o", "wide", check=True).stdout.splitlines()
     assert wide[0].split()[-3:] == ["NODE", "SELECTOR", "MOUNTS"] and "pool=shared" in wide[1]
     [ns] = cli_json(db, "get", "namespace", "team-a")
-    assert ns["status"] == {"phase": "Active", "running": 1,
-                            "used": {"cpus": 0.5, "memory": 0, "tasks": 1, "slots": {"default": 1}}}
+    assert ns["status"] == {"phase": "Active", "running": 1, "used": {
+        "cpus": 0.5, "memory": 64 << 20, "tasks": 1, "slots": {"default": 1}, "cpuHours": 0.25}}
     assert cli(db, "get", "namespaces", "-A", check=True).stdout.splitlines()[0].split()[0] == "NAME", \
         "cluster-scoped: no NAMESPACE column"
 
@@ -744,7 +765,7 @@ def test_scale_wait_retry_and_rollout_take_the_namespace(db):
     from reconciler.kinds import Kind
 
     web = ("apiVersion: broker/v1\nkind: Service\nmetadata: {name: web, namespace: team-a}\n"
-           "spec: {replicas: 1, template: {image: busybox}}\n")
+           "spec: {replicas: 1, template: {image: busybox, resources: {cpus: 1, memory: 64m}}}\n")
     cli(db, "apply", "-f", "-", input=TEAMS + "---\n" + web + "---\n" + nightly("team-a"), check=True)
     assert cli(db, "scale", "service", "web", "--replicas", "3", "-n", "team-a", check=True).stdout == \
         "team-a/service/web scaled from 1 to 3\n"
@@ -772,6 +793,9 @@ def test_the_two_teams_example_applies_with_its_namespaces(db):
                                 "team-b/job/nightly created"]
     assert [(j["metadata"]["namespace"], j["spec"]["completions"]) for j in cli_json(db, "get", "jobs", "-A")] == [
         ("team-a", 4), ("team-b", 2)]
+    rows = {line.split()[0]: line for line in cli(db, "get", "namespaces", check=True).stdout.splitlines()[1:]}
+    assert "2      cpus 0/4, memory 0/2g, tasks 0/8  0/100 cpu-hours in 7d" in rows["team-a"]
+    assert "1      cpus 0/2, tasks 0/4               -" in rows["team-b"]
     # What the files define goes, Namespaces last; nothing else is in them, so no --yes is needed.
     out = cli(db, "delete", "-f", str(REPO / "examples" / "two-teams"), check=True).stdout
     assert out.splitlines() == ["team-a/job/nightly deleted", "team-b/job/nightly deleted", "namespace/team-a deleted",

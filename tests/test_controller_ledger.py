@@ -5,7 +5,8 @@ Proves: a steady pass reads no finished history (counted through an instrumented
 timed); writes by the CLI (apply, retry, delete, scale, a purge and a re-apply under the same name)
 are acted on by the next pass; a restarted controller (a takeover is the same: a controller
 starting) rebuilds what it holds, settles the same Jobs and makes no duplicate tasks; what the
-ledger holds always equals a full read of the store, minus the settled Jobs' tasks."""
+ledger holds always equals a full read of the store, minus the settled Jobs' tasks, whose part of
+budget and fair-share usage it carries (equal to the planner's sums over them)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.engine.fairshare import usage
+from reconciler.engine.quotas import budget_use
 from reconciler.kinds import DEFAULT_NAMESPACE, Kind, TaskPhase
 from reconciler.records import ContainerObs, NodeObs, Snapshot, TaskRecord
 from reconciler.runtime.controller import Controller
@@ -67,7 +70,8 @@ def service(name: str, replicas: int) -> str:
 
 
 def fill_history(store: Store, name: str, n: int, phase: TaskPhase = TaskPhase.SUCCEEDED) -> None:
-    """``n`` finished attempts of Job ``name``, one per index, as if it ran long ago."""
+    """``n`` finished attempts of Job ``name``, one per index, as if it ran long ago (each a little
+    longer than the last: the settled usage sums different spans)."""
     res = store.resource(Kind.JOB, name)
     code = 0 if phase is TaskPhase.SUCCEEDED else 1
     with store.transaction() as db:
@@ -75,7 +79,7 @@ def fill_history(store: Store, name: str, n: int, phase: TaskPhase = TaskPhase.S
             store.insert_task(db, TaskRecord(
                 id=f"{name}-{res.uid[:5]}-{i}-1", owner_kind=Kind.JOB, owner_name=name, owner_uid=res.uid, index=i,
                 attempt=1, phase=phase, node="gone", container_id=f"{i:064x}", exit_code=code, created_at=1.0,
-                started_at=2.0, finished_at=3.0))
+                started_at=2.0 + i, finished_at=3.0 + 2 * i))
 
 
 @pytest.fixture
@@ -118,12 +122,23 @@ def key(name: str, kind: Kind = Kind.JOB) -> tuple:
 
 
 def assert_matches_the_store(c: Controller) -> None:
-    """What the ledger holds is a full read of the store, without the settled Jobs' tasks."""
+    """What the ledger holds is a full read of the store, without the settled Jobs' tasks, and what it
+    carries of those tasks' usage is the planner's sums over them (``budget_use``, ``usage``)."""
     fresh = Store(c.store.location)
     try:
         held = {t.id: t for t in fresh.tasks() if t.owner_key not in c.ledger.settled}
         assert c.ledger.tasks == held
         assert c.ledger.resources == {r.key: r for r in fresh.resources()}
+        settled = [t for t in fresh.tasks() if t.owner_key in c.ledger.settled]
+        carried = c.ledger.usage
+        assert {k for k in c.ledger.settled if k in carried} == {t.owner_key for t in settled if t.started_at}
+        cpus = {k: c.ledger.resources[k].model.spec.template.resources.cpus for k in c.ledger.settled}
+        for now, window in ((400.0, 1000.0), (400.0, 150.0), (5000.0, 4800.0)):
+            assert carried.budget_use(DEFAULT_NAMESPACE, window, now) == pytest.approx(
+                budget_use(settled, {DEFAULT_NAMESPACE: window}, cpus, now)[DEFAULT_NAMESPACE])
+        for now in (700.0, 5000.0):  # after every span ended, as a pass is
+            assert carried.fair_usage(DEFAULT_NAMESPACE, now) == pytest.approx(
+                usage(settled, {DEFAULT_NAMESPACE}, now, c.queue)[DEFAULT_NAMESPACE])
     finally:
         fresh.close()
 

@@ -216,6 +216,18 @@ def test_heartbeat_publishes_the_controller_stats(ctl):
     assert isinstance(stats["dockerCalls"], dict) and stats["cpuSeconds"] >= 0
 
 
+def test_the_stats_count_passes_by_duration_as_a_histogram(ctl):
+    """``passBuckets``: passes that took at most each bound (cumulative); a pass over the last bound counts
+    only in ``passes`` (Prometheus' +Inf bucket)."""
+    for seconds in (0.003, 0.005, 0.3, 0.3, 20.0):
+        ctl.passes += 1
+        ctl._count_pass(seconds)
+    stats = ctl.stats()
+    assert stats["passBuckets"] == {"0.005": 2, "0.01": 2, "0.025": 2, "0.05": 2, "0.1": 2, "0.25": 2, "0.5": 4,
+                                    "1": 4, "2.5": 4, "5": 4, "10": 4}
+    assert (stats["passes"], stats["passSeconds"], stats["lastPassSeconds"]) == (5, 20.608, 20.0)
+
+
 def test_a_heartbeat_the_store_cannot_take_is_retried_not_fatal(ctl, monkeypatch, caplog):
     """A heartbeat that fails with a StoreError (a PostgreSQL restarting, a write lock held too long) is
     logged and tried again a second later; the controller keeps waiting instead of dying."""

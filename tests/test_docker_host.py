@@ -168,3 +168,19 @@ def test_a_container_created_before_a_crash_is_checked_before_it_is_adopted_and_
         assert client.api.containers(all=True, filters={"name": spec.name}) == []
     finally:
         target.close()
+
+
+def test_the_prober_pings_a_daemon_on_one_kept_connection_and_says_why_another_does_not_answer(h1):
+    """``Pinger`` (the prober's ``/_ping``, without the Docker SDK) keeps one connection to a daemon
+    that answers, and names the failure of an address where nothing listens."""
+    from reconciler.docker.probe import Pinger
+
+    host, _ = h1
+    pinger = Pinger(host.address, None, 5.0)
+    try:
+        assert pinger.ping() is None
+        sock = pinger._conn.sock
+        assert pinger.ping() is None and pinger._conn.sock is sock
+    finally:
+        pinger.close()
+    assert Pinger(f"tcp://{host.ip}:1", None, 5.0).ping() == "connection refused or unreachable"

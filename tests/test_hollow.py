@@ -362,3 +362,20 @@ def test_controller_runs_a_job_and_a_service_on_hollow_hosts(hosts, tmp_path):
     assert all(t["exitCode"] == 0 for t in tasks)
     logs = cli(db, "logs", "job/twenty", check=True).stdout
     assert all(f"[{t['id']}] hollow: sleep 0.1" in logs for t in tasks)
+
+
+@pytest.mark.timeout(300)
+def test_hollow_scale_benchmark_runs_end_to_end_at_a_small_size(tmp_path):
+    """bench/hollow_scale.py (a controller over hollow hosts: burst, steady state, failover) runs
+    through at 10 nodes and writes its five figures, each with a baseline (figures are never asserted)."""
+    out = tmp_path / "figures.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "hollow_scale.py"), "--nodes", "10", "--fail", "2",
+                           "--window", "2", "--reps", "1", "--first", f"127.5.{os.getpid() % 200 + 20}.1",
+                           "--json", str(out)], capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert [f["name"].split(":")[0] for f in figures] == [
+        "Hollow 10 nodes", "Hollow 10 nodes, 100 running", "Hollow 10 nodes, 100 running",
+        "Hollow 10 nodes, 100 running", "Hollow failover of 2 of 10 nodes"]
+    assert all(f["base_median"] and f["median"] >= 0 for f in figures)
+    assert "all 20 tasks running elsewhere" in proc.stdout

@@ -139,13 +139,27 @@ def test_the_cli_reaches_the_store_docker_and_the_engine_only_through_ops(module
     """A command parses its arguments, calls a verb of ``ops`` and renders the result, so an HTTP API
     calling the same verbs does what the CLI does: the CLI imports the verbs and the vocabulary
     (kinds, errors, records, views), never the store, Docker, the runtime, the engine or the manifest
-    models."""
+    models; only `server` imports the API (the server it starts)."""
     names = imported_modules(module)
     ours = {n for n in names if _under(n, "reconciler") and n != "reconciler"}
     allowed = ("reconciler.cli", "reconciler.ops", "reconciler.views", "reconciler.errors", "reconciler.kinds",
-               "reconciler.records")
+               "reconciler.records") + (("reconciler.api.server",) if module == "reconciler.cli.server" else ())
     beside = {n for n in ours if not _under(n, *allowed)}
     drivers = {n for n in names if _under(n, "docker", "sqlite_utils", "sqlite3", "psycopg", "pydantic")}
+    assert not beside | drivers, f"{module} imports {sorted(beside | drivers)}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in all_modules() if _under(m, "reconciler.api")))
+def test_the_api_reaches_the_store_docker_and_the_engine_only_through_ops(module):
+    """The HTTP API is a front end like the CLI: a handler calls the verb the CLI command calls, so
+    nothing is written twice; it imports the verbs and the vocabulary, never the store, Docker, the
+    runtime, the engine or the manifest models."""
+    names = imported_modules(module) - {"reconciler.__version__"}
+    ours = {n for n in names if _under(n, "reconciler") and n != "reconciler"}
+    allowed = ("reconciler.api", "reconciler.ops", "reconciler.views", "reconciler.errors", "reconciler.kinds",
+               "reconciler.records")
+    beside = {n for n in ours if not _under(n, *allowed)}
+    drivers = {n for n in names if _under(n, "docker", "sqlite_utils", "sqlite3", "psycopg", "reconciler.spec")}
     assert not beside | drivers, f"{module} imports {sorted(beside | drivers)}"
 
 
@@ -235,3 +249,26 @@ def test_help_and_get_nodes_do_not_load_cryptography(tmp_path):
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.db")], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "db" in done.stdout  # `get secrets` listed it
+
+
+def test_help_and_get_do_not_load_the_servers_libraries(tmp_path):
+    """FastAPI, uvicorn and prometheus-client are for `brokerctl server` alone (imported when it runs):
+    `--help` and `get nodes` start without them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom reconciler.cli import app\n"
+        "for argv in (['brokerctl', '--help'], ['brokerctl', '--db', sys.argv[1], 'get', 'nodes']):\n"
+        "    sys.argv = argv\n"
+        "    try:\n        app.main()\n    except SystemExit as e:\n        assert not e.code, e.code\n"
+        "heavy = ('fastapi', 'starlette', 'uvicorn', 'prometheus_client', 'anyio', 'httpx')\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in heavy or m.startswith('reconciler.api'))\n"
+        "assert not loaded, loaded\n"
+    )
+    from reconciler.store import Store
+
+    Store(tmp_path / "s.db").close()
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.db")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "server" in done.stdout  # --help lists the command (imported lazily, not absent)

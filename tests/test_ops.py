@@ -413,11 +413,42 @@ def test_applying_into_a_missing_namespace_names_the_document_and_the_fix_and_wr
         "<stdin>: document 2 (Job/nightly): namespace 'team-x' does not exist; apply a Namespace named team-x first "
         "(kind: Namespace), or use -n/--namespace")
     assert [r.name for r in store.resources(Kind.JOB, namespace=None)] == ["hello"]
-    applied = resources.apply(store, read(TEAMS + "---\n" + job("nightly") + "---\n" + in_team("nightly", "team-b"),
+    requesting = job("nightly", template={"image": "busybox", "resources": {"cpus": 1, "memory": "1g"}})
+    applied = resources.apply(store, read(TEAMS + "---\n" + requesting + "---\n" + in_team("nightly", "team-b"),
                                           "team-a"))
     assert applied.results == [("namespace/team-a", "created"), ("namespace/team-b", "created"),
                                ("team-a/job/nightly", "created"), ("team-b/job/nightly", "created")]
     assert applied.jobs == [("team-a", "nightly"), ("team-b", "nightly")]
+
+
+def test_a_workload_must_request_what_its_namespaces_quota_caps_and_the_store_is_left_unchanged(store):
+    """As Kubernetes does: a Job without a cpu or memory request is refused in a namespace whose quota caps it
+    (the quota in the store, or in the same apply), naming the document, the field and the fix; a namespace
+    without such caps takes it. A Namespace that adds a cap over workloads without requests is applied (their
+    tasks wait, with a reason naming the field)."""
+    apply(store, TEAMS)
+    bare = job("bare")
+    with pytest.raises(BrokerError) as raised:
+        resources.apply(store, read(in_team("ok", "team-a") + "---\n" + bare, "team-a"))
+    assert str(raised.value) == (
+        "<stdin>: document 2 (Job/bare): spec.template.resources.cpus: namespace 'team-a' caps cpus (quota.cpus: 8), "
+        "so every task in it must request cpus; set spec.template.resources.cpus, or remove quota.cpus from "
+        "Namespace team-a\n"
+        "<stdin>: document 2 (Job/bare): spec.template.resources.memory: namespace 'team-a' caps memory "
+        "(quota.memory: 16g), so every task in it must request memory; set spec.template.resources.memory, or "
+        "remove quota.memory from Namespace team-a")
+    assert raised.value.exit_code == 1 and raised.value.step == "set-request"
+    assert store.resources(Kind.JOB, namespace="team-a") == [], "nothing written, not even the valid Job"
+
+    capping = TEAMS.replace("name: team-b}", "name: team-b}\nspec: {quota: {cpus: 2}}")
+    with pytest.raises(BrokerError, match=r"^<stdin>: document 3 \(Job/bare\): spec.template.resources.cpus: "
+                                          r"namespace 'team-b' caps cpus \(quota.cpus: 2\)"):
+        resources.apply(store, read(capping + "---\n" + bare, "team-b"))
+    assert store.resource(Kind.NAMESPACE, "team-b").spec.get("quota") is None
+
+    assert apply(store, bare.replace("name: bare", "name: bare, namespace: team-b")).results == [
+        ("team-b/job/bare", "created")]
+    assert apply(store, capping).results[1] == ("namespace/team-b", "configured")
 
 
 def test_listings_keep_to_a_namespace_or_cover_every_one(store):
@@ -507,6 +538,7 @@ def test_delete_targets_are_keys_in_the_namespace_given(store):
 def test_the_task_and_service_verbs_take_the_namespace(store):
     apply(store, TEAMS + "---\n" + in_team("nightly", "team-a"))
     text = MANIFESTS[MANIFESTS.index("kind: Service") - len("apiVersion: broker/v1\n"):]
+    text = text.replace("{image: busybox,", "{image: busybox, resources: {cpus: 1, memory: 64m},")  # team-a caps both
     resources.apply(store, read(text, "team-a"))
     assert rollout.scale(store, "web", 5, namespace="team-a") == (2, 5)
     assert store.resource(Kind.SERVICE, "web").spec["replicas"] == 2

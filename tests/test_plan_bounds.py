@@ -145,3 +145,23 @@ def test_rolling_update_replaces_at_most_the_unplaced_bound_per_pass():
     stopped = {tid for tid, ch in p.task_updates.items() if ch.get("reason") == "Replaced"}
     assert len(stopped) == MAX_UNPLACED
     assert {t.index for t in p.new_tasks} == {t.index for t in tasks if t.id in stopped}
+
+
+def test_running_tasks_are_counted_against_their_nodes_with_one_request_per_owner(monkeypatch):
+    """A pass over many running tasks builds the request a task holds once per owner, not once per
+    task (it was most of a pass at 10,000 running), and still counts every one of them: the nodes
+    are full, so nothing new is placed, and the one free slot left takes the next task."""
+    from reconciler.engine import placement
+
+    job = declared(job_res(), completions=HUGE, parallelism=HUGE)
+    nodes = [node_res(n, {"default": 50}) for n in ("a", "b")]
+    running = [task(job, i, 1, R, node="ab"[i % 2], container_id=f"c{i}", started_at=NOW) for i in range(99)]
+    snap = snapshot(*(obs(n, *(container(t) for t in running if t.node == n)) for n in ("a", "b")))
+    built = []
+    real = placement.request
+    monkeypatch.setattr(placement, "request", lambda t, spec, **kw: built.append(t.id) or real(t, spec, **kw))
+
+    p = run([*nodes, job], running, snap)
+
+    assert [s.node for s in p.starts] == ["b"]  # a holds 50 of 50, b 49
+    assert len(built) == 1 + len(p.new_tasks)  # one for the owner's running tasks, one per waiting task

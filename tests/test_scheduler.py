@@ -434,7 +434,8 @@ def test_property_indexed_placement_equals_the_full_scan_with_owners_caps_and_po
     assert [p.node for p in fast] == [p.node for p in slow]
     first_refusal: dict = {}  # a refused shape keeps the summary of its first refusal for the rest of the pass
     for r, f, s in zip(reqs, fast, slow):
-        expected = first_refusal.setdefault(replace(r, task_id=""), s.reason) if s.node is None else s.reason
+        shape = replace(r, task_id="", owner=r.owner if r.max_per_node is not None else "")  # maxPerNode counts it
+        expected = first_refusal.setdefault(shape, s.reason) if s.node is None else s.reason
         assert f.reason == expected
     for a, b in zip(fast_nodes, slow_nodes):
         assert (a.used, a.owners, a.ports) == (b.used, b.owners, b.ports)
@@ -448,3 +449,32 @@ def test_property_indexed_placement_equals_the_full_scan_with_owners_caps_and_po
         for j, (ip, port, proto) in enumerate(published):
             for other_ip, other_port, other_proto in published[j + 1:]:
                 assert not (port == other_port and proto == other_proto and (not ip or not other_ip or ip == other_ip))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 8), st.dictionaries(st.sampled_from(OWNERS[1:]), st.integers(0, 3), max_size=3)),
+                min_size=1, max_size=6),
+       st.lists(st.tuples(st.sampled_from(OWNERS), st.sampled_from(["spread", "spread", "binpack"])),
+                min_size=1, max_size=40))
+def test_property_owners_sharing_one_heap_get_what_a_full_scan_gives(node_specs, request_specs):
+    """Requests of many owners share a heap keyed without the owner; each still gets the node where it has
+    fewest tasks (then least busy), also once it has tasks on every node and gets a heap of its own."""
+    def views() -> list[NodeView]:
+        out = []
+        for i, (slots, owners) in enumerate(node_specs):
+            v = NodeView(f"n{i}", ready=True, schedulable=True, slots={"default": slots + sum(owners.values())})
+            v.owners.update(owners)
+            v.used["default"] += sum(owners.values())
+            out.append(v)
+        return out
+
+    reqs = [Request(f"t{i}", "default", owner=owner, placement=mode) for i, (owner, mode) in enumerate(request_specs)]
+    fast_nodes, slow_nodes = views(), views()
+
+    fast = default_pipeline().place(reqs, fast_nodes)
+    slow = _full_scan(reqs, slow_nodes)
+
+    assert [(p.node, p.reason) for p in fast if p.node] == [(p.node, p.reason) for p in slow if p.node]
+    assert [p.node for p in fast] == [p.node for p in slow]
+    for a, b in zip(fast_nodes, slow_nodes):
+        assert (a.used, a.owners) == (b.used, b.owners)

@@ -1,6 +1,6 @@
-"""The store's change counter (``store.changes``), on both backends: every insert and update of a
+"""The store's change counter (``Store.changed_since``), on both backends: every insert and update of a
 task or resource row takes a new, higher rev from one store-wide counter (triggers set it, so a
-writer cannot forget); a purged resource leaves a tombstone; ``changes(marks)`` returns exactly the
+writer cannot forget); a purged resource leaves a tombstone; ``changed_since(marks)`` returns exactly the
 rows written since those marks, and the marks to ask from next."""
 
 from __future__ import annotations
@@ -51,35 +51,35 @@ def test_every_insert_and_update_takes_a_higher_rev_from_one_counter(store):
 def test_changes_returns_only_rows_written_since_the_marks(store):
     store.apply([job("a"), job("b")])
     insert(store, task("a", 0), task("b", 0))
-    full = store.changes()
+    full = store.changed_since()
     assert {r.name for _, r in full.resources} == {"a", "b", DEFAULT_NAMESPACE}
     assert {t.id for t in full.tasks} == {"a-abcde-0-1", "b-abcde-0-1"}
-    assert store.changes(full.marks) == (full.marks, [], [], [])  # nothing since: nothing read
+    assert store.changed_since(full.marks) == (full.marks, [], [], [])  # nothing since: nothing read
 
     with store.transaction() as db:
         store.update_task(db, "b-abcde-0-1", phase=TaskPhase.SUCCEEDED, exit_code=0)
     store.apply([job("c")])
     insert(store, task("c", 0))
-    since = store.changes(full.marks)
+    since = store.changed_since(full.marks)
     assert [t.id for t in since.tasks] == ["b-abcde-0-1", "c-abcde-0-1"]
     assert since.tasks[0].phase is TaskPhase.SUCCEEDED and since.tasks[0].exit_code == 0
     assert [r.name for _, r in since.resources] == ["c"]
     assert since.marks.tasks > full.marks.tasks and since.marks.resources > full.marks.resources
-    assert store.changes(since.marks) == (since.marks, [], [], [])
+    assert store.changed_since(since.marks) == (since.marks, [], [], [])
 
 
 def test_a_purge_leaves_a_tombstone_and_its_tasks_go(store):
     store.apply([job("a")])
     insert(store, task("a", 0))
-    marks = store.changes().marks
+    marks = store.changed_since().marks
     store.purge(Kind.JOB, "a")
-    since = store.changes(marks)
+    since = store.changed_since(marks)
     assert since.tasks == [] and since.resources == []
     assert [key for _, key in since.gone] == [(Kind.JOB, DEFAULT_NAMESPACE, "a")]
     assert since.marks.gone > marks.gone
     # Re-created under the same name: the new row's rev is above the tombstone's.
     store.apply([job("a")])
-    again = store.changes(since.marks)
+    again = store.changed_since(since.marks)
     assert [r.name for _, r in again.resources] == ["a"] and again.resources[0][0] > since.gone[0][0]
 
 
@@ -90,8 +90,8 @@ def test_a_first_read_counts_rows_written_before_the_counter(store):
     with store.transaction() as db:  # as if migrated from an older store: rev 0
         db.execute("UPDATE tasks SET rev = 0")  # an explicit rev is left as written
     assert revs(store, "tasks") == {"a-abcde-0-1": 0}
-    assert [t.id for t in store.changes().tasks] == ["a-abcde-0-1"]
-    assert store.changes(Marks()).tasks == []  # above rev 0: none
+    assert [t.id for t in store.changed_since().tasks] == ["a-abcde-0-1"]
+    assert store.changed_since(Marks()).tasks == []  # above rev 0: none
 
 
 def test_revs_follow_commit_order_across_connections(db_url):
@@ -99,13 +99,13 @@ def test_revs_follow_commit_order_across_connections(db_url):
     reader holding the marks of its last read sees every later write."""
     one, two = Store(db_url), Store(db_url)
     try:
-        marks = one.changes().marks
+        marks = one.changed_since().marks
         seen: set[str] = set()
         for i in range(6):
             writer = (one, two)[i % 2]
             writer.apply([job(f"j{i}")])
             insert(writer, task(f"j{i}", 0))
-            ch = one.changes(marks)
+            ch = one.changed_since(marks)
             assert [t.id for t in ch.tasks] == [f"j{i}-abcde-0-1"] and [r.name for _, r in ch.resources] == [f"j{i}"]
             marks = ch.marks
             seen |= {t.id for t in ch.tasks}
@@ -136,10 +136,10 @@ def test_a_store_copy_keeps_the_counter_working(db_url, tmp_path):
     copy_store(tmp_path / "src.db", db_url)
     dst = Store(db_url)
     try:
-        full = dst.changes()
+        full = dst.changed_since()
         assert {t.id for t in full.tasks} == {"a-abcde-0-1"}
         insert(dst, task("a", 1))
-        assert [t.id for t in dst.changes(full.marks).tasks] == ["a-abcde-1-1"]
+        assert [t.id for t in dst.changed_since(full.marks).tasks] == ["a-abcde-1-1"]
     finally:
         dst.close()
 
@@ -167,9 +167,9 @@ def test_changes_are_read_in_pages_and_none_is_missed(store, monkeypatch):
 
     monkeypatch.setattr(changes, "CHANGES_PAGE", 3)
     store.apply([job("a")])
-    marks = store.changes().marks
+    marks = store.changed_since().marks
     insert(store, *(task("a", i) for i in range(8)))
-    read = store.changes(marks)
+    read = store.changed_since(marks)
     assert sorted(t.id for t in read.tasks) == sorted(f"a-abcde-{i}-1" for i in range(8))
     assert read.marks.tasks == max(revs(store, "tasks").values())
-    assert store.changes(read.marks).tasks == []
+    assert store.changed_since(read.marks).tasks == []

@@ -199,3 +199,27 @@ def test_jobs_go_only_into_namespaces_that_exist_or_that_a_valid_file_of_the_dir
                   "Namespace), or use -n/--namespace",
         "d.yaml": "team-d/Job/d: namespace 'team-d' is being deleted; wait until `brokerctl get namespaces` no "
                   "longer lists it, apply the Namespace again, then this"}
+
+
+def test_a_job_that_does_not_request_what_its_namespaces_quota_caps_is_held_back():
+    """The quota the directory defines for the namespace counts, else the stored one; a Job that requests what
+    is capped, or goes into a namespace without caps, is applied."""
+    capped = _RESOURCE.validate_python({"apiVersion": "broker/v1", "kind": "Namespace", "metadata": {"name": "team-b"},
+                                        "spec": {"quota": {"memory": "1g"}}})
+    stored = _RESOURCE.validate_python({"apiVersion": "broker/v1", "kind": "Namespace", "metadata": {"name": "team-a"},
+                                        "spec": {"quota": {"cpus": 4, "tasks": 3}}})
+    files = [("ns-b.yaml", capped), ("a.yaml", job("a").in_namespace("team-a")),
+             ("b.yaml", job("b").in_namespace("team-b")),
+             ("ok.yaml", job("ok", template={"image": "busybox", "resources": {"cpus": 1}}).in_namespace("team-a")),
+             ("free.yaml", job("free"))]
+
+    decision = decide(SRC, files, {}, [row(stored, source=None)])
+
+    assert [c.ref for c in decision.changes] == ["Namespace/team-b", "Job/free", "team-a/Job/ok"]
+    assert decision.problems == {
+        "a.yaml": "team-a/Job/a: spec.template.resources.cpus: namespace 'team-a' caps cpus (quota.cpus: 4), so every "
+                  "task in it must request cpus; set spec.template.resources.cpus, or remove quota.cpus from Namespace "
+                  "team-a",
+        "b.yaml": "team-b/Job/b: spec.template.resources.memory: namespace 'team-b' caps memory (quota.memory: 1g), so "
+                  "every task in it must request memory; set spec.template.resources.memory, or remove quota.memory "
+                  "from Namespace team-b"}

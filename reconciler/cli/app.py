@@ -3,8 +3,9 @@
 Entry point ``main`` (console script): the one place that catches ``BrokerError`` (one red line on
 stderr and the error's exit code) and click's usage errors. The global ``--db`` and ``--secrets-key``
 options are kept in ``common`` for the commands' store opener. The commands live in one module per group
-(``resources``, ``tasks``, ``nodes``, ``rollout``, ``sync``, ``controller``, ``stores``) and are registered
-here, in the order ``--help`` lists them. A command module imports nothing heavy at its top
+(``resources``, ``tasks``, ``nodes``, ``rollout``, ``sync``, ``controller``, ``server``, ``stores``,
+``tokens``, ``shell``) and are registered here, in the order ``--help`` lists them. A command module imports
+nothing heavy at its top
 (typer, the errors, ``common``), so ``brokerctl --help`` stays fast; each command imports its verbs
 when it runs.
 """
@@ -17,7 +18,7 @@ from typing import Optional
 import typer
 
 from ..errors import BrokerError
-from . import common, controller, nodes, resources, rollout, stores, sync, tasks
+from . import common, controller, nodes, resources, rollout, server, shell, stores, sync, tasks, tokens
 
 app = typer.Typer(
     name="brokerctl",
@@ -30,6 +31,15 @@ app = typer.Typer(
 )
 
 
+def _print_version(wanted: bool) -> None:
+    """``--version``: print the release and stop before any command runs."""
+    if wanted:
+        from ..ops import version
+
+        typer.echo(f"brokerctl {version()}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _options(
     db: Optional[str] = typer.Option(None, "--db", help="Store: a file path, sqlite:///PATH or "
@@ -38,20 +48,24 @@ def _options(
     secrets_key: Optional[str] = typer.Option(None, "--secrets-key", metavar="FILE", help="The key Secrets are "
                                               "encrypted with (default: $BROKER_SECRETS_KEY, else STORE.key beside a "
                                               "store file, else secrets.key in the per-user state directory)."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the version and exit."),
 ) -> None:
     common.db_path = db
     common.secrets_key = secrets_key
 
 
 # Every command, in the order `brokerctl --help` lists them (typer lists the `rollout` group last).
-COMMANDS = (resources.apply, resources.get, resources.describe, resources.delete, tasks.retry, tasks.logs, tasks.run,
-            tasks.wait, rollout.scale, nodes.cordon, nodes.uncordon, nodes.drain, sync.sync, resources.diff,
-            controller.status, controller.schema, controller.controller)
+COMMANDS = (resources.apply, resources.get, resources.describe, resources.delete, resources.edit, tasks.retry,
+            tasks.logs, tasks.exec_, tasks.run, tasks.wait, rollout.scale, nodes.cordon, nodes.uncordon, nodes.drain,
+            sync.sync, resources.diff, controller.status, controller.schema, controller.controller, server.server,
+            shell.completion)
 
 for command in COMMANDS:
-    app.command()(command)
+    app.command(name=command.__name__.rstrip("_").replace("_", "-"))(command)  # exec_ is `exec`
 app.add_typer(rollout.rollout_app, name="rollout")
 app.add_typer(stores.store_app, name="store")
+app.add_typer(tokens.token_app, name="token")
 
 
 def main() -> None:
@@ -60,6 +74,8 @@ def main() -> None:
     except ImportError:
         import click
 
+    if shell.completion_requested():  # a completion script asking; answered before any command runs
+        shell.register_completion_classes()
     try:
         code = app(prog_name="brokerctl", standalone_mode=False)
     except BrokerError as exc:

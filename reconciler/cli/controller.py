@@ -71,15 +71,23 @@ def controller(
     allow_mass_prune: bool = typer.Option(False, "--allow-mass-prune", help="With --watch: see `brokerctl sync`."),
     namespace_: str = namespace_option("With --watch: namespace of the directory's Jobs and Services that name "
                                        "none (a document's own metadata.namespace wins; default: default)."),
+    queue: str = typer.Option("fair", "--queue", help="Order of waiting tasks: fair (within a priority, from the "
+                                                      "namespace furthest below its share) or fifo (priority, then "
+                                                      "first come)."),
+    fair_share_half_life: str = typer.Option("1h", "--fair-share-half-life",
+                                             help="With --queue fair: how long until a namespace's past use weighs "
+                                                  "half (a duration: 30m, 1h, 2d)."),
 ) -> None:
     """Run the reconcile loop until SIGINT/SIGTERM (containers keep running)."""
     import logging
 
     from ..ops import controller as loop
 
+    order, half_life = loop.queue_settings(queue, fair_share_half_life)
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     settings = loop.Settings(resync=resync, probe_interval=probe_interval, probe_timeout=probe_timeout,
                              lost_after=lost_after, docker_timeout=docker_timeout, watch=watch, poll=poll,
                              sync_interval=sync_interval, allow_mass_prune=allow_mass_prune,
-                             namespace=namespace(namespace_))
+                             namespace=namespace(namespace_), queue=order, fair_share_half_life=half_life)
     loop.run(open_store(create=True), settings)

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ..errors import UsageError
-from .common import MANIFEST_NAMESPACE_HELP, check_output, follow, namespace, namespace_option, open_store, warn
-
-EVENTS_LIMIT = 500  # `get events` shows the last this many unless --limit says otherwise
-
+from ..errors import BrokerError, Conflict, Forbidden, ManifestError, UsageError
+from .common import (
+    MANIFEST_NAMESPACE_HELP, OUTPUT_FORMATS, check_output, follow, namespace, namespace_option, open_store, warn,
+)
 
 def apply(
     files: list[str] = typer.Option(..., "-f", "--filename", help="File, directory (its *.yaml|*.yml|*.json) or - for stdin. Repeatable."),
@@ -40,75 +40,155 @@ def apply(
 
 
 def get(
-    kind: str = typer.Argument(..., help="nodes, namespaces, jobs, services, secrets, tasks or events"),
+    kind: str = typer.Argument(..., help="nodes (no), namespaces (ns), jobs, services (svc), secrets, tasks, events "
+                               "(ev), or all (jobs, services and tasks); several separated by commas: jobs,svc"),
     name: Optional[str] = typer.Argument(None),
-    output: str = typer.Option("table", "-o", "--output", help="table, wide, json or yaml"),
+    output: str = typer.Option("table", "-o", "--output", help="table, wide, json, yaml or name (kind/name)"),
     selector: list[str] = typer.Option([], "-l", "--selector", help="Label filter key=value (repeatable)."),
     for_: Optional[str] = typer.Option(None, "--for", help="With `get events`: only this KIND/NAME."),
-    limit: int = typer.Option(EVENTS_LIMIT, "--limit", min=0,
-                              help=f"With `get events`: show the last N (default {EVENTS_LIMIT}; 0: all)."),
+    sort_by: Optional[str] = typer.Option(None, "--sort-by", help="Sort by a field of -o json (.metadata.name, "
+                                          ".status.phase) or a column (PHASE; AGE: oldest first)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=0,
+                                        help="Show the first N (after --sort-by); events: the last N "
+                                        "(default 500). 0: all."),
+    phase: list[str] = typer.Option([], "--phase", help="With `get tasks`: only these phases (Running,Pending; "
+                                    "repeatable)."),
+    owner: Optional[str] = typer.Option(None, "--owner", help="With `get tasks`: only the tasks of this job/NAME "
+                                        "or service/NAME."),
+    watch: bool = typer.Option(False, "-w", "--watch", help="After the listing, print each row again whenever it "
+                               "changes, until Ctrl-C (or SIGTERM)."),
     namespace_: str = namespace_option("List this namespace's jobs, services, secrets, tasks or events "
                                        "(default: default)."),
     all_namespaces: bool = typer.Option(False, "-A", "--all-namespaces",
                                         help="List every namespace's, with a NAMESPACE column."),
 ) -> None:
-    """List nodes, namespaces, jobs, services, secrets (values shown as their sizes), tasks or events."""
-    from ..ops.refs import parse_kind, parse_ref, parse_selector
+    """List nodes, namespaces, jobs, services, secrets (values shown as their sizes), tasks or events (several
+    kinds at once, or all)."""
+    from ..ops import listing
+    from ..ops.refs import parse_listed_kinds, parse_owner, parse_phases, parse_ref, parse_selector
 
-    check_output(output)
+    check_output(output, OUTPUT_FORMATS + ("name",))
+    kinds = parse_listed_kinds(kind)
     ns = None if all_namespaces else namespace(namespace_)
-    if all_namespaces and name and kind.strip().lower() not in ("task", "tasks"):
-        raise UsageError(f"get {kind} {name}: a name is looked up in one namespace; use -n NAMESPACE, not -A")
+    filters = listing.Filters(parse_selector(selector), parse_phases(phase), parse_owner(owner) if owner else None,
+                              parse_ref(for_) if for_ else None)
+    listing.check(kinds, name, filters, ns)
+    if output == "name" and listing.EVENTS in kinds:
+        raise UsageError("events have no names: use -o table, json or yaml")
     store = open_store()
-    want = parse_selector(selector)
-    what = kind.strip().lower()
-    if what in ("event", "events"):
-        _show_events(store, parse_ref(for_) if for_ else None, output, limit, ns)
-    elif what in ("task", "tasks"):
-        _show_tasks(store, name, want, output, ns)
-    else:
-        _show_resources(store, parse_kind(kind), name, want, output, ns)
+    found = listing.get(store, kinds, name, filters, ns, sort_by, limit)
+    _show_listings(found, output, ns, several=len(kinds) > 1)
+    if watch:
+        _watch(store, kinds, name, filters, ns, output, several=len(kinds) > 1)
 
 
-def _show_resources(store, kind, name: str | None, want: dict, output: str, ns: str | None) -> None:
+class _Stopped(Exception):
+    """SIGTERM during `get -w`: end the watch as Ctrl-C does."""
+
+
+def _watch(store, kinds: list[str], name, filters, ns: str | None, output: str, several: bool) -> None:
+    """`get -w`: print each changed item as it changes (a row under the table, a JSON object a line, a
+    YAML document, a name) until Ctrl-C or SIGTERM, then exit 0."""
+    import json
+    import signal
+
     from .. import views
+    from ..ops import listing
+    from ..ops.watch import changes
+
+    def stop(signum, frame):
+        raise _Stopped
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        for found in changes(store, kinds, name, filters, ns):
+            for kind in dict.fromkeys(change.kind for change in found):
+                items = [c.item for c in found if c.kind == kind]
+                one = listing.Listing(kind, items, len(items))
+                if output == "name":
+                    typer.echo("".join(f"{listing.item_name(kind, item)}\n" for item in items), nl=False)
+                elif output == "json":
+                    typer.echo("".join(f"{json.dumps(obj)}\n" for obj in _objects(one)), nl=False)
+                elif output == "yaml":
+                    typer.echo("".join(f"---\n{views.dump(obj, 'yaml')}" for obj in _objects(one)), nl=False)
+                else:
+                    _print_table(one, output == "wide", ns, prefix=several, header=False)
+            sys.stdout.flush()
+    except (KeyboardInterrupt, _Stopped):
+        return
+
+
+def _show_listings(found: list, output: str, ns: str | None, several: bool) -> None:
+    from .. import views
+    from ..ops import listing
+
+    for one in found:
+        if one.older:
+            typer.echo(f"showing the last {len(one.items)} events; --limit N for more (0: all)", err=True)
+        elif one.total > len(one.items):
+            typer.echo(f"showing the first {len(one.items)} of {one.total} {one.kind.lower()}s; --limit 0 for all",
+                       err=True)
+    if output == "name":
+        typer.echo("".join(f"{listing.item_name(one.kind, item)}\n" for one in found for item in one.items), nl=False)
+    elif output in ("json", "yaml"):
+        with _bulk():
+            objects = [obj for one in found for obj in _objects(one)]
+            typer.echo(views.dump(objects, output), nl=False)
+    elif several:
+        shown = [one for one in found if one.items]
+        for i, one in enumerate(shown):
+            if i:
+                typer.echo()
+            _print_table(one, output == "wide", ns, prefix=True)
+        if not shown:
+            where = "in any namespace" if ns is None else f"in namespace {ns}"
+            typer.echo(f"No resources found {where}.", err=True)
+    else:
+        _print_table(found[0], output == "wide", ns)
+
+
+def _bulk():
     from ..ops import resources
+
+    return resources.bulk()
+
+
+def _objects(one) -> list[dict]:
+    """The JSON objects of a listing's items, as `-o json` prints them."""
+    from .. import views
+    from ..ops import listing
+
+    if one.kind == listing.TASKS:
+        return [views.task_object(t) for t in one.items]
+    if one.kind == listing.EVENTS:
+        return [views.event_object(e) for e in one.items]
+    return one.items
+
+
+def _print_table(one, wide: bool, ns: str | None, prefix: bool = False, header: bool = True) -> None:
+    from ..ops import listing
     from . import tables
 
-    objects = resources.get_resources(store, kind, name, want, ns)
-    if output in ("json", "yaml"):
-        typer.echo(views.dump(objects, output), nl=False)
-    else:
-        tables.print_table(*tables.resource_rows(kind.value, objects, output == "wide", time.time(),
-                                                 namespaces=ns is None and kind.namespaced))
+    columns, rows = table_rows(one, wide, ns)
+    if prefix and one.kind != listing.EVENTS:  # several kinds: name each row's kind, as kubectl does
+        at = 1 if ns is None and one.kind in listing.NAMESPACED else 0
+        for row in rows:
+            row[at] = f"{one.kind.lower()}/{row[at]}"
+    tables.print_table(columns, rows, header=header)
 
 
-def _show_tasks(store, task_id: str | None, want: dict, output: str, ns: str | None) -> None:
-    from .. import views
-    from ..ops import resources
+def table_rows(one, wide: bool, ns: str | None) -> tuple[list[str], list[list]]:
+    """Columns and rows of one listing's table."""
+    from ..kinds import Kind
+    from ..ops import listing
     from . import tables
 
-    tasks = resources.get_tasks(store, task_id, want, ns)
-    if output in ("json", "yaml"):
-        with resources.bulk():
-            text = views.dump(resources.task_objects(tasks), output)
-        typer.echo(text, nl=False)
-    else:
-        tables.print_table(*tables.task_rows(tasks, output == "wide", time.time(), namespaces=ns is None))
-
-
-def _show_events(store, ref, output: str, limit: int, ns: str | None) -> None:
-    from .. import views
-    from ..ops import resources
-    from . import tables
-
-    events = resources.get_events(store, ref, limit, ns)
-    if events.older:
-        typer.echo(f"showing the last {limit} events; --limit N for more (0: all)", err=True)
-    if output in ("json", "yaml"):
-        typer.echo(views.dump([views.event_object(e) for e in events.rows], output), nl=False)
-    else:
-        tables.print_table(*tables.event_rows(events.rows, namespaces=ns is None))
+    now = time.time()
+    if one.kind == listing.TASKS:
+        return tables.task_rows(one.items, wide, now, namespaces=ns is None)
+    if one.kind == listing.EVENTS:
+        return tables.event_rows(one.items, namespaces=ns is None)
+    return tables.resource_rows(one.kind, one.items, wide, now, namespaces=ns is None and Kind(one.kind).namespaced)
 
 
 def describe(kind: str = typer.Argument(...), name: str = typer.Argument(...),
@@ -142,14 +222,20 @@ def describe(kind: str = typer.Argument(...), name: str = typer.Argument(...),
 
 
 def delete(
-    kind: Optional[str] = typer.Argument(None),
+    kind: Optional[str] = typer.Argument(None, help="node (no), namespace (ns), job, service (svc) or secret; with -l or "
+                                         "--all several, jobs,svc, or all (jobs and services)"),
     name: Optional[str] = typer.Argument(None),
     files: list[str] = typer.Option([], "-f", "--filename", help="Delete the resources these manifests define."),
+    selector: list[str] = typer.Option([], "-l", "--selector", help="Delete those of KIND whose labels match "
+                                       "key=value (repeatable)."),
+    all_: bool = typer.Option(False, "--all", help="Delete every one of KIND (in the namespace; -A: in all)."),
     force: bool = typer.Option(False, "--force", help="Remove the record now: a Node even though tasks are active "
                                "on it; a Job or Service without waiting for its containers to stop (they are no "
                                "longer tracked: a running controller removes them as orphans, 10 s grace)."),
     namespace_: str = namespace_option("Namespace of the Job or Service named, or of the documents of -f that name "
                                        "none (default: default)."),
+    all_namespaces: bool = typer.Option(False, "-A", "--all-namespaces",
+                                        help="With -l or --all: the Jobs and Services of every namespace."),
     yes: bool = typer.Option(False, "-y", "--yes", help="Delete a namespace with everything in it without asking."),
 ) -> None:
     """Delete resources; the controller stops and removes their containers, then the record.
@@ -158,12 +244,36 @@ def delete(
     from ..kinds import object_ref
     from ..ops import resources
 
-    targets = resources.delete_targets(kind, name, files, sys.stdin, namespace(namespace_))
-    store = open_store()
+    ns = namespace(namespace_)
+    if selector or all_:
+        targets, store = _selected(kind, name, files, selector, all_, None if all_namespaces else ns)
+        if not targets:
+            where = "in any namespace" if all_namespaces else f"in namespace {ns}"
+            typer.echo(f"No resources found {where}.", err=True)
+            return
+    else:
+        if all_namespaces:
+            raise UsageError("-A deletes by -l or --all: `brokerctl delete jobs --all -A`")
+        targets = resources.delete_targets(kind, name, files, sys.stdin, ns)
+        store = open_store()
     if not yes and "-" not in files and sys.stdin.isatty():
         yes = _confirm_namespaces(store, targets)
     for (k, ns, n), (_, _, outcome) in zip(targets, resources.delete(store, targets, force=force, yes=yes)):
         typer.echo(f"{object_ref(k, ns, n)} {outcome}")
+
+
+def _selected(kind, name, files, selector, all_: bool, ns: str | None):
+    """`delete KINDS -l key=value` / `--all`: what they name, and the store."""
+    from ..ops import resources
+    from ..ops.refs import parse_deleted_kinds, parse_selector
+
+    flag = "--all" if all_ else "-l"
+    if files or name or not kind:
+        raise UsageError(f"{flag} deletes every one of a kind (that matches): `brokerctl delete jobs {flag}"
+                         f"{'' if all_ else ' key=value'}`, without a name or -f")
+    kinds, want = parse_deleted_kinds(kind), parse_selector(selector)
+    store = open_store()
+    return resources.selected_targets(store, kinds, want, ns), store
 
 
 def _confirm_namespaces(store, targets: list) -> bool:
@@ -177,6 +287,59 @@ def _confirm_namespaces(store, targets: list) -> bool:
                 typer.echo("nothing deleted", err=True)
                 raise typer.Exit(1)
     return True
+
+
+def edit(
+    target: str = typer.Argument(..., help="KIND/NAME, e.g. job/hello (or KIND NAME)"),
+    name: Optional[str] = typer.Argument(None, hidden=True),
+    namespace_: str = namespace_option(),
+) -> None:
+    """Open a resource in $EDITOR as `get -o yaml` shows it and apply it when saved. A file that cannot be
+    applied is reopened with the error on top; an unchanged or empty file changes nothing."""
+    from ..ops import edit as editing
+    from ..ops.refs import parse_kind, parse_ref
+
+    kind, name = (parse_kind(target), name) if name else parse_ref(target)
+    ns = namespace(namespace_)
+    store = open_store()
+    original = text = editing.document(store, kind, name, ns)
+    while True:
+        saved, path = _run_editor(text, kind.value.lower(), name)
+        try:
+            edited = editing.apply_edit(store, kind, name, ns, original, saved, path)
+        except (ManifestError, Conflict, Forbidden, UsageError) as exc:
+            if saved == text:  # reopened and saved as it was: the person gave up
+                raise BrokerError(f"{exc}\nedit cancelled: the file still has this error; nothing was applied "
+                                  f"(your changes are kept in {path})") from None
+            text = editing.with_error(saved, str(exc))
+            continue
+        Path(path).unlink()
+        if edited.outcome is None:
+            typer.echo(edited.message)
+        else:
+            typer.echo(f"{edited.ref} {'edited' if edited.outcome == 'configured' else edited.outcome}")
+        return
+
+
+def _run_editor(text: str, kind: str, name: str) -> tuple[str, str]:
+    """Write ``text`` to a private temporary file, run ``$BROKER_EDITOR`` (else ``$EDITOR``, else vi) on
+    it, and return what was saved and the file's path (kept until the edit is applied)."""
+    import os
+    import shlex
+    import subprocess
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix=f"brokerctl-edit-{kind}-{name}-", suffix=".yaml")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    editor = shlex.split(os.environ.get("BROKER_EDITOR") or os.environ.get("EDITOR") or "vi")
+    try:
+        code = subprocess.call([*editor, path])
+    except OSError as exc:
+        raise UsageError(f"cannot run the editor {editor[0]!r} ({exc}); set $EDITOR") from None
+    if code != 0:
+        raise BrokerError(f"the editor {editor[0]!r} exited {code}; nothing was applied (the file is {path})")
+    return Path(path).read_text(), path
 
 
 def diff(

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from ..kinds import TaskPhase
 from ..records import TaskRecord
+from ..views import size_text
 
 
 def age(ts: float | None, now: float | None = None) -> str:
@@ -23,18 +24,19 @@ def age(ts: float | None, now: float | None = None) -> str:
     return f"{s}s"
 
 
-def print_table(columns: list[str], rows: list[list], *, file=None) -> None:
+def print_table(columns: list[str], rows: list[list], *, file=None, header: bool = True) -> None:
     """A table for people. On a terminal rich fits it to the width (folding long cells); piped,
-    each row is one line however long, so `grep`, `awk` and `sort` see whole rows."""
+    each row is one line however long, so `grep`, `awk` and `sort` see whole rows. Without
+    ``header``: the rows alone (`get -w` printing a changed row under the first table)."""
     out = file or sys.stdout
     cells = [["-" if v is None or v == "" else str(v) for v in row] for row in rows]
     if not out.isatty():
-        _print_plain(columns, cells, out)
+        _print_plain(columns, cells, out, header)
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold", show_header=header)
     for c in columns:
         table.add_column(c, overflow="fold")
     for row in cells:
@@ -42,7 +44,7 @@ def print_table(columns: list[str], rows: list[list], *, file=None) -> None:
     Console(file=out, soft_wrap=True).print(table)
 
 
-def _print_plain(columns: list[str], rows: list[list[str]], out) -> None:
+def _print_plain(columns: list[str], rows: list[list[str]], out, header: bool = True) -> None:
     """Columns padded to their widest cell and two spaces apart, as rich lays them out, never wrapped.
 
     A newline inside a cell would start a false row: it is shown as a space."""
@@ -55,7 +57,7 @@ def _print_plain(columns: list[str], rows: list[list[str]], out) -> None:
     widths = [max([width(c)] + [width(row[i]) for row in rows]) for i, c in enumerate(columns)]
     last = len(columns) - 1
     lines = ["  ".join(cell if i == last else cell + " " * (widths[i] - width(cell)) for i, cell in enumerate(row))
-             for row in [columns, *rows]]
+             for row in ([columns] if header else []) + rows]
     out.write("\n".join(lines) + "\n")
 
 
@@ -89,7 +91,7 @@ RESOURCE_COLUMNS = {
     "Job": (["NAME", "PHASE", "COMPLETIONS", "ACTIVE", "FAILED", "AGE"], ["IMAGE", "MESSAGE"]),
     "Service": (["NAME", "DESIRED", "RUNNING", "READY", "UP-TO-DATE", "RESTARTS", "BACKOFF", "ROLLOUT", "AGE"],
                 ["IMAGE", "TEMPLATE", "MESSAGE"]),
-    "Namespace": (["NAME", "STATUS", "TASKS", "SHARE", "QUOTA", "AGE"], ["NODE SELECTOR", "MOUNTS"]),
+    "Namespace": (["NAME", "STATUS", "TASKS", "SHARE", "QUOTA", "BUDGET", "AGE"], ["NODE SELECTOR", "MOUNTS"]),
     "Secret": (["NAME", "TYPE", "DATA", "AGE"], ["KEYS", "SERVER"]),
 }
 
@@ -142,7 +144,7 @@ def _namespace_row(o: dict, created: str) -> tuple[list, list]:
     mounts = ", ".join(f"{m['source']}:{m['target']}" + (":ro" if m.get("readOnly") else "")
                        for m in spec.get("mounts", []))
     row = [meta["name"], st["phase"], st["running"], f"{spec.get('share', 1):g}",
-           quota_text(spec.get("quota"), st["used"]), created]
+           quota_text(spec.get("quota"), st["used"]), budget_text(spec.get("budget"), st["used"]), created]
     return row, [selector, mounts]
 
 
@@ -151,6 +153,13 @@ def _secret_row(o: dict, created: str) -> tuple[list, list]:
     spec = o["spec"]
     keys = ", ".join(f"{k} {v}" for k, v in spec["data"].items())
     return [o["metadata"]["name"], spec["type"], len(spec["data"]), created], [keys, spec.get("server")]
+
+
+def budget_text(budget: dict | None, used: dict) -> str:
+    """Cpu-hours consumed in the budget's window against the budget: ``12.5/500 cpu-hours in 30d`` ("-": none)."""
+    if not budget:
+        return "-"
+    return f"{used.get('cpuHours', 0):g}/{budget['cpuHours']:g} cpu-hours in {budget['window']}"
 
 
 def quota_text(quota: dict | None, used: dict) -> str:
@@ -163,20 +172,12 @@ def quota_text(quota: dict | None, used: dict) -> str:
         parts.append(f"cpus {used['cpus']:g}/{quota['cpus']:g}")
     if quota.get("memory") is not None:
         limit = quota["memory"]
-        parts.append(f"memory {size(used['memory'])}/{limit if isinstance(limit, str) else size(limit)}")
+        parts.append(f"memory {size_text(used['memory'])}/{limit if isinstance(limit, str) else size_text(limit)}")
     if quota.get("tasks") is not None:
         parts.append(f"tasks {used['tasks']}/{quota['tasks']}")
     for kind, limit in (quota.get("slots") or {}).items():
         parts.append(f"{kind} slots {used['slots'].get(kind, 0)}/{limit}")
     return ", ".join(parts) or "-"
-
-
-def size(n: int) -> str:
-    """Bytes as a manifest writes a size: 512m, 1.5g, 16g."""
-    for unit, scale in (("t", 1 << 40), ("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.3g}{unit}"
-    return str(n)
 
 
 def event_rows(events: list[dict], now: float | None = None, *, objects: bool = True,

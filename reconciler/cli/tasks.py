@@ -1,4 +1,4 @@
-"""The task commands: retry, logs, run, wait.
+"""The task commands: retry, logs, exec, run, wait.
 
 Registered by ``app``. Each parses its arguments, calls its verb in ``ops.tasks`` and renders the
 result; task output goes to stdout as the container wrote it (prefixed by task id when several
@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from ..errors import UsageError
-from .common import follow, namespace, namespace_option, open_store
+from .common import follow, namespace, namespace_option, open_store, warn
 
 
 def retry(kind: str = typer.Argument(..., help="job"), name: str = typer.Argument(...),
@@ -33,35 +33,99 @@ def retry(kind: str = typer.Argument(..., help="job"), name: str = typer.Argumen
 def logs(
     target: str = typer.Argument(..., help="A task id, or KIND/NAME for all of its tasks."),
     follow_: bool = typer.Option(False, "-f", "--follow", help="Keep streaming a running task's output."),
+    tail: Optional[int] = typer.Option(None, "--tail", min=0, help="Only the last N lines (of each task)."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only what was written in this last while: 30s, "
+                                        "10m, 1h (stored output, which has no time per line: a task's whole output "
+                                        "if it ran then)."),
     namespace_: str = namespace_option("Namespace of the KIND/NAME named (default: default; task ids need none)."),
 ) -> None:
     """Print task output (kept in the store after the container is gone)."""
     from ..ops import tasks
-    from ..ops.refs import parse_ref
+    from ..ops.refs import parse_duration, parse_ref
 
+    window = tasks.log_window(tail, parse_duration(since) if since is not None else None)
     store = open_store()
     if "/" in target:
         kind, name = parse_ref(target)
-        chunks, prefix = tasks.owner_logs(store, kind, name, follow_, namespace(namespace_)), True
+        chunks, prefix = tasks.owner_logs(store, kind, name, follow_, namespace(namespace_), window), True
     else:
-        chunks, prefix = tasks.task_logs(store, target, follow_), False
+        chunks, prefix = tasks.task_logs(store, target, follow_, window), False
     write = output_writer(prefix)
     for chunk in chunks:
         write(chunk)
 
 
+def exec_(
+    task: str = typer.Argument(..., help="A Running task's id (`brokerctl get tasks --phase Running`)."),
+    command: Optional[list[str]] = typer.Argument(None, help="The command and its arguments, after --."),
+    stdin_: bool = typer.Option(False, "-i", "--stdin", help="Pass stdin to the command (until it ends)."),
+    tty_: bool = typer.Option(False, "-t", "--tty", help="Give the command a terminal, when stdin is one "
+                              "(-it: an interactive shell)."),
+) -> None:
+    """Run a command in a running task's container and exit with its exit code (`brokerctl exec -it ID -- sh`)."""
+    import os
+
+    from ..ops import tasks
+
+    use_tty = tty_ and sys.stdin.isatty()
+    if tty_ and not use_tty:
+        warn("-t: stdin is not a terminal; running without one")
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+
+    def write(stream: int, data: bytes) -> None:
+        target = err if stream == 2 else out
+        target.write(data)
+        target.flush()
+
+    chunks = _input_chunks(sys.stdin.fileno()) if stdin_ else None
+    size = tuple(os.get_terminal_size(sys.stdin.fileno()))[::-1] if use_tty else None
+    with _raw_terminal(sys.stdin.fileno()) if use_tty else _nothing():
+        code = tasks.exec_in(open_store(), task, command or [], chunks, write, tty=use_tty, size=size)
+    raise typer.Exit(code)
+
+
+def _input_chunks(fd: int):
+    """What is read from ``fd`` as it comes (a terminal in raw mode: each key), until end of file."""
+    import os
+
+    while data := os.read(fd, 65536):
+        yield data
+
+
+def _raw_terminal(fd: int):
+    """The terminal in raw mode while a command with a terminal of its own runs (its keys, ^C included,
+    go to the command), restored afterwards."""
+    import contextlib
+    import termios
+    import tty
+
+    @contextlib.contextmanager
+    def raw():
+        saved = termios.tcgetattr(fd)
+        tty.setraw(fd)
+        try:
+            yield
+        finally:
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+    return raw()
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
 def output_writer(prefix: bool):
     """Write ``ops.tasks.Output`` chunks to stdout as they come; ``prefix``: each line starts with
     ``[TASK-ID] ``, for the output of several tasks."""
+    from ..ops.tasks import prefixed
+
     out = sys.stdout.buffer
 
     def write(chunk) -> None:
-        if not prefix:
-            out.write(chunk.data)
-        else:
-            tag = f"[{chunk.task}] ".encode()
-            for line in chunk.data.splitlines(keepends=True):
-                out.write(tag + line)
+        out.write(prefixed(chunk) if prefix else chunk.data)
         out.flush()
 
     return write

@@ -3,26 +3,32 @@
 One ``Host`` per Node wraps a Docker SDK client with a request timeout on every call and a
 connection pool sized for parallel work. It observes (ping, info, one sparse label-filtered
 container list) and acts (ensure a container is started, collect a finished one, stop and
-remove). Called by ``observe`` and ``act`` in the controller, and by the CLI for ``logs -f``.
+remove). Called by ``observe`` and ``act`` in the controller, and by the verbs for ``logs -f`` and
+``exec`` (a command in a running task's container).
 Errors come back as ``HostError`` (unreachable or refused) or ``StartError`` (the task cannot
 start here: image pull failed, bad mount...).
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import math
 import os
 import re
+import socket
+import ssl
 import threading
 import time
 from datetime import datetime
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 import docker
 import docker.tls
 import requests
 from docker import errors as derr
 from docker.types import Mount
+from docker.utils.socket import frames_iter
 
 from ..errors import HostError
 from ..kinds import TaskReason
@@ -47,7 +53,7 @@ _ID_SEGMENT = re.compile(r"^/(containers|images|networks|volumes|exec)/(?!json$|
 HARDENING = {"privileged": False, "cap_add": None, "security_opt": ["no-new-privileges"], "ipc_mode": "private",
              "devices": None}
 # What a failed call raises when the host is down, hung or refusing.
-TRANSPORT_ERRORS = (requests.exceptions.RequestException, derr.DockerException, OSError)
+TRANSPORT_ERRORS = (requests.exceptions.RequestException, derr.DockerException, OSError, http.client.HTTPException)
 TLS_FILES = ("caFile", "certFile", "keyFile")
 # "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: ... (_ssl.c:1006)" -> code, words
 _HUNG_UP = re.compile(r"EOF occurred in violation of protocol")
@@ -67,6 +73,12 @@ class CallCounter:
         request = response.request
         path = _ID_SEGMENT.sub(lambda m: f"/{m.group(1)}/{{id}}", re.sub(r"^/v[\d.]+", "", _path(request.url)))
         key = f"{request.method} {path}"
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def count(self, method: str, path: str) -> None:
+        """A request sent without the SDK (``ApiConnection``)."""
+        key = f"{method} {path}"
         with self._lock:
             self._counts[key] = self._counts.get(key, 0) + 1
 
@@ -98,6 +110,8 @@ class Host:
         self._client: docker.DockerClient | None = None
         self._info: tuple[float, dict] | None = None
         self._lock = threading.Lock()
+        self._observer = ApiConnection(address, tls, timeout)  # observe's calls, one at a time
+        self._observing = threading.Lock()
 
     @property
     def client(self) -> docker.DockerClient:
@@ -109,6 +123,7 @@ class Host:
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+        self._observer.close()  # without the lock: a list in flight on a hung daemon fails now
 
     # -- observe --------------------------------------------------------------------------
 
@@ -119,9 +134,11 @@ class Host:
         ``list_containers=False``: info only (a Node whose daemon another Node already uses).
         """
         try:
-            info = self._cached_info(now)
-            raw = self.client.api.containers(all=True, filters={"label": f"{LABEL_STORE}={store_id}"}) \
-                if list_containers else None
+            with self._observing:  # what it reads every pass goes without the SDK: see ApiConnection
+                info = self._cached_info(now)
+                raw = self._observer.get("/containers/json", {
+                    "all": "1", "filters": json.dumps({"label": [f"{LABEL_STORE}={store_id}"]})}) \
+                    if list_containers else None
         except TRANSPORT_ERRORS as exc:
             return NodeObs(self.name, ready=False, message=brief(exc, self.tls))
         containers = tuple(_container_obs(c) for c in raw) if raw is not None else None
@@ -131,7 +148,7 @@ class Host:
 
     def _cached_info(self, now: float) -> dict:
         if self._info is None or now - self._info[0] > INFO_REFRESH_SECONDS:
-            self._info = (now, self.client.api.info())
+            self._info = (now, self._observer.get("/info"))
         return self._info[1]
 
     # -- act ------------------------------------------------------------------------------
@@ -274,11 +291,16 @@ class Host:
             pass
         return output
 
-    def logs(self, container_id: str, follow: bool) -> Iterator[bytes]:
-        """Stream output; a separate client without a read timeout so ``-f`` can wait."""
+    def logs(self, container_id: str, follow: bool, tail: int | None = None,
+             since: float | None = None) -> Iterator[bytes]:
+        """Stream output (the last ``tail`` lines, those written after ``since``, epoch seconds, if
+        given); a separate client without a read timeout so ``-f`` can wait."""
         client = connect(self.address, self.tls, timeout=None)
+        window = {"tail": "all" if tail is None else tail}
+        if since is not None:
+            window["since"] = max(since, 0.001)  # the SDK drops 0, which would mean "from the start"
         try:
-            yield from client.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=follow)
+            yield from client.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=follow, **window)
         except derr.NotFound:
             return
         except derr.APIError as exc:
@@ -287,6 +309,60 @@ class Host:
                 raise
         finally:
             client.close()
+
+
+    def exec(self, container_id: str, command: list[str], stdin: Iterable[bytes] | None,
+             write: Callable[[int, bytes], None], tty: bool = False,
+             size: tuple[int, int] | None = None) -> int:
+        """Run ``command`` in the running container through Docker's exec API and return its exit code.
+        ``stdin``: chunks sent to the command's input (its end closes that input), None for none;
+        ``write(stream, data)`` gets its output as it comes, stream 1 (stdout) or 2 (stderr; with
+        ``tty`` everything is 1, as a terminal mixes them); ``size``: the terminal's (rows, columns).
+        A separate client without a read timeout, since the command may run for long."""
+        client = connect(self.address, self.tls, timeout=None)
+        try:
+            api = client.api
+            try:
+                exec_id = api.exec_create(container_id, command, stdin=stdin is not None, tty=tty)["Id"]
+            except derr.NotFound:
+                raise HostError(f"the container {container_id[:12]} is gone from node {self.name}") from None
+            except derr.APIError as exc:  # 409: not running (it stopped meanwhile)
+                raise HostError(f"cannot run a command in container {container_id[:12]} on node {self.name}: "
+                                f"{_explain(exc)}") from None
+            conn = api.exec_start(exec_id, tty=tty, socket=True)
+            raw = getattr(conn, "_sock", conn)  # the SDK hands a SocketIO over the hijacked connection
+            if tty and size:
+                api.exec_resize(exec_id, height=size[0], width=size[1])
+            if stdin is not None:
+                threading.Thread(target=_send_input, args=(raw, stdin), daemon=True, name="exec-stdin").start()
+            for stream, data in frames_iter(conn, tty):
+                if data:
+                    write(stream, data)
+            return _exit_code(api, exec_id)
+        finally:
+            client.close()
+
+
+def _send_input(raw, chunks: Iterable[bytes]) -> None:
+    """Copy ``chunks`` to the exec's input, then close our writing half: the command reads end of file."""
+    try:
+        for chunk in chunks:
+            raw.sendall(chunk)
+        raw.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # the command ended (and the connection with it) before reading all its input
+
+
+def _exit_code(api, exec_id: str) -> int:
+    """The exec's exit code; its output can end a moment before Docker records the process's end."""
+    deadline = time.monotonic() + COLLECT_SETTLE_SECONDS
+    while True:
+        state = api.exec_inspect(exec_id)
+        if not state.get("Running") and state.get("ExitCode") is not None:
+            return state["ExitCode"]
+        if time.monotonic() > deadline:
+            raise HostError(f"Docker did not report how the command ended (exec {exec_id[:12]})")
+        time.sleep(0.02)
 
 
 class HostPool:
@@ -307,6 +383,100 @@ class HostPool:
     def retain(self, names: set[str]) -> None:
         for name in set(self._hosts) - names:
             self._hosts.pop(name).close()
+
+
+class ApiStatusError(http.client.HTTPException):
+    """The daemon answered, with an error status."""
+
+
+class ApiConnection:
+    """GET requests of the Engine API on one kept-alive connection, with the standard library's
+    HTTP client: for the calls made of every node every pass or second (``/_ping``, the container
+    list, ``/info``). Through the Docker SDK (requests) each costs 1-2 ms of CPU, which at 1,000
+    nodes is more than a core; this costs a fifth of that. TLS is the Node's (client certificate;
+    its CA verifies the daemon, as the SDK's client does); ``unix://`` goes through the socket
+    file. A failed request drops the connection: a restarted daemon needs a new one. Not for
+    concurrent use: one request at a time.
+    """
+
+    def __init__(self, address: str, tls: dict | None, timeout: float | None):
+        self.address, self.tls, self.timeout = address, tls, timeout
+        self._conn: http.client.HTTPConnection | None = None
+
+    def get(self, path: str, query: dict[str, str] | None = None, decode: bool = True):
+        """The JSON body (or the bytes, without ``decode``) of ``GET /v{API_VERSION}{path}``."""
+        from urllib.parse import urlencode
+
+        target = f"/v{API_VERSION}{path}" + (f"?{urlencode(query)}" if query else "")
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            self._conn.request("GET", target, headers={"Host": "docker"})
+            response = self._conn.getresponse()
+            body = response.read()
+        except BaseException:
+            self.close()
+            raise
+        CALLS.count("GET", path)
+        if response.status != 200:
+            self.close()
+            raise ApiStatusError(f"{path} answered HTTP {response.status}: "
+                                 f"{body[:200].decode(errors='replace').strip()}")
+        return json.loads(body) if decode else body
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connect(self) -> http.client.HTTPConnection:
+        scheme, _, rest = self.address.partition("://")
+        if scheme == "unix":
+            return _UnixConnection("/" + rest.lstrip("/"), self.timeout)
+        host, _, port = rest.rpartition(":")
+        host = host.strip("[]")
+        if not self.tls:
+            return http.client.HTTPConnection(host, int(port), timeout=self.timeout)
+        return http.client.HTTPSConnection(host, int(port), timeout=self.timeout, context=tls_context(self.tls))
+
+
+class Pinger(ApiConnection):
+    """The prober's ``GET /_ping`` (see ``ApiConnection``)."""
+
+    def ping(self) -> str | None:
+        """None if the daemon answered; else why not, briefly (``brief``)."""
+        try:
+            self.get("/_ping", decode=False)
+            return None
+        except (*TRANSPORT_ERRORS, HostError) as exc:
+            return brief(exc, self.tls)
+
+
+def tls_context(tls: dict) -> ssl.SSLContext:
+    """The Node's TLS as ``connect`` applies it: its caFile (the default CA bundle without one, never
+    nothing) verifies the daemon, its certificate and key identify us; HostError naming a file that
+    cannot be read (``_readable_tls_files``)."""
+    _readable_tls_files(tls)
+    context = ssl.create_default_context(cafile=tls.get("caFile") or None)
+    if tls.get("certFile") and tls.get("keyFile"):
+        context.load_cert_chain(tls["certFile"], tls["keyFile"])
+    return context
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float | None):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
 
 
 def connect(address: str, tls: dict | None, timeout: float | None) -> docker.DockerClient:
@@ -339,14 +509,20 @@ def connect(address: str, tls: dict | None, timeout: float | None) -> docker.Doc
 def _tls_config(tls: dict) -> docker.tls.TLSConfig:
     """The SDK's TLS settings for a Node's ``tls``; HostError naming the field if a file cannot be read
     (the files are read where the controller runs, and may have gone since apply checked them)."""
+    _readable_tls_files(tls)
+    cert = (tls["certFile"], tls["keyFile"]) if tls.get("certFile") else None
+    # verify=True without a CA checks against the default bundle, never nothing.
+    return docker.tls.TLSConfig(client_cert=cert, ca_cert=tls.get("caFile"), verify=True)
+
+
+def _readable_tls_files(tls: dict) -> None:
+    """HostError naming the first of a Node's TLS files this process cannot read (they are read where
+    the controller runs, and may have gone since apply checked them)."""
     for field in TLS_FILES:
         path = tls.get(field)
         if path and not (os.path.isfile(path) and os.access(path, os.R_OK)):
             why = "no such file" if not os.path.exists(path) else f"not a file this process (uid {os.getuid()}) can read"
             raise HostError(f"tls.{field} {path}: {why}")
-    cert = (tls["certFile"], tls["keyFile"]) if tls.get("certFile") else None
-    # verify=True without a CA checks against the default bundle, never nothing.
-    return docker.tls.TLSConfig(client_cert=cert, ca_cert=tls.get("caFile"), verify=True)
 
 
 def daemon_identity(info: dict) -> str | None:
@@ -423,16 +599,20 @@ def _explain(exc: derr.APIError) -> str:
 
 
 def brief(exc: BaseException, tls: dict | None = None) -> str:
-    """One line saying why a call to a host failed; with the Node's ``tls``, TLS failures say which
-    side refused and which file is to blame."""
+    """One line saying why a call to a host failed (through the SDK or an ``ApiConnection``); with the
+    Node's ``tls``, TLS failures say which side refused and which file is to blame."""
     text = str(exc).strip() or type(exc).__name__
-    if "HTTP request to an HTTPS server" in getattr(getattr(exc, "response", None), "text", ""):
+    answer = getattr(getattr(exc, "response", None), "text", "") or text
+    if "HTTP request to an HTTPS server" in answer:
         return "the daemon speaks TLS on this address: give the Node tls: (caFile, certFile, keyFile)"
-    if tls is not None and isinstance(exc, requests.exceptions.ConnectionError) and (why := tls_failure(text, tls)):
+    if isinstance(exc, (HostError, ApiStatusError)):
+        return text[:200]
+    broken = (requests.exceptions.ConnectionError, ssl.SSLError, ConnectionError, http.client.HTTPException)
+    if tls is not None and isinstance(exc, broken) and (why := tls_failure(text, tls)):
         return why
-    if "timed out" in text.lower() or isinstance(exc, requests.exceptions.Timeout):
+    if "timed out" in text.lower() or isinstance(exc, (requests.exceptions.Timeout, TimeoutError)):
         return "Docker API timed out"
-    if isinstance(exc, requests.exceptions.ConnectionError):
+    if isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError, socket.gaierror)):
         return "connection refused or unreachable"
     return text[:200]
 

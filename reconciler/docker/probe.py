@@ -6,8 +6,8 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
-from ..errors import HostError
-from .host import TRANSPORT_ERRORS, Host, brief, connect
+
+from .host import Host, Pinger
 from .threads import PerHost
 
 
@@ -55,24 +55,14 @@ class Prober(PerHost):
             time.sleep(0.01)
 
     def _loop(self, host: "Host", quit_: threading.Event) -> None:
-        client = None
+        pinger = Pinger(host.address, host.tls, self.timeout)
         while not quit_.is_set():
             began = self.clock()
-            try:
-                if client is None:
-                    client = connect(host.address, host.tls, timeout=self.timeout)
-                client.api.ping()
-                ok, message = True, ""
-            except (*TRANSPORT_ERRORS, HostError) as exc:
-                ok, message = False, brief(exc, host.tls)
-                if client is not None:  # start afresh: a restarted daemon needs new connections
-                    client.close()
-                    client = None
+            message = pinger.ping()
             if not quit_.is_set():
-                self._record(host.name, ok, message, self.clock())
+                self._record(host.name, message is None, message or "", self.clock())
             quit_.wait(max(0.0, self.interval - (self.clock() - began)))
-        if client is not None:
-            client.close()
+        pinger.close()
 
     def _record(self, name: str, ok: bool, message: str, now: float) -> None:
         with self._lock:
@@ -85,4 +75,5 @@ class Prober(PerHost):
             self._states[name] = new
         if new.ok != old.ok or new.failures == 2:
             self.on_change()
+
 

@@ -218,9 +218,13 @@ def settles(res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, to
     none of its ``tasks`` is active or has a container seen, and this pass wrote nothing of it
     (``touched``: the owners it wrote statuses, tasks or purges for). Until something about it
     changes (the Job's row, one of its tasks, one of its containers seen), its tasks cannot change
-    what a pass does, except its TTL purge, which its status is enough for (``keep_settled``)."""
+    what a pass does, except its TTL purge, which its status is enough for (``keep_settled``). Each
+    task that ran has its end, so its part of budget and fair-share usage is fixed
+    (``settled.SettledUsage``)."""
     return (res.deleted_at is None and res.status.get("phase") in (JobPhase.COMPLETE, JobPhase.FAILED)
-            and res.key not in touched and not any(t.active or t.id in snapshot.by_task for t in tasks))
+            and res.key not in touched
+            and not any(t.active or t.id in snapshot.by_task or (t.started_at is not None and t.finished_at is None)
+                        for t in tasks))
 
 
 def _exit_text(t: TaskRecord) -> str:

@@ -1,15 +1,18 @@
 """Placement bookkeeping for one pass: node views, requests, queue order, starts. Pure.
 
 Called by ``plan`` last, once the Job and Service steps made their new tasks. Active tasks with a
-node count against that node's capacity (``scheduler.NodeView``); a placed task without a running
-container gets its idempotent Start again; waiting tasks are queued (higher priority first, then
-first come first served) and handed to the ``scheduler`` as ``Request``s, which carry what earlier
-attempts taught: the sticky node of the last attempt, and the nodes where a host port was taken
-outside brokerctl. Each placement becomes a task update, an event and a Start. Owners are keyed by
-(kind, namespace, name); a task's namespace adds its ``nodeSelector`` and ``mounts`` to what the
-task asks of a node, and ``colocateWith`` names a resource of the task's own namespace. A task
-whose Secrets are not all there (``secrets.secret_problem``) is neither queued nor started: it
-waits Pending with the reason.
+node count against that node's capacity (``scheduler.NodeView``) and their namespace's quota
+(``quotas.NamespaceLimits``); a placed task without a running container gets its idempotent Start
+again; waiting tasks are queued (higher priority first, then first come first served; with the
+``fair`` queue, within a priority, from the namespace furthest below its fair share: ``fairshare``)
+and handed to the ``scheduler`` as ``Request``s, which carry what earlier attempts taught: the
+sticky node of the last attempt, and the nodes where a host port was taken outside brokerctl. A
+namespace whose budget is used up starts nothing (``quotas.budget_use``, over the tasks given, plus
+the settled Jobs' part, ``settled.SettledUsage``, which also adds to the fair-share usage).
+Each placement becomes a task update, an event and a Start. Owners are keyed by (kind, namespace,
+name); a task's namespace adds its ``nodeSelector`` and ``mounts`` to what the task asks of a node,
+and ``colocateWith`` names a resource of the task's own namespace. A task whose Secrets are not all
+there (``secrets.secret_problem``) is neither queued nor started: it waits Pending with the reason.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ from dataclasses import dataclass, field
 
 from .actions import Event, Key, Plan, Start
 from .containers import container_spec, task_mounts
+from .fairshare import FAIR, FairQueue, QueuePolicy, usage
 from .nodes import NodeStates
-from .scheduler import NodeView, Request, default_pipeline
+from .quotas import NamespaceLimits, budget_use
+from .scheduler import NodeView, Placement, Request, default_pipeline
 from .secrets import SecretIndex, secret_problem
+from .settled import SettledUsage
 from .tasks import set_task
 from ..kinds import Kind, TaskPhase, TaskReason
 from ..records import ResourceRecord, TaskRecord
@@ -36,19 +42,25 @@ Slot = tuple[Owner, int]  # (owner, index): one Job completion or Service replic
 def place(p: Plan, current: dict[str, TaskRecord], owners: dict[Owner, ResourceRecord], nodes: NodeStates,
           now: float, store_id: str, mark_key: str, fencing: set[str] = frozenset(),
           namespaces: dict[str, ResourceRecord] | None = None, secrets: SecretIndex | None = None,
-          secrets_unreadable: str | None = None) -> None:
+          secrets_unreadable: str | None = None, queue: QueuePolicy = QueuePolicy(),
+          settled_usage: SettledUsage | None = None) -> None:
     """Count what runs, restart placed tasks without a container, place the waiting ones.
-    ``namespaces``: the Namespace records by name, whose mounts and nodeSelector apply to their tasks;
-    ``secrets``: the Secrets that exist (``secrets.secret_index``); ``secrets_unreadable``: why the
-    controller cannot decrypt them, if it cannot."""
+    ``namespaces``: the Namespace records by name, whose mounts, nodeSelector, quota, budget and
+    share apply to their tasks; ``secrets``: the Secrets that exist (``secrets.secret_index``);
+    ``secrets_unreadable``: why the controller cannot decrypt them, if it cannot; ``queue``: the
+    order of the waiting tasks (``fairshare``); ``settled_usage``: what the tasks of settled Jobs, not in
+    ``current``, add to budget use and fair-share usage."""
     placer = _Placer(p, owners, nodes, now, store_id, mark_key, node_views(nodes, fencing), namespaces or {})
+    placer.settled_usage = settled_usage
     placer.secrets, placer.secrets_unreadable = secrets or {}, secrets_unreadable
     history = _History.of(p, [t for t in current.values() if not t.active and t.node], placer.specs, now)
     active = sorted((t for t in current.values() if t.active and t.owner_key in owners),
                     key=lambda t: (t.created_at, t.id))
     placer.count_usage(active)
     waiting = placer.restart_or_queue(active)
-    placer.place(waiting, history, _lost_here(p, current))
+    if waiting:
+        placer.check_budgets(current.values(), {t.namespace for t in waiting})
+        placer.place(waiting, history, _lost_here(p, current), queue, current.values())
 
 
 def node_views(nodes: NodeStates, fencing: set[str]) -> list[NodeView]:
@@ -76,7 +88,8 @@ def request(t: TaskRecord, spec, sticky_node: str | None = None, colocate: froze
     selector = set(spec.nodeSelector.items()) | set(namespace.nodeSelector.items() if namespace else ())
     mounts = task_mounts(spec.template, namespace)
     return Request(
-        t.id, spec.executionType, cpus=res.cpus, memory=res.memory_bytes(),
+        t.id, spec.executionType, cpus=res.cpus, memory=res.memory_bytes(), namespace=t.namespace,
+        priority=spec.priority,
         selector=tuple(sorted(selector)), node_name=spec.nodeName, colocate=colocate,
         colocate_with=spec.colocateWith, sticky_node=sticky_node, placement=spec.placement.value,
         bind_mounts=tuple((m.source, m.readOnly) for m in mounts if m.source.startswith("/")),
@@ -130,6 +143,8 @@ class _Placer:
         self.specs = {key: res.model.spec for key, res in owners.items()}
         self.templates = {key: template_hash(spec) for key, spec in self.specs.items() if key[0] is Kind.SERVICE}
         self.namespaces = {name: ns.model.spec for name, ns in namespaces.items()}
+        self.limits = {name: limits for name, spec in self.namespaces.items()
+                       if (limits := NamespaceLimits.of(name, spec)) is not None}
         self.views = views
         self.by_name = {v.name: v for v in views}
         self.running_on: dict[Owner, set[str]] = defaultdict(set)  # owner -> nodes where its active tasks are
@@ -137,19 +152,48 @@ class _Placer:
         self.secrets: SecretIndex = {}
         self.secrets_unreadable: str | None = None
         self._secret_problems: dict[Owner, str | None] = {}  # per owner: its tasks share one template
+        self.settled_usage: SettledUsage | None = None
 
     def count_usage(self, active: list[TaskRecord]) -> None:
         """Active tasks with a node hold its capacity (a replica being replaced no longer counts
-        toward its Service's spread). A container seen exited holds none: its slot goes to the next
-        task in this pass, while the old one is collected."""
+        toward its Service's spread) and their namespace's quota. A container seen exited holds
+        neither: its slot goes to the next task in this pass, while the old one is collected."""
+        # What a task holds (slot type, cpus, memory, owner, host ports) is its owner's: one request
+        # per owner, not one per active task, which at 10,000 running tasks was most of a pass.
+        holds: dict[Owner, Request] = {}
         for t in active:
             if not t.node:
                 continue
             key = t.owner_key
             self.running_on[key].add(t.node)
-            if t.node in self.by_name and t.id not in self.collecting:
+            if t.id in self.collecting:
+                continue
+            limits = self.limits.get(t.namespace)
+            node = self.by_name.get(t.node)
+            if node is None and limits is None:
+                continue
+            req = holds.get(key)
+            if req is None:
+                req = holds[key] = request(t, self.specs[key])
+            if node is not None:
                 replaced = key in self.templates and t.template_hash != self.templates[key]
-                self.by_name[t.node].take(request(t, self.specs[key]), spread=not replaced)
+                node.take(req, spread=not replaced)
+            if limits is not None:
+                limits.take(req)
+
+    def check_budgets(self, tasks, waiting_in: set[str]) -> None:
+        """The budget use of each namespace that has a budget and tasks waiting (``quotas.budget_use``:
+        one sum over the tasks, history included, and the settled Jobs' part; only where it can refuse
+        something)."""
+        windows = {ns: spec.budget.window_seconds() for ns, spec in self.namespaces.items()
+                   if spec.budget is not None and ns in waiting_in}
+        if not windows:
+            return
+        cpus = {key: spec.template.resources.cpus for key, spec in self.specs.items() if key[1] in windows}
+        for ns, used in budget_use(tasks, windows, cpus, self.now).items():
+            if self.settled_usage is not None:
+                used += self.settled_usage.budget_use(ns, windows[ns], self.now)
+            self.limits[ns].spend(self.namespaces[ns], used)
 
     def restart_or_queue(self, active: list[TaskRecord]) -> list[TaskRecord]:
         """Start placed tasks again where needed; return those waiting for a node, in queue order."""
@@ -205,6 +249,20 @@ class _Placer:
                                        f"{t.id}: {problem}", "Warning", t.id, t.namespace))
         return True
 
+    def schedule(self, requests: list[Request], queue: QueuePolicy, tasks) -> list[Placement]:
+        """The scheduler's placements, in the order the queue offered the requests: FIFO (priority,
+        then first come), or fair share once tasks of two namespaces wait."""
+        pipeline = default_pipeline()
+        waiting_in = {r.namespace for r in requests}
+        if queue.order != FAIR or len(waiting_in) < 2:
+            return pipeline.place(requests, self.views, self.limits)
+        used = usage(tasks, waiting_in, self.now, queue, self.collecting)
+        if self.settled_usage is not None:
+            used = {ns: u + self.settled_usage.fair_usage(ns, self.now) for ns, u in used.items()}
+        shares = {ns: spec.share for ns, spec in self.namespaces.items() if ns in waiting_in}
+        fair = FairQueue(requests, used, shares, queue.commitment)
+        return pipeline.place(fair, self.views, self.limits, on_placed=fair.placed)
+
     def requests(self, waiting: list[TaskRecord], history: _History) -> list[Request]:
         ready = {v.name for v in self.views if v.ready and v.schedulable}
         out = []
@@ -219,11 +277,15 @@ class _Placer:
                                namespace=self.namespaces.get(t.namespace)))
         return out
 
-    def place(self, waiting: list[TaskRecord], history: _History, lost_here: dict) -> None:
-        """Ask the scheduler for a node for each waiting task; record where it goes, or why nowhere."""
+    def place(self, waiting: list[TaskRecord], history: _History, lost_here: dict, queue: QueuePolicy,
+              tasks) -> None:
+        """Ask the scheduler for a node for each waiting task, in queue order; record where it goes, or
+        why nowhere. ``tasks``: every task this pass sees, for the fair-share usage."""
         waiting = [t for t in waiting if not self.waits_for_secrets(t)]
-        placements = default_pipeline().place(self.requests(waiting, history), self.views)
-        for t, placed in zip(waiting, placements):
+        placements = self.schedule(self.requests(waiting, history), queue, tasks)
+        by_id = {t.id: t for t in waiting}
+        for placed in placements:
+            t = by_id[placed.task_id]
             if placed.node is None:
                 if t.message != placed.reason:
                     set_task(self.p, t, reason=TaskReason.UNSCHEDULABLE, message=placed.reason)

@@ -1,4 +1,4 @@
-"""The pure planner: ``plan(resources, tasks, snapshot, now, store_id, mark_key, settled) -> Plan``.
+"""The pure planner: ``plan(resources, tasks, snapshot, now, store_id, mark_key, ...) -> Plan``.
 
 Called by the controller once per reconcile pass, after observing the hosts. No I/O, no clock
 reads: everything it needs is passed in, so the same inputs always give the same plan. One pass,
@@ -12,7 +12,9 @@ their key (kind, namespace, name): ``team-a``'s and ``team-b``'s Job/nightly are
 ``tasks`` are the tasks of every owner except the ``settled`` ones: Jobs an earlier pass found over
 and left untouched (``Plan.settled``, ``jobs.settles``), whose tasks the controller stops reading
 until something about them changes; such a Job keeps its stored status and only its TTL purge is
-left. Finished history costs a pass nothing once its Job is over.
+left. What their tasks add to budget use and fair-share usage comes as ``settled_usage``
+(``settled.SettledUsage``, carried by the controller). Finished history costs a pass nothing once
+its Job is over.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from collections import defaultdict
 from dataclasses import replace
 
 from .actions import STOP_GRACE_SECONDS, Key, Plan
+from .fairshare import FAIR, QueuePolicy
 from .jobs import keep_settled, reconcile_job, settles
 from .matching import match_tasks
 from .nodes import NodeStates, judge_nodes
 from .placement import place
 from .secrets import secret_index
 from .services import reconcile_service
+from .settled import SettledUsage
 from .tasks import event, set_status, stop_task
 from ..kinds import Kind, TaskReason
 from ..records import ResourceRecord, Snapshot, TaskRecord
@@ -34,10 +38,15 @@ from ..records import ResourceRecord, Snapshot, TaskRecord
 
 def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Snapshot,
          now: float, store_id: str, mark_key: str, secrets_unreadable: str | None = None,
-         settled: frozenset[Key] = frozenset()) -> Plan:
+         queue: QueuePolicy = QueuePolicy(), settled: frozenset[Key] = frozenset(),
+         settled_usage: SettledUsage | None = None) -> Plan:
     """``mark_key``: the store's secret (hex) for ``records.container_mark``; ``secrets_unreadable``:
-    why the controller cannot decrypt the store's Secrets (None: it can, or there are none);
-    ``settled``: the Jobs whose tasks are not given (see above; a deleted one is not settled: give its tasks)."""
+    why the controller cannot decrypt the store's Secrets (None: it can, or there are none); ``queue``:
+    the order of waiting tasks (``fairshare.QueuePolicy``: fair share by default, or FIFO);
+    ``settled``: the Jobs whose tasks are not given (see above; a deleted one is not settled: give its tasks);
+    ``settled_usage``: what those tasks add to budget and fair-share usage (at ``queue``'s rate)."""
+    if settled_usage is not None and queue.order == FAIR and settled_usage.rate != queue.rate:
+        raise ValueError(f"settled usage decays at {settled_usage.rate!r}, the queue at {queue.rate!r}")
     p = Plan()
     owners = {r.key: r for r in resources if r.kind.workload}
     namespaces = {r.name: r for r in resources if r.kind is Kind.NAMESPACE}
@@ -60,7 +69,7 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
     for t in p.new_tasks:
         current[t.id] = t
     place(p, current, owners, nodes, now, store_id, mark_key, fencing, namespaces, secret_index(resources),
-          secrets_unreadable)
+          secrets_unreadable, queue, settled_usage)
     purge_emptied_namespaces(p, namespaces.values(), owners)
     settle_jobs(p, owners, by_owner, current, nodes.snapshot)  # our containers only
     return p

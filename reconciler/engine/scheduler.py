@@ -11,16 +11,25 @@ resource, then least busy; ``binpack``: most busy first).
 Starvation: a task refused on some nodes only for want of free capacity (a ``Shortage``)
 reserves those nodes for this pass: later tasks of the same execution type may not take them
 (``Pipeline.place``), so a stream of small tasks cannot keep a large or early one waiting forever.
+
+Namespace limits (``quotas.NamespaceLimits``: quota caps and a spent budget) are the last check,
+asked once a node fits, as Nomad's quota iterator: a task no node can take keeps its node summary
+(followed by the quota's refusal when there is one), and a task refused by its namespace's limits
+waits with their reason (``quota: team-a uses 8/8 cpus``) and reserves no node, since free capacity
+would not let it run. The order requests come in is the caller's: priority then first come, or the
+fair-share queue (``fairshare.FairQueue``), told of each placement through ``on_placed``.
 """
 
 from __future__ import annotations
 
 import heapq
+import operator
 import posixpath
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable, Hashable, Iterable
 
+from .quotas import NamespaceLimits
 from ..spec.models import MountRule, Placement as PlacementMode, guarded_network, path_below, ports_clash
 
 @dataclass
@@ -76,6 +85,8 @@ class Request:
     max_per_node: int | None = None
     ports: tuple[tuple[str, int, str], ...] = ()  # (host ip, host port, proto) the task publishes
     avoid: frozenset[str] = frozenset()  # nodes where a host port it publishes is taken outside brokerctl
+    namespace: str = ""  # whose quota and budget it counts against (``quotas.NamespaceLimits``)
+    priority: int = 0  # the owner's; the queue's first key
 
 
 @dataclass(frozen=True)
@@ -213,8 +224,10 @@ class Pipeline:
     dynamic: list[Check]
     scorers: dict[str, Scorer]
 
-    def place_one(self, req: Request, nodes: Iterable[NodeView], reserved: dict[str, str] | None = None) -> Placement:
-        """Best feasible node for ``req`` by a full scan; ``reserved``: node -> earlier task holding it."""
+    def place_one(self, req: Request, nodes: Iterable[NodeView], reserved: dict[str, str] | None = None,
+                  limits: dict[str, NamespaceLimits] | None = None) -> Placement:
+        """Best feasible node for ``req`` by a full scan; ``reserved``: node -> earlier task holding it;
+        ``limits``: namespace -> its quota and budget, checked last (see the module)."""
         rejections: Counter = Counter()
         waits_on = []
         scorer = self.scorers.get(req.placement, self.scorers["spread"])
@@ -236,61 +249,89 @@ class Pipeline:
             key = (scorer(req, node), node.name, node)
             if best is None or key[:2] < best[:2]:
                 best = key
+        ns = limits.get(req.namespace) if limits else None
+        refused = ns.refusal(req) if ns is not None else None
         if best is None:
-            return Placement(req.task_id, None, summarise(count, rejections), frozenset(waits_on))
+            return _no_node(req, summarise(count, rejections), frozenset(waits_on), refused)
+        if refused:
+            return Placement(req.task_id, None, refused)
         node = best[2]
         node.take(req)
+        if ns is not None:
+            ns.take(req)
         return Placement(req.task_id, node.name, _why(req, eligible))
 
-    def place(self, requests: Iterable[Request], nodes: list[NodeView]) -> list[Placement]:
-        """Place in queue order; each placement consumes capacity seen by the next request.
+    def place(self, requests: Iterable[Request], nodes: list[NodeView],
+              limits: dict[str, NamespaceLimits] | None = None,
+              on_placed: Callable[[Request], None] | None = None) -> list[Placement]:
+        """Place in queue order; each placement consumes capacity (and its namespace's quota) seen
+        by the next request. Returns the placements in the order the requests came.
 
         Gives the same answers as ``place_one`` per request, but keeps, per distinct request
         shape, a heap of the nodes that pass the static checks, so a placement costs O(log n)
         instead of a scan. A request refused only for want of capacity reserves the nodes that
         refused it against later requests of its execution type, so it is first in line when
-        they free up.
+        they free up. ``on_placed`` hears of each placement before the next request is drawn (a
+        fair-share queue charges the namespace with it).
         """
         by_name = {n.name: n for n in nodes}
         reserved: dict[str, dict[str, str]] = {}
-        heaps: dict[Request, _Heap] = {}
+        heaps: dict[tuple, _Heap] = {}
+        eligible: dict[Request, list[str]] = {}  # static part of a shape -> names of the nodes that pass
         binpack_heaps: dict[str, list[_Heap]] = {}
         out = []
         for req in requests:
             held = reserved.setdefault(req.execution_type, {})
-            shape = replace(req, task_id="")
+            shape = _shape(req)
             heap = heaps.get(shape)
             if heap is None:
-                heap = heaps[shape] = _Heap(self, req, nodes)
+                heap = heaps[shape] = _Heap(self, replace(req, task_id="", namespace="", priority=0, owner=shape[1]),
+                                             nodes, eligible)
                 if req.placement == PlacementMode.BINPACK:
                     for name in heap.names:
                         binpack_heaps.setdefault(name, []).append(heap)
+            heap = heap.wide.get(req.owner, heap)
+            ns = limits.get(req.namespace) if limits else None
+            refused = ns.refusal(req) if ns is not None else None
+            if heap.failed is None:
+                node, heap = heap.best(req, by_name, held, nodes, eligible)
+                if node is None:  # no node fits this shape for the rest of the pass: say why once
+                    heap.failed = self.place_one(req, nodes, held)
             if heap.failed is not None:
-                out.append(replace(heap.failed, task_id=req.task_id))
+                out.append(heap.unplaced(req, held, refused))
                 continue
-            node = heap.pop_best(req, by_name, held)
-            if node is None:
-                heap.failed = self.place_one(req, nodes, held)
-                for name in heap.failed.waits_on:
-                    held.setdefault(name, req.task_id)
-                out.append(heap.failed)
+            if refused:  # a node fits, but the namespace's use only grows during the pass
+                out.append(Placement(req.task_id, None, refused))
                 continue
             node.take(req)
-            heap.push(req, node)
+            if ns is not None:
+                ns.take(req)
+            heap.took(req, node)
             for other in binpack_heaps.get(node.name, ()):
                 if other is not heap:  # its score for this node just improved
                     other.push(other.req, node)
             out.append(Placement(req.task_id, node.name, _why(req, heap.size)))
+            if on_placed is not None:
+                on_placed(req)
         return out
 
 
 class _Heap:
-    """Nodes passing the static checks for one request shape, keyed by (score, name); lazy."""
+    """Nodes passing the static checks for one request shape, keyed by (score, name); lazy.
 
-    def __init__(self, pipeline: Pipeline, req: Request, nodes: Iterable[NodeView]):
+    Requests that differ only in owner share one heap, keyed by the score of a request without
+    owner. Under ``spread`` a node where the owner has no task yet scores (0, busy) and beats any
+    where it has one, so the owner's best node is the first in the heap where it has none
+    (``best`` sets aside the few it passes over). An owner with tasks on every node it fits gets a
+    heap of its own, keyed by its full score (``wide``)."""
+
+    def __init__(self, pipeline: Pipeline, req: Request, nodes: Iterable[NodeView], eligible: dict[Request, list[str]]):
         self.pipeline, self.req = pipeline, req
         self.scorer = pipeline.scorers.get(req.placement, pipeline.scorers["spread"])
-        self.names = [n.name for n in nodes if not any(check(req, n) for check in pipeline.static)]
+        static = _static_shape(req)
+        if static not in eligible:  # shapes differing only in owner or placement share the static checks
+            eligible[static] = [n.name for n in nodes if not any(check(req, n) for check in pipeline.static)]
+        self.names = eligible[static]
         by_name = {n.name: n for n in nodes}
         self.entries = [(self.scorer(req, by_name[name]), name) for name in self.names]
         heapq.heapify(self.entries)
@@ -298,24 +339,89 @@ class _Heap:
         # Once refused, a shape stays refused for the rest of the pass (usage only grows); later
         # requests of that shape reuse the summary from its first refusal instead of rescanning.
         self.failed: Placement | None = None
+        self.reserving = False  # whether a request of this shape reserved the nodes it waits on
+        self.wide: dict[Hashable, _Heap] = {}  # owner -> its own heap, once it has a task on every node
+
+    def unplaced(self, req: Request, held: dict[str, str], refused: str | None) -> Placement:
+        """``req`` of this failed shape: the node summary, followed by its namespace's refusal if any.
+        The first request the namespace does not refuse reserves the nodes that lack capacity; one
+        its namespace refuses reserves none, since free capacity would not let it run."""
+        failed = self.failed
+        if refused:
+            return Placement(req.task_id, None, f"{failed.reason}; {refused}")
+        if not self.reserving:
+            self.reserving = True
+            for name in failed.waits_on:
+                held.setdefault(name, req.task_id)
+        return replace(failed, task_id=req.task_id)
 
     def push(self, req: Request, node: NodeView) -> None:
         heapq.heappush(self.entries, (self.scorer(req, node), node.name))
 
-    def pop_best(self, req: Request, by_name: dict[str, NodeView], held: dict[str, str]) -> NodeView | None:
+    def took(self, req: Request, node: NodeView) -> None:
+        """``node`` (from ``best``) took ``req``: it goes back in at its new score. It is on top of the
+        heap unless ``best`` passed over nodes of the owner's; then its old entry is left stale."""
+        entry = (self.scorer(self.req, node), node.name)
+        if self.entries and self.entries[0][1] == node.name:
+            heapq.heapreplace(self.entries, entry)
+        else:
+            heapq.heappush(self.entries, entry)
+
+    def best(self, req: Request, by_name: dict[str, NodeView], held: dict[str, str], nodes: list[NodeView],
+             eligible: dict[Request, list[str]]) -> tuple[NodeView | None, "_Heap"]:
+        """The best feasible node for ``req`` and the heap it came from (this one, or the owner's own
+        heap once it has a task on every node); a namespace limit may still refuse the request."""
+        owner = req.owner if req.placement != PlacementMode.BINPACK and req.owner != self.req.owner else None
+        passed: list[tuple[tuple, str]] = []  # fresh entries of nodes where the owner has a task
+        found = None
         while self.entries:
             key, name = self.entries[0]
             node = by_name[name]
-            if name in held or any(check(req, node) for check in self.pipeline.dynamic):
+            if name in held or any(check(self.req, node) for check in self.pipeline.dynamic):
                 heapq.heappop(self.entries)  # usage only grows within a pass: gone for good
                 continue
-            actual = self.scorer(req, node)
+            actual = self.scorer(self.req, node)
             if actual != key:
                 heapq.heapreplace(self.entries, (actual, name))
                 continue
-            heapq.heappop(self.entries)
-            return node
-        return None
+            if owner is not None and node.owners[owner]:
+                passed.append(heapq.heappop(self.entries))
+                continue
+            found = node
+            break
+        for entry in passed:
+            heapq.heappush(self.entries, entry)
+        if found is None and passed:  # the owner has a task on every node that fits: it needs its own heap
+            own = self.wide[owner] = _Heap(self.pipeline, replace(self.req, owner=owner), nodes, eligible)
+            return own.best(req, by_name, held, nodes, eligible)
+        return found, self
+
+
+# What a request's choice of node depends on, but for its owner (see ``_Heap``): not its task,
+# namespace (its limits are asked apart) or priority. A field added to Request is part of it.
+_shape_fields = operator.attrgetter(*(f.name for f in fields(Request)
+                                      if f.name not in ("task_id", "namespace", "priority", "owner")))
+
+
+def _shape(req: Request) -> tuple:
+    """The key of a request's heap: requests of one shape share it. With ``maxPerNode``, a feasibility
+    check that counts the owner's tasks, the owner is part of the shape."""
+    return _shape_fields(req), (req.owner if req.max_per_node is not None else "")
+
+
+def _static_shape(req: Request) -> Request:
+    """A request without the fields only dynamic checks, scorers and limits read: the static checks
+    give the same answer for every request of one static shape (a field added later stays in it)."""
+    return replace(req, task_id="", namespace="", priority=0, owner="", placement="spread", cpus=None, memory=None,
+                   max_per_node=None, ports=())
+
+
+def _no_node(req: Request, summary: str, waits_on: frozenset[str], refused: str | None) -> Placement:
+    """No node fits. A request its namespace's limits refuse too says both and waits on no node: free
+    capacity would not let it run, so it must not hold nodes back from other namespaces."""
+    if refused:
+        return Placement(req.task_id, None, f"{summary}; {refused}")
+    return Placement(req.task_id, None, summary, waits_on)
 
 
 def _why(req: Request, eligible: int) -> str:

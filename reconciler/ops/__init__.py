@@ -1,7 +1,8 @@
 """The user's verbs, returning result objects: what every front end (the CLI, later the HTTP API) calls.
 
 One module per group of verbs: ``resources`` (apply, get, describe, delete, diff, schema),
-``tasks`` (logs, run, wait, retry), ``nodes`` (cordon, uncordon, drain), ``rollout`` (scale,
+``listing`` (`get` over several kinds, sorted and cut), ``watch`` (`get -w`), ``edit``,
+``tasks`` (logs, exec, run, wait, retry), ``nodes`` (cordon, uncordon, drain), ``rollout`` (scale,
 rollout status/history/undo), ``sync`` (GitOps), ``controller`` (the reconcile loop, status);
 ``refs`` reads the names users type and ``polling`` is the waiting loop they share. A verb takes an
 open store and plain values, returns data (or yields ``polling.Note``s while it waits) and raises
@@ -24,3 +25,10 @@ def open_store(path: str | Path | None = None, create: bool = False, secrets_key
     from ..store import Store, default_db_path
 
     return Store(path or default_db_path(), create=create, secrets_key=secrets_key)
+
+
+def version() -> str:
+    """The release of brokerctl (``--version``; an API's version route)."""
+    from .. import __version__
+
+    return __version__

@@ -1,16 +1,20 @@
 """The process verbs: run the reconcile loop (and the GitOps watcher) until a signal, and report the
-store's status (is a controller running, how busy, node and task counts).
+store's status (is a controller running, how busy, node and task counts), its controller's heartbeat
+(the server's readiness) and the figures of the server's ``/metrics``.
 
-Called by the CLI's ``controller`` and ``status`` commands (``cli/controller.py``); an API server
-will start the same loop in its own process.
+Called by the CLI's ``controller`` and ``status`` commands (``cli/controller.py``) and by ``brokerctl
+server`` (``api.server``), which runs the same loop beside its API (``run_beside``).
 """
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, NamedTuple
 
+from ..errors import UsageError
 from ..kinds import Kind
 from .polling import SYSTEM, Clock
 
@@ -29,24 +33,32 @@ class Settings:
     sync_interval: float = 10.0  # with watch: sync this often too, which undoes drift
     allow_mass_prune: bool = False
     namespace: str = "default"  # with watch: where the directory's Jobs and Services that name none go
+    queue: str = "fair"  # the order of waiting tasks: fair (fair share within a priority) or fifo
+    fair_share_half_life: float = 3600.0  # seconds for a namespace's past use to weigh half
+
+
+def queue_settings(queue: str, half_life: str) -> tuple[str, float]:
+    """``--queue`` and ``--fair-share-half-life`` (a duration: 1h, 30m, 2d) checked: (order, seconds)."""
+    from ..engine.fairshare import FAIR, FIFO
+    from ..spec.fields import parse_duration
+
+    if queue not in (FAIR, FIFO):
+        raise UsageError(f"--queue {queue}: use fair (fair share between namespaces within a priority) or fifo "
+                         "(priority, then first come)", option="queue", value=queue)
+    try:
+        seconds = parse_duration(half_life)
+    except ValueError as exc:
+        raise UsageError(f"--fair-share-half-life {half_life}: {exc}", option="fair-share-half-life",
+                         value=half_life) from None
+    return queue, seconds
 
 
 def run(store, settings: Settings) -> None:
     """Run the reconcile loop until SIGINT/SIGTERM (containers keep running), with the watcher when
     ``settings.watch`` names a directory."""
-    from ..runtime.controller import Controller, SignalShutdown
+    from ..runtime.controller import SignalShutdown
 
-    watcher = None
-    if settings.watch is not None:
-        from ..runtime.watch import Watcher
-        from .sync import source_of, watch_step
-
-        source = source_of(settings.watch)
-        watcher = Watcher(store.location, source, watch_step(source, settings.allow_mass_prune, settings.namespace),
-                          interval=settings.sync_interval, poll=settings.poll, secrets_key=store.secrets_key_path)
-    ctl = Controller(store, resync=settings.resync, probe_interval=settings.probe_interval,
-                     probe_timeout=settings.probe_timeout, lost_after=settings.lost_after,
-                     docker_timeout=settings.docker_timeout)
+    ctl, watcher = _loop(store, settings)
     shutdown = SignalShutdown(ctl.stop, ctl.wake, release=lambda: ctl.release_lease(wait=0.2)).install()
     if watcher is not None:
         watcher.start()
@@ -56,6 +68,121 @@ def run(store, settings: Settings) -> None:
         if watcher is not None:
             watcher.stop()
     shutdown.finish()
+
+
+LIVE_HEARTBEAT = 10.0  # seconds: a controller whose heartbeat is younger is running
+
+
+def heartbeat_age(store, clock: Clock = SYSTEM) -> float | None:
+    """Seconds since the controller's last heartbeat; None when no controller holds the store's lease
+    (a read of one row: the server's readiness asks it often)."""
+    lease = store.lease()
+    return None if lease is None else clock.time() - lease["heartbeat"]
+
+
+class Figures(NamedTuple):
+    """What the server's ``/metrics`` reports, read at each scrape."""
+
+    tasks: dict[tuple[str, str], int]  # (namespace, phase) -> tasks, history included
+    nodes: list[dict]  # node view objects: condition, slots, slotsUsed
+    namespaces: list[tuple[dict, dict]]  # (namespace view object with its use, its quota: cpus, memory, tasks, slots)
+    lease: dict | None  # the controller's lease with its stats (passes, pass histogram, Docker calls)
+    heartbeat_age: float | None
+
+
+def figures(store, clock: Clock = SYSTEM) -> Figures:
+    from .resources import get_resources, namespace_objects
+
+    records = store.resources(Kind.NAMESPACE)
+    quotas = []
+    for r in records:
+        quota = r.model.spec.quota
+        quotas.append({} if quota is None else {"cpus": quota.cpus, "memory": quota.memory_bytes(),
+                                                "tasks": quota.tasks, "slots": dict(quota.slots)})
+    lease = store.lease()
+    return Figures(store.task_counts(), get_resources(store, Kind.NODE),
+                   list(zip(namespace_objects(store, records), quotas)), lease,
+                   None if lease is None else clock.time() - lease["heartbeat"])
+
+
+def _loop(store, settings: Settings):
+    """The controller of ``store`` and, when ``settings.watch`` names a directory, its GitOps watcher."""
+
+    watcher = None
+    if settings.watch is not None:
+        from ..runtime.watch import Watcher
+        from .sync import source_of, watch_step
+
+        source = source_of(settings.watch)
+        watcher = Watcher(store.location, source, watch_step(source, settings.allow_mass_prune, settings.namespace),
+                          interval=settings.sync_interval, poll=settings.poll, secrets_key=store.secrets_key_path)
+    ctl = controller_for(store, settings)
+    return ctl, watcher
+
+
+SERVER_EXIT_DEADLINE = 2.0  # seconds from SIGTERM/SIGINT to the end of `brokerctl server`, whatever it is doing
+
+
+def run_beside(front: Callable[[threading.Event], None], store=None, settings: Settings | None = None) -> None:
+    """Run ``front(stop)`` on this thread (the main one: `brokerctl server` serves its API there) and, given
+    a ``store``, the reconcile loop (and the watcher) on threads beside it, until SIGINT/SIGTERM sets
+    ``stop``; ``front`` returns soon after. The lease is taken before ``front`` starts, so a store that
+    another controller runs on is refused at once (StoreError naming it). Whatever is still running
+    ``SERVER_EXIT_DEADLINE`` seconds after the signal, the process ends then; containers keep running.
+    It does not return: once all has stopped, the process ends (``SignalShutdown.end``).
+
+    This is the one place `brokerctl server` starts its controller: a server that must first win a lease
+    among several replaces it."""
+    from ..runtime.controller import LEASE_STALE_SECONDS, SignalShutdown
+
+    stop, wake = threading.Event(), threading.Event()
+    ctl = watcher = thread = None
+    if store is not None:
+        ctl, watcher = _loop(store, settings or Settings())
+        store.acquire_lease(ctl.holder, LEASE_STALE_SECONDS)
+        wake = ctl.wake
+        thread = threading.Thread(target=_logged(ctl.run), args=(stop,), daemon=True, name="controller")
+    shutdown = SignalShutdown(stop, wake, deadline=SERVER_EXIT_DEADLINE,
+                              release=lambda: ctl.release_lease(wait=0.2) if ctl else None).install()
+    if thread is not None:
+        thread.start()
+    if watcher is not None:
+        watcher.start()
+    try:
+        front(stop)
+    finally:
+        stop.set()
+        wake.set()
+        if thread is not None:
+            thread.join(1.0)  # the loop checks `stop` between steps; it releases the lease on its way out
+        if watcher is not None:
+            watcher.stop()
+    shutdown.finish()
+    shutdown.end()
+
+
+def _logged(run: Callable[[threading.Event], None]) -> Callable[[threading.Event], None]:
+    """The controller's thread: a loop that ends by an error is logged (the API goes on; /readyz fails)."""
+    import logging
+
+    def target(stop: threading.Event) -> None:
+        try:
+            run(stop)
+        except Exception:
+            logging.getLogger("brokerctl.controller").exception("the controller stopped")
+
+    return target
+
+
+def controller_for(store, settings: Settings):
+    """The reconcile loop ``settings`` describe, on ``store`` (not started)."""
+    from ..engine.fairshare import QueuePolicy
+    from ..runtime.controller import Controller
+
+    return Controller(store, resync=settings.resync, probe_interval=settings.probe_interval,
+                      probe_timeout=settings.probe_timeout, lost_after=settings.lost_after,
+                      docker_timeout=settings.docker_timeout,
+                      queue=QueuePolicy(settings.queue, settings.fair_share_half_life))
 
 
 @dataclass(frozen=True)
@@ -73,7 +200,7 @@ def status(store, clock: Clock = SYSTEM) -> Status:
     """A controller counts as running while its heartbeat is under 10 s old."""
     lease = store.lease()
     age = clock.time() - lease["heartbeat"] if lease else None
-    running = lease if age is not None and age < 10 else None
+    running = lease if age is not None and age < LIVE_HEARTBEAT else None
     nodes = store.resources(Kind.NODE)
     ready = sum(n.status.get("condition") == "Ready" for n in nodes)
     counts = Counter(t.phase.value for t in store.tasks())

@@ -12,16 +12,17 @@ from typing import Callable, Iterator
 from ..errors import BrokerError, NotFound
 from ..kinds import Kind
 from .polling import SYSTEM, Clock, Note, ticks
+from .tokens import author
 
 
-def cordon(store, name: str) -> bool:
+def cordon(store, name: str, by: str | None = None) -> bool:
     """Mark a Node unschedulable: no new tasks go there; running ones stay. False if it already was."""
-    return store.cordon(name, True)
+    return store.cordon(name, True, by=author(by))
 
 
-def uncordon(store, name: str) -> bool:
+def uncordon(store, name: str, by: str | None = None) -> bool:
     """Make a Node schedulable again (also ends a drain). False if it already was."""
-    return store.cordon(name, False)
+    return store.cordon(name, False, by=author(by))
 
 
 def node_host(store, name: str):
@@ -32,12 +33,13 @@ def node_host(store, name: str):
     return Host(name, spec.address, spec.tls.model_dump() if spec.tls else None)
 
 
-def drain(store, name: str, timeout: float = 300.0, wait: bool = True, clock: Clock = SYSTEM) -> Iterator[Note]:
+def drain(store, name: str, timeout: float = 300.0, wait: bool = True, clock: Clock = SYSTEM,
+          by: str | None = None) -> Iterator[Note]:
     """Cordon a Node and move its tasks off: the controller replaces Service replicas elsewhere before
     the originals stop, and lets Job tasks finish until ``timeout``, then reschedules them. With
     ``wait``, yield what is left whenever that changes, until no active task and none of their
     containers is left running on the node; BrokerError if that takes past ``timeout`` + 60 s."""
-    store.cordon(name, True, drain_timeout=timeout)
+    store.cordon(name, True, drain_timeout=timeout, by=author(by))
     yield Note(f"node/{name} cordoned; draining")
     if not wait:
         return

@@ -25,6 +25,7 @@ from ..errors import Conflict, ManifestError, NotFound, UsageError
 from ..kinds import DEFAULT_NAMESPACE, Kind, TaskPhase, object_ref, scope
 from ..records import ResourceRecord, TaskRecord
 from .refs import parse_kind
+from .tokens import author
 
 Key = tuple[Kind, str, str]  # (kind, namespace, name); namespace '' for Nodes and Namespaces
 
@@ -61,6 +62,14 @@ def unreadable_tls_files(loaded: list) -> list[str]:
     return problems
 
 
+def read_manifest_text(text: str, source: str = "<request>", namespace: str = DEFAULT_NAMESPACE) -> list:
+    """``read_manifests`` of text a front end received (an HTTP request's body): ``source`` names it in
+    the messages, as a file's path does."""
+    from ..spec import manifests
+
+    return manifests.load_text(text, source, namespace)
+
+
 # -- apply -----------------------------------------------------------------------------------------
 
 
@@ -70,13 +79,13 @@ class Applied(NamedTuple):
     jobs: list[tuple[str, str]]  # (namespace, name) of the Jobs applied, for a caller that waits for them
 
 
-def apply(store, loaded: list) -> Applied:
+def apply(store, loaded: list, by: str | None = None) -> Applied:
     """Write every loaded resource in one transaction (all or none). A Job or Service into a namespace
     that does not exist (and that no Namespace of ``loaded`` creates) is refused, naming its file and
-    document."""
+    document. ``by``: who applies (``ops.tokens.author``)."""
     resources = [item.resource for item in loaded]
     where = [f"{i.source}: document {i.document} ({i.resource.kind}/{i.resource.metadata.name})" for i in loaded]
-    results = store.apply(resources, where=where)
+    results = store.apply(resources, where=where, by=author(by))
     return Applied(results, unplaceable(store, resources),
                    [(r.namespace, r.metadata.name) for r in resources if r.kind == Kind.JOB.value])
 
@@ -122,17 +131,37 @@ def _node_objects(store, nodes: list[ResourceRecord]) -> list[dict]:
     return [views.resource_object(r, views.node_used(r.name, tasks, types)) for r in nodes]
 
 
-def namespace_objects(store, namespaces: list[ResourceRecord]) -> list[dict]:
+def namespace_objects(store, namespaces: list[ResourceRecord], now: float | None = None) -> list[dict]:
     """Namespaces with what their active tasks use (``views.namespace_usage``): the requests of each
-    task's owner, read through the models (a memory request may be written 256m)."""
+    task's owner, read through the models (a memory request may be written 256m); and, for one with a
+    budget, the cpu-hours consumed in its window up to ``now`` (``engine.quotas.budget_use``, over the
+    namespace's tasks, history included: the figure the scheduler holds the budget to)."""
     tasks = store.tasks(active_only=True)
     requests = {}
     for r in store.resources():
         if r.kind.workload:
             spec = r.model.spec
             res = spec.template.resources
-            requests[r.key] = views.OwnerRequest(res.cpus or 0.0, res.memory_bytes() or 0, spec.executionType)
-    return [views.namespace_object(r, views.namespace_usage(r.name, tasks, requests)) for r in namespaces]
+            requests[r.key] = views.OwnerRequest(res.cpus or 0.0, res.memory_bytes() or 0, spec.executionType,
+                                                 res.cpus)
+    objects = []
+    for r in namespaces:
+        usage = views.namespace_usage(r.name, tasks, requests)
+        if (budget := r.model.spec.budget) is not None:
+            usage["used"]["cpuHours"] = _budget_use(store, r.name, budget.window_seconds(), requests, now)
+        objects.append(views.namespace_object(r, usage))
+    return objects
+
+
+def _budget_use(store, namespace: str, window: float, requests: dict, now: float | None) -> float:
+    """Cpu-hours namespace ``namespace`` consumed over the last ``window`` seconds."""
+    import time
+
+    from ..engine.quotas import budget_use
+
+    cpus = {key: req.requested_cpus for key, req in requests.items() if key[1] == namespace}
+    used = budget_use(store.tasks(namespace=namespace), {namespace: window}, cpus, time.time() if now is None else now)
+    return round(used[namespace] / 3600, 3)
 
 
 def get_tasks(store, task_id: str | None = None, selector: dict[str, str] | None = None,
@@ -222,7 +251,19 @@ def delete_targets(kind: str | None, name: str | None, files: list[str], stdin: 
     raise UsageError("name what to delete: `brokerctl delete job NAME` or `brokerctl delete -f FILE`")
 
 
-def delete(store, targets: list, force: bool = False, yes: bool = False) -> Iterator[tuple[Kind, str, str]]:
+def selected_targets(store, kinds: list[Kind], selector: dict[str, str] | None = None,
+                     namespace: str | None = DEFAULT_NAMESPACE) -> list[Key]:
+    """`delete KINDS -l key=value` and `delete KINDS --all`: the keys of the resources of ``kinds`` whose
+    labels include ``selector`` (empty: every one), Jobs and Services of ``namespace`` (None: of every
+    namespace); not those already being deleted; Namespaces last, after what may be in them."""
+    want = (selector or {}).items()
+    keys = [r.key for kind in kinds for r in store.resources(kind, namespace=namespace if kind.namespaced else None)
+            if want <= r.labels.items() and r.deleted_at is None]
+    return sorted(keys, key=lambda key: key[0] is Kind.NAMESPACE)
+
+
+def delete(store, targets: list, force: bool = False, yes: bool = False,
+           by: str | None = None) -> Iterator[tuple[Kind, str, str]]:
     """Mark each target (a key, or (kind, name) in ``default``) deleted, one at a time, yielding (kind,
     name, outcome) in target order as each is done, so a failure part-way still reports what was deleted
     before it. A Namespace that holds resources other than targets needs ``yes``: without it nothing
@@ -233,7 +274,7 @@ def delete(store, targets: list, force: bool = False, yes: bool = False) -> Iter
             if kind is Kind.NAMESPACE and (held := namespace_contents(store, name, besides=keys)):
                 raise Conflict.unconfirmed(name, held)
     for kind, namespace, name in keys:
-        yield kind, name, store.mark_deleted(kind, name, force=force, namespace=namespace)
+        yield kind, name, store.mark_deleted(kind, name, force=force, namespace=namespace, by=author(by))
 
 
 SHOWN_NAMES = 5  # names per kind in what a namespace holds; the rest are counted
@@ -288,6 +329,11 @@ def read_diff_inputs(files: list[str], stdin: TextIO | None = None,
         else:
             inputs.append(DiffInput(None, [i.resource for i in read_manifests([given], stdin, namespace)]))
     return inputs
+
+
+def read_diff_text(text: str, source: str = "<request>", namespace: str = DEFAULT_NAMESPACE) -> list[DiffInput]:
+    """``read_diff_inputs`` of text a front end received: a set of manifests (no directory, so no prunes)."""
+    return [DiffInput(None, [i.resource for i in read_manifest_text(text, source, namespace)])]
 
 
 def diff(store, inputs: list[DiffInput]) -> list[Change]:

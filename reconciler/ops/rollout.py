@@ -14,6 +14,7 @@ from ..errors import BrokerError
 from ..kinds import DEFAULT_NAMESPACE, Kind
 from ..records import ResourceRecord
 from .polling import SYSTEM, Clock, Note, ticks
+from .tokens import author
 
 
 def template_of(r: ResourceRecord) -> str:
@@ -23,9 +24,10 @@ def template_of(r: ResourceRecord) -> str:
     return template_hash(r.model.spec)
 
 
-def scale(store, name: str, replicas: int, namespace: str = DEFAULT_NAMESPACE) -> tuple[int, int]:
+def scale(store, name: str, replicas: int, namespace: str = DEFAULT_NAMESPACE,
+          by: str | None = None) -> tuple[int, int]:
     """Set a Service's replica count; returns (old, new)."""
-    return store.scale(name, replicas, namespace=namespace)
+    return store.scale(name, replicas, namespace=namespace, by=author(by))
 
 
 def status(store, name: str, watch: bool = True, timeout: float = 0,
@@ -83,7 +85,8 @@ def history(store, name: str, revision: int | None = None, namespace: str = DEFA
     return History(revs, [views.revision_object(r, current) for r in revs])
 
 
-def undo(store, name: str, to_revision: int | None = None, namespace: str = DEFAULT_NAMESPACE) -> dict:
+def undo(store, name: str, to_revision: int | None = None, namespace: str = DEFAULT_NAMESPACE,
+         by: str | None = None) -> dict:
     """Make an earlier template (default: the previous) the desired one again; returns the revision
     now current (``hash``, ``revision``)."""
-    return store.undo(name, to_revision, namespace=namespace)
+    return store.undo(name, to_revision, namespace=namespace, by=author(by))

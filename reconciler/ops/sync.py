@@ -13,14 +13,16 @@ created and nothing else: resources applied by hand or by another directory are 
 Namespaces: a document's own ``metadata.namespace`` wins; the others go into the namespace the
 sync is given (``sync DIR -n N``, ``controller --watch DIR --namespace N``; default ``default``).
 A file whose Job or Service goes into a namespace that neither exists nor is defined in the
-directory is held back like an invalid one, and so is one that breaks a namespace's ``runAs``. The
-directory may define Namespaces; one it no longer defines is pruned only when nothing else is left
-in it (pruning it would delete what others made).
+directory, or does not request the cpus or memory that namespace's quota caps, is held back like an
+invalid one, and so is one that breaks a namespace's ``runAs``. The directory may define Namespaces;
+one it no longer defines is pruned only when nothing else is left in it (pruning it would delete
+what others made).
 Resources are written ``Job/name`` in the report, ``team-a/Job/name`` outside ``default``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import time
@@ -34,6 +36,7 @@ from ..spec import manifests
 from ..spec.models import STORED, RunAs, user_refusal
 from ..store.resources import template_changes
 from ..store.syncs import SourcedRow
+from .tokens import author
 
 log = logging.getLogger("brokerctl.gitops")
 
@@ -92,12 +95,12 @@ def git_commit(directory: str) -> str | None:
 
 
 def sync(store, directory: str | Path, allow_mass_prune: bool = False, dry_run: bool = False,
-         namespace: str = DEFAULT_NAMESPACE) -> dict:
+         namespace: str = DEFAULT_NAMESPACE, by: str | None = None) -> dict:
     """Read ``directory`` and make the store follow it (``sync_items``); its Jobs and Services that
     name no namespace go into ``namespace``."""
     state = read_dir(directory, namespace)
     return sync_items(store, state.source, state.items, state.held, allow_mass_prune=allow_mass_prune,
-                      commit=state.commit, dry_run=dry_run)
+                      commit=state.commit, dry_run=dry_run, by=by)
 
 
 class _Rollback(Exception):
@@ -106,7 +109,7 @@ class _Rollback(Exception):
 
 def sync_items(store, source: str, items: list[tuple[str, object]], held: dict[str, str], *,
                allow_mass_prune: bool = False, commit: str | None = None, dry_run: bool = False,
-               now: float | None = None) -> dict:
+               now: float | None = None, by: str | None = None) -> dict:
     """Make the store follow directory ``source`` in one transaction.
 
     ``items``: (file, model) for every resource of the directory's valid files; ``held``:
@@ -117,6 +120,7 @@ def sync_items(store, source: str, items: list[tuple[str, object]], held: dict[s
     changes no resource and records only the refusal. A resource changed by hand since the last
     sync is put back and a DriftCorrected event recorded. With ``dry_run`` nothing is written.
     Returns a report: results per resource, pruned, kept, problems, refused, drift, files, owned.
+    ``by``: who syncs (``metadata.createdBy``/``updatedBy``; the watcher's is ``gitops:DIR``).
     """
     now = time.time() if now is None else now
     # Secrets are compared and recorded sealed: neither the spec nor the last-synced copy holds a value.
@@ -128,7 +132,7 @@ def sync_items(store, source: str, items: list[tuple[str, object]], held: dict[s
                       "problems": decision.problems, "refused": decision.refused, "drift": [],
                       "files": decision.files, "owned": decision.owned}
             if decision.refused is None:
-                _carry_out(store, db, source, decision, now, report)
+                _carry_out(store, db, source, decision, now, report, author(by))
             if dry_run:
                 raise _Rollback
             store.record_sync(db, source, now, commit, report["files"], report["refused"], report["owned"])
@@ -139,13 +143,13 @@ def sync_items(store, source: str, items: list[tuple[str, object]], held: dict[s
     return report
 
 
-def _carry_out(store, db, source: str, decision: "SyncDecision", now: float, report: dict) -> None:
+def _carry_out(store, db, source: str, decision: "SyncDecision", now: float, report: dict, by: str) -> None:
     """Apply and prune as decided, inside the sync's transaction; outcomes go into ``report``."""
     for change in decision.changes:
         if change.waiting:
             report["results"].append((change.ref, "waiting: being deleted"))
             continue
-        outcome = store.apply_one(db, change.model, now, cause=f"sync {change.file}")
+        outcome = store.apply_one(db, change.model, now, cause=f"sync {change.file}", by=by)
         store.claim(db, change.kind, change.namespace, change.name, source, change.file, change.wanted)
         if outcome == "configured" and change.drifted:
             outcome = "drift corrected"
@@ -153,7 +157,7 @@ def _carry_out(store, db, source: str, decision: "SyncDecision", now: float, rep
         report["results"].append((change.ref, outcome))
     for row in decision.prune:
         try:
-            outcome = store.delete(db, Kind(row.kind), row.name, now, namespace=row.namespace)
+            outcome = store.delete(db, Kind(row.kind), row.name, now, namespace=row.namespace, by=by)
         except Conflict as exc:  # e.g. a Node that still runs tasks: reported against its file
             _add_problem(report["problems"], row.source_file or source, str(exc))
             continue
@@ -211,6 +215,7 @@ def decide(source: str, items: list[tuple[str, object]], held: dict[str, str], r
     stored = {r.key: r for r in rows}
     held = _hold_template_changes(source, items, held, stored)
     held = _hold_missing_namespaces(items, held, rows)
+    held = _hold_unrequested(items, held, rows)
     held = _hold_run_as_refusals(items, held, rows)
     problems = dict(held)
     files = {f: {"state": "invalid", "message": m, "resources": []} for f, m in held.items()}
@@ -253,6 +258,23 @@ def _hold_missing_namespaces(items, held: dict[str, str], rows: list[SourcedRow]
             _add_problem(held, file, str(Conflict.namespace_being_deleted(ns, _ref(model))))
         elif ns not in existing and ns not in defined:
             _add_problem(held, file, str(NotFound.namespace(ns, _ref(model))))
+    return held
+
+
+def _hold_unrequested(items, held: dict[str, str], rows: list[SourcedRow]) -> dict[str, str]:
+    """``held`` plus the files with a Job or Service that does not request what its namespace's quota caps
+    (``namespace.unrequested``): the quota the directory defines for it, else the stored one."""
+    from ..spec.namespace import unrequested
+
+    quotas = {r.name: r.spec.get("quota") for r in rows if r.kind == Kind.NAMESPACE.value}
+    quotas.update({m.metadata.name: m.spec.quota and m.spec.quota.model_dump(mode="json") for f, m in items
+                   if m.kind == Kind.NAMESPACE.value and f not in held})
+    held = dict(held)
+    for file, model in items:
+        if file in held or model.kind not in WORKLOAD_KINDS:
+            continue
+        for field_name, cap in unrequested(quotas.get(model.namespace), model.spec.template.resources):
+            _add_problem(held, file, str(Conflict.quota_needs_request(model.namespace, field_name, cap, _ref(model))))
     return held
 
 
@@ -442,7 +464,7 @@ def watch_step(source: str, allow_mass_prune: bool = False, namespace: str = DEF
     """What the GitOps watcher runs on each change: sync ``source`` and say what happened, as
     (lines for the log, whether something needs a person: an invalid file or a refused prune)."""
     def step(store) -> tuple[list[str], bool]:
-        report = sync(store, source, allow_mass_prune, namespace=namespace)
+        report = sync(store, source, allow_mass_prune, namespace=namespace, by=f"gitops:{source}")
         return summary(report), bool(report["problems"] or report["refused"])
 
     return step

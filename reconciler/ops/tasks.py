@@ -1,5 +1,6 @@
-"""The task verbs: logs (stored output, else the live stream), run (a one-off Job, followed to its
-end), wait (until a resource reaches a condition), wait_jobs (`apply --wait`), retry.
+"""The task verbs: logs (stored output, else the live stream), exec (a command in a running task's
+container), run (a one-off Job, followed to its end), wait (until a resource reaches a condition),
+wait_jobs (`apply --wait`), retry.
 
 Called by the CLI's task commands (``cli/tasks.py``, ``cli/resources.py`` for ``apply --wait``)
 and meant for the HTTP API. Output comes back as ``Output`` chunks of bytes and progress as
@@ -10,12 +11,13 @@ Service is named in a ``namespace`` (``default`` unless given); task ids are the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 from ..errors import BrokerError, UsageError
 from ..kinds import DEFAULT_NAMESPACE, Kind, TaskPhase, object_ref
 from ..records import ResourceRecord, TaskRecord
 from .polling import SYSTEM, Clock, Note, ticks
+from .tokens import author
 
 
 @dataclass(frozen=True)
@@ -32,46 +34,102 @@ class TaskDidNotExit(BrokerError):
     exit_code = 125  # what `docker run` exits with when the container could not run
 
 
-def retry(store, name: str, namespace: str = DEFAULT_NAMESPACE) -> None:
+def retry(store, name: str, namespace: str = DEFAULT_NAMESPACE, by: str | None = None) -> None:
     """Re-run a Failed Job's failed completions with a fresh backoffLimit (history is kept)."""
-    store.retry_job(name, namespace=namespace)
+    store.retry_job(name, namespace=namespace, by=author(by))
 
 
 # -- logs ------------------------------------------------------------------------------------------
 
 
-def task_logs(store, task_id: str, follow: bool = False) -> Iterator[Output]:
+class LogWindow(NamedTuple):
+    """`logs --tail N --since 10m`: the last ``tail`` lines (None: all) written after ``since`` (seconds
+    since the epoch; None: any time). Docker applies both to a live container; stored output has no
+    time per line, so there ``since`` keeps or drops a task's output whole: kept when the task was
+    still running at ``since`` (finished at or after it)."""
+
+    tail: int | None = None
+    since: float | None = None
+
+
+EVERYTHING = LogWindow()
+
+
+def log_window(tail: int | None = None, since_seconds: float | None = None, clock: Clock = SYSTEM) -> LogWindow:
+    """The window of `logs --tail N --since DURATION`, ``since_seconds`` back from now."""
+    return LogWindow(tail, None if since_seconds is None else clock.time() - since_seconds)
+
+
+def task_logs(store, task_id: str, follow: bool = False, window: LogWindow = EVERYTHING) -> Iterator[Output]:
     """One task's output: kept in the store once its container is gone, else streamed from its node
-    (``follow``: until the container stops)."""
+    (``follow``: until the container stops). A missing or Pending task is refused at the call, before
+    any output (a front end can still answer with an error rather than an empty stream)."""
     t = store.task(task_id)
     if t.phase is TaskPhase.PENDING and store.output(t.id) is None:
         why = ": ".join(filter(None, [t.reason, t.message]))
         raise BrokerError(f"task {t.id} is Pending: it has not started yet, so it has no output"
                           + (f" ({why})" if why else ""))
-    yield from output(store, t, follow)
+    return output(store, t, follow, window=window)
 
 
 def owner_logs(store, kind: Kind, name: str, follow: bool = False,
-               namespace: str = DEFAULT_NAMESPACE) -> Iterator[Output]:
-    """The output of every task of a Job or Service, oldest task first."""
+               namespace: str = DEFAULT_NAMESPACE, window: LogWindow = EVERYTHING) -> Iterator[Output]:
+    """The output of every task of a Job or Service, oldest task first (``window`` applies to each; a
+    missing owner is refused at the call)."""
     store.resource(kind, name, namespace=namespace)
-    for t in store.tasks(owner=(kind, name), namespace=namespace):
-        yield from output(store, t, follow)
+    return _each_output(store, store.tasks(owner=(kind, name), namespace=namespace), follow, window)
 
 
-def output(store, t: TaskRecord, follow: bool, skip: int = 0) -> Iterator[Output]:
+def _each_output(store, tasks: list[TaskRecord], follow: bool, window: LogWindow) -> Iterator[Output]:
+    for t in tasks:
+        yield from output(store, t, follow, window=window)
+
+
+def prefixed(chunk: Output) -> bytes:
+    """A chunk of output with each line starting ``[TASK-ID] ``: how the output of several tasks is shown."""
+    tag = f"[{chunk.task}] ".encode()
+    return b"".join(tag + line for line in chunk.data.splitlines(keepends=True))
+
+
+def output(store, t: TaskRecord, follow: bool, skip: int = 0, window: LogWindow = EVERYTHING) -> Iterator[Output]:
     """The task's stored output past its first ``skip`` bytes (those an earlier live stream gave), or,
-    while nothing is stored and the task runs, its live stream from the node."""
+    while nothing is stored and the task runs, its live stream from the node; within ``window``."""
     saved = store.output(t.id)
     if saved is not None:
-        if len(saved[0]) > skip:
-            yield Output(t.id, saved[0][skip:])
+        ended = t.finished_at if t.finished_at is not None else t.created_at
+        if window.since is not None and ended < window.since:
+            return
+        data = saved[0][skip:]
+        if window.tail is not None:
+            data = b"".join(data.splitlines(keepends=True)[-window.tail:]) if window.tail else b""
+        if data:
+            yield Output(t.id, data)
         return
     if t.phase is TaskPhase.RUNNING and t.container_id and t.node:
         from .nodes import node_host
 
-        for chunk in node_host(store, t.node).logs(t.container_id, follow=follow):
+        host = node_host(store, t.node)
+        for chunk in host.logs(t.container_id, follow=follow, tail=window.tail, since=window.since):
             yield Output(t.id, chunk)
+
+
+# -- exec ------------------------------------------------------------------------------------------
+
+
+def exec_in(store, task_id: str, command: list[str], stdin: Iterable[bytes] | None,
+            write: Callable[[int, bytes], None], tty: bool = False, size: tuple[int, int] | None = None) -> int:
+    """Run ``command`` in a Running task's container (Go-Docker's interactive jobs) and return its exit
+    code; ``stdin``, ``write``, ``tty`` and ``size`` as ``docker.host.Host.exec`` takes them."""
+    if not command:
+        raise UsageError(f"exec {task_id}: name the command after --, e.g. `brokerctl exec {task_id} -- sh`")
+    t = store.task(task_id)
+    if t.phase is not TaskPhase.RUNNING or not t.container_id or not t.node:
+        why = ": ".join(filter(None, [t.reason, t.message]))
+        raise BrokerError(f"task {t.id} is {t.phase.value}, not Running: there is no container to run a command in"
+                          + (f" ({why})" if why else ""))
+    from .nodes import node_host
+
+    return node_host(store, t.node).exec(t.container_id, list(command), stdin, write, tty=tty, size=size)
 
 
 # -- run -------------------------------------------------------------------------------------------
@@ -95,7 +153,7 @@ def one_off_job(name: str, image: str, command: list[str] | None, slots_type: st
         raise UsageError(f"brokerctl run {name}: {problems}") from None
 
 
-def run(store, job, clock: Clock = SYSTEM) -> Iterator[Note | Output]:
+def run(store, job, clock: Clock = SYSTEM, by: str | None = None) -> Iterator[Note | Output]:
     """Create the one-off ``job``, then yield its task's output, live while it runs and the rest from
     the store once it ended. Returns the finished task; ``TaskDidNotExit`` if it has no exit code."""
     name, namespace = job.metadata.name, job.namespace
@@ -108,7 +166,7 @@ def run(store, job, clock: Clock = SYSTEM) -> Iterator[Note | Output]:
                        else (f" in namespace '{namespace}'", f" -n {namespace}"))
         raise UsageError(f"Job '{name}' already exists{where}; pick another name or "
                          f"`brokerctl delete job {name}{flag}`")
-    store.apply([job])
+    store.apply([job], by=author(by))
     lease = store.lease()
     if not lease or clock.time() - lease["heartbeat"] > 10:
         yield Note("no controller is running; the job waits until `brokerctl controller` starts", warning=True)

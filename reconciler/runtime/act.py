@@ -114,7 +114,8 @@ class Actor:
                 self.store.purge_rows(db, kind, name, namespace)
             for back in p.rollbacks:
                 try:
-                    rev = self.store.rollback(db, back.service, back.template, now, "autoRollback", back.namespace)
+                    rev = self.store.rollback(db, back.service, back.template, now, "autoRollback", back.namespace,
+                                              by="controller")
                 except BrokerError as exc:  # deleted meanwhile, or its revision purged
                     self.store.add_event(db, "Service", back.service, "RollbackFailed", str(exc), "Warning", ts=now,
                                          namespace=back.namespace)

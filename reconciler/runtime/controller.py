@@ -22,6 +22,8 @@ after the signal.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import os
 import signal
@@ -37,6 +39,7 @@ from typing import Callable
 from .act import Actor, wait_or_stop
 from .ledger import Ledger
 from ..engine.actions import Plan
+from ..engine.fairshare import QueuePolicy
 from ..errors import StoreError
 from ..docker.host import CALLS, Host, HostPool
 from ..docker.events import EventWatcher
@@ -50,6 +53,8 @@ log = logging.getLogger("brokerctl.controller")
 
 LEASE_STALE_SECONDS = 10.0
 EXIT_DEADLINE = 1.5  # seconds from SIGTERM/SIGINT to the end of the process, whatever it is doing
+# Upper bounds (seconds) of the pass-duration histogram published with the stats (`/metrics` of the server).
+PASS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -73,8 +78,9 @@ class Controller:
     def __init__(self, store: Store, *, resync: float = 5.0, busy_resync: float = 1.0,
                  probe_interval: float = 1.0, probe_timeout: float = 1.0, lost_after: float = 3.0,
                  docker_timeout: float = 10.0, list_wait: float = 2.0,
-                 clock: Callable[[], float] = time.time, workers: int = 32):
+                 clock: Callable[[], float] = time.time, workers: int = 32, queue: QueuePolicy = QueuePolicy()):
         self.store, self.clock = store, clock
+        self.queue = queue  # the order of waiting tasks: fair share (and its half-life) or FIFO
         store.nudge = False  # our own commits must not wake us
         self.resync, self.busy_resync = resync, busy_resync
         self.lost_after, self.list_wait = lost_after, list_wait
@@ -90,10 +96,11 @@ class Controller:
         self._listed: dict[str, _Listed] = {}
         self.passes, self.lists, self.pass_seconds, self.last_pass = 0, 0, 0.0, 0.0
         self.pass_cpu_seconds = 0.0
+        self.pass_counts = [0] * (len(PASS_BUCKETS) + 1)  # passes per bucket of PASS_BUCKETS, the last one over them
         self.changes: Subscription | None = None
         self.stop = threading.Event()
         self._twins: set[str] = set()
-        self.ledger = Ledger(store)  # what a pass needs of the store, kept between passes
+        self.ledger = Ledger(store, queue)  # what a pass needs of the store, kept between passes
 
     def run(self, stop: threading.Event | None = None) -> None:
         self.stop = stop = stop or self.stop
@@ -141,10 +148,10 @@ class Controller:
         if self.stop.is_set():
             return Plan()
         self.ledger.see(snapshot)  # the tasks of containers seen that it does not hold
-        resources, tasks, settled = self.ledger.planner_input()
+        resources, tasks, settled, settled_usage = self.ledger.planner_input()
         unreadable = self.store.secrets_problem() if any(r.kind is Kind.SECRET for r in resources) else None
-        p = plan(resources, tasks, snapshot, snapshot.taken_at, self.store.store_id, self.store.mark_key, unreadable,
-                 settled=settled)
+        p = plan(resources, tasks, snapshot, snapshot.taken_at, self.store.store_id, self.store.mark_key,
+                 unreadable, self.queue, settled=settled, settled_usage=settled_usage)
         if self.stop.is_set():  # acting is safe to skip: the next controller plans it again
             return Plan()
         answering = {n: h for n, h in hosts.items() if snapshot.nodes[n].ready}
@@ -158,10 +165,14 @@ class Controller:
         p.wake_at(snapshot.taken_at + (self.busy_resync if busy else self.resync))
         if done:  # what we just did changes the world: look again at once
             p.wake_at(self.clock())
-        self.last_pass = time.perf_counter() - began
-        self.pass_seconds += self.last_pass
+        self._count_pass(time.perf_counter() - began)
         self.pass_cpu_seconds += time.thread_time() - cpu  # this thread's CPU: the pass without waiting for the machine
         return p
+
+    def _count_pass(self, seconds: float) -> None:
+        self.last_pass = seconds
+        self.pass_seconds += seconds
+        self.pass_counts[bisect.bisect_left(PASS_BUCKETS, seconds)] += 1
 
     def _forget_lists(self, p: Plan) -> None:
         """A node this pass acts on must be listed again next pass (not every change makes an event)."""
@@ -169,8 +180,12 @@ class Controller:
             self._listed.pop(a.node, None)
 
     def stats(self) -> dict:
-        """Published with each heartbeat (``brokerctl status``): passes, lists, Docker calls, CPU."""
+        """Published with each heartbeat (``brokerctl status``, the server's ``/metrics``): passes, lists,
+        Docker calls, CPU, and ``passBuckets``: passes that took at most each bound of ``PASS_BUCKETS``
+        (cumulative, as a Prometheus histogram counts)."""
+        cumulative = list(itertools.accumulate(self.pass_counts[:-1]))
         return {"passes": self.passes, "lists": self.lists, "passSeconds": round(self.pass_seconds, 4),
+                "passBuckets": {f"{bound:g}": n for bound, n in zip(PASS_BUCKETS, cumulative)},
                 "lastPassSeconds": round(self.last_pass, 4),
                 "passCpuSeconds": round(self.pass_cpu_seconds, 4), "cpuSeconds": round(time.process_time(), 3),
                 "lastPassRowsRead": self.ledger.rows_read, "tasksHeld": len(self.ledger.tasks),
@@ -330,6 +345,12 @@ class SignalShutdown:
         if release:
             self.release()
         log.warning("exiting: %s; containers keep running", why)
+        self.end()
+
+    @staticmethod
+    def end() -> None:
+        """End the process now, its logs flushed. `brokerctl server` ends so once everything has
+        stopped: the interpreter's own finalisation, after uvicorn and anyio, can take a second more."""
         logging.shutdown()  # flushes every handler
         for stream in (sys.stdout, sys.stderr):
             try:

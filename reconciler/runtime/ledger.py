@@ -2,13 +2,18 @@
 
 Called by ``runtime.controller`` once per pass. A ``Ledger`` holds every resource and the tasks of
 every owner except the settled ones (Jobs the planner found over and untouched: ``Plan.settled``),
-kept current from the store's change counter (``Store.changes``): each pass reads the rows written
+kept current from the store's change counter (``Store.changed_since``): each pass reads the rows written
 since the last one, whoever wrote them (this controller's act, the CLI, GitOps, another server),
 and the keys of the resources purged meanwhile. A settled Job's tasks are not held and not read;
 anything about it that changes (its row: a retry, an apply, a delete; one of its tasks; one of its
 containers seen on a node) unsettles it, and its tasks are read again, with one indexed query for
 that owner, before the pass plans. So a pass reads what changed, and finished history is read
 once, by the first pass of a controller (a restart, a takeover), which reads everything.
+
+What the settled Jobs' tasks add to budget use and fair-share usage is carried in a
+``SettledUsage`` (``engine.settled``), put in when a Job settles and taken out when it unsettles or
+is purged, and given to the planner with the tasks: a budget or fair share costs a pass what
+changed too, not the history.
 
 Tasks are deleted only with their resource (``resources.purge_rows``): a purged resource's key
 (a tombstone) drops its tasks here, and a resource found with a new uid (purged and made again
@@ -21,6 +26,8 @@ from collections import defaultdict
 from typing import Iterable
 
 from ..engine.actions import Key
+from ..engine.fairshare import QueuePolicy
+from ..engine.settled import SettledUsage
 from ..records import ResourceRecord, Snapshot, TaskRecord
 from ..store import Marks, Store
 
@@ -33,8 +40,9 @@ def _task_order(t: TaskRecord) -> tuple:
 class Ledger:
     """The store as the controller holds it between passes (see the module docstring)."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, queue: QueuePolicy = QueuePolicy()):
         self.store = store
+        self.rate = queue.rate  # the fair-share decay the settled usage is carried at
         self.reset()
 
     def reset(self) -> None:
@@ -46,11 +54,12 @@ class Ledger:
         self.tasks: dict[str, TaskRecord] = {}
         self._by_owner: dict[Key, set[str]] = defaultdict(set)
         self.settled: set[Key] = set()
+        self.usage = SettledUsage(self.rate)  # the settled Jobs' tasks' part of budget and fair-share usage
         self.rows_read = 0  # rows the last pass read: changes, owners unsettled, containers' tasks looked up
 
     def refresh(self) -> None:
         """Read what changed since the last refresh (everything, the first time) and take it in."""
-        ch = self.store.changes(self.marks)
+        ch = self.store.changed_since(self.marks)
         self.rows_read = len(ch.resources) + len(ch.tasks) + len(ch.gone)
         unsettle: set[Key] = set()
         for rev, key in ch.gone:
@@ -58,6 +67,7 @@ class Ledger:
                 self.resources.pop(key, None)
                 self._revs.pop(key, None)
                 self.settled.discard(key)
+                self.usage.remove(key)
             self._forget_tasks(key, keep_uid=self.resources[key].uid if key in self.resources else None)
         for rev, res in ch.resources:
             old = self.resources.get(res.key)
@@ -93,12 +103,15 @@ class Ledger:
         for key in keys:
             if key in self.resources and key not in self.settled:
                 self.settled.add(key)
+                res = self.resources[key]
+                self.usage.add(key, (self.tasks[tid] for tid in self._by_owner.get(key, ())),
+                               res.model.spec.template.resources.cpus)
                 self._forget_tasks(key, keep_uid=None)
 
-    def planner_input(self) -> tuple[list[ResourceRecord], list[TaskRecord], frozenset[Key]]:
-        """(resources, tasks, settled) for ``engine.plan``, in the store's orders."""
+    def planner_input(self) -> tuple[list[ResourceRecord], list[TaskRecord], frozenset[Key], SettledUsage]:
+        """(resources, tasks, settled, settled_usage) for ``engine.plan``, in the store's orders."""
         resources = sorted(self.resources.values(), key=lambda r: (r.kind.value, r.namespace, r.name))
-        return resources, sorted(self.tasks.values(), key=_task_order), frozenset(self.settled)
+        return resources, sorted(self.tasks.values(), key=_task_order), frozenset(self.settled), self.usage
 
     def _unsettle(self, keys: set[Key]) -> None:
         """Hold these settled owners' tasks again, read with one query per owner."""
@@ -106,6 +119,7 @@ class Ledger:
             return
         self.settled -= keys
         for key in keys:
+            self.usage.remove(key)
             self._forget_tasks(key, keep_uid=None)  # read afresh below
         loaded = self.store.tasks_of(sorted(keys, key=lambda k: (k[0].value, k[1], k[2])))
         self.rows_read += len(loaded)

@@ -8,7 +8,8 @@ nothing is returned when anything is wrong. A Job or Service that names no ``met
 is put in the caller's ``namespace`` (``-n``; ``default`` unless given), so two documents are the
 same resource only when kind, namespace and name all match. What ``brokerctl get -o yaml|json`` prints loads too:
 a document may be a list of resources, and the read-only fields (``status``, ``metadata.uid``,
-``generation``, ``createdAt``, ``updatedAt``, ``deletedAt``) are dropped, as kubectl does.
+``generation``, ``createdAt``, ``updatedAt``, ``deletedAt``, ``createdBy``, ``updatedBy``) are dropped, as
+kubectl does.
 """
 
 from __future__ import annotations
@@ -186,7 +187,7 @@ def _document(data: Any, node, dupes: list, source: str, doc: int, listed: bool)
 
 
 # What `brokerctl get -o yaml|json` prints besides the manifest: dropped on apply, as kubectl does.
-READ_ONLY_METADATA = ("uid", "generation", "createdAt", "updatedAt", "deletedAt")
+READ_ONLY_METADATA = ("uid", "generation", "createdAt", "updatedAt", "deletedAt", "createdBy", "updatedBy")
 
 
 def _without_read_only(data: dict) -> dict:

@@ -105,6 +105,18 @@ class RunAs(SpecModel):
         return self
 
 
+REQUESTED_CAPS = ("cpus", "memory")  # caps a task can be counted against only if it requests them
+
+
+def unrequested(quota: dict | None, resources) -> list[tuple[str, object]]:
+    """(field, cap) for each cpus or memory cap of ``quota`` (a Namespace's ``spec.quota`` as stored, a
+    dict) that a template's ``resources`` does not request. Such a workload is refused at apply, as
+    Kubernetes does; one applied before the cap waits with a reason that names the field."""
+    if not quota:
+        return []
+    return [(f, quota[f]) for f in REQUESTED_CAPS if quota.get(f) is not None and getattr(resources, f) is None]
+
+
 def _non_root_uid(user: str) -> bool:
     return is_numeric_user(user) and not is_root(user)
 

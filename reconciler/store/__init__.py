@@ -3,9 +3,9 @@
 ``Store`` is one connection (``db.Connection``: open, transactions, migrations, wake-ups) to a
 SQLite file (``sqlite``) or a PostgreSQL database (``postgres``), with the methods of every noun of
 the store, each in its own module: ``resources``, ``tasks``, ``changes`` (what changed since a rev),
-``events``, ``revisions``, ``lease``, ``syncs`` and ``secrets``. ``transfer`` copies a whole store into an
-empty one (``brokerctl store migrate``). Callers (the CLI, ``ops``, the controller, act) use one
-``Store``: reads open no transaction; writes are either a method that runs its own transaction
+``events``, ``revisions``, ``lease``, ``syncs``, ``secrets`` and ``tokens``. ``transfer`` copies a whole
+store into an empty one (``brokerctl store migrate``). Callers (the CLI, ``ops``, the controller, act)
+use one ``Store``: reads open no transaction; writes are either a method that runs its own transaction
 (``apply``, ``mark_deleted``...) or a method taking ``db`` from the caller's ``with
 store.transaction() as db:`` so that several writes commit together.
 """
@@ -24,10 +24,11 @@ from .revisions import RevisionStore
 from .secrets import SecretStore, SecretValues
 from .syncs import SourcedRow, SyncStore
 from .tasks import LOG_LIMIT_BYTES, TaskState, TaskStore
+from .tokens import TokenStore
 
 
 class Store(ResourceStore, TaskStore, ChangeStore, EventStore, RevisionStore, LeaseStore, SyncStore, SecretStore,
-            Connection):
+            TokenStore, Connection):
     """One connection to a store (a SQLite file or a PostgreSQL database), thread-safe, with every
     noun's reads and writes. ``secrets_key``: the file of the key its Secrets are sealed with
     (default: see ``secrets``)."""

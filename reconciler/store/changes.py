@@ -7,7 +7,8 @@ no writer can forget). Writes hold the store's write lock, so revs are handed ou
 a read sees every rev up to some value and none above it. A reader that keeps, per table, the
 highest rev it was given (``Marks``) and next asks for the rows above it misses nothing, even
 though each table is read in its own statement. Called by ``runtime.ledger`` (the controller's
-copy of what it needs between passes).
+copy of what it needs between passes) through ``changed_since``. (``Connection.changes`` is the
+other reader, for a poller such as ``get -w``: a version that moves on any commit, no rows.)
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Changes(NamedTuple):
 class ChangeStore:
     """Reads by change counter (a mixin of ``Store``)."""
 
-    def changes(self, since: Marks | None = None) -> Changes:
+    def changed_since(self, since: Marks | None = None) -> Changes:
         """What changed above ``since``; None: every resource and task (a controller's first pass)."""
         base = since or Marks()
         # Tombstones are read first: one that falls between this read and the resources' is read

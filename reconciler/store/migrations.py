@@ -135,7 +135,21 @@ MIGRATIONS: list[tuple[str, Statements | dict[str, Statements]]] = [
     # A Secret's values, encrypted (a Fernet token; ``secrets``): a column of their own, so no spec holds them.
     ("secrets", "ALTER TABLE resources ADD COLUMN sealed TEXT"),
     (
-        # The change counter (a pass reads only what changed, see store.changes): every insert or
+        # API tokens (``tokens``: only a SHA-256 of each secret is kept; ``user_name``, since ``user``
+        # is a reserved word in PostgreSQL), and who created and last changed each resource.
+        "tokens and authors",
+        """
+        CREATE TABLE tokens (
+            id TEXT PRIMARY KEY, user_name TEXT NOT NULL, role TEXT NOT NULL, namespaces TEXT NOT NULL,
+            hash TEXT NOT NULL, created_at REAL NOT NULL, created_by TEXT NOT NULL DEFAULT '',
+            last_used_at REAL, revoked_at REAL
+        );
+        ALTER TABLE resources ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
+        ALTER TABLE resources ADD COLUMN updated_by TEXT NOT NULL DEFAULT ''
+        """,
+    ),
+    (
+        # The change counter (a pass reads only what changed, see store/changes.py): every insert or
         # update of a task or resource row sets its `rev` to the next value of one store-wide
         # counter, and a purged resource leaves its key in `resources_gone` under a rev of its own.
         # Triggers set it, so no writer can forget to. Writes take the store's write lock, so revs

@@ -20,7 +20,7 @@ import time
 import uuid
 
 from ..errors import BrokerError, Conflict, NotFound, UsageError, combined
-from ..kinds import DEFAULT_NAMESPACE, NAMESPACED_KINDS, Kind, object_ref, scope
+from ..kinds import DEFAULT_NAMESPACE, NAMESPACED_KINDS, WORKLOAD_KINDS, Kind, object_ref, scope
 from ..records import ResourceRecord
 from .db import dump, fetch_all, fetch_one, insert
 from .revisions import delete_revisions_of, live_service, record_revision
@@ -34,27 +34,34 @@ class ResourceStore:
     """Reads and writes of the ``resources`` table (a mixin of ``Store``)."""
 
     def apply(self, resources: list, now: float | None = None,
-              where: list[str] | None = None) -> list[tuple[str, str]]:
+              where: list[str] | None = None, by: str = "") -> list[tuple[str, str]]:
         """Record validated models (all or none); returns (``kind/name``, created|configured|unchanged),
         the ref prefixed with its namespace outside ``default`` (``team-a/job/nightly``). ``where``:
-        how the caller names each resource in an error (``job.yaml: document 2 (Job/nightly)``)."""
+        how the caller names each resource in an error (``job.yaml: document 2 (Job/nightly)``);
+        ``by``: who applies them (``metadata.createdBy``/``updatedBy``)."""
         now = time.time() if now is None else now
         resources = self.seal(resources)  # before the transaction: the first Secret makes the key
         with self.transaction() as db:
             self.check_namespaces(db, resources, where)
             check_run_as(db, resources, where)
-            return [(object_ref(*res.key), self.apply_one(db, res, now)) for res in resources]
+            return [(object_ref(*res.key), self.apply_one(db, res, now, by=by)) for res in resources]
 
     def check_namespaces(self, db, resources: list, where: list[str] | None = None) -> None:
         """Every namespaced resource goes into a namespace that exists and is not being deleted, or that
-        a Namespace among ``resources`` creates; else one error naming each resource and its namespace
-        (NotFound when a namespace is missing, Conflict when one is being deleted)."""
+        a Namespace among ``resources`` creates, and requests the cpus and memory its quota caps
+        (``namespace.unrequested``); else one error naming each resource and its namespace (NotFound
+        when a namespace is missing, Conflict when one is being deleted or a request is missing)."""
         wanted = {res.namespace for res in resources if res.kind in NAMESPACED_KINDS}
         if not wanted:
             return
-        stored = {r["name"]: r["deleted_at"] for r in fetch_all(db, "SELECT name, deleted_at FROM resources "
-                                                                    "WHERE kind='Namespace'")}
+        from ..spec.namespace import unrequested  # the models are loaded when applying; `get` never needs them
+
+        rows = fetch_all(db, "SELECT name, deleted_at, spec FROM resources WHERE kind='Namespace'")
+        stored = {r["name"]: r["deleted_at"] for r in rows}
+        quotas = {r["name"]: json.loads(r["spec"]).get("quota") for r in rows}
         created = {res.metadata.name for res in resources if res.kind == Kind.NAMESPACE.value}
+        quotas.update({res.metadata.name: res.spec.quota and res.spec.quota.model_dump(mode="json")
+                       for res in resources if res.kind == Kind.NAMESPACE.value})
         problems: list[BrokerError] = []
         for i, res in enumerate(resources):
             if res.kind not in NAMESPACED_KINDS:
@@ -64,14 +71,18 @@ class ResourceStore:
                 problems.append(Conflict.namespace_being_deleted(res.namespace, what))
             elif res.namespace not in stored and res.namespace not in created:
                 problems.append(NotFound.namespace(res.namespace, what))
+            if res.kind not in WORKLOAD_KINDS:  # a Secret requests nothing
+                continue
+            for field, cap in unrequested(quotas.get(res.namespace), res.spec.template.resources):
+                problems.append(Conflict.quota_needs_request(res.namespace, field, cap, what))
         if problems:
             raise combined(problems)
 
-    def apply_one(self, db, res, now: float, cause: str = "apply") -> str:
+    def apply_one(self, db, res, now: float, cause: str = "apply", by: str = "") -> str:
         """Write one model inside the caller's transaction; returns created, configured or unchanged.
-        ``cause``: what a Service's new revision says made it (``apply``, ``sync FILE``). The caller
-        has checked its namespace (``check_namespaces``). A Secret comes sealed (``seal``): its spec
-        holds no value, its encrypted values go to the row's ``sealed`` column."""
+        ``cause``: what a Service's new revision says made it (``apply``, ``sync FILE``); ``by``: who
+        writes it. The caller has checked its namespace (``check_namespaces``). A Secret comes sealed
+        (``seal``): its spec holds no value, its encrypted values go to the row's ``sealed`` column."""
         kind, namespace, name = res.kind, res.namespace, res.metadata.name
         if kind == Kind.SECRET.value and not getattr(res.spec, "sealed", ""):
             raise TypeError(f"{res.ref}: a Secret is written sealed; Store.seal() it first")  # a caller's mistake
@@ -83,7 +94,8 @@ class ResourceStore:
             uid = _new_uid(db, name)
             insert(db, "resources", {"kind": kind, "namespace": namespace, "name": name, "uid": uid,
                                      "labels": dump(labels), "spec": dump(spec), "generation": 1, "created_at": now,
-                                     "updated_at": now, "deleted_at": None, "status": "{}"})
+                                     "updated_at": now, "deleted_at": None, "status": "{}", "created_by": by,
+                                     "updated_by": by})
             if kind == Kind.SERVICE.value:
                 record_revision(db, uid, name, spec, now, cause, namespace)
             if kind == Kind.SECRET.value:
@@ -96,8 +108,8 @@ class ResourceStore:
             raise Conflict.immutable_template(name, changed)
         if stored == spec and json.loads(row["labels"]) == labels:
             return "unchanged"
-        db.execute(f"UPDATE resources SET spec=?, labels=?, generation=?, updated_at=? WHERE {_KEY}",
-                   [dump(spec), dump(labels), row["generation"] + (stored != spec), now, kind, namespace, name])
+        db.execute(f"UPDATE resources SET spec=?, labels=?, generation=?, updated_at=?, updated_by=? WHERE {_KEY}",
+                   [dump(spec), dump(labels), row["generation"] + (stored != spec), now, by, kind, namespace, name])
         if kind == Kind.SERVICE.value:
             record_revision(db, row["uid"], name, spec, now, cause, namespace)
         if kind == Kind.SECRET.value:
@@ -133,7 +145,7 @@ class ResourceStore:
     # -- deletion ---------------------------------------------------------------------------
 
     def mark_deleted(self, kind: Kind, name: str, now: float | None = None, force: bool = False,
-                     namespace: str | None = None) -> str:
+                     namespace: str | None = None, by: str = "") -> str:
         """Delete at once when nothing of it may still run; otherwise leave it to the controller.
 
         Returns what happened, for ``brokerctl delete`` to print after the resource's ref:
@@ -143,13 +155,14 @@ class ResourceStore:
         containers are then no longer tracked (a running controller removes them as orphans).
         A Node with active tasks is refused unless ``force``: the controller could no longer
         reach its containers to stop them. A Namespace takes everything in it along
-        (``_delete_namespace``).
+        (``_delete_namespace``). ``by``: who deletes it (``updatedBy`` while it is being deleted).
         """
         now = time.time() if now is None else now
         with self.transaction() as db:
-            return self.delete(db, kind, name, now, force, namespace)
+            return self.delete(db, kind, name, now, force, namespace, by)
 
-    def delete(self, db, kind: Kind, name: str, now: float, force: bool = False, namespace: str | None = None) -> str:
+    def delete(self, db, kind: Kind, name: str, now: float, force: bool = False, namespace: str | None = None,
+               by: str = "") -> str:
         """``mark_deleted`` inside the caller's transaction (``ops.sync`` prunes with it)."""
         namespace = scope(kind, namespace)
         row = fetch_one(db, f"SELECT deleted_at, spec, status FROM resources WHERE {_KEY}",
@@ -159,7 +172,7 @@ class ResourceStore:
         if kind is Kind.NODE:
             return self._delete_node(db, name, force)
         if kind is Kind.NAMESPACE:
-            return self._delete_namespace(db, name, row["deleted_at"], now, force)
+            return self._delete_namespace(db, name, row["deleted_at"], now, force, by)
         grace = json.loads(row["spec"]).get("terminationGracePeriodSeconds", 10)
         active, placed = count_live(db, kind.value, namespace, name, stopped_after=now - grace)
         if force:
@@ -177,8 +190,8 @@ class ResourceStore:
         if not active:
             self.purge_rows(db, kind, name, namespace)
             return "deleted"
-        db.execute(f"UPDATE resources SET deleted_at=?, updated_at=? WHERE {_KEY}",
-                   [now, now, kind.value, namespace, name])
+        db.execute(f"UPDATE resources SET deleted_at=?, updated_at=?, updated_by=? WHERE {_KEY}",
+                   [now, now, by, kind.value, namespace, name])
         return "deleting"
 
     def _delete_node(self, db, name: str, force: bool) -> str:
@@ -189,17 +202,17 @@ class ResourceStore:
         self.purge_rows(db, Kind.NODE, name)
         return "deleted"
 
-    def _delete_namespace(self, db, name: str, deleted_at: float | None, now: float, force: bool) -> str:
+    def _delete_namespace(self, db, name: str, deleted_at: float | None, now: float, force: bool, by: str) -> str:
         """Mark the Namespace deleting and delete everything in it, each as ``delete`` would (what may
         still run is left to the controller, which stops it and purges the Namespace once it is
         empty). Nothing can be applied into it meanwhile."""
         if name == DEFAULT_NAMESPACE:
             raise Conflict.default_namespace()
         if deleted_at is None:
-            db.execute("UPDATE resources SET deleted_at=?, updated_at=? WHERE kind='Namespace' AND namespace='' "
-                       "AND name=?", [now, now, name])
+            db.execute("UPDATE resources SET deleted_at=?, updated_at=?, updated_by=? WHERE kind='Namespace' "
+                       "AND namespace='' AND name=?", [now, now, by, name])
         for r in self.contents(db, name):
-            self.delete(db, Kind(r["kind"]), r["name"], now, force, name)
+            self.delete(db, Kind(r["kind"]), r["name"], now, force, name, by)
         left = self.contents(db, name)
         if not left:
             self.purge_rows(db, Kind.NAMESPACE, name)
@@ -230,7 +243,7 @@ class ResourceStore:
 
     # -- verbs on one kind: retry a Job, cordon a Node, scale a Service -----------------------
 
-    def retry_job(self, name: str, now: float | None = None, namespace: str | None = None) -> None:
+    def retry_job(self, name: str, now: float | None = None, namespace: str | None = None, by: str = "") -> None:
         """Give a Failed Job a fresh failure budget; earlier attempts stay in its history."""
         now = time.time() if now is None else now
         namespace = namespace or DEFAULT_NAMESPACE
@@ -241,10 +254,11 @@ class ResourceStore:
             phase = json.loads(row["status"]).get("phase", "Pending")
             if phase != "Failed":
                 raise Conflict(f"Job '{name}' is {phase}, not Failed; only a Failed job can be retried")
-            db.execute(f"UPDATE resources SET retried_at=?, updated_at=? WHERE {_KEY}",
-                       [now, now, "Job", namespace, name])
+            db.execute(f"UPDATE resources SET retried_at=?, updated_at=?, updated_by=? WHERE {_KEY}",
+                       [now, now, by, "Job", namespace, name])
 
-    def cordon(self, name: str, on: bool, drain_timeout: float | None = None, now: float | None = None) -> bool:
+    def cordon(self, name: str, on: bool, drain_timeout: float | None = None, now: float | None = None,
+               by: str = "") -> bool:
         """Set a Node unschedulable (``on``) or schedulable again; with ``drain_timeout`` also drain it.
 
         Draining moves its tasks off: Service replicas are replaced elsewhere before the originals
@@ -263,13 +277,13 @@ class ResourceStore:
             if was == on and row["drain_deadline"] == deadline:
                 return False
             spec["unschedulable"] = on
-            db.execute("UPDATE resources SET spec=?, drain_deadline=?, updated_at=?, "
+            db.execute("UPDATE resources SET spec=?, drain_deadline=?, updated_at=?, updated_by=?, "
                        "generation=generation+? WHERE kind='Node' AND namespace='' AND name=?",
-                       [dump(spec), deadline, now, int(was != on), name])
+                       [dump(spec), deadline, now, by, int(was != on), name])
             return True
 
     def scale(self, name: str, replicas: int, now: float | None = None,
-              namespace: str | None = None) -> tuple[int, int]:
+              namespace: str | None = None, by: str = "") -> tuple[int, int]:
         """Set a Service's replicas; returns (old, new)."""
         now = time.time() if now is None else now
         namespace = namespace or DEFAULT_NAMESPACE
@@ -282,8 +296,8 @@ class ResourceStore:
                 if not 0 <= replicas <= MAX_REPLICAS:
                     raise UsageError.out_of_range("replicas", replicas, f"a Service has 0 to {MAX_REPLICAS:,} replicas")
                 spec["replicas"] = replicas
-                db.execute(f"UPDATE resources SET spec=?, generation=generation+1, updated_at=? WHERE {_KEY}",
-                           [dump(spec), now, "Service", namespace, name])
+                db.execute(f"UPDATE resources SET spec=?, generation=generation+1, updated_at=?, updated_by=? "
+                           f"WHERE {_KEY}", [dump(spec), now, by, "Service", namespace, name])
         return old, replicas
 
 
@@ -294,7 +308,7 @@ def resource_record(row: dict) -> ResourceRecord:
         spec=json.loads(row["spec"]), generation=row["generation"], created_at=row["created_at"],
         updated_at=row["updated_at"], deleted_at=row["deleted_at"], status=json.loads(row["status"]),
         retried_at=row.get("retried_at"), drain_deadline=row.get("drain_deadline"), source=row.get("source"),
-        namespace=row["namespace"],
+        namespace=row["namespace"], created_by=row.get("created_by") or "", updated_by=row.get("updated_by") or "",
     )
 
 

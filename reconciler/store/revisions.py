@@ -35,19 +35,21 @@ class RevisionStore:
             r["template"] = json.loads(r["template"])
         return rows
 
-    def undo(self, name: str, to: int | None = None, now: float | None = None, namespace: str | None = None) -> dict:
+    def undo(self, name: str, to: int | None = None, now: float | None = None, namespace: str | None = None,
+             by: str = "") -> dict:
         """``rollout undo``: the previous revision (or ``to``) becomes the desired template again."""
         now = time.time() if now is None else now
         with self.transaction() as db:
-            return self.rollback(db, name, to, now, f"rollout undo{f' --to-revision {to}' if to else ''}", namespace)
+            return self.rollback(db, name, to, now, f"rollout undo{f' --to-revision {to}' if to else ''}", namespace,
+                                 by)
 
     def rollback(self, db, name: str, to: int | str | None, now: float, cause: str,
-                 namespace: str | None = None) -> dict:
+                 namespace: str | None = None, by: str = "") -> dict:
         """Within the caller's transaction: put an earlier revision's template back into the spec.
 
         ``to``: a revision number, a template hash, or None for the revision before the current
-        one. Returns that revision; raises NotFound/Conflict naming what exists, Forbidden when the
-        namespace's ``runAs`` no longer allows that template's user.
+        one; ``by``: who asks (``updatedBy``). Returns that revision; raises NotFound/Conflict naming
+        what exists, Forbidden when the namespace's ``runAs`` no longer allows that template's user.
         """
         namespace = namespace or DEFAULT_NAMESPACE
         service = live_service(db, name, namespace)
@@ -58,8 +60,8 @@ class RevisionStore:
         template = json.loads(target["template"])
         check_template_user(db, namespace, template["template"].get("user"), f"Service/{name}")
         spec.update({"healthCheck": None, **template})
-        db.execute(f"UPDATE resources SET spec=?, generation=generation+1, updated_at=? WHERE {_SERVICE}",
-                   [dump(spec), now, namespace, name])
+        db.execute(f"UPDATE resources SET spec=?, generation=generation+1, updated_at=?, updated_by=? WHERE {_SERVICE}",
+                   [dump(spec), now, by, namespace, name])
         return record_revision(db, service["uid"], name, spec, now, cause, namespace)
 
 

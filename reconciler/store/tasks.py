@@ -1,7 +1,7 @@
 """Tasks: one row per attempt to run one container, kept as history, and their bounded output.
 
 ``TaskStore`` is mixed into ``Store`` (see the package): ``tasks``/``task``/``tasks_on`` read
-records, ``insert_task``/``update_task``/``task_state``/``save_output`` work inside the caller's
+records, ``task_counts`` counts them by namespace and phase, ``insert_task``/``update_task``/``task_state``/``save_output`` work inside the caller's
 transaction (act records a pass's decisions and each outcome that way), ``output`` reads what a
 finished container printed. The module functions count and delete a resource's tasks for
 ``resources`` (deletion, purge). Called by the controller, act and the CLI.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import fields
-from typing import NamedTuple
+from typing import Iterable, NamedTuple
 
 from ..errors import NotFound
 from ..kinds import DEFAULT_NAMESPACE, Kind, TaskPhase
@@ -45,10 +45,15 @@ class TaskStore:
     """Reads and writes of the ``tasks`` and ``task_logs`` tables (a mixin of ``Store``)."""
 
     def tasks(self, owner: tuple[Kind, str] | None = None, active_only: bool = False,
-              namespace: str | None = None) -> list[TaskRecord]:
+              namespace: str | None = None, phases: Iterable[TaskPhase] | None = None) -> list[TaskRecord]:
         """Tasks in creation order; only ``namespace``'s (None: every namespace's, unless ``owner``
-        is given: then ``default``), only ``owner``'s (kind, name), only the active ones, if asked."""
+        is given: then ``default``), only ``owner``'s (kind, name), only the active ones, only those
+        in ``phases``, if asked."""
         params, where = [], []
+        if phases is not None:
+            phases = sorted(p.value for p in phases)
+            where.append(f"phase IN ({', '.join('?' * len(phases))})" if phases else "1 = 0")
+            params += phases
         if owner is not None:
             namespace = namespace or DEFAULT_NAMESPACE
             where.append("owner_kind = ? AND owner_name = ?")
@@ -65,6 +70,11 @@ class TaskStore:
         if not rows:
             raise NotFound.task(task_id)
         return rows[0]
+
+    def task_counts(self) -> dict[tuple[str, str], int]:
+        """How many tasks (history included) each namespace has in each phase: (namespace, phase) -> n."""
+        rows = self._tuples("SELECT namespace, phase, count(*) FROM tasks GROUP BY namespace, phase")
+        return {(namespace, phase): n for namespace, phase, n in rows}
 
     def tasks_on(self, node: str) -> list[TaskRecord]:
         """Active tasks bound to a node."""

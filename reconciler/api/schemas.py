@@ -1,0 +1,202 @@
+"""The documented shapes of what the API returns, for ``/openapi.json`` and the clients built from it.
+
+Routes return the objects of ``views`` as they are (``lists.Json``); these models only describe
+them, and the schema tests (schemathesis) check every response against them, so a field added to a
+view without its line here is caught. ``spec`` and ``status`` stay open objects: the manifest
+schemas (``brokerctl schema KIND``) describe specs. Called by the route modules (``responses=``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Error(Strict):
+    error: str = Field(description="Unauthorized, Forbidden, NotFound, Conflict, Invalid, BadRequest, TooLarge, "
+                                   "StoreUnavailable, HostError, Failed or Internal")
+    message: str = Field(description="What the CLI prints after `error:`")
+    details: list[str] = Field(description="Each problem of an invalid manifest or request")
+
+
+class Metadata(Strict):
+    name: str
+    namespace: str | None = Field(None, description="Jobs and Services only")
+    labels: dict[str, str]
+    uid: str
+    generation: int
+    createdAt: str
+    updatedAt: str
+    deletedAt: str | None
+    createdBy: str | None = Field(description="A token's user, `local:<OS user>`, `gitops:DIR` or `controller`")
+    updatedBy: str | None
+
+
+class Resource(Strict):
+    apiVersion: Literal["broker/v1"]
+    kind: Literal["Node", "Namespace", "Job", "Service", "Secret"]
+    metadata: Metadata
+    spec: dict[str, Any]
+    status: dict[str, Any]
+
+
+class ListMeta(Strict):
+    continue_: str | None = Field(alias="continue", description="Pass as `continue` for the next page; null: last")
+
+
+class ResourceList(Strict):
+    apiVersion: Literal["broker/v1"]
+    kind: str
+    metadata: ListMeta
+    items: list[Resource]
+
+
+class Task(Strict):
+    id: str
+    owner: str = Field(description="Job/NAME or Service/NAME")
+    namespace: str
+    index: int
+    attempt: int
+    node: str | None
+    containerId: str | None
+    phase: Literal["Pending", "Running", "Succeeded", "Failed", "Lost", "Stopped"]
+    exitCode: int | None
+    oomKilled: bool
+    reason: str
+    message: str
+    createdAt: str
+    startedAt: str | None
+    finishedAt: str | None
+    notBefore: str | None
+    labels: dict[str, str]
+
+
+class TaskList(Strict):
+    apiVersion: Literal["broker/v1"]
+    kind: Literal["TaskList"]
+    metadata: ListMeta
+    items: list[Task]
+
+
+class Event(Strict):
+    time: str
+    object: str
+    namespace: str | None
+    type: str
+    reason: str
+    message: str
+    task: str | None
+
+
+class EventListMeta(Strict):
+    continue_: None = Field(None, alias="continue")
+    older: bool = Field(description="There are older events than these (raise `limit`, 0 for all)")
+
+
+class EventList(Strict):
+    apiVersion: Literal["broker/v1"]
+    kind: Literal["EventList"]
+    metadata: EventListMeta
+    items: list[Event]
+
+
+class AppliedItem(Strict):
+    kind: str
+    namespace: str | None
+    name: str
+    ref: str = Field(description="As `brokerctl apply` prints it: job/hello, team-a/job/nightly")
+    outcome: Literal["created", "configured", "unchanged"]
+
+
+class Applied(Strict):
+    results: list[AppliedItem]
+    warnings: list[str]
+
+
+class Change(Strict):
+    ref: str
+    outcome: Literal["created", "configured", "pruned"]
+    fields: list[str] = Field(description="`~ spec.replicas: 2 -> 3`, `+ path: new`, `- path: old`")
+
+
+class Diff(Strict):
+    changes: list[Change]
+
+
+class Outcome(Strict):
+    kind: str
+    namespace: str | None
+    name: str
+    outcome: str = Field(description="As the CLI prints it after the ref: deleted, deleting, still stopping (...), "
+                                     "cordoned, retried, ...")
+
+
+class Scale(Strict):
+    replicas: int = Field(ge=0, le=2**31 - 1, description="How many replicas to keep running")
+
+
+class Scaled(Strict):
+    namespace: str
+    name: str
+    previous: int
+    replicas: int
+
+
+class Note(Strict):
+    text: str
+    warning: bool
+
+
+class Progress(Strict):
+    notes: list[Note]
+    result: Any = Field(description="What the verb returned (rollout status: true once complete)")
+
+
+class Revision(Strict):
+    revision: int
+    template: str
+    current: bool
+    image: str
+    createdAt: str
+    cause: str
+    spec: dict[str, Any]
+
+
+class RevisionList(Strict):
+    apiVersion: Literal["broker/v1"]
+    kind: Literal["RevisionList"]
+    metadata: ListMeta
+    items: list[Revision]
+
+
+class Undone(Strict):
+    revision: int
+    template: str
+
+
+class Health(Strict):
+    status: Literal["ok", "failing"]
+    checks: dict[str, str]
+
+
+def responses(model: type[BaseModel] | None = None, *, stream: str | None = None, extra: dict | None = None) -> dict:
+    """The ``responses=`` of a route: 200 as ``model`` (and, for a route that can stream, NDJSON or
+    text described by ``stream``), and the errors every route may answer."""
+    ok: dict = {"description": "OK"}
+    if model is not None:
+        ok["model"] = model
+    if stream:
+        ok["content"] = {"application/x-ndjson": {"schema": {"type": "string"}, "example": stream}}
+    out = {200: ok, **{code: {"model": Error, "description": text} for code, text in ERRORS.items()}}
+    return {**out, **(extra or {})}
+
+
+ERRORS = {400: "The request cannot be read (a body that is not YAML or JSON, a continue token this server did "
+               "not give)", 401: "No valid token", 403: "The token's role does not allow this here", 404: "Not found",
+          409: "Refused by the store's state", 413: "A body over 10 MiB", 422: "Invalid input",
+          502: "A Docker host failed", 503: "The store cannot be reached"}
