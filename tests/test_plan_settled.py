@@ -66,6 +66,15 @@ def test_a_running_job_and_a_service_never_settle():
     assert run([node_res("a"), service_res("web", replicas=0)], []).settled == set()
 
 
+def test_a_finished_job_with_a_task_that_started_and_has_no_end_does_not_settle():
+    """Budgets and fair share count a started task without an end up to each pass's now: its usage would
+    still grow, so it is not carried as a settled span."""
+    res, tasks = finished_job()
+    assert run([node_res("a"), res], tasks).settled == {res.key}
+    unended = replace(tasks[1], finished_at=None)
+    assert run([node_res("a"), res], [tasks[0], unended]).settled == set()
+
+
 def test_a_finished_job_with_a_container_seen_does_not_settle():
     """A leftover container of a stopped task is being removed: the Job's tasks still matter."""
     res, tasks = finished_job()
