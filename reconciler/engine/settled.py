@@ -21,8 +21,9 @@ which is ``g(since) - g(now)`` with ``g(x) = Σ cpus·max(0, end - max(start, x)
 starting at or after ``x`` also ends after it, ``g(x) = E1 - S1 - x·(E0 - S0)``, where ``E0``,
 ``E1`` sum ``cpus`` and ``cpus·end`` over the spans ending after ``x`` and ``S0``, ``S1`` sum
 ``cpus`` and ``cpus·start`` over those starting at or after it: suffix sums over two sorted
-arrays, kept with a cursor that moves as ``x`` does (a window moves forward a little each pass).
-Any window, asked at any time, is answered without reading the spans again.
+arrays, kept with a cursor per point asked (each window's start, and now) that moves as its point
+does (a little each pass). Any window, asked at any time, is answered without reading the spans
+again.
 """
 
 from __future__ import annotations
@@ -120,13 +121,15 @@ class SettledUsage:
         """The cpu-seconds the carried tasks of ``namespace`` used in ``[now - window, now]``."""
         if namespace not in self._starts:
             return 0.0
-        return max(self._beyond(namespace, now - window) - self._beyond(namespace, now), 0.0)
+        since = self._beyond(namespace, now - window, window)
+        return max(since - self._beyond(namespace, now, 0.0), 0.0)
 
-    def _beyond(self, namespace: str, x: float) -> float:
-        """``g(x)``: cpu-seconds of the carried spans after time ``x`` (see the module docstring)."""
+    def _beyond(self, namespace: str, x: float, cursor: float) -> float:
+        """``g(x)``: cpu-seconds of the carried spans after time ``x`` (see the module docstring), with
+        the cursors named ``cursor`` (how far before now ``x`` is: each point keeps its own cursor)."""
         x -= self._origin
-        e0, e1 = self._ends[namespace].after(x, strict=True)
-        s0, s1 = self._starts[namespace].after(x, strict=False)
+        e0, e1 = self._ends[namespace].after(x, cursor, strict=True)
+        s0, s1 = self._starts[namespace].after(x, cursor, strict=False)
         return e1 - s1 - x * (e0 - s0)
 
     def _term(self, start: float, end: float) -> float:
@@ -150,15 +153,16 @@ class _SortedSums:
     """Times in order, each with a weight (cpus): the sums of weight and weight·time over the times
     after a point. Times are relative to ``SettledUsage``'s origin (the first end it was given), so
     the sums stay small enough for float addition to keep a second's fraction. A cursor marks a
-    position with the sums before it; asking again near the last point moves it a few places."""
+    position with the sums before it; asking again near its last point moves it a few places. Each
+    point asked (a window's start, now) has its own cursor, or two points asked in turn would walk
+    one cursor across the spans between them every time."""
 
     def __init__(self):
         self.times = array("d")
         self.weights = array("d")
         self.pending: list[tuple[float, float]] = []  # added since the arrays were last put in order
         self.total = [0.0, 0.0]  # Σ weight, Σ weight·time over all
-        self.cut = 0
-        self.before = [0.0, 0.0]  # the same over times[:cut]
+        self.cursors: dict[float, list] = {}  # name -> [cut, Σ weight, Σ weight·time over times[:cut]]
 
     def add(self, t: float, weight: float) -> None:
         self.pending.append((t, weight))
@@ -171,24 +175,32 @@ class _SortedSums:
         del self.times[i], self.weights[i]
         self.total[0] -= weight
         self.total[1] -= weight * t
-        if i < self.cut:
-            self.cut -= 1
-            self.before[0] -= weight
-            self.before[1] -= weight * t
+        for cursor in self.cursors.values():
+            if i < cursor[0]:
+                cursor[0] -= 1
+                cursor[1] -= weight
+                cursor[2] -= weight * t
 
-    def after(self, x: float, strict: bool) -> tuple[float, float]:
-        """(Σ weight, Σ weight·time) over times after ``x`` (``strict``) or at or after it."""
+    def after(self, x: float, name: float, strict: bool) -> tuple[float, float]:
+        """(Σ weight, Σ weight·time) over times after ``x`` (``strict``) or at or after it, found
+        with cursor ``name``."""
         self._settle_pending()
         target = (bisect_right if strict else bisect_left)(self.times, x)
-        while self.cut < target:
-            self.before[0] += self.weights[self.cut]
-            self.before[1] += self.weights[self.cut] * self.times[self.cut]
-            self.cut += 1
-        while self.cut > target:
-            self.cut -= 1
-            self.before[0] -= self.weights[self.cut]
-            self.before[1] -= self.weights[self.cut] * self.times[self.cut]
-        return self.total[0] - self.before[0], self.total[1] - self.before[1]
+        if target == len(self.times):  # nothing after x (now, usually): no cursor needed
+            return 0.0, 0.0
+        cursor = self.cursors.setdefault(name, [0, 0.0, 0.0])
+        cut, w, wt = cursor
+        times, weights = self.times, self.weights
+        while cut < target:
+            w += weights[cut]
+            wt += weights[cut] * times[cut]
+            cut += 1
+        while cut > target:
+            cut -= 1
+            w -= weights[cut]
+            wt -= weights[cut] * times[cut]
+        cursor[:] = cut, w, wt
+        return self.total[0] - w, self.total[1] - wt
 
     def _settle_pending(self) -> None:
         """Put what was added into the arrays: one by one in place when few, else all sorted once."""
@@ -203,12 +215,13 @@ class _SortedSums:
                 i = bisect_right(self.times, t)
                 self.times.insert(i, t)
                 self.weights.insert(i, w)
-                if i < self.cut:
-                    self.cut += 1
-                    self.before[0] += w
-                    self.before[1] += w * t
+                for cursor in self.cursors.values():
+                    if i < cursor[0]:
+                        cursor[0] += 1
+                        cursor[1] += w
+                        cursor[2] += w * t
             return
         pairs = sorted([*zip(self.times, self.weights), *pending])
         self.times = array("d", (t for t, _ in pairs))
         self.weights = array("d", (w for _, w in pairs))
-        self.cut, self.before = 0, [0.0, 0.0]
+        self.cursors = {}
