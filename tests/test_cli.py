@@ -800,3 +800,19 @@ def test_the_two_teams_example_applies_with_its_namespaces(db):
     out = cli(db, "delete", "-f", str(REPO / "examples" / "two-teams"), check=True).stdout
     assert out.splitlines() == ["team-a/job/nightly deleted", "team-b/job/nightly deleted", "namespace/team-a deleted",
                                 "namespace/team-b deleted"]
+
+
+def test_server_hands_its_queue_options_to_the_controller_it_runs(tmp_path, monkeypatch):
+    """`server --queue fifo --fair-share-half-life 2h` reaches the in-process controller's settings, as
+    `controller` takes them."""
+    from typer.testing import CliRunner
+
+    import reconciler.api.server as api_server
+    from reconciler.cli.app import app
+
+    seen = {}
+    monkeypatch.setattr(api_server, "serve", lambda settings, say: seen.setdefault("loop", settings.loop))
+    result = CliRunner().invoke(app, ["--db", str(tmp_path / "s.db"), "server", "--queue", "fifo",
+                                      "--fair-share-half-life", "2h"])
+    assert result.exit_code == 0, result.output
+    assert (seen["loop"].queue, seen["loop"].fair_share_half_life) == ("fifo", 7200.0)

@@ -115,6 +115,8 @@ def test_a_bad_listen_address_or_tls_pair_is_one_line_and_exit_2(db, state, tmp_
     unreadable = cli(db, "server", "--listen", "127.0.0.1:0", "--tls-cert", str(tmp_path / "c.pem"),
                      "--tls-key", str(tmp_path / "c.pem"), env=env)
     assert unreadable.returncode == 2 and "cannot load them" in unreadable.stderr
+    queue = cli(db, "server", "--listen", "127.0.0.1:0", "--queue", "lottery", env=env)
+    assert queue.returncode == 2 and "--queue lottery: use fair" in queue.stderr, queue.stderr
     assert not (state / "brokerctl" / "admin.token").exists()  # refused before anything was made
 
 

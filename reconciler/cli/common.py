@@ -72,3 +72,15 @@ def follow(events: Iterator, other: Callable[[object], None] | None = None):
             typer.echo(item.text)
         elif other is not None:
             other(item)
+
+
+def queue_option():
+    """`--queue fair|fifo`, shared by `controller` and `server`."""
+    return typer.Option("fair", "--queue", help="Order of waiting tasks: fair (within a priority, from the namespace "
+                                                "furthest below its share) or fifo (priority, then first come).")
+
+
+def half_life_option():
+    """`--fair-share-half-life`, shared by `controller` and `server`."""
+    return typer.Option("1h", "--fair-share-half-life", help="With --queue fair: how long until a namespace's past "
+                                                             "use weighs half (a duration: 30m, 1h, 2d).")

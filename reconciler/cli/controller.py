@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from .common import namespace, namespace_option, open_store
+from .common import half_life_option, namespace, namespace_option, open_store, queue_option
 
 
 def status() -> None:
@@ -71,12 +71,8 @@ def controller(
     allow_mass_prune: bool = typer.Option(False, "--allow-mass-prune", help="With --watch: see `brokerctl sync`."),
     namespace_: str = namespace_option("With --watch: namespace of the directory's Jobs and Services that name "
                                        "none (a document's own metadata.namespace wins; default: default)."),
-    queue: str = typer.Option("fair", "--queue", help="Order of waiting tasks: fair (within a priority, from the "
-                                                      "namespace furthest below its share) or fifo (priority, then "
-                                                      "first come)."),
-    fair_share_half_life: str = typer.Option("1h", "--fair-share-half-life",
-                                             help="With --queue fair: how long until a namespace's past use weighs "
-                                                  "half (a duration: 30m, 1h, 2d)."),
+    queue: str = queue_option(),
+    fair_share_half_life: str = half_life_option(),
 ) -> None:
     """Run the reconcile loop until SIGINT/SIGTERM (containers keep running)."""
     import logging

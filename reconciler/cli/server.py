@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from . import common
-from .common import namespace, namespace_option
+from .common import half_life_option, namespace, namespace_option, queue_option
 
 
 def server(
@@ -41,6 +41,8 @@ def server(
     probe_timeout: float = typer.Option(1.0, help="Timeout of one health probe."),
     lost_after: float = typer.Option(3.0, help="A node without a successful probe for this long is Lost."),
     docker_timeout: float = typer.Option(10.0, help="Timeout of every other Docker API call."),
+    queue: str = queue_option(),
+    fair_share_half_life: str = half_life_option(),
 ) -> None:
     """Serve the HTTP API, with the controller loop in the same process (until SIGINT/SIGTERM).
 
@@ -50,12 +52,14 @@ def server(
     import logging
 
     from ..api.server import ServerSettings, serve
-    from ..ops.controller import Settings
+    from ..ops.controller import Settings, queue_settings
 
+    order, half_life = queue_settings(queue, fair_share_half_life)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     loop = Settings(resync=resync, probe_interval=probe_interval, probe_timeout=probe_timeout, lost_after=lost_after,
                     docker_timeout=docker_timeout, watch=watch, poll=poll, sync_interval=sync_interval,
-                    allow_mass_prune=allow_mass_prune, namespace=namespace(namespace_))
+                    allow_mass_prune=allow_mass_prune, namespace=namespace(namespace_),
+                    queue=order, fair_share_half_life=half_life)
     settings = ServerSettings(db=common.db_path, secrets_key=common.secrets_key, listen=listen, tls_cert=tls_cert,
                               tls_key=tls_key,
                               controller=not no_controller, metrics_token=metrics_token, admin_token=admin_token,
