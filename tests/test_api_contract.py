@@ -48,7 +48,8 @@ def operations(document: dict):
 
 
 def concrete(path: str) -> str:
-    return path.replace("{namespace}", "team-a").replace("{name}", "walk").replace("{task_id}", "walk-abcde-0-1")
+    return (path.replace("{namespace}", "team-a").replace("{name}", "walk").replace("{task_id}", "walk-abcde-0-1")
+            .replace("{uuid}", "2d272b5c-953c-44e9-ad15-6c31187903c9"))
 
 
 def send(server, token: str | None, method: str, path: str) -> httpx.Response:
@@ -66,6 +67,8 @@ def test_every_route_needs_a_token_and_every_write_a_role_that_may_write_there(s
     walked = list(operations(document))
     writes = [(m, p) for m, p, _ in walked if m != "get" and (m, p) not in READ_POSTS and p not in PUBLIC]
     assert len(walked) > 30 and len(writes) >= 11  # the document lists the routes (a wrong walk fails here)
+    assert {("post", "/tasks"), ("post", "/tasks/{uuid}/kill_container"), ("post", "/nodes"),
+            ("patch", "/nodes/{uuid}"), ("delete", "/nodes/{uuid}")} <= set(writes)  # Container Broker's too
 
     for method, path, operation in walked:
         if path in PUBLIC:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 import pytest
 
@@ -13,12 +14,13 @@ from helpers import cli
 from reconciler.errors import StoreError
 from reconciler.kinds import Kind, TaskPhase
 from reconciler.records import TaskRecord, TokenRecord
-from reconciler.store import Store
+from reconciler.store import Once, Store
 from reconciler.store.transfer import TABLES, copy_store
 from test_store import job, manifest
 
 KEYS = {"meta": "key", "resources": "kind, name", "tasks": "id", "task_logs": "task_id", "events": "id",
-        "revisions": "uid, hash", "lease": "id", "syncs": "source", "tokens": "id"}
+        "revisions": "uid, hash", "lease": "id", "syncs": "source", "tokens": "id",
+        "idempotency_keys": "scope, key"}
 
 
 def every_row(store: Store) -> dict[str, list[dict]]:
@@ -31,7 +33,7 @@ def every_row(store: Store) -> dict[str, list[dict]]:
 def filled_store(path) -> Store:
     """A store with every table holding rows: Jobs, a Service with two revisions, a Node, tasks of every kind
     of value (labels, floats, booleans, NULLs), binary output, events, a sync record, a stale lease and an
-    API token."""
+    API token and an idempotency key."""
     store = Store(path)
     store.apply([manifest("Node", "n1", labels={"zone": "a"}), job("a", completions=3),
                  manifest("Service", "web", template={"image": "busybox:1"})], now=10.5)
@@ -51,6 +53,7 @@ def filled_store(path) -> Store:
         store.record_sync(db, "/src", 300.0, "abc123", {"a.yaml": {"state": "ok"}}, None, 1)
     store.acquire_lease("gone", 10, now=50.0)  # a controller that stopped long ago
     store.add_token(TokenRecord("0123456789ab", "alice", "edit", ("default",), "ab" * 32, 60.5, "local:root"))
+    store.create([job("keyed")], Once("alice POST /tasks default", "k1", {"uuid": "u1"}), now=time.time())
     return store
 
 
@@ -190,8 +193,8 @@ def test_the_cli_says_what_it_copied_and_what_to_run_next(tmp_path, pg_url):
     assert proc.returncode == 0, proc.stderr
     store_id = Store(pg_url, create=False).store_id
     assert proc.stdout == (
-        f"copied store {store_id} from {tmp_path / 's.db'} to {pg_url} (rows: meta 2, resources 4, tasks 3, "
-        "task_logs 3, events 5, revisions 2, lease 1, syncs 1, tokens 1; counts verified)\n"
+        f"copied store {store_id} from {tmp_path / 's.db'} to {pg_url} (rows: meta 2, resources 5, tasks 3, "
+        "task_logs 3, events 5, revisions 2, lease 1, syncs 1, tokens 1, idempotency_keys 1; counts verified)\n"
         f"next: `brokerctl --db {pg_url} controller`\n")
     again = cli(tmp_path / "unused.db", "store", "migrate", "--from", str(tmp_path / "s.db"), "--to", pg_url)
     assert again.returncode == 1 and again.stderr.startswith(f"error: {pg_url} already holds a store (")

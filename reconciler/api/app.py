@@ -3,7 +3,8 @@
 Called by ``server`` (and by tests, which serve it the same way). The app holds its settings and
 its pool of store connections (``app.state``); the routes are those of the route modules, under
 ``/api/v1/``, plus ``/healthz``, ``/readyz`` and ``/metrics`` (``health``, ``metrics``), and
-``/openapi.json`` and ``/docs`` (public: they describe the API and hold no data). Handlers are plain functions run on worker threads, so a slow store or Docker host holds one
+``/openapi.json`` and ``/docs`` (public: they describe the API and hold no data), and Container
+Broker's own routes at the root (``containerbroker``). Handlers are plain functions run on worker threads, so a slow store or Docker host holds one
 request, never the server. Bodies over the limit are refused first (``limits.BodyLimit``). The server
 sets ``app.state.closing`` when it stops, so open watches end at once instead of holding the exit.
 """
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 
 from .. import __version__
-from . import errors, health, metrics, namespaces, nodes, resources, services, tasks
+from . import containerbroker, errors, health, metrics, namespaces, nodes, resources, services, tasks
 from .limits import MAX_BODY, BodyLimit
 from .metrics import Metrics, RequestMetrics
 from .stores import Stores
@@ -33,6 +34,8 @@ class Settings:
     max_body: int = MAX_BODY
     connections: int = 8  # store connections the handlers share (``stores.Stores``)
     secrets_key: str | None = None  # the key file of the store's Secrets (None: $BROKER_SECRETS_KEY, else the default)
+    cb_namespace: str = "default"  # where Container Broker's tasks go (``containerbroker``)
+    storage_mounts: tuple[tuple[str, str], ...] = ()  # Container Broker's storage mount names -> host paths
 
 
 DESCRIPTION = """The HTTP API of brokerctl: the verbs of the command line, over HTTP.
@@ -55,7 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings, app.state.stores, app.state.metrics = settings, stores, Metrics(stores)
     app.state.closing = threading.Event()
     errors.install(app)
-    for module in (resources, services, tasks, namespaces, nodes, health, metrics):
+    for module in (resources, services, tasks, namespaces, nodes, health, metrics, containerbroker):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # outermost: a 413 is counted too

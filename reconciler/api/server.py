@@ -45,6 +45,8 @@ class ServerSettings:
     secrets_key: str | None = None  # the global --secrets-key (None: $BROKER_SECRETS_KEY, else the default)
     admin_token: Path | None = None  # where the first admin token goes (default: tokens.default_admin_token_path)
     loop: LoopSettings = field(default_factory=LoopSettings)  # the controller's options
+    cb_namespace: str = "default"  # Container Broker's tasks go there
+    storage_mounts: tuple[tuple[str, str], ...] = ()  # Container Broker's storage mount names -> host paths
 
 
 def serve(settings: ServerSettings, say: Callable[[str], None]) -> None:
@@ -60,7 +62,8 @@ def serve(settings: ServerSettings, say: Callable[[str], None]) -> None:
             say(f"no API token existed: made an admin token and wrote it to {written} (mode 0600); it is not shown "
                 "again (`brokerctl token create` makes more)")
         app = create_app(Settings(db=str(store.location), controller=settings.controller,
-                                  metrics_token=settings.metrics_token, secrets_key=settings.secrets_key))
+                                  metrics_token=settings.metrics_token, secrets_key=settings.secrets_key,
+                                  cb_namespace=settings.cb_namespace, storage_mounts=settings.storage_mounts))
         server = Server(uvicorn.Config(app, ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key,
                                        log_level="info", timeout_graceful_shutdown=1, lifespan="on"))
 

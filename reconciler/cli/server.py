@@ -43,6 +43,10 @@ def server(
     docker_timeout: float = typer.Option(10.0, help="Timeout of every other Docker API call."),
     queue: str = queue_option(),
     fair_share_half_life: str = half_life_option(),
+    cb_namespace: str = typer.Option("default", "--cb-namespace", help="Namespace of the Jobs that Container "
+                                     "Broker's POST /tasks creates."),
+    storage_mount: list[str] = typer.Option([], "--storage-mount", help="NAME=PATH: Container Broker's storage "
+                                            "mount NAME is the host path PATH (repeatable)."),
 ) -> None:
     """Serve the HTTP API, with the controller loop in the same process (until SIGINT/SIGTERM).
 
@@ -52,7 +56,9 @@ def server(
     import logging
 
     from ..api.server import ServerSettings, serve
+    from ..ops.containerbroker import parse_storage_mount
     from ..ops.controller import Settings, queue_settings
+    from ..ops.refs import namespace_name
 
     order, half_life = queue_settings(queue, fair_share_half_life)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
@@ -63,5 +69,6 @@ def server(
     settings = ServerSettings(db=common.db_path, secrets_key=common.secrets_key, listen=listen, tls_cert=tls_cert,
                               tls_key=tls_key,
                               controller=not no_controller, metrics_token=metrics_token, admin_token=admin_token,
-                              loop=loop)
+                              loop=loop, cb_namespace=namespace_name(cb_namespace),
+                              storage_mounts=tuple(parse_storage_mount(m) for m in storage_mount))
     serve(settings, lambda text: typer.echo(text, err=True))

@@ -291,6 +291,23 @@ class Host:
             pass
         return output
 
+    def kill(self, container_id: str) -> bool:
+        """SIGKILL a running container (left for the controller to collect as it finds it exited);
+        False if it was not running or is gone."""
+        try:
+            self.client.api.kill(container_id)
+        except derr.NotFound:
+            return False
+        except derr.APIError as exc:
+            if exc.status_code == 409:  # not running
+                return False
+            raise HostError(f"cannot kill container {container_id[:12]} on node {self.name}: "
+                            f"{brief(exc, self.tls)}") from None
+        except TRANSPORT_ERRORS as exc:
+            raise HostError(f"cannot kill container {container_id[:12]} on node {self.name}: "
+                            f"{brief(exc, self.tls)}") from None
+        return True
+
     def logs(self, container_id: str, follow: bool, tail: int | None = None,
              since: float | None = None) -> Iterator[bytes]:
         """Stream output (the last ``tail`` lines, those written after ``since``, epoch seconds, if

@@ -149,6 +149,18 @@ MIGRATIONS: list[tuple[str, Statements | dict[str, Statements]]] = [
         """,
     ),
     (
+        # The first answer to a POST carrying an idempotency key (``idempotency``), per caller and route,
+        # so a retried request returns it instead of creating a twin, on any server of the store.
+        "idempotency keys",
+        """
+        CREATE TABLE idempotency_keys (
+            scope TEXT NOT NULL, key TEXT NOT NULL, answer TEXT NOT NULL, created_at REAL NOT NULL,
+            PRIMARY KEY (scope, key)
+        );
+        CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at)
+        """,
+    ),
+    (
         # The change counter (a pass reads only what changed, see store/changes.py): every insert or
         # update of a task or resource row sets its `rev` to the next value of one store-wide
         # counter, and a purged resource leaves its key in `resources_gone` under a rev of its own.

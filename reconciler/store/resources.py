@@ -42,9 +42,14 @@ class ResourceStore:
         now = time.time() if now is None else now
         resources = self.seal(resources)  # before the transaction: the first Secret makes the key
         with self.transaction() as db:
-            self.check_namespaces(db, resources, where)
-            check_run_as(db, resources, where)
-            return [(object_ref(*res.key), self.apply_one(db, res, now, by=by)) for res in resources]
+            return self.apply_in(db, resources, now, where, by)
+
+    def apply_in(self, db, resources: list, now: float, where: list[str] | None = None,
+                 by: str = "") -> list[tuple[str, str]]:
+        """``apply`` inside the caller's transaction (sealed resources): checks, then each write."""
+        self.check_namespaces(db, resources, where)
+        check_run_as(db, resources, where)
+        return [(object_ref(*res.key), self.apply_one(db, res, now, by=by)) for res in resources]
 
     def check_namespaces(self, db, resources: list, where: list[str] | None = None) -> None:
         """Every namespaced resource goes into a namespace that exists and is not being deleted, or that

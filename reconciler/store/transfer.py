@@ -27,7 +27,8 @@ from .location import Location
 
 # The tables a store's data lives in (every table but ``migrations``, which each store keeps for
 # itself and which must agree), in an order that copies a resource before what refers to it.
-TABLES = ("meta", "resources", "tasks", "task_logs", "events", "revisions", "lease", "syncs", "tokens")
+TABLES = ("meta", "resources", "tasks", "task_logs", "events", "revisions", "lease", "syncs", "tokens",
+          "idempotency_keys")
 # Tables each store keeps for itself, not copied: the change counter's (``changes``), which the
 # target's triggers fill again as the rows go in.
 OWN_TABLES = ("migrations", "store_rev", "resources_gone")
