@@ -8,8 +8,10 @@ Controller side: the clock starts when the Service is committed to the store (in
 the same machine clock), so no polling interval is timed; baseline: a Docker SDK create+start on
 the first host, timed to its own `start` event the same way (target ratio <= 1.25).
 User's view: `brokerctl apply -f FILE` as a new process -> container started, against
-`docker -H ADDRESS run -d` -> container started (target ratio <= 1.5). All interleaved, after
-one uncounted warm-up pair of each.
+`docker -H ADDRESS run -d` -> container started (target ratio <= 1.5). Remote: the same through
+`brokerctl server` (`--no-controller`, beside the same controller, on 127.0.0.1): `brokerctl
+--server URL --token T apply -f FILE` -> container started, against `docker run -d` (target ratio
+<= 1.5). All interleaved, after one uncounted warm-up pair of each.
 """
 
 from __future__ import annotations
@@ -96,6 +98,30 @@ def docker_run(address: str, clients, starts: Starts, run: str) -> float:
     return end - start
 
 
+class Server:
+    """`brokerctl server --no-controller` on the store, on a free port of 127.0.0.1: ``url``, ``token``."""
+
+    def __init__(self, db: Path, tmp: Path, env: dict):
+        import re
+
+        self.log = tmp / "server.log"
+        self.proc = subprocess.Popen([sys.executable, "-m", "reconciler", "--db", str(db), "server", "--listen",
+                                      "127.0.0.1:0", "--no-controller"], stdout=open(self.log, "w"),
+                                     stderr=subprocess.STDOUT, env={**env, "XDG_STATE_HOME": str(tmp / "state")})
+        deadline = time.monotonic() + 30
+        while not (found := re.search(r"serving the API on (\S+)/api/v1/", self.log.read_text())):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start:\n{self.log.read_text()}")
+            time.sleep(0.05)
+        self.url = found.group(1)
+        self.token = (tmp / "state" / "brokerctl" / "admin.token").read_text().strip()
+        time.sleep(0.5)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
 def main() -> int:
     args = common.arguments(__doc__, reps=9, first_ip=91, quick={"reps": 2}, quick_help="two repetitions")
     has_docker_cli = shutil.which("docker") is not None
@@ -124,12 +150,28 @@ def main() -> int:
                                 str(path)], env=env, check=True, capture_output=True)
                 return starts.wait(f"brokerctl.owner=Service/user{run}") - start
 
-            cli, run_d = ([], [])
-            if has_docker_cli:
-                if not args.quick:
-                    user(-1), docker_run(addresses[0], clients, starts, "c-1")
-                cli, run_d = common.interleave(args.reps, user,
-                                               lambda run: docker_run(addresses[0], clients, starts, f"c{run}"))
+            server = Server(store.path, Path(tmp), env)
+            client_env = {k: v for k, v in env.items() if k not in ("BROKER_DB", "BROKER_SERVER")}
+
+            def remote(run: int) -> float:
+                path = Path(tmp) / f"remote{run}.yaml"
+                path.write_text(json.dumps(service(f"remote{run}")))
+                start = time.time()
+                subprocess.run([sys.executable, "-m", "reconciler", "--server", server.url, "--token", server.token,
+                                "apply", "-f", str(path)], env=client_env, check=True, capture_output=True)
+                return starts.wait(f"brokerctl.owner=Service/remote{run}") - start
+
+            cli, run_d, far, run_r = [], [], [], []
+            try:
+                if has_docker_cli:
+                    if not args.quick:
+                        user(-1), docker_run(addresses[0], clients, starts, "c-1"), remote(-1)
+                    cli, run_d = common.interleave(args.reps, user,
+                                                   lambda run: docker_run(addresses[0], clients, starts, f"c{run}"))
+                    far, run_r = common.interleave(args.reps, remote,
+                                                   lambda run: docker_run(addresses[0], clients, starts, f"r{run}"))
+            finally:
+                server.stop()
         starts.close()
         for c in clients:
             c.close()
@@ -139,6 +181,11 @@ def main() -> int:
     if cli:
         f = common.figure("Apply -> running, user's view (`brokerctl apply` -> running)", cli, run_d, "s",
                           "ratio <= 1.5", False, note="baseline: `docker run -d`")
+        f["met"] = f["ratio"] <= 1.5
+        figures.append(f)
+    if far:
+        f = common.figure("Apply -> running, remote (`brokerctl --server URL apply` -> running)", far, run_r, "s",
+                          "ratio <= 1.5", False, note="baseline: `docker run -d`; the server on 127.0.0.1")
         f["met"] = f["ratio"] <= 1.5
         figures.append(f)
     for f in figures:

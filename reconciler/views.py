@@ -17,7 +17,7 @@ import math
 from datetime import datetime, timezone
 from typing import NamedTuple
 
-from .kinds import Kind
+from .kinds import Kind, TaskPhase
 from .records import ResourceRecord, TaskRecord
 
 
@@ -48,6 +48,31 @@ def task_object(t: TaskRecord) -> dict:
         "createdAt": iso(t.created_at), "startedAt": iso(t.started_at), "finishedAt": iso(t.finished_at),
         "notBefore": iso(t.not_before) if t.not_before > t.created_at else None, "labels": t.labels,
     }
+
+
+def epoch(text: str | None) -> float | None:
+    """Seconds since the epoch of an ``iso`` time."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else None
+
+
+def task_record(obj: dict) -> TaskRecord:
+    """The ``TaskRecord`` a ``task_object`` was made of, as far as the object shows it (a remote CLI renders
+    the API's tasks with the same tables as the local one): ``task_object(task_record(o)) == o``."""
+    kind, _, name = obj["owner"].partition("/")
+    created = epoch(obj["createdAt"]) or 0.0
+    return TaskRecord(
+        id=obj["id"], owner_kind=Kind(kind), owner_name=name, owner_uid="", index=obj["index"],
+        attempt=obj["attempt"], phase=TaskPhase(obj["phase"]), node=obj["node"], container_id=obj["containerId"],
+        exit_code=obj["exitCode"], oom_killed=obj["oomKilled"], reason=obj["reason"], message=obj["message"],
+        created_at=created, not_before=epoch(obj["notBefore"]) or created, started_at=epoch(obj["startedAt"]),
+        finished_at=epoch(obj["finishedAt"]), labels=obj["labels"], namespace=obj["namespace"])
+
+
+def event_row(obj: dict) -> dict:
+    """The store row an ``event_object`` was made of (as the event tables read it)."""
+    kind, _, name = obj["object"].partition("/")
+    return {"ts": epoch(obj["time"]), "kind": kind, "name": name, "namespace": obj["namespace"] or "",
+            "type": obj["type"], "reason": obj["reason"], "message": obj["message"], "task_id": obj["task"]}
 
 
 # What a resource's status says before the controller first wrote it.

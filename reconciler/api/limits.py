@@ -13,8 +13,9 @@ from fastapi import Request
 from .errors import BadRequest, error_response
 
 MAX_BODY = 10 * 1024 * 1024
+FILES_TYPE = "application/vnd.brokerctl.files+json"  # the files a remote `brokerctl apply -f` read, named
 MANIFEST_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "application/json",
-                  "text/plain")
+                  "text/plain", FILES_TYPE)
 
 
 class TooLarge(Exception):
@@ -64,7 +65,8 @@ class BodyLimit:
 
 async def manifest_text(request: Request) -> str:
     """The body of ``apply``/``diff``: YAML or JSON text (``Content-Type`` application/yaml or
-    application/json; text/plain is read the same way)."""
+    application/json; text/plain is read the same way), or (``FILES_TYPE``) a JSON object
+    ``{"sources": [...]}`` of the files a remote CLI read (``spec.sources.Source.to_json``)."""
     kind = request.headers.get("content-type", "application/yaml").split(";")[0].strip().lower()
     if kind not in MANIFEST_TYPES:
         raise BadRequest(f"Content-Type {kind}: send the manifests as application/yaml or application/json")

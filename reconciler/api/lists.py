@@ -177,29 +177,43 @@ def note_object(note: Note) -> dict:
     return {"text": note.text, "warning": note.warning}
 
 
-async def progress(events: Iterator, result: Callable[[Any], Any] = lambda value: value) -> Response:
+async def progress(events: Iterator, result: Callable[[Any], Any] = lambda value: value,
+                   other: Callable[[Any], dict] | None = None) -> Response:
     """Stream a waiting verb's notes, then its result (``result`` of what it returned) or its error.
     An error before the first note is answered as any error is (its own status)."""
     first = await _pull(events)  # BrokerError here: the usual error response
     if isinstance(first, _Done):
         return Json({"notes": [], "result": result(first.value)})
+    return StreamingResponse(_lines(events, first, result, other), media_type=NDJSON)
 
-    async def lines():
-        item = first
-        while True:
+
+def streamed(events: Iterator, result: Callable[[Any], Any] = lambda value: value,
+             other: Callable[[Any], dict] | None = None) -> StreamingResponse:
+    """``progress`` that streams from the first step on, so that even an error before any note comes as
+    an ``ERROR`` line with the verb's exit code (`brokerctl run` exits as the task did, or 125)."""
+    return StreamingResponse(_lines(events, None, result, other), media_type=NDJSON)
+
+
+async def _lines(events: Iterator, first, result: Callable[[Any], Any], other: Callable[[Any], dict] | None):
+    """The NDJSON lines of a waiting verb: ``NOTE``s, what ``other`` makes of anything else it yields
+    (``run``'s output), then ``RESULT`` or ``ERROR`` (with ``exitCode``, the CLI's)."""
+    item = first
+    while True:
+        if item is not None:
             if isinstance(item, _Done):
                 yield ndjson({"type": "RESULT", "result": result(item.value)})
                 return
             if isinstance(item, Note):
                 yield ndjson({"type": "NOTE", **note_object(item)})
-            try:
-                item = await _pull(events)
-            except BrokerError as exc:
-                _, code = status_of(exc)
-                yield ndjson({"type": "ERROR", **error_body(code, str(exc))})
-                return
-
-    return StreamingResponse(lines(), media_type=NDJSON)
+            elif other is not None:
+                yield ndjson(other(item))
+        try:
+            item = await _pull(events)
+        except BrokerError as exc:
+            _, code = status_of(exc)
+            details = getattr(exc, "problems", None)
+            yield ndjson({"type": "ERROR", **error_body(code, str(exc), details), "exitCode": exc.exit_code})
+            return
 
 
 def chunks(data: Iterable[bytes], media_type: str = "text/plain; charset=utf-8") -> StreamingResponse:

@@ -19,7 +19,9 @@ from ..ops.tokens import READ, WRITE, allow
 from . import schemas
 from .auth import Caller, Store
 from .lists import Json
-from .resources import WATCH_EXAMPLE, Continue, Force, Limit, Selector, Watch, WatchTimeout, list_route, selector
+from .resources import (
+    WATCH_EXAMPLE, Continue, Force, Limit, Selector, SortBy, Watch, WatchTimeout, list_route, selector,
+)
 
 router = APIRouter(prefix="/api/v1")
 
@@ -30,12 +32,13 @@ def _name_of(obj: dict) -> str:
 
 @router.get("/namespaces", responses=schemas.responses(schemas.ResourceList, stream=WATCH_EXAMPLE))
 def list_namespaces(request: Request, who: Caller, labelSelector: Selector = None, limit: Limit = None,
-                    continue_: Continue = None, watch: Watch = False, timeout: WatchTimeout = None) -> Json:
+                    continue_: Continue = None, watch: Watch = False, timeout: WatchTimeout = None,
+                    sortBy: SortBy = None) -> Json:
     """The namespaces (those the token reaches), with what their tasks use, as `brokerctl get namespaces`."""
     want = selector(labelSelector)
     return list_route(request, who, "Namespace", lambda store: resources.get_resources(store, Kind.NAMESPACE, None,
                                                                                        want),
-                      None, limit, continue_, watch, timeout, space_of=_name_of)
+                      None, limit, continue_, watch, timeout, space_of=_name_of, sort_by=sortBy)
 
 
 @router.get("/namespaces/{namespace}", responses=schemas.responses(schemas.Resource))

@@ -19,19 +19,22 @@ from ..ops.tokens import READ, WRITE, allow
 from . import schemas
 from .auth import Caller, Store
 from .lists import Json, collect, progress
-from .resources import WATCH_EXAMPLE, Continue, Force, Limit, Selector, Watch, WatchTimeout, list_route, selector
+from .resources import (
+    WATCH_EXAMPLE, Continue, Force, Limit, Selector, SortBy, Watch, WatchTimeout, list_route, selector,
+)
 
 router = APIRouter(prefix="/api/v1")
 
 
 @router.get("/nodes", responses=schemas.responses(schemas.ResourceList, stream=WATCH_EXAMPLE))
 def list_nodes(request: Request, who: Caller, labelSelector: Selector = None, limit: Limit = None,
-               continue_: Continue = None, watch: Watch = False, timeout: WatchTimeout = None) -> Json:
+               continue_: Continue = None, watch: Watch = False, timeout: WatchTimeout = None,
+               sortBy: SortBy = None) -> Json:
     """The nodes with their condition and slots in use, as `brokerctl get nodes`."""
     allow(who, READ, None, "list nodes")
     want = selector(labelSelector)
     return list_route(request, who, "Node", lambda store: resources.get_resources(store, Kind.NODE, None, want),
-                      None, limit, continue_, watch, timeout)
+                      None, limit, continue_, watch, timeout, sort_by=sortBy)
 
 
 @router.get("/nodes/{name}", responses=schemas.responses(schemas.Resource))

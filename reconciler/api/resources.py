@@ -15,18 +15,19 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from .. import views
-from ..kinds import NAMESPACED_KINDS, Kind
-from ..ops import resources, tasks
-from ..ops.refs import namespace_name, parse_ref
+from ..kinds import NAMESPACED_KINDS, Kind, object_ref
+from ..ops import listing, resources, tasks
+from ..ops.refs import namespace_name, parse_kind, parse_ref
 from ..ops.tokens import READ, WRITE, Identity, allow
 from . import schemas
 from .auth import Caller, Store
-from .limits import manifest_text
+from .errors import BadRequest
+from .limits import FILES_TYPE, manifest_text
 from .lists import Json, list_body, page, selector, watch
 
 router = APIRouter(prefix="/api/v1")
 
-PLURALS = {Kind.JOB: "jobs", Kind.SERVICE: "services"}
+PLURALS = {Kind.JOB: "jobs", Kind.SERVICE: "services", Kind.SECRET: "secrets"}
 Filename = Annotated[str, Query(max_length=255, pattern=r"^[^\x00-\x1f]*$",
                                 description="How error messages name the body, as a file's path (default <request>)")]
 ManifestNamespace = Annotated[str, Query(description="Namespace of the Jobs and Services that name none")]
@@ -34,6 +35,9 @@ Selector = Annotated[str | None, Query(description="key=value[,key=value]: every
 MAX_INT = 2**31 - 1  # bounds every integer a request passes: the store's columns and SQLite's take no more
 Limit = Annotated[int | None, Query(ge=1, le=MAX_INT, description="At most this many items; `metadata.continue` fetches more")]
 Continue = Annotated[str | None, Query(alias="continue", description="The `metadata.continue` of the page before")]
+SortBy = Annotated[str | None, Query(description="Sort by a field of the objects (.metadata.name) or a column of "
+                                                 "`brokerctl get` (PHASE, AGE), as `--sort-by`; with `limit`, the "
+                                                 "first of that order (no `continue`)")]
 Watch = Annotated[bool, Query(description="Stream changes as NDJSON (ADDED, MODIFIED, DELETED) instead of a list")]
 WatchTimeout = Annotated[float | None, Query(alias="timeoutSeconds", gt=0, description="End a watch after this long")]
 Force = Annotated[bool, Query(description="Remove the record now; its containers are no longer tracked (as "
@@ -65,7 +69,8 @@ def namespace_of(obj: dict) -> str:
 
 
 def list_route(request: Request, who: Identity, kind_name: str, read, namespace: str | None, limit: int | None,
-               after: str | None, follow: bool, timeout: float | None, space_of=namespace_of) -> Json:
+               after: str | None, follow: bool, timeout: float | None, space_of=namespace_of,
+               sort_by: str | None = None) -> Json:
     """A list of view objects (``read(store)``) of ``namespace`` (None: every namespace, of which a caller
     who is not an admin sees those its token reaches: ``space_of`` an object), as a page or a watch."""
 
@@ -83,18 +88,62 @@ def list_route(request: Request, who: Identity, kind_name: str, read, namespace:
 
         return watch(request, snapshot, timeout)
     with stores.use() as store:
-        items, token = page(visible(store), resource_key, limit, after)
-    return Json(list_body(kind_name, items, token))
+        found = visible(store)
+    return Json(sorted_page(kind_name, found, resource_key, limit, after, sort_by))
+
+
+def sorted_page(kind: str, found: list, key, limit: int | None, after: str | None, sort_by: str | None,
+                objects=lambda items: items) -> dict:
+    """The list body of ``found`` (in ``key`` order): one page of it, or with ``sort_by`` (`--sort-by`,
+    ``ops.listing.sort``) its first ``limit`` in that order. ``metadata.remainingItemCount`` says how
+    many more there are (`brokerctl get --limit` tells how many it leaves out)."""
+    if sort_by:
+        if after:
+            raise BadRequest("sortBy lists are not paged: list with sortBy and limit alone")
+        ordered = listing.sort(found, sort_by, kind)
+        shown, token = (ordered[:limit] if limit else ordered), None
+    else:
+        shown, token = page(found, key, limit, after)
+    extra = {"remainingItemCount": len(found) - len(shown)} if len(shown) < len(found) and not after else {}
+    return list_body(kind, objects(shown), token, **extra)
 
 
 # -- apply and diff ---------------------------------------------------------------------------------
 
 
+def read_body(request: Request, text: str, filename: str, namespace: str, applying: bool = False) -> list:
+    """The manifests of a body: YAML or JSON text named ``filename``, or (``limits.FILES_TYPE``) the
+    files a remote CLI read, each named by its path (``ops.resources.read_manifest_sources``).
+    ``applying``: a Node's TLS files must be readable here, where the controller reads them."""
+    from ..errors import ManifestError
+
+    ns = namespace_name(namespace)
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() == FILES_TYPE:
+        return resources.read_manifest_sources(_sources(text), ns, applying)
+    loaded = resources.read_manifest_text(text, filename, ns)
+    if applying and (problems := resources.unreadable_tls_files(loaded)):
+        raise ManifestError(problems)
+    return loaded
+
+
+def _sources(text: str) -> list[dict]:
+    import json
+
+    try:
+        sources = json.loads(text)["sources"]
+        if isinstance(sources, list) and all(isinstance(item, dict) for item in sources):
+            return sources
+    except (ValueError, KeyError, TypeError):
+        pass
+    raise BadRequest(f'a {FILES_TYPE} body is {{"sources": [{{"given", "name", "text", "inDirectory", '
+                     '"problem"}, ...]}')
+
+
 @router.post("/apply", responses=schemas.responses(schemas.Applied), openapi_extra=MANIFEST_BODY)
-def apply(who: Caller, store: Store, text: Annotated[str, Depends(manifest_text)],
+def apply(request: Request, who: Caller, store: Store, text: Annotated[str, Depends(manifest_text)],
           namespace: ManifestNamespace = "default", filename: Filename = "<request>") -> Json:
     """Create or update resources (all documents or none), as `brokerctl apply -f`."""
-    loaded = resources.read_manifest_text(text, filename, namespace_name(namespace))
+    loaded = read_body(request, text, filename, namespace, applying=True)
     for item in loaded:
         res = item.resource
         allow(who, WRITE, res.namespace if res.kind in NAMESPACED_KINDS else None,
@@ -107,15 +156,47 @@ def apply(who: Caller, store: Store, text: Annotated[str, Depends(manifest_text)
 
 
 @router.post("/diff", responses=schemas.responses(schemas.Diff), openapi_extra=MANIFEST_BODY)
-def diff(who: Caller, store: Store, text: Annotated[str, Depends(manifest_text)],
+def diff(request: Request, who: Caller, store: Store, text: Annotated[str, Depends(manifest_text)],
          namespace: ManifestNamespace = "default", filename: Filename = "<request>") -> Json:
     """What `apply` would change (nothing is written), as `brokerctl diff -f`."""
-    inputs = resources.read_diff_text(text, filename, namespace_name(namespace))
+    inputs = [resources.DiffInput(None, [i.resource for i in read_body(request, text, filename, namespace)])]
     for model in inputs[0].models:
         allow(who, READ, model.namespace if model.kind in NAMESPACED_KINDS else None,
               f"diff {model.kind.lower()}/{model.metadata.name}")
     changes = resources.diff(store, inputs)
     return Json({"changes": [{"ref": c.ref, "outcome": c.outcome, "fields": list(c.fields)} for c in changes]})
+
+
+@router.post("/delete", responses=schemas.responses(schemas.Outcomes), openapi_extra=MANIFEST_BODY)
+def delete_manifests(request: Request, who: Caller, store: Store, text: Annotated[str, Depends(manifest_text)],
+                     namespace: ManifestNamespace = "default", filename: Filename = "<request>", force: Force = False,
+                     confirm: Annotated[bool, Query(description="Delete a namespace although it holds Jobs or "
+                                                              "Services (the CLI's --yes)")] = False) -> Json:
+    """Delete the resources the manifests define (Namespaces last), as `brokerctl delete -f`."""
+    keys = sorted((i.resource.key for i in read_body(request, text, filename, namespace)),
+                  key=lambda key: key[0] is Kind.NAMESPACE)
+    for kind, ns, name in keys:
+        allow(who, WRITE, ns if kind in NAMESPACED_KINDS else None, f"delete {kind.value.lower()}/{name}")
+    done = resources.delete(store, keys, force=force, yes=confirm, by=who.user)
+    return Json({"results": [{"kind": k.value, "namespace": ns or None, "name": n, "ref": object_ref(k, ns, n),
+                              "outcome": outcome} for (k, ns, n), (_, _, outcome) in zip(keys, done)]})
+
+
+# -- describe ---------------------------------------------------------------------------------------
+
+
+@router.get("/describe/{kind}/{name}", responses=schemas.responses(schemas.Description))
+def describe(kind: str, name: str, who: Caller, store: Store, namespace: ManifestNamespace = "default") -> Json:
+    """Spec, status, tasks, recent events (and a namespace's contents), as `brokerctl describe KIND NAME`."""
+    k, ns = parse_kind(kind), namespace_name(namespace)
+    where = name if k is Kind.NAMESPACE else ns if k.namespaced else None
+    allow(who, READ, where, f"describe {k.value.lower()} {name}")
+    found = resources.describe(store, k, name, ns)
+    return Json({"kind": found.record.kind.value, "object": found.object,
+                 "tasks": resources.task_objects(found.tasks),
+                 "events": [views.event_object(e) for e in found.events],
+                 "contents": [{"kind": r["kind"], "name": r["name"], "deleting": bool(r["deleted_at"])}
+                              for r in found.contents]})
 
 
 # -- events ------------------------------------------------------------------------------------------
@@ -156,19 +237,21 @@ def _workload_routes(kind: Kind) -> None:
 
     @router.get(f"/namespaces/{{namespace}}/{plural}", responses=many, name=f"list_{plural}")
     def list_in(request: Request, namespace: str, who: Caller, labelSelector: Selector = None, limit: Limit = None,
-                continue_: Continue = None, watch: Watch = False, timeout: WatchTimeout = None) -> Json:
+                continue_: Continue = None, watch: Watch = False, timeout: WatchTimeout = None,
+                sortBy: SortBy = None) -> Json:
         ns, want = reachable(who, namespace, plural), selector(labelSelector)
         return list_route(request, who, f"{kind.value}", lambda s: read(s, ns, want), ns, limit, continue_, watch,
-                          timeout)
+                          timeout, sort_by=sortBy)
 
     list_in.__doc__ = f"The {plural} of a namespace, as `brokerctl get {plural} -n NS`."
 
     @router.get(f"/{plural}", responses=many, name=f"list_all_{plural}")
     def list_all(request: Request, who: Caller, labelSelector: Selector = None, limit: Limit = None,
-                 continue_: Continue = None, watch: Watch = False, timeout: WatchTimeout = None) -> Json:
+                 continue_: Continue = None, watch: Watch = False, timeout: WatchTimeout = None,
+                 sortBy: SortBy = None) -> Json:
         want = selector(labelSelector)
         return list_route(request, who, f"{kind.value}", lambda s: read(s, None, want), None, limit, continue_,
-                          watch, timeout)
+                          watch, timeout, sort_by=sortBy)
 
     list_all.__doc__ = (f"The {plural} of every namespace the token reaches, as `brokerctl get {plural} -A`.")
 
@@ -195,6 +278,7 @@ def _workload_routes(kind: Kind) -> None:
 
 _workload_routes(Kind.JOB)
 _workload_routes(Kind.SERVICE)
+_workload_routes(Kind.SECRET)
 
 
 @router.post("/namespaces/{namespace}/jobs/{name}/retry", responses=schemas.responses(schemas.Outcome))

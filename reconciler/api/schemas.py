@@ -47,6 +47,7 @@ class Resource(Strict):
 
 class ListMeta(Strict):
     continue_: str | None = Field(alias="continue", description="Pass as `continue` for the next page; null: last")
+    remainingItemCount: int | None = Field(None, description="How many items a `limit` left out (first page only)")
 
 
 class ResourceList(Strict):
@@ -134,6 +135,75 @@ class Outcome(Strict):
     name: str
     outcome: str = Field(description="As the CLI prints it after the ref: deleted, deleting, still stopping (...), "
                                      "cordoned, retried, ...")
+
+
+class Deleted(Strict):
+    kind: str
+    namespace: str | None
+    name: str
+    ref: str
+    outcome: str = Field(description="deleted, deleting, still stopping (...)")
+
+
+class Outcomes(Strict):
+    results: list[Deleted]
+
+
+class Contained(Strict):
+    kind: str
+    name: str
+    deleting: bool
+
+
+class Description(Strict):
+    kind: str
+    object: Resource
+    tasks: list[Task] = Field(description="A Job's or Service's tasks (history included); a Node's or Namespace's "
+                                          "active ones")
+    events: list[Event] = Field(description="Its last 20 events, oldest first")
+    contents: list[Contained] = Field(description="A Namespace's Jobs, Services and Secrets")
+
+
+class Identity(Strict):
+    user: str
+    role: Literal["admin", "edit", "view"]
+    namespaces: list[str]
+
+
+class StoreStatus(Strict):
+    store: str
+    storeId: str
+    controller: dict[str, Any] | None = Field(description="The running controller's lease: pid, hostname, "
+                                                          "heartbeat, startedAt, stats")
+    heartbeatAge: float | None
+    nodes: int
+    ready: int
+    tasks: dict[str, int]
+
+
+class Waited(Strict):
+    met: str = Field(description="The condition reached")
+
+
+class RunRequest(Strict):
+    name: str = Field(description="The one-off Job's name")
+    image: str
+    command: list[str] | None = None
+    slotsType: str = "default"
+    env: dict[str, str] = {}
+
+
+def run_request(body: dict) -> RunRequest:
+    """The body of `run`, read after the caller's role is checked (a 422 naming each bad field)."""
+    from pydantic import ValidationError
+
+    from ..errors import UsageError
+
+    try:
+        return RunRequest.model_validate(body)
+    except ValidationError as exc:
+        raise UsageError("invalid request: " + "; ".join(f"body.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                                          for e in exc.errors())) from None
 
 
 class Scale(Strict):

@@ -4,7 +4,7 @@ Entry point ``main`` (console script): the one place that catches ``BrokerError`
 stderr and the error's exit code) and click's usage errors. The global ``--db`` and ``--secrets-key``
 options are kept in ``common`` for the commands' store opener. The commands live in one module per group
 (``resources``, ``tasks``, ``nodes``, ``rollout``, ``sync``, ``controller``, ``server``, ``stores``,
-``tokens``, ``shell``) and are registered here, in the order ``--help`` lists them. A command module imports
+``tokens``, ``login``, ``shell``) and are registered here, in the order ``--help`` lists them. A command module imports
 nothing heavy at its top
 (typer, the errors, ``common``), so ``brokerctl --help`` stays fast; each command imports its verbs
 when it runs.
@@ -18,7 +18,7 @@ from typing import Optional
 import typer
 
 from ..errors import BrokerError
-from . import common, controller, nodes, resources, rollout, server, shell, stores, sync, tasks, tokens
+from . import common, controller, login, nodes, resources, rollout, server, shell, stores, sync, tasks, tokens
 
 app = typer.Typer(
     name="brokerctl",
@@ -48,24 +48,33 @@ def _options(
     secrets_key: Optional[str] = typer.Option(None, "--secrets-key", metavar="FILE", help="The key Secrets are "
                                               "encrypted with (default: $BROKER_SECRETS_KEY, else STORE.key beside a "
                                               "store file, else secrets.key in the per-user state directory)."),
+    server_: Optional[str] = typer.Option(None, "--server", metavar="URL", help="Talk to this `brokerctl server` "
+                                          "instead of a store (with --token; default: $BROKER_SERVER, else the "
+                                          "current context of `brokerctl login`)."),
+    token: Optional[str] = typer.Option(None, "--token", help="The API token for --server (default: $BROKER_TOKEN)."),
+    ca: Optional[str] = typer.Option(None, "--ca", metavar="FILE", help="With --server: the CA certificate (PEM) "
+                                     "the server's is signed by (default: $BROKER_CA, else the system's CAs)."),
+    context: Optional[str] = typer.Option(None, "--context", help="Use this saved context (`brokerctl context list`)."),
     version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
                                  help="Print the version and exit."),
 ) -> None:
     common.db_path = db
     common.secrets_key = secrets_key
+    common.server, common.token, common.ca, common.context = server_, token, ca, context
 
 
 # Every command, in the order `brokerctl --help` lists them (typer lists the `rollout` group last).
 COMMANDS = (resources.apply, resources.get, resources.describe, resources.delete, resources.edit, tasks.retry,
             tasks.logs, tasks.exec_, tasks.run, tasks.wait, rollout.scale, nodes.cordon, nodes.uncordon, nodes.drain,
             sync.sync, resources.diff, controller.status, controller.schema, controller.controller, server.server,
-            shell.completion)
+            login.login, login.logout, shell.completion)
 
 for command in COMMANDS:
     app.command(name=command.__name__.rstrip("_").replace("_", "-"))(command)  # exec_ is `exec`
 app.add_typer(rollout.rollout_app, name="rollout")
 app.add_typer(stores.store_app, name="store")
 app.add_typer(tokens.token_app, name="token")
+app.add_typer(login.context_app, name="context")
 
 
 def main() -> None:
@@ -89,4 +98,6 @@ def main() -> None:
     except BrokenPipeError:  # `brokerctl get tasks | head`: the reader left; not an error of ours
         sys.stderr.close()
         sys.exit(0)
+    finally:
+        common.close_remote()
     sys.exit(code if isinstance(code, int) else 0)

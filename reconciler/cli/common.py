@@ -1,5 +1,5 @@
-"""What every command module shares: the store that ``--db`` names, warnings, and printing the
-progress a waiting verb yields.
+"""What every command module shares: the store that ``--db`` names or the server a remote command
+talks to (``remote``), warnings, and printing the progress a waiting verb yields.
 
 Called by the command modules (``resources``, ``tasks``, ``nodes``, ``rollout``, ``sync``,
 ``controller``); ``app`` sets ``db_path`` and ``secrets_key`` from the global options. Imports
@@ -17,6 +17,49 @@ from ..errors import UsageError
 OUTPUT_FORMATS = ("table", "wide", "json", "yaml")
 db_path: Optional[str] = None  # the global --db option (a path or URL); None: $BROKER_DB, else the per-user state file
 secrets_key: Optional[str] = None  # the global --secrets-key option; None: $BROKER_SECRETS_KEY, else the default
+server: Optional[str] = None  # the global --server URL (with --token, --ca), or --context NAME: see ``remote``
+token: Optional[str] = None
+ca: Optional[str] = None
+context: Optional[str] = None
+_remote: list = []  # the Remote of this process, once made
+
+
+def remote():
+    """The server this command talks to (a ``client.remote.Remote``), or None to use the local store.
+    ``client.config.choose`` decides: ``--db`` > ``--server`` > ``--context`` > ``$BROKER_SERVER`` >
+    ``$BROKER_DB`` > the config file's current context > the local default store."""
+    if not _remote:
+        from ..client.config import choose
+
+        target = choose(db_path, server, token, ca, context)
+        if target is None:
+            _remote.append(None)
+        else:
+            from ..client.remote import Remote
+
+            _remote.append(Remote(target))
+    return _remote[0]
+
+
+def close_remote() -> None:
+    if _remote and _remote[0] is not None:
+        _remote[0].close()
+
+
+def store_command(command: str) -> None:
+    """`server`, `controller`, `token` and `store` act on the store itself whatever context or
+    ``$BROKER_SERVER`` is set; naming a server for them on the command line is a mistake."""
+    if server or context:
+        raise UsageError(f"`brokerctl {command}` works on the store itself, not through a server: run it on the "
+                         "server's host without --server/--context (with --db STORE)")
+
+
+def local_only(command: str) -> None:
+    """Refuse a command that needs the store itself when a server is configured explicitly."""
+    if remote() is not None:
+        where = remote().target.origin
+        raise UsageError(f"`brokerctl {command}` works on the store itself, not through a server ({where}); run it "
+                         "on the server's host with --db STORE (or without a server configured)")
 
 
 def namespace_option(help: str = "Namespace of the Job or Service named (default: default)."):

@@ -13,14 +13,19 @@ from typing import Optional
 
 import typer
 
-from .common import half_life_option, namespace, namespace_option, open_store, queue_option
+from .common import (
+    half_life_option, namespace, namespace_option, open_store, queue_option, remote, store_command,
+)
 
 
 def status() -> None:
     """Store path, whether a controller is running, node and task counts."""
-    from ..ops import controller
+    if (server := remote()) is not None:
+        st = _remote_status(server.status())
+    else:
+        from ..ops import controller
 
-    st = controller.status(open_store())
+        st = controller.status(open_store())
     typer.echo(f"store:      {st.path} (id {st.store_id})")
     if st.controller:
         lease = st.controller
@@ -31,6 +36,18 @@ def status() -> None:
         typer.echo("controller: not running (start one with `brokerctl controller`)")
     typer.echo(f"nodes:      {st.nodes} ({st.ready} ready)")
     typer.echo("tasks:      " + (", ".join(f"{n} {p}" for p, n in sorted(st.tasks.items())) or "0"))
+
+
+def _remote_status(body: dict):
+    """The server's `/api/v1/status` in the shape of ``ops.controller.Status``, which ``status`` prints."""
+    from types import SimpleNamespace
+
+    lease = body["controller"]
+    if lease is not None:
+        lease = {**lease, "started_at": lease["startedAt"]}
+    return SimpleNamespace(path=body["store"], store_id=body["storeId"], controller=lease,
+                           heartbeat_age=body["heartbeatAge"], nodes=body["nodes"], ready=body["ready"],
+                           tasks=body["tasks"])
 
 
 def _show_stats(lease: dict) -> None:
@@ -79,6 +96,7 @@ def controller(
 
     from ..ops import controller as loop
 
+    store_command("controller")
     order, half_life = loop.queue_settings(queue, fair_share_half_life)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)

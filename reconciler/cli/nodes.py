@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from .common import follow, open_store
+from .common import follow, open_store, remote
 
 
 def cordon(node: str = typer.Argument(..., help="Node name.")) -> None:
@@ -16,9 +16,8 @@ def cordon(node: str = typer.Argument(..., help="Node name.")) -> None:
     from ..ops import nodes
     from ..ops.refs import node_name
 
-    store = open_store()
     name = node_name(node)
-    changed = nodes.cordon(store, name)
+    changed = server.cordon(name, True) if (server := remote()) is not None else nodes.cordon(open_store(), name)
     typer.echo(f"node/{name} {'cordoned' if changed else 'already cordoned'}")
 
 
@@ -27,9 +26,8 @@ def uncordon(node: str = typer.Argument(..., help="Node name.")) -> None:
     from ..ops import nodes
     from ..ops.refs import node_name
 
-    store = open_store()
     name = node_name(node)
-    changed = nodes.uncordon(store, name)
+    changed = server.cordon(name, False) if (server := remote()) is not None else nodes.uncordon(open_store(), name)
     typer.echo(f"node/{name} {'uncordoned' if changed else 'already schedulable'}")
 
 
@@ -44,4 +42,7 @@ def drain(
     from ..ops.refs import node_name
 
     name = node_name(node)
-    follow(nodes.drain(open_store(), name, timeout, wait))
+    if (server := remote()) is not None:
+        follow(server.drain(name, timeout, wait))
+    else:
+        follow(nodes.drain(open_store(), name, timeout, wait))

@@ -16,7 +16,8 @@ import typer
 
 from ..errors import BrokerError, Conflict, Forbidden, ManifestError, UsageError
 from .common import (
-    MANIFEST_NAMESPACE_HELP, OUTPUT_FORMATS, check_output, follow, namespace, namespace_option, open_store, warn,
+    MANIFEST_NAMESPACE_HELP, OUTPUT_FORMATS, check_output, follow, local_only, namespace, namespace_option, open_store,
+    remote, warn,
 )
 
 def apply(
@@ -26,9 +27,20 @@ def apply(
     namespace_: str = namespace_option(MANIFEST_NAMESPACE_HELP),
 ) -> None:
     """Create or update resources from manifests (all documents or none)."""
+    ns = namespace(namespace_)
+    if (server := remote()) is not None:  # the server reads the files' text and validates it
+        applied = server.apply(files, sys.stdin, ns)
+        for item in applied["results"]:
+            typer.echo(f"{item['ref']} {item['outcome']}")
+        for text in applied["warnings"]:
+            warn(text)
+        if wait:
+            jobs = [(item["namespace"], item["name"]) for item in applied["results"] if item["kind"] == "Job"]
+            follow(server.wait_jobs(jobs, timeout))
+        return
     from ..ops import resources, tasks
 
-    loaded = resources.read_manifests(files, sys.stdin, namespace(namespace_), applying=True)
+    loaded = resources.read_manifests(files, sys.stdin, ns, applying=True)
     store = open_store(create=True)
     applied = resources.apply(store, loaded)
     for ref, outcome in applied.results:
@@ -75,33 +87,41 @@ def get(
     listing.check(kinds, name, filters, ns)
     if output == "name" and listing.EVENTS in kinds:
         raise UsageError("events have no names: use -o table, json or yaml")
+    if (server := remote()) is not None:
+        found = server.listing(kinds, name, filters, ns, sort_by, limit)
+        _show_listings(found, output, ns, several=len(kinds) > 1)
+        if watch:
+            _watch(server.watch(kinds, name, filters, ns, found), output, ns, several=len(kinds) > 1)
+        return
     store = open_store()
     found = listing.get(store, kinds, name, filters, ns, sort_by, limit)
     _show_listings(found, output, ns, several=len(kinds) > 1)
     if watch:
-        _watch(store, kinds, name, filters, ns, output, several=len(kinds) > 1)
+        from ..ops.watch import changes
+
+        _watch(changes(store, kinds, name, filters, ns), output, ns, several=len(kinds) > 1)
 
 
 class _Stopped(Exception):
     """SIGTERM during `get -w`: end the watch as Ctrl-C does."""
 
 
-def _watch(store, kinds: list[str], name, filters, ns: str | None, output: str, several: bool) -> None:
-    """`get -w`: print each changed item as it changes (a row under the table, a JSON object a line, a
-    YAML document, a name) until Ctrl-C or SIGTERM, then exit 0."""
+def _watch(changes, output: str, ns: str | None, several: bool) -> None:
+    """`get -w`: print each changed item of ``changes`` (``ops.watch.changes`` of the store, or a server's
+    watch) as it changes (a row under the table, a JSON object a line, a YAML document, a name) until
+    Ctrl-C or SIGTERM, then exit 0."""
     import json
     import signal
 
     from .. import views
     from ..ops import listing
-    from ..ops.watch import changes
 
     def stop(signum, frame):
         raise _Stopped
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        for found in changes(store, kinds, name, filters, ns):
+        for found in changes:
             for kind in dict.fromkeys(change.kind for change in found):
                 items = [c.item for c in found if c.kind == kind]
                 one = listing.Listing(kind, items, len(items))
@@ -148,6 +168,12 @@ def _show_listings(found: list, output: str, ns: str | None, several: bool) -> N
 
 
 def _bulk():
+    """``ops.resources.bulk`` (the GC paused while many objects are built); a remote command's objects were
+    built by the server, and its store module is not imported for them."""
+    import contextlib
+
+    if remote() is not None:
+        return contextlib.nullcontext()
     from ..ops import resources
 
     return resources.bulk()
@@ -194,31 +220,45 @@ def table_rows(one, wide: bool, ns: str | None) -> tuple[list[str], list[list]]:
 def describe(kind: str = typer.Argument(...), name: str = typer.Argument(...),
              namespace_: str = namespace_option()) -> None:
     """Spec, status, tasks, recent events and why tasks are Pending; a namespace's use and contents."""
+    from ..ops.refs import parse_kind
+
+    k, ns = parse_kind(kind), namespace(namespace_)
+    if (server := remote()) is not None:
+        found = server.describe(k, name, ns)
+        _show_description(found["kind"], found["object"], found["tasks"], found["events"], found["contents"])
+        return
+    from ..ops import resources
+
+    found = resources.describe(open_store(), k, name, ns)
+    _show_description(found.record.kind.value, found.object, found.tasks, found.events,
+                      [{"kind": r["kind"], "name": r["name"], "deleting": bool(r["deleted_at"])}
+                       for r in found.contents])
+
+
+def _show_description(kind: str, obj: dict, tasks: list, events: list[dict], contents: list[dict]) -> None:
+    """`describe`'s text: the object as YAML, a namespace's contents, the tasks (``TaskRecord``s) as a table,
+    why those Pending wait, the events (store rows) as a table."""
     import yaml
 
-    from ..kinds import object_ref
-    from ..ops import resources
-    from ..ops.refs import parse_kind
+    from ..kinds import TaskPhase, object_ref
     from . import tables
 
-    store = open_store()
-    found = resources.describe(store, parse_kind(kind), name, namespace(namespace_))
-    obj = found.object
-    typer.echo(f"{found.record.kind.value}: {found.record.name}")
+    typer.echo(f"{kind}: {obj['metadata']['name']}")
     typer.echo(yaml.safe_dump({"metadata": obj["metadata"], "spec": obj["spec"], "status": obj["status"]},
                               sort_keys=False).rstrip())
-    if found.record.kind.value == "Namespace":
-        typer.echo("contains:" + ("" if found.contents else " nothing"))
-        for r in found.contents:
-            typer.echo(f"  {object_ref(r['kind'], '', r['name'])}" + (" (deleting)" if r["deleted_at"] else ""))
-    if found.tasks:
+    if kind == "Namespace":
+        typer.echo("contains:" + ("" if contents else " nothing"))
+        for r in contents:
+            typer.echo(f"  {object_ref(r['kind'], '', r['name'])}" + (" (deleting)" if r["deleting"] else ""))
+    if tasks:
         typer.echo("tasks:")
-        tables.print_table(*tables.task_rows(found.tasks, True, time.time()))
-    for t in found.pending:
-        typer.echo(f"pending: {t.id}: {t.reason}: {t.message}")
-    if found.events:
+        tables.print_table(*tables.task_rows(tasks, True, time.time()))
+    for t in tasks:
+        if t.phase is TaskPhase.PENDING and t.message:
+            typer.echo(f"pending: {t.id}: {t.reason}: {t.message}")
+    if events:
         typer.echo("events:")
-        tables.print_table(*tables.event_rows(found.events, objects=False))
+        tables.print_table(*tables.event_rows(events, objects=False))
 
 
 def delete(
@@ -242,9 +282,13 @@ def delete(
     Deleting again while they stop says how many are left and changes nothing. A namespace goes with
     everything in it: without --yes that is asked on a terminal, and refused otherwise."""
     from ..kinds import object_ref
-    from ..ops import resources
 
     ns = namespace(namespace_)
+    if (server := remote()) is not None:
+        _delete_remote(server, kind, name, files, selector, all_, force, ns, all_namespaces, yes)
+        return
+    from ..ops import resources
+
     if selector or all_:
         targets, store = _selected(kind, name, files, selector, all_, None if all_namespaces else ns)
         if not targets:
@@ -260,6 +304,39 @@ def delete(
         yes = _confirm_namespaces(store, targets)
     for (k, ns, n), (_, _, outcome) in zip(targets, resources.delete(store, targets, force=force, yes=yes)):
         typer.echo(f"{object_ref(k, ns, n)} {outcome}")
+
+
+def _delete_remote(server, kind, name, files, selector, all_: bool, force: bool, ns: str, all_namespaces: bool,
+                   yes: bool) -> None:
+    """`delete` through a server. A namespace that holds anything needs --yes (nothing is asked: the
+    server's refusal says what it holds)."""
+    from ..kinds import object_ref, scope
+    from ..ops.refs import parse_deleted_kinds, parse_kind, parse_selector
+
+    if selector or all_:
+        flag = "--all" if all_ else "-l"
+        if files or name or not kind:
+            raise UsageError(f"{flag} deletes every one of a kind (that matches): `brokerctl delete jobs {flag}"
+                             f"{'' if all_ else ' key=value'}`, without a name or -f")
+        targets = server.selected_targets(parse_deleted_kinds(kind), parse_selector(selector),
+                                          None if all_namespaces else ns)
+        if not targets:
+            where = "in any namespace" if all_namespaces else f"in namespace {ns}"
+            typer.echo(f"No resources found {where}.", err=True)
+            return
+    elif all_namespaces:
+        raise UsageError("-A deletes by -l or --all: `brokerctl delete jobs --all -A`")
+    elif files:
+        for item in server.delete_files(files, sys.stdin, ns, force, yes):
+            typer.echo(f"{item['ref']} {item['outcome']}")
+        return
+    elif kind and name:
+        k = parse_kind(kind)
+        targets = [(k, scope(k, ns), name)]
+    else:
+        raise UsageError("name what to delete: `brokerctl delete job NAME` or `brokerctl delete -f FILE`")
+    for (k, tns, n), (_, _, outcome) in zip(targets, server.delete(targets, force=force, yes=yes)):
+        typer.echo(f"{object_ref(k, tns, n)} {outcome}")
 
 
 def _selected(kind, name, files, selector, all_: bool, ns: str | None):
@@ -299,6 +376,7 @@ def edit(
     from ..ops import edit as editing
     from ..ops.refs import parse_kind, parse_ref
 
+    local_only("edit")
     kind, name = (parse_kind(target), name) if name else parse_ref(target)
     ns = namespace(namespace_)
     store = open_store()
@@ -347,13 +425,16 @@ def diff(
     namespace_: str = namespace_option(MANIFEST_NAMESPACE_HELP),
 ) -> None:
     """What `apply -f` (or, for a directory, `sync`) would change: exit 0 if nothing, 1 if something, 2 on error."""
-    from ..ops import resources
+    if (server := remote()) is not None:
+        changes = [(c["ref"], c["outcome"], c["fields"]) for c in server.diff(files, sys.stdin, namespace(namespace_))]
+    else:
+        from ..ops import resources
 
-    inputs = resources.read_diff_inputs(files, sys.stdin, namespace(namespace_))  # all read before the store opens
-    changes = resources.diff(open_store(), inputs)
+        inputs = resources.read_diff_inputs(files, sys.stdin, namespace(namespace_))  # all read before the store opens
+        changes = [(c.ref, c.outcome, c.fields) for c in resources.diff(open_store(), inputs)]
     lines = []
-    for change in changes:
-        lines += [f"{change.ref} {change.outcome}"] + [f"  {c}" for c in change.fields]
+    for ref, outcome, fields in changes:
+        lines += [f"{ref} {outcome}"] + [f"  {c}" for c in fields]
     typer.echo("\n".join(lines) if lines else "no changes")
     if lines:
         raise typer.Exit(1)

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from ..errors import UsageError
-from .common import follow, namespace, namespace_option, open_store
+from .common import follow, namespace, namespace_option, open_store, remote
 
 rollout_app = typer.Typer(help="Rolling updates of a Service: status, history, undo.", no_args_is_help=True)
 
@@ -36,7 +36,11 @@ def scale(
     if k is not Kind.SERVICE:
         raise UsageError("only services scale: `brokerctl scale service NAME --replicas N`")
     ns = namespace(namespace_)
-    old, new = rollout.scale(open_store(), name, replicas, ns)
+    server = remote()
+    if server is not None:
+        old, new = server.scale(name, replicas, ns)
+    else:
+        old, new = rollout.scale(open_store(), name, replicas, ns)
     typer.echo(f"{object_ref(Kind.SERVICE, ns, name)} scaled"
                + (f" from {old} to {new}" if old != new else f" (already {new})"))
 
@@ -52,8 +56,11 @@ def status(
     from ..ops import rollout
     from ..ops.refs import service_name
 
-    name = service_name(target)
-    if not follow(rollout.status(open_store(), name, watch, timeout, namespace=namespace(namespace_))):
+    name, ns = service_name(target), namespace(namespace_)
+    server = remote()
+    events = (server.rollout_status(name, watch, timeout, ns) if server is not None
+              else rollout.status(open_store(), name, watch, timeout, namespace=ns))
+    if not follow(events):
         raise typer.Exit(1)
 
 
@@ -70,14 +77,17 @@ def history(
     from ..ops.refs import service_name
     from . import tables
 
-    name = service_name(target)
-    found = rollout.history(open_store(), name, revision, namespace(namespace_))
-    if output in ("json", "yaml"):
-        typer.echo(views.dump(found.objects, output), nl=False)
-    elif revision is not None:
-        typer.echo(views.dump(found.objects, "yaml"), nl=False)
+    name, ns = service_name(target), namespace(namespace_)
+    if (server := remote()) is not None:
+        objects = server.history(name, revision, ns)
     else:
-        tables.print_table(*tables.revision_rows(found.objects))
+        objects = rollout.history(open_store(), name, revision, ns).objects
+    if output in ("json", "yaml"):
+        typer.echo(views.dump(objects, output), nl=False)
+    elif revision is not None:
+        typer.echo(views.dump(objects, "yaml"), nl=False)
+    else:
+        tables.print_table(*tables.revision_rows(objects))
 
 
 @rollout_app.command("undo")
@@ -93,6 +103,10 @@ def undo(
 
     name = service_name(target)
     ns = namespace(namespace_)
-    rev = rollout.undo(open_store(), name, to_revision, ns)
+    server = remote()
+    if server is not None:
+        rev = server.undo(name, to_revision, ns)
+    else:
+        rev = rollout.undo(open_store(), name, to_revision, ns)
     typer.echo(f"{object_ref(Kind.SERVICE, ns, name)} rolled back to template {rev['hash']} "
                f"(now revision {rev['revision']})")

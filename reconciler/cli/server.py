@@ -55,6 +55,7 @@ def server(
     """
     import logging
 
+    common.store_command("server")
     from ..api.server import ServerSettings, serve
     from ..ops.containerbroker import parse_storage_mount
     from ..ops.controller import Settings, queue_settings

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from .common import MANIFEST_NAMESPACE_HELP, namespace, namespace_option, open_store
+from .common import MANIFEST_NAMESPACE_HELP, local_only, namespace, namespace_option, open_store
 
 
 def sync(
@@ -28,6 +28,7 @@ def sync(
     """
     from ..ops import sync as gitops
 
+    local_only("sync")
     if target == "status" and not Path(target).is_dir():
         _show_status(gitops.status(open_store(), gitops.source_of(directory) if directory else None))
         return

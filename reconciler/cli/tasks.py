@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from ..errors import UsageError
-from .common import follow, namespace, namespace_option, open_store, warn
+from .common import follow, local_only, namespace, namespace_option, open_store, remote, warn
 
 
 def retry(kind: str = typer.Argument(..., help="job"), name: str = typer.Argument(...),
@@ -26,7 +26,10 @@ def retry(kind: str = typer.Argument(..., help="job"), name: str = typer.Argumen
     if parse_kind(kind) is not Kind.JOB:
         raise UsageError("only jobs can be retried: `brokerctl retry job NAME`")
     ns = namespace(namespace_)
-    tasks.retry(open_store(), name, ns)
+    if (server := remote()) is not None:
+        server.retry(name, ns)
+    else:
+        tasks.retry(open_store(), name, ns)
     typer.echo(f"{object_ref(Kind.JOB, ns, name)} retried")
 
 
@@ -40,10 +43,18 @@ def logs(
     namespace_: str = namespace_option("Namespace of the KIND/NAME named (default: default; task ids need none)."),
 ) -> None:
     """Print task output (kept in the store after the container is gone)."""
-    from ..ops import tasks
     from ..ops.refs import parse_duration, parse_ref
 
-    window = tasks.log_window(tail, parse_duration(since) if since is not None else None)
+    seconds = parse_duration(since) if since is not None else None
+    if (server := remote()) is not None:  # a KIND/NAME's lines come prefixed by the server, as below
+        out = sys.stdout.buffer
+        for data in server.logs(target, follow_, tail, seconds, namespace(namespace_)):
+            out.write(data)
+            out.flush()
+        return
+    from ..ops import tasks
+
+    window = tasks.log_window(tail, seconds)
     store = open_store()
     if "/" in target:
         kind, name = parse_ref(target)
@@ -67,6 +78,7 @@ def exec_(
 
     from ..ops import tasks
 
+    local_only("exec")
     use_tty = tty_ and sys.stdin.isatty()
     if tty_ and not use_tty:
         warn("-t: stdin is not a terminal; running without one")
@@ -140,14 +152,22 @@ def run(
     namespace_: str = namespace_option("Namespace to run the Job in (default: default)."),
 ) -> None:
     """Run a one-off Job, stream its output, and exit with the task's exit code (like `docker run`)."""
-    from ..ops import tasks
-
     pairs = {}
     for item in env:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UsageError(f"--env {item!r} is not KEY=VALUE")
         pairs[key] = value
+    if (server := remote()) is not None:
+        out = sys.stdout.buffer
+
+        def write(data: bytes) -> None:
+            out.write(data)
+            out.flush()
+
+        raise typer.Exit(follow(server.run(name, image, command, slots_type, pairs, namespace(namespace_)), write))
+    from ..ops import tasks
+
     job = tasks.one_off_job(name, image, command, slots_type, pairs, namespace(namespace_))
     task = follow(tasks.run(open_store(create=True), job), output_writer(prefix=False))
     raise typer.Exit(task.exit_code)
@@ -163,5 +183,8 @@ def wait(
     from ..ops import tasks
 
     cond = tasks.condition(target, condition, namespace(namespace_))
-    tasks.wait(open_store(), cond, timeout)
+    if (server := remote()) is not None:
+        server.wait(target, condition, timeout, cond.namespace)
+    else:
+        tasks.wait(open_store(), cond, timeout)
     typer.echo(f"{target} condition met: {cond.want}")

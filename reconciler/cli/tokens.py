@@ -11,7 +11,12 @@ import time
 
 import typer
 
-from .common import check_output, open_store, warn
+from .common import check_output, open_store as _open_store, store_command, warn
+
+def open_store():
+    store_command("token")
+    return _open_store()
+
 
 token_app = typer.Typer(help="Tokens of the HTTP API (`brokerctl server`): create, list, revoke.",
                         no_args_is_help=True)

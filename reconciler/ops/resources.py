@@ -70,6 +70,22 @@ def read_manifest_text(text: str, source: str = "<request>", namespace: str = DE
     return manifests.load_text(text, source, namespace)
 
 
+def read_manifest_sources(sources: list[dict], namespace: str = DEFAULT_NAMESPACE, applying: bool = False) -> list:
+    """``read_manifests`` of files read elsewhere (``spec.sources.Source.to_json`` objects a remote CLI
+    sent): the messages name them as that command line did."""
+    from ..spec import manifests
+    from ..spec.sources import Source
+
+    try:
+        read = [Source.from_json(obj) for obj in sources]
+    except (KeyError, TypeError, AttributeError):
+        raise UsageError('each of "sources" is {"given", "name", "text", "inDirectory", "problem"}') from None
+    loaded = manifests.load_sources(read, namespace=namespace)
+    if applying and (problems := unreadable_tls_files(loaded)):
+        raise ManifestError(problems)
+    return loaded
+
+
 # -- apply -----------------------------------------------------------------------------------------
 
 

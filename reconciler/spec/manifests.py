@@ -30,8 +30,9 @@ from pydantic import BaseModel, ValidationError
 from ..errors import ManifestError
 from ..kinds import object_ref
 from . import models, yamlcore
+# Callers name these here too (the runtime's watcher, GitOps, tests).
+from .sources import MANIFEST_SUFFIXES, Source, iter_manifest_files, read_sources  # noqa: F401
 
-MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 EDITOR_TEMP = ("~", ".swp", ".swx", ".tmp", ".part", ".bak")  # an editor's save in progress, not a manifest
 _KINDS = [k.value for k in models.Kind]
 _MERGE, _NULL = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:null"
@@ -65,44 +66,38 @@ def load_paths(paths: list[str], stdin: TextIO | None = None, *, allow_empty: bo
     fine too (a synced directory loads its files one by one). ``namespace``: where Jobs and
     Services that name none go (a valid namespace name; the caller checks it).
     """
+    return load_sources(read_sources(paths, stdin), allow_empty=allow_empty, namespace=namespace)
+
+
+def load_sources(sources: list[Source], *, allow_empty: bool = False,
+                 namespace: str = models.DEFAULT_NAMESPACE) -> list[Loaded]:
+    """``load_paths`` of files already read (``sources.read_sources``): by this process, or by a remote
+    client that sent their text (the server then names the files as the client's command line did)."""
     loaded, problems = [], []
-    for given in paths:
-        if given == "-":
-            names = ["-"]
-        elif not Path(given).exists():
-            problems.append(f"{given}: no such file or directory")
-            continue
-        else:
-            names = [str(f) for f in iter_manifest_files(Path(given))] if Path(given).is_dir() else [given]
-            if not names:
-                problems.append(f"{given}: directory has no *.yaml, *.yml or *.json manifests")
-                continue
+    for given, group in _runs(sources):
         in_dir = len(loaded), len(problems)
-        for name in names:
-            try:
-                text = (stdin or sys.stdin).read() if name == "-" else Path(name).read_text(encoding="utf-8-sig")
-            except (OSError, UnicodeDecodeError) as exc:
-                problems.append(f"{name}: cannot read: {exc}")
+        for source in group:
+            if source.text is None:
+                problems.append(source.problem)
                 continue
-            empty_ok = allow_empty or (given != "-" and Path(given).is_dir())
-            found, errs = _parse(text, "<stdin>" if name == "-" else name, empty_ok=empty_ok)
+            found, errs = _parse(source.text, source.name, empty_ok=allow_empty or source.in_directory)
             loaded += found
             problems += errs
-        if not allow_empty and given != "-" and Path(given).is_dir() and (len(loaded), len(problems)) == in_dir:
+        if not allow_empty and group[0].in_directory and group[0].text is not None \
+                and (len(loaded), len(problems)) == in_dir:
             problems.append(f"{given}: no documents in its *.yaml, *.yml or *.json files")
     return _finish(loaded, problems, namespace)
 
 
-def iter_manifest_files(directory: Path) -> list[Path]:
-    """``*.yaml``, ``*.yml`` and ``*.json`` files under ``directory``, recursive and sorted.
-
-    Dotfiles and dot-directories (``.git``, editor swap dirs) are skipped below ``directory``.
-    """
-    found = []
-    for root, dirs, files in os.walk(directory):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [Path(root) / f for f in files if not f.startswith(".") and f.lower().endswith(MANIFEST_SUFFIXES)]
-    return sorted(found)
+def _runs(sources: list[Source]) -> list[tuple[str, list[Source]]]:
+    """The sources in runs, one a path given (a directory's files together), in order."""
+    runs: list[tuple[str, list[Source]]] = []
+    for source in sources:
+        if runs and source.in_directory and runs[-1][1][0].in_directory and runs[-1][0] == source.given:
+            runs[-1][1].append(source)
+        else:
+            runs.append((source.given, [source]))
+    return runs
 
 
 def _finish(loaded: list[tuple[Loaded, int]], problems: list[str], namespace: str) -> list[Loaded]:

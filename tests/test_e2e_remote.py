@@ -1,0 +1,297 @@
+"""The CLI as a client of `brokerctl server`, over real HTTP: `login` and contexts, where a command
+goes (flags, environment, context), the messages of a wrong token, an unreachable server and an
+untrusted certificate, and the commands themselves, whose output and exit codes are those of the
+same commands run on the server's store (compared as text). On real daemons: a Job applied remotely
+completes, `run` exits with the task's code, `get -w` streams.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import ServerProcess, cli, job_yaml, nodes_yaml, service_yaml, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import tlscerts  # noqa: E402
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    """``$XDG_CONFIG_HOME`` of the client commands (where `login` writes config.yaml)."""
+    return tmp_path / "config"
+
+
+def client_env(home: Path, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("BROKER_SERVER", "BROKER_TOKEN", "BROKER_DB", "BROKER_CA")}
+    return {**env, "NO_COLOR": "1", "COLUMNS": "200", "XDG_CONFIG_HOME": str(home), **extra}
+
+
+def brokerctl(home: Path, *args: str, input: str | None = None, timeout: float = 60, **env: str):
+    """``brokerctl ARGS`` with no --db: where it goes is up to its flags, ``env`` and the config in ``home``."""
+    return subprocess.run([sys.executable, "-m", "reconciler", *args], input=input, capture_output=True, text=True,
+                          timeout=timeout, env=client_env(home, **env))
+
+
+def remote(server: ServerProcess, home: Path, token: str, *args: str, **kw):
+    return brokerctl(home, "--server", server.url, "--token", token, *args, **kw)
+
+
+def same(local, far) -> None:
+    """Two runs of one command, on the store and through the server: the same output and exit code (an
+    AGE column may have ticked between the two)."""
+    def aged(text: str) -> str:
+        return re.sub(r"(?<=\s)\d+[smhd](?=\s)", "<age>", text)
+
+    assert (far.returncode, aged(far.stdout), far.stderr) == (local.returncode, aged(local.stdout), local.stderr)
+
+
+@pytest.fixture
+def state(tmp_path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def api(db, state):
+    """A server without a controller (no daemons needed)."""
+    with ServerProcess(db, state, "--no-controller") as server:
+        yield server
+
+
+def token(db: Path, *args: str) -> str:
+    return cli(db, "token", "create", *args, check=True).stdout.strip()
+
+
+# -- login, contexts, where a command goes --------------------------------------------------------
+
+
+def test_login_checks_the_token_then_saves_a_private_context_and_several_can_be_switched(api, home, db):
+    config = home / "brokerctl" / "config.yaml"
+    wrong = brokerctl(home, "login", api.url, "--token", "bk_0000_" + "x" * 43)
+    assert wrong.returncode == 1
+    assert f"error: {api.url} refused the token: the token is not valid" in wrong.stderr
+    assert "`brokerctl login URL --token T` with a valid one" in wrong.stderr
+    assert not config.exists()  # nothing saved
+
+    done = brokerctl(home, "login", api.url, "--token", api.admin, "--name", "prod")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"logged in to {api.url} as admin (role admin); context prod saved in {config}")
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600 and stat.S_IMODE(config.parent.stat().st_mode) == 0o700
+    viewer = token(db, "--user", "val", "--role", "view", "--namespace", "default")
+    assert "as val (role view in default)" in brokerctl(home, "login", api.url, "--token", viewer, "--name",
+                                                        "ro").stdout
+
+    listed = brokerctl(home, "context", "list").stdout.splitlines()
+    assert [line.split() for line in listed] == [["CURRENT", "NAME", "SERVER", "CA"], ["-", "prod", api.url, "-"],
+                                                 ["*", "ro", api.url, "-"]]
+    assert brokerctl(home, "context", "current").stdout.strip() == f"{api.url} (context ro)"
+    assert brokerctl(home, "apply", "-f", "-", input=job_yaml("x")).returncode == 1  # a view token may not
+    assert brokerctl(home, "context", "use", "prod").stdout.strip() == "switched to context prod"
+    assert brokerctl(home, "apply", "-f", "-", input=job_yaml("x")).stdout == "job/x created\n"
+    missing = brokerctl(home, "context", "use", "nope")
+    assert missing.returncode == 2 and "no context 'nope'" in missing.stderr and "prod, ro" in missing.stderr
+    assert brokerctl(home, "logout").stdout.strip() == f"context prod removed from {config}"
+    assert "local store" in brokerctl(home, "context", "current").stdout
+    assert "prod" not in config.read_text() and "ro:" in config.read_text()
+
+
+def test_where_a_command_goes_db_then_server_then_env_then_context(api, home, db, tmp_path):
+    other = tmp_path / "other.db"
+    cli(other, "apply", "-f", "-", input=job_yaml("only-local"), check=True)
+    cli(db, "apply", "-f", "-", input=job_yaml("only-served"), check=True)
+    assert brokerctl(home, "login", api.url, "--token", api.admin).returncode == 0
+
+    def goes(*args: str, **env: str) -> str:
+        out = brokerctl(home, *args, "get", "jobs", "-o", "name", **env)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert goes() == "job/only-served"  # the current context
+    assert goes("--db", str(other)) == "job/only-local"  # --db beats the context
+    assert goes(BROKER_DB=str(other)) == "job/only-local"  # $BROKER_DB beats the context
+    assert goes(BROKER_SERVER=api.url, BROKER_TOKEN=api.admin, BROKER_DB=str(other)) == "job/only-served"
+    assert goes("--db", str(other), BROKER_SERVER=api.url, BROKER_TOKEN=api.admin) == "job/only-local"
+    bad = brokerctl(home, "--server", api.url, "get", "jobs", BROKER_SERVER="http://127.0.0.1:9", BROKER_TOKEN="t")
+    assert bad.returncode == 1 and "refused the token" in bad.stderr  # --server with $BROKER_TOKEN ("t")
+    assert goes("--server", api.url, "--token", api.admin, BROKER_SERVER="http://127.0.0.1:9") == "job/only-served"
+    no_token = brokerctl(home, "get", "jobs", BROKER_SERVER=api.url)
+    assert no_token.returncode == 2 and "$BROKER_SERVER names a server but no token" in no_token.stderr
+    refused = brokerctl(home, "--server", api.url, "--token", api.admin, "token", "list")
+    assert refused.returncode == 2 and "works on the store itself" in refused.stderr
+
+
+def test_an_unreachable_server_and_a_wrong_token_are_one_clear_line_and_exit_1(api, home):
+    down = brokerctl(home, "--server", "http://127.0.0.1:9", "--token", "t", "get", "jobs")
+    assert down.returncode == 1
+    assert down.stderr.startswith("error: cannot reach the server http://127.0.0.1:9 (--server): Connection refused; "
+                                  "check the URL and that `brokerctl server` runs there")
+    wrong = remote(api, home, "bk_0000_" + "y" * 43, "get", "jobs")
+    assert wrong.returncode == 1 and "refused the token" in wrong.stderr and len(wrong.stderr.splitlines()) == 1
+    not_url = brokerctl(home, "--server", "broker:8080", "--token", "t", "get", "jobs")
+    assert not_url.returncode == 2 and "is not a URL" in not_url.stderr
+
+
+def test_a_view_token_applying_gets_a_clear_refusal_and_exit_1(api, home, db):
+    viewer = token(db, "--user", "val", "--role", "view", "--namespace", "default")
+    refused = remote(api, home, viewer, "apply", "-f", "-", input=job_yaml("x"))
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: user val (role view in default) may not apply job/x")
+    assert cli(db, "get", "jobs", "-o", "name").stdout == ""
+
+
+def test_a_bad_manifest_prints_the_same_errors_as_locally_and_exits_2(api, home, db, tmp_path):
+    (tmp_path / "bad.yaml").write_text("apiVersion: broker/v1\nkind: Job\nmetadata: {name: x}\n"
+                                       "spec: {template: {imagee: busybox}}\n---\nkind: Nope\n")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "a.yaml").write_text(job_yaml("a", completions="3"))
+    args = ("apply", "-f", str(tmp_path / "bad.yaml"), "-f", str(tmp_path / "missing.yaml"), "-f", str(tmp_path / "dir"))
+    local, far = cli(db, *args), remote(api, home, api.admin, *args)
+    same(local, far)
+    assert far.returncode == 2 and "spec.template.imagee: unknown field" in far.stderr
+    assert "missing.yaml: no such file or directory" in far.stderr and "a.yaml: document 1 (Job/a)" in far.stderr
+    assert cli(db, "get", "jobs", "-o", "name").stdout == ""  # nothing written
+
+
+def test_listings_and_their_options_print_as_on_the_store(api, home, db):
+    docs = "---\n".join(job_yaml(n, completions=c) for n, c in (("b", 2), ("a", 3), ("c", 1)))
+    applied = remote(api, home, api.admin, "apply", "-f", "-", input=docs)
+    assert applied.stdout == "job/b created\njob/a created\njob/c created\n", applied.stderr
+    remote(api, home, api.admin, "apply", "-f", "-", input=service_yaml("web", "sleep 1", replicas=2)).check_returncode()
+    for args in (["get", "jobs"], ["get", "jobs", "-o", "json"], ["get", "jobs", "-o", "yaml"],
+                 ["get", "all", "-o", "name"], ["get", "jobs,svc", "-o", "wide"], ["get", "jobs", "--sort-by", ".spec.completions"],
+                 ["get", "jobs", "--sort-by", "NAME", "--limit", "2"], ["get", "jobs", "--limit", "1"],
+                 ["get", "jobs", "-A"], ["get", "job", "a", "-o", "yaml"], ["get", "nodes"], ["get", "ns", "-o", "wide"],
+                 ["get", "events"], ["get", "jobs", "-l", "nope=1"], ["get", "job", "zz"], ["get", "tasks"],
+                 ["get", "tasks", "--phase", "Pending", "--owner", "job/a"], ["describe", "job", "a"],
+                 ["describe", "ns", "default"], ["describe", "service", "web"], ["diff", "-f", "-"],
+                 ["rollout", "history", "service/web"], ["scale", "service", "web", "--replicas", "2"]):
+        text = docs if args[0] == "diff" else None
+        same(cli(db, *args, input=text), remote(api, home, api.admin, *args, input=text))
+    far = remote(api, home, api.admin, "get", "jobs", "--limit", "1")
+    assert far.stdout.splitlines()[1].startswith("a ") and "showing the first 1 of 3 jobs" in far.stderr
+    assert remote(api, home, api.admin, "get", "job", "zz").returncode == 1
+    deleted = remote(api, home, api.admin, "delete", "jobs", "--all")
+    assert deleted.stdout == "job/a deleted\njob/b deleted\njob/c deleted\n", deleted.stderr
+
+
+def test_a_remote_command_imports_neither_pydantic_nor_docker_nor_the_store(api, home, tmp_path):
+    script = (
+        "import sys\n"
+        "from reconciler.cli.app import app\n"
+        "for args in (['apply', '-f', sys.argv[1]], ['get', 'tasks'], ['get', 'jobs', '-o', 'yaml']):\n"
+        "    app(['--server', sys.argv[2], '--token', sys.argv[3], *args], standalone_mode=False)\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'docker', 'sqlite_utils', 'sqlite3',"
+        " 'fastapi', 'httpx', 'psycopg') or m.startswith(('reconciler.store', 'reconciler.spec.models', "
+        "'reconciler.docker', 'reconciler.api')))\n"
+        "print('HEAVY', heavy)\n")
+    (tmp_path / "j.yaml").write_text(job_yaml("light"))
+    ran = subprocess.run([sys.executable, "-c", script, str(tmp_path / "j.yaml"), api.url, api.admin],
+                         capture_output=True, text=True, env=client_env(home), timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert "job/light created" in ran.stdout
+    assert ran.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_tls_with_the_ca_given_and_a_clear_message_without_it(db, state, home, tmp_path):
+    ca = tlscerts.CertAuthority.create(tmp_path / "ca")
+    pair = ca.server("server", ips=("127.0.0.1",))
+    with ServerProcess(db, state, "--no-controller", "--tls-cert", str(pair.cert), "--tls-key", str(pair.key),
+                       ca=ca.cert) as served:
+        untrusted = brokerctl(home, "login", served.url, "--token", served.admin)
+        assert untrusted.returncode == 1
+        assert "its TLS certificate is not trusted" in untrusted.stderr and "--ca FILE" in untrusted.stderr
+        done = brokerctl(home, "login", served.url, "--token", served.admin, "--ca", str(ca.cert))
+        assert done.returncode == 0, done.stderr
+        assert f"ca: {ca.cert}" in (home / "brokerctl" / "config.yaml").read_text()
+        assert brokerctl(home, "apply", "-f", "-", input=job_yaml("secure")).stdout == "job/secure created\n"
+        assert brokerctl(home, "get", "jobs", "-o", "name").stdout == "job/secure\n"
+        plain = brokerctl(home, "--server", served.url.replace("https:", "http:"), "--token", served.admin, "get", "jobs")
+        assert plain.returncode == 1 and "cannot reach the server" in plain.stderr
+
+
+# -- on real daemons ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def served(clean_hosts, db, state, home):
+    """A server with its controller, the first daemon applied through it; the client logged in."""
+    with ServerProcess(db, state, "--docker-timeout", "30", "--probe-timeout", "5", "--lost-after", "60") as server:
+        assert brokerctl(home, "login", server.url, "--token", server.admin).returncode == 0
+        assert brokerctl(home, "apply", "-f", "-", input=nodes_yaml(clean_hosts[:1])).returncode == 0
+        assert brokerctl(home, "wait", f"node/{clean_hosts[0].name}", "--for", "condition=Ready",
+                         "--timeout", "30").returncode == 0
+        yield server
+
+
+def test_a_job_applied_remotely_completes_and_reads_back_as_on_the_store(served, home, db):
+    applied = brokerctl(home, "apply", "-f", "-", "--wait", "--timeout", "60",
+                        input=job_yaml("hello", "echo hello; echo world"))
+    assert applied.stdout == "job/hello created\njob/hello complete\n", applied.stderr
+    waited = brokerctl(home, "wait", "job/hello", "--for", "condition=Complete")
+    assert (waited.returncode, waited.stdout) == (0, "job/hello condition met: Complete\n")
+    (task,) = json.loads(cli(db, "get", "tasks", "-o", "json", check=True).stdout)
+    for args in (["get", "tasks"], ["get", "tasks", "-o", "wide"], ["get", "tasks", "-o", "json"], ["logs", task["id"]],
+                 ["logs", "job/hello"], ["logs", "job/hello", "--tail", "1"], ["logs", task["id"], "--since", "1h"],
+                 ["describe", "job", "hello"], ["get", "events"], ["get", "nodes", "-o", "json"],
+                 ["wait", "job/hello", "--for", "condition=Failed", "--timeout", "1"]):
+        same(cli(db, *args), brokerctl(home, *args))
+    assert brokerctl(home, "logs", "job/hello").stdout == f"[{task['id']}] hello\n[{task['id']}] world\n"
+    status = brokerctl(home, "status").stdout
+    assert f"store:      {db} (id " in status and "controller: running" in status and "nodes:      1 (1 ready)" in status
+
+
+def test_run_streams_the_output_and_exits_with_the_tasks_code(served, home):
+    ran = brokerctl(home, "run", "once", "--image", "busybox", "--", "sh", "-c", "echo out; sleep 0.5; echo err >&2; "
+                    "exit 3")
+    assert ran.returncode == 3, ran.stderr
+    assert ran.stdout == "out\nerr\n"
+    again = brokerctl(home, "run", "once", "--image", "busybox", "--", "true")
+    assert again.returncode == 2 and "Job 'once' already exists" in again.stderr
+    never = brokerctl(home, "run", "nope", "--image", "no-such-image:1", "--", "true")
+    assert never.returncode == 125, never.stderr
+
+
+def test_get_w_streams_a_job_until_it_completes(served, home):
+    """The job's row is printed when it appears and again as it changes (the API's watch reads every
+    0.5 s, so a phase that lasts less may be passed over)."""
+    watching = subprocess.Popen([sys.executable, "-m", "reconciler", "get", "jobs", "-w"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=client_env(home))
+    try:
+        time.sleep(1.5)
+        assert brokerctl(home, "apply", "-f", "-", input=job_yaml("w", "sleep 1")).returncode == 0
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = watching.stdout.readline()
+            lines.append(line)
+            if " Complete " in line:
+                break
+        phases = [line.split()[1] for line in lines if line.startswith("w ")]
+        assert lines[0].split()[:2] == ["NAME", "PHASE"], lines  # the (empty) table's header, then rows as they change
+        assert len(phases) >= 2 and phases[0] in ("Pending", "Running") and phases[-1] == "Complete", lines
+    finally:
+        watching.send_signal(signal.SIGTERM)
+        watching.wait(10)
+    assert watching.returncode == 0
+
+
+def test_follow_logs_remotely_prints_each_line_as_it_is_written(served, home, db):
+    brokerctl(home, "apply", "-f", "-", input=job_yaml("talk", "echo one; sleep 2; echo two")).check_returncode()
+    wait_for(lambda: "Running" in cli(db, "get", "jobs").stdout, 30, "the job to run")
+    follower = subprocess.Popen([sys.executable, "-m", "reconciler", "logs", "-f", "job/talk"], stdout=subprocess.PIPE,
+                                text=True, env=client_env(home))
+    first = follower.stdout.readline()
+    assert first.endswith("] one\n") and "Running" in cli(db, "get", "jobs").stdout
+    assert follower.stdout.readline().endswith("] two\n")
+    assert follower.wait(30) == 0
