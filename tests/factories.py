@@ -104,10 +104,10 @@ def snapshot(*nodes: NodeObs, at: float = NOW) -> Snapshot:
 
 
 def run(resources: list[ResourceRecord], tasks: list[TaskRecord], snap: Snapshot | None = None,
-        now: float = NOW) -> Plan:
+        now: float = NOW, settled: frozenset = frozenset()) -> Plan:
     if snap is None:
         snap = snapshot(*(obs(r.name) for r in resources if r.kind is Kind.NODE))
-    return plan(resources, tasks, snap, now, STORE_ID, MARK_KEY)
+    return plan(resources, tasks, snap, now, STORE_ID, MARK_KEY, settled=settled)
 
 
 def applied(p: Plan, tasks: list[TaskRecord]) -> dict[str, TaskRecord]:

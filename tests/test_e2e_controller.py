@@ -18,7 +18,7 @@ from reconciler.store import Store
 
 pytestmark = pytest.mark.timeout(120)
 
-STATS = re.compile(r"(\d+) passes \(last \d+ ms\), (\d+) container lists, CPU ([\d.]+)% of a core since start")
+STATS = re.compile(r"(\d+) passes \(last \d+ ms, \d+ rows read, \d+ tasks held\), (\d+) container lists, CPU ([\d.]+)% of a core since start")
 
 
 def docker_calls(status_text: str) -> dict[str, int]:

@@ -164,10 +164,12 @@ def test_the_controllers_queue_settings_reach_every_pass(tmp_path, monkeypatch):
     store = Store(tmp_path / "s.db")
     ctl = controller_for(store, Settings(queue=order, fair_share_half_life=half_life))
     seen = []
-    monkeypatch.setattr(runtime, "plan", lambda *args: seen.append(args[-1]) or runtime.Plan())
+    monkeypatch.setattr(runtime, "plan",
+                        lambda *args, **kw: seen.append((args[-1], kw["settled_usage"].rate)) or runtime.Plan())
     try:
         ctl.reconcile_once()
-        assert seen == [QueuePolicy(FIFO, 1800.0)]
+        assert seen == [(QueuePolicy(FIFO, 1800.0), QueuePolicy(FIFO, 1800.0).rate)], \
+            "the settled Jobs' usage decays at the controller's half-life"
         assert controller_for(store, Settings()).queue == QueuePolicy("fair", 3600.0)
     finally:
         ctl.executor.shutdown()

@@ -24,8 +24,9 @@ KEYS = {"meta": "key", "resources": "kind, name", "tasks": "id", "task_logs": "t
 
 
 def every_row(store: Store) -> dict[str, list[dict]]:
-    """Each data table's rows, in key order, with bytes as bytes (BLOB and BYTEA alike)."""
-    return {t: [{k: bytes(v) if isinstance(v, memoryview) else v for k, v in row.items()}
+    """Each data table's rows, in key order, with bytes as bytes (BLOB and BYTEA alike), without the
+    change counter's ``rev`` (each store numbers its own changes: the target's triggers set it)."""
+    return {t: [{k: bytes(v) if isinstance(v, memoryview) else v for k, v in row.items() if k != "rev"}
                 for row in store._rows(f"SELECT * FROM {t} ORDER BY {KEYS[t]}")] for t in TABLES}
 
 

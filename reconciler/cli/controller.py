@@ -69,7 +69,9 @@ def _show_stats(lease: dict) -> None:
         return
     up = max(lease["heartbeat"] - lease["started_at"], 1e-9)
     calls = stats.get("dockerCalls", {})
-    typer.echo(f"            {stats['passes']} passes (last {stats['lastPassSeconds'] * 1000:.0f} ms), "
+    read = f", {stats['lastPassRowsRead']} rows read" if "lastPassRowsRead" in stats else ""
+    held = f", {stats['tasksHeld']} tasks held" if "tasksHeld" in stats else ""
+    typer.echo(f"            {stats['passes']} passes (last {stats['lastPassSeconds'] * 1000:.0f} ms{read}{held}), "
                f"{stats['lists']} container lists, CPU {100 * stats['cpuSeconds'] / up:.1f}% of a core "
                f"since start")
     if calls:

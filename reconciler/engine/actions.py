@@ -80,6 +80,9 @@ class Plan:
     removals: list[Remove] = field(default_factory=list)
     rollbacks: list[Rollback] = field(default_factory=list)
     next_wake: float | None = None
+    # Jobs that are over and were left untouched by this pass: their tasks cannot change what the next
+    # pass does until something about the Job changes, so the caller may stop giving them (``plan``).
+    settled: set[Key] = field(default_factory=set)
 
     def update(self, task_id: str, **changes) -> None:
         self.task_updates.setdefault(task_id, {}).update(changes)

@@ -190,16 +190,41 @@ class _JobPass:
         }
 
     def expire(self, completed: float | None) -> None:
-        """Purge a finished Job once ``ttlSecondsAfterFinished`` passed and none of its containers is seen."""
-        ttl = self.spec.ttlSecondsAfterFinished
-        if ttl is None or completed is None:
-            return
-        expires = completed + ttl
-        if self.now >= expires and not any(t.id in self.snapshot.by_task for t in self.tasks):
-            self.p.purges.append(self.res.key)
-            self.p.events.append(event(self.res, "Expired", f"ttlSecondsAfterFinished {ttl:g} passed; deleted"))
-        else:
-            self.p.wake_at(max(expires, self.now + 1.0))
+        expire(self.p, self.res, completed, self.now, any(t.id in self.snapshot.by_task for t in self.tasks))
+
+
+def expire(p: Plan, res: ResourceRecord, completed: float | None, now: float, seen: bool) -> None:
+    """Purge a finished Job once ``ttlSecondsAfterFinished`` passed and none of its containers is
+    seen (``seen``: one is)."""
+    ttl = res.model.spec.ttlSecondsAfterFinished
+    if ttl is None or completed is None:
+        return
+    expires = completed + ttl
+    if now >= expires and not seen:
+        p.purges.append(res.key)
+        p.events.append(event(res, "Expired", f"ttlSecondsAfterFinished {ttl:g} passed; deleted"))
+    else:
+        p.wake_at(max(expires, now + 1.0))
+
+
+def keep_settled(p: Plan, res: ResourceRecord, now: float) -> None:
+    """A settled Job (see ``settles``), whose tasks the caller no longer gives: its status stands as
+    stored; only its TTL purge is left, counted from the ``completionTime`` in that status."""
+    expire(p, res, res.status.get("completionTime"), now, seen=False)
+
+
+def settles(res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, touched: set) -> bool:
+    """Whether Job ``res`` is over and quiet after this pass: its status says Complete or Failed,
+    none of its ``tasks`` is active or has a container seen, and this pass wrote nothing of it
+    (``touched``: the owners it wrote statuses, tasks or purges for). Until something about it
+    changes (the Job's row, one of its tasks, one of its containers seen), its tasks cannot change
+    what a pass does, except its TTL purge, which its status is enough for (``keep_settled``). Each
+    task that ran has its end, so its part of budget and fair-share usage is fixed
+    (``settled.SettledUsage``)."""
+    return (res.deleted_at is None and res.status.get("phase") in (JobPhase.COMPLETE, JobPhase.FAILED)
+            and res.key not in touched
+            and not any(t.active or t.id in snapshot.by_task or (t.started_at is not None and t.finished_at is None)
+                        for t in tasks))
 
 
 def _exit_text(t: TaskRecord) -> str:

@@ -7,7 +7,8 @@ again; waiting tasks are queued (higher priority first, then first come first se
 ``fair`` queue, within a priority, from the namespace furthest below its fair share: ``fairshare``)
 and handed to the ``scheduler`` as ``Request``s, which carry what earlier attempts taught: the
 sticky node of the last attempt, and the nodes where a host port was taken outside brokerctl. A
-namespace whose budget is used up starts nothing (``quotas.budget_use``, over the tasks given).
+namespace whose budget is used up starts nothing (``quotas.budget_use``, over the tasks given, plus
+the settled Jobs' part, ``settled.SettledUsage``, which also adds to the fair-share usage).
 Each placement becomes a task update, an event and a Start. Owners are keyed by (kind, namespace,
 name); a task's namespace adds its ``nodeSelector`` and ``mounts`` to what the task asks of a node,
 and ``colocateWith`` names a resource of the task's own namespace. A task whose Secrets are not all
@@ -26,6 +27,7 @@ from .nodes import NodeStates
 from .quotas import NamespaceLimits, budget_use
 from .scheduler import NodeView, Placement, Request, default_pipeline
 from .secrets import SecretIndex, secret_problem
+from .settled import SettledUsage
 from .tasks import set_task
 from ..kinds import Kind, TaskPhase, TaskReason
 from ..records import ResourceRecord, TaskRecord
@@ -40,13 +42,16 @@ Slot = tuple[Owner, int]  # (owner, index): one Job completion or Service replic
 def place(p: Plan, current: dict[str, TaskRecord], owners: dict[Owner, ResourceRecord], nodes: NodeStates,
           now: float, store_id: str, mark_key: str, fencing: set[str] = frozenset(),
           namespaces: dict[str, ResourceRecord] | None = None, secrets: SecretIndex | None = None,
-          secrets_unreadable: str | None = None, queue: QueuePolicy = QueuePolicy()) -> None:
+          secrets_unreadable: str | None = None, queue: QueuePolicy = QueuePolicy(),
+          settled_usage: SettledUsage | None = None) -> None:
     """Count what runs, restart placed tasks without a container, place the waiting ones.
     ``namespaces``: the Namespace records by name, whose mounts, nodeSelector, quota, budget and
     share apply to their tasks; ``secrets``: the Secrets that exist (``secrets.secret_index``);
     ``secrets_unreadable``: why the controller cannot decrypt them, if it cannot; ``queue``: the
-    order of the waiting tasks (``fairshare``)."""
+    order of the waiting tasks (``fairshare``); ``settled_usage``: what the tasks of settled Jobs, not in
+    ``current``, add to budget use and fair-share usage."""
     placer = _Placer(p, owners, nodes, now, store_id, mark_key, node_views(nodes, fencing), namespaces or {})
+    placer.settled_usage = settled_usage
     placer.secrets, placer.secrets_unreadable = secrets or {}, secrets_unreadable
     history = _History.of(p, [t for t in current.values() if not t.active and t.node], placer.specs, now)
     active = sorted((t for t in current.values() if t.active and t.owner_key in owners),
@@ -147,6 +152,7 @@ class _Placer:
         self.secrets: SecretIndex = {}
         self.secrets_unreadable: str | None = None
         self._secret_problems: dict[Owner, str | None] = {}  # per owner: its tasks share one template
+        self.settled_usage: SettledUsage | None = None
 
     def count_usage(self, active: list[TaskRecord]) -> None:
         """Active tasks with a node hold its capacity (a replica being replaced no longer counts
@@ -177,13 +183,16 @@ class _Placer:
 
     def check_budgets(self, tasks, waiting_in: set[str]) -> None:
         """The budget use of each namespace that has a budget and tasks waiting (``quotas.budget_use``:
-        one sum over the tasks, history included; only where it can refuse something)."""
+        one sum over the tasks, history included, and the settled Jobs' part; only where it can refuse
+        something)."""
         windows = {ns: spec.budget.window_seconds() for ns, spec in self.namespaces.items()
                    if spec.budget is not None and ns in waiting_in}
         if not windows:
             return
         cpus = {key: spec.template.resources.cpus for key, spec in self.specs.items() if key[1] in windows}
         for ns, used in budget_use(tasks, windows, cpus, self.now).items():
+            if self.settled_usage is not None:
+                used += self.settled_usage.budget_use(ns, windows[ns], self.now)
             self.limits[ns].spend(self.namespaces[ns], used)
 
     def restart_or_queue(self, active: list[TaskRecord]) -> list[TaskRecord]:
@@ -248,6 +257,8 @@ class _Placer:
         if queue.order != FAIR or len(waiting_in) < 2:
             return pipeline.place(requests, self.views, self.limits)
         used = usage(tasks, waiting_in, self.now, queue, self.collecting)
+        if self.settled_usage is not None:
+            used = {ns: u + self.settled_usage.fair_usage(ns, self.now) for ns, u in used.items()}
         shares = {ns: spec.share for ns, spec in self.namespaces.items() if ns in waiting_in}
         fair = FairQueue(requests, used, shares, queue.commitment)
         return pipeline.place(fair, self.views, self.limits, on_placed=fair.placed)

@@ -8,6 +8,13 @@ needs (``jobs``, ``services``; a deleted one has its tasks stopped, then is purg
 waiting tasks (``placement``, through the ``scheduler``), purge Namespaces being deleted once
 nothing is left in them, and return the changes for ``act``. Jobs and Services are told apart by
 their key (kind, namespace, name): ``team-a``'s and ``team-b``'s Job/nightly are two owners.
+
+``tasks`` are the tasks of every owner except the ``settled`` ones: Jobs an earlier pass found over
+and left untouched (``Plan.settled``, ``jobs.settles``), whose tasks the controller stops reading
+until something about them changes; such a Job keeps its stored status and only its TTL purge is
+left. What their tasks add to budget use and fair-share usage comes as ``settled_usage``
+(``settled.SettledUsage``, carried by the controller). Finished history costs a pass nothing once
+its Job is over.
 """
 
 from __future__ import annotations
@@ -16,13 +23,14 @@ from collections import defaultdict
 from dataclasses import replace
 
 from .actions import STOP_GRACE_SECONDS, Key, Plan
-from .fairshare import QueuePolicy
-from .jobs import reconcile_job
+from .fairshare import FAIR, QueuePolicy
+from .jobs import keep_settled, reconcile_job, settles
 from .matching import match_tasks
 from .nodes import NodeStates, judge_nodes
 from .placement import place
 from .secrets import secret_index
 from .services import reconcile_service
+from .settled import SettledUsage
 from .tasks import event, set_status, stop_task
 from ..kinds import Kind, TaskReason
 from ..records import ResourceRecord, Snapshot, TaskRecord
@@ -30,10 +38,15 @@ from ..records import ResourceRecord, Snapshot, TaskRecord
 
 def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Snapshot,
          now: float, store_id: str, mark_key: str, secrets_unreadable: str | None = None,
-         queue: QueuePolicy = QueuePolicy()) -> Plan:
+         queue: QueuePolicy = QueuePolicy(), settled: frozenset[Key] = frozenset(),
+         settled_usage: SettledUsage | None = None) -> Plan:
     """``mark_key``: the store's secret (hex) for ``records.container_mark``; ``secrets_unreadable``:
     why the controller cannot decrypt the store's Secrets (None: it can, or there are none); ``queue``:
-    the order of waiting tasks (``fairshare.QueuePolicy``: fair share by default, or FIFO)."""
+    the order of waiting tasks (``fairshare.QueuePolicy``: fair share by default, or FIFO);
+    ``settled``: the Jobs whose tasks are not given (see above; a deleted one is not settled: give its tasks);
+    ``settled_usage``: what those tasks add to budget and fair-share usage (at ``queue``'s rate)."""
+    if settled_usage is not None and queue.order == FAIR and settled_usage.rate != queue.rate:
+        raise ValueError(f"settled usage decays at {settled_usage.rate!r}, the queue at {queue.rate!r}")
     p = Plan()
     owners = {r.key: r for r in resources if r.kind.workload}
     namespaces = {r.name: r for r in resources if r.kind is Kind.NAMESPACE}
@@ -45,6 +58,10 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
     for t in current.values():
         by_owner[t.owner_key].append(t)
     for key, res in owners.items():
+        if key in settled and res.kind is Kind.JOB and res.deleted_at is None:
+            keep_settled(p, res, now)
+            p.settled.add(key)
+            continue
         reconcile(p, res, by_owner.get(key, []), nodes, now)
     for tid, changes in p.task_updates.items():  # e.g. a waiting replica switched to the new template
         if "template_hash" in changes and tid in current:
@@ -52,9 +69,22 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
     for t in p.new_tasks:
         current[t.id] = t
     place(p, current, owners, nodes, now, store_id, mark_key, fencing, namespaces, secret_index(resources),
-          secrets_unreadable, queue)
+          secrets_unreadable, queue, settled_usage)
     purge_emptied_namespaces(p, namespaces.values(), owners)
+    settle_jobs(p, owners, by_owner, current, nodes.snapshot)  # our containers only
     return p
+
+
+def settle_jobs(p: Plan, owners: dict[Key, ResourceRecord], by_owner: dict[Key, list[TaskRecord]],
+                current: dict[str, TaskRecord], snapshot: Snapshot) -> None:
+    """Add to ``p.settled`` the Jobs this pass found over and left untouched (``jobs.settles``)."""
+    touched = {(kind, namespace, name) for kind, namespace, name, _ in p.statuses} | set(p.purges)
+    touched |= {t.owner_key for t in p.new_tasks}
+    touched |= {current[tid].owner_key for tid in p.task_updates if tid in current}
+    for key, res in owners.items():
+        if res.kind is Kind.JOB and key not in p.settled and settles(res, by_owner.get(key, []), snapshot, touched):
+            p.settled.add(key)
+    p.settled -= set(p.purges)  # purged (a TTL passed): nothing left to settle
 
 
 def purge_emptied_namespaces(p: Plan, namespaces, owners: dict[Key, ResourceRecord]) -> None:

@@ -13,7 +13,9 @@ stayed open and reported nothing since the list, for at most ``resync`` seconds 
 acting on that node; so a commit is acted on without waiting for a round of lists. A container
 the list shows running after the event stream reported its ``die`` is taken as exited (the
 daemon's list lags its events by a few milliseconds).
-One dead host or one bad resource never stops the loop for the others. On SIGINT/SIGTERM
+A pass reads from the store only what changed since the last one (``ledger.Ledger``; the first
+pass of a controller reads everything), so its cost follows what is active and what changed, not
+the history kept. One dead host or one bad resource never stops the loop for the others. On SIGINT/SIGTERM
 (``SignalShutdown``) it stops between the steps of a pass, abandons the Docker calls still under
 way (graceful stops included: the daemon goes on with a stop it was sent, and the next
 controller re-issues it with what is left of its grace period) and releases its lease (a standby
@@ -40,6 +42,7 @@ from typing import Callable, Protocol
 
 from .act import Actor, wait_or_stop
 from .leader import LEASE_SECONDS, Leadership
+from .ledger import Ledger
 from ..engine.actions import Plan
 from ..engine.fairshare import QueuePolicy
 from ..errors import StoreError
@@ -118,10 +121,12 @@ class Controller:
         self.passes, self.lists, self.pass_seconds, self.last_pass = 0, 0, 0.0, 0.0
         self.took_over_at: float | None = None  # when this term of leadership began (``stats``)
         self.first_pass_at: float | None = None  # when its first pass ended
+        self.pass_cpu_seconds = 0.0
         self.pass_counts = [0] * (len(PASS_BUCKETS) + 1)  # passes per bucket of PASS_BUCKETS, the last one over them
         self.changes: Subscription | None = None
         self.stop = threading.Event()
         self._twins: set[str] = set()
+        self.ledger = Ledger(store, queue)  # what a pass needs of the store, kept between passes
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Lead or stand by until ``stop`` (or a store that refuses leadership for good: raised)."""
@@ -171,6 +176,7 @@ class Controller:
         self._listed.clear()
         self.took_over_at, self.first_pass_at = self.clock(), None
         self.changes = self.store.subscribe(self.wake.set)
+        self.ledger.reset()  # a controller that (again) leads reads the whole store first: others wrote meanwhile
         for companion in self.companions:
             companion.start(self.holder, epoch, self.leadership.duration)
         try:
@@ -183,6 +189,7 @@ class Controller:
                     break
                 except Exception:  # one bad pass must not end the loop
                     log.exception("reconcile pass failed; retrying")
+                    self.ledger.reset()  # it may have stopped half-way through taking changes in
                     p = Plan(next_wake=self.clock() + 1.0)
                 self._wait(stop, p, seen_version)
         finally:
@@ -209,16 +216,17 @@ class Controller:
         return released
 
     def reconcile_once(self) -> Plan:
-        began = time.perf_counter()
-        resources = self.store.resources()
-        tasks = self.store.tasks()
-        hosts = self._hosts(resources)
+        began, cpu = time.perf_counter(), time.thread_time()
+        self.ledger.refresh()  # only what changed since the last pass (everything on the first)
+        hosts = self._hosts(list(self.ledger.resources.values()))
         snapshot = self.observe(hosts)
         if self.stop.is_set():
             return Plan()
+        self.ledger.see(snapshot)  # the tasks of containers seen that it does not hold
+        resources, tasks, settled, settled_usage = self.ledger.planner_input()
         unreadable = self.store.secrets_problem() if any(r.kind is Kind.SECRET for r in resources) else None
         p = plan(resources, tasks, snapshot, snapshot.taken_at, self.store.store_id, self.store.mark_key,
-                 unreadable, self.queue)
+                 unreadable, self.queue, settled=settled, settled_usage=settled_usage)
         if self.stop.is_set():  # acting is safe to skip: the next controller plans it again
             return Plan()
         answering = {n: h for n, h in hosts.items() if snapshot.nodes[n].ready}
@@ -226,6 +234,7 @@ class Controller:
         done = self.actor.execute(p, answering, self.stop)  # a host that does not answer gets no calls this pass
         for e in p.events:
             log.info("%s/%s %s: %s", e.kind, e.name, e.reason, e.message)
+        self.ledger.settle(p.settled)
         self.passes += 1
         if self.first_pass_at is None:
             self.first_pass_at = self.clock()
@@ -236,6 +245,7 @@ class Controller:
         if done:  # what we just did changes the world: look again at once
             p.wake_at(self.clock())
         self._count_pass(time.perf_counter() - began)
+        self.pass_cpu_seconds += time.thread_time() - cpu  # this thread's CPU: the pass without waiting for the machine
         return p
 
     def _count_pass(self, seconds: float) -> None:
@@ -257,7 +267,9 @@ class Controller:
         cumulative = list(itertools.accumulate(self.pass_counts[:-1]))
         return {"passes": self.passes, "lists": self.lists, "passSeconds": round(self.pass_seconds, 4),
                 "passBuckets": {f"{bound:g}": n for bound, n in zip(PASS_BUCKETS, cumulative)},
-                "lastPassSeconds": round(self.last_pass, 4), "cpuSeconds": round(time.process_time(), 3),
+                "lastPassSeconds": round(self.last_pass, 4),
+                "passCpuSeconds": round(self.pass_cpu_seconds, 4), "cpuSeconds": round(time.process_time(), 3),
+                "lastPassRowsRead": self.ledger.rows_read, "tasksHeld": len(self.ledger.tasks),
                 "dockerCalls": CALLS.snapshot(), "nudges": bool(self.changes and self.changes.listening),
                 "tookOverAt": self.took_over_at, "firstPassAt": self.first_pass_at,
                 "lastChangeAt": CALLS.last_change_at}

@@ -2,18 +2,19 @@
 
 ``Store`` is one connection (``db.Connection``: open, transactions, migrations, wake-ups) to a
 SQLite file (``sqlite``) or a PostgreSQL database (``postgres``), with the methods of every noun of
-the store, each in its own module: ``resources``, ``tasks``, ``events``, ``revisions``, ``lease``,
-``syncs``, ``secrets``, ``tokens`` and ``idempotency``. ``transfer`` copies a whole store into an
-empty one (``brokerctl store migrate``). Callers (the CLI, ``ops``, the controller, act) use one ``Store``: reads open no
-transaction; writes are either a method that runs its own transaction (``apply``,
-``mark_deleted``...) or a method taking ``db`` from the caller's ``with store.transaction() as db:``
-so that several writes commit together.
+the store, each in its own module: ``resources``, ``tasks``, ``changes`` (what changed since a rev),
+``events``, ``revisions``, ``lease``, ``syncs``, ``secrets``, ``tokens`` and ``idempotency``. ``transfer``
+copies a whole store into an empty one (``brokerctl store migrate``). Callers (the CLI, ``ops``, the
+controller, act) use one ``Store``: reads open no transaction; writes are either a method that runs its
+own transaction (``apply``, ``mark_deleted``...) or a method taking ``db`` from the caller's ``with
+store.transaction() as db:`` so that several writes commit together.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from .changes import Changes, ChangeStore, Marks
 from .db import Connection, LockTimeout, Subscription, gc_paused
 from .location import default_db_path
 from .events import EventStore
@@ -27,8 +28,8 @@ from .tasks import LOG_LIMIT_BYTES, TaskState, TaskStore
 from .tokens import TokenStore
 
 
-class Store(ResourceStore, TaskStore, EventStore, RevisionStore, LeaseStore, SyncStore, SecretStore, TokenStore,
-            IdempotencyStore, Connection):
+class Store(ResourceStore, TaskStore, ChangeStore, EventStore, RevisionStore, LeaseStore, SyncStore, SecretStore,
+            TokenStore, IdempotencyStore, Connection):
     """One connection to a store (a SQLite file or a PostgreSQL database), thread-safe, with every
     noun's reads and writes. ``secrets_key``: the file of the key its Secrets are sealed with
     (default: see ``secrets``)."""
@@ -38,5 +39,5 @@ class Store(ResourceStore, TaskStore, EventStore, RevisionStore, LeaseStore, Syn
         self.secrets_key_file = Path(secrets_key) if secrets_key else None
 
 
-__all__ = ["Store", "Fenced", "Once", "SecretValues", "SourcedRow", "Subscription", "TaskState", "LockTimeout",
-           "default_db_path", "gc_paused", "LOG_LIMIT_BYTES"]
+__all__ = ["Store", "Changes", "Fenced", "Marks", "Once", "SecretValues", "SourcedRow", "Subscription", "TaskState",
+           "LockTimeout", "default_db_path", "gc_paused", "LOG_LIMIT_BYTES"]

@@ -13,7 +13,8 @@ column types, TEXT, INTEGER, REAL and BLOB, and ``INTEGER PRIMARY KEY AUTOINCREM
 ``ddl`` gives PostgreSQL its own: BIGINT (SQLite's integers are 64-bit), DOUBLE PRECISION, BYTEA,
 an identity column, and TEXT COLLATE "C" (SQLite compares text bytewise, so ``ORDER BY name`` and
 primary keys sort the same on both whatever the database's locale). Booleans stay integers 0/1
-on both (``db.encode``). Statements are separated by ``;`` and must not contain one.
+on both (``db.encode``). Statements are separated by ``;`` and must not contain one, unless given as a
+list (one statement an item: a trigger's body).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import secrets
 import time
 import uuid
 
-MIGRATIONS: list[tuple[str, str | dict[str, str]]] = [
+Statements = str | list[str]  # `;`-separated text, or a list of statements (which may hold `;`)
+MIGRATIONS: list[tuple[str, Statements | dict[str, Statements]]] = [
     (
         "initial",
         """
@@ -174,6 +176,55 @@ MIGRATIONS: list[tuple[str, str | dict[str, str]]] = [
         )
         """,
     ),
+    (
+        # The change counter (a pass reads only what changed, see store/changes.py): every insert or
+        # update of a task or resource row sets its `rev` to the next value of one store-wide
+        # counter, and a purged resource leaves its key in `resources_gone` under a rev of its own.
+        # Triggers set it, so no writer can forget to. Writes take the store's write lock, so revs
+        # are handed out in commit order. Rows written before this migration keep rev 0 (a
+        # controller's first pass reads everything anyway). Trigger bodies hold `;`: lists, one
+        # statement per item.
+        "change counter",
+        {
+            "sqlite": [
+                "CREATE TABLE store_rev (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)",
+                "INSERT INTO store_rev (id, value) VALUES (1, 0)",
+                *(statement for table in ("tasks", "resources") for statement in (
+                    f"ALTER TABLE {table} ADD COLUMN rev INTEGER NOT NULL DEFAULT 0",
+                    f"CREATE INDEX {table}_rev ON {table} (rev)",
+                    # The connection runs with recursive triggers on: the update trigger leaves alone
+                    # the update that sets rev (its own, or the insert trigger's).
+                    *(f"CREATE TRIGGER {table}_rev_{event.lower()} AFTER {event} ON {table}{when} BEGIN "
+                      "UPDATE store_rev SET value = value + 1; "
+                      f"UPDATE {table} SET rev = (SELECT value FROM store_rev) WHERE rowid = NEW.rowid; END"
+                      for event, when in (("INSERT", ""), ("UPDATE", " WHEN NEW.rev = OLD.rev"))))),
+                "CREATE TABLE resources_gone (rev INTEGER PRIMARY KEY, kind TEXT NOT NULL, namespace TEXT NOT NULL, "
+                "name TEXT NOT NULL)",
+                "CREATE TRIGGER resources_gone AFTER DELETE ON resources BEGIN "
+                "UPDATE store_rev SET value = value + 1; "
+                "INSERT INTO resources_gone (rev, kind, namespace, name) "
+                "SELECT value, OLD.kind, OLD.namespace, OLD.name FROM store_rev; END",
+            ],
+            "postgresql": [
+                "CREATE SEQUENCE store_rev",
+                "CREATE FUNCTION brokerctl_next_rev() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN IF TG_OP = 'INSERT' OR NEW.rev = OLD.rev THEN NEW.rev := nextval('store_rev'); END IF; "
+                "RETURN NEW; END $$",  # as on SQLite, an update that sets rev itself keeps it
+                *(statement for table in ("tasks", "resources") for statement in (
+                    f"ALTER TABLE {table} ADD COLUMN rev INTEGER NOT NULL DEFAULT 0",
+                    f"CREATE INDEX {table}_rev ON {table} (rev)",
+                    f"CREATE TRIGGER {table}_rev BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW "
+                    "EXECUTE FUNCTION brokerctl_next_rev()")),
+                "CREATE TABLE resources_gone (rev INTEGER PRIMARY KEY, kind TEXT NOT NULL, namespace TEXT NOT NULL, "
+                "name TEXT NOT NULL)",
+                "CREATE FUNCTION brokerctl_resource_gone() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN INSERT INTO resources_gone (rev, kind, namespace, name) "
+                "VALUES (nextval('store_rev'), OLD.kind, OLD.namespace, OLD.name); RETURN OLD; END $$",
+                "CREATE TRIGGER resources_gone AFTER DELETE ON resources FOR EACH ROW "
+                "EXECUTE FUNCTION brokerctl_resource_gone()",
+            ],
+        },
+    ),
 ]
 
 
@@ -188,20 +239,22 @@ _POSTGRESQL_TYPES = {
 _TYPE_WORDS = re.compile(r"\b(" + "|".join(map(re.escape, _POSTGRESQL_TYPES)) + r")\b")
 
 
-def ddl(dialect: str, statements: str | dict[str, str]) -> str:
-    """A migration's statements as ``dialect`` (``sqlite`` or ``postgresql``) runs them."""
+def ddl(dialect: str, statements: Statements | dict[str, Statements]) -> list[str]:
+    """A migration's statements as ``dialect`` (``sqlite`` or ``postgresql``) runs them, one a string."""
     if isinstance(statements, dict):
         statements = statements[dialect]
+    if isinstance(statements, str):
+        statements = [s for s in statements.split(";") if s.strip()]
     if dialect == "postgresql":
-        return _TYPE_WORDS.sub(lambda m: _POSTGRESQL_TYPES[m.group(1)], statements)
-    return statements
+        return [_TYPE_WORDS.sub(lambda m: _POSTGRESQL_TYPES[m.group(1)], s) for s in statements]
+    return list(statements)
 
 
 def migrate(db, dialect: str = "sqlite") -> list[int]:
     """Apply the migrations ``db`` has not recorded yet, inside the caller's transaction (so two
     processes opening a new store at once apply each migration once). Returns the versions applied."""
     db.execute(ddl(dialect, "CREATE TABLE IF NOT EXISTS migrations "
-                            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"))
+                            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)")[0])
     cur = db.execute("SELECT version FROM migrations")
     done = {row[0] for row in cur.fetchall()}  # the one column selected
     applied = []
@@ -209,7 +262,7 @@ def migrate(db, dialect: str = "sqlite") -> list[int]:
         if version in done:
             continue
         applied.append(version)
-        for statement in filter(str.strip, ddl(dialect, sql).split(";")):
+        for statement in ddl(dialect, sql):
             db.execute(statement)
         db.execute("INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)", [version, name, time.time()])
         if version == 1:

@@ -69,9 +69,12 @@ class SyncStore:
                                        "deleted_at FROM resources")]
 
     def claim(self, db, kind: str, namespace: str, name: str, source: str, source_file: str, synced: dict) -> None:
-        """Mark a resource as the directory ``source``'s, last synced from ``source_file`` as ``synced``."""
+        """Mark a resource as the directory ``source``'s, last synced from ``source_file`` as ``synced``.
+        A row already so marked is not written (a write is a change the controller reads again)."""
         db.execute("UPDATE resources SET source=?, source_file=?, source_spec=? "
-                   "WHERE kind=? AND namespace=? AND name=?", [source, source_file, dump(synced), kind, namespace, name])
+                   "WHERE kind=? AND namespace=? AND name=? "
+                   "AND NOT (coalesce(source, '') = ? AND coalesce(source_file, '') = ? AND coalesce(source_spec, '') = ?)",
+                   [source, source_file, dump(synced), kind, namespace, name, source, source_file, dump(synced)])
 
     def record_sync(self, db, source: str, now: float, commit: str | None, files: dict, refused: str | None,
                     owned: int) -> None:

@@ -81,15 +81,28 @@ class TaskStore:
         return self._select_tasks(["node = ?", ACTIVE], [node])
 
     def _select_tasks(self, where: list[str], params: list) -> list[TaskRecord]:
-        sql = f"SELECT {_COLUMNS} FROM tasks"
+        return self._read_tasks(_COLUMNS, where, params)[0]
+
+    def _select_tasks_with_rev(self, where: list[str], params: list) -> tuple[list[TaskRecord], int]:
+        """The tasks, and the highest change-counter rev among them (0: none), read in one statement."""
+        return self._read_tasks(_COLUMNS + ", rev", where, params)
+
+    def _read_tasks_by_rev(self, since: int, limit: int) -> tuple[list[TaskRecord], int]:
+        """At most ``limit`` tasks above rev ``since``, in rev order, and the highest rev among them."""
+        return self._read_tasks(_COLUMNS + ", rev", ["rev > ?"], [since, limit], order=" ORDER BY rev LIMIT ?")
+
+    def _read_tasks(self, columns: str, where: list[str], params: list,
+                    order: str = "") -> tuple[list[TaskRecord], int]:
+        sql = f"SELECT {columns} FROM tasks"
         if where:
             sql += " WHERE " + " AND ".join(where)
         with gc_paused():
             # Tasks created in one pass share created_at: then by owner, index and attempt as
             # numbers (by id text, job-x-10-1 would come before job-x-2-1).
-            order = " ORDER BY created_at, owner_kind, namespace, owner_name, idx, attempt, id"
+            order = order or " ORDER BY created_at, owner_kind, namespace, owner_name, idx, attempt, id"
             rows = self._tuples(sql + order, params)
-            return [_task_from_tuple(r) for r in rows]
+            rev = max((r[_REV_AT] for r in rows), default=0) if columns != _COLUMNS else 0
+            return [_task_from_tuple(r) for r in rows], rev  # zip() in _task_from_tuple leaves a trailing rev out
 
     def insert_task(self, db, task: TaskRecord) -> None:
         db.execute(_INSERT, [encode(getattr(task, name)) for name in _FIELDS])
@@ -152,6 +165,7 @@ _KINDS = {k.value: k for k in Kind}
 _PHASES = {p.value: p for p in TaskPhase}
 # Positions, in a row selected as _COLUMNS, of the columns that need converting.
 _LABELS_AT, _KIND_AT, _PHASE_AT, _OOM_AT = map(_FIELDS.index, ("labels", "owner_kind", "phase", "oom_killed"))
+_REV_AT = len(_FIELDS)  # where a trailing `rev` column lands (``_select_tasks_with_rev``)
 _new_task = object.__new__
 
 

@@ -29,8 +29,10 @@ from .location import Location
 # itself and which must agree), in an order that copies a resource before what refers to it.
 TABLES = ("meta", "resources", "tasks", "task_logs", "events", "revisions", "lease", "syncs", "tokens",
           "idempotency_keys")
-# Tables of a store not copied: which controllers run on a store is that store's own.
-LOCAL_TABLES = ("candidates",)
+# Tables each store keeps for itself, not copied: which controllers run on a store (``candidates``)
+# is that store's own, and so is the change counter's (``changes``), which the target's triggers
+# fill again as the rows go in.
+OWN_TABLES = ("migrations", "store_rev", "resources_gone", "candidates")
 MOVED_TO = "moved_to"  # meta key of a store copied elsewhere: where to
 LIVE_LEASE_SECONDS = 10.0  # a heartbeat younger than this is a running controller (as `brokerctl status` says)
 BATCH = 1000  # rows read from the source at a time
@@ -115,7 +117,7 @@ def _refuse_foreign_tables(target: str | Path) -> None:
     """Before a store is made in the target: refuse one holding tables that are not a store's."""
     backend = open_backend(Location.parse(target), create=True)
     try:
-        foreign = sorted(backend.tables() - {*TABLES, *LOCAL_TABLES, "migrations"})
+        foreign = sorted(backend.tables() - {*TABLES, *OWN_TABLES})
     finally:
         backend.close()
     if foreign:
