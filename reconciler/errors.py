@@ -12,7 +12,7 @@ phrase the step its own way from ``subject``, ``step`` and ``about`` without cop
 Steps: ``list`` (list the objects of ``kind``), ``wait-gone`` (wait until it is deleted, then
 apply again), ``recreate`` (delete the Job, apply it again), ``drain`` (drain the node first),
 ``history`` (list a Service's revisions), ``create-store``, ``choose-store``, ``check-database`` (start the
-PostgreSQL server or correct its URL), ``stop-controller``, ``use-moved-store`` (the store the data moved to),
+PostgreSQL server or correct its URL), ``use-moved-store`` (the store the data moved to),
 ``create-namespace`` (apply the Namespace first), ``confirm`` (repeat with --yes), ``set-request`` (request
 what the namespace's quota caps), ``run-as`` (run as a user the namespace's ``runAs`` allows). A resource outside
 the ``default`` namespace has its ``namespace`` in ``about`` too.
@@ -213,12 +213,6 @@ class StoreError(BrokerError):
         return cls._with_step(f"store {path} was moved to {to} by `brokerctl store migrate`",
                               f"run the controller there (`brokerctl --db {to} controller`)", "use-moved-store",
                               path=str(path), to=to)
-
-    @classmethod
-    def lease_held(cls, pid: int, host: str, path) -> "StoreError":
-        return cls._with_step(f"another controller (pid {pid} on {host}) is running on store {path}",
-                              "stop it first, or use a different --db", "stop-controller",
-                              pid=pid, host=host, path=str(path))
 
 
 class HostError(BrokerError):

@@ -487,10 +487,9 @@ def test_health_needs_no_token_and_readiness_wants_the_store_and_a_fresh_control
             response = client.get("/readyz")
             assert response.status_code == 503 and response.json() == {"status": "failing", "checks": {
                 "store": "ok", "controller": "no controller holds the store's lease"}}
-            store.acquire_lease("ctl", 10, now=time.time() - 30)
+            store.claim_lease("ctl", 10, now=time.time() - 30)
             assert client.get("/readyz").json()["checks"]["controller"].startswith("no heartbeat for 3")
-            with store.transaction() as db:
-                store.heartbeat(db, "ctl", time.time())
+            assert store.renew_lease("ctl", 1, 10)
             ready = client.get("/readyz")
             assert ready.status_code == 200 and ready.json()["checks"]["controller"].startswith("heartbeat 0.")
         with served(db_url, controller=False) as app, httpx.Client(base_url=app.url) as client:
@@ -526,11 +525,10 @@ def test_metrics_report_the_store_the_controller_and_the_api_itself(api):
     add_task(api.store, "j", 0, phase=TaskPhase.RUNNING, node="h1")
     add_task(api.store, "j", 1)
     add_task(api.store, "j", 2)
-    api.store.acquire_lease("ctl", 10)
+    api.store.claim_lease("ctl", 10)
     stats = {"passes": 3, "passSeconds": 0.75, "passBuckets": {"0.1": 1, "0.5": 2, "1": 3},
              "dockerCalls": {"GET /containers/json": 7}}
-    with api.store.transaction() as db:
-        api.store.heartbeat(db, "ctl", time.time(), stats)
+    assert api.store.renew_lease("ctl", 1, 10, stats=stats)
     api.call("view", "GET", "/api/v1/namespaces/team-a/jobs")
     api.call("view", "GET", "/api/v1/namespaces/team-a/jobs")
     api.call("view", "GET", "/api/v1/nodes")

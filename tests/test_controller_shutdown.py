@@ -87,7 +87,7 @@ def test_a_second_signal_exits_at_once(tmp_path):
 
 def test_release_lease_gives_up_on_a_busy_store_instead_of_waiting(tmp_path):
     store = Store(tmp_path / "s.db")
-    store.acquire_lease("me", 10)
+    store.claim_lease("me", 10)
     other = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another process is writing
 

@@ -205,15 +205,18 @@ def test_calls_are_counted_by_endpoint_with_ids_folded():
                                 "POST /containers/{id}/start": 2, "GET /_ping": 1, "GET /images/{id}/json": 1}
 
 
-def test_heartbeat_publishes_the_controller_stats(ctl):
+def test_the_lease_renewal_publishes_the_controller_stats(ctl):
     store = ctl.store
-    store.acquire_lease(ctl.holder, 10)
-    ctl.passes, ctl.lists = 3, 2
-    with store.transaction() as db:
-        assert store.heartbeat(db, ctl.holder, time.time(), ctl.stats())
-    stats = store.lease()["stats"]
-    assert (stats["passes"], stats["lists"]) == (3, 2)
-    assert isinstance(stats["dockerCalls"], dict) and stats["cpuSeconds"] >= 0
+    ctl.leadership.start()  # the only candidate: it leads at once
+    try:
+        assert ctl.leadership.epoch == 1
+        ctl.passes, ctl.lists = 3, 2
+        ctl.leadership._step()  # one renewal
+        stats = store.lease()["stats"]
+        assert (stats["passes"], stats["lists"]) == (3, 2)
+        assert isinstance(stats["dockerCalls"], dict) and stats["cpuSeconds"] >= 0
+    finally:
+        ctl.leadership.stop()
 
 
 def test_the_stats_count_passes_by_duration_as_a_histogram(ctl):
@@ -226,29 +229,3 @@ def test_the_stats_count_passes_by_duration_as_a_histogram(ctl):
     assert stats["passBuckets"] == {"0.005": 2, "0.01": 2, "0.025": 2, "0.05": 2, "0.1": 2, "0.25": 2, "0.5": 4,
                                     "1": 4, "2.5": 4, "5": 4, "10": 4}
     assert (stats["passes"], stats["passSeconds"], stats["lastPassSeconds"]) == (5, 20.608, 20.0)
-
-
-def test_a_heartbeat_the_store_cannot_take_is_retried_not_fatal(ctl, monkeypatch, caplog):
-    """A heartbeat that fails with a StoreError (a PostgreSQL restarting, a write lock held too long) is
-    logged and tried again a second later; the controller keeps waiting instead of dying."""
-    from reconciler.errors import StoreError
-
-    store = ctl.store
-    store.acquire_lease(ctl.holder, 10)
-    ctl.changes = store.subscribe(ctl.wake.set)
-    real, calls = store.heartbeat, []
-
-    def flaky(db, holder, now, stats=None):
-        calls.append(now)
-        if len(calls) == 1:
-            raise StoreError("cannot connect to store postgresql://x@h/db: connection refused")
-        return real(db, holder, now, stats)
-
-    monkeypatch.setattr(store, "heartbeat", flaky)
-    try:
-        assert ctl._wait(threading.Event(), Plan(next_wake=ctl.now[0]), ctl.changes.version()) is True
-        assert "heartbeat not written: cannot connect to store postgresql://x@h/db" in caplog.text
-        assert ctl._wait(threading.Event(), Plan(next_wake=ctl.now[0]), ctl.changes.version()) is True
-        assert len(calls) == 2 and store.lease()["heartbeat"] == ctl.now[0]
-    finally:
-        ctl.changes.stop()

@@ -396,28 +396,87 @@ def other(db_url, store):
     s.close()
 
 
-def test_second_controller_is_refused_while_the_first_heartbeats(store, other):
-    """A live holder that keeps its heartbeat fresh keeps the lease; the refusal names its pid."""
-    store.acquire_lease("first", stale_after=10, now=100.0)
+def test_a_second_candidate_stands_by_while_the_lease_is_live(store, other):
+    """A claim of a live lease held by another is refused (None) and changes nothing; the holder renews,
+    and may claim again (a new term: the next epoch)."""
+    assert store.claim_lease("first", 3.0, now=100.0) == 1
+    assert store.renew_lease("first", 1, 3.0, now=101.0)
+
+    assert other.claim_lease("second", 3.0, now=103.5) is None
+
+    lease = store.lease()
+    assert (lease["holder"], lease["epoch"], lease["expires_at"], lease["pid"]) == ("first", 1, 104.0, os.getpid())
+    assert store.claim_lease("first", 3.0, now=103.6) == 2
+
+
+def test_the_epoch_goes_up_at_each_takeover_and_the_old_holder_cannot_renew(store, other):
+    """An expired lease is claimed with the next epoch; renewal by anyone but the holder of that epoch
+    fails and writes nothing."""
+    assert store.claim_lease("first", 3.0, now=100.0) == 1
+    assert other.claim_lease("second", 3.0, now=103.0) == 2  # expired at 103.0
+    assert store.claim_lease("first", 3.0, now=105.9) is None  # second's lease runs to 106.0
+    assert store.claim_lease("first", 3.0, now=106.0) == 3
+
+    before = store.lease()
+    assert store.renew_lease("second", 2, 3.0, now=106.5) is False  # no longer the holder
+    assert store.renew_lease("first", 2, 3.0, now=106.5) is False  # the holder, at another epoch
+    assert store.renew_lease("intruder", 3, 3.0, now=106.5) is False
+    assert store.lease() == before
+    assert store.renew_lease("first", 3, 3.0, now=106.5, stats={"passes": 7}) is True
+    lease = store.lease()
+    assert (lease["heartbeat"], lease["expires_at"], lease["stats"]) == (106.5, 109.5, {"passes": 7})
+
+
+def test_a_write_fenced_with_an_old_epoch_is_refused_and_leaves_the_store_unchanged(store, other):
+    """A connection fenced at epoch 1 writes while it leads; once another claimed epoch 2, each of its
+    write transactions fails with Fenced before anything is written, and nothing of it is committed."""
+    from reconciler.store import Fenced
+
+    store.claim_lease("old", 3.0, now=100.0)
+    store.fence("old", 1)
     with store.transaction() as db:
-        assert store.heartbeat(db, "first", now=108.0)
+        store.add_event(db, "Job", "j", "Written", "while leading")
+    assert other.claim_lease("new", 3.0, now=104.0) == 2
+    events, tasks, lease = store.events(), store.tasks(), store.lease()
 
-    with pytest.raises(StoreError, match=rf"another controller \(pid {os.getpid()} on {socket.gethostname()}\)"):
-        other.acquire_lease("second", stale_after=10, now=115.0)
+    with pytest.raises(Fenced, match=r"lease \(epoch 1\) was taken over \(epoch 2 held by pid \d+ on "):
+        with store.transaction() as db:
+            store.add_event(db, "Job", "j", "Fenced", "after the takeover")
+            store.insert_task(db, task())
+    with pytest.raises(Fenced):
+        store.apply([job("fenced")])
+    assert store.renew_lease("old", 1, 3.0, now=104.5) is False
 
+    assert (store.events(), store.tasks(), store.lease()) == (events, tasks, lease)
+    assert [r.name for r in store.resources(Kind.JOB)] == []
+    other.fence("new", 2)  # the new leader's writes go through
+    with other.transaction() as db:
+        other.add_event(db, "Job", "j", "New", "by the leader")
+    assert [e["reason"] for e in store.events()] == ["Written", "New"]
+    store.unfence()  # a connection that does not lead (a CLI) is never fenced
+    store.apply([job("by-hand")])
+
+
+def test_a_released_lease_keeps_its_epoch_and_is_claimed_at_once(store, other):
+    """Release frees the lease for any candidate (no wait for the expiry), only by its holder, and keeps
+    the epoch so that the next term's is higher than every earlier one."""
+    store.claim_lease("first", 3.0, now=100.0)
+    other.release_lease("someone-else")
     assert store.lease()["holder"] == "first"
-    store.acquire_lease("first", stale_after=10, now=116.0)  # the holder itself may re-acquire
+
+    assert store.release_lease("first") is True
+    assert store.lease() is None and store.lease_row()["epoch"] == 1
+    assert other.claim_lease("second", 3.0, now=100.5) == 2
 
 
-def test_stale_heartbeat_lets_a_new_controller_take_over(store, other):
-    """A lease whose heartbeat is older than stale_after is taken over; the old holder's heartbeat then fails."""
-    store.acquire_lease("first", stale_after=10, now=100.0)
-
-    other.acquire_lease("second", stale_after=10, now=111.0)
-
-    assert store.lease()["holder"] == "second"
-    with store.transaction() as db:
-        assert store.heartbeat(db, "first", now=112.0) is False
+def test_candidates_record_their_heartbeat_and_long_silent_ones_are_forgotten(store, other):
+    store.beat_candidate("a", started_at=10.0, now=100.0)
+    other.beat_candidate("b", started_at=20.0, now=150.0)
+    other.beat_candidate("b", started_at=20.0, now=170.0)
+    assert [(c["holder"], c["heartbeat"], c["pid"]) for c in store.candidates()] == [("b", 170.0, os.getpid())]
+    store.beat_candidate("a", started_at=10.0, now=171.0)
+    store.release_lease("a")  # also removes the candidate row
+    assert [c["holder"] for c in store.candidates()] == ["b"]
 
 
 def _dead_pid() -> int:
@@ -431,37 +490,25 @@ def _write_lease(store: Store, pid: int, hostname: str, now: float) -> None:
 
     with store.transaction() as db:
         upsert(db, "lease", {"id": 1, "holder": "ghost", "pid": pid, "hostname": hostname, "started_at": now,
-                             "heartbeat": now}, key="id")
+                             "heartbeat": now, "expires_at": now + 3.0, "epoch": 4}, key="id")
 
 
 def test_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(store):
-    """A fresh lease whose pid no longer exists on this host is stale immediately."""
+    """An unexpired lease whose pid no longer exists on this host is free immediately."""
     _write_lease(store, _dead_pid(), socket.gethostname(), now=100.0)
 
-    store.acquire_lease("mine", stale_after=10, now=101.0)
+    assert store.claim_lease("mine", 3.0, now=101.0) == 5
 
     lease = store.lease()
     assert (lease["holder"], lease["pid"], lease["heartbeat"]) == ("mine", os.getpid(), 101.0)
 
 
-def test_lease_of_another_host_is_trusted_until_its_heartbeat_is_stale(store):
-    """A holder on another host cannot be checked, so only a stale heartbeat frees its lease."""
+def test_lease_of_another_host_is_trusted_until_it_expires(store):
+    """A holder on another host cannot be checked, so only the expiry frees its lease."""
     _write_lease(store, _dead_pid(), "some-other-host", now=100.0)
 
-    with pytest.raises(StoreError, match="on some-other-host"):
-        store.acquire_lease("mine", stale_after=10, now=101.0)
-    store.acquire_lease("mine", stale_after=10, now=111.0)
-    assert store.lease()["holder"] == "mine"
-
-
-def test_release_lease_only_releases_your_own(store):
-    """release_lease by another holder leaves the lease alone; by the holder it frees it."""
-    store.acquire_lease("first", stale_after=10, now=100.0)
-
-    store.release_lease("someone-else")
-    assert store.lease()["holder"] == "first"
-    store.release_lease("first")
-    assert store.lease() is None
+    assert store.claim_lease("mine", 3.0, now=102.9) is None
+    assert store.claim_lease("mine", 3.0, now=103.0) == 5
 
 
 # -- concurrency --------------------------------------------------------------------------
@@ -1109,7 +1156,7 @@ def test_a_write_gives_up_after_the_lock_timeout_and_reads_do_not_wait(store, ot
     from reconciler.store import LockTimeout
 
     store.apply([job()])
-    store.acquire_lease("me", 10)
+    store.claim_lease("me", 10)
     holding, done = threading.Event(), threading.Event()
 
     def hold() -> None:

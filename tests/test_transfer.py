@@ -50,7 +50,7 @@ def filled_store(path) -> Store:
             store.add_event(db, "Job", "a", f"R{i}", f"message {i}", ts=200.0 + i)
         store.set_status(db, Kind.JOB, "a", {"phase": "Complete", "succeeded": 2})
         store.record_sync(db, "/src", 300.0, "abc123", {"a.yaml": {"state": "ok"}}, None, 1)
-    store.acquire_lease("gone", 10, now=50.0)  # a controller that stopped long ago
+    store.claim_lease("gone", 10, now=50.0)  # a controller that stopped long ago
     store.add_token(TokenRecord("0123456789ab", "alice", "edit", ("default",), "ab" * 32, 60.5, "local:root"))
     store.create([job("keyed")], Once("alice POST /tasks default", "k1", {"uuid": "u1"}), now=time.time())
     return store
@@ -81,10 +81,10 @@ def test_every_table_moves_with_its_rows_its_store_id_and_its_secret(tmp_path, p
         assert [e["id"] for e in target.events(limit=None)] == [1, 2, 3, 4, 5, 6]
 
         with pytest.raises(StoreError) as refused:
-            source.acquire_lease("new", 10)
+            source.claim_lease("new", 10)
         assert str(refused.value) == (f"store {tmp_path / 's.db'} was moved to {pg_url} by `brokerctl store migrate`; "
                                       f"run the controller there (`brokerctl --db {pg_url} controller`)")
-        target.acquire_lease("new", 10)  # the stale lease copied along is taken over
+        target.claim_lease("new", 10)  # the stale lease copied along is taken over
         assert target.lease()["holder"] == "new"
     finally:
         target.close()
@@ -134,14 +134,14 @@ def test_a_target_holding_anything_is_refused_and_left_as_it_was(tmp_path, pg_ur
         again.close()
     source = Store(tmp_path / "s.db")
     try:
-        source.acquire_lease("still-mine", 10)  # not marked moved
+        source.claim_lease("still-mine", 10)  # not marked moved
     finally:
         source.close()
 
 
 def test_a_source_with_a_live_controller_is_refused(tmp_path, pg_url):
     source = filled_store(tmp_path / "s.db")
-    source.acquire_lease("live", 10)  # heartbeat now
+    source.claim_lease("live", 10)  # heartbeat now
     source.close()
 
     with pytest.raises(StoreError) as info:

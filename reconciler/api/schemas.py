@@ -179,6 +179,10 @@ class StoreStatus(Strict):
     nodes: int
     ready: int
     tasks: dict[str, int]
+    epoch: int = Field(description="The last leader's epoch (0: no controller ever led)")
+    expiresIn: float | None = Field(description="Seconds until the lease expires (negative: expired that long ago)")
+    expired: dict[str, Any] | None = Field(description="An expired lease's holder (pid, hostname): none leads")
+    standbys: list[dict[str, Any]] = Field(description="The other controllers recently alive: pid, hostname, seen")
 
 
 class Waited(Strict):

@@ -4,7 +4,8 @@ GitOps watcher) on threads of the same process unless ``--no-controller``.
 Called by the CLI's ``server`` command. In order: the store is opened (made if missing), the listen
 address bound and the TLS pair loaded (so a mistake in either is one line and exit 2 before anything
 runs), the first admin token made on a store without tokens (written to a file, never printed), the
-controller's lease taken (a store another controller runs on is refused), then the API serves. The
+controller's first look at the lease made (it leads, or stands by while another server or controller
+on the store leads; a store moved elsewhere is refused), then the API serves. The
 controller and the API use connections of their own: a write through the API wakes the controller
 at once, as a write by another process does. SIGTERM or SIGINT ends the process within two seconds
 (``ops.controller.run_beside``): uvicorn stops accepting, gives open requests a second, and the

@@ -25,7 +25,8 @@ def whoami(who: Caller) -> Json:
 
 @router.get("/status", responses=schemas.responses(schemas.StoreStatus))
 def status(who: Caller, store: Store) -> Json:
-    """The store, whether a controller runs on it, node and task counts (admin), as `brokerctl status`."""
+    """The store, the leading controller (epoch, lease expiry) and the standbys, node and task counts (admin),
+    as `brokerctl status`."""
     allow(who, READ, None, "read the store's status")
     st = controller.status(store)
     lease = st.controller
@@ -33,4 +34,8 @@ def status(who: Caller, store: Store) -> Json:
                  "controller": None if lease is None else {
                      "pid": lease["pid"], "hostname": lease["hostname"], "heartbeat": lease["heartbeat"],
                      "startedAt": lease["started_at"], "stats": lease["stats"]},
-                 "nodes": st.nodes, "ready": st.ready, "tasks": st.tasks})
+                 "nodes": st.nodes, "ready": st.ready, "tasks": st.tasks, "epoch": st.epoch,
+                 "expiresIn": st.expires_in,
+                 "expired": None if st.expired is None else {"pid": st.expired["pid"],
+                                                             "hostname": st.expired["hostname"]},
+                 "standbys": [{"pid": c["pid"], "hostname": c["hostname"], "seen": c["seen"]} for c in st.standbys]})

@@ -123,6 +123,13 @@ def queue_option():
                                                 "furthest below its share) or fifo (priority, then first come).")
 
 
+def lease_duration_option():
+    """`--lease-duration`, shared by `controller` and `server`."""
+    return typer.Option(3.0, "--lease-duration", help="Seconds the leader's lease outlives its last renewal (renewed "
+                                                      "every second): how soon a standby takes over from a leader "
+                                                      "that stopped.")
+
+
 def half_life_option():
     """`--fair-share-half-life`, shared by `controller` and `server`."""
     return typer.Option("1h", "--fair-share-half-life", help="With --queue fair: how long until a namespace's past "

@@ -14,12 +14,13 @@ from typing import Optional
 import typer
 
 from .common import (
-    half_life_option, namespace, namespace_option, open_store, queue_option, remote, store_command,
+    half_life_option, lease_duration_option, namespace, namespace_option, open_store, queue_option, remote,
+    store_command,
 )
 
 
 def status() -> None:
-    """Store path, whether a controller is running, node and task counts."""
+    """Store path, the leading controller (epoch, lease expiry) and the standbys, node and task counts."""
     if (server := remote()) is not None:
         st = _remote_status(server.status())
     else:
@@ -31,9 +32,18 @@ def status() -> None:
         lease = st.controller
         typer.echo(f"controller: running (pid {lease['pid']} on {lease['hostname']}, "
                    f"heartbeat {st.heartbeat_age:.1f}s ago)")
+        typer.echo(f"leader:     epoch {st.epoch}, lease expires in {st.expires_in:.1f}s")
         _show_stats(lease)
+    elif st.expired:
+        typer.echo(f"controller: none leads (the lease of pid {st.expired['pid']} on {st.expired['hostname']}, "
+                   f"epoch {st.epoch}, expired {-st.expires_in:.1f}s ago; a standby takes it over)")
     else:
         typer.echo("controller: not running (start one with `brokerctl controller`)")
+    if st.standbys:
+        typer.echo("standbys:   " + ", ".join(f"pid {c['pid']} on {c['hostname']} (seen {c['seen']:.1f}s ago)"
+                                              for c in st.standbys))
+    elif st.controller:
+        typer.echo("standbys:   none (each `brokerctl controller` on this store beside the leader is one)")
     typer.echo(f"nodes:      {st.nodes} ({st.ready} ready)")
     typer.echo("tasks:      " + (", ".join(f"{n} {p}" for p, n in sorted(st.tasks.items())) or "0"))
 
@@ -45,9 +55,11 @@ def _remote_status(body: dict):
     lease = body["controller"]
     if lease is not None:
         lease = {**lease, "started_at": lease["startedAt"]}
+    expired = body.get("expired")
     return SimpleNamespace(path=body["store"], store_id=body["storeId"], controller=lease,
                            heartbeat_age=body["heartbeatAge"], nodes=body["nodes"], ready=body["ready"],
-                           tasks=body["tasks"])
+                           tasks=body["tasks"], epoch=body["epoch"], expires_in=body["expiresIn"],
+                           expired=expired, standbys=tuple(body["standbys"]))
 
 
 def _show_stats(lease: dict) -> None:
@@ -88,18 +100,22 @@ def controller(
                                        "none (a document's own metadata.namespace wins; default: default)."),
     queue: str = queue_option(),
     fair_share_half_life: str = half_life_option(),
+    lease_duration: float = lease_duration_option(),
 ) -> None:
-    """Run the reconcile loop until SIGINT/SIGTERM (containers keep running)."""
+    """Run the reconcile loop until SIGINT/SIGTERM (containers keep running). Several on one store:
+    one leads, the others stand by and take over within --lease-duration when it stops."""
     import logging
 
     from ..ops import controller as loop
 
     store_command("controller")
+    lease_duration = loop.lease_setting(lease_duration)
     order, half_life = loop.queue_settings(queue, fair_share_half_life)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     settings = loop.Settings(resync=resync, probe_interval=probe_interval, probe_timeout=probe_timeout,
                              lost_after=lost_after, docker_timeout=docker_timeout, watch=watch, poll=poll,
                              sync_interval=sync_interval, allow_mass_prune=allow_mass_prune,
-                             namespace=namespace(namespace_), queue=order, fair_share_half_life=half_life)
+                             namespace=namespace(namespace_), queue=order, fair_share_half_life=half_life,
+                             lease_duration=lease_duration)
     loop.run(open_store(create=True), settings)

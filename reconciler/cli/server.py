@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from . import common
-from .common import half_life_option, namespace, namespace_option, queue_option
+from .common import half_life_option, lease_duration_option, namespace, namespace_option, queue_option
 
 
 def server(
@@ -47,6 +47,7 @@ def server(
                                      "Broker's POST /tasks creates."),
     storage_mount: list[str] = typer.Option([], "--storage-mount", help="NAME=PATH: Container Broker's storage "
                                             "mount NAME is the host path PATH (repeatable)."),
+    lease_duration: float = lease_duration_option(),
 ) -> None:
     """Serve the HTTP API, with the controller loop in the same process (until SIGINT/SIGTERM).
 
@@ -58,15 +59,16 @@ def server(
     common.store_command("server")
     from ..api.server import ServerSettings, serve
     from ..ops.containerbroker import parse_storage_mount
-    from ..ops.controller import Settings, queue_settings
+    from ..ops.controller import Settings, lease_setting, queue_settings
     from ..ops.refs import namespace_name
 
+    lease_duration = lease_setting(lease_duration)
     order, half_life = queue_settings(queue, fair_share_half_life)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     loop = Settings(resync=resync, probe_interval=probe_interval, probe_timeout=probe_timeout, lost_after=lost_after,
                     docker_timeout=docker_timeout, watch=watch, poll=poll, sync_interval=sync_interval,
                     allow_mass_prune=allow_mass_prune, namespace=namespace(namespace_),
-                    queue=order, fair_share_half_life=half_life)
+                    queue=order, fair_share_half_life=half_life, lease_duration=lease_duration)
     settings = ServerSettings(db=common.db_path, secrets_key=common.secrets_key, listen=listen, tls_cert=tls_cert,
                               tls_key=tls_key,
                               controller=not no_controller, metrics_token=metrics_token, admin_token=admin_token,

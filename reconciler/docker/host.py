@@ -54,6 +54,14 @@ HARDENING = {"privileged": False, "cap_add": None, "security_opt": ["no-new-priv
              "devices": None}
 # What a failed call raises when the host is down, hung or refusing.
 TRANSPORT_ERRORS = (requests.exceptions.RequestException, derr.DockerException, OSError, http.client.HTTPException)
+READ_METHODS = ("GET", "HEAD")  # requests that change nothing on a host: never withheld
+
+
+class Withheld(Exception):
+    """A request that would change a host (create, start, stop, kill, remove) was not sent: the
+    pool's ``gate`` said no (the controller no longer surely leads; ``runtime.leader``)."""
+
+
 TLS_FILES = ("caFile", "certFile", "keyFile")
 # "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: ... (_ssl.c:1006)" -> code, words
 _HUNG_UP = re.compile(r"EOF occurred in violation of protocol")
@@ -68,6 +76,12 @@ class CallCounter:
     def __init__(self):
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
+        self.last_change_at: float | None = None  # wall clock: the last request sent that changes a host
+
+    def sending_change(self) -> None:
+        """A request that changes a host goes out now (``brokerctl status``: a controller that stepped
+        down shows that it sent none since)."""
+        self.last_change_at = time.time()
 
     def hook(self, response, *args, **kwargs) -> None:
         request = response.request
@@ -105,8 +119,12 @@ class StartError(Exception):
 
 
 class Host:
-    def __init__(self, name: str, address: str, tls: dict | None = None, timeout: float = 5.0):
-        self.name, self.address, self.tls, self.timeout = name, address, tls, timeout
+    """``gate``: asked before each request that would change the host (a step of a start or a
+    stop included); ``Withheld`` instead of sending it when it answers False."""
+
+    def __init__(self, name: str, address: str, tls: dict | None = None, timeout: float = 5.0,
+                 gate: Callable[[], bool] | None = None):
+        self.name, self.address, self.tls, self.timeout, self.gate = name, address, tls, timeout, gate
         self._client: docker.DockerClient | None = None
         self._info: tuple[float, dict] | None = None
         self._lock = threading.Lock()
@@ -117,7 +135,7 @@ class Host:
     def client(self) -> docker.DockerClient:
         with self._lock:
             if self._client is None:
-                self._client = connect(self.address, self.tls, self.timeout)
+                self._client = connect(self.address, self.tls, self.timeout, self.gate)
             return self._client
 
     def close(self) -> None:
@@ -383,10 +401,11 @@ def _exit_code(api, exec_id: str) -> int:
 
 
 class HostPool:
-    """Keeps one ``Host`` per node name, rebuilt when the node's address or TLS changes."""
+    """Keeps one ``Host`` per node name, rebuilt when the node's address or TLS changes; each
+    host's requests that change it pass ``gate`` first (see ``Host``)."""
 
-    def __init__(self, timeout: float = 5.0):
-        self.timeout = timeout
+    def __init__(self, timeout: float = 5.0, gate: Callable[[], bool] | None = None):
+        self.timeout, self.gate = timeout, gate
         self._hosts: dict[str, Host] = {}
 
     def get(self, name: str, address: str, tls: dict | None = None) -> Host:
@@ -394,7 +413,7 @@ class HostPool:
         if host is None or host.address != address or host.tls != tls:
             if host is not None:
                 host.close()
-            host = self._hosts[name] = Host(name, address, tls, self.timeout)
+            host = self._hosts[name] = Host(name, address, tls, self.timeout, self.gate)
         return host
 
     def retain(self, names: set[str]) -> None:
@@ -496,13 +515,15 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def connect(address: str, tls: dict | None, timeout: float | None) -> docker.DockerClient:
+def connect(address: str, tls: dict | None, timeout: float | None,
+            gate: Callable[[], bool] | None = None) -> docker.DockerClient:
     """A client for one Docker address; with ``tls`` (a Node's ``tls``: caFile, certFile, keyFile) over
     HTTPS, the daemon's certificate checked against caFile (the default CA bundle without one).
 
     The client ignores the environment: requests would let ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``
     replace the Node's caFile (and proxies or .netrc reroute or sign its calls), so what the
-    controller trusts would depend on how it was started rather than on the Node.
+    controller trusts would depend on how it was started rather than on the Node. With ``gate``,
+    each request that would change the host asks it first (``_gate_changes``).
     """
     tls_config = False
     if tls:
@@ -520,7 +541,24 @@ def connect(address: str, tls: dict | None, timeout: float | None) -> docker.Doc
         client.api.mount("http://", adapter)
         client.api.mount("https://", adapter)
     client.api.hooks["response"].append(CALLS.hook)
+    if gate is not None:
+        _gate_changes(client.api, gate)
     return client
+
+
+def _gate_changes(session: requests.Session, gate: Callable[[], bool]) -> None:
+    """Ask ``gate`` right before each request that would change the host, so that a multi-call
+    operation (stop then remove, create then start) interrupted by a pause sends no further step."""
+    send = session.send
+
+    def send_if_allowed(request, **kwargs):
+        if request.method not in READ_METHODS:
+            if not gate():
+                raise Withheld(f"{request.method} {_path(request.url)} not sent: this controller no longer surely leads")
+            CALLS.sending_change()
+        return send(request, **kwargs)
+
+    session.send = send_if_allowed  # requests.Session.request calls self.send
 
 
 def _tls_config(tls: dict) -> docker.tls.TLSConfig:

@@ -7,6 +7,12 @@ with no transaction held; each outcome is committed as it arrives. Every Docker 
 idempotent (containers have deterministic names and labels), so re-running a half-applied plan
 converges instead of creating twins. A Start's Secrets are resolved (``secrets.resolve``) in the
 worker, just before the container is created, so nothing committed or logged holds a value.
+
+Leadership (``runtime.leader``): the store connection is fenced with the leader's epoch, so a
+controller overtaken by another gets ``Fenced`` from ``record_decisions`` and no Docker call of that
+pass goes out; each Docker call also waits for ``leading()`` (the lease surely still ours by this
+process's clock), so a leader paused past its lease and woken again sends none, even between a
+commit and its calls. An outcome refused by the fence is reported to ``on_fenced``.
 """
 
 from __future__ import annotations
@@ -21,12 +27,14 @@ from typing import Callable, Iterable
 
 from ..engine.actions import Collect, Plan, Remove, Start
 from ..errors import BrokerError
-from ..docker.host import TRANSPORT_ERRORS, Host, StartError
+from ..docker.host import TRANSPORT_ERRORS, Host, StartError, Withheld
 from ..kinds import TaskPhase, TaskReason
-from ..store import LOG_LIMIT_BYTES, Store
+from ..store import LOG_LIMIT_BYTES, Fenced, Store
 from .secrets import Unresolved, resolve
 
 log = logging.getLogger("brokerctl.act")
+
+SKIPPED = "skipped"  # an action not carried out: this controller no longer surely leads
 
 
 def wait_or_stop(futures: Iterable[Future], timeout: float | None, stop: threading.Event | None) -> None:
@@ -44,12 +52,15 @@ def wait_or_stop(futures: Iterable[Future], timeout: float | None, stop: threadi
 class Actor:
     """``stopper`` runs graceful stops (SIGTERM, wait up to the grace period, kill) in the
     background: a pass does not wait for them, and ``on_stopped`` is called when one ends so the
-    controller looks again. An action still under way is not issued a second time."""
+    controller looks again. An action still under way is not issued a second time. No Docker call
+    goes out unless ``leading()``; an outcome the fence refuses goes to ``on_fenced``."""
 
     def __init__(self, store: Store, executor: Executor, clock: Callable[[], float], per_node: int = 8,
-                 stopper: Executor | None = None, on_stopped: Callable[[], None] = lambda: None):
+                 stopper: Executor | None = None, on_stopped: Callable[[], None] = lambda: None,
+                 leading: Callable[[], bool] = lambda: True, on_fenced: Callable[[Fenced], None] = lambda exc: None):
         self.store, self.executor, self.clock, self.per_node = store, executor, clock, per_node
         self.stopper, self.on_stopped = stopper or executor, on_stopped
+        self.leading, self.on_fenced = leading, on_fenced
         self._gates: dict[str, threading.Semaphore] = defaultdict(lambda: threading.Semaphore(self.per_node))
         self._inflight: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
@@ -60,7 +71,7 @@ class Actor:
         Once ``stop`` is set it waits no longer: the calls still under way finish (or time out)
         on their own, and their outcomes are recorded if the process is still there.
         """
-        self.record_decisions(p)
+        self.record_decisions(p)  # Fenced (nothing committed, no call) if another controller took over
         waited = []
         for action in [*p.collects, *p.removals, *p.starts]:
             host = hosts.get(action.node)
@@ -83,11 +94,15 @@ class Actor:
         """Run one action and record its outcome (in this worker thread)."""
         try:
             status, result = self._run(host, action, gated=not background)
+            if status == SKIPPED:
+                return
             self._record_outcome(action, status, result)
             if isinstance(action, Collect) and status == "ok":
                 # Removed only once its result is in the store: a controller killed in between
                 # finds the container of a finished task and removes it, never loses the result.
                 self._run(host, Remove(action.node, action.container_id, action.task_id, "collected", grace=0))
+        except Fenced as exc:  # overtaken while the call ran: its outcome is the new leader's to find
+            self.on_fenced(exc)
         except Exception:
             if not background:
                 raise
@@ -125,12 +140,15 @@ class Actor:
                                          f"{back.why}", "Warning", ts=now, namespace=back.namespace)
 
     def _run(self, host: Host, action, gated: bool = True) -> tuple[str, object]:
-        """Runs in a worker thread; returns ("ok", result) or ("error", exception).
+        """Runs in a worker thread; returns ("ok", result), ("error", exception) or (SKIPPED, None)
+        when this controller no longer surely leads (no call made).
 
         Starts, collects and forced removals share a per-node limit; graceful stops (mostly
         waiting) do not take from it, so a scale-down cannot hold up starts on that node.
         """
         with self._gates[host.name] if gated else nullcontext():
+            if not self.leading():  # the lease may have passed to another controller: the call is its to make
+                return SKIPPED, None
             try:
                 if isinstance(action, Start):
                     return "ok", host.start(resolve(self.store, action.spec))
@@ -139,6 +157,8 @@ class Actor:
                 return "ok", host.remove(action.container_id, action.grace, action.keep_output)
             except (StartError, Unresolved) as exc:
                 return "error", exc
+            except Withheld:  # a step after a pause, when the lease may have passed on: the new leader's to make
+                return SKIPPED, None
             except TRANSPORT_ERRORS as exc:
                 return "error", exc
 

@@ -1,7 +1,10 @@
 """The controller loop: wake -> observe -> plan -> act, until asked to stop.
 
-Called by ``brokerctl controller``. It holds the store's lease (a second controller refuses to
-start), wakes at once on a commit by another process (``Store.subscribe``: a nudge datagram on
+Called by ``brokerctl controller`` (through ``ops.controller``). Several controllers may run on one
+store: one leads and runs the loop, the others stand by (``runtime.leader``: the lease, its epoch,
+the fence on every write); a standby keeps probing the nodes, so it takes over with their health
+known, and a leader overtaken steps down and stands by again. While it leads, it wakes at once on
+a commit by another process (``Store.subscribe``: a nudge datagram on
 SQLite, a NOTIFY on PostgreSQL; the subscription's ``version``, polled every 50 ms, also catches a
 commit made while a pass ran, and on SQLite any writer that sends no nudge),
 when a Docker host reports a container event, when a retry backoff expires, and on a periodic
@@ -13,7 +16,8 @@ daemon's list lags its events by a few milliseconds).
 One dead host or one bad resource never stops the loop for the others. On SIGINT/SIGTERM
 (``SignalShutdown``) it stops between the steps of a pass, abandons the Docker calls still under
 way (graceful stops included: the daemon goes on with a stop it was sent, and the next
-controller re-issues it with what is left of its grace period) and releases its lease,
+controller re-issues it with what is left of its grace period) and releases its lease (a standby
+takes over at once),
 leaving containers running; whatever it is doing, the process is gone ``EXIT_DEADLINE`` seconds
 after the signal.
 """
@@ -32,9 +36,10 @@ import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, Protocol
 
 from .act import Actor, wait_or_stop
+from .leader import LEASE_SECONDS, Leadership
 from ..engine.actions import Plan
 from ..engine.fairshare import QueuePolicy
 from ..errors import StoreError
@@ -44,11 +49,10 @@ from ..docker.probe import Prober
 from ..spec.models import Kind
 from ..engine.plan import plan
 from ..records import NodeObs, Snapshot
-from ..store import Store, Subscription
+from ..store import Fenced, Store, Subscription
 
 log = logging.getLogger("brokerctl.controller")
 
-LEASE_STALE_SECONDS = 10.0
 EXIT_DEADLINE = 1.5  # seconds from SIGTERM/SIGINT to the end of the process, whatever it is doing
 # Upper bounds (seconds) of the pass-duration histogram published with the stats (`/metrics` of the server).
 PASS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -71,50 +75,68 @@ class _Listed:
     at: float
 
 
+class Companion(Protocol):
+    """What runs beside the loop only while this controller leads (the GitOps watcher): started with
+    the leader's holder and epoch (to fence its own store connection) and the lease's duration (the
+    longest a transaction of it may idle), stopped when it steps down."""
+
+    def start(self, holder: str, epoch: int, idle_limit: float) -> object: ...
+
+    def stop(self) -> None: ...
+
+
 class Controller:
+    """``store``: a connection of the controller's own (while it leads, every write on it is fenced).
+    ``lease_duration``: how long its lease outlives its last renewal (a standby's takeover time)."""
+
     def __init__(self, store: Store, *, resync: float = 5.0, busy_resync: float = 1.0,
                  probe_interval: float = 1.0, probe_timeout: float = 1.0, lost_after: float = 3.0,
-                 docker_timeout: float = 10.0, list_wait: float = 2.0,
-                 clock: Callable[[], float] = time.time, workers: int = 32, queue: QueuePolicy = QueuePolicy()):
+                 docker_timeout: float = 10.0, list_wait: float = 2.0, lease_duration: float = LEASE_SECONDS,
+                 companions: tuple[Companion, ...] = (), clock: Callable[[], float] = time.time, workers: int = 32,
+                 queue: QueuePolicy = QueuePolicy()):
         self.store, self.clock = store, clock
         self.queue = queue  # the order of waiting tasks: fair share (and its half-life) or FIFO
         store.nudge = False  # our own commits must not wake us
         self.resync, self.busy_resync = resync, busy_resync
         self.lost_after, self.list_wait = lost_after, list_wait
         self.holder = uuid.uuid4().hex
-        self.pool = HostPool(timeout=docker_timeout)
+        self.companions = companions
+        self.wake = threading.Event()
+        self.fatal: BaseException | None = None
+        self.leadership = Leadership(store, self.holder, duration=lease_duration, clock=clock, stats=self.stats,
+                                     on_change=self.wake.set, on_fatal=self._fatal)
+        # Every request that changes a host asks first whether the lease is surely still ours.
+        self.pool = HostPool(timeout=docker_timeout, gate=self.leadership.holds)
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="act")
         self.stopper = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stop")
-        self.wake = threading.Event()
-        self.actor = Actor(store, self.executor, clock, stopper=self.stopper, on_stopped=self.wake.set)
+        self.actor = Actor(store, self.executor, clock, stopper=self.stopper, on_stopped=self.wake.set,
+                           leading=self.leadership.holds, on_fenced=self._fenced)
         self.watcher = EventWatcher(store.store_id, self.wake)
         self.prober = Prober(probe_interval, probe_timeout, on_change=self.wake.set, clock=clock)
         self._listing: dict[str, _Listing] = {}
         self._listed: dict[str, _Listed] = {}
         self.passes, self.lists, self.pass_seconds, self.last_pass = 0, 0, 0.0, 0.0
+        self.took_over_at: float | None = None  # when this term of leadership began (``stats``)
+        self.first_pass_at: float | None = None  # when its first pass ended
         self.pass_counts = [0] * (len(PASS_BUCKETS) + 1)  # passes per bucket of PASS_BUCKETS, the last one over them
         self.changes: Subscription | None = None
         self.stop = threading.Event()
         self._twins: set[str] = set()
 
     def run(self, stop: threading.Event | None = None) -> None:
+        """Lead or stand by until ``stop`` (or a store that refuses leadership for good: raised)."""
         self.stop = stop = stop or self.stop
-        self.store.acquire_lease(self.holder, LEASE_STALE_SECONDS)
-        log.info("controller started on store %s (id %s)", self.store.path, self.store.store_id)
-        self.changes = self.store.subscribe(self.wake.set)
+        self.leadership.start()  # a store moved elsewhere raises here
+        log.info("controller started on store %s (id %s); lease %gs", self.store.path, self.store.store_id,
+                 self.leadership.duration)
         try:
             while not stop.is_set():
-                seen_version = self.changes.version()
-                try:
-                    p = self.reconcile_once()
-                except Exception:  # one bad pass must not end the loop
-                    log.exception("reconcile pass failed; retrying")
-                    p = Plan(next_wake=self.clock() + 1.0)
-                if not self._wait(stop, p, seen_version):
-                    log.error("lost the store lease to another controller; stopping")
-                    return
+                epoch = self._stand_by(stop)
+                if epoch is None:
+                    break
+                self._lead(epoch, stop)
         finally:
-            self.changes.stop()
+            self.leadership.stop(wait=0.5)
             self.watcher.stop()
             self.prober.stop()
             # Calls still under way are not waited for: a graceful stop can take its whole grace
@@ -124,11 +146,64 @@ class Controller:
             self.stopper.shutdown(wait=False, cancel_futures=True)
             self.release_lease(wait=0.5)
             log.info("controller stopped; containers keep running")
+        if self.fatal is not None:
+            raise self.fatal
+
+    def _stand_by(self, stop: threading.Event) -> int | None:
+        """Wait until this controller leads (its epoch; None once ``stop`` is set). Meanwhile keep
+        probing and watching the nodes, so that a takeover starts with their health known."""
+        next_look = 0.0
+        while not stop.is_set():
+            if (epoch := self.leadership.epoch) is not None:
+                return epoch
+            if time.monotonic() >= next_look:
+                next_look = time.monotonic() + 1.0
+                try:
+                    self._track(self.store.resources(Kind.NODE))
+                except StoreError:
+                    pass  # out of reach for now; the leadership thread says so
+            self.leadership.wait_leading(stop, timeout=0.1)
+        return None
+
+    def _lead(self, epoch: int, stop: threading.Event) -> None:
+        """Run passes while this controller leads at ``epoch``, with its companions (the watcher)."""
+        # Lists and marks from an earlier term may be stale: another leader acted meanwhile.
+        self._listed.clear()
+        self.took_over_at, self.first_pass_at = self.clock(), None
+        self.changes = self.store.subscribe(self.wake.set)
+        for companion in self.companions:
+            companion.start(self.holder, epoch, self.leadership.duration)
+        try:
+            while not stop.is_set() and self.leadership.epoch == epoch:
+                seen_version = self.changes.version()
+                try:
+                    p = self.reconcile_once()
+                except Fenced as exc:  # overtaken: nothing of this pass was committed or sent
+                    self._fenced(exc)
+                    break
+                except Exception:  # one bad pass must not end the loop
+                    log.exception("reconcile pass failed; retrying")
+                    p = Plan(next_wake=self.clock() + 1.0)
+                self._wait(stop, p, seen_version)
+        finally:
+            for companion in self.companions:
+                companion.stop()
+            self.changes.stop()
+
+    def _fenced(self, exc: Fenced) -> None:
+        self.leadership.step_down(exc.epoch, str(exc))
+
+    def _fatal(self, exc: BaseException) -> None:
+        """The store refuses leadership for good (moved elsewhere): end the process with that error."""
+        log.error("%s", exc)
+        self.fatal = exc
+        self.stop.set()
+        self.wake.set()
 
     def release_lease(self, wait: float) -> bool:
-        """Give up the lease unless the store stays busy for ``wait`` seconds (then the next
-        controller on this host takes the lease of our dead pid at once)."""
-        released = self.store.release_lease(self.holder, wait=wait)
+        """Give up the lease unless the store stays busy for ``wait`` seconds (then it expires, or the
+        next controller on this host takes the lease of our dead pid at once)."""
+        released = self.leadership.release(wait=wait)
         if not released:
             log.warning("store busy: lease left to expire (a controller on this host takes it over at once)")
         return released
@@ -152,6 +227,10 @@ class Controller:
         for e in p.events:
             log.info("%s/%s %s: %s", e.kind, e.name, e.reason, e.message)
         self.passes += 1
+        if self.first_pass_at is None:
+            self.first_pass_at = self.clock()
+            if self.took_over_at is not None:
+                log.info("first pass as leader done %.2fs after taking over", self.first_pass_at - self.took_over_at)
         busy = any(t.active for t in tasks) or bool(p.new_tasks) or p.docker_actions > 0
         p.wake_at(snapshot.taken_at + (self.busy_resync if busy else self.resync))
         if done:  # what we just did changes the world: look again at once
@@ -170,16 +249,26 @@ class Controller:
             self._listed.pop(a.node, None)
 
     def stats(self) -> dict:
-        """Published with each heartbeat (``brokerctl status``, the server's ``/metrics``): passes, lists,
-        Docker calls, CPU, and ``passBuckets``: passes that took at most each bound of ``PASS_BUCKETS``
-        (cumulative, as a Prometheus histogram counts)."""
+        """Published with each renewal of the lease, and by a standby with its heartbeat (``brokerctl
+        status``, the server's ``/metrics``): passes, lists, Docker calls, CPU, ``passBuckets``: passes
+        that took at most each bound of ``PASS_BUCKETS`` (cumulative, as a Prometheus histogram counts),
+        when the last term began and its first pass ended (takeover times), and when the last request
+        that changes a host was sent."""
         cumulative = list(itertools.accumulate(self.pass_counts[:-1]))
         return {"passes": self.passes, "lists": self.lists, "passSeconds": round(self.pass_seconds, 4),
                 "passBuckets": {f"{bound:g}": n for bound, n in zip(PASS_BUCKETS, cumulative)},
                 "lastPassSeconds": round(self.last_pass, 4), "cpuSeconds": round(time.process_time(), 3),
-                "dockerCalls": CALLS.snapshot(), "nudges": bool(self.changes and self.changes.listening)}
+                "dockerCalls": CALLS.snapshot(), "nudges": bool(self.changes and self.changes.listening),
+                "tookOverAt": self.took_over_at, "firstPassAt": self.first_pass_at,
+                "lastChangeAt": CALLS.last_change_at}
 
     def _hosts(self, resources) -> dict[str, Host]:
+        hosts = self._track(resources)
+        self.prober.wait_first(set(hosts), self.prober.timeout + 0.2, self.stop)  # new nodes: one probe before judging them
+        return hosts
+
+    def _track(self, resources) -> dict[str, Host]:
+        """The Nodes' hosts, with the prober and the event watcher following them."""
         hosts = {}
         for r in resources:
             if r.kind is Kind.NODE:
@@ -192,7 +281,6 @@ class Controller:
         self.pool.retain(set(hosts))
         self.watcher.track({n: h for n, h in hosts.items() if n not in self._twins})
         self.prober.track(hosts)
-        self.prober.wait_first(set(hosts), self.prober.timeout + 0.2, self.stop)  # new nodes: one probe before judging them
         return hosts
 
     def observe(self, hosts: dict[str, Host]) -> Snapshot:
@@ -246,25 +334,16 @@ class Controller:
             replace(c, state="exited", exit_code=exits[c.id]) if c.id in exits and not c.finished else c
             for c in obs.containers))
 
-    def _wait(self, stop: threading.Event, p: Plan, seen_version: object) -> bool:
-        """Sleep until the store changes, a host event, the plan's wake time, or stop."""
+    def _wait(self, stop: threading.Event, p: Plan, seen_version: object) -> None:
+        """Sleep until the store changes, a host event, the plan's wake time, a change of leadership,
+        or stop. (The lease is renewed by the leadership thread, whatever the loop does.)"""
         deadline = p.next_wake if p.next_wake is not None else self.clock() + self.resync
-        last_beat = 0.0
         self.wake.clear()
         while not stop.is_set() and not self.wake.is_set():
             now = self.clock()
-            if now - last_beat >= 1.0:
-                try:
-                    with self.store.transaction() as db:
-                        if not self.store.heartbeat(db, self.holder, now, self.stats()):
-                            return False
-                except StoreError as exc:  # out of reach for now (a database restarting): beat again in a second
-                    log.warning("heartbeat not written: %s", exc)
-                last_beat = now
             if now >= deadline or self.changes.version() != seen_version:
                 break
             self.wake.wait(min(0.05, max(0.0, deadline - now)))
-        return True
 
 
 class SignalShutdown:

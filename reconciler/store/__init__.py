@@ -18,7 +18,7 @@ from .db import Connection, LockTimeout, Subscription, gc_paused
 from .location import default_db_path
 from .events import EventStore
 from .idempotency import IdempotencyStore, Once
-from .lease import LeaseStore
+from .lease import Fenced, LeaseStore
 from .resources import ResourceStore
 from .revisions import RevisionStore
 from .secrets import SecretStore, SecretValues
@@ -38,5 +38,5 @@ class Store(ResourceStore, TaskStore, EventStore, RevisionStore, LeaseStore, Syn
         self.secrets_key_file = Path(secrets_key) if secrets_key else None
 
 
-__all__ = ["Store", "Once", "SecretValues", "SourcedRow", "Subscription", "TaskState", "LockTimeout", "default_db_path",
-           "gc_paused", "LOG_LIMIT_BYTES"]
+__all__ = ["Store", "Fenced", "Once", "SecretValues", "SourcedRow", "Subscription", "TaskState", "LockTimeout",
+           "default_db_path", "gc_paused", "LOG_LIMIT_BYTES"]

@@ -85,6 +85,9 @@ class Backend(Protocol):
 
     def set_lock_timeout(self, ms: float) -> None: ...
 
+    def set_idle_limit(self, ms: float) -> None:
+        """End a transaction of this connection left idle longer than ``ms`` (where the backend can)."""
+
     def tuples(self, sql: str, params: list) -> list[tuple]:
         """The fastest fetch of a bulk read, rows as tuples."""
 
@@ -127,6 +130,9 @@ class Connection:
         self._lock = threading.RLock()
         self.store_id: str | None = None
         self.nudge = True  # the controller turns this off for its own connection
+        # While this connection's controller leads: checks, first in each write transaction, that it
+        # still does (``lease.LeaseStore.fence``); raising rolls the transaction back.
+        self.fence_check: Callable[[object], None] | None = None
         self.backend: Backend = open_backend(where, create)
         self.db = self.backend.db
         try:
@@ -155,14 +161,19 @@ class Connection:
         self.backend.close()
 
     @contextmanager
-    def transaction(self, wake_controller: bool = True) -> Iterator:
+    def transaction(self, wake_controller: bool = True, fenced: bool = True) -> Iterator:
         """A write transaction holding the store's write lock from its start. Any exception rolls
         it back; a commit wakes the store's controller (unless ``nudge`` is off, or the caller
-        writes what no controller acts on: ``wake_controller=False``)."""
+        writes what no controller acts on: ``wake_controller=False``). On a leader's connection it
+        first checks the fence (``fence_check``), under the lock, so the check and the writes are one
+        atomic step; only the lease's own writes (``fenced=False``: a claim, a renewal that checks
+        the epoch itself, a candidate's heartbeat, a release) go without it."""
         wake = self.store_id if self.nudge and wake_controller else None
         with self._lock:
             self.backend.begin(wake)  # LockTimeout once the lock timeout passed
             try:
+                if fenced and self.fence_check is not None:
+                    self.fence_check(self.db)
                 yield self.db
             except BaseException:
                 self.backend.rollback()
@@ -187,6 +198,13 @@ class Connection:
         """How long a write waits for another process's write lock (the default: ``BUSY_TIMEOUT_MS``)."""
         with self._lock:
             self.backend.set_lock_timeout(ms)
+
+    def set_idle_limit(self, seconds: float) -> None:
+        """A transaction of this connection left idle longer than this is ended by the server,
+        freeing the write lock (PostgreSQL; SQLite cannot). A leader paused inside a transaction
+        would otherwise keep every other process, its successor included, from writing."""
+        with self._lock:
+            self.backend.set_idle_limit(seconds * 1000)
 
     def _meta(self, key: str) -> str:
         return fetch_one(self.db, "SELECT value FROM meta WHERE key = ?", [key])["value"]

@@ -158,6 +158,22 @@ MIGRATIONS: list[tuple[str, str | dict[str, str]]] = [
         CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at)
         """,
     ),
+    (
+        # Several controllers on one store, one leader: the lease gains the leader's epoch (one more at
+        # each takeover, never reset: a released lease keeps its row) and its expiry; each controller
+        # records its own heartbeat and figures in `candidates` (`brokerctl status` lists the standbys). A lease
+        # written before this keeps the old rule's 10 s from its last heartbeat.
+        "leader election",
+        """
+        ALTER TABLE lease ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE lease ADD COLUMN expires_at REAL NOT NULL DEFAULT 0;
+        UPDATE lease SET expires_at = heartbeat + 10;
+        CREATE TABLE candidates (
+            holder TEXT PRIMARY KEY, pid INTEGER NOT NULL, hostname TEXT NOT NULL,
+            started_at REAL NOT NULL, heartbeat REAL NOT NULL, stats TEXT NOT NULL DEFAULT '{}'
+        )
+        """,
+    ),
     # A new resource's uid is checked against every resource of its name (``resources._new_uid``):
     # without this index each apply scanned the table, and submissions slowed as Jobs accumulated.
     ("resources by name", "CREATE INDEX resources_name ON resources (name)"),

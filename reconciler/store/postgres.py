@@ -78,6 +78,7 @@ class PgBackend:
         self.url, self.display = str(location.target), location.display
         self.created = False
         self.lock_timeout_ms: float = BUSY_TIMEOUT_MS
+        self.idle_limit_ms: float = 0  # 0: PostgreSQL's default, no limit
         self._in_transaction = False
         self.conn = self.connect()
         self.db = PgDatabase(self)
@@ -94,6 +95,8 @@ class PgBackend:
         try:
             conn = psycopg.connect(autocommit=True, **params)
             conn.execute(f"SET lock_timeout = {max(1, int(self.lock_timeout_ms))}")
+            if self.idle_limit_ms:
+                conn.execute(f"SET idle_in_transaction_session_timeout = {int(self.idle_limit_ms)}")
         except psycopg.Error as exc:
             raise StoreError.cannot_connect(self.display, _one_line(exc)) from exc
         return conn
@@ -174,6 +177,12 @@ class PgBackend:
         # PostgreSQL's lock_timeout = 0 means "wait for ever": 1 ms is the nearest to "do not wait".
         self.lock_timeout_ms = ms
         self.execute(f"SET lock_timeout = {max(1, int(ms))}")
+
+    def set_idle_limit(self, ms: float) -> None:
+        """The server ends this session when a transaction of it idles longer than ``ms`` (a
+        process paused inside one), which rolls it back and frees the write lock; kept on reconnect."""
+        self.idle_limit_ms = ms
+        self.execute(f"SET idle_in_transaction_session_timeout = {int(ms)}")
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -129,6 +129,10 @@ class SqliteBackend:
         self.db.execute(f"PRAGMA busy_timeout = {int(ms)}")
         self.lock_timeout_ms = ms
 
+    def set_idle_limit(self, ms: float) -> None:
+        """Nothing: no server can end a SQLite transaction; a process paused inside one keeps the
+        file's write lock until it resumes or dies."""
+
     # -- reads -----------------------------------------------------------------------------
 
     def tuples(self, sql: str, params: list) -> list[tuple]:

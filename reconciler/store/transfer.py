@@ -11,7 +11,7 @@ inside one transaction each, holding each store's write lock: the copy is a cons
 and a failure leaves the target empty.
 
 Once the target has committed, the source records ``moved_to`` in its ``meta``, and a
-controller refuses to start on it (``lease.acquire_lease``): two controllers on two stores with
+controller refuses to lead it (``lease.claim_lease``): two controllers on two stores with
 the same id would each remove the other's new containers as orphans.
 """
 
@@ -29,6 +29,8 @@ from .location import Location
 # itself and which must agree), in an order that copies a resource before what refers to it.
 TABLES = ("meta", "resources", "tasks", "task_logs", "events", "revisions", "lease", "syncs", "tokens",
           "idempotency_keys")
+# Tables of a store not copied: which controllers run on a store is that store's own.
+LOCAL_TABLES = ("candidates",)
 MOVED_TO = "moved_to"  # meta key of a store copied elsewhere: where to
 LIVE_LEASE_SECONDS = 10.0  # a heartbeat younger than this is a running controller (as `brokerctl status` says)
 BATCH = 1000  # rows read from the source at a time
@@ -113,7 +115,7 @@ def _refuse_foreign_tables(target: str | Path) -> None:
     """Before a store is made in the target: refuse one holding tables that are not a store's."""
     backend = open_backend(Location.parse(target), create=True)
     try:
-        foreign = sorted(backend.tables() - {*TABLES, "migrations"})
+        foreign = sorted(backend.tables() - {*TABLES, *LOCAL_TABLES, "migrations"})
     finally:
         backend.close()
     if foreign:
