@@ -1,14 +1,16 @@
 """Plumbing shared by the benchmarks: throwaway daemons, a brokerctl controller on a fresh store,
-interleaved repetitions and a Docker Swarm mode cluster over the daemons (the baseline of the scale
-and failover benchmarks). Imported by bench/scale.py, bench/batch.py and bench/failover.py."""
+interleaved repetitions, a Docker Swarm mode cluster over the daemons (the baseline of the scale
+and failover benchmarks) and `brokerctl server` on a store. Imported by the scripts of bench/."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -237,3 +239,26 @@ def figure(name: str, ours: list[float], base: list[float] | None, unit: str, ta
 def write_json(args, figures: list[dict]) -> None:
     if getattr(args, "json", None):
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+
+
+class Server:
+    """`brokerctl server --no-controller` on the store ``db``, on a free port of 127.0.0.1: ``url``, ``token``
+    (the admin token of its first start, written under ``tmp``). Used by bench/latency.py and bench/api.py."""
+
+    def __init__(self, db: Path, tmp: Path, env: dict):
+        self.log = tmp / "server.log"
+        self.proc = subprocess.Popen([sys.executable, "-m", "reconciler", "--db", str(db), "server", "--listen",
+                                      "127.0.0.1:0", "--no-controller"], stdout=open(self.log, "w"),
+                                     stderr=subprocess.STDOUT, env={**env, "XDG_STATE_HOME": str(tmp / "state")})
+        deadline = time.monotonic() + 30
+        while not (found := re.search(r"serving the API on (\S+)/api/v1/", self.log.read_text())):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start:\n{self.log.read_text()}")
+            time.sleep(0.05)
+        self.url = found.group(1)
+        self.token = (tmp / "state" / "brokerctl" / "admin.token").read_text().strip()
+        time.sleep(0.5)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)

@@ -98,30 +98,6 @@ def docker_run(address: str, clients, starts: Starts, run: str) -> float:
     return end - start
 
 
-class Server:
-    """`brokerctl server --no-controller` on the store, on a free port of 127.0.0.1: ``url``, ``token``."""
-
-    def __init__(self, db: Path, tmp: Path, env: dict):
-        import re
-
-        self.log = tmp / "server.log"
-        self.proc = subprocess.Popen([sys.executable, "-m", "reconciler", "--db", str(db), "server", "--listen",
-                                      "127.0.0.1:0", "--no-controller"], stdout=open(self.log, "w"),
-                                     stderr=subprocess.STDOUT, env={**env, "XDG_STATE_HOME": str(tmp / "state")})
-        deadline = time.monotonic() + 30
-        while not (found := re.search(r"serving the API on (\S+)/api/v1/", self.log.read_text())):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start:\n{self.log.read_text()}")
-            time.sleep(0.05)
-        self.url = found.group(1)
-        self.token = (tmp / "state" / "brokerctl" / "admin.token").read_text().strip()
-        time.sleep(0.5)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
 def main() -> int:
     args = common.arguments(__doc__, reps=9, first_ip=91, quick={"reps": 2}, quick_help="two repetitions")
     has_docker_cli = shutil.which("docker") is not None
@@ -150,7 +126,7 @@ def main() -> int:
                                 str(path)], env=env, check=True, capture_output=True)
                 return starts.wait(f"brokerctl.owner=Service/user{run}") - start
 
-            server = Server(store.path, Path(tmp), env)
+            server = common.Server(store.path, Path(tmp), env)
             client_env = {k: v for k, v in env.items() if k not in ("BROKER_DB", "BROKER_SERVER")}
 
             def remote(run: int) -> float:

@@ -149,6 +149,24 @@ def test_apply_is_all_or_none(store):
     assert store.apply([job("new")]) == [("job/new", "created")], "the store is usable after the rollback"
 
 
+def test_applying_a_new_resource_reads_the_resources_table_through_indexes_only(tmp_path):
+    """Each statement of an apply (the new uid's check against every resource of its name among them)
+    searches an index: none scans the table, so applies do not slow down as resources accumulate."""
+    store = Store(tmp_path / "s.db")
+    store.apply([job(f"job-{i}") for i in range(20)])
+    statements: list[str] = []
+    store.db.conn.set_trace_callback(statements.append)
+    try:
+        store.apply([job("one-more")])
+    finally:
+        store.db.conn.set_trace_callback(None)
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "resources" in s]
+    plans = {s: [row[-1] for row in store.db.conn.execute("EXPLAIN QUERY PLAN " + s)] for s in reads}
+    store.close()
+    assert any("substr(uid" in s for s in reads), reads  # the uid check is among them
+    assert not [s for s, plan in plans.items() if any(step.startswith("SCAN resources") for step in plan)], plans
+
+
 def test_resources_are_listed_by_kind_then_name(store):
     """resources() lists Jobs, Nodes and Services sorted by kind and name, optionally of one kind (the
     `default` Namespace is in every store)."""

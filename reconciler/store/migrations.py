@@ -225,6 +225,9 @@ MIGRATIONS: list[tuple[str, Statements | dict[str, Statements]]] = [
             ],
         },
     ),
+    # A new resource's uid is checked against every resource of its name (``resources._new_uid``):
+    # without this index each apply scanned the table, and submissions slowed as Jobs accumulated.
+    ("resources by name", "CREATE INDEX resources_name ON resources (name)"),
 ]
 
 
