@@ -27,11 +27,14 @@ def test_bench_run_quick_writes_the_results_page(docker_hosts, clean_hosts, tmp_
                    "Scale 1 -> 10 replicas", "Failover (SIGKILL", "Failover (SIGSTOP", "Apply -> running, controller side",
                    "Apply -> running, user's view", "Steady state, 6 containers: Docker API calls per pass",
                    "Steady state, 6 containers: controller CPU", "controller pass time",
+                   "Controller pass, 30 active tasks, 5,000 finished task rows (sqlite)",
+                   "Controller pass, 30 active tasks, 5,000 finished task rows (postgresql)",
+                   "Apply -> running, remote",
                    "Hollow 50 nodes: 500-completion Job, apply -> all started", "Hollow 50 nodes, 500 running: controller CPU",
                    "Hollow 50 nodes, 500 running: controller memory", "Hollow 50 nodes, 500 running: Docker API calls per pass",
                    "Hollow failover of 5 of 50 nodes", "Leader takeover (SIGKILL", "Leader takeover (SIGSTOP",
                    "API: GET of 500 tasks (whole list, one response)", "API: sustained Job submissions"):
         assert figure in page, page
     rows = [line for line in page.splitlines() if line.startswith("| ") and not line.startswith(("| figure", "| ---"))]
-    assert len(rows) == 27 and all(row.count("|") == 8 for row in rows)
+    assert len(rows) == 32 and all(row.count("|") == 8 for row in rows)
     assert (tmp_path / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -125,16 +125,18 @@ def test_unlabelled_containers_are_never_touched(clean_hosts, db):
         mine.remove(force=True)
 
 
-def test_second_controller_refuses_to_start(clean_hosts, db):
-    """A second controller on the same store exits non-zero naming the running one."""
+def test_a_second_controller_stands_by_and_leads_once_the_first_stops(clean_hosts, db):
+    """A second controller on the same store does not run passes: it says who leads and stands by,
+    `status` lists it as a standby, and it leads as soon as the first stops."""
     cli(db, "apply", "-f", "-", input=nodes_yaml(clean_hosts[:1]), check=True)
-    with ControllerProcess(db) as first:
-        second = subprocess.run([sys.executable, "-m", "reconciler", "--db", str(db), "controller"],
-                                capture_output=True, text=True, timeout=30)
-        assert second.returncode != 0
-        assert f"another controller (pid {first.proc.pid}" in second.stderr
+    with ControllerProcess(db) as first, ControllerProcess(db) as second:
+        wait_for(lambda: f"standby: pid {first.proc.pid} on" in second.log.read_text(), 20, "the standby's log line")
+        wait_for(lambda: "standbys:   pid" in cli(db, "status", check=True).stdout, 20, "the standby in status")
         status = cli(db, "status", check=True).stdout
-        assert f"running (pid {first.proc.pid}" in status
+        assert f"running (pid {first.proc.pid}" in status and f"standbys:   pid {second.proc.pid} on" in status
+        assert first.stop() == 0
+        wait_for(lambda: "leader at epoch" in second.log.read_text(), 20, "the standby to lead")
+        assert f"running (pid {second.proc.pid}" in cli(db, "status", check=True).stdout
 
 
 def test_sigterm_leaves_containers_and_restart_adopts_them(clean_hosts, db):
