@@ -152,7 +152,10 @@ def old_code(tmp_path: Path) -> Path:
     """The package as it was before namespaces, unpacked from git into a directory of its own."""
     if subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{BEFORE_NAMESPACES}^{{commit}}"],
                       capture_output=True).returncode != 0:
-        pytest.skip(f"commit {BEFORE_NAMESPACES[:7]} is not in this checkout's history")
+        why = f"commit {BEFORE_NAMESPACES[:7]} is not in this checkout's history (a shallow clone?)"
+        if os.environ.get("CI"):  # as for the daemons: a skip in CI would hide the upgrade test
+            pytest.fail(why, pytrace=False)
+        pytest.skip(why)
     archive = subprocess.run(["git", "-C", str(REPO), "archive", BEFORE_NAMESPACES, "reconciler"],
                              capture_output=True, check=True).stdout
     root = tmp_path / "before-namespaces"
