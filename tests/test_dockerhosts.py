@@ -1,7 +1,9 @@
 """The throwaway Docker daemons the rest of the suite runs against."""
 
 import signal
+import time
 
+import docker
 import pytest
 import requests
 
@@ -43,11 +45,27 @@ def spare_host(docker_hosts):
     dockerhosts.stop_hosts([host])
 
 
+def _stopped(pid: int) -> bool:
+    """True once the kernel reports every thread of ``pid`` stopped (state T)."""
+    with open(f"/proc/{pid}/status") as status:
+        return any(line.split()[:2] == ["State:", "T"] for line in status)
+
+
 def test_sigstop_freezes_daemon_until_sigcont(spare_host):
-    """A SIGSTOPped daemon lets /_ping time out; SIGCONT makes it answer again."""
-    client = spare_host.client(timeout=1)
+    """A SIGSTOPped daemon lets /_ping time out; SIGCONT makes it answer again.
+
+    Asked over the daemon's unix socket, which no other daemon can hold, once
+    the kernel reports it stopped: a stray daemon on the tcp address or a ping
+    racing the signal must not pass for a daemon that still answers.
+    """
+    client = docker.DockerClient(base_url=spare_host.unix_address, version="1.41", timeout=1)
     try:
+        assert client.ping() is True
         spare_host.kill(signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while not _stopped(spare_host.pid):
+            assert time.monotonic() < deadline, "dockerd never reached the stopped state"
+            time.sleep(0.01)
         with pytest.raises(requests.exceptions.Timeout):
             client.ping()
         assert spare_host.alive()
