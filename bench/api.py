@@ -6,9 +6,14 @@ Run: `python bench/api.py [--reps 3] [--quick] [--json FILE]`.
 GET of 10,000 tasks: the store holds 10,000 finished task rows of one Job in `default`; each request
 reads the whole list in one response (`GET /api/v1/namespaces/default/tasks?limit=10000`, not a page
 of it), from 20 clients at once, each a thread with its own keep-alive connection making N requests
-one after another; the latency of a request is from sending it to having read its last byte. Baseline:
-a bare FastAPI route on uvicorn (another process, started with the server's uvicorn settings) returning
-the bytes the server's first answer held, driven the same way. Target: p99 < 100 ms.
+one after another. Each request says `Accept-Encoding: gzip`, as kubectl (and `brokerctl --server`)
+does; the latency of a request is from sending it to having read its last byte and decompressed the
+body (the JSON is not parsed). The store does not change during the run, so after the first request
+the server answers from the rendered list it keeps (`api.rendered`): what is measured is the token
+check, the change-counter read and sending the kept gzip bytes. Baseline: a bare FastAPI route on
+uvicorn (another process, started with the server's uvicorn settings) returning the bytes the
+server's first answer held, and the gzip bytes the server sent when the request accepts gzip (so it
+compresses nothing either), driven the same way. Target: p99 < 100 ms.
 
 Job submissions: several clients POST `/api/v1/apply` with one small Job each (a new name every time)
 for a fixed time; Jobs accepted per second (target >= 300/s). Baseline: as many submissions
@@ -17,8 +22,7 @@ then `ops.resources.apply`) on a Store of another fresh file: the ratio (time pe
 process) is what HTTP, the token check and the server's threads add to each Job.
 """
 
-from __future__ import annotations
-
+import gzip
 import http.client
 import json
 import os
@@ -40,18 +44,23 @@ TASKS_PATH = "/api/v1/namespaces/default/tasks"
 
 
 def serve_bytes(body_file: str) -> None:
-    """The baseline (run as `api.py --serve FILE`): one FastAPI route returning FILE's bytes, served by
-    uvicorn with the settings of `brokerctl server` (``api.server.serve``), on a free port of 127.0.0.1."""
+    """The baseline (run as `api.py --serve FILE`): one FastAPI route returning FILE's bytes, or those
+    of FILE.gz to a request that accepts gzip, served by uvicorn with the settings of `brokerctl server`
+    (``api.server.serve``), on a free port of 127.0.0.1."""
     import socket
 
     import uvicorn
-    from fastapi import FastAPI, Response
+    from fastapi import FastAPI, Request, Response
 
     body = Path(body_file).read_bytes()
+    gzipped = Path(body_file + ".gz").read_bytes()
     app = FastAPI()
 
-    @app.get(TASKS_PATH)
-    def tasks() -> Response:  # a plain def, as the server's routes: it runs on uvicorn's thread pool too
+    @app.get(TASKS_PATH)  # (no `from __future__ import annotations` here: FastAPI reads this signature)
+    def tasks(request: Request) -> Response:  # a plain def, as the server's routes: on uvicorn's thread pool too
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            return Response(gzipped, media_type="application/json",
+                            headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
         return Response(body, media_type="application/json")
 
     sock = socket.socket()
@@ -93,20 +102,32 @@ def connection(url: str) -> http.client.HTTPConnection:
 
 def request(conn: http.client.HTTPConnection, method: str, path: str, headers: dict,
             body: bytes | None = None) -> tuple[int, bytes]:
+    """(status, body), the body decompressed when it came gzipped."""
+    return raw_request(conn, method, path, headers, body)[::2]
+
+
+def raw_request(conn: http.client.HTTPConnection, method: str, path: str, headers: dict,
+                body: bytes | None = None) -> tuple[int, bytes, bytes]:
+    """(status, the bytes sent, the body decompressed when it came gzipped)."""
     conn.request(method, path, body=body, headers=headers)
     response = conn.getresponse()
-    return response.status, response.read()
+    sent = response.read()
+    if response.getheader("Content-Encoding") == "gzip":
+        return response.status, sent, gzip.decompress(sent)
+    return response.status, sent, sent
 
 
-def get(url: str, token: str) -> bytes:
+def get(url: str, token: str, encoding: str = "identity") -> tuple[bytes, bytes]:
+    """The list as sent (asking for ``encoding``) and as decompressed."""
     conn = connection(url)
     try:
-        status, body = request(conn, "GET", list_path(), {"Authorization": f"Bearer {token}"})
+        status, sent, body = raw_request(conn, "GET", list_path(), {"Authorization": f"Bearer {token}",
+                                                                    "Accept-Encoding": encoding})
     finally:
         conn.close()
     if status != 200:
         raise RuntimeError(f"GET {list_path()}: {status} {body[:300]!r}")
-    return body
+    return sent, body
 
 
 def list_path() -> str:
@@ -114,12 +135,13 @@ def list_path() -> str:
 
 
 def concurrent_gets(url: str, token: str, clients: int, each: int, size: int) -> list[float]:
-    """``clients`` threads, each on its own keep-alive connection, GET the list ``each`` times: every
-    request's latency in seconds (all start together; an answer of another size is an error)."""
+    """``clients`` threads, each on its own keep-alive connection, GET the list ``each`` times, accepting
+    gzip: every request's latency in seconds, decompression included (all start together; an answer
+    of another size, once decompressed, is an error)."""
     latencies: list[float] = []
     errors: list[str] = []
     ready = threading.Barrier(clients)
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {token}", "Accept-Encoding": "gzip"}
 
     def client() -> None:
         conn = connection(url)
@@ -212,15 +234,16 @@ def submit_in_process(store, count: int, prefix: str) -> float:
 
 
 def gets(server, bare, reps: int) -> list[dict]:
-    body = get(server.url, server.token)
+    _, body = get(server.url, server.token)
     items = len(json.loads(body)["items"])
     if items != ARGS.tasks:
         raise RuntimeError(f"the list held {items} tasks, not {ARGS.tasks}")
-    bare_body = get(bare.url, server.token)
-    if bare_body != body:
-        raise RuntimeError("the baseline does not return the server's bytes")
-    print(f"GET {list_path()}: {len(body) / 1e6:.1f} MB, {items:,} tasks in one response; "
-          f"{ARGS.clients} clients x {ARGS.requests} requests, {reps} repetitions", flush=True)
+    for encoding in ("identity", "gzip"):
+        if get(bare.url, server.token, encoding) != get(server.url, server.token, encoding):
+            raise RuntimeError(f"the baseline does not return the server's bytes ({encoding})")
+    zipped, _ = get(server.url, server.token, "gzip")
+    print(f"GET {list_path()}: {len(body) / 1e6:.1f} MB ({len(zipped) / 1e6:.2f} MB gzipped), {items:,} tasks in one "
+          f"response; {ARGS.clients} clients x {ARGS.requests} requests, {reps} repetitions", flush=True)
     runs = {"brokerctl": server, "baseline": bare}
     samples: dict[str, list[list[float]]] = {name: [] for name in runs}
     for rep in range(reps):
@@ -235,7 +258,8 @@ def gets(server, bare, reps: int) -> list[dict]:
         f"API: GET of {ARGS.tasks:,} tasks (whole list, one response), {ARGS.clients} clients, p99",
         p99["brokerctl"], p99["baseline"], "ms", "< 100 ms", statistics.median(p99["brokerctl"]) < 100,
         note=f"p50 {statistics.median(p50['brokerctl']):.0f} ms (baseline {statistics.median(p50['baseline']):.0f} ms); "
-             f"{len(body) / 1e6:.1f} MB a response; baseline: a bare FastAPI route on uvicorn returning the same bytes")]
+             f"{len(body) / 1e6:.1f} MB a response, {len(zipped) / 1e6:.2f} MB gzipped (clients accept gzip and "
+             "decompress); baseline: a bare FastAPI route on uvicorn returning the same bytes")]
 
 
 def submissions(server, store, reps: int) -> list[dict]:
@@ -280,7 +304,8 @@ def main() -> int:
         bare = local = None
         try:
             body = Path(tmp) / "tasks.json"
-            body.write_bytes(get(server.url, server.token))
+            body.write_bytes(get(server.url, server.token)[0])
+            Path(f"{body}.gz").write_bytes(get(server.url, server.token, "gzip")[0])
             bare = BareServer(body, Path(tmp), env)
             figures = gets(server, bare, args.reps)
             bare.stop()

@@ -173,3 +173,21 @@ def test_changes_are_read_in_pages_and_none_is_missed(store, monkeypatch):
     assert sorted(t.id for t in read.tasks) == sorted(f"a-abcde-{i}-1" for i in range(8))
     assert read.marks.tasks == max(revs(store, "tasks").values())
     assert store.changed_since(read.marks).tasks == []
+
+
+def test_current_rev_moves_with_every_task_or_resource_write_and_with_nothing_else(store):
+    start = store.current_rev()
+    store.apply([job("a")])
+    applied = store.current_rev()
+    insert(store, task("a", 0))
+    inserted = store.current_rev()
+    with store.transaction() as db:
+        store.update_task(db, "a-abcde-0-1", phase=TaskPhase.RUNNING)
+    updated = store.current_rev()
+    assert start < applied < inserted < updated
+    with store.transaction() as db:  # an event is not a task or resource row: no move
+        store.add_event(db, "Job", "a", "Note", "nothing the lists show", "Normal")
+    assert store.current_rev() == updated
+    store.purge(Kind.JOB, "a")  # its task goes with it: the tombstone moves the counter
+    assert store.current_rev() > updated
+    assert store.current_rev() == max(r for r, _ in store.changed_since(Marks()).gone)

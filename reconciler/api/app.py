@@ -5,7 +5,8 @@ its pool of store connections (``app.state``); the routes are those of the route
 ``/api/v1/``, plus ``/healthz``, ``/readyz`` and ``/metrics`` (``health``, ``metrics``), and
 ``/openapi.json`` and ``/docs`` (public: they describe the API and hold no data), and Container
 Broker's own routes at the root (``containerbroker``). Handlers are plain functions run on worker threads, so a slow store or Docker host holds one
-request, never the server. Bodies over the limit are refused first (``limits.BodyLimit``). The server
+request, never the server. Bodies over the limit are refused first (``limits.BodyLimit``). Task lists are
+kept rendered while the store has not changed (``rendered``, ``app.state.renders``). The server
 sets ``app.state.closing`` when it stops, so open watches end at once instead of holding the exit.
 """
 
@@ -21,6 +22,7 @@ from .. import __version__
 from . import containerbroker, errors, health, metrics, namespaces, nodes, resources, services, session, tasks
 from .limits import MAX_BODY, BodyLimit
 from .metrics import Metrics, RequestMetrics
+from .rendered import Renders
 from .stores import Stores
 
 
@@ -57,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="brokerctl", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings, app.state.stores, app.state.metrics = settings, stores, Metrics(stores)
     app.state.closing = threading.Event()
+    app.state.renders = Renders()  # task lists kept as bytes while the store has not changed
     errors.install(app)
     for module in (resources, services, tasks, namespaces, nodes, session, health, metrics, containerbroker):
         app.include_router(module.router)

@@ -59,7 +59,12 @@ class Json(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+        return json_bytes(content)
+
+
+def json_bytes(content: Any) -> bytes:
+    """The body ``Json`` sends for ``content`` (also what ``rendered`` keeps)."""
+    return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def selector(text: str | None) -> dict[str, str]:

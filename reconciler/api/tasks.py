@@ -5,7 +5,9 @@ Registered by ``app``; the verbs are those of `brokerctl get tasks` and `brokerc
 namespaces, so a task asked for under a namespace that is not its own is not found there: a token
 of one namespace cannot read another's tasks or output by id. Logs are the bytes the container
 wrote (``follow=true`` streams a running task's until it stops); a Job's or Service's are prefixed
-``[TASK-ID] `` line by line, as `brokerctl logs job/NAME` prints them.
+``[TASK-ID] `` line by line, as `brokerctl logs job/NAME` prints them. A list is kept rendered
+(``rendered``) while the store's change counter stays where it was, and sent gzipped to a client
+that accepts it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Body, Query, Request
+from starlette.responses import Response
 
 from ..errors import NotFound
 from ..kinds import Kind
@@ -24,7 +27,7 @@ from ..ops.tokens import READ, WRITE, Identity, allow
 from ..records import TaskRecord
 from . import schemas
 from .auth import Caller, Store
-from .lists import Json, chunks, streamed, selector, streams, watch
+from .lists import Json, chunks, json_bytes, streamed, selector, streams, watch
 from .resources import WATCH_EXAMPLE, Continue, Limit, Selector, SortBy, Watch, WatchTimeout, sorted_page
 
 router = APIRouter(prefix="/api/v1")
@@ -48,7 +51,10 @@ def task_key(t: TaskRecord) -> list:
 
 def _tasks(request: Request, who: Identity, namespace: str | None, want: dict, limit: int | None,
            after: str | None, follow: bool, timeout: float | None, phases: list[str] = (),
-           owner: str | None = None, sort_by: str | None = None) -> Json:
+           owner: str | None = None, sort_by: str | None = None) -> Response:
+    """A list (or watch) of tasks. A list is served from ``app.state.renders`` while the store's change
+    counter, read here after the caller's checks, has not moved since it was rendered for the same
+    query and the same visible namespaces."""
     stores = request.app.state.stores
     filters = listing.Filters(want, parse_phases(list(phases)), parse_owner(owner) if owner else None)
 
@@ -64,15 +70,25 @@ def _tasks(request: Request, who: Identity, namespace: str | None, want: dict, l
             return dict(zip((t.id for t in found), resources.task_objects(found)))
 
         return watch(request, snapshot, timeout)
+    def render() -> bytes:
+        with stores.use() as store:
+            found = read(store)
+        return json_bytes(sorted_page(TASKS, found, task_key, limit, after, sort_by, resources.task_objects))
+
     with stores.use() as store:
-        found = read(store)
-    return Json(sorted_page(TASKS, found, task_key, limit, after, sort_by, resources.task_objects))
+        rev = store.current_rev()
+    return request.app.state.renders.answer(request, visible_scope(who), rev, render)
+
+
+def visible_scope(who: Identity) -> tuple[str, ...] | str:
+    """What a caller may see of a list: every namespace (an admin), or its token's namespaces."""
+    return "*" if who.role == "admin" else tuple(sorted(who.namespaces))
 
 
 @router.get("/namespaces/{namespace}/tasks", responses=schemas.responses(schemas.TaskList, stream=WATCH_EXAMPLE))
 def list_tasks(request: Request, namespace: str, who: Caller, labelSelector: Selector = None, limit: Limit = None,
                continue_: Continue = None, watch: Watch = False, timeout: WatchTimeout = None, phases: Phases = [],
-               owner: Owner = None, sortBy: SortBy = None) -> Json:
+               owner: Owner = None, sortBy: SortBy = None) -> Response:
     """The tasks of a namespace, oldest first, as `brokerctl get tasks -n NS`."""
     ns = namespace_name(namespace)
     allow(who, READ, ns, "list tasks")
@@ -82,7 +98,7 @@ def list_tasks(request: Request, namespace: str, who: Caller, labelSelector: Sel
 @router.get("/tasks", responses=schemas.responses(schemas.TaskList, stream=WATCH_EXAMPLE))
 def list_all_tasks(request: Request, who: Caller, labelSelector: Selector = None, limit: Limit = None,
                    continue_: Continue = None, watch: Watch = False, timeout: WatchTimeout = None,
-                   phases: Phases = [], owner: Owner = None, sortBy: SortBy = None) -> Json:
+                   phases: Phases = [], owner: Owner = None, sortBy: SortBy = None) -> Response:
     """The tasks of every namespace the token reaches, oldest first, as `brokerctl get tasks -A`."""
     return _tasks(request, who, None, selector(labelSelector), limit, continue_, watch, timeout, phases, owner,
                   sortBy)

@@ -7,8 +7,10 @@ no writer can forget). Writes hold the store's write lock, so revs are handed ou
 a read sees every rev up to some value and none above it. A reader that keeps, per table, the
 highest rev it was given (``Marks``) and next asks for the rows above it misses nothing, even
 though each table is read in its own statement. Called by ``runtime.ledger`` (the controller's
-copy of what it needs between passes) through ``changed_since``. (``Connection.changes`` is the
-other reader, for a poller such as ``get -w``: a version that moves on any commit, no rows.)
+copy of what it needs between passes) through ``changed_since``, and by the API's list routes
+through ``current_rev`` (the counter's value now: a rendered list is reused while it stays the same).
+(``Connection.changes`` is the other reader, for a poller such as ``get -w``: a version that moves
+on any commit, no rows.)
 """
 
 from __future__ import annotations
@@ -62,6 +64,17 @@ class ChangeStore:
         marks = Marks(max((rev for rev, _ in resources), default=base.resources), max(task_mark, base.tasks),
                       gone_mark)
         return Changes(marks, resources, tasks, gone)
+
+    def current_rev(self) -> int:
+        """The highest rev of any task, resource or tombstone: it moves with every commit that inserts,
+        updates or deletes a task or resource row (tasks go only with their resource, whose purge
+        leaves a tombstone), and never otherwise. Three index look-ups, no scan. Read before the rows
+        it stands for, what they show is at least as new as it (revs follow commit order). Both
+        backends alike (PostgreSQL's sequence hands out values before their commit, so its own
+        ``last_value`` could name a write not yet visible)."""
+        return self._tuples(
+            "SELECT coalesce(max(rev), 0) FROM (SELECT max(rev) AS rev FROM tasks UNION ALL SELECT max(rev) FROM "
+            "resources UNION ALL SELECT max(rev) FROM resources_gone) AS revs")[0][0]
 
     def _changed_tasks(self, since: int) -> tuple[list[TaskRecord], int]:
         """Tasks above rev ``since``, in pages in rev order: ``ORDER BY rev LIMIT`` walks the rev index
