@@ -1,0 +1,80 @@
+"""The remote CLI's HTTP client (``reconciler.client.http.Connection``) against a server of the standard
+library that records what it is sent: answers that do not stream are asked for gzipped and read back
+decompressed; a stream is not asked for gzip."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from reconciler.client.http import Connection
+from reconciler.errors import BrokerError
+
+LIST = {"kind": "TaskList", "items": [{"id": f"t-{i}", "phase": "Succeeded"} for i in range(200)]}
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Answers ``LIST``, gzipped when the request accepts gzip (or a broken gzip body on /broken);
+    every request's Accept-Encoding is kept in ``seen``."""
+
+    seen: list[str | None] = []
+
+    def do_GET(self):  # noqa: N802 (the standard library's name)
+        accepted = self.headers.get("Accept-Encoding")
+        Recorder.seen.append(accepted)
+        body = json.dumps(LIST).encode()
+        zipped = accepted is not None and "gzip" in accepted
+        if self.path.startswith("/api/v1/broken"):
+            body, zipped = b"\x1f\x8bnot gzip at all", True
+        elif zipped:
+            body = gzip.compress(body)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if zipped:
+            self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    Recorder.seen = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_call_asks_for_gzip_and_gets_the_json_decompressed(server):
+    conn = Connection(server, "bk_x_y")
+    try:
+        assert conn.call("GET", "/api/v1/tasks") == LIST
+        assert conn.call("GET", "/api/v1/tasks") == LIST  # on the kept connection too
+    finally:
+        conn.close()
+    assert Recorder.seen == ["gzip", "gzip"]
+
+
+def test_a_stream_is_not_asked_for_gzip(server):
+    conn = Connection(server, "bk_x_y")
+    assert list(conn.lines("GET", "/api/v1/tasks")) == [LIST]
+    assert Recorder.seen == ["identity"]  # what http.client says when told nothing
+
+
+def test_a_gzip_answer_that_does_not_decompress_is_one_clear_error(server):
+    conn = Connection(server, "bk_x_y")
+    try:
+        with pytest.raises(BrokerError, match="sent a gzip answer that does not decompress"):
+            conn.call("GET", "/api/v1/broken")
+    finally:
+        conn.close()
