@@ -6,7 +6,11 @@ backends (``db_url``), as tests/test_api.py; the ``Renders`` class and the heade
 from __future__ import annotations
 
 import gzip
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import httpx
 import pytest
@@ -205,3 +209,38 @@ def test_only_one_render_runs_for_requests_of_one_key_at_once():
     ("gzip;q=nonsense", False)])
 def test_accept_encoding_is_read_as_http_says(header, accepted):
     assert accepts_gzip(header) is accepted
+
+
+# -- start-up ------------------------------------------------------------------------------------------
+
+
+def test_a_served_app_is_ready_for_its_first_request_before_it_accepts_one(tmp_path):
+    """The first `apply` does not wait for the pool's first connection nor for the manifest loader's import
+    (the kinds' models are built as it loads): both are done at start-up, before a request is accepted. In
+    a process of its own, which has imported neither."""
+    script = (
+        "import sys\n"
+        "sys.path.insert(0, sys.argv[2])\n"
+        "from helpers import ServedApp\n"
+        "from reconciler.api.app import Settings, create_app\n"
+        "app = create_app(Settings(db=sys.argv[1], controller=False))\n"
+        "loaded = 'reconciler.spec.models' in sys.modules\n"
+        "with ServedApp(app):\n"
+        "    print(loaded, app.state.stores.opened, 'reconciler.spec.models' in sys.modules)\n")
+    from reconciler.store import Store
+
+    Store(tmp_path / "s.db").close()
+    ran = subprocess.run([sys.executable, "-c", script, str(tmp_path / "s.db"), str(Path(__file__).parent)],
+                         capture_output=True, text=True, timeout=60, env={**os.environ})
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["False", "1", "True"]
+
+
+def test_a_store_that_cannot_be_opened_at_start_up_does_not_stop_the_app(tmp_path):
+    from helpers import ServedApp
+    from reconciler.api.app import Settings, create_app
+
+    app = create_app(Settings(db=str(tmp_path / "gone" / "broker.db"), controller=False))
+    with ServedApp(app) as served:
+        assert httpx.get(f"{served.url}/healthz").status_code == 200
+        assert httpx.get(f"{served.url}/readyz").status_code == 503

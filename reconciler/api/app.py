@@ -8,14 +8,17 @@ Broker's own routes at the root (``containerbroker``). Handlers are plain functi
 request, never the server. Bodies over the limit are refused first (``limits.BodyLimit``). Task lists are
 kept rendered while the store has not changed (``rendered``, ``app.state.renders``). The server
 sets ``app.state.closing`` when it stops, so open watches end at once instead of holding the exit.
+At start-up, before any request is accepted, ``warm`` readies what the first one would wait for.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import anyio
 from fastapi import FastAPI
 
 from .. import __version__
@@ -24,6 +27,8 @@ from .limits import MAX_BODY, BodyLimit
 from .metrics import Metrics, RequestMetrics
 from .rendered import Renders
 from .stores import Stores
+
+log = logging.getLogger("brokerctl.api")
 
 
 @dataclass(frozen=True)
@@ -48,11 +53,27 @@ namespaces), `view` (read them). Errors are `{"error": CODE, "message": TEXT, "d
 message being what the CLI prints."""
 
 
+def warm(stores: Stores) -> None:
+    """What the first request would otherwise wait for: a connection of the pool opened (it checks
+    the migrations under the store's write lock) and the manifest loader imported (the kinds'
+    pydantic models are built as it loads, and YAML), which `apply`, `diff` and `delete -f` need. A
+    store that cannot be opened now is left for the requests (``/readyz`` names it)."""
+    from ..errors import BrokerError
+    from ..spec import manifests  # noqa: F401  (imported for its side effect: the models built)
+
+    try:
+        with stores.use():
+            pass
+    except BrokerError as exc:
+        log.warning("store not opened at start: %s", exc)
+
+
 def create_app(settings: Settings) -> FastAPI:
     stores = Stores(settings.db, settings.connections, settings.secrets_key)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        await anyio.to_thread.run_sync(warm, stores)  # before the first request is accepted
         yield
         stores.close()
 
