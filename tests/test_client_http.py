@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -36,6 +39,16 @@ class Recorder(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         if zipped:
             self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):  # noqa: N802: an apply's answer
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.dumps({"results": [{"ref": "job/light", "outcome": "created", "kind": "Job",
+                                        "namespace": "default", "name": "light"}], "warnings": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -78,3 +91,20 @@ def test_a_gzip_answer_that_does_not_decompress_is_one_clear_error(server):
             conn.call("GET", "/api/v1/broken")
     finally:
         conn.close()
+
+
+def test_a_remote_apply_loads_the_http_client_alone(server, tmp_path):
+    """Start-up is most of a remote `apply`: it imports no views, records, listings or notes (nor
+    ``dataclasses``, which building them needs), only what sends the files."""
+    script = (
+        "import sys\n"
+        "from reconciler.cli.app import app\n"
+        "app(['--server', sys.argv[2], '--token', 'bk_x_y', 'apply', '-f', sys.argv[1]], standalone_mode=False)\n"
+        "print('LOADED', sorted(m for m in sys.modules if m in ('dataclasses', 'reconciler.records', "
+        "'reconciler.views', 'reconciler.ops.listing', 'reconciler.ops.polling')))\n")
+    (tmp_path / "j.yaml").write_text("kind: Job\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
+    ran = subprocess.run([sys.executable, "-c", script, str(tmp_path / "j.yaml"), server], capture_output=True,
+                         text=True, env={**env, "XDG_CONFIG_HOME": str(tmp_path)}, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines() == ["job/light created", "LOADED []"]

@@ -7,6 +7,8 @@ CLI renders both with the same code and the output cannot drift.
 Called by the CLI's commands when ``cli.common.remote`` names a server. Manifests are sent as the
 files' text (``spec.sources``), validated by the server: its errors name the files as the local CLI
 does. Not over HTTP: ``exec`` (interactive), ``edit``, ``sync`` and the store's own commands.
+The views, listings and notes are imported by the verbs that build them, so `apply` (the
+commonest remote command, whose start-up is most of its time) loads only the HTTP client.
 """
 
 from __future__ import annotations
@@ -15,17 +17,17 @@ import base64
 import json
 import queue
 import threading
-from typing import Iterator, TextIO
+from typing import TYPE_CHECKING, Iterator, TextIO
 
-from .. import views
 from ..errors import UsageError
 from ..kinds import Kind
-from ..ops import listing
-from ..ops.listing import Filters, Listing
-from ..ops.polling import Note
 from ..ops.refs import EVENTS, TASKS
 from .config import Target
 from .http import Connection, path_of, raised
+
+if TYPE_CHECKING:
+    from ..ops.listing import Filters, Listing
+    from ..ops.polling import Note
 
 FILES_TYPE = "application/vnd.brokerctl.files+json"  # api.limits.FILES_TYPE
 PLURALS = {Kind.NODE.value: "nodes", Kind.NAMESPACE.value: "namespaces", Kind.JOB.value: "jobs",
@@ -108,10 +110,16 @@ class Remote:
     def listing(self, kinds: list[str], name: str | None, filters: Filters, namespace: str | None,
                 sort_by: str | None, limit: int | None) -> list[Listing]:
         """``ops.listing.get`` over HTTP: one ``Listing`` per kind, filtered, sorted and cut by the server."""
+        from ..ops import listing
+
         listing.check(kinds, name, filters, namespace)
         return [self._listing(kind, name, filters, namespace, sort_by, limit) for kind in kinds]
 
     def _listing(self, kind: str, name, filters: Filters, namespace, sort_by, limit) -> Listing:
+        from .. import views
+        from ..ops import listing
+        from ..ops.listing import Listing
+
         if kind == EVENTS:
             limit = listing.EVENTS_LIMIT if limit is None else limit
             params = {"limit": limit}
@@ -136,6 +144,8 @@ class Remote:
 
     @staticmethod
     def _items(kind: str, objects: list[dict]) -> list:
+        from .. import views
+
         return [views.task_record(o) for o in objects] if kind == TASKS else objects
 
     def watch(self, kinds: list[str], name: str | None, filters: Filters, namespace: str | None,
@@ -183,6 +193,8 @@ class Remote:
 
     def describe(self, kind: Kind, name: str, namespace: str) -> dict:
         """``{"kind", "object", "tasks": [TaskRecord], "events": [event rows], "contents": [...]}``."""
+        from .. import views
+
         found = self.http.call("GET", path_of("describe", kind.value.lower(), name), {"namespace": namespace})
         found["tasks"] = [views.task_record(o) for o in found["tasks"]]
         found["events"] = [views.event_row(o) for o in found["events"]]
@@ -201,6 +213,8 @@ class Remote:
 
     def selected_targets(self, kinds: list[Kind], selector: dict, namespace: str | None) -> list:
         """`delete KINDS -l key=value` / `--all`: the keys of those that match and are not being deleted."""
+        from ..ops.listing import Filters
+
         keys = []
         for kind in kinds:
             params = self._params(kind.value, Filters(selector))
@@ -245,6 +259,8 @@ class Remote:
 
     def _progress(self, lines: Iterator[dict]):
         """The notes (and output) of a waiting verb's answer; returns its result, raises its error."""
+        from ..ops.polling import Note
+
         for line in lines:
             if "type" not in line:  # answered at once: {"notes": [...], "result": ...}
                 for note in line.get("notes", []):
