@@ -244,3 +244,13 @@ def test_a_store_that_cannot_be_opened_at_start_up_does_not_stop_the_app(tmp_pat
     with ServedApp(app) as served:
         assert httpx.get(f"{served.url}/healthz").status_code == 200
         assert httpx.get(f"{served.url}/readyz").status_code == 503
+
+
+def test_the_server_says_it_serves_once_its_app_has_started(tmp_path):
+    """`brokerctl server` says "serving the API on URL" once the app's start-up (``warm``) is done, so a
+    script that waits for that line sends its first request to a ready server."""
+    from helpers import ServerProcess
+
+    with ServerProcess(tmp_path / "s.db", tmp_path / "state", "--no-controller") as server:
+        log = server.log.read_text()
+    assert log.index("Application startup complete") < log.index("serving the API on")

@@ -5,7 +5,8 @@ Called by the CLI's ``server`` command. In order: the store is opened (made if m
 address bound and the TLS pair loaded (so a mistake in either is one line and exit 2 before anything
 runs), the first admin token made on a store without tokens (written to a file, never printed), the
 controller's first look at the lease made (it leads, or stands by while another server or controller
-on the store leads; a store moved elsewhere is refused), then the API serves. The
+on the store leads; a store moved elsewhere is refused), then the API serves: "serving the API on
+URL" is said once the app has started and readied what its first request needs (``app.warm``). The
 controller and the API use connections of their own: a write through the API wakes the controller
 at once, as a write by another process does. SIGTERM or SIGINT ends the process within two seconds
 (``ops.controller.run_beside``): uvicorn stops accepting, gives open requests a second, and the
@@ -70,8 +71,8 @@ def serve(settings: ServerSettings, say: Callable[[str], None]) -> None:
 
         def front(stop) -> None:
             server.stopping, server.closing = stop, app.state.closing
-            say(f"serving the API on {url}/api/v1/ (OpenAPI: {url}/docs)"
-                + ("" if settings.controller else "; no controller in this process (--no-controller)"))
+            server.ready = lambda: say(f"serving the API on {url}/api/v1/ (OpenAPI: {url}/docs)" + (
+                "" if settings.controller else "; no controller in this process (--no-controller)"))
             server.run(sockets=[sock])
 
         if not settings.controller:
@@ -84,9 +85,16 @@ def serve(settings: ServerSettings, say: Callable[[str], None]) -> None:
 class Server(uvicorn.Server):
     """uvicorn, leaving signals to ``ops.controller.run_beside`` (which ends the controller too) and
     stopping once its ``stopping`` event is set; then it sets the app's ``closing``, which ends the
-    open watches (uvicorn gives the other open requests a second, then cancels them)."""
+    open watches (uvicorn gives the other open requests a second, then cancels them). ``ready`` is
+    called once the app has started (``app.warm`` done) and the socket accepts: then it serves."""
 
     stopping = closing = None
+    ready: Callable[[], None] = staticmethod(lambda: None)
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets=sockets)
+        if not self.should_exit:  # a failed start-up sets it
+            self.ready()
 
     @contextlib.contextmanager
     def capture_signals(self):
