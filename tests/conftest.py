@@ -27,9 +27,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-import dockerhosts  # noqa: E402
-import pgcluster  # noqa: E402
-from helpers import cli, nodes_yaml  # noqa: E402
+import dockerhosts
+import pgcluster
+from helpers import cli, nodes_yaml
 
 HOST_COUNT = 3
 # Parallel workers (pytest-xdist, `-n`): each starts its own daemons on addresses of its own, ten
@@ -85,6 +85,47 @@ def docker_hosts() -> list[dockerhosts.DockerHost]:
         stop()
         atexit.unregister(stop)
         signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture(scope="module")
+def registry(docker_hosts):
+    """A running registry with one user (htpasswd); asking for ``docker_hosts`` applies its skip-or-fail
+    decision. Afterwards every daemon forgets the images it pulled from it."""
+    import dockerregistry
+
+    reason = dockerregistry.missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"registry unavailable and CI is set: {reason}", pytrace=False)
+        pytest.skip(f"registry unavailable: {reason}")
+    reg = dockerregistry.start_registry()
+    yield reg
+    for host in docker_hosts:
+        forget_images(host, reg)
+    reg.remove()
+
+
+@pytest.fixture(scope="module")
+def pushed(registry, docker_hosts) -> str:
+    """busybox:latest pushed from the first daemon as team/busybox with the registry's credentials."""
+    import dockerregistry
+
+    client = docker_hosts[0].client(timeout=60)
+    try:
+        return dockerregistry.push_image(client, registry, "busybox:latest", "team/busybox")
+    finally:
+        client.close()
+
+
+def forget_images(host: dockerhosts.DockerHost, registry) -> None:
+    """Remove every tag naming ``registry`` from ``host``, so that the next start there must pull."""
+    import dockerregistry
+
+    client = host.client(timeout=30)
+    try:
+        dockerregistry.forget_images(client, registry)
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")
