@@ -149,46 +149,56 @@ def test_a_client_that_accepts_gzip_gets_the_same_list_compressed(api):
 def test_a_body_is_kept_until_a_higher_rev_is_asked_for_and_an_error_keeps_nothing():
     renders, made = Renders(), []
 
-    def render(text: bytes):
-        return lambda: made.append(text) or text
+    def render(text: bytes, made_at: int):
+        return lambda: made.append(text) or (made_at, text)
 
-    assert renders.get("k", 5, render(b"five")).body == b"five"
-    assert renders.get("k", 5, render(b"again")).body == b"five"
-    assert renders.get("k", 4, render(b"older")).body == b"five"  # newer than asked for is not stale
-    assert renders.get("k", 6, render(b"six")).body == b"six"
-    assert renders.get("other", 6, render(b"o")).body == b"o"
+    assert renders.get("k", 5, render(b"five", 5)).body == b"five"
+    assert renders.get("k", 5, render(b"again", 5)).body == b"five"
+    assert renders.get("k", 4, render(b"older", 4)).body == b"five"  # newer than asked for is not stale
+    assert renders.get("k", 6, render(b"six", 6)).body == b"six"
+    assert renders.get("other", 6, render(b"o", 6)).body == b"o"
     assert made == [b"five", b"six", b"o"] and (renders.hits, renders.misses) == (2, 3)
 
-    def broken() -> bytes:
+    def broken() -> tuple[int, bytes]:
         raise ValueError("no")
 
     with pytest.raises(ValueError):
         renders.get("k", 7, broken)
-    assert renders.get("k", 6, render(b"x")).body == b"six"  # the failed render left the last body kept
+    assert renders.get("k", 6, render(b"x", 6)).body == b"six"  # the failed render left the last body kept
+
+
+def test_a_body_is_kept_under_the_counter_its_rows_were_read_at():
+    """A render whose connection saw the store as it was before ``rev`` (its counter read lower) is
+    served to the request that asked, and kept under what it shows: the next request at ``rev`` renders
+    again instead of being given it."""
+    renders = Renders()
+    assert renders.get("k", 9, lambda: (8, b"lagging")).body == b"lagging"
+    assert renders.get("k", 9, lambda: (9, b"current")).body == b"current"
+    assert renders.get("k", 9, lambda: (9, b"again")).body == b"current"
 
 
 def test_the_bodies_used_longest_ago_go_first():
     renders = Renders(max_bytes=10, max_kept=2)
-    renders.get("a", 1, lambda: b"aaaa")
-    renders.get("b", 1, lambda: b"bbbb")
-    renders.get("a", 1, lambda: b"new!")  # a used again: b is now the oldest
-    renders.get("c", 1, lambda: b"cccc")
+    renders.get("a", 1, lambda: (1, b"aaaa"))
+    renders.get("b", 1, lambda: (1, b"bbbb"))
+    renders.get("a", 1, lambda: (1, b"new!"))  # a used again: b is now the oldest
+    renders.get("c", 1, lambda: (1, b"cccc"))
     assert renders.kept == 2
-    assert renders.get("a", 1, lambda: b"gone").body == b"aaaa"
-    assert renders.get("b", 1, lambda: b"read").body == b"read"
-    assert renders.get("big", 1, lambda: b"x" * 11).body == b"x" * 11  # served, too large to keep
-    assert renders.get("big", 1, lambda: b"y" * 11).body == b"y" * 11
-    assert renders.get("a", 1, lambda: b"lost").body == b"aaaa"  # and it pushed nothing out
+    assert renders.get("a", 1, lambda: (1, b"gone")).body == b"aaaa"
+    assert renders.get("b", 1, lambda: (1, b"read")).body == b"read"
+    assert renders.get("big", 1, lambda: (1, b"x" * 11)).body == b"x" * 11  # served, too large to keep
+    assert renders.get("big", 1, lambda: (1, b"y" * 11)).body == b"y" * 11
+    assert renders.get("a", 1, lambda: (1, b"lost")).body == b"aaaa"  # and it pushed nothing out
 
 
 def test_only_one_render_runs_for_requests_of_one_key_at_once():
     renders, started, release, made = Renders(), threading.Event(), threading.Event(), []
 
-    def slow() -> bytes:
+    def slow() -> tuple[int, bytes]:
         made.append(1)
         started.set()
         release.wait(10)
-        return b"body"
+        return 1, b"body"
 
     got: list[bytes] = []
     first = threading.Thread(target=lambda: got.append(renders.get("k", 1, slow).body))

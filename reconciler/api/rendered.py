@@ -5,8 +5,10 @@ again and again is read, built and encoded once, then served as the bytes it was
 when the same route and query string, for the same ``scope`` (what the caller may see: every
 namespace for an admin, else its token's namespaces), was rendered at the store's change counter
 ``rev`` (``Store.current_rev``) or later. The route reads ``rev`` itself, after its token and role
-checks and before ``render`` reads the rows, so what is served is never older than the store was
-when the request came, and is never another scope's. The counter moves with every commit that
+checks, so what is served is never older than the store was when the request came, and is never
+another scope's. ``render`` reads the counter again on the connection it reads the rows on, before
+them, and the body is kept under that value: what it shows is at least that new, even if that
+connection's view of the store lagged the one that read ``rev``. The counter moves with every commit that
 touches a task or resource row, so a body is reused only while nothing it shows can have changed;
 only routes whose bodies are made of those rows alone use this (the task lists).
 
@@ -61,10 +63,11 @@ class Renders:
         self._stripes = [threading.Lock() for _ in range(STRIPES)]
         self._lock = threading.Lock()
 
-    def answer(self, request: Request, scope: Hashable, rev: int, render: Callable[[], bytes],
+    def answer(self, request: Request, scope: Hashable, rev: int, render: Callable[[], tuple[int, bytes]],
                media_type: str = "application/json") -> Response:
         """The response to ``request``: the kept body of its key if it was made at ``rev`` or later,
-        else ``render()`` (kept for the next request). Errors of ``render`` are raised, nothing kept."""
+        else the one ``render()`` makes (it returns the counter it read before the rows, and the body),
+        kept for the next request. Errors of ``render`` are raised, nothing kept."""
         key = (request.url.path, request.url.query, scope)
         rendered = self.get(key, rev, render)
         headers = {"Vary": "Accept-Encoding"}
@@ -76,7 +79,7 @@ class Renders:
             body = rendered.body
         return Response(body, media_type=media_type, headers=headers)
 
-    def get(self, key: Hashable, rev: int, render: Callable[[], bytes]) -> Rendered:
+    def get(self, key: Hashable, rev: int, render: Callable[[], tuple[int, bytes]]) -> Rendered:
         """The kept ``Rendered`` of ``key`` made at ``rev`` or later, or a new one (one render at a time
         per key: those who come meanwhile wait for it and take it)."""
         with self._stripes[hash(key) % STRIPES]:
@@ -87,7 +90,7 @@ class Renders:
                     self.hits += 1
                     return kept
                 self.misses += 1
-            rendered = Rendered(rev, render())
+            rendered = Rendered(*render())
             self._account(key, rendered)
             return rendered
 

@@ -70,10 +70,11 @@ def _tasks(request: Request, who: Identity, namespace: str | None, want: dict, l
             return dict(zip((t.id for t in found), resources.task_objects(found)))
 
         return watch(request, snapshot, timeout)
-    def render() -> bytes:
+    def render() -> tuple[int, bytes]:
         with stores.use() as store:
+            made_at = store.current_rev()  # on the connection that reads the rows, before them
             found = read(store)
-        return json_bytes(sorted_page(TASKS, found, task_key, limit, after, sort_by, resources.task_objects))
+        return made_at, json_bytes(sorted_page(TASKS, found, task_key, limit, after, sort_by, resources.task_objects))
 
     with stores.use() as store:
         rev = store.current_rev()
