@@ -59,8 +59,9 @@ def warm(stores: Stores) -> None:
     pydantic models are built as it loads, and YAML), which `apply`, `diff` and `delete -f` need. A
     store that cannot be opened now is left for the requests (``/readyz`` names it)."""
     from ..errors import BrokerError
-    from ..spec import manifests  # noqa: F401  (imported for its side effect: the models built)
+    from ..ops import resources
 
+    resources.load_manifest_models()
     try:
         with stores.use():
             pass

@@ -62,6 +62,12 @@ def unreadable_tls_files(loaded: list) -> list[str]:
     return problems
 
 
+def load_manifest_models() -> None:
+    """Import the manifest loader now (the kinds' pydantic models are built as it loads, and YAML): a
+    server does it at start-up, so that its first `apply` does not wait for it."""
+    from ..spec import manifests  # noqa: F401  (imported for what importing it builds)
+
+
 def read_manifest_text(text: str, source: str = "<request>", namespace: str = DEFAULT_NAMESPACE) -> list:
     """``read_manifests`` of text a front end received (an HTTP request's body): ``source`` names it in
     the messages, as a file's path does."""
