@@ -133,16 +133,21 @@ def test_huge_service_creates_at_most_the_unplaced_bound_per_pass():
     assert len(unplaced(applied(second, [*running, *waiting]).values())) == MAX_UNPLACED
 
 
-def test_rolling_update_replaces_at_most_the_unplaced_bound_per_pass():
-    """150 replicas of an old template with nothing available to protect are replaced at once, but
-    with 50 slots free only MAX_UNPLACED at a time; the rest keep their old task until a later pass."""
+def rolling_update(slots: int):
+    """150 replicas of an old template, with nothing available to protect, on one node of ``slots``:
+    one pass of the new template. Returns the plan and the old tasks."""
     old = service_res(replicas=150, template={"image": "nginx:1"})
     web = service_res(replicas=150, template={"image": "nginx:2"}, update={"minReadySeconds": 1000})
     tasks = [task(old, i, 1, R, node="a", container_id=f"c{i}", started_at=NOW - 1, created_at=NOW - 2)
              for i in range(150)]
     snap = snapshot(obs("a", *(container(t) for t in tasks)))
+    return run([node_res("a", {"default": slots}), web], tasks, snap), tasks
 
-    p = run([node_res("a", {"default": 200}), web], tasks, snap)
+
+def test_rolling_update_replaces_at_most_the_unplaced_bound_per_pass():
+    """The 150 replicas are replaced at once, but with 50 slots free only MAX_UNPLACED at a time;
+    the rest keep their old task until a later pass."""
+    p, tasks = rolling_update(200)
 
     assert len(p.new_tasks) == MAX_UNPLACED
     stopped = {tid for tid, ch in p.task_updates.items() if ch.get("reason") == "Replaced"}
@@ -173,13 +178,7 @@ def test_running_tasks_are_counted_against_their_nodes_with_one_request_per_owne
 def test_rolling_update_replaces_every_replica_the_free_slots_can_take_in_one_pass():
     """The same 150 replicas with 850 slots free: every one gets its new task in one pass (the free
     room, not MAX_UNPLACED, bounds what waits), and every new task is placed."""
-    old = service_res(replicas=150, template={"image": "nginx:1"})
-    web = service_res(replicas=150, template={"image": "nginx:2"}, update={"minReadySeconds": 1000})
-    tasks = [task(old, i, 1, R, node="a", container_id=f"c{i}", started_at=NOW - 1, created_at=NOW - 2)
-             for i in range(150)]
-    snap = snapshot(obs("a", *(container(t) for t in tasks)))
-
-    p = run([node_res("a", {"default": 1000}), web], tasks, snap)
+    p, _ = rolling_update(1000)
 
     assert sorted(t.index for t in p.new_tasks) == list(range(150))
     assert len(p.starts) == 150
