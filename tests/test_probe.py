@@ -134,3 +134,21 @@ def test_a_node_removed_or_readdressed_is_forgotten_and_its_connection_closed(se
         wait_for(lambda: prober.state("n").message == "not probed yet", 10, "the node forgotten")
     finally:
         prober.stop()
+
+
+def test_a_node_whose_tls_file_cannot_be_read_fails_its_probe_saying_so_and_the_others_go_on(servers, tmp_path):
+    """The Node's caFile was removed after apply: its probe fails naming the file (the loop does not
+    stop on it), and the other node is still probed every interval."""
+    plain, secure = servers("answer"), servers("answer")
+    missing = tmp_path / "ca.pem"
+    prober = Prober(interval=0.05, timeout=1.0)
+    try:
+        prober.track({"plain": SimpleNamespace(address=plain.address, tls=None),
+                      "secure": SimpleNamespace(address=secure.address, tls={"caFile": str(missing)})})
+        wait_for(lambda: prober.state("secure").failures >= 2, 10, "two failed probes of the TLS node")
+        assert prober.state("secure").message == f"tls.caFile {missing}: no such file"
+        asked = plain.requests
+        wait_for(lambda: plain.requests >= asked + 3, 10, "the plain node probed on")
+        assert prober.state("plain").ok
+    finally:
+        prober.stop()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import heapq
 import http.client
+import logging
 import selectors
 import socket
 import ssl
@@ -23,6 +24,7 @@ from typing import Callable
 
 from .host import API_VERSION, CALLS, ApiStatusError, Host, brief, tls_context
 
+log = logging.getLogger("brokerctl.probe")
 REQUEST = f"GET /v{API_VERSION}/_ping HTTP/1.1\r\nHost: docker\r\n\r\n".encode()
 _PENDING = (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN)
 
@@ -242,19 +244,27 @@ class Prober:
     def _run(self) -> None:
         try:
             while not self._quit.is_set():
-                self._follow()
-                now = time.monotonic()
-                self._start_due(now)
-                self._expire(now)
-                for key, _ in self._selector.select(self._sleep(time.monotonic())):
-                    if key.data is None:
-                        self._hear()
-                    else:
-                        self._advance(key.data)
+                try:
+                    self._turn()
+                except Exception:  # a fault of the loop itself: it must go on, or no node would be judged again
+                    log.exception("prober: a turn of the loop failed; going on")
+                    time.sleep(0.1)
         finally:
             for probe in self._probes.values():
                 probe.close()
             self._selector.close()
+
+    def _turn(self) -> None:
+        """One turn: take in the node list, start the probes due, fail the overdue, advance the ready."""
+        self._follow()
+        now = time.monotonic()
+        self._start_due(now)
+        self._expire(now)
+        for key, _ in self._selector.select(self._sleep(time.monotonic())):
+            if key.data is None:
+                self._hear()
+            else:
+                self._advance(key.data)
 
     def _hear(self) -> None:
         try:
@@ -293,7 +303,7 @@ class Prober:
             heapq.heappush(self._deadlines, (now + self.timeout, self._serial, name, now))
             try:
                 probe.begin(now)
-            except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
+            except Exception as exc:  # noqa: BLE001 (whatever it was, this node's probe failed, not the loop)
                 self._finish(probe, exc)
                 continue
             self._advance(probe)
@@ -301,7 +311,7 @@ class Prober:
     def _advance(self, probe: _Probe) -> None:
         try:
             done = probe.advance()
-        except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
+        except Exception as exc:  # noqa: BLE001 (an unreadable TLS file, a refused handshake: this node's probe failed)
             if not probe.fresh and probe.step in ("send", "receive") and not probe.answer.data:
                 self._retry_fresh(probe)  # the daemon had closed the kept connection: one new one
             else:
@@ -317,7 +327,7 @@ class Prober:
         deadline = probe.deadline
         try:
             probe.begin(probe.began)
-        except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
+        except Exception as exc:  # noqa: BLE001 (whatever it was, this node's probe failed, not the loop)
             self._finish(probe, exc)
             return
         probe.deadline = deadline
