@@ -92,6 +92,22 @@ class ControllerProcess(LoggedProcess):
         return self
 
 
+def probe_once(address: str, tls: dict | None = None, timeout: float = 5.0):
+    """One probe of ``address`` by the controller's ``Prober`` (the Node's ``tls``): None if the daemon
+    answered, else the probe's message; and whether it kept the connection for its next probe."""
+    from types import SimpleNamespace
+
+    from reconciler.docker.probe import Prober
+
+    prober = Prober(interval=60.0, timeout=timeout)
+    prober.track({"n": SimpleNamespace(address=address, tls=tls)})
+    prober.wait_first({"n"}, timeout + 2.0)
+    state = prober.state("n")
+    kept = prober._probes["n"].sock is not None
+    prober.stop()
+    return (None if state.ok else state.message), kept
+
+
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
     """Poll ``predicate`` until it returns a truthy value; fail naming ``what`` on timeout."""
     deadline = time.monotonic() + timeout

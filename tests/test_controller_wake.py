@@ -104,7 +104,7 @@ class FakeMarks:
 def ctl(tmp_path):
     clock = [100.0]
     store = Store(tmp_path / "s.db")
-    c = Controller(store, resync=5.0, clock=lambda: clock[0])
+    c = Controller(store, resync=5.0, clock=lambda: clock[0], relist_passes=3)
     c.prober, c.watcher = FakeProber(), FakeMarks()
     c.now = clock
     yield c
@@ -134,7 +134,9 @@ def test_the_list_is_read_again_when_anything_may_have_changed(ctl, change):
     elif change == "stream reopened":
         ctl.watcher.marks["a"] = (2, 0)
     elif change == "stale":
-        ctl.now[0] += 5.0  # a full resync period since the list
+        for _ in range(ctl.relist_passes - 1):  # reused for relist_passes passes
+            ctl.observe({"a": host})
+        assert host.lists == 1
     elif change == "probe failed":
         ctl.prober.ok = False
         assert not ctl.observe({"a": host}).nodes["a"].ready
@@ -143,6 +145,42 @@ def test_the_list_is_read_again_when_anything_may_have_changed(ctl, change):
         ctl._forget_lists(Plan(starts=[Start("t1", "a", None)]))
     ctl.observe({"a": host})
     assert host.lists == 2
+
+
+def test_a_quiet_list_is_reused_for_passes_not_seconds(ctl):
+    """However long a pass takes (a minute here), a list vouched for by a quiet event stream is read
+    again only once ``relist_passes`` passes have used it."""
+    host = FakeHost("a")
+    ctl.watcher.marks["a"] = (1, 0)
+    for _ in range(ctl.relist_passes):
+        ctl.observe({"a": host})
+        ctl.now[0] += 60.0
+    assert host.lists == 1
+    ctl.observe({"a": host})
+    assert host.lists == 2
+
+
+def test_due_lists_are_spread_over_passes_oldest_first_and_none_gets_older_than_twice_the_window(ctl):
+    """Six nodes listed in one pass fall due together: each pass reads again at most
+    ceil(6 / relist_passes) = 2 of them, the longest unread first, the others keep their list; every
+    list is read again within 2 * relist_passes passes of the one before, and the lists then stay spread."""
+    hosts = {n: FakeHost(n) for n in "abcdef"}
+    for n in hosts:
+        ctl.watcher.marks[n] = (1, 0)
+    ctl.observe(hosts)  # pass 1: every node listed
+    last = {n: 1 for n in hosts}
+    per_pass = []
+    for pass_no in range(2, 20):
+        before = {n: h.lists for n, h in hosts.items()}
+        snap = ctl.observe(hosts)
+        read = {n for n, h in hosts.items() if h.lists > before[n]}
+        per_pass.append(len(read))
+        assert len(read) <= 2 and all(snap.nodes[n].ready for n in hosts)
+        assert all(pass_no - last[n] >= ctl.relist_passes for n in read)
+        for n in read:
+            last[n] = pass_no
+        assert all(pass_no - last[n] < 2 * ctl.relist_passes for n in hosts)
+    assert per_pass[:3] == [0, 0, 2] and per_pass[-9:] == [2] * 9  # spread: two lists every pass
 
 
 def test_without_an_event_stream_every_pass_lists(ctl):

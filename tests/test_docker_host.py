@@ -11,7 +11,7 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from helpers import wait_for
+from helpers import probe_once, wait_for
 
 from reconciler.docker import host as dockerhost
 from reconciler.records import LABEL_MARK, LABEL_NAMESPACE, LABEL_STORE, ContainerSpec
@@ -171,16 +171,21 @@ def test_a_container_created_before_a_crash_is_checked_before_it_is_adopted_and_
 
 
 def test_the_prober_pings_a_daemon_on_one_kept_connection_and_says_why_another_does_not_answer(h1):
-    """``Pinger`` (the prober's ``/_ping``, without the Docker SDK) keeps one connection to a daemon
-    that answers, and names the failure of an address where nothing listens."""
-    from reconciler.docker.probe import Pinger
+    """The prober's ``/_ping`` (its selector loop, without the Docker SDK) keeps one connection to a
+    daemon that answers, and names the failure of an address where nothing listens."""
+    from types import SimpleNamespace
+
+    from reconciler.docker.probe import Prober
 
     host, _ = h1
-    pinger = Pinger(host.address, None, 5.0)
+    prober = Prober(interval=0.1, timeout=5.0)
     try:
-        assert pinger.ping() is None
-        sock = pinger._conn.sock
-        assert pinger.ping() is None and pinger._conn.sock is sock
+        prober.track({"h1": SimpleNamespace(address=host.address, tls=None)})
+        wait_for(lambda: prober.state("h1").ok, 10, "the first probe")
+        sock = prober._probes["h1"].sock
+        first = prober.state("h1").last_ok
+        wait_for(lambda: prober.state("h1").last_ok != first, 10, "a second probe")
+        assert prober.state("h1").ok and prober._probes["h1"].sock is sock
     finally:
-        pinger.close()
-    assert Pinger(f"tcp://{host.ip}:1", None, 5.0).ping() == "connection refused or unreachable"
+        prober.stop()
+    assert probe_once(f"tcp://{host.ip}:1")[0] == "connection refused or unreachable"

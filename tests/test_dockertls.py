@@ -18,6 +18,7 @@ import dockerhosts
 import pytest
 import requests
 from conftest import FIRST_IP, THROWAWAY_TLS_OFFSET, TLS_OFFSET, own_daemon
+from helpers import probe_once
 
 
 @pytest.fixture(scope="module")
@@ -135,14 +136,14 @@ def test_stop_removes_base_dir_with_its_certificates(docker_hosts):
 
 
 def test_the_prober_pings_a_tls_daemon_with_the_nodes_certificates(tls_host, other_ca):
-    """The prober's ``Pinger`` uses a Node's ``tls`` as the SDK client does: its CA verifies the
-    daemon, its certificate gets in; another CA, or no TLS, is a failed probe that says why."""
-    from reconciler.docker.probe import Pinger
-
+    """The prober uses a Node's ``tls`` as the SDK client does (its TLS handshake advanced by the
+    selector loop): its CA verifies the daemon, its certificate gets in; another CA, or no TLS, is a
+    failed probe that says why."""
     tls = {"caFile": str(tls_host.tls.ca), "certFile": str(tls_host.tls.client_cert),
            "keyFile": str(tls_host.tls.client_key)}
-    assert Pinger(tls_host.address, tls, 5.0).ping() is None
-    wrong = Pinger(tls_host.address, {**tls, "caFile": str(other_ca.cert)}, 5.0).ping()
+    answer, kept = probe_once(tls_host.address, tls)
+    assert answer is None and kept  # the connection, TLS and all, carries the next probe
+    wrong = probe_once(tls_host.address, {**tls, "caFile": str(other_ca.cert)})[0]
     assert wrong.startswith(f"TLS: the daemon's certificate could not be verified with tls.caFile {other_ca.cert} ")
-    assert Pinger(tls_host.address, None, 5.0).ping() == \
+    assert probe_once(tls_host.address, None)[0] == \
         "the daemon speaks TLS on this address: give the Node tls: (caFile, certFile, keyFile)"

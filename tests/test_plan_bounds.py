@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import replace
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from factories import NOW, F, P, R, S, applied, container, job_res, node_res, obs, run, service_res, snapshot, task
 from reconciler.engine.tasks import MAX_UNPLACED
 from reconciler.records import ResourceRecord, TaskRecord
@@ -130,16 +133,21 @@ def test_huge_service_creates_at_most_the_unplaced_bound_per_pass():
     assert len(unplaced(applied(second, [*running, *waiting]).values())) == MAX_UNPLACED
 
 
-def test_rolling_update_replaces_at_most_the_unplaced_bound_per_pass():
-    """150 replicas of an old template with nothing available to protect are replaced at once, but
-    only MAX_UNPLACED at a time; the rest keep their old task until a later pass."""
+def rolling_update(slots: int):
+    """150 replicas of an old template, with nothing available to protect, on one node of ``slots``:
+    one pass of the new template. Returns the plan and the old tasks."""
     old = service_res(replicas=150, template={"image": "nginx:1"})
     web = service_res(replicas=150, template={"image": "nginx:2"}, update={"minReadySeconds": 1000})
     tasks = [task(old, i, 1, R, node="a", container_id=f"c{i}", started_at=NOW - 1, created_at=NOW - 2)
              for i in range(150)]
     snap = snapshot(obs("a", *(container(t) for t in tasks)))
+    return run([node_res("a", {"default": slots}), web], tasks, snap), tasks
 
-    p = run([node_res("a", {"default": 1000}), web], tasks, snap)
+
+def test_rolling_update_replaces_at_most_the_unplaced_bound_per_pass():
+    """The 150 replicas are replaced at once, but with 50 slots free only MAX_UNPLACED at a time;
+    the rest keep their old task until a later pass."""
+    p, tasks = rolling_update(200)
 
     assert len(p.new_tasks) == MAX_UNPLACED
     stopped = {tid for tid, ch in p.task_updates.items() if ch.get("reason") == "Replaced"}
@@ -165,3 +173,85 @@ def test_running_tasks_are_counted_against_their_nodes_with_one_request_per_owne
 
     assert [s.node for s in p.starts] == ["b"]  # a holds 50 of 50, b 49
     assert len(built) == 1 + len(p.new_tasks)  # one for the owner's running tasks, one per waiting task
+
+
+def test_rolling_update_replaces_every_replica_the_free_slots_can_take_in_one_pass():
+    """The same 150 replicas with 850 slots free: every one gets its new task in one pass (the free
+    room, not MAX_UNPLACED, bounds what waits), and every new task is placed."""
+    p, _ = rolling_update(1000)
+
+    assert sorted(t.index for t in p.new_tasks) == list(range(150))
+    assert len(p.starts) == 150
+
+
+def test_huge_job_creates_as_many_tasks_as_free_slots_in_one_pass():
+    """10^9 completions on 3 nodes of 400 free slots: the first pass creates and places 1,200 tasks
+    (not MAX_UNPLACED); once they run and the nodes are full, a pass creates MAX_UNPLACED to wait."""
+    job = declared(job_res(), completions=HUGE, parallelism=HUGE)
+    nodes = [node_res(n, {"default": 400}) for n in ("a", "b", "c")]
+
+    first = run([*nodes, job], [], snapshot(*(obs(n, cpus=None) for n in "abc")))
+
+    assert [t.index for t in first.new_tasks] == list(range(1200))
+    assert Counter(s.node for s in first.starts) == {"a": 400, "b": 400, "c": 400}
+    running = [replace(t, phase=R, container_id=f"c-{t.id}", started_at=NOW) for t in applied(first, []).values()]
+    full = snapshot(*(obs(n, *(container(t) for t in running if t.node == n), cpus=None) for n in "abc"))
+    second = run([*nodes, job], running, full, now=NOW + 1)
+    assert [t.index for t in second.new_tasks] == list(range(1200, 1200 + MAX_UNPLACED))
+    assert not second.starts
+
+
+def test_free_room_counts_only_slots_the_template_fits():
+    """A Job asking 2 cpus on nodes of 4 cpus and 300 slots fits 2 a node; one with a nodeSelector
+    counts only the nodes it selects; a slot type no node has leaves the floor."""
+    labelled = [replace(node_res(n, {"default": 300}), labels={"zone": z}) for n, z in (("a", "x"), ("b", "y"))]
+    snap = snapshot(obs("a", cpus=4), obs("b", cpus=4))
+    wide = declared(job_res("wide", template={"image": "busybox", "resources": {"cpus": 2}}),
+                    completions=HUGE, parallelism=HUGE)
+    picky = declared(job_res("picky", nodeSelector={"zone": "y"}, template={"image": "busybox"}),
+                     completions=HUGE, parallelism=HUGE)
+    gpu = declared(job_res("gpu", executionType="gpu"), completions=HUGE, parallelism=HUGE)
+
+    assert len(run([*labelled, wide], [], snap).new_tasks) == MAX_UNPLACED  # 4 fit: the floor
+    assert len(run([*labelled, picky], [], snap).new_tasks) == 300
+    assert len(run([*labelled, gpu], [], snap).new_tasks) == MAX_UNPLACED
+
+
+def test_two_huge_jobs_share_the_free_slots():
+    """Two Jobs of 10^9 completions on 500 free slots: the first is told of all 500, the second of
+    what is left (none: the floor), so the pass leaves at most the free slots plus MAX_UNPLACED waiting."""
+    nodes = [node_res("a", {"default": 500})]
+    one = declared(job_res("one"), completions=HUGE, parallelism=HUGE)
+    two = declared(job_res("two"), completions=HUGE, parallelism=HUGE)
+
+    p = run([*nodes, one, two], [], snapshot(obs("a", cpus=None)))
+
+    made = Counter(t.owner_name for t in p.new_tasks)
+    assert made == {"one": 500, "two": MAX_UNPLACED}
+    assert len(p.starts) == 500
+
+
+@settings(max_examples=60, deadline=None)
+@given(slots=st.lists(st.integers(0, 60), min_size=1, max_size=6), held=st.integers(0, 400),
+       completions=st.integers(1, 10**6))
+def test_a_pass_creates_what_the_free_slots_take_and_never_more_than_they_or_the_floor_allow(
+        slots, held, completions):
+    """Any cluster (nodes of 0-60 slots, some held by another Job's running tasks) and any Job size:
+    one pass creates min(completions, max(MAX_UNPLACED, free slots)) tasks, places
+    min(created, free), and leaves at most max(MAX_UNPLACED, free) waiting: never the declared size."""
+    names = [f"n{i}" for i in range(len(slots))]
+    nodes = [node_res(n, {"default": k}) if k else node_res(n, {"gpu": 1}) for n, k in zip(names, slots)]
+    spots = [n for n, k in zip(names, slots) for _ in range(k)][:held]
+    other = job_res("other", completions=max(1, len(spots)), parallelism=max(1, len(spots)))  # wants nothing more
+    running = [task(other, i, 1, R, node=n, container_id=f"o{i}", started_at=NOW) for i, n in enumerate(spots)]
+    snap = snapshot(*(obs(n, *(container(t) for t in running if t.node == n), cpus=None) for n in names))
+    job = declared(job_res(), completions=completions, parallelism=completions)
+    free = sum(slots) - len(spots)
+
+    p = run([*nodes, *([other] if spots else []), job], running, snap)
+
+    mine = [t for t in p.new_tasks if t.owner_name == "job"]
+    assert len(mine) == min(completions, max(MAX_UNPLACED, free))
+    assert sum(s.task_id in {t.id for t in mine} for s in p.starts) == min(len(mine), free)
+    left = unplaced(t for t in applied(p, running).values() if t.owner_name == "job")
+    assert len(left) <= max(MAX_UNPLACED, free)

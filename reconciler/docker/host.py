@@ -476,18 +476,6 @@ class ApiConnection:
         return http.client.HTTPSConnection(host, int(port), timeout=self.timeout, context=tls_context(self.tls))
 
 
-class Pinger(ApiConnection):
-    """The prober's ``GET /_ping`` (see ``ApiConnection``)."""
-
-    def ping(self) -> str | None:
-        """None if the daemon answered; else why not, briefly (``brief``)."""
-        try:
-            self.get("/_ping", decode=False)
-            return None
-        except (*TRANSPORT_ERRORS, HostError) as exc:
-            return brief(exc, self.tls)
-
-
 def tls_context(tls: dict) -> ssl.SSLContext:
     """The Node's TLS as ``connect`` applies it: its caFile (the default CA bundle without one, never
     nothing) verifies the daemon, its certificate and key identify us; HostError naming a file that

@@ -16,14 +16,16 @@ from itertools import islice
 from typing import NamedTuple
 
 from .actions import Plan
-from .tasks import MAX_UNPLACED, Attempts, event, new_task, set_status, stop_task, unplaced
+from .room import Room
+from .tasks import Attempts, event, new_task, set_status, stop_task, unplaced
 from ..kinds import JobPhase, JobReason, TaskPhase, TaskReason
 from ..records import ResourceRecord, Snapshot, TaskRecord
 
 
 def reconcile_job(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, now: float,
-                  draining: dict[str, float]) -> None:
-    """``draining``: node -> drain deadline, for nodes whose tasks must move off."""
+                  draining: dict[str, float], room: Room) -> None:
+    """``draining``: node -> drain deadline, for nodes whose tasks must move off; ``room``: how many
+    of its tasks may wait for a node (``room.Room``), told how many do once the pass made its own."""
     job = _JobPass.of(p, res, _drain(p, res, tasks, snapshot, now, draining), snapshot, now)
     end = job.ending()
     if end is not None:
@@ -32,7 +34,7 @@ def reconcile_job(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapsho
         job.active = []
         phase, reason, message = end.phase, end.reason, end.message
     else:
-        job.run_on()
+        job.run_on(room)
         phase, reason, message = job.running_phase(), "", ""
     status = job.status(phase, reason, message)
     set_status(p, res, status)
@@ -123,13 +125,13 @@ class _JobPass:
                            "suspend: true; set it to false to resume", TaskReason.SUSPENDED, f"{ref} is suspended")
         return None
 
-    def run_on(self) -> None:
+    def run_on(self, room: Room) -> None:
         """Not over: stop attempts no longer needed, time out long ones, fill free indexes."""
         if self.deadline is not None:
             self.p.wake_at(self.deadline)
         self._stop_superseded()
         self._time_out()
-        self._fill()
+        self._fill(room)
 
     def _stop_superseded(self) -> None:
         """An index that succeeded needs no other attempt (e.g. a lost one finished after all)."""
@@ -156,15 +158,20 @@ class _JobPass:
             keep.append(t)
         self.active = keep
 
-    def _fill(self) -> None:
-        """New attempts for the lowest indexes neither succeeded nor active, up to ``parallelism``."""
+    def _fill(self, free: Room) -> None:
+        """New attempts for the lowest indexes neither succeeded nor active, up to ``parallelism``,
+        as many as may wait for a node (``room.Room``: what the nodes could take now, at least
+        ``MAX_UNPLACED``)."""
         spec, epoch = self.spec, self.res.retried_at or 0.0
         taken = self.succeeded | {t.index for t in self.active}
-        room = min(spec.parallelism - len(self.active), MAX_UNPLACED - unplaced(self.active))
+        waiting = unplaced(self.active)
+        wanted = max(0, min(spec.parallelism - len(self.active), spec.completions - len(taken)))
+        more = min(wanted, free.limit(self.res, waiting, wanted) - waiting)
+        free.claim(self.res, waiting + max(0, more))
         attempts = Attempts(self.tasks)
-        # range() is lazy: this looks at most at len(taken) + room indexes, whatever `completions` says.
+        # range() is lazy: this looks at most at len(taken) + more indexes, whatever `completions` says.
         todo = (i for i in range(spec.completions) if i not in taken)
-        for index in islice(todo, max(0, room)):
+        for index in islice(todo, max(0, more)):
             new = new_task(self.res, index, attempts.of(index), self.now, spec.backoff,
                            lambda t: t.phase is TaskPhase.FAILED and t.created_at >= epoch)
             self.p.new_tasks.append(new)

@@ -39,24 +39,32 @@ Owner = Key  # (kind, namespace, name)
 Slot = tuple[Owner, int]  # (owner, index): one Job completion or Service replica, across its attempts
 
 
-def place(p: Plan, current: dict[str, TaskRecord], owners: dict[Owner, ResourceRecord], nodes: NodeStates,
-          now: float, store_id: str, mark_key: str, fencing: set[str] = frozenset(),
-          namespaces: dict[str, ResourceRecord] | None = None, secrets: SecretIndex | None = None,
+def placer(p: Plan, current: dict[str, TaskRecord], owners: dict[Owner, ResourceRecord], nodes: NodeStates,
+           now: float, store_id: str, mark_key: str, fencing: set[str] = frozenset(),
+           namespaces: dict[str, ResourceRecord] | None = None) -> "Placer":
+    """The node views with what the active tasks in ``current`` hold, made before the Job and Service
+    steps: they size how many tasks they create by what is free (``room.Room``), and ``place`` then
+    places on the same views. ``namespaces``: the Namespace records by name, whose mounts,
+    nodeSelector, quota, budget and share apply to their tasks."""
+    out = Placer(p, owners, nodes, now, store_id, mark_key, node_views(nodes, fencing), namespaces or {})
+    out.count_usage([t for t in current.values() if t.active and t.owner_key in owners])
+    return out
+
+
+def place(placer: "Placer", current: dict[str, TaskRecord], secrets: SecretIndex | None = None,
           secrets_unreadable: str | None = None, queue: QueuePolicy = QueuePolicy(),
           settled_usage: SettledUsage | None = None) -> None:
-    """Count what runs, restart placed tasks without a container, place the waiting ones.
-    ``namespaces``: the Namespace records by name, whose mounts, nodeSelector, quota, budget and
-    share apply to their tasks; ``secrets``: the Secrets that exist (``secrets.secret_index``);
-    ``secrets_unreadable``: why the controller cannot decrypt them, if it cannot; ``queue``: the
-    order of the waiting tasks (``fairshare``); ``settled_usage``: what the tasks of settled Jobs, not in
-    ``current``, add to budget use and fair-share usage."""
-    placer = _Placer(p, owners, nodes, now, store_id, mark_key, node_views(nodes, fencing), namespaces or {})
+    """Restart placed tasks without a container, place the waiting ones (``current`` now holds the
+    tasks the Job and Service steps made). ``secrets``: the Secrets that exist
+    (``secrets.secret_index``); ``secrets_unreadable``: why the controller cannot decrypt them, if it
+    cannot; ``queue``: the order of the waiting tasks (``fairshare``); ``settled_usage``: what the
+    tasks of settled Jobs, not in ``current``, add to budget use and fair-share usage."""
+    p, owners, now = placer.p, placer.owners, placer.now
     placer.settled_usage = settled_usage
     placer.secrets, placer.secrets_unreadable = secrets or {}, secrets_unreadable
     history = _History.of(p, [t for t in current.values() if not t.active and t.node], placer.specs, now)
     active = sorted((t for t in current.values() if t.active and t.owner_key in owners),
                     key=lambda t: (t.created_at, t.id))
-    placer.count_usage(active)
     waiting = placer.restart_or_queue(active)
     if waiting:
         placer.check_budgets(current.values(), {t.namespace for t in waiting})
@@ -84,18 +92,27 @@ def request(t: TaskRecord, spec, sticky_node: str | None = None, colocate: froze
     """What task ``t`` of a resource with ``spec`` asks of a node; ``namespace``: its Namespace's spec,
     whose nodeSelector must hold too (with the task's own: a key both name with two values matches no
     node) and whose mounts the node must allow."""
+    return template_request(t.owner_key, spec, namespace, t.id, sticky_node=sticky_node, colocate=colocate,
+                            avoid=avoid)
+
+
+def template_request(owner: Owner, spec, namespace: NamespaceSpec | None, task_id: str = "",
+                     **pins) -> Request:
+    """What any task of ``owner`` (a resource with ``spec``, in a Namespace with spec ``namespace``)
+    asks of a node; ``pins``: what one task's history adds (sticky node, colocation, nodes to avoid)."""
     res = spec.template.resources
     selector = set(spec.nodeSelector.items()) | set(namespace.nodeSelector.items() if namespace else ())
     mounts = task_mounts(spec.template, namespace)
     return Request(
-        t.id, spec.executionType, cpus=res.cpus, memory=res.memory_bytes(), namespace=t.namespace,
+        task_id, spec.executionType, cpus=res.cpus, memory=res.memory_bytes(), namespace=owner[1],
         priority=spec.priority,
-        selector=tuple(sorted(selector)), node_name=spec.nodeName, colocate=colocate,
-        colocate_with=spec.colocateWith, sticky_node=sticky_node, placement=spec.placement.value,
+        selector=tuple(sorted(selector)), node_name=spec.nodeName, colocate_with=spec.colocateWith,
+        placement=spec.placement.value,
         bind_mounts=tuple((m.source, m.readOnly) for m in mounts if m.source.startswith("/")),
         network=spec.template.network,
-        owner=t.owner_key, max_per_node=getattr(spec, "maxPerNode", None), avoid=avoid,
+        owner=owner, max_per_node=getattr(spec, "maxPerNode", None),
         ports=tuple((b.ip, b.host_port, b.proto) for b in spec.template.port_bindings() if b.host_port),
+        **pins,
     )
 
 
@@ -135,7 +152,10 @@ def _lost_here(p: Plan, current: dict[str, TaskRecord]) -> dict[Slot, tuple[str,
             for tid, ch in p.task_updates.items() if ch.get("reason") == TaskReason.NODE_LOST and tid in current}
 
 
-class _Placer:
+class Placer:
+    """One pass's placement: the node views and namespace limits as the active tasks fill them, then
+    the restarts and placements (``placer``, ``place``)."""
+
     def __init__(self, p: Plan, owners: dict[Owner, ResourceRecord], nodes: NodeStates, now: float,
                  store_id: str, mark_key: str, views: list[NodeView], namespaces: dict[str, ResourceRecord]):
         self.p, self.owners, self.nodes, self.now = p, owners, nodes, now

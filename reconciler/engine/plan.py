@@ -27,7 +27,8 @@ from .fairshare import FAIR, QueuePolicy
 from .jobs import keep_settled, reconcile_job, settles
 from .matching import match_tasks
 from .nodes import NodeStates, judge_nodes
-from .placement import place
+from .placement import place, placer
+from .room import Room
 from .secrets import secret_index
 from .services import reconcile_service
 from .settled import SettledUsage
@@ -57,19 +58,20 @@ def plan(resources: list[ResourceRecord], tasks: list[TaskRecord], snapshot: Sna
     by_owner: dict[Key, list[TaskRecord]] = defaultdict(list)
     for t in current.values():
         by_owner[t.owner_key].append(t)
+    places = placer(p, current, owners, nodes, now, store_id, mark_key, fencing, namespaces)
+    room = Room(places.views, places.namespaces)
     for key, res in owners.items():
         if key in settled and res.kind is Kind.JOB and res.deleted_at is None:
             keep_settled(p, res, now)
             p.settled.add(key)
             continue
-        reconcile(p, res, by_owner.get(key, []), nodes, now)
+        reconcile(p, res, by_owner.get(key, []), nodes, now, room)
     for tid, changes in p.task_updates.items():  # e.g. a waiting replica switched to the new template
         if "template_hash" in changes and tid in current:
             current[tid] = replace(current[tid], template_hash=changes["template_hash"])
     for t in p.new_tasks:
         current[t.id] = t
-    place(p, current, owners, nodes, now, store_id, mark_key, fencing, namespaces, secret_index(resources),
-          secrets_unreadable, queue, settled_usage)
+    place(places, current, secret_index(resources), secrets_unreadable, queue, settled_usage)
     purge_emptied_namespaces(p, namespaces.values(), owners)
     settle_jobs(p, owners, by_owner, current, nodes.snapshot)  # our containers only
     return p
@@ -98,14 +100,16 @@ def purge_emptied_namespaces(p: Plan, namespaces, owners: dict[Key, ResourceReco
             p.events.append(event(ns, "Deleted", f"{ns.ref} deleted; everything in it is gone"))
 
 
-def reconcile(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], nodes: NodeStates, now: float) -> None:
-    """What one Job or Service needs this pass, given its tasks as this pass sees them."""
+def reconcile(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], nodes: NodeStates, now: float,
+              room: Room) -> None:
+    """What one Job or Service needs this pass, given its tasks as this pass sees them; ``room``: how
+    many of its tasks may wait for a node."""
     if res.deleted_at is not None:
         delete(p, res, tasks, nodes.snapshot, now, nodes.unlisted)
     elif res.kind is Kind.JOB:
-        reconcile_job(p, res, tasks, nodes.snapshot, now, nodes.draining)
+        reconcile_job(p, res, tasks, nodes.snapshot, now, nodes.draining, room)
     elif res.kind is Kind.SERVICE:
-        reconcile_service(p, res, tasks, nodes.snapshot, now, frozenset(nodes.draining))
+        reconcile_service(p, res, tasks, nodes.snapshot, now, room, frozenset(nodes.draining))
 
 
 def delete(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, now: float,

@@ -261,6 +261,17 @@ class Pipeline:
             ns.take(req)
         return Placement(req.task_id, node.name, _why(req, eligible))
 
+    def capacity(self, req: Request, nodes: Iterable[NodeView]) -> int:
+        """How many requests like ``req`` the ``nodes`` could take now: on each node that passes the
+        static checks, its free slots of the type, as far as its free cpu and memory, ``maxPerNode``
+        and host ports (one task a node) allow. Reservations and namespace limits are not asked:
+        this sizes what is worth creating, it places nothing."""
+        total = 0
+        for node in nodes:
+            if not any(check(req, node) for check in self.static):
+                total += _fits(req, node)
+        return total
+
     def place(self, requests: Iterable[Request], nodes: list[NodeView],
               limits: dict[str, NamespaceLimits] | None = None,
               on_placed: Callable[[Request], None] | None = None) -> list[Placement]:
@@ -314,6 +325,20 @@ class Pipeline:
             if on_placed is not None:
                 on_placed(req)
         return out
+
+
+def _fits(req: Request, node: NodeView) -> int:
+    """How many requests like ``req`` fit on ``node`` beside what it holds (``capacity``)."""
+    n = node.free(req.execution_type)
+    if req.cpus and node.cpus is not None:
+        n = min(n, int((node.cpus - node.cpus_used + 1e-9) // req.cpus))
+    if req.memory and node.memory is not None:
+        n = min(n, (node.memory - node.memory_used) // req.memory)
+    if req.max_per_node is not None:
+        n = min(n, req.max_per_node - node.owners[req.owner])
+    if req.ports:
+        n = min(n, 0 if check_ports(req, node) else 1)
+    return max(0, n)
 
 
 class _Heap:

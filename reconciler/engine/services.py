@@ -14,6 +14,7 @@ from enum import StrEnum
 from itertools import count, islice
 
 from .actions import Plan, Rollback
+from .room import Room
 from .tasks import MAX_UNPLACED, Attempts, event, failure_streak, new_task, set_status, set_task, stop_task, unplaced
 from ..kinds import RolloutState, TaskPhase, TaskReason
 from ..records import ResourceRecord, Snapshot, TaskRecord
@@ -47,14 +48,17 @@ def readiness(t: TaskRecord, snapshot: Snapshot) -> Readiness | None:
 
 
 def reconcile_service(p: Plan, res: ResourceRecord, tasks: list[TaskRecord], snapshot: Snapshot, now: float,
-                      draining: frozenset[str] = frozenset()) -> None:
-    """Keep ``replicas`` indexes with a ready task of the current template; roll updates in batches."""
+                      room: Room, draining: frozenset[str] = frozenset()) -> None:
+    """Keep ``replicas`` indexes with a ready task of the current template; roll updates in batches
+    of what may wait for a node (``room``: what the nodes could take now, at least ``MAX_UNPLACED``)."""
     s = _ServicePass(p, res, tasks, snapshot, now, draining)
     s.group_active(tasks)
     s.stop_duplicates()
     s.scale_down()
+    s.limit = room.limit(res, s.unplaced, s.wanted())
     s.fill_missing()
     s.roll()
+    room.claim(res, s.unplaced)
     s.record_status()
 
 
@@ -75,7 +79,8 @@ class _ServicePass:
         self.want = template_hash(self.spec)
         self.history = Attempts(tasks)
         self.by_index: dict[int, list[TaskRecord]] = {}
-        self.unplaced = 0  # tasks waiting for a node: bounded by MAX_UNPLACED
+        self.unplaced = 0  # tasks waiting for a node: bounded by ``limit``
+        self.limit = MAX_UNPLACED  # what may wait for a node after this pass (``room.Room``)
         self.rollout: dict = {}
         self.total = self.up = 0  # active tasks, available ones (during `roll`)
 
@@ -151,10 +156,16 @@ class _ServicePass:
                 self.stop(t, TaskReason.SCALED_DOWN, f"{self.res.ref} scaled to {replicas}")
         self.unplaced = unplaced(t for ts in self.by_index.values() for t in ts)
 
+    def wanted(self) -> int:
+        """How many new tasks this pass could make at most: one per missing index and one per index
+        still on an old template (or a draining node)."""
+        stale = sum(1 for ts in self.by_index.values() if any(not self.current(t) for t in ts))
+        return max(0, self.spec.replicas - len(self.by_index)) + stale
+
     def fill_missing(self) -> None:
-        """A new task for each missing index, the lowest first, at most ``MAX_UNPLACED`` waiting."""
+        """A new task for each missing index, the lowest first, at most ``limit`` waiting."""
         free = (i for i in count() if i not in self.by_index)
-        missing = min(self.spec.replicas - len(self.by_index), MAX_UNPLACED - self.unplaced)
+        missing = min(self.spec.replicas - len(self.by_index), self.limit - self.unplaced)
         for index in islice(free, max(0, missing)):
             self.add(index)
 
@@ -171,7 +182,7 @@ class _ServicePass:
         if not old:
             return
         new = [t for t in self.by_index[i] if self.current(t)]
-        if self.unplaced >= MAX_UNPLACED and not new:
+        if self.unplaced >= self.limit and not new:
             return  # its replacement would wait for a node too: a later pass goes on with it
         if new:
             self.retire_replaced(i, old, new)

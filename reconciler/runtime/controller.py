@@ -43,6 +43,7 @@ from typing import Callable, Protocol
 from .act import Actor, wait_or_stop
 from .leader import LEASE_SECONDS, Leadership
 from .ledger import Ledger
+from .quiet import Quiet
 from ..engine.actions import Plan
 from ..engine.fairshare import QueuePolicy
 from ..errors import StoreError
@@ -58,6 +59,8 @@ log = logging.getLogger("brokerctl.controller")
 
 EXIT_DEADLINE = 1.5  # seconds from SIGTERM/SIGINT to the end of the process, whatever it is doing
 # Upper bounds (seconds) of the pass-duration histogram published with the stats (`/metrics` of the server).
+# Passes a node's container list is reused while its event stream stays open and quiet (see ``observe``).
+RELIST_PASSES = 10
 PASS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -71,11 +74,11 @@ class _Listing:
 
 @dataclass(frozen=True)
 class _Listed:
-    """A node's last complete list, reused while its event mark stays ``mark`` (at most ``resync`` s)."""
+    """A node's last complete list, reused while its event mark stays ``mark`` (see ``observe``)."""
 
     mark: tuple[int, int]
     obs: NodeObs
-    at: float
+    round: int  # the observation (pass) that listed it
 
 
 class Companion(Protocol):
@@ -96,11 +99,13 @@ class Controller:
                  probe_interval: float = 1.0, probe_timeout: float = 1.0, lost_after: float = 3.0,
                  docker_timeout: float = 10.0, list_wait: float = 2.0, lease_duration: float = LEASE_SECONDS,
                  companions: tuple[Companion, ...] = (), clock: Callable[[], float] = time.time, workers: int = 32,
-                 queue: QueuePolicy = QueuePolicy()):
+                 queue: QueuePolicy = QueuePolicy(), relist_passes: int = RELIST_PASSES):
         self.store, self.clock = store, clock
         self.queue = queue  # the order of waiting tasks: fair share (and its half-life) or FIFO
         store.nudge = False  # our own commits must not wake us
         self.resync, self.busy_resync = resync, busy_resync
+        self.relist_passes = max(1, relist_passes)
+        self._round = 0  # observations made: the age of a list is counted in them
         self.lost_after, self.list_wait = lost_after, list_wait
         self.holder = uuid.uuid4().hex
         self.companions = companions
@@ -127,6 +132,9 @@ class Controller:
         self.stop = threading.Event()
         self._twins: set[str] = set()
         self.ledger = Ledger(store, queue)  # what a pass needs of the store, kept between passes
+        self.quiet = Quiet()  # whether a pass may skip planning (nothing changed since one that did nothing)
+        self.quiet_passes = 0
+        self._busy = False  # whether the last plan had anything active: a quiet pass is as busy as it
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Lead or stand by until ``stop`` (or a store that refuses leadership for good: raised)."""
@@ -177,6 +185,7 @@ class Controller:
         self.took_over_at, self.first_pass_at = self.clock(), None
         self.changes = self.store.subscribe(self.wake.set)
         self.ledger.reset()  # a controller that (again) leads reads the whole store first: others wrote meanwhile
+        self.quiet.forget()
         for companion in self.companions:
             companion.start(self.holder, epoch, self.leadership.duration)
         try:
@@ -190,6 +199,7 @@ class Controller:
                 except Exception:  # one bad pass must not end the loop
                     log.exception("reconcile pass failed; retrying")
                     self.ledger.reset()  # it may have stopped half-way through taking changes in
+                    self.quiet.forget()
                     p = Plan(next_wake=self.clock() + 1.0)
                 self._wait(stop, p, seen_version)
         finally:
@@ -223,10 +233,17 @@ class Controller:
         if self.stop.is_set():
             return Plan()
         self.ledger.see(snapshot)  # the tasks of containers seen that it does not hold
-        resources, tasks, settled, settled_usage = self.ledger.planner_input()
-        unreadable = self.store.secrets_problem() if any(r.kind is Kind.SECRET for r in resources) else None
-        p = plan(resources, tasks, snapshot, snapshot.taken_at, self.store.store_id, self.store.mark_key,
-                 unreadable, self.queue, settled=settled, settled_usage=settled_usage)
+        secrets = any(key[0] is Kind.SECRET for key in self.ledger.resources)
+        unreadable = self.store.secrets_problem() if secrets else None
+        if self.quiet.holds(self.ledger.rows_read, snapshot, unreadable):
+            self.quiet_passes += 1  # nothing it plans from changed since a pass that did nothing
+            p, busy = self.quiet.skipped(), self._busy
+        else:
+            resources, tasks, settled, settled_usage = self.ledger.planner_input()
+            p = plan(resources, tasks, snapshot, snapshot.taken_at, self.store.store_id, self.store.mark_key,
+                     unreadable, self.queue, settled=settled, settled_usage=settled_usage)
+            self.quiet.remember(p, snapshot, tasks, settled, unreadable)
+            busy = self._busy = any(t.active for t in tasks) or bool(p.new_tasks) or p.docker_actions > 0
         if self.stop.is_set():  # acting is safe to skip: the next controller plans it again
             return Plan()
         answering = {n: h for n, h in hosts.items() if snapshot.nodes[n].ready}
@@ -240,7 +257,6 @@ class Controller:
             self.first_pass_at = self.clock()
             if self.took_over_at is not None:
                 log.info("first pass as leader done %.2fs after taking over", self.first_pass_at - self.took_over_at)
-        busy = any(t.active for t in tasks) or bool(p.new_tasks) or p.docker_actions > 0
         p.wake_at(snapshot.taken_at + (self.busy_resync if busy else self.resync))
         if done:  # what we just did changes the world: look again at once
             p.wake_at(self.clock())
@@ -265,7 +281,7 @@ class Controller:
         when the last term began and its first pass ended (takeover times), and when the last request
         that changes a host was sent."""
         cumulative = list(itertools.accumulate(self.pass_counts[:-1]))
-        return {"passes": self.passes, "lists": self.lists, "passSeconds": round(self.pass_seconds, 4),
+        return {"passes": self.passes, "quietPasses": self.quiet_passes, "lists": self.lists, "passSeconds": round(self.pass_seconds, 4),
                 "passBuckets": {f"{bound:g}": n for bound, n in zip(PASS_BUCKETS, cumulative)},
                 "lastPassSeconds": round(self.last_pass, 4),
                 "passCpuSeconds": round(self.pass_cpu_seconds, 4), "cpuSeconds": round(time.process_time(), 3),
@@ -300,10 +316,14 @@ class Controller:
 
         A node that stops answering mid-list is simply not listed this pass (its tasks are left
         as they are); its list call finishes in the background and is not issued again until then.
-        A node whose event stream reported nothing since its last list keeps that list (see above).
+        A node whose event stream reported nothing since its last list keeps that list for
+        ``relist_passes`` observations; lists older than that are read again oldest first, at most
+        ``ceil(nodes / relist_passes)`` a pass, so no list is older than ``2 * relist_passes`` passes
+        and a pass lists a bounded share of the nodes.
         """
         now = self.clock()
-        futures, nodes = {}, {}
+        self._round += 1
+        futures, nodes, due = {}, {}, []
         for name, host in hosts.items():
             probe = self.prober.state(name)
             health = {"failures": probe.failures, "last_ok": probe.last_ok, "failing_since": probe.failing_since}
@@ -314,16 +334,14 @@ class Controller:
             twin = name in self._twins
             mark = None if twin else self.watcher.mark(name)
             listed = self._listed.get(name)
-            if mark is not None and listed is not None and listed.mark == mark and now - listed.at < self.resync:
+            if mark is not None and listed is not None and listed.mark == mark:
+                if self._round - listed.round >= self.relist_passes:
+                    due.append((listed.round, name, health))
                 nodes[name] = replace(self._with_exits(listed.obs), **health)
                 continue
-            pending = self._listing.get(name)
-            if pending is None or pending.call.done():
-                call = (self.executor.submit(host.observe, self.store.store_id, now, list_containers=False)
-                        if twin else self.executor.submit(host.observe, self.store.store_id, now))  # a twin: info only
-                pending = self._listing[name] = _Listing(call, mark)
-                self.lists += not twin
-            futures[name] = (pending, health)
+            futures[name] = (self._list(name, host, mark, twin, now), health)
+        for _, name, health in sorted(due, key=lambda d: d[:2])[:-(-len(hosts) // self.relist_passes)]:
+            futures[name] = (self._list(name, hosts[name], self._listed[name].mark, False, now), health)  # oldest first
         wait_or_stop([pending.call for pending, _ in futures.values()], self.list_wait, self.stop)
         for name, (pending, health) in futures.items():
             f = pending.call
@@ -332,10 +350,22 @@ class Controller:
                 nodes[name] = replace(self._with_exits(obs), **health)
                 self._listing.pop(name, None)
                 if obs.ready and pending.mark is not None:
-                    self._listed[name] = _Listed(pending.mark, obs, now)
+                    self._listed[name] = _Listed(pending.mark, obs, self._round)
+            elif name in nodes:  # a list read again when due, not back yet: the last one stands
+                pass
             else:
                 nodes[name] = NodeObs(name, ready=True, message="container list did not finish in time", **health)
         return Snapshot(nodes=nodes, taken_at=now, lost_after=self.lost_after)
+
+    def _list(self, name: str, host: Host, mark: tuple[int, int] | None, twin: bool, now: float) -> _Listing:
+        """The node's container list: the one under way, or a new one (of a twin: its info only)."""
+        pending = self._listing.get(name)
+        if pending is None or pending.call.done():
+            call = (self.executor.submit(host.observe, self.store.store_id, now, list_containers=False)
+                    if twin else self.executor.submit(host.observe, self.store.store_id, now))
+            pending = self._listing[name] = _Listing(call, mark)
+            self.lists += not twin
+        return pending
 
     def _with_exits(self, obs: NodeObs) -> NodeObs:
         """A container the list shows running after its ``die`` event is taken as exited."""
