@@ -35,6 +35,7 @@ class CountingStore(Store):
 
     def __init__(self, *a, **kw):
         self.reads: list[tuple[str, int]] = []
+        self.transactions = 0  # write transactions begun
         super().__init__(*a, **kw)
 
     def _rows(self, sql, params=()):
@@ -46,6 +47,10 @@ class CountingStore(Store):
         rows = super()._tuples(sql, params)
         self.reads.append((sql, len(rows)))
         return rows
+
+    def transaction(self, *a, **kw):
+        self.transactions += 1
+        return super().transaction(*a, **kw)
 
     def task_rows_read(self) -> int:
         return sum(n for sql, n in self.reads if " FROM tasks" in sql)
@@ -158,6 +163,20 @@ def test_a_steady_pass_reads_no_finished_history(ctl):
     assert len(ctl.ledger.tasks) == 2  # the live Job's two waiting tasks
     ctl.ledger.refresh()
     assert_matches_the_store(ctl)
+
+
+def test_a_steady_pass_commits_nothing(ctl, url):
+    """Once the old Job settled and the live one's tasks wait with their reason recorded, a pass has
+    nothing to record and no Docker call to make: it takes no write lock and commits nothing. A pass
+    with something to record (a new Job's tasks) still commits it."""
+    steady(ctl, 4)
+    before = ctl.store.transactions
+    steady(ctl, 3)
+    assert ctl.store.transactions == before
+    cli(url, "apply", "-f", "-", stdin=job("next"))
+    ctl.reconcile_once()
+    assert ctl.store.transactions == before + 1
+    assert any(t.owner_name == "next" for t in ctl.store.tasks())
 
 
 def test_the_cli_writes_are_acted_on_by_the_next_pass(ctl, url):

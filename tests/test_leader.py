@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from helpers import cli, job_yaml, wait_for
-from reconciler.engine.actions import Plan, Start
+from reconciler.engine.actions import Plan, Remove, Start
 from reconciler.errors import StoreError
 from reconciler.kinds import Kind, TaskPhase
 from reconciler.ops import controller as ops_controller
@@ -146,6 +146,24 @@ def test_a_leader_overtaken_commits_nothing_and_makes_no_docker_call(stores):
         with pytest.raises(Fenced):
             actor.execute(_start_plan(), {"n1": host})
     assert host.calls == [] and a_store.tasks() == []
+
+
+def test_a_pass_with_nothing_to_record_or_send_opens_no_write_transaction(stores):
+    """A steady pass (an empty plan) takes no write lock and commits nothing: an overtaken leader's
+    empty pass therefore raises nothing (it learns of the takeover from its renewal). A plan with a
+    Docker call and nothing to record is still fenced before the call."""
+    a_store, b_store = stores
+    a_store.claim_lease("a", LEASE, now=100.0)
+    a_store.fence("a", 1)
+    b_store.claim_lease("b", LEASE, now=101.0)
+    host = RecordingHost()
+    with ThreadPoolExecutor(2) as pool:
+        actor = Actor(a_store, pool, clock=lambda: 102.0)
+        assert actor.execute(Plan(), {"n1": host}) == 0
+        removal = Remove("n1", "c" * 64, None, "orphan", grace=0)
+        with pytest.raises(Fenced):
+            actor.execute(Plan(removals=[removal]), {"n1": host})
+    assert host.calls == []
 
 
 def test_no_docker_call_goes_out_once_the_lease_may_have_expired(stores):

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
+from helpers import wait_for
 from reconciler.errors import Conflict, NotFound, StoreError
 from reconciler.spec.models import Kind, Resource, TaskPhase, template_hash
 from reconciler.records import TaskRecord
@@ -1099,7 +1100,8 @@ def test_a_commit_by_another_connection_wakes_a_subscriber(db_url):
     woke = threading.Event()
     subscription = own.subscribe(woke.set)
     try:
-        assert subscription.listening
+        wait_for(lambda: subscription.listening, 10, "the subscription to listen", 0.02)
+        woke.clear()  # PostgreSQL: the first LISTEN counts as a change
         before = subscription.version()
         own.apply([job("mine")])
         assert not woke.wait(0.3) and subscription.version() == before
@@ -1112,6 +1114,41 @@ def test_a_commit_by_another_connection_wakes_a_subscriber(db_url):
         subscription.stop()
         writer.close()
         own.close()
+
+
+def test_a_postgresql_subscription_connects_on_its_thread_and_counts_that_as_a_change():
+    """subscribe() returns before its LISTEN connection is made, so a controller that just took over
+    passes at once; once it listens, the change it counts wakes the controller, which passes again
+    for whatever was committed before the LISTEN."""
+    from reconciler.store.postgres import PgSubscription
+
+    answer, woke = threading.Event(), threading.Event()
+
+    class Connection:
+        def execute(self, statement):
+            pass
+
+        def notifies(self, timeout):
+            time.sleep(0.05)
+            return iter(())
+
+        def close(self):
+            pass
+
+    def connect():
+        answer.wait(10)  # a server slow to answer
+        return Connection()
+
+    subscription = PgSubscription(connect, "brokerctl_x", woke.set)
+    try:
+        assert not subscription.listening and subscription.version() == 0 and not woke.is_set()
+        answer.set()
+        assert woke.wait(5)
+        wait_for(lambda: subscription.listening, 10, "the subscription to listen", 0.02)
+        assert subscription.version() == 1
+    finally:
+        subscription.stop()
+        answer.set()
 
 
 def test_writes_are_serialised_so_a_read_then_write_loses_no_update(db_url):
@@ -1349,6 +1386,7 @@ def test_a_postgresql_store_outlives_a_restart_of_its_server(pg_cluster):
     try:
         store = Store(cluster.url)
         subscription = store.subscribe(woke.set)
+        wait_for(lambda: subscription.listening, 10, "the subscription to listen", 0.02)
         store.apply([job("before")])
         before = subscription.version()
 

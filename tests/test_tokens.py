@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from helpers import cli, cli_json
+from helpers import cli, cli_json, wait_for
 from reconciler import views
 from reconciler.errors import NotFound, UsageError
 from reconciler.kinds import Kind, TaskPhase
@@ -111,6 +111,8 @@ def test_last_use_is_written_at_most_once_a_minute_and_wakes_no_controller(store
     woke = threading.Event()
     subscription = other.subscribe(woke.set)
     try:
+        wait_for(lambda: subscription.listening, 10, "the subscription to listen", 0.02)
+        woke.clear()  # PostgreSQL: the first LISTEN counts as a change
         tokens.authenticate(store, made.text, now=1000.0)
         tokens.authenticate(store, made.text, now=1059.0)
         assert store.token(made.record.id).last_used_at == 1000.0

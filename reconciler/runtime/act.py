@@ -114,6 +114,13 @@ class Actor:
                 self.on_stopped()
 
     def record_decisions(self, p: Plan) -> None:
+        """Commit the plan's decisions in one (fenced) transaction. A plan with nothing to record and
+        no Docker call opens none: most passes of a steady store, which would otherwise take the write
+        lock every pass, waiting behind any other writer (and on PostgreSQL a leader paused inside
+        that transaction holds the lock its successor's claim waits for)."""
+        if not (p.new_tasks or p.task_updates or p.statuses or p.events or p.purges or p.rollbacks
+                or p.docker_actions):
+            return  # no call goes out, so no fence check is needed before one either
         now = self.clock()
         with self.store.transaction() as db:
             for t in p.new_tasks:

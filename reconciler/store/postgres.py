@@ -232,18 +232,18 @@ class PgSubscription:
     """The controller's wake-ups on PostgreSQL: ``LISTEN`` on the store's channel, on a connection
     of its own, in a thread. Each notification (another process committed) counts one change and
     calls ``wake``. A lost connection is made again (with backoff) and counts as a change, since
-    notifications sent meanwhile were lost; the controller's periodic resync covers the gap."""
+    notifications sent meanwhile were lost; the controller's periodic resync covers the gap.
+    The first connection is made on the thread too, and counts as a change once it listens: a
+    controller that just took over runs its first pass at once instead of waiting for a connection
+    (tenths of a second on a busy machine), and passes again if anything committed before the
+    ``LISTEN``."""
 
     def __init__(self, connect: Callable[[], psycopg.Connection], name: str, wake: Callable[[], None]):
         self._connect, self._channel, self._wake = connect, name, wake
         self._changes = 0
         self._stop = threading.Event()
         self._conn: psycopg.Connection | None = None
-        try:
-            self._conn = self._listen()
-        except (StoreError, psycopg.Error):
-            pass  # the thread tries again
-        self.listening = self._conn is not None
+        self.listening = False
         threading.Thread(target=self._loop, daemon=True, name="notifies").start()
 
     def _listen(self) -> psycopg.Connection:
@@ -261,8 +261,9 @@ class PgSubscription:
                     self._stop.wait(pause)
                     pause = min(pause * 2, 2.0)
                     continue
-                pause, self.listening = 0.1, True
-                self._changed()  # commits made while nobody listened went unheard
+                pause = 0.1
+                self._changed()  # commits made while nobody listened (or before the first LISTEN) went unheard
+                self.listening = True  # after the change is counted: a caller that saw it listening saw that too
             try:
                 for _ in self._conn.notifies(timeout=LISTEN_POLL):
                     self._changed()
