@@ -189,8 +189,14 @@ def test_a_remote_command_imports_neither_pydantic_nor_docker_nor_the_store(api,
     script = (
         "import sys\n"
         "from reconciler.cli.app import app\n"
+        "from reconciler.errors import NotFound\n"
         "for args in (['apply', '-f', sys.argv[1]], ['get', 'tasks'], ['get', 'jobs', '-o', 'yaml']):\n"
         "    app(['--server', sys.argv[2], '--token', sys.argv[3], *args], standalone_mode=False)\n"
+        "try:\n"
+        "    app(['--server', sys.argv[2], '--token', sys.argv[3], 'exec', 'nope', '--', 'true'], standalone_mode=False)\n"
+        "except NotFound as exc:\n"
+        "    print('EXEC', exc)\n"
+        "print('WS', 'websockets.sync.client' in sys.modules)\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'docker', 'sqlite_utils', 'sqlite3',"
         " 'fastapi', 'httpx', 'psycopg') or m.startswith(('reconciler.store', 'reconciler.spec.models', "
         "'reconciler.docker', 'reconciler.api')))\n"
@@ -200,6 +206,8 @@ def test_a_remote_command_imports_neither_pydantic_nor_docker_nor_the_store(api,
                          capture_output=True, text=True, env=client_env(home), timeout=60)
     assert ran.returncode == 0, ran.stderr
     assert "job/light created" in ran.stdout
+    assert "EXEC task 'nope' not found" in ran.stdout  # exec asked the server over its WebSocket
+    assert "WS True" in ran.stdout
     assert ran.stdout.strip().splitlines()[-1] == "HEAVY []"
 
 
@@ -218,6 +226,11 @@ def test_tls_with_the_ca_given_and_a_clear_message_without_it(db, state, home, t
         assert brokerctl(home, "get", "jobs", "-o", "name").stdout == "job/secure\n"
         plain = brokerctl(home, "--server", served.url.replace("https:", "http:"), "--token", served.admin, "get", "jobs")
         assert plain.returncode == 1 and "cannot reach the server" in plain.stderr
+        # exec's WebSocket: the same CA from the context, and the same message without it
+        found = brokerctl(home, "exec", "nope", "--", "true")
+        assert (found.returncode, found.stderr) == (1, "error: task 'nope' not found; `brokerctl get tasks` lists them\n")
+        untrusted = brokerctl(home, "--server", served.url, "--token", served.admin, "exec", "nope", "--", "true")
+        assert untrusted.returncode == 1 and "its TLS certificate is not trusted" in untrusted.stderr
 
 
 # -- on real daemons ------------------------------------------------------------------------------
@@ -295,3 +308,66 @@ def test_follow_logs_remotely_prints_each_line_as_it_is_written(served, home, db
     assert first.endswith("] one\n") and "Running" in cli(db, "get", "jobs").stdout
     assert follower.stdout.readline().endswith("] two\n")
     assert follower.wait(30) == 0
+
+
+# -- exec over the server's WebSocket ----------------------------------------------------------------
+
+
+@pytest.fixture
+def sleeper(served, home, db) -> str:
+    """A running task whose container sleeps; its id."""
+    brokerctl(home, "apply", "-f", "-", input=job_yaml("sleeper", "sleep 300", terminationGracePeriodSeconds=0)
+              ).check_returncode()
+
+    def running():
+        found = [t["id"] for t in json.loads(cli(db, "get", "tasks", "-o", "json", check=True).stdout)
+                 if t["phase"] == "Running"]
+        return found[0] if found else None
+
+    return wait_for(running, 60, "the sleeper running")
+
+
+def test_exec_through_the_server_prints_and_exits_as_on_the_store(sleeper, home, db):
+    """stdout and stderr apart, the command's exit code; `-i` pipes stdin to the end (a large input too);
+    a missing command, an unknown task and a task that is not running: the local messages and exits."""
+    args = ["exec", sleeper, "--", "sh", "-c", "echo out; echo err >&2; exit 7"]
+    local, far = cli(db, *args), brokerctl(home, *args)
+    same(local, far)
+    assert (far.returncode, far.stdout, far.stderr) == (7, "out\n", "err\n")
+    piped = ["exec", "-i", sleeper, "--", "cat"]
+    local, far = cli(db, *piped, input="hello\nworld\n"), brokerctl(home, *piped, input="hello\nworld\n")
+    same(local, far)
+    assert (far.returncode, far.stdout) == (0, "hello\nworld\n")
+    big = "x" * 300_000
+    counted = brokerctl(home, "exec", "-i", sleeper, "--", "wc", "-c", input=big)
+    assert (counted.returncode, counted.stdout.strip()) == (0, "300000"), counted.stderr
+    without = brokerctl(home, "exec", sleeper, "--", "sh", "-c", "cat; echo done", input="ignored\n")
+    assert (without.returncode, without.stdout) == (0, "done\n")  # no -i: the command's stdin is empty
+    for args in (["exec", sleeper], ["exec", "no-such-task", "--", "true"]):
+        same(cli(db, *args), brokerctl(home, *args))
+    brokerctl(home, "apply", "-f", "-", "--wait", "--timeout", "60", input=job_yaml("done", "true")).check_returncode()
+    (finished,) = [t["id"] for t in json.loads(cli(db, "get", "tasks", "-o", "json", check=True).stdout)
+                   if t["owner"] == "Job/done"]
+    local, far = cli(db, "exec", finished, "--", "true"), brokerctl(home, "exec", finished, "--", "true")
+    same(local, far)
+    assert far.returncode == 1 and f"task {finished} is Succeeded, not Running" in far.stderr
+
+
+def test_exec_needs_a_token_that_may_write_in_the_tasks_namespace_and_nothing_runs_otherwise(sleeper, served,
+                                                                                            home, db):
+    viewer = token(db, "--user", "val", "--role", "view", "--namespace", "default")
+    other = token(db, "--user", "olga", "--role", "edit", "--namespace", "team-b")
+    editor = token(db, "--user", "ed", "--role", "edit", "--namespace", "default")
+    touch = ["exec", sleeper, "--", "touch", "/tmp/ran"]
+    refused = remote(served, home, viewer, *touch)
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stderr == (f"error: user val (role view in default) may not exec in task {sleeper} in namespace "
+                              "default: the view role only reads\n")
+    hidden = remote(served, home, other, *touch)  # a namespace the token does not reach: not found there
+    assert (hidden.returncode, hidden.stderr) == (1, f"error: task '{sleeper}' not found; `brokerctl get tasks` "
+                                                     "lists them\n")
+    wrong = remote(served, home, "bk_0000_" + "y" * 43, *touch)
+    assert wrong.returncode == 1 and "refused the token: the token is not valid" in wrong.stderr
+    assert cli(db, "exec", sleeper, "--", "test", "-e", "/tmp/ran").returncode == 1  # nothing ran
+    assert remote(served, home, editor, *touch).returncode == 0
+    assert cli(db, "exec", sleeper, "--", "test", "-e", "/tmp/ran").returncode == 0

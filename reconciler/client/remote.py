@@ -15,10 +15,10 @@ import base64
 import json
 import queue
 import threading
-from typing import Iterator, TextIO
+from typing import Callable, Iterable, Iterator, TextIO
 
 from .. import views
-from ..errors import UsageError
+from ..errors import BrokerError, UsageError
 from ..kinds import Kind
 from ..ops import listing
 from ..ops.listing import Filters, Listing
@@ -272,6 +272,39 @@ class Remote:
     def retry(self, name: str, namespace: str) -> None:
         self.http.call("POST", path_of("namespaces", namespace, "jobs", name, "retry"))
 
+    def exec(self, task_id: str, command: list[str], stdin: Iterable[bytes] | None,
+             write: Callable[[int, bytes], None], tty: bool = False, size: tuple[int, int] | None = None) -> int:
+        """``ops.tasks.exec_in`` over the server's exec WebSocket (framed as ``views.EXEC_*``): ``stdin``'s
+        chunks sent on a thread (then an empty frame: end of input), the output handed to ``write`` as it
+        comes; returns the command's exit code, or raises the error the server reports."""
+        params: dict = {"command": list(command), "stdin": _flag(stdin is not None), "tty": _flag(tty)}
+        if size:
+            params["rows"], params["columns"] = size
+        from websockets.exceptions import ConnectionClosedError
+
+        status = None
+        with self.http.websocket(path_of("tasks", task_id, "exec"), params) as socket:
+            if stdin is not None:
+                threading.Thread(target=_send_input, args=(socket, stdin), daemon=True, name="exec-stdin").start()
+            try:
+                for message in socket:  # ends when the server closes the socket
+                    if not isinstance(message, bytes) or not message:
+                        continue
+                    channel, data = message[0], message[1:]
+                    if channel in (views.EXEC_STDOUT, views.EXEC_STDERR):
+                        write(channel, data)
+                    elif channel == views.EXEC_STATUS:
+                        status = json.loads(data)
+            except ConnectionClosedError:
+                pass  # the server went away: said below
+        if status is None:
+            raise BrokerError(f"the server {self.target.server} ended the exec before the command's exit code; "
+                              "the command may still be running")
+        if "error" in status:
+            raise raised(status["error"], status["message"], status.get("details") or [],
+                         exit_code=status.get("exitCode"))
+        return status["exitCode"]
+
     # -- services -------------------------------------------------------------------------------------
 
     def _service(self, namespace: str, name: str, *rest: str) -> str:
@@ -304,6 +337,18 @@ class Remote:
     def drain(self, name: str, timeout: float, wait: bool) -> Iterator[Note]:
         params = {"timeout": timeout, "wait": _flag(wait)}
         return (yield from self._progress(self.http.lines("POST", path_of("nodes", name, "drain"), params)))
+
+
+def _send_input(socket, chunks: Iterable[bytes]) -> None:
+    """`exec -i`: each chunk of input as a STDIN frame, then an empty one (end of input)."""
+    from websockets.exceptions import ConnectionClosed
+
+    try:
+        for chunk in chunks:
+            socket.send(views.exec_frame(views.EXEC_STDIN, chunk))
+        socket.send(views.exec_frame(views.EXEC_STDIN, b""))
+    except ConnectionClosed:
+        pass  # the command ended (and the server closed the socket) before reading all its input
 
 
 def _flag(value: bool) -> str:
