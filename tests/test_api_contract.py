@@ -157,3 +157,5 @@ def test_the_exec_websocket_needs_a_token_and_a_role_that_may_write_before_it_is
         assert (status, body["message"]) == (404, "task 'walk-abcde-0-1' not found; `brokerctl get tasks` lists them")
     status, body, _ = refusal("/tasks/walk-abcde-0-1/exec", server.admin)
     assert (status, body["error"]) == (422, "Invalid") and "name the command after --" in body["message"]
+    status, body, _ = refusal("/tasks/walk-abcde-0-1/exec?command=true&rows=-1", server.admin)
+    assert (status, body["error"]) == (422, "Invalid") and body["message"].startswith("invalid request: query.rows")

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import logging
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -76,6 +76,13 @@ def install(app: FastAPI) -> None:
         details = [_validation_line(e) for e in exc.errors()]
         return error_response(422, "Invalid", f"invalid request: {details[0]}" if details else "invalid request",
                               details)
+
+    @app.exception_handler(WebSocketRequestValidationError)
+    async def _invalid_socket(websocket: WebSocket, exc: WebSocketRequestValidationError) -> None:
+        # refused in the handshake's answer, as the other refusals of a WebSocket (``exec_socket``)
+        details = [_validation_line(e) for e in exc.errors()]
+        await websocket.send_denial_response(error_response(
+            422, "Invalid", f"invalid request: {details[0]}" if details else "invalid request", details))
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:

@@ -41,21 +41,26 @@ router = APIRouter(prefix="/api/v1")
 Command = Annotated[list[str], Query(description="The command and its arguments (repeatable, in order)")]
 Stdin = Annotated[bool, Query(description="Pass the client's STDIN frames to the command")]
 Tty = Annotated[bool, Query(description="Give the command a terminal (its stderr then comes as STDOUT)")]
-Size = Annotated[int | None, Query(ge=1, le=65535, description="The terminal's size, with tty")]
+Size = Annotated[int | None, Query(ge=0, le=65535, description="The terminal's size, with tty (as the client's "
+                                                                "terminal reports it)")]
 
 
 @router.websocket("/tasks/{task_id}/exec")
 async def exec_any(websocket: WebSocket, task_id: str, command: Command = [], stdin: Stdin = False,
                    tty: Tty = False, rows: Size = None, columns: Size = None) -> None:
     """Run a command in a Running task of any namespace the token reaches, as `brokerctl exec ID -- CMD`."""
-    await _exec(websocket, None, task_id, command, stdin, tty, (rows, columns) if rows and columns else None)
+    await _exec(websocket, None, task_id, command, stdin, tty, _size(rows, columns))
 
 
 @router.websocket("/namespaces/{namespace}/tasks/{task_id}/exec")
 async def exec_in_namespace(websocket: WebSocket, namespace: str, task_id: str, command: Command = [],
                             stdin: Stdin = False, tty: Tty = False, rows: Size = None, columns: Size = None) -> None:
     """Run a command in a Running task of ``namespace``, as `brokerctl exec ID -- CMD`."""
-    await _exec(websocket, namespace, task_id, command, stdin, tty, (rows, columns) if rows and columns else None)
+    await _exec(websocket, namespace, task_id, command, stdin, tty, _size(rows, columns))
+
+
+def _size(rows: int | None, columns: int | None) -> tuple[int, int] | None:
+    return None if rows is None or columns is None else (rows, columns)
 
 
 async def _exec(websocket: WebSocket, namespace: str | None, task_id: str, command: list[str], stdin: bool,
