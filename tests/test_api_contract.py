@@ -48,7 +48,7 @@ def operations(document: dict):
 
 
 def concrete(path: str) -> str:
-    return (path.replace("{namespace}", "team-a").replace("{name}", "walk").replace("{task_id}", "walk-abcde-0-1")
+    return (path.replace("{namespace}", "team-a").replace("{kind}", "job").replace("{name}", "walk").replace("{task_id}", "walk-abcde-0-1")
             .replace("{uuid}", "2d272b5c-953c-44e9-ad15-6c31187903c9"))
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ServerProcess, cli, job_yaml, nodes_yaml, service_yaml, wait_for
+from helpers import ServerProcess, cli, editor, job_yaml, nodes_yaml, seen, service_yaml, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import tlscerts  # noqa: E402
@@ -183,6 +183,85 @@ def test_listings_and_their_options_print_as_on_the_store(api, home, db):
     assert remote(api, home, api.admin, "get", "job", "zz").returncode == 1
     deleted = remote(api, home, api.admin, "delete", "jobs", "--all")
     assert deleted.stdout == "job/a deleted\njob/b deleted\njob/c deleted\n", deleted.stderr
+
+
+def test_edit_through_the_server_prints_and_applies_as_on_the_store(api, home, db, tmp_path):
+    """The same round trip as the local edit, with the same output: the document opened, the saved change
+    applied (recorded as the token's user), an unchanged or empty file cancelled, a bad edit reopened with
+    its error and then fixed, one saved again unchanged given up; a Secret refused before an editor opens."""
+    import itertools
+
+    cli(db, "apply", "-f", "-", input=job_yaml("hello", completions=2), check=True)
+    runs = itertools.count()
+
+    def edit(where: str, body: str, target: str = "job/hello"):
+        folder = tmp_path / f"{where}-{next(runs)}"
+        folder.mkdir()
+        env = editor(folder, body)
+        shown = {k: v for k, v in env.items() if not k.startswith("_")}
+        done = (cli(db, "edit", target, env=shown) if where == "local"
+                else remote(api, home, api.admin, "edit", target, **shown))
+        return done, (seen(env) if Path(env["_seen"]).exists() else [])
+
+    far, opened = edit("far", "text = text.replace('completions: 2', 'completions: 3')")
+    assert (far.returncode, far.stdout, far.stderr) == (0, "job/hello edited\n", "")
+    assert opened[0].startswith("# Edit the object below") and "completions: 2" in opened[0]
+    [job] = json.loads(cli(db, "get", "job", "hello", "-o", "json", check=True).stdout)
+    assert job["spec"]["completions"] == 3 and job["metadata"]["updatedBy"] == "admin"
+    local, _ = edit("local", "text = text.replace('completions: 3', 'completions: 4')")
+    same(local, far)  # "job/hello edited" both
+    for body, message in (("text = text + '# a comment\\n'", "Edit cancelled, no changes made.\n"),
+                          ("text = ''", "Edit cancelled, saved file was empty.\n")):
+        (local, _), (far, _) = edit("local", body), edit("far", body)
+        same(local, far)
+        assert far.stdout == message
+    fix = ("if 'could not be applied' in text:\n"
+           "    text = text.replace('completions: -1', 'completions: 9')\n"
+           "else:\n"
+           "    text = text.replace('completions: 4', 'completions: -1')")
+    far, opened = edit("far", fix)
+    assert (far.returncode, far.stdout) == (0, "job/hello edited\n"), far.stderr
+    assert any(line.startswith("# ") and "spec.completions" in line
+               for line in opened[1].split("completions: -1")[0].splitlines()), opened[1]
+    give_up = "if 'could not be applied' not in text:\n    text = text.replace('name: hello', 'name: renamed')"
+    (local, _), (far, reopened) = edit("local", give_up), edit("far", give_up)
+    temporary = re.compile(r"/\S+/brokerctl-edit-job-hello-\w+\.yaml")  # each edit's own file
+    assert (far.returncode, temporary.sub("FILE", far.stderr)) == (1, temporary.sub("FILE", local.stderr))
+    assert len(reopened) == 2 and "is job/renamed, not job/hello" in far.stderr and "nothing was applied" in far.stderr
+    cli(db, "apply", "-f", "-", check=True, input=json.dumps({
+        "apiVersion": "broker/v1", "kind": "Secret", "metadata": {"name": "creds"}, "spec": {"stringData": {"k": "v"}}}))
+    (local, _), (far, opened) = edit("local", "pass", "secret/creds"), edit("far", "pass", "secret/creds")
+    same(local, far)
+    assert far.returncode == 2 and "a Secret's values are never shown" in far.stderr and opened == []
+    assert json.loads(cli(db, "get", "job", "hello", "-o", "json", check=True).stdout)[0]["spec"]["completions"] == 9
+
+
+def test_edit_through_the_server_of_a_resource_changed_meanwhile_reopens_at_its_current_version(api, home, db,
+                                                                                              tmp_path):
+    from test_cli_kubectl import conflicting_edit
+
+    cli(db, "apply", "-f", "-", input=job_yaml("hello", completions=2), check=True)
+    other = tmp_path / "other.json"
+    other.write_text(cli(db, "get", "job", "hello", "-o", "json", check=True).stdout.replace(
+        '"completions": 2', '"completions": 9'))
+    env = editor(tmp_path, conflicting_edit(db, other))
+    done = remote(api, home, api.admin, "edit", "job/hello", EDITOR=env["EDITOR"], BROKER_EDITOR="")
+    assert (done.returncode, done.stdout) == (0, "job/hello edited\n"), done.stderr
+    first, second = seen(env)
+    assert "# job/hello was changed while it was being edited (generation 1 then, 2 now)" in second
+    assert "completions: 9" in second and "completions: 7" not in second
+    assert json.loads(cli(db, "get", "job", "hello", "-o", "json", check=True).stdout)[0]["spec"]["completions"] == 8
+
+
+def test_edit_with_a_view_token_is_refused_before_an_editor_opens(api, home, db, tmp_path):
+    cli(db, "apply", "-f", "-", input=job_yaml("hello"), check=True)
+    viewer = token(db, "--user", "val", "--role", "view", "--namespace", "default")
+    env = editor(tmp_path, "text = text.replace('hello', 'x')")
+    refused = remote(api, home, viewer, "edit", "job/hello", EDITOR=env["EDITOR"], BROKER_EDITOR="")
+    assert refused.returncode == 1
+    assert refused.stderr == ("error: user val (role view in default) may not edit job/hello in namespace default: "
+                              "the view role only reads\n")
+    assert not Path(env["_seen"]).exists()  # no editor was opened
 
 
 def test_a_remote_command_imports_neither_pydantic_nor_docker_nor_the_store(api, home, tmp_path):

@@ -75,6 +75,22 @@ class Remote:
         params = {"namespace": namespace, "force": _flag(force), "confirm": _flag(yes)}
         return self.http.call("POST", path_of("delete"), params, self._sources(files, stdin), FILES_TYPE)["results"]
 
+    # -- edit ---------------------------------------------------------------------------------------
+
+    def edit_document(self, kind: Kind, name: str, namespace: str) -> str:
+        """``ops.edit.document`` over HTTP: the text to open."""
+        return self.http.call("GET", path_of("edit", kind.value.lower(), name), {"namespace": namespace})["text"]
+
+    def apply_edit(self, kind: Kind, name: str, namespace: str, original: str, edited: str, source: str):
+        """``ops.edit.apply_edit`` over HTTP: an ``ops.edit.Edited``, or the server's refusal raised as the
+        CLI's (a bad edit, a conflict), for the editor loop to reopen the file with."""
+        from ..ops.edit import Edited
+
+        body = json.dumps({"original": original, "edited": edited, "filename": source}).encode()
+        done = self.http.call("POST", path_of("edit", kind.value.lower(), name), {"namespace": namespace}, body,
+                              "application/json")
+        return Edited(done["ref"], done["outcome"], done["message"])
+
     # -- get ----------------------------------------------------------------------------------------
 
     def _list_path(self, kind: str, namespace: str | None) -> str:
