@@ -24,6 +24,8 @@ from helpers import ServerProcess, cli, editor, job_yaml, nodes_yaml, seen, serv
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import tlscerts  # noqa: E402
 
+from reconciler.store import Store  # noqa: E402
+
 pytestmark = pytest.mark.timeout(180)
 
 
@@ -264,12 +266,78 @@ def test_edit_with_a_view_token_is_refused_before_an_editor_opens(api, home, db,
     assert not Path(env["_seen"]).exists()  # no editor was opened
 
 
+def test_sync_through_the_server_prints_and_prunes_as_on_the_store(api, home, db, tmp_path):
+    """`sync DIR` remotely against a sync of the same directory on a second store: the same lines and exit
+    codes as the directory changes (created, an invalid file held back, pruned, a mass prune refused), the
+    same `sync status` (the directory named by its absolute path on the client, its git commit); a view
+    token is refused."""
+    import shutil
+
+    here = tmp_path / "here.db"  # the store a local sync of the same directory goes to
+    Store(here).close()
+    d = tmp_path / "repo" / "manifests"
+    d.mkdir(parents=True)
+    (d / "a.yaml").write_text(job_yaml("a"))
+    (d / "b.yaml").write_text(job_yaml("b"))
+    (d / "c.yaml").write_text(job_yaml("c"))
+    (d / "bad.yaml").write_text("apiVersion: broker/v1\nkind: Job\nmetadata: {name: bad}\nspec: {nope: 1}\n")
+    git = ["git", "-C", str(d.parent), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    if shutil.which("git"):
+        subprocess.run([*git[:3], "init", "-q"], check=True)
+        subprocess.run([*git, "add", "."], check=True)
+        subprocess.run([*git, "commit", "-qm", "first manifests"], check=True)
+
+    def both(*args: str):
+        local, far = cli(here, *args), remote(api, home, api.admin, *args)
+        same(local, far)
+        return far
+
+    first = both("sync", str(d))
+    assert first.returncode == 1 and first.stdout.startswith("job/a created\njob/b created\njob/c created\ninvalid: bad.yaml:")
+    assert both("sync", str(d)).stdout.startswith("invalid: bad.yaml:")  # nothing else to change
+    (d / "b.yaml").unlink()
+    (d / "bad.yaml").write_text(job_yaml("bad"))
+    fixed = both("sync", str(d))
+    assert (fixed.returncode, fixed.stdout) == (0, "job/bad created\njob/b pruned (deleted)\n")
+    assert both("sync", str(d)).stdout == f"{d}: in sync, nothing to change\n"
+    for name in ("a", "c", "bad"):
+        (d / f"{name}.yaml").unlink()
+    refused = both("sync", str(d))
+    assert refused.returncode == 1 and "refused: sync of" in refused.stdout and "--allow-mass-prune" in refused.stdout
+
+    def status(*args: str):
+        local, far = cli(here, "sync", "status", *args), remote(api, home, api.admin, "sync", "status", *args)
+        assert (far.returncode, far.stderr) == (local.returncode, local.stderr) == (0, "")
+        unaged = [line for line in far.stdout.splitlines() if not line.startswith("last sync:")]
+        assert unaged == [line for line in local.stdout.splitlines() if not line.startswith("last sync:")]
+        assert "REFUSED: sync of" in far.stdout  # on the last sync: line
+        return "\n".join(unaged) + "\n"
+
+    shown = status(str(d))
+    assert f"directory:  {d}\n" in shown
+    assert ("commit:     " + ("" if shutil.which("git") else "- ")) in shown
+    if shutil.which("git"):
+        assert "first manifests" in shown
+    assert status() == shown
+    pruned = both("sync", str(d), "--allow-mass-prune")
+    assert sorted(pruned.stdout.splitlines()) == ["job/a pruned (deleted)", "job/bad pruned (deleted)", "job/c pruned (deleted)"]
+    viewer = token(db, "--user", "val", "--role", "view", "--namespace", "default")
+    denied = remote(api, home, viewer, "sync", str(d))
+    assert (denied.returncode, denied.stderr) == (1, "error: user val (role view in default) may not sync a directory: "
+                                                     "only an admin token may (nodes, namespaces and tokens are "
+                                                     "cluster-wide)\n")
+    missing = remote(api, home, api.admin, "sync", str(tmp_path / "nope"))
+    same(cli(here, "sync", str(tmp_path / "nope")), missing)
+    assert missing.returncode == 2
+
+
 def test_a_remote_command_imports_neither_pydantic_nor_docker_nor_the_store(api, home, tmp_path):
     script = (
         "import sys\n"
         "from reconciler.cli.app import app\n"
         "from reconciler.errors import NotFound\n"
-        "for args in (['apply', '-f', sys.argv[1]], ['get', 'tasks'], ['get', 'jobs', '-o', 'yaml']):\n"
+        "for args in (['apply', '-f', sys.argv[1]], ['get', 'tasks'], ['get', 'jobs', '-o', 'yaml'], ['sync', sys.argv[4]],\n"
+        "             ['sync', 'status']):\n"
         "    app(['--server', sys.argv[2], '--token', sys.argv[3], *args], standalone_mode=False)\n"
         "try:\n"
         "    app(['--server', sys.argv[2], '--token', sys.argv[3], 'exec', 'nope', '--', 'true'], standalone_mode=False)\n"
@@ -281,10 +349,13 @@ def test_a_remote_command_imports_neither_pydantic_nor_docker_nor_the_store(api,
         "'reconciler.docker', 'reconciler.api')))\n"
         "print('HEAVY', heavy)\n")
     (tmp_path / "j.yaml").write_text(job_yaml("light"))
-    ran = subprocess.run([sys.executable, "-c", script, str(tmp_path / "j.yaml"), api.url, api.admin],
+    (tmp_path / "synced").mkdir()
+    (tmp_path / "synced" / "s.yaml").write_text(job_yaml("synced"))
+    ran = subprocess.run([sys.executable, "-c", script, str(tmp_path / "j.yaml"), api.url, api.admin,
+                          str(tmp_path / "synced")],
                          capture_output=True, text=True, env=client_env(home), timeout=60)
     assert ran.returncode == 0, ran.stderr
-    assert "job/light created" in ran.stdout
+    assert "job/light created" in ran.stdout and "job/synced created" in ran.stdout
     assert "EXEC task 'nope' not found" in ran.stdout  # exec asked the server over its WebSocket
     assert "WS True" in ran.stdout
     assert ran.stdout.strip().splitlines()[-1] == "HEAVY []"

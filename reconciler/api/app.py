@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 
 from .. import __version__
-from . import (containerbroker, edit, errors, exec_socket, health, metrics, namespaces, nodes, resources, services, session,
-               tasks)
+from . import (containerbroker, edit, errors, exec_socket, health, metrics, namespaces, nodes, resources, services,
+               session, sync, tasks)
 from .limits import MAX_BODY, BodyLimit
 from .metrics import Metrics, RequestMetrics
 from .stores import Stores
@@ -59,7 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings, app.state.stores, app.state.metrics = settings, stores, Metrics(stores)
     app.state.closing = threading.Event()
     errors.install(app)
-    for module in (resources, edit, services, tasks, exec_socket, namespaces, nodes, session, health, metrics,
+    for module in (resources, edit, sync, services, tasks, exec_socket, namespaces, nodes, session, health, metrics,
                    containerbroker):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body)

@@ -91,6 +91,22 @@ class Remote:
                               "application/json")
         return Edited(done["ref"], done["outcome"], done["message"])
 
+    # -- sync ---------------------------------------------------------------------------------------
+
+    def sync(self, source: str, allow_mass_prune: bool, namespace: str) -> dict:
+        """`sync DIR` through the server: the directory ``source`` (its absolute path, the sync's name for
+        it) read here, file by file, with its git commit; ``{"source", "lines", "failed"}``."""
+        from ..spec.sources import directory_sources, git_commit
+
+        body = json.dumps({"directory": source, "commit": git_commit(source),
+                           "sources": [s.to_json() for s in directory_sources(source)]}).encode()
+        params = {"namespace": namespace, "allowMassPrune": _flag(allow_mass_prune)}
+        return self.http.call("POST", path_of("sync"), params, body, "application/json")
+
+    def sync_status(self, source: str | None) -> list[dict]:
+        """``ops.sync.status`` over HTTP: ``views.sync_status_object``s."""
+        return self.http.call("GET", path_of("syncs"), {"directory": source} if source else None)["items"]
+
     # -- get ----------------------------------------------------------------------------------------
 
     def _list_path(self, kind: str, namespace: str | None) -> str:
