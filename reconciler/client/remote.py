@@ -6,7 +6,10 @@ CLI renders both with the same code and the output cannot drift.
 
 Called by the CLI's commands when ``cli.common.remote`` names a server. Manifests are sent as the
 files' text (``spec.sources``), validated by the server: its errors name the files as the local CLI
-does. Not over HTTP: ``exec`` (interactive), ``edit``, ``sync`` and the store's own commands.
+does; `sync DIR` sends a directory's files so, named by its absolute path here (the sync's source).
+``exec`` is a WebSocket (``Connection.websocket``, framed as ``views.EXEC_*``) taking the local verb's
+arguments, so the CLI's terminal handling is the same code; ``edit`` runs the editor here and the
+edit's verb there. Only the store's own commands (server, controller, token, store) are not over HTTP.
 """
 
 from __future__ import annotations
