@@ -336,3 +336,29 @@ def editor(tmp_path, body: str) -> dict:
 def seen(env) -> list[str]:
     """The texts the ``editor`` was opened with, in order."""
     return json.loads(Path(env["_seen"]).read_text())
+
+
+def in_terminal(args: list[str], env: dict, prompt: bytes, keys: bytes, answer: bytes,
+                timeout: float = 60) -> tuple[int, bytes]:
+    """``python -m reconciler ARGS`` run from a terminal (a pty): once it has printed ``prompt``, ``keys``
+    are typed; returns its exit code and all it printed (read until ``answer`` or the terminal closes)."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler", *args], stdin=slave, stdout=slave, stderr=slave,
+                            env=env)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + timeout
+    try:
+        for wanted, then in ((prompt, keys), (answer, b"")):
+            while wanted not in seen and time.monotonic() < deadline:
+                try:
+                    seen += os.read(master, 4096)
+                except OSError:  # the terminal closed: the process ended
+                    break
+            if then:
+                os.write(master, then)
+        return proc.wait(timeout), seen
+    finally:
+        os.close(master)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ServerProcess, cli, editor, job_yaml, nodes_yaml, seen, service_yaml, wait_for
+from helpers import ServerProcess, cli, editor, in_terminal, job_yaml, nodes_yaml, seen, service_yaml, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import tlscerts  # noqa: E402
@@ -526,26 +526,8 @@ def test_exec_needs_a_token_that_may_write_in_the_tasks_namespace_and_nothing_ru
 def test_exec_it_through_the_server_gives_the_command_a_terminal(sleeper, home):
     """Run from a terminal (a pty), `exec -it` through the server: the command has a terminal, reads the
     keys typed (the local terminal in raw mode) and its exit code comes back."""
-    import pty
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "reconciler", "exec", "-it", sleeper, "--", "sh", "-c",
-                             '[ -t 0 ] && echo has-tty; read x; echo "got-$x"; exit 4'],
-                            stdin=slave, stdout=slave, stderr=slave, env=client_env(home))
-    os.close(slave)
-    seen = b""
-    deadline = time.monotonic() + 60
-    while b"has-tty" not in seen and time.monotonic() < deadline:
-        try:
-            seen += os.read(master, 4096)
-        except OSError:  # the terminal closed: the process ended
-            break
-    os.write(master, b"abc\r")
-    while b"got-abc" not in seen and time.monotonic() < deadline:
-        try:
-            seen += os.read(master, 4096)
-        except OSError:
-            break
-    assert proc.wait(60) == 4, seen
-    assert b"has-tty" in seen and b"got-abc" in seen
-    os.close(master)
+    code, printed = in_terminal(["exec", "-it", sleeper, "--", "sh", "-c",
+                                 '[ -t 0 ] && echo has-tty; read x; echo "got-$x"; exit 4'],
+                                client_env(home), b"has-tty", b"abc\r", b"got-abc")
+    assert code == 4, printed
+    assert b"has-tty" in printed and b"got-abc" in printed
