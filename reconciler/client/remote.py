@@ -99,7 +99,8 @@ class Remote:
     def sync(self, source: str, allow_mass_prune: bool, namespace: str) -> dict:
         """`sync DIR` through the server: the directory ``source`` (its absolute path, the sync's name for
         it) read here, file by file, with its git commit; ``{"source", "lines", "failed"}``."""
-        from ..spec.sources import directory_sources, git_commit
+        from ..ops.checkout import git_commit
+        from ..spec.sources import directory_sources
 
         body = json.dumps({"directory": source, "commit": git_commit(source),
                            "sources": [s.to_json() for s in directory_sources(source)]}).encode()

@@ -33,9 +33,10 @@ from ..errors import Conflict, Forbidden, ManifestError, NotFound, UsageError
 from ..kinds import DEFAULT_NAMESPACE, NAMESPACED_KINDS, WORKLOAD_KINDS, Kind, object_ref
 from ..spec import manifests
 from ..spec.models import STORED, RunAs, user_refusal
-from ..spec.sources import Source, directory_sources, git_commit, source_of
+from ..spec.sources import Source, directory_sources, source_of
 from ..store.resources import template_changes
 from ..store.syncs import SourcedRow
+from .checkout import git_commit
 from .tokens import author
 
 log = logging.getLogger("brokerctl.gitops")

@@ -2,7 +2,7 @@
 and ``*.json``, recursive and sorted) and ``-`` (stdin), with what could not be read in its place.
 
 Called by ``manifests.load_paths`` (which parses and validates what is read), by ``ops.sync`` (a
-synced directory's files, its name and git commit) and by the remote client, which sends the same
+synced directory's files and its name) and by the remote client, which sends the same
 texts to a server (``brokerctl apply -f``, ``brokerctl sync DIR`` against ``brokerctl server``), so
 both name the same files in the same order and read them the same way. Imports only the standard
 library (and the errors): a remote command must start without the models.
@@ -94,15 +94,3 @@ def directory_sources(source: str) -> list[Source]:
     """Each manifest file of the directory ``source`` (absolute) read on its own, named by its path, as
     a sync loads them (one file's problem holds back only that file)."""
     return [_read(str(path), str(path), False) for path in iter_manifest_files(Path(source))]
-
-
-def git_commit(directory: str) -> str | None:
-    """The last commit touching ``directory`` when it is in a git work tree (short hash and subject)."""
-    import subprocess
-
-    try:
-        out = subprocess.run(["git", "-C", directory, "log", "-1", "--format=%h %s", "--", "."], capture_output=True,
-                             text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
