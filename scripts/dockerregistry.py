@@ -46,7 +46,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from procutil import free_port, listening, pid_running  # noqa: E402  (scripts/ is on sys.path)
+from procutil import free_port, listening, pid_running
 
 REGISTRY_BIN = "docker-registry"
 MARKER = ".dockerregistry"  # a dir holding this file may be removed wholesale
@@ -307,6 +307,15 @@ def push_image(client, registry: Registry, image: str = "busybox:latest",
         if "error" in event:
             raise RuntimeError(f"push of {target}:{tag} failed: {event['error']}")
     return f"{target}:{tag}"
+
+
+def forget_images(client, registry: Registry) -> None:
+    """Remove every tag naming ``registry`` from ``client``'s daemon (never the image pushed from),
+    so that the next start there must pull."""
+    for image in client.images.list():
+        for tag in image.tags:
+            if tag.startswith(f"{registry.address}/"):
+                client.images.remove(tag, force=True)
 
 
 def _htpasswd_line(user: str, password: str) -> str:

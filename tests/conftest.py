@@ -17,6 +17,7 @@ Without PostgreSQL these tests skip, naming why; with ``CI`` set they fail.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import sys
@@ -27,9 +28,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-import dockerhosts  # noqa: E402
-import pgcluster  # noqa: E402
-from helpers import cli, nodes_yaml  # noqa: E402
+import dockerhosts
+import pgcluster
+from helpers import cli, nodes_yaml
 
 HOST_COUNT = 3
 # Parallel workers (pytest-xdist, `-n`): each starts its own daemons on addresses of its own, ten
@@ -37,8 +38,11 @@ HOST_COUNT = 3
 WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
 PARALLEL = "PYTEST_XDIST_WORKER" in os.environ
 FIRST_IP = int(os.environ.get("BROKER_TEST_FIRST_IP", "21")) + 10 * WORKER
-SPARE_IP = FIRST_IP + 8  # a daemon of its own for tests that abuse one (tests/test_dockerhosts.py)
-NETWORK_IP = FIRST_IP + 7  # the daemon with bridge networking, when h1 cannot be it (see network_host)
+# A test's own daemons (``own_daemon``), at these offsets from the worker's first address: TLS daemons
+# of tests/test_dockertls.py (4, 5) and tests/test_e2e_tls.py (6), the daemon with bridge networking
+# when h1 cannot be it (7, see network_host), a spare that tests/test_dockerhosts.py abuses (8).
+TLS_OFFSET, THROWAWAY_TLS_OFFSET, E2E_TLS_OFFSET, NETWORK_OFFSET, SPARE_OFFSET = 4, 5, 6, 7, 8
+NETWORK_IP = FIRST_IP + NETWORK_OFFSET
 # Only one daemon per machine may own a bridge with iptables. In a single session h1 keeps Docker's
 # default bridge (published ports); with parallel workers no h1 does, and the one test that needs
 # networking gets a daemon of its own (network_host). BROKER_TEST_NO_NETWORK=1 turns it off, for a
@@ -85,6 +89,68 @@ def docker_hosts() -> list[dockerhosts.DockerHost]:
         stop()
         atexit.unregister(stop)
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def own_daemon(offset: int, **options):
+    """A daemon of the test's own on the worker's address ``FIRST_IP + offset`` (the offsets above),
+    started with ``dockerhosts.start_hosts`` ``options`` and stopped afterwards."""
+    (host,) = dockerhosts.start_hosts(1, first_ip=FIRST_IP + offset, **options)
+    try:
+        yield host
+    finally:
+        dockerhosts.stop_hosts([host])
+
+
+@pytest.fixture(scope="module")
+def other_ca():
+    """A second certificate authority: it signed nothing the TLS daemons trust or present."""
+    import tlscerts
+
+    ca = tlscerts.CertAuthority.create(name="another test CA")
+    yield ca
+    ca.remove()
+
+
+@pytest.fixture(scope="module")
+def registry(docker_hosts):
+    """A running registry with one user (htpasswd); asking for ``docker_hosts`` applies its skip-or-fail
+    decision. Afterwards every daemon forgets the images it pulled from it."""
+    import dockerregistry
+
+    reason = dockerregistry.missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"registry unavailable and CI is set: {reason}", pytrace=False)
+        pytest.skip(f"registry unavailable: {reason}")
+    reg = dockerregistry.start_registry()
+    yield reg
+    for host in docker_hosts:
+        forget_images(host, reg)
+    reg.remove()
+
+
+@pytest.fixture(scope="module")
+def pushed(registry, docker_hosts) -> str:
+    """busybox:latest pushed from the first daemon as team/busybox with the registry's credentials."""
+    import dockerregistry
+
+    client = docker_hosts[0].client(timeout=60)
+    try:
+        return dockerregistry.push_image(client, registry, "busybox:latest", "team/busybox")
+    finally:
+        client.close()
+
+
+def forget_images(host: dockerhosts.DockerHost, registry) -> None:
+    """Remove every tag naming ``registry`` from ``host``, so that the next start there must pull."""
+    import dockerregistry
+
+    client = host.client(timeout=30)
+    try:
+        dockerregistry.forget_images(client, registry)
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")

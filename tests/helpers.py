@@ -34,27 +34,21 @@ def cli_json(db: Path, *args: str):
     return json.loads(cli(db, *args, "-o", "json", check=True).stdout)
 
 
-class ControllerProcess:
-    """``brokerctl controller`` as a child process, stopped with SIGTERM (or killed) on exit."""
+class LoggedProcess:
+    """A ``brokerctl`` child process whose output goes to ``self.log``; stopped with SIGTERM (or killed
+    when it outlives the timeout) on exit. Subclasses say what it runs and when it has started."""
 
-    def __init__(self, db: Path | str, *extra: str):
-        self.db, self.extra = db, extra
-        self.proc: subprocess.Popen | None = None
-        # Beside a store file; for a store URL, in a directory of its own.
-        beside = Path(tempfile.mkdtemp(prefix="bkctl-")) / "store" if "://" in str(db) else Path(db)
-        self.log = Path(str(beside) + f".controller-{time.monotonic_ns()}.log")
+    log: Path
+    proc: subprocess.Popen | None = None
 
-    def start(self) -> "ControllerProcess":
+    def _spawn(self, args: list[str], **env: str) -> None:
         self._out = open(self.log, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reconciler", "--db", str(self.db), "controller", *self.extra],
-            stdout=self._out, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"},
-        )
-        wait_for(lambda: "controller started" in self.log.read_text() or self.proc.poll() is not None, 20,
-                 "controller start")
+        self.proc = subprocess.Popen([sys.executable, "-m", "reconciler", *args], stdout=self._out,
+                                     stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1", **env})
+
+    def _check_alive(self, what: str) -> None:
         if self.proc.poll() is not None:
-            raise AssertionError(f"controller exited at start:\n{self.log.read_text()}")
-        return self
+            raise AssertionError(f"{what} exited at start:\n{self.log.read_text()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc and self.proc.poll() is None:
@@ -70,11 +64,32 @@ class ControllerProcess:
     def output(self) -> str:
         return self.log.read_text()
 
-    def __enter__(self) -> "ControllerProcess":
+    def start(self):
+        raise NotImplementedError
+
+    def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class ControllerProcess(LoggedProcess):
+    """``brokerctl controller`` as a child process."""
+
+    def __init__(self, db: Path | str, *extra: str):
+        self.db, self.extra = db, extra
+        self.proc: subprocess.Popen | None = None
+        # Beside a store file; for a store URL, in a directory of its own.
+        beside = Path(tempfile.mkdtemp(prefix="bkctl-")) / "store" if "://" in str(db) else Path(db)
+        self.log = Path(str(beside) + f".controller-{time.monotonic_ns()}.log")
+
+    def start(self) -> "ControllerProcess":
+        self._spawn(["--db", str(self.db), "controller", *self.extra])
+        wait_for(lambda: "controller started" in self.log.read_text() or self.proc.poll() is not None, 20,
+                 "controller start")
+        self._check_alive("controller")
+        return self
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
@@ -189,7 +204,7 @@ class ServedApp:
         self.thread.join(10)
 
 
-class ServerProcess:
+class ServerProcess(LoggedProcess):
     """``brokerctl server`` as a child process on a free port of 127.0.0.1 (``--listen 127.0.0.1:0``),
     with ``$XDG_STATE_HOME`` in ``state`` (where it writes its first admin token); stopped with SIGTERM
     (or killed) on exit. ``url`` is its base (https with ``--tls-cert``), ``admin`` the admin token it
@@ -205,25 +220,18 @@ class ServerProcess:
         import re
 
         self.state.mkdir(parents=True, exist_ok=True)
-        self._out = open(self.log, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reconciler", "--db", str(self.db), "server", "--listen", "127.0.0.1:0",
-             *self.extra],
-            stdout=self._out, stderr=subprocess.STDOUT,
-            env={**os.environ, "NO_COLOR": "1", "XDG_STATE_HOME": str(self.state)},
-        )
+        self._spawn(["--db", str(self.db), "server", "--listen", "127.0.0.1:0", *self.extra],
+                    XDG_STATE_HOME=str(self.state))
 
         def serving():
             found = re.search(r"serving the API on (\S+)/api/v1/", self.log.read_text())
             return found or self.proc.poll() is not None
 
         found = wait_for(serving, 30, "the server to bind")
-        if self.proc.poll() is not None:
-            raise AssertionError(f"server exited at start:\n{self.log.read_text()}")
+        self._check_alive("server")
         self.url = found.group(1)
         wait_for(lambda: self._answers() or self.proc.poll() is not None, 20, "the server to answer")
-        if self.proc.poll() is not None:
-            raise AssertionError(f"server exited at start:\n{self.log.read_text()}")
+        self._check_alive("server")
         return self
 
     def _answers(self) -> bool:
@@ -246,26 +254,6 @@ class ServerProcess:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
                             verify=ssl.create_default_context(cafile=str(self.ca)) if self.ca else True)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._out.close()
-        return self.proc.returncode
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def __enter__(self) -> "ServerProcess":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 class Watching:

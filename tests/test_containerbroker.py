@@ -8,13 +8,15 @@ on both backends.
 from __future__ import annotations
 
 import pytest
+from test_store import store  # noqa: F401  (the fixture, over both backends)
 
 from reconciler.errors import Conflict, UsageError
 from reconciler.kinds import Kind, TaskPhase
 from reconciler.ops import containerbroker as cb
+from reconciler.ops.containerbroker import nodes as cbnodes
+from reconciler.ops.containerbroker import tasks as cbtasks
 from reconciler.records import ResourceRecord, TaskRecord
 from reconciler.store import Once, Store
-from test_store import store  # noqa: F401  (the fixture, over both backends)
 
 SETTINGS = cb.Settings("default", (("shared", "/srv/shared"), ("tmp", "/tmp")))
 UUID = "2d272b5c-953c-44e9-ad15-6c31187903c9"
@@ -26,13 +28,13 @@ def request(**fields) -> dict:
 
 def job_record(phase: str | None = None, deleted: float | None = None, message: str = "") -> ResourceRecord:
     status = {"phase": phase, "message": message} if phase else {}
-    return ResourceRecord(Kind.JOB, cb.job_name(UUID), "abcde12345", {cb.NAME_LABEL: "encode"},
+    return ResourceRecord(Kind.JOB, cbtasks.job_name(UUID), "abcde12345", {cbtasks.NAME_LABEL: "encode"},
                           {"executionType": "cpu", "backoffLimit": 3, "template": {"image": "busybox"}}, 1,
                           100.0, 100.0, deleted_at=deleted, status=status)
 
 
 def attempt(n: int, phase: TaskPhase, node: str | None = None, **kw) -> TaskRecord:
-    return TaskRecord(id=f"{cb.job_name(UUID)}-abcde-0-{n}", owner_kind=Kind.JOB, owner_name=cb.job_name(UUID),
+    return TaskRecord(id=f"{cbtasks.job_name(UUID)}-abcde-0-{n}", owner_kind=Kind.JOB, owner_name=cbtasks.job_name(UUID),
                       owner_uid="abcde12345", index=0, attempt=n, phase=phase, node=node, created_at=100.0 + n, **kw)
 
 
@@ -56,39 +58,39 @@ FAILED = dict(exit_code=3, reason="Error", message="exited with code 3", started
     (job_record("Running", deleted=120.0), [attempt(1, TaskPhase.RUNNING, node="n1")], "error"),
 ])
 def test_the_status_of_a_task_follows_its_job_and_last_attempt(job, attempts, expected):
-    assert cb.task_status(job, attempts) == expected
+    assert cbtasks.task_status(job, attempts) == expected
 
 
 def test_a_failed_task_counts_its_retries_and_shows_its_last_attempt():
     attempts = [attempt(i, TaskPhase.FAILED, node="n1", **{**FAILED, "started_at": 100.0 + 10 * i,
                                                              "finished_at": 102.5 + 10 * i}) for i in range(1, 5)]
-    shown = cb.task_object(UUID, job_record("Failed", message="4 failed attempts, backoffLimit 3"), attempts, 500.0)
+    shown = cbtasks.task_object(UUID, job_record("Failed", message="4 failed attempts, backoffLimit 3"), attempts, 500.0)
     assert shown == {"uuid": UUID, "status": "failed", "exit_code": 3, "error": "4 failed attempts, backoffLimit 3",
                      "try_count": 3, "created_at": "1970-01-01T00:01:40.000Z", "started_at": "1970-01-01T00:02:20.000Z",
                      "finished_at": "1970-01-01T00:02:22.500Z", "progress": None, "seconds_running": 2,
                      "execution_type": "cpu"}
-    retrying = cb.task_object(UUID, job_record("Running"), attempts[:1] + [attempt(2, TaskPhase.PENDING)], 500.0)
+    retrying = cbtasks.task_object(UUID, job_record("Running"), attempts[:1] + [attempt(2, TaskPhase.PENDING)], 500.0)
     assert (retrying["status"], retrying["try_count"], retrying["error"]) == ("retry", 1, "Error: exited with code 3")
 
 
 def test_a_running_task_counts_its_seconds_until_now():
     running = [attempt(1, TaskPhase.RUNNING, node="n1", started_at=110.0)]
-    assert cb.task_object(UUID, job_record("Running"), running, 152.9)["seconds_running"] == 42
+    assert cbtasks.task_object(UUID, job_record("Running"), running, 152.9)["seconds_running"] == 42
 
 
 # -- a request becomes a Job -------------------------------------------------------------------------
 
 
 def test_a_task_request_becomes_a_one_completion_job_with_three_retries():
-    job = cb.task_job(request(tags={"type": "video", "api_id": 7, "draft": True}, storage_mounts={"shared": "/data"},
+    job = cbtasks.task_job(request(tags={"type": "video", "api_id": 7, "draft": True}, storage_mounts={"shared": "/data"},
                               persist_logs=True), SETTINGS, UUID)
     assert (job.metadata.name, job.namespace) == (f"cb-{UUID}", "default")
-    assert job.metadata.labels == {"type": "video", "api_id": "7", "draft": "true", cb.NAME_LABEL: "encode"}
+    assert job.metadata.labels == {"type": "video", "api_id": "7", "draft": "true", cbtasks.NAME_LABEL: "encode"}
     spec = job.spec
     assert (spec.completions, spec.backoffLimit, spec.executionType) == (1, 3, "cpu")
     assert spec.template.argv() == ["sh", "-c", "echo hi"]
     assert [(m.source, m.target) for m in spec.template.mounts] == [("/srv/shared", "/data")]
-    wrapped = cb.task_job({"task": request()}, SETTINGS, UUID)  # as Rails wraps parameters
+    wrapped = cbtasks.task_job({"task": request()}, SETTINGS, UUID)  # as Rails wraps parameters
     assert wrapped.spec.template.image == "busybox"
 
 
@@ -106,13 +108,13 @@ def test_a_task_request_becomes_a_one_completion_job_with_three_retries():
 ])
 def test_a_bad_task_request_names_the_field_and_the_fix(fields, message):
     with pytest.raises(UsageError, match=None) as caught:
-        cb.task_job(request(**fields), SETTINGS, UUID)
+        cbtasks.task_job(request(**fields), SETTINGS, UUID)
     assert message in str(caught.value)
 
 
 def test_without_storage_mounts_configured_the_message_says_how_to_configure_them():
     with pytest.raises(UsageError) as caught:
-        cb.task_job(request(storage_mounts={"shared": "/data"}), cb.Settings(), UUID)
+        cbtasks.task_job(request(storage_mounts={"shared": "/data"}), cb.Settings(), UUID)
     assert "this server has: none (start the server with --storage-mount NAME=PATH)" in str(caught.value)
 
 
@@ -134,25 +136,25 @@ def test_storage_mount_options_are_name_equals_absolute_path():
     ("unix:///var/run/docker.sock", "unix:///var/run/docker.sock", "var-run-docker-sock"),
 ])
 def test_a_hostname_is_a_docker_address_and_names_its_node(hostname, address, name):
-    assert (cb.address_of(hostname), cb.node_name_of(hostname)) == (address, name)
+    assert (cbnodes.address_of(hostname), cbnodes.node_name_of(hostname)) == (address, name)
 
 
 def test_a_long_hostname_gives_a_node_name_of_at_most_63_characters_kept_apart_by_a_digest():
-    a, b = cb.node_name_of("a" * 80 + ".example.com"), cb.node_name_of("a" * 80 + ".example.org")
+    a, b = cbnodes.node_name_of("a" * 80 + ".example.com"), cbnodes.node_name_of("a" * 80 + ".example.org")
     assert len(a) <= 63 and len(b) <= 63 and a != b
 
 
 def test_a_tls_hostname_is_refused_with_where_to_go_instead():
     with pytest.raises(UsageError, match="apply it as a Node manifest"):
-        cb.address_of("https://10.0.0.5:2376")
+        cbnodes.address_of("https://10.0.0.5:2376")
 
 
 # -- idempotency keys in the store (both backends) ---------------------------------------------------
 
 
 def test_a_key_given_twice_creates_one_job_and_returns_the_first_answer_also_from_another_connection(store, db_url):
-    first = cb.task_job(request(), SETTINGS, UUID)
-    twin = cb.task_job(request(), SETTINGS, "00000000-0000-4000-8000-000000000000")
+    first = cbtasks.task_job(request(), SETTINGS, UUID)
+    twin = cbtasks.task_job(request(), SETTINGS, "00000000-0000-4000-8000-000000000000")
     assert store.create([first], Once("alice POST /tasks default", "k1", {"uuid": UUID}), now=1000.0) is None
     other = Store(db_url)
     try:
@@ -167,11 +169,11 @@ def test_a_key_given_twice_creates_one_job_and_returns_the_first_answer_also_fro
 
 
 def test_a_key_older_than_a_day_is_forgotten_and_a_second_create_of_one_name_is_a_conflict(store):
-    first = cb.task_job(request(), SETTINGS, UUID)
+    first = cbtasks.task_job(request(), SETTINGS, UUID)
     assert store.create([first], Once("s", "k", {"n": 1}), now=1000.0) is None
     with pytest.raises(Conflict, match=f"job/cb-{UUID} exists already"):
         store.create([first], Once("s", "k", {"n": 2}), now=1000.0 + 86401)  # the key is gone: a real create
     assert store._rows("SELECT count(*) AS n FROM idempotency_keys")[0]["n"] == 1  # the refused one left no row
-    second = cb.task_job(request(), SETTINGS, "00000000-0000-4000-8000-000000000000")
+    second = cbtasks.task_job(request(), SETTINGS, "00000000-0000-4000-8000-000000000000")
     assert store.create([second], Once("s", "k", {"n": 3}), now=1000.0 + 86402) is None
     assert store._rows("SELECT answer FROM idempotency_keys")[0]["answer"] == '{"n":3}'

@@ -6,9 +6,7 @@ import time
 import docker
 import pytest
 import requests
-
-import dockerhosts
-from conftest import SPARE_IP
+from conftest import SPARE_OFFSET, own_daemon
 
 
 def test_hosts_answer_ping_on_tcp(docker_hosts):
@@ -40,9 +38,8 @@ def spare_host(docker_hosts):
 
     Asking for ``docker_hosts`` applies its skip-or-fail decision here too.
     """
-    (host,) = dockerhosts.start_hosts(1, first_ip=SPARE_IP, image=False)
-    yield host
-    dockerhosts.stop_hosts([host])
+    with own_daemon(SPARE_OFFSET, image=False) as host:
+        yield host
 
 
 def _stopped(pid: int) -> bool:

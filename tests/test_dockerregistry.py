@@ -16,49 +16,12 @@ import sys
 from pathlib import Path
 
 import docker.errors
-import pytest
-
 import dockerhosts
 import dockerregistry
+import pytest
+from conftest import forget_images
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "dockerregistry.py"
-
-
-@pytest.fixture(scope="module")
-def registry(docker_hosts):
-    """A running registry; asking for ``docker_hosts`` applies its skip-or-fail decision."""
-    reason = dockerregistry.missing()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"registry unavailable and CI is set: {reason}", pytrace=False)
-        pytest.skip(f"registry unavailable: {reason}")
-    reg = dockerregistry.start_registry()
-    yield reg
-    for host in docker_hosts:
-        _forget_images(host, reg)
-    reg.remove()
-
-
-@pytest.fixture(scope="module")
-def pushed(registry, docker_hosts) -> str:
-    """busybox:latest pushed from the first daemon with the registry's credentials."""
-    client = docker_hosts[0].client(timeout=60)
-    try:
-        return dockerregistry.push_image(client, registry, "busybox:latest", "team/busybox")
-    finally:
-        client.close()
-
-
-def _forget_images(host: dockerhosts.DockerHost, registry: dockerregistry.Registry) -> None:
-    """Remove every tag this registry's address names from ``host`` (never busybox:latest itself)."""
-    client = host.client(timeout=30)
-    try:
-        for image in client.images.list():
-            for tag in image.tags:
-                if tag.startswith(f"{registry.address}/"):
-                    client.images.remove(tag, force=True)
-    finally:
-        client.close()
 
 
 def _pull(host: dockerhosts.DockerHost, ref: str, auth_config: dict | None):
@@ -96,7 +59,7 @@ def test_push_without_credentials_is_refused(registry, docker_hosts):
 
 def test_pull_with_credentials_gets_the_pushed_image(registry, pushed, docker_hosts):
     host = docker_hosts[1]
-    _forget_images(host, registry)
+    forget_images(host, registry)
     image = _pull(host, pushed, registry.auth_config())
     source = docker_hosts[0].client()
     try:
@@ -113,7 +76,7 @@ def test_pull_with_credentials_gets_the_pushed_image(registry, pushed, docker_ho
 
 def test_pull_without_credentials_is_refused(registry, pushed, docker_hosts):
     host = docker_hosts[2]
-    _forget_images(host, registry)
+    forget_images(host, registry)
     with pytest.raises(docker.errors.APIError) as refused:
         _pull(host, pushed, None)
     assert refused.value.status_code == 500
@@ -129,7 +92,7 @@ def test_pull_without_credentials_is_refused(registry, pushed, docker_hosts):
 
 def test_pull_with_wrong_password_is_unauthorized(registry, pushed, docker_hosts):
     host = docker_hosts[2]
-    _forget_images(host, registry)
+    forget_images(host, registry)
     with pytest.raises(docker.errors.APIError) as refused:
         _pull(host, pushed, registry.auth_config(password="wrong"))
     assert refused.value.status_code == 500

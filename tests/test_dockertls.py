@@ -14,35 +14,17 @@ import time
 import docker
 import docker.errors
 import docker.tls
+import dockerhosts
 import pytest
 import requests
-
-import dockerhosts
-import tlscerts
-
-# Offsets from the session daemons' first address (+0..+2), clear of test_dockerhosts' spare (29).
-TLS_HOST_OFFSET = 4
-THROWAWAY_HOST_OFFSET = 5
-
-
-def _first_octet(docker_hosts) -> int:
-    return int(docker_hosts[0].ip.rsplit(".", 1)[1])
+from conftest import FIRST_IP, THROWAWAY_TLS_OFFSET, TLS_OFFSET, own_daemon
 
 
 @pytest.fixture(scope="module")
 def tls_host(docker_hosts):
     """One daemon serving only TLS; asking for ``docker_hosts`` applies its skip-or-fail decision."""
-    (host,) = dockerhosts.start_hosts(1, first_ip=_first_octet(docker_hosts) + TLS_HOST_OFFSET,
-                                      image=False, tls=True)
-    yield host
-    dockerhosts.stop_hosts([host])
-
-
-@pytest.fixture(scope="module")
-def other_ca(tls_host):
-    ca = tlscerts.CertAuthority.create(name="another test CA")
-    yield ca
-    ca.remove()
+    with own_daemon(TLS_OFFSET, image=False, tls=True) as host:
+        yield host
 
 
 def _refused(host: dockerhosts.DockerHost, tls: docker.tls.TLSConfig) -> requests.exceptions.SSLError:
@@ -144,8 +126,7 @@ def test_hosts_json_keeps_tls_for_another_process(tls_host, tmp_path):
 
 
 def test_stop_removes_base_dir_with_its_certificates(docker_hosts):
-    (host,) = dockerhosts.start_hosts(1, first_ip=_first_octet(docker_hosts) + THROWAWAY_HOST_OFFSET,
-                                      image=False, tls=True)
+    (host,) = dockerhosts.start_hosts(1, first_ip=FIRST_IP + THROWAWAY_TLS_OFFSET, image=False, tls=True)
     base = host.dir.parent
     assert host.tls.ca == base / "tls" / "ca.pem" and host.tls.ca.exists()
     dockerhosts.stop_hosts([host])

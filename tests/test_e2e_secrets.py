@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 
 import pytest
-
-import dockerregistry
+from conftest import forget_images
 from helpers import ControllerProcess, cli, cli_json, job_yaml, tasks_of, wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -117,46 +115,14 @@ def test_a_task_waits_while_the_controller_cannot_read_the_key_file(three_nodes,
 # -- a private registry ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def registry(docker_hosts):
-    """A registry with one user, and busybox:latest pushed to it as team/busybox from the first daemon."""
-    reason = dockerregistry.missing()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"registry unavailable and CI is set: {reason}", pytrace=False)
-        pytest.skip(f"registry unavailable: {reason}")
-    reg = dockerregistry.start_registry()
-    client = docker_hosts[0].client(timeout=60)
-    try:
-        reg.pushed = dockerregistry.push_image(client, reg, "busybox:latest", "team/busybox")
-    finally:
-        client.close()
-    yield reg
-    for host in docker_hosts:
-        forget_images(host, reg)
-    reg.remove()
-
-
-def forget_images(host, registry) -> None:
-    """Remove every tag naming ``registry`` from ``host``, so that the next start must pull."""
-    client = host.client(timeout=30)
-    try:
-        for image in client.images.list():
-            for tag in image.tags:
-                if tag.startswith(f"{registry.address}/"):
-                    client.images.remove(tag, force=True)
-    finally:
-        client.close()
-
-
-def test_an_image_is_pulled_with_a_registry_secret_and_refused_without(registry, three_nodes, db):
+def test_an_image_is_pulled_with_a_registry_secret_and_refused_without(registry, pushed, three_nodes, db):
     for host in three_nodes[1:]:
         forget_images(host, registry)
     password = registry.users[registry.user]
-    pulled = job_yaml("pulled", "echo pulled from the registry", image=registry.pushed, backoffLimit=0,
+    pulled = job_yaml("pulled", "echo pulled from the registry", image=pushed, backoffLimit=0,
                       nodeName="h2", template={"imagePullSecret": "regcred"})
-    anonymous = job_yaml("anonymous", "echo never", image=registry.pushed, backoffLimit=0, nodeName="h3")
-    wrong = job_yaml("wrong", "echo never", image=registry.pushed, backoffLimit=0, nodeName="h3",
+    anonymous = job_yaml("anonymous", "echo never", image=pushed, backoffLimit=0, nodeName="h3")
+    wrong = job_yaml("wrong", "echo never", image=pushed, backoffLimit=0, nodeName="h3",
                      template={"imagePullSecret": "wrongcred"})
     cli(db, "apply", "-f", "-", input="---\n".join([
         registry_secret("regcred", registry, password), registry_secret("wrongcred", registry, "not-the-password"),
@@ -174,7 +140,7 @@ def test_an_image_is_pulled_with_a_registry_secret_and_refused_without(registry,
     assert (refused["phase"], refused["reason"]) == ("Failed", "ImagePullFailed")
     assert refused["message"].startswith(
         f"registry {registry.address}: unauthorized (no credentials; set template.imagePullSecret); image "
-        f"'{registry.pushed}' could not be pulled on node h3: ")
+        f"'{pushed}' could not be pulled on node h3: ")
     assert "no basic auth credentials" in refused["message"]
     (bad,) = tasks_of(db, "Job/wrong")
     assert bad["message"].startswith(f"registry {registry.address}: unauthorized (it refused the credentials of "

@@ -15,16 +15,11 @@ import subprocess
 import sys
 
 import pytest
-
-import dockerhosts
-import tlscerts
+from conftest import E2E_TLS_OFFSET, own_daemon
 from helpers import ControllerProcess, cli, cli_json, job_yaml, tasks_of, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
-# Offset from the session daemons' first address, clear of test_dockertls' (+4, +5), the network
-# daemon (+7) and the spare (+8).
-E2E_TLS_HOST_OFFSET = 6
 STAY = {"lostAfterSeconds": 3600}  # a node that fails its probes stays NotReady (not Lost) for the test
 
 
@@ -32,17 +27,8 @@ STAY = {"lostAfterSeconds": 3600}  # a node that fails its probes stays NotReady
 def tls_host(docker_hosts):
     """One daemon serving only TLS on 2376, with busybox; asking for ``docker_hosts`` applies its
     skip-or-fail decision."""
-    first = int(docker_hosts[0].ip.rsplit(".", 1)[1])
-    (host,) = dockerhosts.start_hosts(1, first_ip=first + E2E_TLS_HOST_OFFSET, tls=True)
-    yield host
-    dockerhosts.stop_hosts([host])
-
-
-@pytest.fixture(scope="module")
-def other_ca(tls_host):
-    ca = tlscerts.CertAuthority.create(name="another test CA")
-    yield ca
-    ca.remove()
+    with own_daemon(E2E_TLS_OFFSET, tls=True) as host:
+        yield host
 
 
 @pytest.fixture

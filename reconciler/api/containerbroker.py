@@ -22,6 +22,8 @@ from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..ops import containerbroker as cb
+from ..ops.containerbroker import nodes as cbnodes
+from ..ops.containerbroker import tasks as cbtasks
 from ..ops.refs import node_name
 from ..ops.tokens import READ, WRITE, allow
 from . import schemas
@@ -193,7 +195,7 @@ async def create_task(request: Request, who: Caller, key: Key = None, plain_key:
 
     def create():
         with request.app.state.stores.use() as store:
-            return cb.submit_task(store, body, settings, given, by=who.user)
+            return cbtasks.submit_task(store, body, settings, given, by=who.user)
 
     return _answer(await anyio.to_thread.run_sync(create), 200)
 
@@ -203,7 +205,7 @@ def get_task(request: Request, uuid: str, who: Caller, store: Store) -> Json:
     """A task: its status, exit code, error, retries and times."""
     settings = settings_of(request)
     allow(who, READ, settings.namespace, f"get task {uuid}")
-    return Json(cb.get_task(store, settings, uuid))
+    return Json(cbtasks.get_task(store, settings, uuid))
 
 
 @router.get("/tasks/{uuid}/logs", responses=schemas.responses(CbLogs))
@@ -211,7 +213,7 @@ def task_logs(request: Request, uuid: str, who: Caller, store: Store) -> Json:
     """A task's output: its last attempt's, kept after its container is gone, live while it runs."""
     settings = settings_of(request)
     allow(who, READ, settings.namespace, f"read the logs of task {uuid}")
-    return Json({"logs": cb.task_logs(store, settings, uuid)})
+    return Json({"logs": cbtasks.task_logs(store, settings, uuid)})
 
 
 @router.post("/tasks/{uuid}/kill_container", responses=schemas.responses(CbKilled))
@@ -220,7 +222,7 @@ def kill_container(request: Request, uuid: str, who: Caller, store: Store) -> Js
     failure, as Container Broker does; 409 unless the task is started."""
     settings = settings_of(request)
     allow(who, WRITE, settings.namespace, f"kill the container of task {uuid}")
-    return Json(cb.kill_container(store, settings, uuid))
+    return Json(cbtasks.kill_container(store, settings, uuid))
 
 
 @router.get("/status/tasks", responses=schemas.responses(list[CbPanelTask]),
@@ -230,12 +232,12 @@ def kill_container(request: Request, uuid: str, who: Caller, store: Store) -> Js
 def status_tasks(request: Request, who: Caller, store: Store,
                  status: Annotated[str | None, Query(description="Only tasks in this status")] = None,
                  limit: Annotated[int, Query(ge=1, le=2**31 - 1, description="At most this many, newest "
-                                                                             "first")] = cb.STATUS_LIMIT) -> Json:
+                                                                             "first")] = cbtasks.STATUS_LIMIT) -> Json:
     """The newest tasks first, with what they run, their tags and node."""
     settings = settings_of(request)
     allow(who, READ, settings.namespace, "list tasks")
     tags = {k[5:-1]: v for k, v in request.query_params.multi_items() if k.startswith("tags[") and k.endswith("]")}
-    return Json(cb.status_tasks(store, settings, status or None, tags, limit))
+    return Json(cbtasks.status_tasks(store, settings, status or None, tags, limit))
 
 
 # -- nodes -------------------------------------------------------------------------------------------
@@ -245,7 +247,7 @@ def status_tasks(request: Request, who: Caller, store: Store,
 def list_nodes(who: Caller, store: Store) -> Json:
     """Every node."""
     allow(who, READ, None, "list nodes")
-    return Json(cb.list_nodes(store))
+    return Json(cbnodes.list_nodes(store))
 
 
 @router.post("/nodes", responses=_created(CbNode), status_code=201, openapi_extra=_body(NodeRequest))
@@ -259,7 +261,7 @@ async def add_node(request: Request, who: Caller, key: Key = None, plain_key: Pl
 
     def create():
         with request.app.state.stores.use() as store:
-            return cb.add_node(store, body, settings, given, by=who.user)
+            return cbnodes.add_node(store, body, settings, given, by=who.user)
 
     return _answer(await anyio.to_thread.run_sync(create), 201)
 
@@ -268,7 +270,7 @@ async def add_node(request: Request, who: Caller, key: Key = None, plain_key: Pl
 def get_node(uuid: str, who: Caller, store: Store) -> Json:
     """One node."""
     allow(who, READ, None, f"get node {uuid}")
-    return Json(cb.get_node(store, node_name(uuid)))
+    return Json(cbnodes.get_node(store, node_name(uuid)))
 
 
 @router.patch("/nodes/{uuid}", responses=schemas.responses(CbNode), openapi_extra=_body(SlotsRequest))
@@ -281,7 +283,7 @@ async def update_node(request: Request, uuid: str, who: Caller) -> Json:
 
     def update():
         with request.app.state.stores.use() as store:
-            return cb.update_node(store, node_name(uuid), body, settings, by=who.user)
+            return cbnodes.update_node(store, node_name(uuid), body, settings, by=who.user)
 
     return Json(await anyio.to_thread.run_sync(update))
 
@@ -290,7 +292,7 @@ async def update_node(request: Request, uuid: str, who: Caller) -> Json:
 def delete_node(uuid: str, who: Caller, store: Store) -> Json:
     """Remove a node; one with active tasks is refused (409: drain it first)."""
     allow(who, WRITE, None, f"delete node {uuid}")
-    return Json({"uuid": uuid, "outcome": cb.delete_node(store, node_name(uuid), by=who.user)})
+    return Json({"uuid": uuid, "outcome": cbnodes.delete_node(store, node_name(uuid), by=who.user)})
 
 
 def _acceptance(accept: bool):
@@ -303,7 +305,7 @@ def _acceptance(accept: bool):
         allow(who, WRITE, None, f"{verb.replace('_', ' ')} on node {uuid}")
         name = node_name(uuid)
         (nodes.uncordon if accept else nodes.cordon)(store, name, by=who.user)
-        return Json(cb.get_node(store, name))
+        return Json(cbnodes.get_node(store, name))
 
     route.__doc__ = ("The node takes new tasks again (`brokerctl uncordon`)." if accept else
                      "No new tasks on the node; running ones stay (`brokerctl cordon`).")
@@ -317,10 +319,10 @@ _acceptance(False)
 def status_nodes(who: Caller, store: Store) -> Json:
     """Every node with its usage per execution type and its slots."""
     allow(who, READ, None, "list nodes")
-    return Json(cb.status_nodes(store))
+    return Json(cbnodes.status_nodes(store))
 
 
 @router.get("/healthcheck", responses=schemas.responses(CbHealth))
 def healthcheck(request: Request, who: Caller, store: Store) -> Json:
     """The store answers: the pool's nodes and slots, the tasks waiting (any valid token)."""
-    return Json(cb.healthcheck(store, settings_of(request)))
+    return Json(cbnodes.healthcheck(store, settings_of(request)))

@@ -1,16 +1,12 @@
-"""Container Broker's API on brokerctl's nouns: its tasks are Jobs, its nodes are Nodes.
+"""Container Broker's tasks as Jobs: a POST /tasks body becomes a Job, a Job and its attempts a task.
 
-Called by ``api.containerbroker`` (the routes Container Broker clients call, served as is). A
-Container Broker task becomes a one-completion Job named ``cb-<uuid>`` (the task's uuid, made here)
-in the namespace the server was given (``--cb-namespace``), with ``backoffLimit`` 3 (Container
-Broker's three retries); its ``cmd`` runs with ``sh -c`` (as Container Broker runs it), its
-``execution_type`` is the Job's slot type, its ``storage_mounts`` (name -> path in the container)
-are bind mounts of the host paths the server maps those names to (``--storage-mount NAME=PATH``), its
-``tags`` are the Job's labels, beside ``containerbroker.name`` (the task's name). A node's uuid is
-its Node's name; its ``hostname`` is the Node's address (``tcp://HOST:2375`` for a bare host name).
-
-The pure part (``task_status``, ``task_object``, ``node_object``...) maps records to Container
-Broker's objects without I/O or clock (``now`` is passed in), and is unit-tested as such.
+Called by ``api.containerbroker``. A Container Broker task becomes a one-completion Job named
+``cb-<uuid>`` (the task's uuid, made here) in the namespace the server was given (``--cb-namespace``),
+with ``backoffLimit`` 3 (Container Broker's three retries); its ``cmd`` runs with ``sh -c`` (as
+Container Broker runs it), its ``execution_type`` is the Job's slot type, its ``storage_mounts`` (name
+-> path in the container) are bind mounts of the host paths the server maps those names to
+(``--storage-mount NAME=PATH``), its ``tags`` are the Job's labels, beside ``containerbroker.name``
+(the task's name). ``task_status`` and ``task_object`` are pure.
 """
 
 from __future__ import annotations
@@ -19,13 +15,12 @@ import math
 import re
 import time
 import uuid as uuids
-from typing import Iterable, NamedTuple
 
-from ..errors import BrokerError, Conflict, NotFound, UsageError
-from ..kinds import Kind, NodeCondition, TaskPhase
-from ..records import ResourceRecord, TaskRecord
-from ..views import iso
-from .tokens import author
+from ...errors import BrokerError, NotFound, UsageError
+from ...kinds import Kind, TaskPhase
+from ...records import ResourceRecord, TaskRecord
+from ...views import iso
+from . import Created, Settings, create_once
 
 JOB_PREFIX = "cb-"  # a task's Job is cb-<uuid>
 NAME_LABEL = "containerbroker.name"  # the task's name, kept as a label of its Job
@@ -33,30 +28,7 @@ RESERVED_TAG_PREFIXES = ("brokerctl.", "containerbroker.")
 RETRIES = 3  # Container Broker's task_retry_count: a failed attempt is retried three times
 STATUSES = ("waiting", "starting", "started", "retry", "failed", "completed", "error")
 STATUS_LIMIT = 200  # GET /status/tasks: the newest this many (Container Broker's LIMIT_TASKS)
-DOCKER_PORT = 2375  # a hostname without a port is a Docker daemon on its plain-HTTP port
 TAG_KEY_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_./-]{0,251}[A-Za-z0-9_])?$")
-MAX_KEY = 255  # characters of an idempotency key
-
-
-class Settings(NamedTuple):
-    """What the server was told: the namespace of the tasks, and storage mount names -> host paths."""
-
-    namespace: str = "default"
-    storage_mounts: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def mounts(self) -> dict[str, str]:
-        return dict(self.storage_mounts)
-
-
-def parse_storage_mount(text: str) -> tuple[str, str]:
-    """``--storage-mount NAME=PATH`` -> (NAME, PATH); PATH absolute."""
-    name, sep, path = text.partition("=")
-    if not sep or not name or not path.startswith("/"):
-        raise UsageError(f"--storage-mount {text!r}: use NAME=PATH with an absolute host path, e.g. "
-                         "shared=/srv/shared")
-    return name, path
-
 
 # -- tasks: a request becomes a Job ------------------------------------------------------------------
 
@@ -137,7 +109,7 @@ def task_job(body, settings: Settings, task_uuid: str):
     naming the request's field otherwise)."""
     from pydantic import ValidationError
 
-    from ..spec.models import Job
+    from ...spec.models import Job
 
     fields = task_fields(body)
     name, image, cmd = _text(fields, "name"), _text(fields, "image"), _text(fields, "cmd")
@@ -162,27 +134,6 @@ def _problem(error: dict) -> str:
     where = next((f"{field}{'.' + '.'.join(loc[len(path):]) if loc[len(path):] else ''}"
                   for path, field in _FIELD_NAMES.items() if loc[:len(path)] == path), ".".join(loc))
     return f"{where}: {error['msg'].removeprefix('Value error, ')}"
-
-
-def idempotency_key(text: str | None) -> str | None:
-    if text is not None and not 0 < len(text) <= MAX_KEY:
-        raise UsageError(f"X-Idempotency-Key: 1 to {MAX_KEY} characters")
-    return text
-
-
-class Created(NamedTuple):
-    answer: dict  # what the first request was answered
-    replayed: bool  # the key was seen: nothing was created this time
-
-
-def create_once(store, models: list, answer: dict, scope: str, key: str | None, by: str | None,
-                now: float) -> Created:
-    """Create ``models`` (Conflict if one exists), unless ``key`` came with a request of ``scope`` in the
-    last day: then the answer that request got (nothing written)."""
-    from ..store import Once
-
-    earlier = store.create(models, None if key is None else Once(scope, key, answer), now=now, by=author(by))
-    return Created(answer, False) if earlier is None else Created(earlier, True)
 
 
 def submit_task(store, body, settings: Settings, key: str | None = None, by: str | None = None,
@@ -231,7 +182,7 @@ def _attempts(store, job: ResourceRecord) -> list[TaskRecord]:
 
 def task_logs(store, settings: Settings, task_uuid: str) -> str | None:
     """The output of the task's last attempt that ran (stored, or live while it runs); None before any ran."""
-    from .tasks import output
+    from ..tasks import output
 
     job = task_job_record(store, settings, task_uuid)
     ran = [t for t in _attempts(store, job) if t.started_at is not None or store.output(t.id) is not None]
@@ -244,7 +195,7 @@ def task_logs(store, settings: Settings, task_uuid: str) -> str | None:
 def kill_container(store, settings: Settings, task_uuid: str) -> dict:
     """SIGKILL the running attempt's container, as Container Broker does: the controller collects the
     attempt as failed (exit code 137) and retries it as any failure. Refused unless the task is started."""
-    from .nodes import node_host
+    from ..nodes import node_host
 
     job = task_job_record(store, settings, task_uuid)
     running = [t for t in _attempts(store, job) if t.phase is TaskPhase.RUNNING and t.container_id and t.node]
@@ -368,196 +319,3 @@ def panel_task_object(job: ResourceRecord, attempts: list[TaskRecord], now: floa
         "storage_mounts": {m["target"]: m["source"] for m in template.get("mounts", [])},
         "slot": {"uuid": last.node, "name": last.node} if last and last.node else None,
     }
-
-
-# -- nodes -------------------------------------------------------------------------------------------
-
-
-def address_of(hostname) -> str:
-    """A node's ``hostname`` as a Docker address: ``tcp://``/``unix://`` as given, ``http://H:P`` as
-    ``tcp://H:P``, ``H:P`` as ``tcp://H:P``, a bare ``H`` as ``tcp://H:2375``."""
-    if not isinstance(hostname, str) or not hostname.strip():
-        raise UsageError("POST /nodes: hostname is required: a Docker host, e.g. docker1.example.com, "
-                         "10.0.0.5:2375 or tcp://10.0.0.5:2375")
-    text = hostname.strip().rstrip("/")
-    if text.startswith(("tcp://", "unix://")):
-        return text
-    if text.startswith("https://"):
-        raise UsageError(f"POST /nodes: hostname {hostname!r}: a daemon behind TLS needs the Node's tls files; "
-                         "apply it as a Node manifest (`brokerctl apply`)")
-    text = text.removeprefix("http://")
-    host, sep, port = text.rpartition(":")
-    if sep and port.isdigit() and not host.endswith(":"):
-        return f"tcp://{text}"
-    return f"tcp://{text}:{DOCKER_PORT}"
-
-
-def hostname_of(address: str) -> str:
-    return address
-
-
-def node_name_of(hostname: str) -> str:
-    """A Node name from a hostname: lowercase, each run of other characters a '-', at most 63."""
-    text = address_of(hostname).removeprefix("tcp://").removeprefix("unix://")
-    name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    if len(name) > 63:
-        import hashlib
-
-        name = name[:54].rstrip("-") + "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
-    return name or "node"
-
-
-def _slots(value, where: str) -> dict[str, int]:
-    if not isinstance(value, dict) or not value:
-        raise UsageError(f"{where}: slots_execution_types is required: an object of EXECUTION_TYPE: slot count, "
-                         'e.g. {"cpu": 2, "network": 10}')
-    for etype, count in value.items():
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise UsageError(f"{where}: slots_execution_types.{etype}: a whole number of slots, 0 or more")
-    return dict(value)
-
-
-def node_model(name: str, address: str, slots: dict[str, int], settings: Settings, spec: dict | None = None):
-    """A Node manifest: ``spec`` (a stored Node's) with its address and slots; a new Node may bind-mount
-    the storage mount paths, so the tasks that name them can run there."""
-    from pydantic import ValidationError
-
-    from ..spec.models import Node
-
-    spec = dict(spec) if spec is not None else {
-        "allowedMounts": sorted({path for _, path in settings.storage_mounts})}
-    spec.update(address=address, slots=slots)
-    try:
-        return Node.model_validate({"apiVersion": "broker/v1", "kind": "Node", "metadata": {"name": name},
-                                    "spec": spec})
-    except ValidationError as exc:
-        names = {("spec", "address"): "hostname", ("spec", "slots"): "slots_execution_types"}
-        problems = []
-        for e in exc.errors():
-            loc = tuple(str(x) for x in e["loc"])
-            field = next((f for path, f in names.items() if loc[:2] == path), ".".join(loc))
-            problems.append(f"{field}: {e['msg'].removeprefix('Value error, ')}")
-        raise UsageError("POST /nodes: " + "; ".join(problems)) from None
-
-
-def add_node(store, body, settings: Settings, key: str | None = None, by: str | None = None,
-             now: float | None = None) -> Created:
-    """POST /nodes {hostname, slots_execution_types}: a Node named after its hostname."""
-    if not isinstance(body, dict):
-        raise UsageError("POST /nodes: the body is a JSON object {hostname, slots_execution_types}")
-    body = body["node"] if isinstance(body.get("node"), dict) and "hostname" not in body else body
-    address = address_of(body.get("hostname"))
-    name = node_name_of(address)
-    model = node_model(name, address, _slots(body.get("slots_execution_types"), "POST /nodes"), settings)
-    now = time.time() if now is None else now
-    answer = node_object(_new_node(model, now), [], {})
-    try:
-        return create_once(store, [model], answer, f"{by or ''} POST /nodes", key, by, now)
-    except Conflict as exc:
-        if not str(exc).endswith("exists already"):  # being deleted
-            raise
-        raise Conflict(f"{exc}; PATCH /nodes/{name} changes its slots") from None
-
-
-def _new_node(model, now: float) -> ResourceRecord:
-    return ResourceRecord(Kind.NODE, model.metadata.name, "", {}, model.spec.model_dump(mode="json"), 1, now, now)
-
-
-def update_node(store, name: str, body, settings: Settings, by: str | None = None) -> dict:
-    """PATCH /nodes/{uuid} {slots_execution_types}: the Node's slots replaced (the rest of it kept)."""
-    node = store.resource(Kind.NODE, name)
-    if not isinstance(body, dict):
-        raise UsageError("PATCH /nodes: the body is a JSON object {slots_execution_types}")
-    body = body["node"] if isinstance(body.get("node"), dict) and "slots_execution_types" not in body else body
-    spec = {k: v for k, v in node.spec.items() if v is not None}
-    model = node_model(name, node.spec["address"], _slots(body.get("slots_execution_types"), "PATCH /nodes"),
-                       settings, spec)
-    model.metadata.labels.update(node.labels)
-    store.apply([model], by=author(by))
-    return get_node(store, name)
-
-
-def get_node(store, name: str) -> dict:
-    return node_objects(store, [store.resource(Kind.NODE, name)])[0]
-
-
-def list_nodes(store) -> list[dict]:
-    return node_objects(store, store.resources(Kind.NODE))
-
-
-def node_objects(store, nodes: list[ResourceRecord], panel: bool = False, now: float | None = None) -> list[dict]:
-    """Nodes as Container Broker shows them; ``panel``: with their slots and what runs in them."""
-    active = store.tasks(active_only=True)
-    types = {r.key: r.spec.get("executionType", "default") for r in store.resources() if r.kind.workload}
-    running: dict[str, list[tuple[str, TaskRecord]]] = {}
-    for t in active:
-        if t.node:
-            running.setdefault(t.node, []).append((types.get(t.owner_key, "default"), t))
-    if not panel:
-        return [node_object(n, running.get(n.name, []), types) for n in nodes]
-    return [panel_node_object(n, running.get(n.name, [])) for n in nodes]
-
-
-# Container Broker's node statuses: available, unstable (failing, not yet given up), unavailable.
-_NODE_STATUS = {NodeCondition.READY: "available", NodeCondition.NOT_READY: "unstable",
-                NodeCondition.LOST: "unavailable", NodeCondition.UNKNOWN: "unavailable"}
-
-
-def node_slots(node: ResourceRecord) -> dict[str, int]:
-    slots = node.spec.get("slots")
-    if slots is None:  # the host's CPUs, once the controller has seen them
-        slots = (node.status.get("slots") or {}).get("total") or {"default": 0}
-    return dict(slots)
-
-
-def node_object(node: ResourceRecord, running: Iterable, types: dict) -> dict:
-    return {"uuid": node.name, "hostname": hostname_of(node.spec["address"]),
-            "status": _NODE_STATUS.get(node.status.get("condition", "Unknown"), "unavailable"),
-            "accept_new_tasks": not node.spec.get("unschedulable", False),
-            "slots_execution_types": node_slots(node), "runner_provider": "docker",
-            "runner_capacity_reached": False}
-
-
-def panel_node_object(node: ResourceRecord, running: list[tuple[str, TaskRecord]]) -> dict:
-    """GET /status/nodes: the node, its usage per execution type (percent of slots busy) and its slots,
-    each ``idle`` or ``running`` a task (by uuid, for the tasks of Container Broker's Jobs)."""
-    slots = node_slots(node)
-    busy: dict[str, list[TaskRecord]] = {}
-    for etype, t in running:
-        busy.setdefault(etype, []).append(t)
-    listed, usage = [], {}
-    for etype, count in slots.items():
-        tasks = busy.get(etype, [])
-        usage[etype] = round(100 * len(tasks) / count) if count else 0
-        for i in range(count):
-            t = tasks[i] if i < len(tasks) else None
-            listed.append({"name": f"{node.name}-{etype}-{i + 1}", "execution_type": etype,
-                           "status": "running" if t else "idle",
-                           "current_task": None if t is None else
-                           {"uuid": t.owner_name.removeprefix(JOB_PREFIX), "id": t.id}})
-    ready = node.status.get("condition") == NodeCondition.READY
-    return {**node_object(node, running, {}), "name": node.name,
-            "last_error": None if ready else (node.status.get("message") or None),
-            "last_success_at": iso(node.status.get("since")) if ready else None,
-            "usage_per_execution_type": usage, "slots": listed}
-
-
-def status_nodes(store) -> list[dict]:
-    return node_objects(store, store.resources(Kind.NODE), panel=True)
-
-
-def delete_node(store, name: str, by: str | None = None) -> str:
-    """DELETE /nodes/{uuid}: as `brokerctl delete node` (a node with active tasks is refused: drain it)."""
-    from .resources import delete
-
-    ((_, _, outcome),) = delete(store, [(Kind.NODE, "", name)], by=by)
-    return outcome
-
-
-def healthcheck(store, settings: Settings) -> dict:
-    """GET /healthcheck: the store answers, with the pool's size and the tasks not started yet."""
-    nodes = store.resources(Kind.NODE)
-    waiting = [j for j in store.resources(Kind.JOB, namespace=settings.namespace)
-               if is_task_job(j) and j.deleted_at is None and j.status.get("phase", "Pending") == "Pending"]
-    return {"status": "OK", "nodes": len(nodes), "slots": sum(sum(node_slots(n).values()) for n in nodes),
-            "pending_tasks": len(waiting)}
