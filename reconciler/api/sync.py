@@ -18,8 +18,8 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query
 
 from ..ops import sync as gitops
+from ..ops.refs import namespace_name
 from ..ops.tokens import READ, WRITE, allow
-from ..spec.sources import Source
 from . import schemas
 from .auth import Caller, Store
 from .lists import Json
@@ -36,13 +36,10 @@ MassPrune = Annotated[bool, Query(alias="allowMassPrune", description="Allow pru
 def sync(request: Annotated[dict, Body()], who: Caller, store: Store, namespace: ManifestNamespace = "default",
          allow_mass_prune: MassPrune = False) -> Json:
     """Apply a directory's files with prune (one transaction), as `brokerctl sync DIR`."""
-    from ..ops.refs import namespace_name
-
     allow(who, WRITE, None, "sync a directory")
     body = schemas.request_body(schemas.SyncRequest, request)
-    files = [Source.from_json(s.model_dump()) for s in body.sources]
-    report = gitops.sync_sources(store, body.directory, files, body.commit, allow_mass_prune,
-                                 namespace_name(namespace), by=who.user)
+    report = gitops.sync_sources(store, body.directory, [s.model_dump() for s in body.sources], body.commit,
+                                 allow_mass_prune, namespace_name(namespace), by=who.user)
     return Json({"source": report["source"], "lines": gitops.summary(report),
                  "failed": bool(report["refused"] or report["problems"])})
 

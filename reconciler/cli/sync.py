@@ -27,7 +27,7 @@ def sync(
     or from another directory are never touched. An invalid file is reported and what it defined
     keeps its last good state; the rest still syncs (exit 1).
     """
-    from ..spec.sources import source_of
+    from ..ops.checkout import source_of
 
     server = remote()
     if target == "status" and not Path(target).is_dir():

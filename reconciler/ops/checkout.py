@@ -1,12 +1,25 @@
-"""Which commit a synced directory is at: the last git commit touching it, for `sync status`.
+"""A synced directory as a sync names it: its ``source`` (its absolute path on the machine that reads it)
+and the last git commit touching it, for `sync status`.
 
-Called by ``ops.sync`` (a directory read here) and by the remote client's `sync DIR`, which sends it
-with the directory's files. Imports only the standard library, so a remote command stays light.
+Called by ``ops.sync`` (a directory read here), the CLI's ``sync`` and the remote client's `sync DIR`,
+which sends both with the directory's files. Imports only the standard library (and the errors), so a
+remote command stays light.
 """
 
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
+
+from ..errors import UsageError
+
+
+def source_of(directory: str | Path) -> str:
+    """A synced directory's name, its ``source``: its absolute path (a usage error if it is none)."""
+    path = Path(directory).resolve()
+    if not path.is_dir():
+        raise UsageError(f"{directory}: not a directory; sync and --watch take a directory of manifests")
+    return str(path)
 
 
 def git_commit(directory: str) -> str | None:

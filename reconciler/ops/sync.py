@@ -33,10 +33,10 @@ from ..errors import Conflict, Forbidden, ManifestError, NotFound, UsageError
 from ..kinds import DEFAULT_NAMESPACE, NAMESPACED_KINDS, WORKLOAD_KINDS, Kind, object_ref
 from ..spec import manifests
 from ..spec.models import STORED, RunAs, user_refusal
-from ..spec.sources import Source, directory_sources, source_of
+from ..spec.sources import Source, directory_sources
 from ..store.resources import template_changes
 from ..store.syncs import SourcedRow
-from .checkout import git_commit
+from .checkout import git_commit, source_of
 from .tokens import author
 
 log = logging.getLogger("brokerctl.gitops")
@@ -102,11 +102,12 @@ def sync(store, directory: str | Path, allow_mass_prune: bool = False, dry_run: 
     return sync_state(store, read_dir(directory, namespace), allow_mass_prune, dry_run, by)
 
 
-def sync_sources(store, directory: str, files: list[Source], commit: str | None, allow_mass_prune: bool = False,
+def sync_sources(store, directory: str, files: list[dict], commit: str | None, allow_mass_prune: bool = False,
                  namespace: str = DEFAULT_NAMESPACE, by: str | None = None) -> dict:
     """``sync`` of a directory read elsewhere (a remote CLI's: ``directory`` its absolute path there, the
-    sync's source; ``files`` as ``spec.sources.directory_sources`` read them there)."""
-    return sync_state(store, dir_state(directory, files, namespace, commit), allow_mass_prune, by=by)
+    sync's source; ``files`` as ``spec.sources.directory_sources`` read them there, in their JSON form)."""
+    state = dir_state(directory, [Source.from_json(f) for f in files], namespace, commit)
+    return sync_state(store, state, allow_mass_prune, by=by)
 
 
 def sync_state(store, state: DirState, allow_mass_prune: bool = False, dry_run: bool = False,

@@ -2,7 +2,7 @@
 and ``*.json``, recursive and sorted) and ``-`` (stdin), with what could not be read in its place.
 
 Called by ``manifests.load_paths`` (which parses and validates what is read), by ``ops.sync`` (a
-synced directory's files and its name) and by the remote client, which sends the same
+synced directory's files) and by the remote client, which sends the same
 texts to a server (``brokerctl apply -f``, ``brokerctl sync DIR`` against ``brokerctl server``), so
 both name the same files in the same order and read them the same way. Imports only the standard
 library (and the errors): a remote command must start without the models.
@@ -78,16 +78,6 @@ def _read(given: str, name: str, in_directory: bool) -> Source:
 
 
 # -- a synced directory (`brokerctl sync DIR`, here or through a server) --------------------------------
-
-
-def source_of(directory: str | Path) -> str:
-    """A synced directory's name, its ``source``: its absolute path (on the machine that reads it)."""
-    path = Path(directory).resolve()
-    if not path.is_dir():
-        from ..errors import UsageError
-
-        raise UsageError(f"{directory}: not a directory; sync and --watch take a directory of manifests")
-    return str(path)
 
 
 def directory_sources(source: str) -> list[Source]:
