@@ -53,6 +53,12 @@ def error_response(status: int, code: str, message: str, details: list | None = 
     return Response(json.dumps(error_body(code, message, details)), status, headers, media_type="application/json")
 
 
+def ended_by(exc: BrokerError) -> dict:
+    """How a stream that has begun reports an error: the JSON error and the CLI's exit code."""
+    _, code = status_of(exc)
+    return {**error_body(code, str(exc), getattr(exc, "problems", None)), "exitCode": exc.exit_code}
+
+
 def status_of(exc: BrokerError) -> tuple[int, str]:
     if isinstance(exc, BadRequest):
         return 400, "BadRequest"

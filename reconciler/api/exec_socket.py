@@ -32,7 +32,7 @@ from ..ops.refs import namespace_name
 from ..ops.tokens import WRITE, authenticate, allow
 from ..records import TaskRecord
 from .auth import bearer_token
-from .errors import broker_error, error_body, status_of
+from .errors import broker_error, ended_by
 from .lists import streams
 
 log = logging.getLogger("brokerctl.api")
@@ -84,8 +84,7 @@ async def _exec(websocket: WebSocket, namespace: str | None, task_id: str, comma
                 code = tasks.exec_in(store, task.id, command, _input(inputs) if stdin else None, write, tty, size)
             return {"exitCode": code}
         except BrokerError as exc:
-            _, code_name = status_of(exc)
-            return {**error_body(code_name, str(exc), getattr(exc, "problems", None)), "exitCode": exc.exit_code}
+            return ended_by(exc)
         finally:
             inputs.put(None)  # the input thread, if the command ended before its input did
 
@@ -93,8 +92,8 @@ async def _exec(websocket: WebSocket, namespace: str | None, task_id: str, comma
         group.start_soon(_receive, websocket, inputs)
         try:
             status = await anyio.to_thread.run_sync(run, limiter=streams())
-        except Exception as exc:  # noqa: BLE001 - the client left: its output could not be sent
-            log.info("exec in task %s ended: %s", task.id, exc)
+        except Exception as exc:  # noqa: BLE001 - the client left (its output could not be sent), or a bug
+            log.warning("exec in task %s ended without its exit code: %r", task.id, exc)
             group.cancel_scope.cancel()
             return
         group.cancel_scope.cancel()
