@@ -51,11 +51,12 @@ def test_status_shows_passes_lists_cpu_and_docker_calls(three_nodes, db):
         wait_for(lambda: len(running(hosts, "Service/web")) == 2, 30, "2 replicas")
 
         def stats_with_creates():
+            # Stats are published as passes end: wait for those of the pass that saw both replicas run.
             out = cli(db, "status", check=True).stdout
-            calls = docker_calls(out)
-            return out if calls.get("POST /containers/create", 0) >= 2 else None
+            calls, m = docker_calls(out), STATS.search(out)
+            return out if calls.get("POST /containers/create", 0) >= 2 and m and int(m.group(1)) >= 2 else None
 
-        out = wait_for(stats_with_creates, 10, "status showing both creates", interval=0.3)
+        out = wait_for(stats_with_creates, 10, "status showing both creates and a second pass", interval=0.3)
         assert f"controller: running (pid {ctl.proc.pid} " in out, out
         m = STATS.search(out)
         assert m, out

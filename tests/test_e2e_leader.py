@@ -72,12 +72,18 @@ def in_transaction(store: Store) -> bool:
                             "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL")[0]["n"])
 
 
+# Longer than the default 3 s: after a SIGSTOP takeover the test pauses the new leader and checks that the
+# continued old one commits nothing, all inside the new leader's lease; on a loaded machine waking the
+# old leader and reading the store took more than the 2-3 s the default leaves.
+LEASE = ("--lease-duration", "5")
+
+
 class Fleet:
     """The controller processes on one store, by pid."""
 
     def __init__(self, db, count: int):
         self.db = db
-        self.procs = [ControllerProcess(db).start() for _ in range(count)]
+        self.procs = [ControllerProcess(db, *LEASE).start() for _ in range(count)]
 
     def by_pid(self, pid: int) -> ControllerProcess:
         [found] = [c for c in self.procs if c.proc.pid == pid]
@@ -86,7 +92,7 @@ class Fleet:
     def replace(self, dead: ControllerProcess) -> None:
         dead.stop()
         self.procs.remove(dead)
-        self.procs.append(ControllerProcess(self.db).start())
+        self.procs.append(ControllerProcess(self.db, *LEASE).start())
 
     def alive(self) -> list[ControllerProcess]:
         return [c for c in self.procs if c.proc.poll() is None]
@@ -126,7 +132,7 @@ def stop_the_leader(store: Store, fleet: Fleet) -> float:
     paused.proc.send_signal(signal.SIGSTOP)
     new, took = next_term(store, held["epoch"], stopped)
     others = [c for c in fleet.alive() if c is not paused]
-    # The new leader's lease lasts 2-3 s more: the window of the check. Stopped inside a transaction it
+    # The new leader's lease lasts 4-5 s more: the window of the check. Stopped inside a transaction it
     # would hold the write lock (the old leader could not even try to write): stop it between two.
     for _ in range(100):
         fleet.signal(others, signal.SIGSTOP)

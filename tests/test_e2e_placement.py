@@ -63,7 +63,8 @@ def test_resources_fit_bounds_concurrency_by_reported_cpus(clean_hosts, db):
 def test_higher_priority_job_runs_first_when_slots_are_scarce(clean_hosts, db):
     """With one slot, a later high-priority job starts before earlier low-priority ones."""
     cli(db, "apply", "-f", "-", input=nodes(clean_hosts[:1], [{}], {"default": 1}), check=True)
-    backlog = "---\n".join([job_yaml("blocker", "sleep 2")] + [job_yaml(f"low-{i}", "true") for i in range(3)])
+    # The blocker holds the slot while the urgent Job is applied (a CLI process: seconds on a loaded machine).
+    backlog = "---\n".join([job_yaml("blocker", "sleep 6")] + [job_yaml(f"low-{i}", "true") for i in range(3)])
     cli(db, "apply", "-f", "-", input=backlog, check=True)
     with ControllerProcess(db):
         wait_for(lambda: any(t["phase"] == "Running" for t in tasks_of(db, "Job/blocker")), 30, "blocker running")

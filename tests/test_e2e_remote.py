@@ -450,7 +450,7 @@ def test_get_w_streams_a_job_until_it_completes(served, home):
 
 
 def test_follow_logs_remotely_prints_each_line_as_it_is_written(served, home, db):
-    brokerctl(home, "apply", "-f", "-", input=job_yaml("talk", "echo one; sleep 2; echo two")).check_returncode()
+    brokerctl(home, "apply", "-f", "-", input=job_yaml("talk", "echo one; sleep 5; echo two")).check_returncode()
     wait_for(lambda: "Running" in cli(db, "get", "jobs").stdout, 30, "the job to run")
     follower = subprocess.Popen([sys.executable, "-m", "reconciler", "logs", "-f", "job/talk"], stdout=subprocess.PIPE,
                                 text=True, env=client_env(home))

@@ -91,7 +91,8 @@ def prefixed(chunk: Output) -> bytes:
     return b"".join(tag + line for line in chunk.data.splitlines(keepends=True))
 
 
-def output(store, t: TaskRecord, follow: bool, skip: int = 0, window: LogWindow = EVERYTHING) -> Iterator[Output]:
+def output(store, t: TaskRecord, follow: bool, skip: int = 0, window: LogWindow = EVERYTHING,
+           clock: Clock = SYSTEM) -> Iterator[Output]:
     """The task's stored output past its first ``skip`` bytes (those an earlier live stream gave), or,
     while nothing is stored and the task runs, its live stream from the node; within ``window``."""
     saved = store.output(t.id)
@@ -109,8 +110,28 @@ def output(store, t: TaskRecord, follow: bool, skip: int = 0, window: LogWindow 
         from .nodes import node_host
 
         host = node_host(store, t.node)
+        streamed = 0
         for chunk in host.logs(t.container_id, follow=follow, tail=window.tail, since=window.since):
+            streamed += len(chunk)
             yield Output(t.id, chunk)
+        if window == EVERYTHING:
+            yield from _stored_rest(store, t.id, streamed, STORED_WAIT if follow else 0.0, clock)
+
+
+STORED_WAIT = 10.0  # seconds `logs -f` waits, once the live stream ends, for the controller to store the output
+
+
+def _stored_rest(store, task_id: str, streamed: int, wait: float, clock: Clock = SYSTEM) -> Iterator[Output]:
+    """What the live stream did not give: it ends when the container stops, or finds it already gone
+    (collected and removed between reading the task and asking its node), possibly before the last
+    lines; the controller stores the whole output as it collects the container. Waits up to ``wait``
+    seconds for that (a follower expects the end of the output); nothing if it never comes."""
+    for _ in ticks(0.1, until=clock.monotonic() + wait, clock=clock):
+        saved = store.output(task_id)
+        if saved is not None:
+            if saved[0][streamed:]:
+                yield Output(task_id, saved[0][streamed:])
+            return
 
 
 # -- exec ------------------------------------------------------------------------------------------
