@@ -236,3 +236,16 @@ def dump(objects: list[dict], fmt: str) -> str:
     from .spec.yamlcore import Dumper  # quotes what a YAML 1.2 reader would not read back as a string
 
     return yaml.dump(objects, Dumper=Dumper, sort_keys=False)
+
+
+# -- exec over a WebSocket --------------------------------------------------------------------------
+# `brokerctl exec` through a server (``api.exec_socket``, ``client.remote``): binary messages whose first
+# byte is the channel, as Kubernetes' v4.channel.k8s.io. The client sends STDIN (an empty one: end of
+# input); the server sends STDOUT and STDERR as the command writes them, then one STATUS, JSON:
+# ``{"exitCode": N}``, or ``{"error", "message", "details", "exitCode"}`` as the API's errors with the
+# CLI's exit code; then it closes the socket.
+EXEC_STDIN, EXEC_STDOUT, EXEC_STDERR, EXEC_STATUS = 0, 1, 2, 3
+
+
+def exec_frame(channel: int, data: bytes) -> bytes:
+    return bytes((channel,)) + data

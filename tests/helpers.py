@@ -317,3 +317,52 @@ class Watching:
             self.proc.kill()
             self.proc.wait()
             raise AssertionError(f"still running {timeout}s after signal {sig}") from None
+
+
+def editor(tmp_path, body: str) -> dict:
+    """An $EDITOR that runs ``body`` (Python, with ``text`` the file's text and ``seen`` a list of the texts
+    it was opened with so far, kept in a file) and saves ``text``; returns the env that names it."""
+    log = tmp_path / "editor-seen.json"
+    script = tmp_path / "editor.py"
+    script.write_text(
+        "import json, sys\n"
+        f"log = {str(log)!r}\n"
+        "path = sys.argv[1]\n"
+        "text = open(path).read()\n"
+        "try:\n    seen = json.load(open(log))\nexcept FileNotFoundError:\n    seen = []\n"
+        "seen.append(text)\n"
+        "json.dump(seen, open(log, 'w'))\n"
+        f"{body}\n"
+        "open(path, 'w').write(text)\n")
+    return {"EDITOR": f"{sys.executable} {script}", "BROKER_EDITOR": "", "_seen": str(log)}
+
+
+def seen(env) -> list[str]:
+    """The texts the ``editor`` was opened with, in order."""
+    return json.loads(Path(env["_seen"]).read_text())
+
+
+def in_terminal(args: list[str], env: dict, prompt: bytes, keys: bytes, answer: bytes,
+                timeout: float = 60) -> tuple[int, bytes]:
+    """``python -m reconciler ARGS`` run from a terminal (a pty): once it has printed ``prompt``, ``keys``
+    are typed; returns its exit code and all it printed (read until ``answer`` or the terminal closes)."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler", *args], stdin=slave, stdout=slave, stderr=slave,
+                            env=env)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + timeout
+    try:
+        for wanted, then in ((prompt, keys), (answer, b"")):
+            while wanted not in seen and time.monotonic() < deadline:
+                try:
+                    seen += os.read(master, 4096)
+                except OSError:  # the terminal closed: the process ended
+                    break
+            if then:
+                os.write(master, then)
+        return proc.wait(timeout), seen
+    finally:
+        os.close(master)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cli
+from helpers import cli, editor, seen
 
 from reconciler.store import Store
 
@@ -337,33 +337,6 @@ def test_delete_by_label_or_all_refuses_what_means_nothing(applied, args, messag
 # -- edit -------------------------------------------------------------------------------------------
 
 
-def editor(tmp_path, body: str) -> dict:
-    """An $EDITOR that runs ``body`` (Python, with ``text`` the file's text and ``seen`` a list of the texts
-    it was opened with so far, kept in a file) and saves ``text``; returns the env that names it."""
-    import json
-    import sys
-
-    log = tmp_path / "editor-seen.json"
-    script = tmp_path / "editor.py"
-    script.write_text(
-        "import json, sys\n"
-        f"log = {str(log)!r}\n"
-        "path = sys.argv[1]\n"
-        "text = open(path).read()\n"
-        "try:\n    seen = json.load(open(log))\nexcept FileNotFoundError:\n    seen = []\n"
-        "seen.append(text)\n"
-        "json.dump(seen, open(log, 'w'))\n"
-        f"{body}\n"
-        "open(path, 'w').write(text)\n")
-    return {"EDITOR": f"{sys.executable} {script}", "BROKER_EDITOR": "", "_seen": str(log)}
-
-
-def seen(env) -> list[str]:
-    import json
-
-    return json.loads(Path(env["_seen"]).read_text())
-
-
 def test_edit_opens_get_yaml_and_applies_the_saved_change(applied, tmp_path):
     env = editor(tmp_path, "text = text.replace('completions: 2', 'completions: 7')")
     done = cli(applied, "edit", "job/hello", env=env, check=True)
@@ -415,6 +388,35 @@ def test_a_bad_edit_saved_again_unchanged_gives_up_and_applies_nothing(applied, 
     assert done.returncode == 1 and len(seen(env)) == 2
     assert "is job/other, not job/hello" in done.stderr and "nothing was applied" in done.stderr
     assert _names(applied, "jobs") == ["job/big", "job/hello", "job/mid"]
+
+
+def test_an_edit_of_a_resource_changed_meanwhile_is_refused_and_reopened_at_its_current_version(applied, tmp_path):
+    """Someone applies job/hello while it is open in the editor: the save is refused (nothing of it applied,
+    the other change kept) and the editor reopens on the current version with the error; the change made
+    there is applied."""
+    other = tmp_path / "other.json"
+    other.write_text(cli(applied, "get", "job", "hello", "-o", "json", check=True).stdout.replace(
+        '"completions": 2', '"completions": 9'))
+    env = editor(tmp_path, conflicting_edit(applied, other))
+    done = cli(applied, "edit", "job/hello", env=env)
+    assert (done.returncode, done.stdout) == (0, "job/hello edited\n"), done.stderr
+    first, second = seen(env)
+    assert "completions: 2" in first
+    assert "# job/hello was changed while it was being edited (generation 1 then, 2 now)" in second
+    assert "completions: 9" in second and "completions: 7" not in second  # the current version, not the stale one
+    assert json_of(applied, "jobs", "hello")[0]["spec"]["completions"] == 8
+
+
+def conflicting_edit(db, other) -> str:
+    """The editor's body: on first opening, another writer applies ``other`` (completions 9) and the
+    editor saves completions 7 over the text it was given; reopened, it makes 9 into 8."""
+    return ("if 'was changed while it was being edited' in text:\n"
+            "    text = text.replace('completions: 9', 'completions: 8')\n"
+            "else:\n"
+            "    import subprocess\n"
+            f"    subprocess.run([sys.executable, '-m', 'reconciler', '--db', {str(db)!r}, 'apply', '-f', {str(other)!r}],"
+            " check=True, capture_output=True)\n"
+            "    text = text.replace('completions: 2', 'completions: 7')")
 
 
 def json_of(db, *args):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from helpers import ControllerProcess, cli, cli_json, job_yaml, nodes_yaml, wait_for
+from helpers import ControllerProcess, cli, cli_json, in_terminal, job_yaml, nodes_yaml, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -103,25 +103,9 @@ def test_exec_it_on_a_terminal_gives_the_command_one(sleeper, db):
     """Run from a terminal (a pty), -it gives the command a terminal of its own: it reads the keys typed
     and its exit code comes back."""
     import os
-    import pty
-    import subprocess
-    import sys
 
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "reconciler", "--db", str(db), "exec", "-it", sleeper, "--",
-                             "sh", "-c", '[ -t 0 ] && echo has-tty; read x; echo "got-$x"; exit 4'],
-                            stdin=slave, stdout=slave, stderr=slave, env={**os.environ, "NO_COLOR": "1"})
-    os.close(slave)
-    seen = b""
-    deadline = time.monotonic() + 60
-    while b"has-tty" not in seen and time.monotonic() < deadline:
-        seen += os.read(master, 4096)
-    os.write(master, b"abc\r")
-    while b"got-abc" not in seen and time.monotonic() < deadline:
-        try:
-            seen += os.read(master, 4096)
-        except OSError:
-            break
-    assert proc.wait(60) == 4, seen
-    assert b"has-tty" in seen and b"got-abc" in seen
-    os.close(master)
+    code, printed = in_terminal(["--db", str(db), "exec", "-it", sleeper, "--", "sh", "-c",
+                                 '[ -t 0 ] && echo has-tty; read x; echo "got-$x"; exit 4'],
+                                {**os.environ, "NO_COLOR": "1"}, b"has-tty", b"abc\r", b"got-abc")
+    assert code == 4, printed
+    assert b"has-tty" in printed and b"got-abc" in printed

@@ -19,10 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ServerProcess, cli, job_yaml, nodes_yaml, service_yaml, wait_for
+from helpers import ServerProcess, cli, editor, in_terminal, job_yaml, nodes_yaml, seen, service_yaml, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import tlscerts  # noqa: E402
+
+from reconciler.store import Store  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -185,21 +187,177 @@ def test_listings_and_their_options_print_as_on_the_store(api, home, db):
     assert deleted.stdout == "job/a deleted\njob/b deleted\njob/c deleted\n", deleted.stderr
 
 
+def test_edit_through_the_server_prints_and_applies_as_on_the_store(api, home, db, tmp_path):
+    """The same round trip as the local edit, with the same output: the document opened, the saved change
+    applied (recorded as the token's user), an unchanged or empty file cancelled, a bad edit reopened with
+    its error and then fixed, one saved again unchanged given up; a Secret refused before an editor opens."""
+    import itertools
+
+    cli(db, "apply", "-f", "-", input=job_yaml("hello", completions=2), check=True)
+    runs = itertools.count()
+
+    def edit(where: str, body: str, target: str = "job/hello"):
+        folder = tmp_path / f"{where}-{next(runs)}"
+        folder.mkdir()
+        env = editor(folder, body)
+        shown = {k: v for k, v in env.items() if not k.startswith("_")}
+        done = (cli(db, "edit", target, env=shown) if where == "local"
+                else remote(api, home, api.admin, "edit", target, **shown))
+        return done, (seen(env) if Path(env["_seen"]).exists() else [])
+
+    far, opened = edit("far", "text = text.replace('completions: 2', 'completions: 3')")
+    assert (far.returncode, far.stdout, far.stderr) == (0, "job/hello edited\n", "")
+    assert opened[0].startswith("# Edit the object below") and "completions: 2" in opened[0]
+    [job] = json.loads(cli(db, "get", "job", "hello", "-o", "json", check=True).stdout)
+    assert job["spec"]["completions"] == 3 and job["metadata"]["updatedBy"] == "admin"
+    local, _ = edit("local", "text = text.replace('completions: 3', 'completions: 4')")
+    same(local, far)  # "job/hello edited" both
+    for body, message in (("text = text + '# a comment\\n'", "Edit cancelled, no changes made.\n"),
+                          ("text = ''", "Edit cancelled, saved file was empty.\n")):
+        (local, _), (far, _) = edit("local", body), edit("far", body)
+        same(local, far)
+        assert far.stdout == message
+    fix = ("if 'could not be applied' in text:\n"
+           "    text = text.replace('completions: -1', 'completions: 9')\n"
+           "else:\n"
+           "    text = text.replace('completions: 4', 'completions: -1')")
+    far, opened = edit("far", fix)
+    assert (far.returncode, far.stdout) == (0, "job/hello edited\n"), far.stderr
+    assert any(line.startswith("# ") and "spec.completions" in line
+               for line in opened[1].split("completions: -1")[0].splitlines()), opened[1]
+    give_up = "if 'could not be applied' not in text:\n    text = text.replace('name: hello', 'name: renamed')"
+    (local, _), (far, reopened) = edit("local", give_up), edit("far", give_up)
+    temporary = re.compile(r"/\S+/brokerctl-edit-job-hello-\w+\.yaml")  # each edit's own file
+    assert (far.returncode, temporary.sub("FILE", far.stderr)) == (1, temporary.sub("FILE", local.stderr))
+    assert len(reopened) == 2 and "is job/renamed, not job/hello" in far.stderr and "nothing was applied" in far.stderr
+    cli(db, "apply", "-f", "-", check=True, input=json.dumps({
+        "apiVersion": "broker/v1", "kind": "Secret", "metadata": {"name": "creds"}, "spec": {"stringData": {"k": "v"}}}))
+    (local, _), (far, opened) = edit("local", "pass", "secret/creds"), edit("far", "pass", "secret/creds")
+    same(local, far)
+    assert far.returncode == 2 and "a Secret's values are never shown" in far.stderr and opened == []
+    assert json.loads(cli(db, "get", "job", "hello", "-o", "json", check=True).stdout)[0]["spec"]["completions"] == 9
+
+
+def test_edit_through_the_server_of_a_resource_changed_meanwhile_reopens_at_its_current_version(api, home, db,
+                                                                                              tmp_path):
+    from test_cli_kubectl import conflicting_edit
+
+    cli(db, "apply", "-f", "-", input=job_yaml("hello", completions=2), check=True)
+    other = tmp_path / "other.json"
+    other.write_text(cli(db, "get", "job", "hello", "-o", "json", check=True).stdout.replace(
+        '"completions": 2', '"completions": 9'))
+    env = editor(tmp_path, conflicting_edit(db, other))
+    done = remote(api, home, api.admin, "edit", "job/hello", EDITOR=env["EDITOR"], BROKER_EDITOR="")
+    assert (done.returncode, done.stdout) == (0, "job/hello edited\n"), done.stderr
+    first, second = seen(env)
+    assert "# job/hello was changed while it was being edited (generation 1 then, 2 now)" in second
+    assert "completions: 9" in second and "completions: 7" not in second
+    assert json.loads(cli(db, "get", "job", "hello", "-o", "json", check=True).stdout)[0]["spec"]["completions"] == 8
+
+
+def test_edit_with_a_view_token_is_refused_before_an_editor_opens(api, home, db, tmp_path):
+    cli(db, "apply", "-f", "-", input=job_yaml("hello"), check=True)
+    viewer = token(db, "--user", "val", "--role", "view", "--namespace", "default")
+    env = editor(tmp_path, "text = text.replace('hello', 'x')")
+    refused = remote(api, home, viewer, "edit", "job/hello", EDITOR=env["EDITOR"], BROKER_EDITOR="")
+    assert refused.returncode == 1
+    assert refused.stderr == ("error: user val (role view in default) may not edit job/hello in namespace default: "
+                              "the view role only reads\n")
+    assert not Path(env["_seen"]).exists()  # no editor was opened
+
+
+def test_sync_through_the_server_prints_and_prunes_as_on_the_store(api, home, db, tmp_path):
+    """`sync DIR` remotely against a sync of the same directory on a second store: the same lines and exit
+    codes as the directory changes (created, an invalid file held back, pruned, a mass prune refused), the
+    same `sync status` (the directory named by its absolute path on the client, its git commit); a view
+    token is refused."""
+    import shutil
+
+    here = tmp_path / "here.db"  # the store a local sync of the same directory goes to
+    Store(here).close()
+    d = tmp_path / "repo" / "manifests"
+    d.mkdir(parents=True)
+    (d / "a.yaml").write_text(job_yaml("a"))
+    (d / "b.yaml").write_text(job_yaml("b"))
+    (d / "c.yaml").write_text(job_yaml("c"))
+    (d / "bad.yaml").write_text("apiVersion: broker/v1\nkind: Job\nmetadata: {name: bad}\nspec: {nope: 1}\n")
+    git = ["git", "-C", str(d.parent), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    if shutil.which("git"):
+        subprocess.run([*git[:3], "init", "-q"], check=True)
+        subprocess.run([*git, "add", "."], check=True)
+        subprocess.run([*git, "commit", "-qm", "first manifests"], check=True)
+
+    def both(*args: str):
+        local, far = cli(here, *args), remote(api, home, api.admin, *args)
+        same(local, far)
+        return far
+
+    first = both("sync", str(d))
+    assert first.returncode == 1 and first.stdout.startswith("job/a created\njob/b created\njob/c created\ninvalid: bad.yaml:")
+    assert both("sync", str(d)).stdout.startswith("invalid: bad.yaml:")  # nothing else to change
+    (d / "b.yaml").unlink()
+    (d / "bad.yaml").write_text(job_yaml("bad"))
+    fixed = both("sync", str(d))
+    assert (fixed.returncode, fixed.stdout) == (0, "job/bad created\njob/b pruned (deleted)\n")
+    assert both("sync", str(d)).stdout == f"{d}: in sync, nothing to change\n"
+    for name in ("a", "c", "bad"):
+        (d / f"{name}.yaml").unlink()
+    refused = both("sync", str(d))
+    assert refused.returncode == 1 and "refused: sync of" in refused.stdout and "--allow-mass-prune" in refused.stdout
+
+    def status(*args: str):
+        local, far = cli(here, "sync", "status", *args), remote(api, home, api.admin, "sync", "status", *args)
+        assert (far.returncode, far.stderr) == (local.returncode, local.stderr) == (0, "")
+        unaged = [line for line in far.stdout.splitlines() if not line.startswith("last sync:")]
+        assert unaged == [line for line in local.stdout.splitlines() if not line.startswith("last sync:")]
+        assert "REFUSED: sync of" in far.stdout  # on the last sync: line
+        return "\n".join(unaged) + "\n"
+
+    shown = status(str(d))
+    assert f"directory:  {d}\n" in shown
+    assert ("commit:     " + ("" if shutil.which("git") else "- ")) in shown
+    if shutil.which("git"):
+        assert "first manifests" in shown
+    assert status() == shown
+    pruned = both("sync", str(d), "--allow-mass-prune")
+    assert sorted(pruned.stdout.splitlines()) == ["job/a pruned (deleted)", "job/bad pruned (deleted)", "job/c pruned (deleted)"]
+    viewer = token(db, "--user", "val", "--role", "view", "--namespace", "default")
+    denied = remote(api, home, viewer, "sync", str(d))
+    assert (denied.returncode, denied.stderr) == (1, "error: user val (role view in default) may not sync a directory: "
+                                                     "only an admin token may (nodes, namespaces and tokens are "
+                                                     "cluster-wide)\n")
+    missing = remote(api, home, api.admin, "sync", str(tmp_path / "nope"))
+    same(cli(here, "sync", str(tmp_path / "nope")), missing)
+    assert missing.returncode == 2
+
+
 def test_a_remote_command_imports_neither_pydantic_nor_docker_nor_the_store(api, home, tmp_path):
     script = (
         "import sys\n"
         "from reconciler.cli.app import app\n"
-        "for args in (['apply', '-f', sys.argv[1]], ['get', 'tasks'], ['get', 'jobs', '-o', 'yaml']):\n"
+        "from reconciler.errors import NotFound\n"
+        "for args in (['apply', '-f', sys.argv[1]], ['get', 'tasks'], ['get', 'jobs', '-o', 'yaml'], ['sync', sys.argv[4]],\n"
+        "             ['sync', 'status']):\n"
         "    app(['--server', sys.argv[2], '--token', sys.argv[3], *args], standalone_mode=False)\n"
+        "try:\n"
+        "    app(['--server', sys.argv[2], '--token', sys.argv[3], 'exec', 'nope', '--', 'true'], standalone_mode=False)\n"
+        "except NotFound as exc:\n"
+        "    print('EXEC', exc)\n"
+        "print('WS', 'websockets.sync.client' in sys.modules)\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'docker', 'sqlite_utils', 'sqlite3',"
         " 'fastapi', 'httpx', 'psycopg') or m.startswith(('reconciler.store', 'reconciler.spec.models', "
         "'reconciler.docker', 'reconciler.api')))\n"
         "print('HEAVY', heavy)\n")
     (tmp_path / "j.yaml").write_text(job_yaml("light"))
-    ran = subprocess.run([sys.executable, "-c", script, str(tmp_path / "j.yaml"), api.url, api.admin],
+    (tmp_path / "synced").mkdir()
+    (tmp_path / "synced" / "s.yaml").write_text(job_yaml("synced"))
+    ran = subprocess.run([sys.executable, "-c", script, str(tmp_path / "j.yaml"), api.url, api.admin,
+                          str(tmp_path / "synced")],
                          capture_output=True, text=True, env=client_env(home), timeout=60)
     assert ran.returncode == 0, ran.stderr
-    assert "job/light created" in ran.stdout
+    assert "job/light created" in ran.stdout and "job/synced created" in ran.stdout
+    assert "EXEC task 'nope' not found" in ran.stdout  # exec asked the server over its WebSocket
+    assert "WS True" in ran.stdout
     assert ran.stdout.strip().splitlines()[-1] == "HEAVY []"
 
 
@@ -218,6 +376,11 @@ def test_tls_with_the_ca_given_and_a_clear_message_without_it(db, state, home, t
         assert brokerctl(home, "get", "jobs", "-o", "name").stdout == "job/secure\n"
         plain = brokerctl(home, "--server", served.url.replace("https:", "http:"), "--token", served.admin, "get", "jobs")
         assert plain.returncode == 1 and "cannot reach the server" in plain.stderr
+        # exec's WebSocket: the same CA from the context, and the same message without it
+        found = brokerctl(home, "exec", "nope", "--", "true")
+        assert (found.returncode, found.stderr) == (1, "error: task 'nope' not found; `brokerctl get tasks` lists them\n")
+        untrusted = brokerctl(home, "--server", served.url, "--token", served.admin, "exec", "nope", "--", "true")
+        assert untrusted.returncode == 1 and "its TLS certificate is not trusted" in untrusted.stderr
 
 
 # -- on real daemons ------------------------------------------------------------------------------
@@ -295,3 +458,76 @@ def test_follow_logs_remotely_prints_each_line_as_it_is_written(served, home, db
     assert first.endswith("] one\n") and "Running" in cli(db, "get", "jobs").stdout
     assert follower.stdout.readline().endswith("] two\n")
     assert follower.wait(30) == 0
+
+
+# -- exec over the server's WebSocket ----------------------------------------------------------------
+
+
+@pytest.fixture
+def sleeper(served, home, db) -> str:
+    """A running task whose container sleeps; its id."""
+    brokerctl(home, "apply", "-f", "-", input=job_yaml("sleeper", "sleep 300", terminationGracePeriodSeconds=0)
+              ).check_returncode()
+
+    def running():
+        found = [t["id"] for t in json.loads(cli(db, "get", "tasks", "-o", "json", check=True).stdout)
+                 if t["phase"] == "Running"]
+        return found[0] if found else None
+
+    return wait_for(running, 60, "the sleeper running")
+
+
+def test_exec_through_the_server_prints_and_exits_as_on_the_store(sleeper, home, db):
+    """stdout and stderr apart, the command's exit code; `-i` pipes stdin to the end (a large input too);
+    a missing command, an unknown task and a task that is not running: the local messages and exits."""
+    args = ["exec", sleeper, "--", "sh", "-c", "echo out; echo err >&2; exit 7"]
+    local, far = cli(db, *args), brokerctl(home, *args)
+    same(local, far)
+    assert (far.returncode, far.stdout, far.stderr) == (7, "out\n", "err\n")
+    piped = ["exec", "-i", sleeper, "--", "cat"]
+    local, far = cli(db, *piped, input="hello\nworld\n"), brokerctl(home, *piped, input="hello\nworld\n")
+    same(local, far)
+    assert (far.returncode, far.stdout) == (0, "hello\nworld\n")
+    big = "x" * 300_000
+    counted = brokerctl(home, "exec", "-i", sleeper, "--", "wc", "-c", input=big)
+    assert (counted.returncode, counted.stdout.strip()) == (0, "300000"), counted.stderr
+    without = brokerctl(home, "exec", sleeper, "--", "sh", "-c", "cat; echo done", input="ignored\n")
+    assert (without.returncode, without.stdout) == (0, "done\n")  # no -i: the command's stdin is empty
+    for args in (["exec", sleeper], ["exec", "no-such-task", "--", "true"]):
+        same(cli(db, *args), brokerctl(home, *args))
+    brokerctl(home, "apply", "-f", "-", "--wait", "--timeout", "60", input=job_yaml("done", "true")).check_returncode()
+    (finished,) = [t["id"] for t in json.loads(cli(db, "get", "tasks", "-o", "json", check=True).stdout)
+                   if t["owner"] == "Job/done"]
+    local, far = cli(db, "exec", finished, "--", "true"), brokerctl(home, "exec", finished, "--", "true")
+    same(local, far)
+    assert far.returncode == 1 and f"task {finished} is Succeeded, not Running" in far.stderr
+
+
+def test_exec_needs_a_token_that_may_write_in_the_tasks_namespace_and_nothing_runs_otherwise(sleeper, served,
+                                                                                            home, db):
+    viewer = token(db, "--user", "val", "--role", "view", "--namespace", "default")
+    other = token(db, "--user", "olga", "--role", "edit", "--namespace", "team-b")
+    editor = token(db, "--user", "ed", "--role", "edit", "--namespace", "default")
+    touch = ["exec", sleeper, "--", "touch", "/tmp/ran"]
+    refused = remote(served, home, viewer, *touch)
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stderr == (f"error: user val (role view in default) may not exec in task {sleeper} in namespace "
+                              "default: the view role only reads\n")
+    hidden = remote(served, home, other, *touch)  # a namespace the token does not reach: not found there
+    assert (hidden.returncode, hidden.stderr) == (1, f"error: task '{sleeper}' not found; `brokerctl get tasks` "
+                                                     "lists them\n")
+    wrong = remote(served, home, "bk_0000_" + "y" * 43, *touch)
+    assert wrong.returncode == 1 and "refused the token: the token is not valid" in wrong.stderr
+    assert cli(db, "exec", sleeper, "--", "test", "-e", "/tmp/ran").returncode == 1  # nothing ran
+    assert remote(served, home, editor, *touch).returncode == 0
+    assert cli(db, "exec", sleeper, "--", "test", "-e", "/tmp/ran").returncode == 0
+
+
+def test_exec_it_through_the_server_gives_the_command_a_terminal(sleeper, home):
+    """Run from a terminal (a pty), `exec -it` through the server: the command has a terminal, reads the
+    keys typed (the local terminal in raw mode) and its exit code comes back."""
+    code, printed = in_terminal(["exec", "-it", sleeper, "--", "sh", "-c",
+                                 '[ -t 0 ] && echo has-tty; read x; echo "got-$x"; exit 4'],
+                                client_env(home), b"has-tty", b"abc\r", b"got-abc")
+    assert code == 4, printed
+    assert b"has-tty" in printed and b"got-abc" in printed

@@ -22,7 +22,8 @@ import anyio
 from fastapi import FastAPI
 
 from .. import __version__
-from . import containerbroker, errors, health, metrics, namespaces, nodes, resources, services, session, tasks
+from . import (containerbroker, edit, errors, exec_socket, health, metrics, namespaces, nodes, resources, services,
+               session, sync, tasks)
 from .limits import MAX_BODY, BodyLimit
 from .metrics import Metrics, RequestMetrics
 from .rendered import Renders
@@ -83,7 +84,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.closing = threading.Event()
     app.state.renders = Renders()  # task lists kept as bytes while the store has not changed
     errors.install(app)
-    for module in (resources, services, tasks, namespaces, nodes, session, health, metrics, containerbroker):
+    for module in (resources, edit, sync, services, tasks, exec_socket, namespaces, nodes, session, health, metrics,
+                   containerbroker):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # outermost: a 413 is counted too

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import logging
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -53,6 +53,12 @@ def error_response(status: int, code: str, message: str, details: list | None = 
     return Response(json.dumps(error_body(code, message, details)), status, headers, media_type="application/json")
 
 
+def ended_by(exc: BrokerError) -> dict:
+    """How a stream that has begun reports an error: the JSON error and the CLI's exit code."""
+    _, code = status_of(exc)
+    return {**error_body(code, str(exc), getattr(exc, "problems", None)), "exitCode": exc.exit_code}
+
+
 def status_of(exc: BrokerError) -> tuple[int, str]:
     if isinstance(exc, BadRequest):
         return 400, "BadRequest"
@@ -76,6 +82,13 @@ def install(app: FastAPI) -> None:
         details = [_validation_line(e) for e in exc.errors()]
         return error_response(422, "Invalid", f"invalid request: {details[0]}" if details else "invalid request",
                               details)
+
+    @app.exception_handler(WebSocketRequestValidationError)
+    async def _invalid_socket(websocket: WebSocket, exc: WebSocketRequestValidationError) -> None:
+        # refused in the handshake's answer, as the other refusals of a WebSocket (``exec_socket``)
+        details = [_validation_line(e) for e in exc.errors()]
+        await websocket.send_denial_response(error_response(
+            422, "Invalid", f"invalid request: {details[0]}" if details else "invalid request", details))
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:

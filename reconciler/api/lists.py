@@ -36,7 +36,7 @@ from starlette.responses import Response, StreamingResponse
 from ..errors import BrokerError
 from ..ops.polling import Note
 from ..ops.refs import parse_selector
-from .errors import BadRequest, error_body, status_of
+from .errors import BadRequest, ended_by
 
 log = logging.getLogger("brokerctl.api")
 
@@ -215,9 +215,7 @@ async def _lines(events: Iterator, first, result: Callable[[Any], Any], other: C
         try:
             item = await _pull(events)
         except BrokerError as exc:
-            _, code = status_of(exc)
-            details = getattr(exc, "problems", None)
-            yield ndjson({"type": "ERROR", **error_body(code, str(exc), details), "exitCode": exc.exit_code})
+            yield ndjson({"type": "ERROR", **ended_by(exc)})
             return
 
 

@@ -199,15 +199,7 @@ class RunRequest(Strict):
 
 def run_request(body: dict) -> RunRequest:
     """The body of `run`, read after the caller's role is checked (a 422 naming each bad field)."""
-    from pydantic import ValidationError
-
-    from ..errors import UsageError
-
-    try:
-        return RunRequest.model_validate(body)
-    except ValidationError as exc:
-        raise UsageError("invalid request: " + "; ".join(f"body.{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                                                          for e in exc.errors())) from None
+    return request_body(RunRequest, body)
 
 
 class Scale(Strict):
@@ -251,6 +243,81 @@ class RevisionList(Strict):
 class Undone(Strict):
     revision: int
     template: str
+
+
+class EditDocument(Strict):
+    text: str = Field(description="The resource as `get -o yaml` shows it, under a header of comments: what "
+                                  "`brokerctl edit` opens")
+
+
+class EditRequest(Strict):
+    original: str = Field(description="The text the edit began from (as GET gave it): its generation is checked")
+    edited: str = Field(description="The text saved")
+    filename: str = Field("<request>", max_length=255, description="How errors name the saved text")
+
+
+class Edited(Strict):
+    ref: str
+    outcome: str | None = Field(description="configured or unchanged; null: cancelled (`message` says why)")
+    message: str
+
+
+class SyncSource(Strict):
+    given: str
+    name: str
+    text: str | None
+    inDirectory: bool = False
+    problem: str = ""
+
+
+class SyncRequest(Strict):
+    directory: str = Field(description="The directory's absolute path on the client: the sync's source")
+    commit: str | None = Field(None, description="The last git commit of the directory (short hash and subject)")
+    sources: list[SyncSource] = Field(description="Each manifest file of the directory, read by the client "
+                                                  "(its path under `directory`)")
+
+
+class SyncReport(Strict):
+    source: str
+    lines: list[str] = Field(description="What `brokerctl sync` prints: what changed, was pruned or held back")
+    failed: bool = Field(description="A file was held back or the sync refused (the CLI exits 1)")
+
+
+class SyncFile(Strict):
+    state: str
+    message: str
+    resources: list[str]
+
+
+class SyncStatus(Strict):
+    source: str
+    syncedAt: str | None
+    commit: str | None
+    refused: str | None
+    resources: int
+    files: dict[str, SyncFile]
+
+
+class SyncStatusList(Strict):
+    items: list[SyncStatus]
+
+
+def request_body(model: type[BaseModel], body: dict):
+    """A JSON body as ``model``, read after the caller's role is checked (a 422 naming each bad field)."""
+    from pydantic import ValidationError
+
+    from ..errors import UsageError
+
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise UsageError("invalid request: " + "; ".join(f"body.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                                          for e in exc.errors())) from None
+
+
+def body_of(model: type[BaseModel]) -> dict:
+    """The ``openapi_extra`` of a route whose JSON body is ``model``."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
 class Health(Strict):

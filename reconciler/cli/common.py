@@ -54,14 +54,6 @@ def store_command(command: str) -> None:
                          "server's host without --server/--context (with --db STORE)")
 
 
-def local_only(command: str) -> None:
-    """Refuse a command that needs the store itself when a server is configured explicitly."""
-    if remote() is not None:
-        where = remote().target.origin
-        raise UsageError(f"`brokerctl {command}` works on the store itself, not through a server ({where}); run it "
-                         "on the server's host with --db STORE (or without a server configured)")
-
-
 def namespace_option(help: str = "Namespace of the Job or Service named (default: default)."):
     """``-n/--namespace NS`` of every namespaced command, read from ``$BROKER_NAMESPACE`` when not given."""
     return typer.Option("default", "-n", "--namespace", envvar="BROKER_NAMESPACE", show_default=False,

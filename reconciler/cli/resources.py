@@ -16,7 +16,7 @@ import typer
 
 from ..errors import BrokerError, Conflict, Forbidden, ManifestError, UsageError
 from .common import (
-    MANIFEST_NAMESPACE_HELP, OUTPUT_FORMATS, check_output, follow, local_only, namespace, namespace_option, open_store,
+    MANIFEST_NAMESPACE_HELP, OUTPUT_FORMATS, check_output, follow, namespace, namespace_option, open_store,
     remote, warn,
 )
 
@@ -372,24 +372,43 @@ def edit(
     namespace_: str = namespace_option(),
 ) -> None:
     """Open a resource in $EDITOR as `get -o yaml` shows it and apply it when saved. A file that cannot be
-    applied is reopened with the error on top; an unchanged or empty file changes nothing."""
+    applied is reopened with the error on top; an unchanged or empty file changes nothing; a resource
+    changed by someone else meanwhile is reopened at its current version."""
     from ..ops import edit as editing
     from ..ops.refs import parse_kind, parse_ref
 
-    local_only("edit")
     kind, name = (parse_kind(target), name) if name else parse_ref(target)
     ns = namespace(namespace_)
-    store = open_store()
-    original = text = editing.document(store, kind, name, ns)
+    if (server := remote()) is not None:
+        def document() -> str:
+            return server.edit_document(kind, name, ns)
+
+        def apply(original: str, saved: str, path: str):
+            return server.apply_edit(kind, name, ns, original, saved, path)
+    else:
+        store = open_store()
+
+        def document() -> str:
+            return editing.document(store, kind, name, ns)
+
+        def apply(original: str, saved: str, path: str):
+            return editing.apply_edit(store, kind, name, ns, original, saved, path)
+
+    original = text = document()
     while True:
         saved, path = _run_editor(text, kind.value.lower(), name)
         try:
-            edited = editing.apply_edit(store, kind, name, ns, original, saved, path)
+            edited = apply(original, saved, path)
         except (ManifestError, Conflict, Forbidden, UsageError) as exc:
             if saved == text:  # reopened and saved as it was: the person gave up
                 raise BrokerError(f"{exc}\nedit cancelled: the file still has this error; nothing was applied "
                                   f"(your changes are kept in {path})") from None
-            text = editing.with_error(saved, str(exc))
+            current = document() if isinstance(exc, Conflict) else original
+            if editing.generation(current) != editing.generation(original):  # changed meanwhile: edit it anew
+                original = current
+                text = editing.with_error(current, f"{exc}\n(your version is kept in {path})")
+            else:
+                text = editing.with_error(saved, str(exc))
             continue
         Path(path).unlink()
         if edited.outcome is None:

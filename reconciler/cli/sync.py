@@ -1,6 +1,7 @@
 """The GitOps command: `sync DIR` (apply a directory with prune) and `sync status`.
 
-Registered by ``app``. Calls ``ops.sync`` and prints its report.
+Registered by ``app``. Calls ``ops.sync`` and prints its report; through a server (``remote``), the
+directory is read here and sent, and its source is its absolute path here (``api/sync.py``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from .common import MANIFEST_NAMESPACE_HELP, local_only, namespace, namespace_option, open_store
+from .common import MANIFEST_NAMESPACE_HELP, namespace, namespace_option, open_store, remote
 
 
 def sync(
@@ -26,17 +27,29 @@ def sync(
     or from another directory are never touched. An invalid file is reported and what it defined
     keeps its last good state; the rest still syncs (exit 1).
     """
-    from ..ops import sync as gitops
+    from ..ops.checkout import source_of
 
-    local_only("sync")
+    server = remote()
     if target == "status" and not Path(target).is_dir():
-        _show_status(gitops.status(open_store(), gitops.source_of(directory) if directory else None))
+        source = source_of(directory) if directory else None
+        if server is not None:
+            _show_status(server.sync_status(source))
+        else:
+            from ..ops import sync as gitops
+
+            _show_status(gitops.status(open_store(), source))
         return
-    gitops.source_of(target)  # a usage error before a store is created for nothing
-    report = gitops.sync(open_store(create=True), target, allow_mass_prune, namespace=namespace(namespace_))
-    lines = gitops.summary(report)
-    typer.echo("\n".join(lines) if lines else f"{report['source']}: in sync, nothing to change")
-    if report["refused"] or report["problems"]:
+    source = source_of(target)  # a usage error before a store is created for nothing
+    if server is not None:
+        done = server.sync(source, allow_mass_prune, namespace(namespace_))
+        lines, failed = done["lines"], done["failed"]
+    else:
+        from ..ops import sync as gitops
+
+        report = gitops.sync(open_store(create=True), target, allow_mass_prune, namespace=namespace(namespace_))
+        lines, failed = gitops.summary(report), bool(report["refused"] or report["problems"])
+    typer.echo("\n".join(lines) if lines else f"{source}: in sync, nothing to change")
+    if failed:
         raise typer.Exit(1)
 
 

@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from ..errors import UsageError
-from .common import follow, local_only, namespace, namespace_option, open_store, remote, warn
+from .common import follow, namespace, namespace_option, open_store, remote, warn
 
 
 def retry(kind: str = typer.Argument(..., help="job"), name: str = typer.Argument(...),
@@ -76,9 +76,7 @@ def exec_(
     """Run a command in a running task's container and exit with its exit code (`brokerctl exec -it ID -- sh`)."""
     import os
 
-    from ..ops import tasks
-
-    local_only("exec")
+    server = remote()
     use_tty = tty_ and sys.stdin.isatty()
     if tty_ and not use_tty:
         warn("-t: stdin is not a terminal; running without one")
@@ -92,7 +90,12 @@ def exec_(
     chunks = _input_chunks(sys.stdin.fileno()) if stdin_ else None
     size = tuple(os.get_terminal_size(sys.stdin.fileno()))[::-1] if use_tty else None
     with _raw_terminal(sys.stdin.fileno()) if use_tty else _nothing():
-        code = tasks.exec_in(open_store(), task, command or [], chunks, write, tty=use_tty, size=size)
+        if server is not None:
+            code = server.exec(task, command or [], chunks, write, tty=use_tty, size=size)
+        else:
+            from ..ops import tasks
+
+            code = tasks.exec_in(open_store(), task, command or [], chunks, write, tty=use_tty, size=size)
     raise typer.Exit(code)
 
 

@@ -5,7 +5,8 @@ Called by ``remote``. Built on the standard library's ``http.client`` (with ``ss
 httpx, which the package does not depend on at run time (the test extra brings it), and which
 costs several times the import of ``http.client``: start-up is the point of a remote command.
 One kept connection serves a command's requests; a stream (a followed log, a watch, `run`) takes
-a connection of its own. TLS is verified against the system's CAs, or ``--ca FILE`` alone. A request
+a connection of its own, and `exec` a WebSocket (``websockets``' synchronous client, imported by that
+command alone). TLS is verified against the system's CAs, or ``--ca FILE`` alone. A request
 that does not stream accepts gzip (a list of 10,000 tasks is about 4 MB of JSON and a fortieth of
 that gzipped, as the server keeps it): its answer is decompressed with ``zlib``.
 """
@@ -107,6 +108,25 @@ class Connection:
             return Unreachable(f"{where} did not answer in time; check that it runs and the URL")
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         return Unreachable(f"cannot reach {where}: {reason}; check the URL and that `brokerctl server` runs there")
+
+    def websocket(self, path: str, params: dict | None = None):
+        """A WebSocket to ``path`` (a ``websockets.sync.client.ClientConnection``): the token in its
+        ``Authorization`` header, TLS as for requests, no proxy (as ``http.client``); a refusal (the
+        server's JSON error in a denial response) raised as the CLI's error."""
+        from websockets.exceptions import InvalidHandshake, InvalidStatus
+        from websockets.sync.client import connect
+
+        url = urlsplit(self.server)
+        target = (f"{'wss' if self.https else 'ws'}://{url.netloc}{self.prefix}{path}"
+                  + (f"?{urlencode(params, doseq=True)}" if params else ""))
+        try:
+            return connect(target, additional_headers={"Authorization": f"Bearer {self.token}"},
+                           ssl=self._context() if self.https else None, proxy=None, compression=None,
+                           open_timeout=TIMEOUT, max_size=None)
+        except InvalidStatus as exc:
+            raise self.error(exc.response.status_code, exc.response.body or b"") from None
+        except (OSError, InvalidHandshake) as exc:
+            raise self._unreachable(exc) from None
 
     def close(self) -> None:
         if self._kept is not None:

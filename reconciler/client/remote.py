@@ -6,7 +6,10 @@ CLI renders both with the same code and the output cannot drift.
 
 Called by the CLI's commands when ``cli.common.remote`` names a server. Manifests are sent as the
 files' text (``spec.sources``), validated by the server: its errors name the files as the local CLI
-does. Not over HTTP: ``exec`` (interactive), ``edit``, ``sync`` and the store's own commands.
+does; `sync DIR` sends a directory's files so, named by its absolute path here (the sync's source).
+``exec`` is a WebSocket (``Connection.websocket``, framed as ``views.EXEC_*``) taking the local verb's
+arguments, so the CLI's terminal handling is the same code; ``edit`` runs the editor here and the
+edit's verb there. Only the store's own commands (server, controller, token, store) are not over HTTP.
 The views, listings and notes are imported by the verbs that build them, so `apply` (the
 commonest remote command, whose start-up is most of its time) loads only the HTTP client.
 """
@@ -17,9 +20,9 @@ import base64
 import json
 import queue
 import threading
-from typing import TYPE_CHECKING, Iterator, TextIO
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, TextIO
 
-from ..errors import UsageError
+from ..errors import BrokerError, UsageError
 from ..kinds import Kind
 from ..ops.refs import EVENTS, TASKS
 from .config import Target
@@ -76,6 +79,39 @@ class Remote:
                      yes: bool) -> list[dict]:
         params = {"namespace": namespace, "force": _flag(force), "confirm": _flag(yes)}
         return self.http.call("POST", path_of("delete"), params, self._sources(files, stdin), FILES_TYPE)["results"]
+
+    # -- edit ---------------------------------------------------------------------------------------
+
+    def edit_document(self, kind: Kind, name: str, namespace: str) -> str:
+        """``ops.edit.document`` over HTTP: the text to open."""
+        return self.http.call("GET", path_of("edit", kind.value.lower(), name), {"namespace": namespace})["text"]
+
+    def apply_edit(self, kind: Kind, name: str, namespace: str, original: str, edited: str, source: str):
+        """``ops.edit.apply_edit`` over HTTP: an ``ops.edit.Edited``, or the server's refusal raised as the
+        CLI's (a bad edit, a conflict), for the editor loop to reopen the file with."""
+        from ..ops.edit import Edited
+
+        body = json.dumps({"original": original, "edited": edited, "filename": source}).encode()
+        done = self.http.call("POST", path_of("edit", kind.value.lower(), name), {"namespace": namespace}, body,
+                              "application/json")
+        return Edited(done["ref"], done["outcome"], done["message"])
+
+    # -- sync ---------------------------------------------------------------------------------------
+
+    def sync(self, source: str, allow_mass_prune: bool, namespace: str) -> dict:
+        """`sync DIR` through the server: the directory ``source`` (its absolute path, the sync's name for
+        it) read here, file by file, with its git commit; ``{"source", "lines", "failed"}``."""
+        from ..ops.checkout import git_commit
+        from ..spec.sources import directory_sources
+
+        body = json.dumps({"directory": source, "commit": git_commit(source),
+                           "sources": [s.to_json() for s in directory_sources(source)]}).encode()
+        params = {"namespace": namespace, "allowMassPrune": _flag(allow_mass_prune)}
+        return self.http.call("POST", path_of("sync"), params, body, "application/json")
+
+    def sync_status(self, source: str | None) -> list[dict]:
+        """``ops.sync.status`` over HTTP: ``views.sync_status_object``s."""
+        return self.http.call("GET", path_of("syncs"), {"directory": source} if source else None)["items"]
 
     # -- get ----------------------------------------------------------------------------------------
 
@@ -288,6 +324,41 @@ class Remote:
     def retry(self, name: str, namespace: str) -> None:
         self.http.call("POST", path_of("namespaces", namespace, "jobs", name, "retry"))
 
+    def exec(self, task_id: str, command: list[str], stdin: Iterable[bytes] | None,
+             write: Callable[[int, bytes], None], tty: bool = False, size: tuple[int, int] | None = None) -> int:
+        """``ops.tasks.exec_in`` over the server's exec WebSocket (framed as ``views.EXEC_*``): ``stdin``'s
+        chunks sent on a thread (then an empty frame: end of input), the output handed to ``write`` as it
+        comes; returns the command's exit code, or raises the error the server reports."""
+        params: dict = {"command": list(command), "stdin": _flag(stdin is not None), "tty": _flag(tty)}
+        if size:
+            params["rows"], params["columns"] = size
+        from websockets.exceptions import ConnectionClosedError
+
+        from .. import views
+
+        status = None
+        with self.http.websocket(path_of("tasks", task_id, "exec"), params) as socket:
+            if stdin is not None:
+                threading.Thread(target=_send_input, args=(socket, stdin), daemon=True, name="exec-stdin").start()
+            try:
+                for message in socket:  # ends when the server closes the socket
+                    if not isinstance(message, bytes) or not message:
+                        continue
+                    channel, data = message[0], message[1:]
+                    if channel in (views.EXEC_STDOUT, views.EXEC_STDERR):
+                        write(channel, data)
+                    elif channel == views.EXEC_STATUS:
+                        status = json.loads(data)
+            except ConnectionClosedError:
+                pass  # the server went away: said below
+        if status is None:
+            raise BrokerError(f"the server {self.target.server} ended the exec before the command's exit code; "
+                              "the command may still be running")
+        if "error" in status:
+            raise raised(status["error"], status["message"], status.get("details") or [],
+                         exit_code=status.get("exitCode"))
+        return status["exitCode"]
+
     # -- services -------------------------------------------------------------------------------------
 
     def _service(self, namespace: str, name: str, *rest: str) -> str:
@@ -320,6 +391,20 @@ class Remote:
     def drain(self, name: str, timeout: float, wait: bool) -> Iterator[Note]:
         params = {"timeout": timeout, "wait": _flag(wait)}
         return (yield from self._progress(self.http.lines("POST", path_of("nodes", name, "drain"), params)))
+
+
+def _send_input(socket, chunks: Iterable[bytes]) -> None:
+    """`exec -i`: each chunk of input as a STDIN frame, then an empty one (end of input)."""
+    from websockets.exceptions import ConnectionClosed
+
+    from .. import views
+
+    try:
+        for chunk in chunks:
+            socket.send(views.exec_frame(views.EXEC_STDIN, chunk))
+        socket.send(views.exec_frame(views.EXEC_STDIN, b""))
+    except ConnectionClosed:
+        pass  # the command ended (and the server closed the socket) before reading all its input
 
 
 def _flag(value: bool) -> str:

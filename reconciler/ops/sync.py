@@ -24,18 +24,19 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import NamedTuple
 
 from ..errors import Conflict, Forbidden, ManifestError, NotFound, UsageError
 from ..kinds import DEFAULT_NAMESPACE, NAMESPACED_KINDS, WORKLOAD_KINDS, Kind, object_ref
 from ..spec import manifests
 from ..spec.models import STORED, RunAs, user_refusal
+from ..spec.sources import Source, directory_sources
 from ..store.resources import template_changes
 from ..store.syncs import SourcedRow
+from .checkout import git_commit, source_of
 from .tokens import author
 
 log = logging.getLogger("brokerctl.gitops")
@@ -50,27 +51,30 @@ class DirState:
     commit: str | None = None
 
 
-def source_of(directory: str | Path) -> str:
-    path = Path(directory).resolve()
-    if not path.is_dir():
-        raise UsageError(f"{directory}: not a directory; sync and --watch take a directory of manifests")
-    return str(path)
-
-
 def read_dir(directory: str | Path, namespace: str = DEFAULT_NAMESPACE) -> DirState:
-    """Load each manifest file on its own; a resource defined twice holds back the later file. Jobs and
-    Services that name no namespace go into ``namespace``."""
-    state = DirState(source_of(directory))
+    """Load each manifest file of ``directory`` on its own (see ``dir_state``)."""
+    source = source_of(directory)
+    return dir_state(source, directory_sources(source), namespace, git_commit(source))
+
+
+def dir_state(source: str, files: list[Source], namespace: str = DEFAULT_NAMESPACE,
+              commit: str | None = None) -> DirState:
+    """The directory ``source`` (an absolute path) from its files as read (here, or by a remote client:
+    each named by its path under ``source``): each file loaded on its own, a resource defined twice
+    holding back the later file. Jobs and Services that name no namespace go into ``namespace``."""
+    if not PurePath(source).is_absolute():
+        raise UsageError(f"directory {source!r}: a synced directory is named by its absolute path")
+    state = DirState(source, commit=commit)
     seen: dict[str, str] = {}
-    for path in manifests.iter_manifest_files(Path(state.source)):
-        name = str(path.relative_to(state.source))
+    for file in files:
+        name = _name_in(source, file.name)
         if name.endswith(manifests.EDITOR_TEMP):
             continue
         try:
-            loaded = manifests.load_paths([str(path)], allow_empty=True,  # a file all commented out is fine
-                                          namespace=namespace)
+            loaded = manifests.load_sources([file], allow_empty=True,  # a file all commented out is fine
+                                            namespace=namespace)
         except ManifestError as exc:
-            state.held[name] = "; ".join(line.replace(str(path), name, 1) for line in exc.problems)
+            state.held[name] = "; ".join(line.replace(file.name, name, 1) for line in exc.problems)
             continue
         twice = [f"{_ref(i.resource)} is also defined in {seen[i.resource.key]}" for i in loaded
                  if i.resource.key in seen]
@@ -80,25 +84,34 @@ def read_dir(directory: str | Path, namespace: str = DEFAULT_NAMESPACE) -> DirSt
         for item in loaded:
             seen[item.resource.key] = name
             state.items.append((name, item.resource))
-    state.commit = git_commit(state.source)
     return state
 
 
-def git_commit(directory: str) -> str | None:
-    """The last commit touching ``directory`` when it is in a git work tree (short hash and subject)."""
+def _name_in(source: str, path: str) -> str:
+    """A file's name in the directory: its path under ``source``."""
     try:
-        out = subprocess.run(["git", "-C", directory, "log", "-1", "--format=%h %s", "--", "."], capture_output=True,
-                             text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+        return str(PurePath(path).relative_to(source))
+    except ValueError:
+        raise UsageError(f"{path}: not a file of the directory {source}") from None
 
 
 def sync(store, directory: str | Path, allow_mass_prune: bool = False, dry_run: bool = False,
          namespace: str = DEFAULT_NAMESPACE, by: str | None = None) -> dict:
     """Read ``directory`` and make the store follow it (``sync_items``); its Jobs and Services that
     name no namespace go into ``namespace``."""
-    state = read_dir(directory, namespace)
+    return sync_state(store, read_dir(directory, namespace), allow_mass_prune, dry_run, by)
+
+
+def sync_sources(store, directory: str, files: list[dict], commit: str | None, allow_mass_prune: bool = False,
+                 namespace: str = DEFAULT_NAMESPACE, by: str | None = None) -> dict:
+    """``sync`` of a directory read elsewhere (a remote CLI's: ``directory`` its absolute path there, the
+    sync's source; ``files`` as ``spec.sources.directory_sources`` read them there, in their JSON form)."""
+    state = dir_state(directory, [Source.from_json(f) for f in files], namespace, commit)
+    return sync_state(store, state, allow_mass_prune, by=by)
+
+
+def sync_state(store, state: DirState, allow_mass_prune: bool = False, dry_run: bool = False,
+               by: str | None = None) -> dict:
     return sync_items(store, state.source, state.items, state.held, allow_mass_prune=allow_mass_prune,
                       commit=state.commit, dry_run=dry_run, by=by)
 

@@ -137,12 +137,17 @@ def _stored_rest(store, task_id: str, streamed: int, wait: float, clock: Clock =
 # -- exec ------------------------------------------------------------------------------------------
 
 
+def check_command(task_id: str, command: list[str]) -> None:
+    """An exec needs a command (checked before the task is looked up, by the API too)."""
+    if not command:
+        raise UsageError(f"exec {task_id}: name the command after --, e.g. `brokerctl exec {task_id} -- sh`")
+
+
 def exec_in(store, task_id: str, command: list[str], stdin: Iterable[bytes] | None,
             write: Callable[[int, bytes], None], tty: bool = False, size: tuple[int, int] | None = None) -> int:
     """Run ``command`` in a Running task's container (Go-Docker's interactive jobs) and return its exit
     code; ``stdin``, ``write``, ``tty`` and ``size`` as ``docker.host.Host.exec`` takes them."""
-    if not command:
-        raise UsageError(f"exec {task_id}: name the command after --, e.g. `brokerctl exec {task_id} -- sh`")
+    check_command(task_id, command)
     t = store.task(task_id)
     if t.phase is not TaskPhase.RUNNING or not t.container_id or not t.node:
         why = ": ".join(filter(None, [t.reason, t.message]))

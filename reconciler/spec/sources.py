@@ -1,10 +1,11 @@
 """The manifest files a command names, read as text: files, directories (their ``*.yaml``, ``*.yml``
 and ``*.json``, recursive and sorted) and ``-`` (stdin), with what could not be read in its place.
 
-Called by ``manifests.load_paths`` (which parses and validates what is read) and by the remote
-client, which sends the same texts to a server (``brokerctl apply -f`` against ``brokerctl
-server``), so both name the same files in the same order and read them the same way. Imports only
-the standard library: a remote command must start without the models.
+Called by ``manifests.load_paths`` (which parses and validates what is read), by ``ops.sync`` (a
+synced directory's files) and by the remote client, which sends the same
+texts to a server (``brokerctl apply -f``, ``brokerctl sync DIR`` against ``brokerctl server``), so
+both name the same files in the same order and read them the same way. Imports only the standard
+library (and the errors): a remote command must start without the models.
 """
 
 from __future__ import annotations
@@ -65,9 +66,21 @@ def read_sources(paths: list[str], stdin: TextIO | None = None) -> list[Source]:
         if not names:
             out.append(Source(given, "", None, True, f"{given}: directory has no *.yaml, *.yml or *.json manifests"))
             continue
-        for name in names:
-            try:
-                out.append(Source(given, name, Path(name).read_text(encoding="utf-8-sig"), is_dir))
-            except (OSError, UnicodeDecodeError) as exc:
-                out.append(Source(given, name, None, is_dir, f"{name}: cannot read: {exc}"))
+        out += [_read(given, name, is_dir) for name in names]
     return out
+
+
+def _read(given: str, name: str, in_directory: bool) -> Source:
+    try:
+        return Source(given, name, Path(name).read_text(encoding="utf-8-sig"), in_directory)
+    except (OSError, UnicodeDecodeError) as exc:
+        return Source(given, name, None, in_directory, f"{name}: cannot read: {exc}")
+
+
+# -- a synced directory (`brokerctl sync DIR`, here or through a server) --------------------------------
+
+
+def directory_sources(source: str) -> list[Source]:
+    """Each manifest file of the directory ``source`` (absolute) read on its own, named by its path, as
+    a sync loads them (one file's problem holds back only that file)."""
+    return [_read(str(path), str(path), False) for path in iter_manifest_files(Path(source))]
