@@ -43,8 +43,9 @@ fi
 
 rc=0
 # The end-to-end tests run in parallel workers, each with its own daemons and addresses
-# (tests/conftest.py); BROKER_TEST_WORKERS=0 runs everything in one process.
-workers=(-n "${BROKER_TEST_WORKERS:-2}" --dist loadfile)
+# (tests/conftest.py), taking whole files in the order the conftest gives (the longest first);
+# BROKER_TEST_WORKERS=0 runs everything in one process.
+workers=(-n "${BROKER_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder)
 [ "${BROKER_TEST_WORKERS:-2}" = 0 ] && workers=()
 .venv/bin/python -m pytest "${workers[@]}" "$@" || rc=$?
 if [ "$rc" -eq 5 ]; then

@@ -281,6 +281,10 @@ def three_nodes(clean_hosts: list[dockerhosts.DockerHost], db: Path) -> list[doc
     return clean_hosts
 
 
+# The files that take longest, first (see pytest_collection_modifyitems).
+LONGEST_FIRST = ("test_bench_daemons.py", "test_bench_daemons_too.py", "test_bench.py", "test_e2e_leader.py")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
@@ -290,3 +294,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         on_postgresql = callspec is not None and callspec.params.get("db_url") == "postgresql"
         if on_postgresql or "pg_cluster" in fixtures:
             item.add_marker(pytest.mark.postgres)
+    _longest_first(items)
+
+
+def _longest_first(items: list[pytest.Item]) -> None:
+    """Order the files so parallel workers start the long ones first: the benchmark runs and the leader
+    test (minutes each), then every file with Docker tests, then the rest, each group in its usual
+    order. Workers take whole files in this order (scripts/test.sh: `--dist loadfile
+    --no-loadscope-reorder`; xdist would otherwise put files with the most tests first, and the
+    benchmark files, with one or two tests each, started last while the other worker idled)."""
+    rank: dict[str, int] = {}
+    for item in items:
+        name = item.path.name
+        here = (LONGEST_FIRST.index(name) if name in LONGEST_FIRST
+                else len(LONGEST_FIRST) + (0 if item.get_closest_marker("docker") else 1))
+        rank[name] = min(rank.get(name, here), here)
+    items.sort(key=lambda item: rank[item.path.name])  # stable: a file's tests keep their order
