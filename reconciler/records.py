@@ -163,6 +163,7 @@ class Snapshot:
     nodes: dict[str, NodeObs]
     taken_at: float
     lost_after: float = 3.0  # seconds without a successful probe before a node is Lost (Node spec may override)
+    probe_interval: float = 0.0  # seconds between two probes of a node (0: unknown; see engine.nodes.lost_together)
 
     @cached_property
     def by_task(self) -> dict[str, Sighting]:

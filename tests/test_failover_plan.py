@@ -121,6 +121,63 @@ def test_lost_at(node_obs, lost_after_seconds, when):
     assert lost_at(node_res("a", lostAfterSeconds=lost_after_seconds), node_obs, 3.0) == when
 
 
+def _was(name: str, condition: str, since: float = NOW - 2) -> ResourceRecord:
+    """A Node whose recorded status is ``condition`` (since ``since``)."""
+    return node_res(name, status={"condition": condition, "since": since, "message": PROBE_ERROR})
+
+
+def _conditions(p: Plan, nodes: list[ResourceRecord]) -> list[str]:
+    """Each Node's condition after the pass: the one it recorded, else the one it had."""
+    return [(status_of(p, Kind.NODE, n.name) or n.status)["condition"] for n in nodes]
+
+
+def test_nodes_whose_probes_failed_together_are_declared_lost_in_one_pass():
+    """Probed once a second, four nodes stop answering: a is due now (Lost on its own), b is due within
+    the probe interval and is declared with it (both NodeLost, one pass), c (due in 1.5 s) and d (one
+    failed probe) stay NotReady. Without a known probe interval, b waits for its own deadline."""
+    nodes = [_was(n, "NotReady") for n in "abcd"]
+    silent = [down("a", failures=3, last_ok=NOW - 3.0), down("b", failures=2, last_ok=NOW - 2.2),
+              down("c", failures=2, last_ok=NOW - 1.5), down("d", failures=1, last_ok=NOW - 2.5)]
+
+    together = run(nodes, [], Snapshot({o.name: o for o in silent}, NOW, probe_interval=1.0))
+    unknown = run(nodes, [], Snapshot({o.name: o for o in silent}, NOW))
+
+    assert _conditions(together, nodes) == ["Lost", "Lost", "NotReady", "NotReady"]
+    assert sorted(e.name for e in events(together, "NodeLost")) == ["a", "b"]
+    assert status_of(together, Kind.NODE, "b")["since"] == NOW
+    assert _conditions(unknown, nodes) == ["Lost", "NotReady", "NotReady", "NotReady"]
+
+
+def test_a_node_failing_alone_waits_its_full_lost_after():
+    """No other node is declared Lost this pass (a was Lost before): b, due within the probe interval,
+    stays NotReady until its own deadline; a Node's longer lostAfterSeconds is not shortened either."""
+    nodes = [_was("a", "Lost", since=NOW - 50), _was("b", "NotReady"), _was("c", "NotReady")]
+    patient = node_res("p", lostAfterSeconds=30, status={"condition": "NotReady", "since": NOW - 2})
+    silent = {o.name: o for o in [lost_node("a"), down("b", failures=2, last_ok=NOW - 2.2),
+                                  down("p", failures=9, last_ok=NOW - 10)]}
+
+    alone = run([*nodes[:2], patient], [], Snapshot(silent, NOW, probe_interval=1.0))
+    assert _conditions(alone, [*nodes[:2], patient]) == ["Lost", "NotReady", "NotReady"]
+    assert events(alone, "NodeLost") == []
+
+    silent["c"] = down("c", failures=3, last_ok=NOW - 3.0)  # c falls due now: b goes with it, p does not
+    with_c = run([*nodes, patient], [], Snapshot(silent, NOW, probe_interval=1.0))
+    assert _conditions(with_c, [*nodes, patient]) == ["Lost", "Lost", "Lost", "NotReady"]
+    assert sorted(e.name for e in events(with_c, "NodeLost")) == ["b", "c"]
+
+
+def test_a_node_declared_lost_with_others_stays_lost_until_its_own_deadline():
+    """The pass after b was declared Lost with a, b is still short of its own deadline: it stays Lost,
+    since it was declared (no NodeNotReady, no second NodeLost)."""
+    nodes = [_was("a", "Lost", since=NOW - 0.5), _was("b", "Lost", since=NOW - 0.5)]
+    silent = [down("a", failures=4, last_ok=NOW - 3.5), down("b", failures=3, last_ok=NOW - 2.7)]
+
+    p = run(nodes, [], Snapshot({o.name: o for o in silent}, NOW, probe_interval=1.0))
+
+    assert _conditions(p, nodes) == ["Lost", "Lost"] and p.events == []
+    assert all(s["since"] == NOW - 0.5 for _, _, _, s in p.statuses)
+
+
 def test_snapshot_lost_after_is_the_default_limit():
     """plan judges nodes by the snapshot's lost_after unless the Node sets lostAfterSeconds."""
     nodes = [node_res("a"), node_res("b", lostAfterSeconds=4)]

@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 
@@ -204,6 +205,113 @@ def test_an_outcome_refused_by_the_fence_steps_the_leader_down(stores):
         actor.execute(_start_plan(), {"n1": SlowHost()})
     assert [e.epoch for e in fenced] == [1]
     assert a_store.tasks()[0].phase is TaskPhase.PENDING  # the outcome is the new leader's to find
+
+
+def _start_plans(n: int) -> Plan:
+    """A plan placing ``n`` new tasks of Job j on n1 and starting them."""
+    tasks = [TaskRecord(id=f"j-abcde-{i}-1", owner_kind=Kind.JOB, owner_name="j", owner_uid="abcde12345", index=i,
+                        attempt=1, phase=TaskPhase.PENDING, node="n1", created_at=1.0, namespace="default")
+             for i in range(n)]
+    starts = [Start(t.id, "n1", ContainerSpec(name=f"bk-s-{t.id}", image="busybox", command=["true"], env={},
+                                              labels={})) for t in tasks]
+    return Plan(new_tasks=tasks, starts=starts)
+
+
+def _counting_transactions(store: Store, hold_second=lambda: None) -> list[int]:
+    """Counts ``store``'s write transactions; ``hold_second`` runs inside the second one (a pass's first
+    outcome: the first is its fence check) before it commits."""
+    real, opened = store.transaction, []
+
+    @contextmanager
+    def counted(*args, **kwargs):
+        with real(*args, **kwargs) as db:
+            opened.append(1)
+            if len(opened) == 2:
+                hold_second()
+            yield db
+
+    store.transaction = counted
+    return opened
+
+
+def test_outcomes_that_finish_together_are_recorded_in_one_transaction(stores):
+    """Six starts finish while the first outcome's transaction is open: the five others wait for it and
+    are then committed together, one transaction for them all (not one each). Each task is Running
+    with its container and a Started event, as when each was recorded alone."""
+    a_store, _ = stores
+    a_store.claim_lease("a", LEASE, now=100.0)
+    a_store.fence("a", 1)
+    plan = _start_plans(6)
+    with ThreadPoolExecutor(6) as pool:
+        actor = Actor(a_store, pool, clock=lambda: 102.0, per_node=6)
+        actor.record_decisions(Plan(new_tasks=plan.new_tasks))
+        opened = _counting_transactions(
+            a_store, lambda: wait_for(lambda: len(actor._unrecorded) == 5, 10, "the other five outcomes queued"))
+        assert actor.execute(Plan(starts=plan.starts), {"n1": RecordingHost()}) == 6
+    assert len(opened) == 3  # the pass's fence check, the first outcome alone, then the five others together
+    assert [(t.phase, t.container_id) for t in a_store.tasks()] == [(TaskPhase.RUNNING, "c" * 64)] * 6
+    started = [e for e in a_store.events(limit=None) if e["reason"] == "Started"]
+    assert sorted(e["task_id"] for e in started) == sorted(t.id for t in plan.new_tasks)
+
+
+def test_a_batch_of_outcomes_refused_by_the_fence_writes_none_of_them(stores):
+    """Overtaken while three starts ran (all three under way when it happens): the fence refuses their
+    outcomes, however they are batched; every one is reported to `on_fenced`, and no task is marked
+    Running."""
+    a_store, b_store = stores
+    a_store.claim_lease("a", LEASE, now=100.0)
+    a_store.fence("a", 1)
+    fenced, plan = [], _start_plans(3)
+    takeover = threading.Barrier(3, action=lambda: b_store.claim_lease("b", LEASE, now=101.0))
+
+    class TakenOverHost(RecordingHost):
+        def start(self, spec):
+            takeover.wait(10)
+            return super().start(spec)
+
+    with ThreadPoolExecutor(3) as pool:
+        actor = Actor(a_store, pool, clock=lambda: 102.0, per_node=3, on_fenced=fenced.append)
+        actor.execute(plan, {"n1": TakenOverHost()})
+    assert [e.epoch for e in fenced] == [1, 1, 1]
+    assert {t.phase for t in a_store.tasks()} == {TaskPhase.PENDING}
+
+
+def test_an_outcome_that_cannot_be_recorded_does_not_lose_the_others_of_its_batch(stores, monkeypatch):
+    """Three starts: one outcome is committed alone, the other two (one of whose writes fails) finish
+    meanwhile and are committed together: that batch is rolled back and each of its outcomes recorded
+    alone, so both good tasks are Running and the failure reaches the pass."""
+    a_store, _ = stores
+    a_store.claim_lease("a", LEASE, now=100.0)
+    a_store.fence("a", 1)
+    plan = _start_plans(3)
+    bad = plan.new_tasks[1].id
+    real_update, first_open = a_store.update_task, threading.Event()
+
+    def update_task(db, task_id, **changes):
+        if task_id == bad and changes.get("phase") is TaskPhase.RUNNING:
+            raise RuntimeError("cannot write this one")
+        return real_update(db, task_id, **changes)
+
+    class LateForBad(RecordingHost):
+        def start(self, spec):
+            if spec.name.endswith(bad):  # finishes once another outcome is being recorded: in the batch
+                first_open.wait(10)
+            return super().start(spec)
+
+    def hold_first_outcome():
+        first_open.set()
+        wait_for(lambda: len(actor._unrecorded) == 2, 10, "the other two outcomes queued")
+
+    with ThreadPoolExecutor(3) as pool:
+        actor = Actor(a_store, pool, clock=lambda: 102.0, per_node=3)
+        actor.record_decisions(Plan(new_tasks=plan.new_tasks))
+        monkeypatch.setattr(a_store, "update_task", update_task)
+        opened = _counting_transactions(a_store, hold_first_outcome)
+        with pytest.raises(RuntimeError, match="cannot write this one"):
+            actor.execute(Plan(starts=plan.starts), {"n1": LateForBad()})
+    phases = {t.id: t.phase for t in a_store.tasks()}
+    assert phases == {t.id: TaskPhase.PENDING if t.id == bad else TaskPhase.RUNNING for t in plan.new_tasks}
+    assert len(opened) == 5  # fence check, first outcome, the failed batch of two, then those two alone
 
 
 def test_the_gitops_watcher_of_an_overtaken_leader_writes_nothing(db_url, tmp_path):

@@ -57,10 +57,11 @@ def judge_nodes(p: Plan, nodes: dict[str, ResourceRecord], snapshot: Snapshot, b
     twin_of = twins(list(nodes.values()), snapshot)
     snapshot = set_aside_twins(snapshot, twin_of)
     snapshot, untrusted = set_aside_untrusted(snapshot, by_id, store_id, mark_key)
-    statuses = {}
+    statuses = {node.name: node_status(node, snapshot.nodes.get(node.name), now, snapshot.lost_after,
+                                       twin_of.get(node.name)) for node in nodes.values()}
+    lost_together(nodes, statuses, snapshot, now)
     for node in nodes.values():
-        obs = snapshot.nodes.get(node.name)
-        status = statuses[node.name] = node_status(node, obs, now, snapshot.lost_after, twin_of.get(node.name))
+        obs, status = snapshot.nodes.get(node.name), statuses[node.name]
         report_untrusted(p, node, status, untrusted.get(node.name))
         if status != node.status:
             p.statuses.append((Kind.NODE, "", node.name, status))
@@ -113,6 +114,33 @@ def _condition(node: ResourceRecord, obs: NodeObs | None, now: float, lost_after
     limit = node.model.spec.lostAfterSeconds or lost_after
     lost = obs.failures >= 2 and silent_since is not None and now - silent_since >= limit
     return NodeCondition.LOST if lost else NodeCondition.NOT_READY
+
+
+def lost_together(nodes: dict[str, ResourceRecord], statuses: dict[str, dict], snapshot: Snapshot, now: float) -> None:
+    """Declare Lost, with a node declared Lost this pass, every failing node due within one probe interval.
+
+    A probe that answered says its node was alive then; the node may have died at any moment up to
+    the next probe, ``snapshot.probe_interval`` later. So nodes that died together (a rack, a
+    switch, a killed group) reach their ``lostAfterSeconds`` up to one interval apart, and would be
+    declared over two passes, the second waiting for the first one's starts. A NotReady node with at
+    least two failed probes whose deadline (``lost_at``) is at most one interval away is therefore
+    declared Lost in the pass that declares another, and stays Lost in the passes until its deadline
+    (it does not flip back to NotReady). A node failing alone waits its full ``lostAfterSeconds``.
+    """
+    if snapshot.probe_interval <= 0:
+        return
+    newly = any(s["condition"] == NodeCondition.LOST and nodes[n].status.get("condition") != NodeCondition.LOST
+                for n, s in statuses.items())
+    for name, node in nodes.items():
+        status = statuses[name]
+        if status["condition"] != NodeCondition.NOT_READY or "twinOf" in status:
+            continue
+        if not (newly or node.status.get("condition") == NodeCondition.LOST):
+            continue
+        when = lost_at(node, snapshot.nodes.get(name), snapshot.lost_after)
+        if when is not None and when - now <= snapshot.probe_interval:
+            was_lost = node.status.get("condition") == NodeCondition.LOST
+            status.update(condition=NodeCondition.LOST, since=node.status.get("since", now) if was_lost else now)
 
 
 def lost_at(node: ResourceRecord, obs: NodeObs | None, lost_after: float) -> float | None:
@@ -187,7 +215,7 @@ def set_aside_untrusted(snapshot: Snapshot, by_id: dict[str, TaskRecord], store_
             nodes[name] = replace(obs, containers=tuple(ours))
     if not any(untrusted.values()):
         return snapshot, untrusted
-    return Snapshot(nodes=nodes, taken_at=snapshot.taken_at, lost_after=snapshot.lost_after), untrusted
+    return replace(snapshot, nodes=nodes), untrusted
 
 
 def report_untrusted(p: Plan, node: ResourceRecord, status: dict, seen: list[tuple[str, str]] | None) -> None:

@@ -3,7 +3,9 @@
 Called by the controller after ``plan``. Order matters for crash safety: decisions (new tasks,
 placements, phase changes) are committed first, so a container never exists for a task the
 store does not know; then the Docker calls run, at most ``per_node`` at a time on each host,
-with no transaction held; each outcome is committed as it arrives. Every Docker action is
+with no transaction held; outcomes are committed as they arrive, those that arrive together in one
+transaction (``_record``: a group commit, so 1,000 starts finishing at once take a handful of
+commits instead of 1,000, each waiting for the write lock in turn). Every Docker action is
 idempotent (containers have deterministic names and labels), so re-running a half-applied plan
 converges instead of creating twins. A Start's Secrets are resolved (``secrets.resolve``) in the
 worker, just before the container is created, so nothing committed or logged holds a value.
@@ -12,7 +14,8 @@ Leadership (``runtime.leader``): the store connection is fenced with the leader'
 controller overtaken by another gets ``Fenced`` from ``record_decisions`` and no Docker call of that
 pass goes out; each Docker call also waits for ``leading()`` (the lease surely still ours by this
 process's clock), so a leader paused past its lease and woken again sends none, even between a
-commit and its calls. An outcome refused by the fence is reported to ``on_fenced``.
+commit and its calls. A batch of outcomes is one fenced transaction like any other: refused by the
+fence, none of it is written and each of its outcomes is reported to ``on_fenced``.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ class Actor:
         self._gates: dict[str, threading.Semaphore] = defaultdict(lambda: threading.Semaphore(self.per_node))
         self._inflight: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
+        self._unrecorded: list[_Outcome] = []  # finished actions waiting for the next batch (under _lock)
+        self._recording = threading.Lock()  # held by the worker committing a batch
 
     def execute(self, p: Plan, hosts: dict[str, Host], stop: threading.Event | None = None) -> int:
         """Returns how many Docker actions this pass waited for (background stops not counted).
@@ -96,7 +101,7 @@ class Actor:
             status, result = self._run(host, action, gated=not background)
             if status == SKIPPED:
                 return
-            self._record_outcome(action, status, result)
+            self._record(action, status, result)
             if isinstance(action, Collect) and status == "ok":
                 # Removed only once its result is in the store: a controller killed in between
                 # finds the container of a finished task and removes it, never loses the result.
@@ -169,54 +174,103 @@ class Actor:
             except TRANSPORT_ERRORS as exc:
                 return "error", exc
 
-    def _record_outcome(self, action, status: str, result) -> None:
+    def _record(self, action, status: str, result) -> None:
+        """Commit this outcome, with any others finished meanwhile, before returning (a group commit).
+
+        The outcome is queued, then the worker takes the recording lock: whoever holds it commits
+        everything queued so far in one transaction, so by the time this worker gets the lock its
+        outcome is either committed (by the holder before) or still queued, and it commits the queue.
+        If the batch fails for a reason other than the fence, each of its outcomes is tried alone, so
+        one outcome that cannot be recorded does not lose the others."""
+        mine = _Outcome(action, status, result)
+        with self._lock:
+            self._unrecorded.append(mine)
+        with self._recording:
+            with self._lock:
+                batch, self._unrecorded = self._unrecorded, []
+            if batch:
+                self._record_batch(batch)
+        if mine.error is not None:
+            raise mine.error
+
+    def _record_batch(self, batch: list[_Outcome]) -> None:
+        try:
+            self._record_outcomes(batch)
+        except Fenced as exc:
+            for outcome in batch:
+                outcome.error = exc
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+                return
+            for outcome in batch:
+                try:
+                    self._record_outcomes([outcome])
+                except Exception as alone:
+                    outcome.error = alone
+
+    def _record_outcomes(self, batch: list[_Outcome]) -> None:
         now = self.clock()
         with self.store.transaction() as db:
-            phase = self.store.task_state(db, action.task_id) if action.task_id else None
-            active = phase is not None and phase.phase.active
-            owner = (phase.owner_kind, phase.owner_name, phase.namespace) if phase else ("Node", action.node, "")
-            event = lambda reason, msg, type="Normal": self.store.add_event(  # noqa: E731
-                db, owner[0], owner[1], reason, msg, type, action.task_id, ts=now, namespace=owner[2])
-            if isinstance(action, Start):
-                if status == "ok" and active:
-                    self.store.update_task(db, action.task_id, container_id=result, phase=TaskPhase.RUNNING,
-                                           started_at=now, reason="", message="")
-                    event("Started", f"{action.task_id} started on {action.node} (container {result[:12]})")
-                elif isinstance(result, Unresolved) and active:
-                    # Not a failed attempt: it waits, placed, until the planner sees its Secrets again.
-                    if self.store.task(action.task_id).message != result.message:
-                        self.store.update_task(db, action.task_id, reason=TaskReason.SECRET_UNAVAILABLE,
-                                               message=result.message)
-                        event(TaskReason.SECRET_UNAVAILABLE.value, f"{action.task_id}: {result.message}", "Warning")
-                elif isinstance(result, StartError) and active:
-                    self.store.update_task(db, action.task_id, phase=TaskPhase.FAILED, reason=result.reason,
-                                           message=result.message, finished_at=now)
-                    event(result.reason, f"{action.task_id}: {result.message}", "Warning")
-                elif status == "error":
-                    event("FailedStart", f"{action.task_id} on {action.node}: {result}; will retry", "Warning")
-            elif isinstance(action, Collect):
-                if status != "ok":
-                    event("FailedCollect", f"{action.task_id} on {action.node}: {result}; will retry", "Warning")
-                    return
-                self.store.save_output(db, action.task_id, result.output, result.truncated)
-                if not active:
-                    return
-                code = result.exit_code
-                ok = code == 0
-                reason = (TaskReason.COMPLETED if ok
-                          else TaskReason.OOM_KILLED if result.oom_killed else TaskReason.ERROR)
-                message = f"exit code {code}" + (f": {result.error}" if result.error else "")
-                self.store.update_task(
-                    db, action.task_id, phase=TaskPhase.SUCCEEDED if ok else TaskPhase.FAILED, exit_code=code,
-                    oom_killed=result.oom_killed, reason=reason, message=message,
-                    finished_at=result.finished_at or now, container_id=action.container_id,
-                )
-                event("Succeeded" if ok else "Failed", f"{action.task_id} on {action.node}: {message}",
-                      "Normal" if ok else "Warning")
-            elif isinstance(action, Remove):
-                if status == "ok" and result is not None and action.task_id and phase is not None:
-                    self.store.save_output(db, action.task_id, result, False)
-                if status != "ok":
-                    event("FailedStop", f"container {action.container_id[:12]} on {action.node}: {result}", "Warning")
-                elif action.task_id is None or phase is None:
-                    event("OrphanRemoved", f"container {action.container_id[:12]} on {action.node}: {action.reason}")
+            for o in batch:
+                self._record_outcome(db, now, o.action, o.status, o.result)
+
+    def _record_outcome(self, db, now: float, action, status: str, result) -> None:
+        """Write one outcome inside the batch's transaction ``db``."""
+        phase = self.store.task_state(db, action.task_id) if action.task_id else None
+        active = phase is not None and phase.phase.active
+        owner = (phase.owner_kind, phase.owner_name, phase.namespace) if phase else ("Node", action.node, "")
+        event = lambda reason, msg, type="Normal": self.store.add_event(  # noqa: E731
+            db, owner[0], owner[1], reason, msg, type, action.task_id, ts=now, namespace=owner[2])
+        if isinstance(action, Start):
+            if status == "ok" and active:
+                self.store.update_task(db, action.task_id, container_id=result, phase=TaskPhase.RUNNING,
+                                       started_at=now, reason="", message="")
+                event("Started", f"{action.task_id} started on {action.node} (container {result[:12]})")
+            elif isinstance(result, Unresolved) and active:
+                # Not a failed attempt: it waits, placed, until the planner sees its Secrets again.
+                if self.store.task(action.task_id).message != result.message:
+                    self.store.update_task(db, action.task_id, reason=TaskReason.SECRET_UNAVAILABLE,
+                                           message=result.message)
+                    event(TaskReason.SECRET_UNAVAILABLE.value, f"{action.task_id}: {result.message}", "Warning")
+            elif isinstance(result, StartError) and active:
+                self.store.update_task(db, action.task_id, phase=TaskPhase.FAILED, reason=result.reason,
+                                       message=result.message, finished_at=now)
+                event(result.reason, f"{action.task_id}: {result.message}", "Warning")
+            elif status == "error":
+                event("FailedStart", f"{action.task_id} on {action.node}: {result}; will retry", "Warning")
+        elif isinstance(action, Collect):
+            if status != "ok":
+                event("FailedCollect", f"{action.task_id} on {action.node}: {result}; will retry", "Warning")
+                return
+            self.store.save_output(db, action.task_id, result.output, result.truncated)
+            if not active:
+                return
+            code = result.exit_code
+            ok = code == 0
+            reason = (TaskReason.COMPLETED if ok
+                      else TaskReason.OOM_KILLED if result.oom_killed else TaskReason.ERROR)
+            message = f"exit code {code}" + (f": {result.error}" if result.error else "")
+            self.store.update_task(
+                db, action.task_id, phase=TaskPhase.SUCCEEDED if ok else TaskPhase.FAILED, exit_code=code,
+                oom_killed=result.oom_killed, reason=reason, message=message,
+                finished_at=result.finished_at or now, container_id=action.container_id,
+            )
+            event("Succeeded" if ok else "Failed", f"{action.task_id} on {action.node}: {message}",
+                  "Normal" if ok else "Warning")
+        elif isinstance(action, Remove):
+            if status == "ok" and result is not None and action.task_id and phase is not None:
+                self.store.save_output(db, action.task_id, result, False)
+            if status != "ok":
+                event("FailedStop", f"container {action.container_id[:12]} on {action.node}: {result}", "Warning")
+            elif action.task_id is None or phase is None:
+                event("OrphanRemoved", f"container {action.container_id[:12]} on {action.node}: {action.reason}")
+
+
+class _Outcome:
+    """A finished action waiting to be recorded, and why recording it failed (if it did)."""
+
+    __slots__ = ("action", "status", "result", "error")
+
+    def __init__(self, action, status: str, result):
+        self.action, self.status, self.result, self.error = action, status, result, None

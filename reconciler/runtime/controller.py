@@ -106,7 +106,7 @@ class Controller:
         self.resync, self.busy_resync = resync, busy_resync
         self.relist_passes = max(1, relist_passes)
         self._round = 0  # observations made: the age of a list is counted in them
-        self.lost_after, self.list_wait = lost_after, list_wait
+        self.lost_after, self.list_wait, self.probe_interval = lost_after, list_wait, probe_interval
         self.holder = uuid.uuid4().hex
         self.companions = companions
         self.wake = threading.Event()
@@ -355,7 +355,8 @@ class Controller:
                 pass
             else:
                 nodes[name] = NodeObs(name, ready=True, message="container list did not finish in time", **health)
-        return Snapshot(nodes=nodes, taken_at=now, lost_after=self.lost_after)
+        return Snapshot(nodes=nodes, taken_at=now, lost_after=self.lost_after,
+                        probe_interval=self.probe_interval)
 
     def _list(self, name: str, host: Host, mark: tuple[int, int] | None, twin: bool, now: float) -> _Listing:
         """The node's container list: the one under way, or a new one (of a twin: its info only)."""
