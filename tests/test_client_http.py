@@ -108,3 +108,22 @@ def test_a_remote_apply_loads_the_http_client_alone(server, tmp_path):
                          text=True, env={**env, "XDG_CONFIG_HOME": str(tmp_path)}, timeout=60)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.splitlines() == ["job/light created", "LOADED []"]
+
+
+def test_a_remote_apply_imports_and_builds_no_other_command(server, tmp_path):
+    """The root group builds only the command invoked: a remote `apply` imports the module of `apply`
+    (``resources``) and none of the other commands' (``tasks``, ``nodes``, ``rollout``, ``login``...)."""
+    script = (
+        "import sys\n"
+        "from reconciler.cli import app\n"
+        "sys.argv = ['brokerctl', '--server', sys.argv[2], '--token', 'bk_x_y', 'apply', '-f', sys.argv[1]]\n"
+        "try:\n    app.main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print('CLI', sorted(m for m in sys.modules if m.startswith('reconciler.cli.')))\n")
+    (tmp_path / "j.yaml").write_text("kind: Job\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
+    ran = subprocess.run([sys.executable, "-c", script, str(tmp_path / "j.yaml"), server], capture_output=True,
+                         text=True, env={**env, "XDG_CONFIG_HOME": str(tmp_path)}, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines() == [
+        "job/light created",
+        "CLI ['reconciler.cli.app', 'reconciler.cli.common', 'reconciler.cli.resources', 'reconciler.cli.shell']"]
