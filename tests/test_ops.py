@@ -7,11 +7,11 @@ from __future__ import annotations
 import io
 
 import pytest
-
 from helpers import FakeClock
 
 from reconciler.errors import BrokerError, NotFound
 from reconciler.kinds import Kind, TaskPhase
+from reconciler.ops import diff as diffs
 from reconciler.ops import nodes, resources, rollout, tasks
 from reconciler.ops.polling import Note
 from reconciler.records import TaskRecord
@@ -362,21 +362,21 @@ def test_delete_reports_each_deletion_before_a_later_one_fails(store):
 
 def test_diff_names_created_and_configured_resources_with_their_field_changes(store):
     changed = MANIFESTS.replace("completions: 2", "completions: 3").replace("{team: a}", "{owner: b}")
-    inputs = resources.read_diff_inputs(["-"], io.StringIO(changed + "---\n" + job("new")))
-    assert resources.diff(store, inputs) == [
-        resources.Change("job/hello", "configured", ("+ metadata.labels.owner: 'b'", "- metadata.labels.team: 'a'",
+    inputs = diffs.read_diff_inputs(["-"], io.StringIO(changed + "---\n" + job("new")))
+    assert diffs.diff(store, inputs) == [
+        diffs.Change("job/hello", "configured", ("+ metadata.labels.owner: 'b'", "- metadata.labels.team: 'a'",
                                                      "~ spec.completions: 2 -> 3")),
-        resources.Change("job/new", "created"),
+        diffs.Change("job/new", "created"),
     ]
 
 
 def test_field_changes_walk_nested_objects_and_compare_lists_whole():
     old = {"a": 1, "b": {"c": [1, 2], "d": "x"}, "gone": True}
     new = {"a": 1, "b": {"c": [1, 2, 3], "e": None}, 2: "int key"}
-    assert resources.field_changes(old, new) == [
+    assert diffs.field_changes(old, new) == [
         "+ 2: 'int key'", "~ b.c: [1, 2] -> [1, 2, 3]", "- b.d: 'x'", "+ b.e: None", "- gone: True",
     ]
-    assert resources.field_changes({"a": [1]}, {"a": [1]}) == []
+    assert diffs.field_changes({"a": [1]}, {"a": [1]}) == []
 
 
 # -- namespaces ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The GitOps policy (`ops.sync.decide`, `sync_events`) as a pure function of the directory's models and the
+"""The GitOps policy (`ops.syncpolicy.decide`, `ops.sync.sync_events`) as a pure function of the directory's models and the
 stored rows, without a store; and the one sync test that needs a Job's template held back in a real store."""
 
 from __future__ import annotations
@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from pydantic import TypeAdapter
 
-from reconciler.ops.sync import decide, sync_events, sync_items
+from reconciler.ops.sync import sync_events, sync_items
+from reconciler.ops.syncpolicy import decide
 from reconciler.spec.models import Kind, Resource
 from reconciler.store import SourcedRow, Store
 from reconciler.store.db import dump

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from .. import views
 from ..kinds import NAMESPACED_KINDS, Kind, object_ref
+from ..ops import diff as diffs
 from ..ops import listing, resources, tasks
 from ..ops.refs import namespace_name, parse_kind, parse_ref
 from ..ops.tokens import READ, WRITE, Identity, allow
@@ -159,11 +160,11 @@ def apply(request: Request, who: Caller, store: Store, text: Annotated[str, Depe
 def diff(request: Request, who: Caller, store: Store, text: Annotated[str, Depends(manifest_text)],
          namespace: ManifestNamespace = "default", filename: Filename = "<request>") -> Json:
     """What `apply` would change (nothing is written), as `brokerctl diff -f`."""
-    inputs = [resources.DiffInput(None, [i.resource for i in read_body(request, text, filename, namespace)])]
+    inputs = [diffs.DiffInput(None, [i.resource for i in read_body(request, text, filename, namespace)])]
     for model in inputs[0].models:
         allow(who, READ, model.namespace if model.kind in NAMESPACED_KINDS else None,
               f"diff {model.kind.lower()}/{model.metadata.name}")
-    changes = resources.diff(store, inputs)
+    changes = diffs.diff(store, inputs)
     return Json({"changes": [{"ref": c.ref, "outcome": c.outcome, "fields": list(c.fields)} for c in changes]})
 
 

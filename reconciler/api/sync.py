@@ -17,7 +17,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
 
-from ..ops import sync as gitops
 from ..ops.refs import namespace_name
 from ..ops.tokens import READ, WRITE, allow
 from . import schemas
@@ -38,6 +37,8 @@ def sync(request: Annotated[dict, Body()], who: Caller, store: Store, namespace:
     """Apply a directory's files with prune (one transaction), as `brokerctl sync DIR`."""
     allow(who, WRITE, None, "sync a directory")
     body = schemas.request_body(schemas.SyncRequest, request)
+    from ..ops import sync as gitops  # the manifest loader: loaded by the server at start-up (app.warm)
+
     report = gitops.sync_sources(store, body.directory, [s.model_dump() for s in body.sources], body.commit,
                                  allow_mass_prune, namespace_name(namespace), by=who.user)
     return Json({"source": report["source"], "lines": gitops.summary(report),
@@ -50,4 +51,6 @@ def sync_status(who: Caller, store: Store,
                                                                    "path)")] = None) -> Json:
     """What the last sync of each directory did, as `brokerctl sync status [DIR]`."""
     allow(who, READ, None, "read the sync status")
+    from ..ops import sync as gitops
+
     return Json({"items": gitops.status(store, directory)})

@@ -16,9 +16,17 @@ import typer
 
 from ..errors import BrokerError, Conflict, Forbidden, ManifestError, UsageError
 from .common import (
-    MANIFEST_NAMESPACE_HELP, OUTPUT_FORMATS, check_output, follow, namespace, namespace_option, open_store,
-    remote, warn,
+    MANIFEST_NAMESPACE_HELP,
+    OUTPUT_FORMATS,
+    check_output,
+    follow,
+    namespace,
+    namespace_option,
+    open_store,
+    remote,
+    warn,
 )
+
 
 def apply(
     files: list[str] = typer.Option(..., "-f", "--filename", help="File, directory (its *.yaml|*.yml|*.json) or - for stdin. Repeatable."),
@@ -77,7 +85,13 @@ def get(
     """List nodes, namespaces, jobs, services, secrets (values shown as their sizes), tasks or events (several
     kinds at once, or all)."""
     from ..ops import listing
-    from ..ops.refs import parse_listed_kinds, parse_owner, parse_phases, parse_ref, parse_selector
+    from ..ops.refs import (
+        parse_listed_kinds,
+        parse_owner,
+        parse_phases,
+        parse_ref,
+        parse_selector,
+    )
 
     check_output(output, OUTPUT_FORMATS + ("name",))
     kinds = parse_listed_kinds(kind)
@@ -447,10 +461,10 @@ def diff(
     if (server := remote()) is not None:
         changes = [(c["ref"], c["outcome"], c["fields"]) for c in server.diff(files, sys.stdin, namespace(namespace_))]
     else:
-        from ..ops import resources
+        from ..ops import diff as diffs
 
-        inputs = resources.read_diff_inputs(files, sys.stdin, namespace(namespace_))  # all read before the store opens
-        changes = [(c.ref, c.outcome, c.fields) for c in resources.diff(open_store(), inputs)]
+        inputs = diffs.read_diff_inputs(files, sys.stdin, namespace(namespace_))  # all read before the store opens
+        changes = [(c.ref, c.outcome, c.fields) for c in diffs.diff(open_store(), inputs)]
     lines = []
     for ref, outcome, fields in changes:
         lines += [f"{ref} {outcome}"] + [f"  {c}" for c in fields]
