@@ -25,14 +25,48 @@ def registered_commands() -> dict[tuple[str, ...], object]:
 
         from reconciler.cli.app import app
 
-    found, groups = {}, [((), typer.main.get_command(app))]
+    return dict(sorted(_command_tree(typer.main.get_command(app)).items()))
+
+
+def _command_tree(root) -> dict[tuple[str, ...], object]:
+    """Every command under a click group by its words, in the order ``--help`` lists them; asked of the group
+    as click asks it (the root builds its commands only when asked)."""
+    import click
+
+    found, groups = {}, [((), root)]
     while groups:
-        path, group = groups.pop()
-        for name, command in group.commands.items():
-            found[(*path, name)] = command
-            if getattr(command, "commands", None):
+        path, group = groups.pop(0)
+        ctx = click.Context(group)
+        for name in group.list_commands(ctx):
+            command = found[(*path, name)] = group.get_command(ctx, name)
+            if isinstance(command, click.Group):
                 groups.append(((*path, name), command))
-    return dict(sorted(found.items()))
+    return found
+
+
+def _eager_app():
+    """The app as typer builds it with every command of ``app.COMMANDS`` registered up front, each module
+    imported (``app.command(name)`` / ``app.add_typer``): how `brokerctl` was built before it registered
+    them lazily, and what its help and completion must still be, to the byte."""
+    import copy
+    import importlib
+
+    import typer
+    from typer.core import TyperGroup
+
+    from reconciler.cli import app as root
+
+    eager = copy.copy(root.app)
+    eager.info = copy.copy(root.app.info)
+    eager.info.cls = TyperGroup
+    eager.registered_commands, eager.registered_groups = [], []
+    for name, (module, attribute) in root.COMMANDS.items():
+        defined = getattr(importlib.import_module(f"reconciler.cli.{module}"), attribute)
+        if isinstance(defined, typer.Typer):
+            eager.add_typer(defined, name=name)
+        else:
+            eager.command(name)(defined)
+    return eager
 
 
 COMMANDS = registered_commands()
@@ -198,6 +232,35 @@ def test_the_help_test_covers_every_command():
         "apply", "get", "describe", "delete", "logs", "wait", "status", "schema", "controller", "run", "retry",
         "cordon", "uncordon", "drain", "scale", "sync", "diff", "rollout", "rollout status", "rollout history",
         "rollout undo"}
+
+
+def test_lazy_registration_keeps_help_completion_and_suggestions_as_typer_builds_them(monkeypatch):
+    """The root group builds a command only when it is invoked; what it prints must be what typer prints with
+    every command registered up front: `--help`, every command's and subcommand's `--help`, the usage
+    error and typo suggestion of an unknown command, and zsh completion of commands and subcommands."""
+    import typer.main
+    from click.testing import CliRunner
+
+    from reconciler.cli import app as root
+    from reconciler.cli.shell import register_completion_classes
+
+    lazy, eager = typer.main.get_command(root.app), typer.main.get_command(_eager_app())
+    assert isinstance(lazy, root._LazyGroup) and not lazy.commands  # nothing built before it is asked for
+    paths = list(_command_tree(eager))
+    assert list(_command_tree(lazy)) == paths and len(paths) > 30
+
+    def both(args: list[str], **env: str) -> tuple:
+        runs = [CliRunner().invoke(group, args, prog_name="brokerctl", env=env) for group in (lazy, eager)]
+        return tuple((run.exit_code, run.output) for run in runs)
+
+    for args in ([], ["--help"], ["aply"], ["nosuch", "x"], *([*path, "--help"] for path in paths)):
+        shown, expected = both(args)
+        assert shown == expected, args
+    assert "Did you mean 'apply'?" in both(["aply"])[0][1]
+    register_completion_classes()
+    for typed in ("brokerctl ", "brokerctl ro", "brokerctl rollout ", "brokerctl get --s"):
+        shown, expected = both([], _BROKERCTL_COMPLETE="complete_zsh", _TYPER_COMPLETE_ARGS=typed)
+        assert shown == expected and shown[1].strip(), typed
 
 
 @pytest.mark.parametrize("path", list(COMMANDS), ids=" ".join)

@@ -93,18 +93,35 @@ def test_a_gzip_answer_that_does_not_decompress_is_one_clear_error(server):
         conn.close()
 
 
-def test_a_remote_apply_loads_the_http_client_alone(server, tmp_path):
-    """Start-up is most of a remote `apply`: it imports no views, records, listings or notes (nor
-    ``dataclasses``, which building them needs), only what sends the files."""
+def _remote_apply(server: str, tmp_path, loaded: str) -> list[str]:
+    """Run `brokerctl --server URL apply -f` of one Job in a fresh interpreter (``app.main``, as the console
+    script does): the lines it printed, then ``LOADED`` and the modules ``m`` it imported for which the
+    expression ``loaded`` holds."""
     script = (
         "import sys\n"
-        "from reconciler.cli.app import app\n"
-        "app(['--server', sys.argv[2], '--token', 'bk_x_y', 'apply', '-f', sys.argv[1]], standalone_mode=False)\n"
-        "print('LOADED', sorted(m for m in sys.modules if m in ('dataclasses', 'reconciler.records', "
-        "'reconciler.views', 'reconciler.ops.listing', 'reconciler.ops.polling')))\n")
+        "from reconciler.cli import app\n"
+        "sys.argv = ['brokerctl', '--server', sys.argv[2], '--token', 'bk_x_y', 'apply', '-f', sys.argv[1]]\n"
+        "try:\n    app.main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        f"print('LOADED', sorted(m for m in sys.modules if {loaded}))\n")
     (tmp_path / "j.yaml").write_text("kind: Job\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
     ran = subprocess.run([sys.executable, "-c", script, str(tmp_path / "j.yaml"), server], capture_output=True,
                          text=True, env={**env, "XDG_CONFIG_HOME": str(tmp_path)}, timeout=60)
     assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.splitlines() == ["job/light created", "LOADED []"]
+    return ran.stdout.splitlines()
+
+
+def test_a_remote_apply_loads_the_http_client_alone(server, tmp_path):
+    """Start-up is most of a remote `apply`: it imports no views, records, listings or notes (nor
+    ``dataclasses``, which building them needs), only what sends the files."""
+    assert _remote_apply(server, tmp_path, "m in ('dataclasses', 'reconciler.records', 'reconciler.views', "
+                                           "'reconciler.ops.listing', 'reconciler.ops.polling')") == [
+        "job/light created", "LOADED []"]
+
+
+def test_a_remote_apply_imports_no_other_commands_module(server, tmp_path):
+    """The root group builds only the command invoked: a remote `apply` imports the module of `apply`
+    (``resources``) and none of the other commands' (``tasks``, ``nodes``, ``rollout``, ``login``...)."""
+    assert _remote_apply(server, tmp_path, "m.startswith('reconciler.cli.')") == [
+        "job/light created",
+        "LOADED ['reconciler.cli.app', 'reconciler.cli.common', 'reconciler.cli.resources', 'reconciler.cli.shell']"]

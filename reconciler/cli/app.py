@@ -4,10 +4,12 @@ Entry point ``main`` (console script): the one place that catches ``BrokerError`
 stderr and the error's exit code) and click's usage errors. The global ``--db`` and ``--secrets-key``
 options are kept in ``common`` for the commands' store opener. The commands live in one module per group
 (``resources``, ``tasks``, ``nodes``, ``rollout``, ``sync``, ``controller``, ``server``, ``stores``,
-``tokens``, ``login``, ``shell``) and are registered here, in the order ``--help`` lists them. A command module imports
-nothing heavy at its top
-(typer, the errors, ``common``), so ``brokerctl --help`` stays fast; each command imports its verbs
-when it runs.
+``tokens``, ``login``, ``shell``) and are named here, in ``COMMANDS``, in the order ``--help`` lists them.
+They are registered lazily: the root group (``_LazyGroup``) imports a command's module and builds its
+click command (options, help) only when that command is invoked, so a command's start-up pays for its own
+module alone, not for importing and building all of them (~35 ms of CPU); ``--help`` and completion,
+which list every command, build them all, as typer does. A command module imports nothing heavy at its
+top (typer, the errors, ``common``); each command imports its verbs when it runs.
 """
 
 from __future__ import annotations
@@ -16,11 +18,65 @@ import sys
 from typing import Optional
 
 import typer
+import typer.main
+from typer.core import TyperGroup
 
 from ..errors import BrokerError
-from . import common, controller, login, nodes, resources, rollout, server, shell, stores, sync, tasks, tokens
+from . import common, shell
+
+# Every command, in the order `brokerctl --help` lists them: its module and the function (or, for a group
+# of subcommands, the typer app) that defines it.
+COMMANDS = {
+    "apply": ("resources", "apply"), "get": ("resources", "get"), "describe": ("resources", "describe"),
+    "delete": ("resources", "delete"), "edit": ("resources", "edit"), "retry": ("tasks", "retry"),
+    "logs": ("tasks", "logs"), "exec": ("tasks", "exec_"), "run": ("tasks", "run"), "wait": ("tasks", "wait"),
+    "scale": ("rollout", "scale"), "cordon": ("nodes", "cordon"), "uncordon": ("nodes", "uncordon"),
+    "drain": ("nodes", "drain"), "sync": ("sync", "sync"), "diff": ("resources", "diff"),
+    "status": ("controller", "status"), "schema": ("controller", "schema"),
+    "controller": ("controller", "controller"), "server": ("server", "server"), "login": ("login", "login"),
+    "logout": ("login", "logout"), "completion": ("shell", "completion"),
+    "rollout": ("rollout", "rollout_app"), "store": ("stores", "store_app"), "token": ("tokens", "token_app"),
+    "context": ("login", "context_app"),
+}
+
+
+class _LazyGroup(TyperGroup):
+    """The root group: it knows every command's name (``list_commands``: ``--help``, completion) and builds
+    a command, importing its module, when it is asked for it (``get_command``)."""
+
+    def list_commands(self, ctx) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name: str):
+        if name in COMMANDS and name not in self.commands:
+            self.add_command(_build(name), name)
+        elif name not in COMMANDS:  # a typo: typer suggests from every command built
+            for known in COMMANDS.keys() - self.commands.keys():
+                self.add_command(_build(known), known)
+        return self.commands.get(name)
+
+
+def _build(name: str):
+    """The click command (or group) of ``name``, built by typer as ``app.command(name)`` (``app.add_typer``
+    for a group) would have built it."""
+    module, attribute = COMMANDS[name]
+    qualified = f"{__package__}.{module}"
+    __import__(qualified)  # not importlib.import_module, which `python -X importtime` does not show
+    defined = getattr(sys.modules[qualified], attribute)
+    holder = typer.Typer()
+    if isinstance(defined, typer.Typer):
+        holder.add_typer(defined, name=name)
+        return typer.main.get_group_from_info(holder.registered_groups[0], suggest_commands=app.suggest_commands,
+                                              pretty_exceptions_short=app.pretty_exceptions_short,
+                                              rich_markup_mode=app.rich_markup_mode)
+    holder.command(name)(defined)
+    return typer.main.get_command_from_info(holder.registered_commands[0],
+                                            pretty_exceptions_short=app.pretty_exceptions_short,
+                                            rich_markup_mode=app.rich_markup_mode)
+
 
 app = typer.Typer(
+    cls=_LazyGroup,
     name="brokerctl",
     help="Declarative container broker for plain Docker hosts: apply Nodes, Jobs and Services; "
     "a controller keeps the hosts in line.",
@@ -61,20 +117,6 @@ def _options(
     common.db_path = db
     common.secrets_key = secrets_key
     common.server, common.token, common.ca, common.context = server_, token, ca, context
-
-
-# Every command, in the order `brokerctl --help` lists them (typer lists the `rollout` group last).
-COMMANDS = (resources.apply, resources.get, resources.describe, resources.delete, resources.edit, tasks.retry,
-            tasks.logs, tasks.exec_, tasks.run, tasks.wait, rollout.scale, nodes.cordon, nodes.uncordon, nodes.drain,
-            sync.sync, resources.diff, controller.status, controller.schema, controller.controller, server.server,
-            login.login, login.logout, shell.completion)
-
-for command in COMMANDS:
-    app.command(name=command.__name__.rstrip("_").replace("_", "-"))(command)  # exec_ is `exec`
-app.add_typer(rollout.rollout_app, name="rollout")
-app.add_typer(stores.store_app, name="store")
-app.add_typer(tokens.token_app, name="token")
-app.add_typer(login.context_app, name="context")
 
 
 def main() -> None:
