@@ -105,7 +105,8 @@ def main() -> int:
     with common.hosts(args) as (addresses, _), tempfile.TemporaryDirectory(prefix="bklat-") as tmp:
         clients = [docker.DockerClient(base_url=a, version="1.41", timeout=30) for a in addresses]
         starts = Starts(addresses)
-        with common.controller(Path(tmp), "latency", common.node_docs(addresses, 8)) as store:
+        # 3 x 16 slots: each Service of the run keeps its replica to the end (about 30 in a full run).
+        with common.controller(Path(tmp), "latency", common.node_docs(addresses, 16)) as store:
             time.sleep(2)  # nodes probed and Ready, controller idle
 
             def ours(run: int) -> float:
