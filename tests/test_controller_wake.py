@@ -11,7 +11,7 @@ import pytest
 
 from reconciler.engine.actions import Plan, Start
 from reconciler.runtime.controller import Controller
-from reconciler.docker.host import CallCounter
+from reconciler.docker.client import CallCounter
 from reconciler.docker.events import EventWatcher
 from reconciler.docker.probe import ProbeState
 from reconciler.spec.manifests import load_text

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from helpers import cli
-from reconciler.docker import host as dockerhost
+from reconciler.docker import client as dockerclient
 from reconciler.errors import HostError
 from reconciler.spec.fields import STORED
 from reconciler.spec.manifests import load_text
@@ -35,7 +35,7 @@ def test_connect_checks_the_server_against_the_nodes_ca_whatever_the_environment
     other.write_text("")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(other))
     monkeypatch.setenv("CURL_CA_BUNDLE", str(other))
-    client = dockerhost.connect(ADDRESS, pem, timeout=1)
+    client = dockerclient.connect(ADDRESS, pem, timeout=1)
     try:
         api = client.api
         assert api.base_url == "https://192.0.2.1:2376"
@@ -48,7 +48,7 @@ def test_connect_checks_the_server_against_the_nodes_ca_whatever_the_environment
 
 
 def test_without_a_ca_file_the_server_is_still_verified(pem):
-    client = dockerhost.connect(ADDRESS, {"certFile": pem["certFile"], "keyFile": pem["keyFile"]}, timeout=1)
+    client = dockerclient.connect(ADDRESS, {"certFile": pem["certFile"], "keyFile": pem["keyFile"]}, timeout=1)
     try:
         assert client.api.verify is True  # requests' default CA bundle, never no check at all
     finally:
@@ -59,7 +59,7 @@ def test_without_a_ca_file_the_server_is_still_verified(pem):
 def test_connect_names_a_tls_file_that_is_gone(pem, field, tmp_path):
     gone = str(tmp_path / "gone.pem")
     with pytest.raises(HostError) as refused:
-        dockerhost.connect(ADDRESS, {**pem, field: gone}, timeout=1)
+        dockerclient.connect(ADDRESS, {**pem, field: gone}, timeout=1)
     assert str(refused.value) == f"tls.{field} {gone}: no such file"
 
 
@@ -99,7 +99,7 @@ def ssl_error(text: str) -> requests.exceptions.SSLError:
         id="down-is-not-a-tls-failure"),
 ])
 def test_a_failed_connection_says_which_side_refused_and_which_file_is_to_blame(error, tls, message):
-    assert dockerhost.brief(error, tls) == message
+    assert dockerclient.brief(error, tls) == message
 
 
 NODE = {"apiVersion": "broker/v1", "kind": "Node", "metadata": {"name": "secure"}, "spec": {"address": ADDRESS}}

@@ -384,7 +384,8 @@ def test_a_gated_host_withholds_every_request_that_would_change_it():
     while reads still are (here refused: nothing listens on the address)."""
     import requests
 
-    from reconciler.docker.host import Host, Withheld
+    from reconciler.docker.client import Withheld
+    from reconciler.docker.host import Host
 
     allowed = [False]
     host = Host("n1", "tcp://127.0.0.1:9", timeout=2, gate=lambda: allowed[0])

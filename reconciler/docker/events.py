@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 from ..records import LABEL_STORE
-from .host import TRANSPORT_ERRORS, Host, connect
+from .client import TRANSPORT_ERRORS, connect
+from .host import Host
 from .threads import PerHost
 
 

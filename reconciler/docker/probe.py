@@ -22,7 +22,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from .host import API_VERSION, CALLS, ApiStatusError, Host, brief, tls_context
+from .client import API_VERSION, CALLS, ApiStatusError, brief, tls_context
+from .host import Host
 
 log = logging.getLogger("brokerctl.probe")
 REQUEST = f"GET /v{API_VERSION}/_ping HTTP/1.1\r\nHost: docker\r\n\r\n".encode()

@@ -30,7 +30,8 @@ from typing import Callable, Iterable
 
 from ..engine.actions import Collect, Plan, Remove, Start
 from ..errors import BrokerError
-from ..docker.host import TRANSPORT_ERRORS, Host, StartError, Withheld
+from ..docker.client import TRANSPORT_ERRORS, Withheld
+from ..docker.host import Host, StartError
 from ..kinds import TaskPhase, TaskReason
 from ..store import LOG_LIMIT_BYTES, Fenced, Store
 from .secrets import Unresolved, resolve

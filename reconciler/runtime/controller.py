@@ -47,7 +47,8 @@ from .quiet import Quiet
 from ..engine.actions import Plan
 from ..engine.fairshare import QueuePolicy
 from ..errors import StoreError
-from ..docker.host import CALLS, Host, HostPool
+from ..docker.client import CALLS
+from ..docker.host import Host, HostPool
 from ..docker.events import EventWatcher
 from ..docker.probe import Prober
 from ..spec.models import Kind
