@@ -74,17 +74,10 @@ class BareServer:
     """`api.py --serve FILE` as a child process: ``url``."""
 
     def __init__(self, body: Path, tmp: Path, env: dict):
-        import re
-
         self.log = tmp / "bare.log"
         self.proc = subprocess.Popen([sys.executable, __file__, "--serve", str(body)], stdout=open(self.log, "w"),
                                      stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 30
-        while not (found := re.search(r"serving the API on (\S+)/api/v1/", self.log.read_text())):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the baseline server did not start:\n{self.log.read_text()}")
-            time.sleep(0.05)
-        self.url = found.group(1)
+        self.url = common.serving_url(self.proc, self.log, "the baseline server")
         time.sleep(0.5)
 
     def stop(self) -> None:

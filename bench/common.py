@@ -241,6 +241,17 @@ def write_json(args, figures: list[dict]) -> None:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
 
 
+def serving_url(proc: subprocess.Popen, log: Path, what: str, timeout: float = 30) -> str:
+    """The base URL a server process prints in its log ("serving the API on URL/api/v1/") once it serves;
+    RuntimeError with the log if it exits or says nothing within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (found := re.search(r"serving the API on (\S+)/api/v1/", log.read_text())):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start:\n{log.read_text()}")
+        time.sleep(0.05)
+    return found.group(1)
+
+
 class Server:
     """`brokerctl server --no-controller` on the store ``db``, on a free port of 127.0.0.1: ``url``, ``token``
     (the admin token of its first start, written under ``tmp``). Used by bench/latency.py and bench/api.py."""
@@ -250,12 +261,7 @@ class Server:
         self.proc = subprocess.Popen([sys.executable, "-m", "reconciler", "--db", str(db), "server", "--listen",
                                       "127.0.0.1:0", "--no-controller"], stdout=open(self.log, "w"),
                                      stderr=subprocess.STDOUT, env={**env, "XDG_STATE_HOME": str(tmp / "state")})
-        deadline = time.monotonic() + 30
-        while not (found := re.search(r"serving the API on (\S+)/api/v1/", self.log.read_text())):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start:\n{self.log.read_text()}")
-            time.sleep(0.05)
-        self.url = found.group(1)
+        self.url = serving_url(self.proc, self.log, "the server")
         self.token = (tmp / "state" / "brokerctl" / "admin.token").read_text().strip()
         time.sleep(0.5)
 
