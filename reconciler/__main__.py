@@ -1,5 +1,5 @@
 """``python -m reconciler`` runs the brokerctl CLI (used by tests and scripts)."""
 
-from .cli.app import main
+from .cli.entry import main
 
 main()

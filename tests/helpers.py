@@ -272,6 +272,12 @@ class ServerProcess(LoggedProcess):
                             verify=ssl.create_default_context(cafile=str(self.ca)) if self.ca else True)
 
 
+def _interruptible() -> None:
+    """In a child before it runs: Ctrl-C's signal as a terminal delivers it. A suite started in the
+    background of a non-interactive shell inherits SIGINT ignored, and so would the watch it signals."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Watching:
     """``brokerctl --db DB ARGS`` left running (`get -w`), its stdout read line by line on a thread."""
 
@@ -283,7 +289,8 @@ class Watching:
         self._queue: queue.Queue = queue.Queue()
         self.proc = subprocess.Popen([sys.executable, "-m", "reconciler", "--db", str(db), *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"})
+                                     env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+                                     preexec_fn=_interruptible)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:

@@ -93,15 +93,15 @@ def test_a_gzip_answer_that_does_not_decompress_is_one_clear_error(server):
         conn.close()
 
 
-def _remote_apply(server: str, tmp_path, loaded: str) -> list[str]:
-    """Run `brokerctl --server URL apply -f` of one Job in a fresh interpreter (``app.main``, as the console
-    script does): the lines it printed, then ``LOADED`` and the modules ``m`` it imported for which the
-    expression ``loaded`` holds."""
+def _remote_apply(server: str, tmp_path, loaded: str, front: str = "app") -> list[str]:
+    """Run `brokerctl --server URL apply -f` of one Job in a fresh interpreter (``front``: ``app.main``, the
+    whole command line; ``entry.main``, the console script's): the lines it printed, then ``LOADED`` and
+    the modules ``m`` it imported for which the expression ``loaded`` holds."""
     script = (
         "import sys\n"
-        "from reconciler.cli import app\n"
+        f"from reconciler.cli import {front}\n"
         "sys.argv = ['brokerctl', '--server', sys.argv[2], '--token', 'bk_x_y', 'apply', '-f', sys.argv[1]]\n"
-        "try:\n    app.main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        f"try:\n    {front}.main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
         f"print('LOADED', sorted(m for m in sys.modules if {loaded}))\n")
     (tmp_path / "j.yaml").write_text("kind: Job\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
@@ -124,4 +124,15 @@ def test_a_remote_apply_imports_no_other_commands_module(server, tmp_path):
     (``resources``) and none of the other commands' (``tasks``, ``nodes``, ``rollout``, ``login``...)."""
     assert _remote_apply(server, tmp_path, "m.startswith('reconciler.cli.')") == [
         "job/light created",
-        "LOADED ['reconciler.cli.app', 'reconciler.cli.common', 'reconciler.cli.resources', 'reconciler.cli.shell']"]
+        "LOADED ['reconciler.cli.app', 'reconciler.cli.common', 'reconciler.cli.entry', 'reconciler.cli.resources', "
+        "'reconciler.cli.shell']"]
+
+
+def test_the_console_script_sends_a_remote_apply_without_typer_or_http_client(server, tmp_path):
+    """`brokerctl --server URL apply -f FILE` as the console script runs it: answered by ``cli.entry`` on a
+    socket of its own (``client.oneshot``), without starting typer, click, ``http.client`` (and the
+    ``email`` package it imports), ssl for a plain http URL, or PyYAML."""
+    assert _remote_apply(server, tmp_path, "m.split('.')[0] in ('typer', 'click', 'email', 'ssl', 'yaml') or "
+                                           "m in ('http.client', 'reconciler.client.http', 'reconciler.cli.app')",
+                         front="entry") == ["job/light created", "LOADED []"]
+    assert Recorder.seen == []  # the POST came, and no GET before it

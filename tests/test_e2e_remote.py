@@ -53,8 +53,8 @@ def remote(server: ServerProcess, home: Path, token: str, *args: str, **kw):
 def same(local, far) -> None:
     """Two runs of one command, on the store and through the server: the same output and exit code (an
     AGE column may have ticked between the two)."""
-    def aged(text: str) -> str:
-        return re.sub(r"(?<=\s)\d+[smhd](?=\s)", "<age>", text)
+    def aged(text: str) -> str:  # and the column's width with it (9s, then 10s)
+        return re.sub(r"(?<=\s)\d+[smhd]\s+", "<age> ", text)
 
     assert (far.returncode, aged(far.stdout), far.stderr) == (local.returncode, aged(local.stdout), local.stderr)
 
@@ -138,6 +138,10 @@ def test_an_unreachable_server_and_a_wrong_token_are_one_clear_line_and_exit_1(a
     assert down.returncode == 1
     assert down.stderr.startswith("error: cannot reach the server http://127.0.0.1:9 (--server): Connection refused; "
                                   "check the URL and that `brokerctl server` runs there")
+    # a remote apply is sent by the console script's front door (cli.entry): its failures read the same
+    down_apply = brokerctl(home, "--server", "http://127.0.0.1:9", "--token", "t", "apply", "-f", "-",
+                           input=job_yaml("x"))
+    assert (down_apply.returncode, down_apply.stderr) == (1, down.stderr)
     wrong = remote(api, home, "bk_0000_" + "y" * 43, "get", "jobs")
     assert wrong.returncode == 1 and "refused the token" in wrong.stderr and len(wrong.stderr.splitlines()) == 1
     not_url = brokerctl(home, "--server", "broker:8080", "--token", "t", "get", "jobs")
@@ -376,6 +380,13 @@ def test_tls_with_the_ca_given_and_a_clear_message_without_it(db, state, home, t
         assert brokerctl(home, "get", "jobs", "-o", "name").stdout == "job/secure\n"
         plain = brokerctl(home, "--server", served.url.replace("https:", "http:"), "--token", served.admin, "get", "jobs")
         assert plain.returncode == 1 and "cannot reach the server" in plain.stderr
+        untrusted_apply = brokerctl(home, "--server", served.url, "--token", served.admin, "apply", "-f", "-",
+                                    input=job_yaml("insecure"))
+        assert untrusted_apply.returncode == 1 and "its TLS certificate is not trusted" in untrusted_apply.stderr
+        plain_apply = brokerctl(home, "--server", served.url.replace("https:", "http:"), "--token", served.admin,
+                                "apply", "-f", "-", input=job_yaml("insecure"))
+        assert (plain_apply.returncode, plain_apply.stderr) == (1, plain.stderr)
+        assert brokerctl(home, "get", "jobs", "-o", "name").stdout == "job/secure\n"  # neither reached the store
         # exec's WebSocket: the same CA from the context, and the same message without it
         found = brokerctl(home, "exec", "nope", "--", "true")
         assert (found.returncode, found.stderr) == (1, "error: task 'nope' not found; `brokerctl get tasks` lists them\n")

@@ -23,6 +23,7 @@ from typer.core import TyperGroup
 
 from ..errors import BrokerError
 from . import common, shell
+from .entry import report
 
 # Every command, in the order `brokerctl --help` lists them: its module and the function (or, for a group
 # of subcommands, the typer app) that defines it.
@@ -130,8 +131,7 @@ def main() -> None:
     try:
         code = app(prog_name="brokerctl", standalone_mode=False)
     except BrokerError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        sys.exit(exc.exit_code)
+        report(exc)
     except click.exceptions.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

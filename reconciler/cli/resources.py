@@ -26,6 +26,7 @@ from .common import (
     remote,
     warn,
 )
+from .entry import show_applied
 
 
 def apply(
@@ -38,10 +39,7 @@ def apply(
     ns = namespace(namespace_)
     if (server := remote()) is not None:  # the server reads the files' text and validates it
         applied = server.apply(files, sys.stdin, ns)
-        for item in applied["results"]:
-            typer.echo(f"{item['ref']} {item['outcome']}")
-        for text in applied["warnings"]:
-            warn(text)
+        show_applied(applied)
         if wait:
             jobs = [(item["namespace"], item["name"]) for item in applied["results"] if item["kind"] == "Job"]
             follow(server.wait_jobs(jobs, timeout))

@@ -22,8 +22,8 @@ from typing import Iterator
 from urllib.parse import quote, urlencode, urlsplit
 
 from ..errors import BrokerError, Conflict, Forbidden, HostError, ManifestError, NotFound, StoreError, UsageError
+from .oneshot import TIMEOUT  # seconds for a connection and for each read of an answer that does not stream
 
-TIMEOUT = 30.0  # seconds for a connection and for each read of an answer that does not stream
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib's window bits for a gzip stream (header and trailer checked)
 ERROR_CLASSES = {"Forbidden": Forbidden, "NotFound": NotFound, "Conflict": Conflict, "StoreUnavailable": StoreError,
                  "HostError": HostError}
@@ -85,16 +85,17 @@ class Connection:
                 self._kept = None if kept else self._kept
                 if attempt == 1 and kept:  # a kept connection the server closed meanwhile: once more, anew
                     continue
-                raise self._unreachable(exc) from None
+                raise self.unreachable(exc) from None
             except (OSError, httpclient.HTTPException) as exc:
                 conn.close()
-                raise self._unreachable(exc) from None
+                raise self.unreachable(exc) from None
             if kept:
                 self._kept = conn
             return response
         raise AssertionError("unreachable")
 
-    def _unreachable(self, exc: Exception) -> BrokerError:
+    def unreachable(self, exc: Exception) -> BrokerError:
+        """What the CLI says of a request that failed on the way (refused, unresolved, TLS, timed out)."""
         where = f"the server {self.server}" + (f" ({self.origin})" if self.origin else "")
         if isinstance(exc, ssl.SSLCertVerificationError):
             return Unreachable(f"{where}: its TLS certificate is not trusted ({exc.verify_message}); give the CA "
@@ -126,7 +127,7 @@ class Connection:
         except InvalidStatus as exc:
             raise self.error(exc.response.status_code, exc.response.body or b"") from None
         except (OSError, InvalidHandshake) as exc:
-            raise self._unreachable(exc) from None
+            raise self.unreachable(exc) from None
 
     def close(self) -> None:
         if self._kept is not None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, TextIO
 from ..errors import BrokerError, UsageError
 from ..kinds import Kind
 from ..ops.refs import EVENTS, TASKS
+from ..spec.sources import FILES_TYPE, sources_body
 from .config import Target
 from .http import Connection, path_of, raised
 
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from ..ops.listing import Filters, Listing
     from ..ops.polling import Note
 
-FILES_TYPE = "application/vnd.brokerctl.files+json"  # api.limits.FILES_TYPE
 PLURALS = {Kind.NODE.value: "nodes", Kind.NAMESPACE.value: "namespaces", Kind.JOB.value: "jobs",
            Kind.SERVICE.value: "services", Kind.SECRET.value: "secrets", TASKS: "tasks", EVENTS: "events"}
 
@@ -55,14 +55,9 @@ class Remote:
 
     # -- manifests ----------------------------------------------------------------------------------
 
-    def _sources(self, files: list[str], stdin: TextIO | None) -> bytes:
-        from ..spec.sources import read_sources
-
-        return json.dumps({"sources": [s.to_json() for s in read_sources(files, stdin)]}).encode()
-
     def apply(self, files: list[str], stdin: TextIO | None, namespace: str) -> dict:
         """``{"results": [{ref, outcome, kind, namespace, name}], "warnings": [...]}``."""
-        return self.http.call("POST", path_of("apply"), {"namespace": namespace}, self._sources(files, stdin),
+        return self.http.call("POST", path_of("apply"), {"namespace": namespace}, sources_body(files, stdin),
                               FILES_TYPE)
 
     def diff(self, files: list[str], stdin: TextIO | None, namespace: str) -> list[dict]:
@@ -72,13 +67,13 @@ class Remote:
             if given != "-" and Path(given).is_dir():
                 raise UsageError(f"diff -f {given}: a directory is compared as `sync` would apply it, prunes "
                                  "included, which needs the store: run it on the server's host, or diff its files")
-        return self.http.call("POST", path_of("diff"), {"namespace": namespace}, self._sources(files, stdin),
+        return self.http.call("POST", path_of("diff"), {"namespace": namespace}, sources_body(files, stdin),
                               FILES_TYPE)["changes"]
 
     def delete_files(self, files: list[str], stdin: TextIO | None, namespace: str, force: bool,
                      yes: bool) -> list[dict]:
         params = {"namespace": namespace, "force": _flag(force), "confirm": _flag(yes)}
-        return self.http.call("POST", path_of("delete"), params, self._sources(files, stdin), FILES_TYPE)["results"]
+        return self.http.call("POST", path_of("delete"), params, sources_body(files, stdin), FILES_TYPE)["results"]
 
     # -- edit ---------------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NamedTuple, TextIO
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+FILES_TYPE = "application/vnd.brokerctl.files+json"  # the media type of ``sources_body`` (api.limits.FILES_TYPE)
 
 
 class Source(NamedTuple):
@@ -68,6 +69,14 @@ def read_sources(paths: list[str], stdin: TextIO | None = None) -> list[Source]:
             continue
         out += [_read(given, name, is_dir) for name in names]
     return out
+
+
+def sources_body(paths: list[str], stdin: TextIO | None = None) -> bytes:
+    """The files of ``paths`` as a remote command sends them (a ``FILES_TYPE`` body): ``{"sources": [...]}``,
+    one ``Source.to_json`` each, for the server to validate as the local CLI would have."""
+    import json
+
+    return json.dumps({"sources": [s.to_json() for s in read_sources(paths, stdin)]}).encode()
 
 
 def _read(given: str, name: str, in_directory: bool) -> Source:
