@@ -1,7 +1,8 @@
 """``brokerctl``: the root of the command line, a thin front end over ``ops``.
 
-Entry point ``main`` (console script): the one place that catches ``BrokerError`` (one red line on
-stderr and the error's exit code) and click's usage errors. The global ``--db`` and ``--secrets-key``
+``main`` (called by the console script's front door, ``entry``, for every command line it does not send
+itself): the one place that catches ``BrokerError`` (``entry.report``: one red line on stderr and the
+error's exit code) and click's usage errors. The global ``--db`` and ``--secrets-key``
 options are kept in ``common`` for the commands' store opener. The commands live in one module per group
 (``resources``, ``tasks``, ``nodes``, ``rollout``, ``sync``, ``controller``, ``server``, ``stores``,
 ``tokens``, ``login``, ``shell``) and are named here, in ``COMMANDS``, in the order ``--help`` lists them.
