@@ -571,7 +571,7 @@ def start_hosts(count: int, base_dir: str | None = None, first_ip: int = 21,
                 tls: bool = False) -> list[DockerHost]:
     """Start ``count`` daemons on 127.0.0.<first_ip>... in parallel.
 
-    ``base_dir`` defaults to a fresh /tmp/bkh-XXXXXXXX (kept short: unix
+    ``base_dir`` defaults to a fresh $TMPDIR/bkh-XXXXXXXX (else /tmp; kept short: unix
     socket paths are limited to ~100 chars).  With ``image`` every daemon
     gets ``busybox:latest``.  With ``network_first`` the first daemon keeps
     the default bridge and iptables (container networking, published ports);
@@ -583,7 +583,7 @@ def start_hosts(count: int, base_dir: str | None = None, first_ip: int = 21,
     if count < 1 or first_ip < 1 or first_ip + count - 1 > 254:
         raise ValueError(f"cannot place {count} hosts from 127.0.0.{first_ip}")
     if base_dir is None:
-        base = Path(tempfile.mkdtemp(prefix="bkh-", dir="/tmp"))
+        base = Path(tempfile.mkdtemp(prefix="bkh-", dir=os.environ.get("TMPDIR") or "/tmp"))
     else:
         base = Path(base_dir).absolute()
         base.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 
 A ``Registry`` is Debian's ``docker-registry`` (the CNCF distribution
 registry, v2) run as a plain process with its own config, htpasswd file and
-storage in one directory (/tmp/bkreg-XXXXXXXX), serving plain HTTP on
+storage in one directory ($TMPDIR/bkreg-XXXXXXXX, else /tmp), serving plain HTTP on
 127.0.0.1 (or another loopback address) and a free port.  Every request
 needs a user from its htpasswd file (bcrypt entries made by ``htpasswd -B``).
 
@@ -259,7 +259,7 @@ def start_registry(base_dir: str | Path | None = None, ip: str = "127.0.0.1",
                    timeout: float = 30) -> Registry:
     """Start and return a registry.
 
-    ``base_dir`` defaults to a fresh /tmp/bkreg-XXXXXXXX (a given one must be
+    ``base_dir`` defaults to a fresh $TMPDIR/bkreg-XXXXXXXX (else /tmp; a given one must be
     missing or empty); ``port`` to a free one on ``ip``; ``users`` to one
     user ``tester`` with a random password.  On failure nothing is left
     behind.
@@ -335,7 +335,7 @@ def _write_state(registry: Registry) -> None:
 
 def _make_base_dir(base_dir: str | Path | None) -> Path:
     if base_dir is None:
-        base = Path(tempfile.mkdtemp(prefix="bkreg-", dir="/tmp"))
+        base = Path(tempfile.mkdtemp(prefix="bkreg-", dir=os.environ.get("TMPDIR") or "/tmp"))
     else:
         base = Path(base_dir).absolute()
         base.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 """Throwaway PostgreSQL clusters on 127.0.0.1, for tests and benchmarks.
 
 Each ``PgCluster`` is a private ``postgres`` made by ``initdb`` in one short
-directory (/tmp/bkpg-XXXXXXXX: data in ``data/``, the unix socket beside it,
+directory ($TMPDIR/bkpg-XXXXXXXX, else /tmp: data in ``data/``, the unix socket beside it,
 the server log in ``log``) and listening on a free port of 127.0.0.1 only,
 with ``trust`` authentication for the superuser ``postgres``.  Its URL,
 ``postgresql://postgres@127.0.0.1:PORT/DB``, names a database made for the
@@ -288,7 +288,7 @@ def start_cluster(database: str = "brokerctl", base_dir: str | Path | None = Non
                   fast: bool = False, port: int | None = None, timeout: float = 60) -> PgCluster:
     """Make, start and return a cluster with ``database`` created.
 
-    ``base_dir`` defaults to a fresh /tmp/bkpg-XXXXXXXX (short: the unix
+    ``base_dir`` defaults to a fresh $TMPDIR/bkpg-XXXXXXXX (else /tmp; short: the unix
     socket lives there); a given one must be missing or empty.  ``port``
     defaults to a free one (another is tried if it is taken before the
     server binds it).  On failure nothing is left behind.
@@ -335,7 +335,7 @@ def _write_state(cluster: PgCluster) -> None:
 
 def _make_base_dir(base_dir: str | Path | None) -> Path:
     if base_dir is None:
-        base = Path(tempfile.mkdtemp(prefix="bkpg-", dir="/tmp"))
+        base = Path(tempfile.mkdtemp(prefix="bkpg-", dir=os.environ.get("TMPDIR") or "/tmp"))
     else:
         base = Path(base_dir).absolute()
         base.mkdir(parents=True, exist_ok=True)

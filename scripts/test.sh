@@ -43,6 +43,14 @@ fi
 # costs every brokerctl process ~25 ms of imports (pathlib, urllib, importlib.util) at start-up.
 .venv/bin/pip install -q -e '.[test]' --config-settings editable_mode=compat
 
+# Scratch space in memory when there is room (4 GiB free on /dev/shm): the throwaway daemons' vfs layers
+# and metadata, the stores' and PostgreSQL's fsyncs are the suite's slowest I/O (a container's
+# create+start took 0.11 s there against 0.21 s on this machine's disk). A TMPDIR already set is kept.
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ] \
+        && [ "$(df --output=avail -k /dev/shm 2>/dev/null | tail -1)" -gt 4194304 ] 2>/dev/null; then
+    export TMPDIR=/dev/shm
+fi
+
 rc=0
 # The end-to-end tests run in parallel workers, each with its own daemons and addresses
 # (tests/conftest.py), taking whole files in the order the conftest gives (the longest first);
