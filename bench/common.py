@@ -268,3 +268,28 @@ class Server:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+# The baseline of the controller's steady-state CPU (bench/steady.py, bench/hollow_scale.py): the
+# least any poller must do, a ping and a filtered container list of every host once a second.
+POLLER = """
+import sys, time, docker
+cls = [docker.DockerClient(base_url=a, version="1.41", timeout=float(sys.argv[3])) for a in sys.argv[1].split(",")]
+while True:
+    began = time.monotonic()
+    for c in cls:
+        c.api.ping()
+        c.api.containers(all=True, filters={"label": "brokerctl.store=" + sys.argv[2]})
+    time.sleep(max(0.0, 1.0 - (time.monotonic() - began)))
+"""
+
+
+def poller_command(addresses: list[str], timeout: float, store_id: str) -> list[str]:
+    """The command line of a ``POLLER`` process for the store ``store_id`` on ``addresses``."""
+    return [sys.executable, "-c", POLLER, ",".join(addresses), store_id, str(timeout)]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime, all threads

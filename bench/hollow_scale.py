@@ -54,22 +54,6 @@ BURST_TARGET, CPU_TARGET, RSS_TARGET_MB, FAILOVER_TARGET = 60.0, 25.0, 500.0, 5.
 POOL = 32  # the controller's worker threads (runtime.controller.Controller workers)
 COMMAND = ["sh", "-c", "sleep 86400"]  # hollow runs it as "sleeps a day": running for the whole run
 BASELINE_LABEL = "brokerctl-bench.baseline"
-TICK = os.sysconf("SC_CLK_TCK")
-POLLER = """
-import sys, time, docker
-cls = [docker.DockerClient(base_url=a, version="1.41", timeout=30) for a in sys.argv[1].split(",")]
-while True:
-    began = time.monotonic()
-    for c in cls:
-        c.api.ping()
-        c.api.containers(all=True, filters={"label": "brokerctl.store=" + sys.argv[2]})
-    time.sleep(max(0.0, 1.0 - (time.monotonic() - began)))
-"""
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime, all threads
 
 
 def rss_mb(pid: int) -> float:
@@ -177,9 +161,9 @@ def apply(store_path: Path, *docs: dict) -> None:
 
 
 def steady_window(store, pid: int, seconds: float) -> dict:
-    before, cpu0, t0 = store.lease()["stats"], cpu_seconds(pid), time.monotonic()
+    before, cpu0, t0 = store.lease()["stats"], common.cpu_seconds(pid), time.monotonic()
     time.sleep(seconds)
-    after, cpu1 = store.lease()["stats"], cpu_seconds(pid)
+    after, cpu1 = store.lease()["stats"], common.cpu_seconds(pid)
     elapsed = time.monotonic() - t0
     passes = after["passes"] - before["passes"]
     calls = {k: n - before["dockerCalls"].get(k, 0) for k, n in after["dockerCalls"].items()}
@@ -193,12 +177,12 @@ def steady_window(store, pid: int, seconds: float) -> dict:
 
 def poller_cpu(addresses: list[str], store_id: str, seconds: float) -> float:
     env = {**os.environ, "PYTHONPATH": str(common.ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", POLLER, ",".join(addresses), store_id], env=env)
+    proc = subprocess.Popen(common.poller_command(addresses, 30.0, store_id), env=env)
     try:
         time.sleep(2)  # its imports and first connections are not its steady work
-        cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+        cpu0, t0 = common.cpu_seconds(proc.pid), time.monotonic()
         time.sleep(seconds)
-        return 100 * (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
+        return 100 * (common.cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
     finally:
         proc.terminate()
         proc.wait(10)

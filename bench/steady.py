@@ -29,22 +29,6 @@ import docker  # noqa: E402
 
 COMMAND = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
 CPU_TARGET = 5.0  # % of one core
-TICK = os.sysconf("SC_CLK_TCK")
-POLLER = """
-import sys, time, docker
-cls = [docker.DockerClient(base_url=a, version="1.41", timeout=10) for a in sys.argv[1].split(",")]
-while True:
-    began = time.monotonic()
-    for c in cls:
-        c.api.ping()
-        c.api.containers(all=True, filters={"label": "brokerctl.store=" + sys.argv[2]})
-    time.sleep(max(0.0, 1.0 - (time.monotonic() - began)))
-"""
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime, all threads
 
 
 def running(clients, label: str) -> int:
@@ -74,12 +58,12 @@ def main() -> int:
             time.sleep(3 if args.quick else 8)  # last starts recorded, rollouts complete, nothing left to do
             pid = store.lease()["pid"]
             for rep in range(args.reps):
-                poller = subprocess.Popen([sys.executable, "-c", POLLER, ",".join(addresses), store.store_id], env=env)
+                poller = subprocess.Popen(common.poller_command(addresses, 10.0, store.store_id), env=env)
                 time.sleep(2)  # the poller's imports are not its steady work
-                before, cpu0, base0 = store.lease(), cpu_seconds(pid), cpu_seconds(poller.pid)
+                before, cpu0, base0 = store.lease(), common.cpu_seconds(pid), common.cpu_seconds(poller.pid)
                 t0 = time.monotonic()
                 time.sleep(args.window)
-                after, cpu1, base1 = store.lease(), cpu_seconds(pid), cpu_seconds(poller.pid)
+                after, cpu1, base1 = store.lease(), common.cpu_seconds(pid), common.cpu_seconds(poller.pid)
                 elapsed = time.monotonic() - t0
                 poller.terminate()
                 poller.wait(10)

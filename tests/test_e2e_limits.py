@@ -36,7 +36,9 @@ def rss_mib(pid: int) -> float:
 
 def pass_window(store: Store, seconds: float) -> tuple[int, float, float]:
     """Passes and their mean and last duration over the next ``seconds``, from the lease stats."""
-    first = store.lease()["stats"]
+    # the leader publishes its stats with a renewal (every second): a fast first Job can end before that
+    first = wait_for(lambda: (stats := store.lease()["stats"]) and "passes" in stats and stats, 10,
+                     "the leader's first stats in its lease")
     time.sleep(seconds)
     last = store.lease()["stats"]
     passes = last["passes"] - first["passes"]
