@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from reconciler.cli.entry import RemoteApply, remote_apply
-from reconciler.client.oneshot import request
+from reconciler.cli.entry import RemoteApply, _applied, remote_apply
+from reconciler.client.oneshot import Unanswered, request
 
 SERVER = ["--server", "http://127.0.0.1:8080", "--token", "bk_a_b"]
 
@@ -119,23 +119,49 @@ def test_a_chunked_answer_is_put_back_together(answering):
     (b"HTTP/1.1 200 OK\r\nContent-Le", "ended inside its headers"),
     (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "not an HTTP answer"),
 ])
-def test_an_answer_cut_short_or_not_http_is_a_value_error(answering, answer, says):
+def test_an_answer_cut_short_or_not_http_is_unanswered_for_a_value_error(answering, answer, says):
     url, answered, _ = answering
     answered[0] = answer
-    with pytest.raises(ValueError, match=says):
+    with pytest.raises(Unanswered, match=says) as failed:
         request(url, None, "POST", "/", {}, b"{}")
+    assert isinstance(failed.value.reason, ValueError)
 
 
 def test_a_connection_closed_without_an_answer_is_a_reset_worded_as_http_client_words_it(answering):
     url, answered, _ = answering
     answered[0] = b""
-    with pytest.raises(ConnectionResetError, match="^Remote end closed connection without response$"):
+    with pytest.raises(Unanswered, match="^Remote end closed connection without response$") as failed:
         request(url, None, "POST", "/", {}, b"{}")
+    assert isinstance(failed.value.reason, ConnectionResetError)
 
 
 def test_a_refused_connection_is_the_sockets_error():
     free = socket.create_server(("127.0.0.1", 0))
     port = free.getsockname()[1]
     free.close()
-    with pytest.raises(ConnectionRefusedError):
+    with pytest.raises(Unanswered) as failed:
         request(f"http://127.0.0.1:{port}", None, "POST", "/", {}, b"")
+    assert isinstance(failed.value.reason, ConnectionRefusedError)
+
+
+@pytest.mark.parametrize("body", [b"<html>proxy</html>", b'{"results": [{"name": "x"}]}', b"[1, 2]"])
+def test_an_answer_that_is_not_an_applys_is_one_clear_error_and_exit_1(answering, tmp_path, capsys, body):
+    url, answered, _ = answering
+    answered[0] = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    (tmp_path / "j.yaml").write_text("kind: Job\n")
+    with pytest.raises(SystemExit) as exited:
+        _applied(RemoteApply(url, "bk_a_b", None, None, [str(tmp_path / "j.yaml")], "default"))
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert f"answered 200 without a brokerctl error: {body.decode()!r}; is it a brokerctl server?" in err
+
+
+def test_stdin_that_is_not_utf8_is_not_reported_as_an_unreachable_server(answering, tmp_path, monkeypatch):
+    """Reading the files is not the request: its failure is not worded as the network's."""
+    import io
+
+    url, answered, _ = answering
+    answered[0] = b"HTTP/1.1 200 OK\r\nContent-Length: 31\r\n\r\n{\"results\": [], \"warnings\": []}"
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"kind: \xff\n"), encoding="utf-8"))
+    with pytest.raises(UnicodeDecodeError):
+        _applied(RemoteApply(url, "bk_a_b", None, None, ["-"], "default"))

@@ -101,17 +101,22 @@ def _applied(wanted: RemoteApply) -> bool:
         return False
     if target is None:  # the local store
         return False
-    from ..client.oneshot import apply
+    import json
+
+    from ..client.oneshot import Unanswered, apply
 
     try:
         answer = apply(target, wanted.files, sys.stdin, wanted.namespace)
-    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        report(_connection(target).unreachable(exc))
-    if answer.status >= 400:
+    except Unanswered as exc:
+        report(_connection(target).unreachable(exc.reason))
+    try:
+        applied = json.loads(answer.body) if answer.status < 400 else None
+        fine = applied is not None and all({"ref", "outcome"} <= item.keys() for item in applied["results"])
+    except (ValueError, KeyError, TypeError, AttributeError):  # not an apply's answer
+        fine = False
+    if not fine:  # the server's error, or an answer no brokerctl server gives, as the full client says it
         report(_connection(target).error(answer.status, answer.body))
-    import json
-
-    show_applied(json.loads(answer.body))
+    show_applied(applied)
     return True
 
 
@@ -125,7 +130,7 @@ def show_applied(applied: dict) -> None:
     """An apply's answer as the `apply` command prints it: ``job/x created`` a line, then the warnings."""
     sys.stdout.write("".join(f"{item['ref']} {item['outcome']}\n" for item in applied["results"]))
     sys.stdout.flush()
-    if applied["warnings"]:
+    if applied.get("warnings"):
         from .common import warn
 
         for text in applied["warnings"]:

@@ -8,8 +8,9 @@ answer read to its end (sized by ``Content-Length``, chunked, or up to the close
 nothing more: no kept connections, redirects or proxies (``http.Connection`` has none either); TLS,
 when the URL says https, with the system's CAs or the ``--ca`` file, as ``http.Connection``.
 
-Failures are left to the caller as they come (``OSError``, ``ssl.SSLError``, ``ConnectionResetError``
-for a connection closed without an answer, ``ValueError`` for an answer cut short or not HTTP): ``http.Connection.unreachable`` words them as every other command does.
+A request that fails on the way raises ``Unanswered`` holding the failure as it came (``OSError``,
+``ssl.SSLError``, ``ConnectionResetError`` for a connection closed without an answer, ``ValueError`` for
+an answer cut short or not HTTP): ``http.Connection.unreachable`` words it as every other command does.
 """
 
 from __future__ import annotations
@@ -24,6 +25,14 @@ if TYPE_CHECKING:
     from .config import Target
 
 TIMEOUT = 30.0  # seconds for the connection and for each read of the answer (as ``http.TIMEOUT``)
+
+
+class Unanswered(Exception):
+    """The request failed on the way; ``reason`` is why (the socket's, ssl's or the answer's error)."""
+
+    def __init__(self, reason: Exception):
+        super().__init__(str(reason))
+        self.reason = reason
 
 
 class Answer(NamedTuple):
@@ -48,9 +57,12 @@ def request(server: str, ca: str | None, method: str, target: str, headers: dict
     host, port = url.hostname or "", url.port or (443 if https else 80)
     head = [f"{method} {url.path.rstrip('/')}{target} HTTP/1.1", f"Host: {url.netloc}", "Connection: close",
             f"Content-Length: {len(body)}", *(f"{name}: {value}" for name, value in headers.items())]
-    with _connect(host, port, https, ca, timeout) as sock:
-        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
-        return _read_answer(sock)
+    try:
+        with _connect(host, port, https, ca, timeout) as sock:
+            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+            return _read_answer(sock)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise Unanswered(exc) from exc
 
 
 def _connect(host: str, port: int, https: bool, ca: str | None, timeout: float) -> socket.socket:
