@@ -75,7 +75,7 @@ def _options(words: list[str], known: dict[str, str]) -> dict[str, list[str]] | 
             option, value = word.split("=", 1)
         elif word in known:
             option, value = word, next(rest, None)
-        elif len(word) > 2 and word[:2] in known and not word.startswith("--"):
+        elif len(word) > 2 and word[:2] in known:  # -fFILE (no long option is two characters)
             option, value = word[:2], word[2:]
         else:
             return None

@@ -24,7 +24,7 @@ from ..spec.sources import FILES_TYPE, sources_body
 if TYPE_CHECKING:
     from .config import Target
 
-TIMEOUT = 30.0  # seconds for the connection and for each read of the answer (as ``http.TIMEOUT``)
+TIMEOUT = 30.0  # seconds for the connection and for each read of the answer (``http.Connection``'s too)
 
 
 class Unanswered(Exception):
@@ -57,9 +57,10 @@ def request(server: str, ca: str | None, method: str, target: str, headers: dict
     host, port = url.hostname or "", url.port or (443 if https else 80)
     head = [f"{method} {url.path.rstrip('/')}{target} HTTP/1.1", f"Host: {url.netloc}", "Connection: close",
             f"Content-Length: {len(body)}", *(f"{name}: {value}" for name, value in headers.items())]
+    sent = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body  # before the try: not the network's failure
     try:
         with _connect(host, port, https, ca, timeout) as sock:
-            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+            sock.sendall(sent)
             return _read_answer(sock)
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
         raise Unanswered(exc) from exc
